@@ -1,0 +1,240 @@
+"""The one interface every method implements.
+
+``apply_method(model, name, **knobs)`` adapts *the given model in place* (pass a
+fresh copy of a cached base model) and returns an :class:`Adapter` that knows its
+trainable tensors (tied ones once), its trainable count, a layout per target
+weight (what can change, for drawing), how to save, merge and load itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..targets import Target, find_targets, head_module_names
+
+
+class KnobError(ValueError):
+    """Impossible knob values; the message names the knob and the allowed range."""
+
+
+@dataclass
+class Knob:
+    name: str
+    kind: str  # int, float, bool, choice, multi
+    default: Any
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: list | None = None
+    advanced: bool = False
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def validate_knobs(knobs: list[Knob], values: dict, method: str) -> dict:
+    """Known knobs only, typed and range-checked; unknown names are an error."""
+    spec = {k.name: k for k in knobs}
+    unknown = [k for k in values if k not in spec]
+    if unknown:
+        raise KnobError(f"{method}: unknown knob(s) {', '.join(map(str, unknown))}; known: {', '.join(spec)}")
+    out = {}
+    for k in knobs:
+        v = values.get(k.name, k.default)
+        if v is None:
+            out[k.name] = None
+            continue
+        try:
+            if k.kind == "int":
+                if isinstance(v, float) and not float(v).is_integer():
+                    raise ValueError
+                v = int(v)
+            elif k.kind == "float":
+                v = float(v)
+                if v != v or v in (float("inf"), float("-inf")):
+                    raise ValueError
+            elif k.kind == "bool":
+                if isinstance(v, str):
+                    if v.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError
+                    v = v.lower() in ("1", "true", "yes", "on")
+                else:
+                    v = bool(v)
+            elif k.kind == "choice":
+                v = str(v)
+                if v not in k.choices:
+                    raise KnobError(f"{method}: {k.name} must be one of {', '.join(map(str, k.choices))} (got '{v[:40]}')")
+            elif k.kind == "multi":
+                if isinstance(v, str):
+                    v = [s.strip() for s in v.split(",") if s.strip()]
+                v = [str(s) for s in v]
+                if k.choices:
+                    bad = [s for s in v if s not in k.choices]
+                    if bad:
+                        raise KnobError(f"{method}: {k.name} has unknown value(s) {', '.join(bad)[:80]}; "
+                                        f"choose from {', '.join(k.choices)}")
+                if not v:
+                    raise KnobError(f"{method}: {k.name} needs at least one value")
+        except KnobError:
+            raise
+        except (TypeError, ValueError, OverflowError):
+            raise KnobError(f"{method}: {k.name} must be a {k.kind} (got '{str(v)[:40]}')") from None
+        if k.kind in ("int", "float"):
+            if k.min is not None and v < k.min:
+                raise KnobError(f"{method}: {k.name} must be >= {k.min} (got {v})")
+            if k.max is not None and v > k.max:
+                raise KnobError(f"{method}: {k.name} must be <= {k.max} (got {v})")
+        out[k.name] = v
+    return out
+
+
+@dataclass
+class Layout:
+    """What can change in one target weight W (d_out x d_in)."""
+
+    target: str
+    type: str
+    layer: int
+    shape: tuple[int, int]
+    kind: str  # dense, lowrank, entries, blocks, tied
+    trainable: int  # trainable parameters attributed to this target
+    changeable: int  # entries of W that training can change
+    detail: dict = field(default_factory=dict)
+    _mask: Any = None  # callable -> bool ndarray (d_out, d_in)
+
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            return np.ones(self.shape, dtype=bool)
+        return self._mask()
+
+    def to_dict(self):
+        return dict(target=self.target, type=self.type, layer=self.layer, shape=list(self.shape), kind=self.kind,
+                    trainable=int(self.trainable), changeable=int(self.changeable),
+                    detail={k: v for k, v in self.detail.items() if isinstance(v, (int, float, str, bool, list))})
+
+
+def unique_params(named):
+    seen, out = set(), []
+    for n, p in named:
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        out.append((n, p))
+    return out
+
+
+class Adapter:
+    """Base class: a method applied to one model."""
+
+    method: str = ""
+    needs_warmup: bool = False
+
+    def __init__(self, model: nn.Module, knobs: dict, n_base: int):
+        self.model = model
+        self.knobs = knobs
+        self.n_base = int(n_base)  # parameters of the unadapted model
+        self.notes: list[str] = []  # shown on screen: defaults, approximations, deviations
+        self.targets: list[Target] = []
+
+    # --- trainable tensors -------------------------------------------------
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return unique_params((n, p) for n, p in self.model.named_parameters(remove_duplicate=False)
+                             if p.requires_grad)
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for _, p in self.trainable_parameters())
+
+    def num_total(self) -> int:
+        return self.n_base
+
+    def head_parameters(self) -> int:
+        n = 0
+        for name in head_module_names(self.model):
+            n += sum(p.numel() for p in getattr(self.model, name).parameters())
+        return n
+
+    def layouts(self) -> list[Layout]:
+        raise NotImplementedError
+
+    def summary(self) -> dict:
+        n = self.num_trainable()
+        return dict(method=self.method, knobs=self.knobs, total_params=self.n_base, trainable_params=n,
+                    trainable_fraction=n / max(1, self.n_base), notes=list(self.notes),
+                    targets=[lay.to_dict() for lay in self.layouts()])
+
+    # --- hooks for the training loop -----------------------------------------
+    def on_step_end(self, optimizer) -> None:
+        """Called after every optimizer step (LoRA-SP's per-step masks use it)."""
+
+    # --- persistence ---------------------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return dict(method=self.method, knobs=self.knobs, n_base=self.n_base, format_version=1)
+
+    def save(self, folder) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_tensors().items()}
+        save_file(tensors, str(folder / "adapter.safetensors"), metadata={"method": self.method})
+        (folder / "explorer_adapter.json").write_text(json.dumps(self.config(), indent=2, default=str))
+        return folder
+
+    # --- merging ----------------------------------------------------------------
+    def merge_into_model(self) -> nn.Module:
+        """Merge in place and return the plain model (the adapter is spent)."""
+        raise NotImplementedError
+
+    def merged_model(self) -> nn.Module:
+        """A merged copy; this adapter stays usable."""
+        clone = copy.deepcopy(self)
+        return clone.merge_into_model()
+
+
+def sparse_head_setup(model: nn.Module) -> None:
+    """The new classification head trains fully (SpaRTA's paper; every PEFT method here)."""
+    for name in head_module_names(model):
+        for p in getattr(model, name).parameters():
+            p.requires_grad_(True)
+
+
+def head_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for name in head_module_names(model):
+        for pn, p in getattr(model, name).named_parameters():
+            out[f"head.{name}.{pn}"] = p.detach()
+    return out
+
+
+def load_head_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    for key, val in tensors.items():
+        if not key.startswith("head."):
+            continue
+        _, name, pn = key.split(".", 2)
+        mod = getattr(model, name)
+        with torch.no_grad():
+            mod.get_parameter(pn).copy_(val)
+
+
+def resolve_targets(model: nn.Module, types, method: str) -> list[Target]:
+    targets = find_targets(model, list(types))
+    if not targets:
+        from ..targets import available_types
+
+        raise KnobError(f"{method}: no linear layers of type(s) {', '.join(types)} in this model; "
+                        f"it has {', '.join(available_types(model)) or 'none'}")
+    return targets

@@ -1,0 +1,197 @@
+"""LoRA-SP (arXiv 2403.08822): LoRA with a random half of the entries of A and B frozen.
+
+Only the trainable entries exist as parameters (``a_vals``, ``b_vals``); the frozen
+entries live in buffers, so neither AdamW's weight decay nor its moments can move
+them, and they get no optimizer state.  No public code exists: the default is one
+fixed, seeded Bernoulli-style mask per matrix drawn at initialisation (exactly
+``round((1 - freeze) * n)`` trainable entries); a mask redrawn after every step is a
+labelled "dropout-style" variant.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..sparse import scatter_entries
+from ..targets import ALL_TYPES, set_submodule
+from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+
+KNOBS = [
+    Knob("rank", "int", 8, "rank r of B A", min=1, max=512),
+    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0),
+    Knob("targets", "multi", ["q", "v"], "target matrices", choices=ALL_TYPES),
+    Knob("freeze", "float", 0.5, "fraction of the entries of A and B frozen (0.5 in the paper)", min=0.0, max=0.99),
+    Knob("seed", "int", 0, "seed for the init and the masks", min=0, max=2**31 - 1),
+    Knob("mask_mode", "choice", "fixed", "fixed: one mask drawn at init (default); per-step: redrawn after every "
+         "optimizer step (dropout-style variant)", choices=["fixed", "per-step"], advanced=True),
+]
+DESCRIPTION = "LoRA in which a random half of the entries of A and B are frozen (only the rest are parameters)."
+PAPER = "arXiv 2403.08822"
+FORMULA = "about (1 - freeze) r (d_in + d_out) per target"
+
+
+def _n_train(n: int, freeze: float) -> int:
+    return int(round((1.0 - freeze) * n))
+
+
+class LoRASPLinear(nn.Module):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, freeze: float, gen: torch.Generator):
+        super().__init__()
+        self.base = base
+        d_out, d_in = base.out_features, base.in_features
+        self.rank, self.scaling, self.freeze = rank, alpha / rank, freeze
+        dev = base.weight.device
+        a0 = torch.empty(rank, d_in)
+        # the same init as LoRA: kaiming-uniform(a=sqrt(5)) on A, zeros on B
+        bound = 1.0 / math.sqrt(d_in)
+        a0.uniform_(-bound, bound, generator=gen)
+        self.register_buffer("a0", a0.to(dev))
+        self.register_buffer("b0", torch.zeros(d_out, rank, device=dev))
+        ia = torch.randperm(rank * d_in, generator=gen)[:_n_train(rank * d_in, freeze)].sort().values
+        ib = torch.randperm(d_out * rank, generator=gen)[:_n_train(d_out * rank, freeze)].sort().values
+        self.register_buffer("a_idx", ia.to(torch.int32).to(dev))
+        self.register_buffer("b_idx", ib.to(torch.int32).to(dev))
+        self.a_vals = nn.Parameter(self.a0.reshape(-1)[ia.to(dev)].clone())
+        self.b_vals = nn.Parameter(self.b0.reshape(-1)[ib.to(dev)].clone())
+
+    @property
+    def weight(self):
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+    def factors(self):
+        a = scatter_entries(self.a0, self.a_idx, self.a_vals)
+        b = scatter_entries(self.b0, self.b_idx, self.b_vals)
+        return a, b
+
+    def forward(self, x):
+        a, b = self.factors()
+        return self.base(x) + F.linear(F.linear(x, a.to(x.dtype)), b.to(x.dtype)) * self.scaling
+
+    def delta_weight(self) -> torch.Tensor:
+        a, b = self.factors()
+        return (b.detach() @ a.detach()) * self.scaling
+
+    @torch.no_grad()
+    def redraw(self, gen: torch.Generator):
+        """Per-step variant: write the trained values back, draw a new mask."""
+        for buf, idx_name, vals in (("a0", "a_idx", self.a_vals), ("b0", "b_idx", self.b_vals)):
+            base = getattr(self, buf)
+            idx = getattr(self, idx_name)
+            base.view(-1)[idx.long()] = vals.detach().to(base.dtype)
+            new = torch.randperm(base.numel(), generator=gen)[:idx.numel()].sort().values.to(base.device)
+            idx.copy_(new.to(torch.int32))
+            vals.data.copy_(base.view(-1)[new])
+
+    def masks(self):
+        ma = np.zeros(self.a0.numel(), dtype=bool)
+        ma[self.a_idx.cpu().numpy()] = True
+        mb = np.zeros(self.b0.numel(), dtype=bool)
+        mb[self.b_idx.cpu().numpy()] = True
+        return ma.reshape(self.a0.shape), mb.reshape(self.b0.shape)
+
+    def to_linear(self) -> nn.Linear:
+        lin = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
+                        device=self.base.weight.device, dtype=self.base.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_((self.base.weight.float() + self.delta_weight().float()).to(lin.weight.dtype))
+            if self.base.bias is not None:
+                lin.bias.copy_(self.base.bias)
+        for p in lin.parameters():
+            p.requires_grad_(False)
+        return lin
+
+
+class LoRASPAdapter(Adapter):
+    method = "lora-sp"
+
+    def __init__(self, model: nn.Module, knobs: dict, n_base: int):
+        super().__init__(model, knobs, n_base)
+        self.targets = resolve_targets(model, knobs["targets"], self.method)
+        self.modules: dict[str, LoRASPLinear] = {}
+        for t in self.targets:
+            gen = torch.Generator().manual_seed(knobs["seed"] * 1_000_003 + zlib.crc32(t.name.encode()))
+            mod = LoRASPLinear(model.get_submodule(t.name), knobs["rank"], knobs["alpha"], knobs["freeze"], gen)
+            set_submodule(model, t.name, mod)
+            self.modules[t.name] = mod
+        sparse_head_setup(model)
+        self._step_gen = torch.Generator().manual_seed(knobs["seed"] + 7919)
+        self.notes.append("No public code exists: one fixed seeded mask per matrix is this project's default."
+                          if knobs["mask_mode"] == "fixed" else
+                          "Dropout-style variant (labelled): the mask is redrawn after every optimizer step; "
+                          "Adam moments of the trainable entries restart with each new mask.")
+        self.notes.append("Frozen entries are buffers, not parameters: weight decay and Adam cannot move them. "
+                          "Half of B starts at zero and, frozen, stays zero (as in the paper).")
+
+    def layouts(self):
+        out = []
+        for t in self.targets:
+            m = self.modules[t.name]
+            ma, mb = m.masks()
+            # W[i, j] can change iff row i of B has a trainable entry (A is dense and non-zero)
+            rows_ok = mb.any(axis=1) | (m.b0.detach().cpu().numpy() != 0).any(axis=1)
+            changeable = int(rows_ok.sum()) * t.d_in
+
+            def _mask(rows_ok=rows_ok, shape=(t.d_out, t.d_in)):
+                return np.repeat(rows_ok[:, None], shape[1], axis=1)
+
+            out.append(Layout(t.name, t.type, t.layer, (t.d_out, t.d_in), "lowrank-masked",
+                              m.a_vals.numel() + m.b_vals.numel(), changeable,
+                              detail=dict(rank=m.rank, a_trainable=int(ma.sum()), a_total=int(ma.size),
+                                          b_trainable=int(mb.sum()), b_total=int(mb.size),
+                                          masks=lambda m=m: m.masks()),
+                              _mask=_mask))
+        return out
+
+    def on_step_end(self, optimizer):
+        if self.knobs["mask_mode"] != "per-step":
+            return
+        for m in self.modules.values():
+            m.redraw(self._step_gen)
+            for p in (m.a_vals, m.b_vals):
+                st = optimizer.state.get(p)
+                if st:
+                    for k in ("exp_avg", "exp_avg_sq"):
+                        if k in st:
+                            st[k].zero_()
+
+    def state_tensors(self):
+        out = head_state(self.model)
+        for n, m in self.modules.items():
+            out[f"{n}.a0"] = m.a0
+            out[f"{n}.b0"] = m.b0
+            out[f"{n}.a_idx"] = m.a_idx
+            out[f"{n}.b_idx"] = m.b_idx
+            out[f"{n}.a_vals"] = m.a_vals.detach()
+            out[f"{n}.b_vals"] = m.b_vals.detach()
+        return out
+
+    def load_state_tensors(self, tensors):
+        load_head_state(self.model, tensors)
+        with torch.no_grad():
+            for n, m in self.modules.items():
+                for k in ("a0", "b0", "a_idx", "b_idx"):
+                    getattr(m, k).copy_(tensors[f"{n}.{k}"])
+                m.a_vals.copy_(tensors[f"{n}.a_vals"])
+                m.b_vals.copy_(tensors[f"{n}.b_vals"])
+
+    def merge_into_model(self):
+        for n, m in self.modules.items():
+            set_submodule(self.model, n, m.to_linear())
+        self.modules = {}
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self.model
+
+
+def apply(model, knobs, n_base, **_):
+    return LoRASPAdapter(model, knobs, n_base)

@@ -1,0 +1,269 @@
+"""Tied-LoRA (arXiv 2311.09578): z = W x + (alpha / r) diag(v) B diag(u) A x.
+
+Targets that read the same input inside a layer are fused as in the paper (q, k, v
+share one A of r x d_in and one B of (d_q + d_k + d_v) x r, sliced per target; with
+grouped-query attention the slices have the real, smaller k/v sizes).  With ``tied``
+on, A and B are single tensors shared by every layer (their gradients sum over
+layers); u (r) and v (rows of B) are per-layer scaling vectors.  Each of A, B, u, v
+is trained or frozen.  Frozen tensors are buffers, never parameters.
+
+Presets: ``vBuA`` = untied, A and B trained, u = v = 1 frozen (plain LoRA on the
+fused form); ``TL5`` = tied A, B trained, u, v frozen at 1; ``TL6`` = tied, all four
+trained (the paper's best).  Labels TL1-TL4 are not attached: their exact mapping
+is not certain from public sources.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..targets import ALL_TYPES, INPUT_GROUPS, set_submodule
+from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+
+PRESETS = {
+    "vBuA": dict(tied=False, train_A=True, train_B=True, train_u=False, train_v=False),
+    "TL5": dict(tied=True, train_A=True, train_B=True, train_u=False, train_v=False),
+    "TL6": dict(tied=True, train_A=True, train_B=True, train_u=True, train_v=True),
+    "VeRA-like": dict(tied=True, train_A=False, train_B=False, train_u=True, train_v=True),
+}
+
+KNOBS = [
+    Knob("preset", "choice", "TL6", "a named combination (custom: use the switches below)",
+         choices=list(PRESETS) + ["custom"]),
+    Knob("rank", "int", 8, "rank r", min=1, max=512),
+    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0),
+    Knob("targets", "multi", ["q", "k", "v"], "target matrices (q, k, v are fused as in the paper)",
+         choices=ALL_TYPES),
+    Knob("tied", "bool", True, "one A and one B shared by all layers (custom preset only)"),
+    Knob("train_A", "bool", True, "A trained (custom preset only)"),
+    Knob("train_B", "bool", True, "B trained (custom preset only)"),
+    Knob("train_u", "bool", True, "u trained (custom preset only)"),
+    Knob("train_v", "bool", True, "v trained (custom preset only)"),
+    Knob("seed", "int", 0, "seed for the random init", min=0, max=2**31 - 1),
+]
+DESCRIPTION = "One low-rank A and B shared by all layers, with per-layer scaling vectors u and v."
+PAPER = "arXiv 2311.09578"
+FORMULA = "tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]"
+
+
+def resolve_switches(knobs: dict) -> dict:
+    if knobs.get("preset", "custom") != "custom":
+        return dict(PRESETS[knobs["preset"]])
+    return {k: bool(knobs[k]) for k in ("tied", "train_A", "train_B", "train_u", "train_v")}
+
+
+class TiedGroup(nn.Module):
+    """The A, B, u, v of one fused input group (e.g. q, k, v) across all layers."""
+
+    def __init__(self, d_in: int, d_out_total: int, n_layers: int, rank: int, sw: dict, gen: torch.Generator,
+                 device):
+        super().__init__()
+        self.sw = sw
+        n_ab = 1 if sw["tied"] else n_layers
+        a = torch.empty(n_ab, rank, d_in)
+        bound = 1.0 / math.sqrt(d_in)
+        a.uniform_(-bound, bound, generator=gen)
+        b = torch.zeros(n_ab, d_out_total, rank)
+        u = torch.ones(n_layers, rank)
+        v = torch.ones(n_layers, d_out_total)
+        # the change must be zero at step 0: zero the first trained factor that may be zero
+        if not sw["train_B"]:
+            b.normal_(0.0, 1.0 / math.sqrt(rank), generator=gen)  # a frozen B cannot be zero
+            if sw["train_v"]:
+                v.zero_()
+            elif sw["train_u"]:
+                u.zero_()
+            elif sw["train_A"]:
+                a.zero_()
+        for name, val, train in (("A", a, sw["train_A"]), ("B", b, sw["train_B"]), ("u", u, sw["train_u"]),
+                                 ("v", v, sw["train_v"])):
+            val = val.to(device)
+            if train:
+                setattr(self, name, nn.Parameter(val))
+            else:
+                self.register_buffer(name, val)
+
+    def ab(self, layer: int):
+        i = 0 if self.sw["tied"] else layer
+        return self.A[i], self.B[i]
+
+
+class TiedLoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, group: TiedGroup, layer: int, rows: slice, scaling: float):
+        super().__init__()
+        self.base = base
+        self.group = group  # shared module: its parameters are counted and optimised once
+        self.layer, self.rows, self.scaling = layer, rows, scaling
+
+    @property
+    def weight(self):
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+    def forward(self, x):
+        g = self.group
+        a, b = g.ab(self.layer)
+        h = F.linear(x, a.to(x.dtype)) * g.u[self.layer].to(x.dtype)
+        upd = F.linear(h, b[self.rows].to(x.dtype)) * g.v[self.layer, self.rows].to(x.dtype)
+        return self.base(x) + upd * self.scaling
+
+    def delta_weight(self):
+        g = self.group
+        a, b = g.ab(self.layer)
+        a, b = a.detach(), b.detach()
+        return (g.v[self.layer, self.rows].detach()[:, None] * b[self.rows]) @ (g.u[self.layer].detach()[:, None] * a) \
+            * self.scaling
+
+    def to_linear(self):
+        lin = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
+                        device=self.base.weight.device, dtype=self.base.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_((self.base.weight.float() + self.delta_weight().float()).to(lin.weight.dtype))
+            if self.base.bias is not None:
+                lin.bias.copy_(self.base.bias)
+        for p in lin.parameters():
+            p.requires_grad_(False)
+        return lin
+
+
+def _group_key(ttype: str) -> str:
+    for grp in INPUT_GROUPS:
+        if ttype in grp:
+            return "+".join(grp)
+    return ttype
+
+
+class TiedLoRAAdapter(Adapter):
+    method = "tied-lora"
+
+    def __init__(self, model: nn.Module, knobs: dict, n_base: int):
+        super().__init__(model, knobs, n_base)
+        sw = resolve_switches(knobs)
+        if not any(sw[k] for k in ("train_A", "train_B", "train_u", "train_v")):
+            raise KnobError("tied-lora: at least one of A, B, u, v must be trained")
+        self.switches = sw
+        self.targets = resolve_targets(model, knobs["targets"], self.method)
+        rank = knobs["rank"]
+        layers = sorted({t.layer for t in self.targets})
+        self.n_layers = max(layers) + 1
+        gen = torch.Generator().manual_seed(knobs["seed"])
+        # group targets by (fused input group); the row slices follow the target order
+        by_group: dict[str, list] = {}
+        for t in self.targets:
+            by_group.setdefault(_group_key(t.type), []).append(t)
+        self.groups = nn.ModuleDict()
+        self.slices: dict[str, tuple[str, slice]] = {}
+        dev = next(model.parameters()).device
+        for gk, ts in by_group.items():
+            types = []
+            for t in ts:
+                if t.type not in types:
+                    types.append(t.type)
+            sizes = {}
+            for t in ts:
+                sizes.setdefault(t.type, t.d_out)
+                if sizes[t.type] != t.d_out:
+                    raise KnobError(f"tied-lora: {t.type} has different shapes across layers; it cannot be tied")
+            d_ins = {t.d_in for t in ts}
+            if len(d_ins) != 1:
+                raise KnobError(f"tied-lora: targets {', '.join(types)} read inputs of different sizes")
+            offsets, off = {}, 0
+            for ty in types:
+                offsets[ty] = slice(off, off + sizes[ty])
+                off += sizes[ty]
+            grp = TiedGroup(d_ins.pop(), off, self.n_layers, rank, sw, gen, dev)
+            key = gk.replace("+", "_")
+            self.groups[key] = grp
+            for t in ts:
+                self.slices[t.name] = (key, offsets[t.type])
+                mod = TiedLoRALinear(model.get_submodule(t.name), grp, t.layer, offsets[t.type],
+                                     knobs["alpha"] / rank)
+                set_submodule(model, t.name, mod)
+        sparse_head_setup(model)
+        label = knobs["preset"] if knobs["preset"] != "custom" else "custom combination"
+        self.notes.append(f"{label}: A, B {'tied across layers' if sw['tied'] else 'per layer (untied)'}; "
+                          + ", ".join(f"{k[-1]} {'trained' if sw[k] else 'frozen'}"
+                                      for k in ("train_A", "train_B", "train_u", "train_v")) + ".")
+        if len(by_group) and any(len(v) > 1 for v in by_group.values()):
+            self.notes.append("Targets that read the same input (q, k, v) share one A and a fused B, as in the paper.")
+        if not sw["train_B"]:
+            self.notes.append("B is frozen, so it starts random (it cannot be zero); the first trained factor "
+                              "among v, u, A starts at zero so the update is zero at step 0.")
+
+    def layouts(self):
+        out = []
+        rank = self.knobs["rank"]
+        sw = self.switches
+        for t in self.targets:
+            key, rows = self.slices[t.name]
+            grp = self.groups[key]
+            # per-target share of the parameters: tied tensors are attributed to the first layer only
+            n_rows = rows.stop - rows.start
+            n = 0
+            first = not sw["tied"] or t.layer == min(x.layer for x in self.targets if self.slices[x.name][0] == key)
+            if sw["train_A"] and first and rows.start == 0:
+                n += rank * t.d_in
+            if sw["train_B"] and first:
+                n += n_rows * rank
+            if sw["train_u"] and rows.start == 0:
+                n += rank
+            if sw["train_v"]:
+                n += n_rows
+            out.append(Layout(t.name, t.type, t.layer, (t.d_out, t.d_in), "tied", n, t.d_out * t.d_in,
+                              detail=dict(group=key, rows=[rows.start, rows.stop], tied=sw["tied"], rank=rank,
+                                          shared_by_layers=self.n_layers if sw["tied"] else 1,
+                                          **{k: sw[k] for k in ("train_A", "train_B", "train_u", "train_v")})))
+        return out
+
+    def state_tensors(self):
+        out = head_state(self.model)
+        for key, grp in self.groups.items():
+            for name in ("A", "B", "u", "v"):
+                out[f"{key}.{name}"] = getattr(grp, name).detach()
+        return out
+
+    def load_state_tensors(self, tensors):
+        load_head_state(self.model, tensors)
+        with torch.no_grad():
+            for key, grp in self.groups.items():
+                for name in ("A", "B", "u", "v"):
+                    getattr(grp, name).copy_(tensors[f"{key}.{name}"])
+
+    def merge_into_model(self):
+        for t in self.targets:
+            mod = self.model.get_submodule(t.name)
+            set_submodule(self.model, t.name, mod.to_linear())
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self.model
+
+
+def expected_count(targets, rank: int, sw: dict) -> int:
+    """The formula from the paper's notation, computed from real shapes (for tests and the playground)."""
+    by_group: dict[str, dict] = {}
+    layers = set()
+    for t in targets:
+        g = by_group.setdefault(_group_key(t.type), {})
+        g.setdefault(t.type, (t.d_out, t.d_in))
+        layers.add(t.layer)
+    n_layers = max(layers) + 1
+    total = 0
+    for g in by_group.values():
+        d_out = sum(s[0] for s in g.values())
+        d_in = next(iter(g.values()))[1]
+        n_ab = 1 if sw["tied"] else n_layers
+        total += n_ab * ((rank * d_in if sw["train_A"] else 0) + (d_out * rank if sw["train_B"] else 0))
+        total += n_layers * ((rank if sw["train_u"] else 0) + (d_out if sw["train_v"] else 0))
+    return total
+
+
+def apply(model, knobs, n_base, **_):
+    return TiedLoRAAdapter(model, knobs, n_base)

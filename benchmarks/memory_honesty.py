@@ -1,0 +1,120 @@
+"""Memory honesty: bytes of trainable parameters, gradients and optimizer state per method.
+
+For each method at its default knobs, on the real models ``smollm2-135m`` and
+``minilm``: apply the method to a fresh copy, run two AdamW optimizer steps on
+batches of the model's built-in task (Adam allocates its state on the first
+step), then count the bytes that really exist (``explorer.memory.account``).
+
+Checks printed beside the table:
+- SMT and SpaRTA: optimizer state = 8 bytes x trainable entries (fp32 Adam moments),
+  i.e. only the selected entries (+ the classification head on minilm);
+- LoRA-SP: optimizer state <= 0.55 x LoRA's at the same rank;
+- full fine-tuning: optimizer state = 8 bytes x all parameters.
+
+Run: ``python -m benchmarks.memory_honesty [--models smollm2-135m,minilm] [--json OUT]``
+(SMT's warm-up is shortened to 4 gradient-only batches here: the benchmark measures
+the memory of the training phase, not the quality of the selection.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from explorer import data
+from explorer.memory import account
+from explorer.methods import apply_method
+from explorer.methods.smt import run_warmup
+from explorer.models import fresh_copy, load_model
+
+METHODS = ["full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta"]
+SMT_BENCH_KNOBS = dict(warmup_steps=4, warmup_mode="gradient-only")
+
+
+def measure(loaded, method: str, batches) -> dict:
+    torch.manual_seed(0)
+    model = fresh_copy(loaded.model)
+    knobs = dict(SMT_BENCH_KNOBS) if method == "smt" else {}
+    adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
+    if adapter.needs_warmup:
+        run_warmup(adapter, batches[:4], max_steps=4)
+    params = [p for _, p in adapter.trainable_parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+    adapter.model.train()
+    t0 = time.perf_counter()
+    for batch in batches[:2]:
+        loss = adapter.model(**batch).loss
+        loss.backward()
+        opt.step()
+        acc = account(adapter.model, opt)  # before zero_grad: the gradients still exist
+        opt.zero_grad(set_to_none=True)
+    dt = (time.perf_counter() - t0) / 2
+    n_train = adapter.num_trainable()
+    moments = acc["optimizer_bytes"] - acc.get("optimizer_scalar_bytes", 0)
+    return dict(method=method, trainable_params=n_train, head_params=adapter.head_parameters(),
+                trainable_bytes=acc["trainable_bytes"], grads_bytes=acc["grads_bytes"],
+                optimizer_bytes=acc["optimizer_bytes"], optimizer_moment_bytes=moments,
+                weights_bytes=acc["weights_bytes"], step_s=dt, n_base=loaded.info.n_params,
+                knobs=adapter.knobs)
+
+
+def checks(rows: dict) -> list[tuple[str, bool, str]]:
+    out = []
+    for m in ("smt", "sparta"):
+        r = rows[m]
+        ok = r["optimizer_moment_bytes"] == 8 * r["trainable_params"]
+        out.append((f"{m}: optimizer state = 8 B x trainable entries", ok,
+                    f"{r['optimizer_moment_bytes']:,} B vs 8 x {r['trainable_params']:,} "
+                    f"({r['trainable_params'] - r['head_params']:,} selected + {r['head_params']:,} head)"))
+    ratio = rows["lora-sp"]["optimizer_moment_bytes"] / rows["lora"]["optimizer_moment_bytes"]
+    out.append(("lora-sp: optimizer state <= 0.55 x LoRA's", ratio <= 0.55, f"ratio {ratio:.3f}"))
+    r = rows["full"]
+    out.append(("full: optimizer state = 8 B x all parameters", r["optimizer_moment_bytes"] == 8 * r["n_base"],
+                f"{r['optimizer_moment_bytes']:,} B vs 8 x {r['n_base']:,}"))
+    return out
+
+
+def mib(b):
+    return f"{b / 2**20:,.2f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="smollm2-135m,minilm")
+    ap.add_argument("--json", default=None, help="write the results as JSON to this file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    results, all_ok = {}, True
+    for name in args.models.split(","):
+        loaded = load_model(name)
+        task = data.load_task(data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
+        batches = list(data.iter_batches(task, loaded.tokenizer, "train", batch_size=4, seed=0, max_batches=4,
+                                         model_kind=loaded.info.kind, max_len=64))
+        rows = {}
+        for m in METHODS:
+            rows[m] = measure(loaded, m, batches)
+            print(f"  {name} {m}: done", file=sys.stderr)
+        results[name] = rows
+        print(f"\n### {name} ({loaded.info.n_params:,} parameters; AdamW fp32; after 2 optimizer steps; MiB = 2^20 B)\n")
+        print("| method | trainable params | trainable MiB | grads MiB | optimizer state MiB | state / full |")
+        print("|---|---:|---:|---:|---:|---:|")
+        full_opt = rows["full"]["optimizer_moment_bytes"]
+        for m, r in rows.items():
+            print(f"| {m} | {r['trainable_params']:,} | {mib(r['trainable_bytes'])} | {mib(r['grads_bytes'])} | "
+                  f"{mib(r['optimizer_bytes'])} | {r['optimizer_moment_bytes'] / full_opt:.5f} |")
+        print()
+        for label, ok, detail in checks(rows):
+            all_ok &= ok
+            print(f"- {'PASS' if ok else 'FAIL'} {label}: {detail}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Plotly figure builders (no streamlit).
+
+Every builder takes numbers (numpy float32, already reduced to at most ~512 x 512
+cells, see ``explorer.playground.reduce_mask``) and a ``template``
+(``"plotly_white"`` or ``"plotly_dark"``, see :func:`template_for`).  Colour
+scales are theme-neutral (Viridis / Cividis work on both backgrounds) and their
+ranges are fixed, so two pictures side by side compare.  Axes say their units.
+``uirevision`` keeps zoom across redraws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# theme-neutral categorical colours (readable on white and on dark grey)
+TRAINED = "#E4572E"  # trained: warm orange-red
+FROZEN = "#8A94A6"  # frozen: mid grey
+SHARED = "#2E86AB"  # shared / tied: blue
+ACCENT = "#F3A712"
+COLORS = ["#2E86AB", "#E4572E", "#17BEBB", "#F3A712", "#8E6CCF", "#76B041", "#D1495B"]
+MASK_SCALE = "Viridis"
+FONT = dict(size=13)
+
+
+def template_for(theme_type: str | None) -> str:
+    return "plotly_dark" if (theme_type or "").lower() == "dark" else "plotly_white"
+
+
+def _base(fig: go.Figure, template: str, title: str | None, height: int, rev: str = "keep") -> go.Figure:
+    fig.update_layout(template=template, title=dict(text=title, x=0.0, xanchor="left") if title else None,
+                      height=height, margin=dict(l=10, r=10, t=48 if title else 16, b=10), font=FONT,
+                      uirevision=rev, paper_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def mask_heatmap(frac: np.ndarray, shape: tuple[int, int], factor: int, title: str, template: str = "plotly_white",
+                 colorbar_title: str = "trainable<br>fraction", zmax: float = 1.0, height: int = 380) -> go.Figure:
+    """Fraction of entries of W that can change, per drawn cell (cell = factor x factor entries)."""
+    frac = np.asarray(frac, dtype=np.float32)
+    d_out, d_in = shape
+    xs = (np.arange(frac.shape[1]) * factor).astype(np.int32)
+    ys = (np.arange(frac.shape[0]) * factor).astype(np.int32)
+    hover = ("input column %{x}, output row %{y}<br>" + colorbar_title.replace("<br>", " ") + ": %{z:.3f}"
+             + (f"<br>(one cell = {factor}×{factor} entries)" if factor > 1 else "") + "<extra></extra>")
+    fig = go.Figure(go.Heatmap(z=frac, x=xs, y=ys, zmin=0.0, zmax=zmax, colorscale=MASK_SCALE,
+                               colorbar=dict(title=dict(text=colorbar_title), thickness=12), hovertemplate=hover))
+    fig.update_yaxes(autorange="reversed", title_text=f"output row (0…{d_out - 1})", scaleanchor="x",
+                     constrain="domain")
+    fig.update_xaxes(title_text=f"input column (0…{d_in - 1})", constrain="domain")
+    return _base(fig, template, title, height)
+
+
+def factor_masks(ma: np.ndarray, mb: np.ndarray, title: str, template: str = "plotly_white",
+                 factor_a: int = 1, factor_b: int = 1, height: int = 380) -> go.Figure:
+    """LoRA-SP: which entries of A (r x d_in) and B (d_out x r) train (1) or are frozen (0)."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.12,
+                        subplot_titles=(f"B (d_out × r), cell = {factor_b} row(s)",
+                                        f"A (r × d_in), cell = {factor_a} column(s)"))
+    scale = [[0.0, FROZEN], [1.0, TRAINED]] if _is_binary(ma, mb) else MASK_SCALE
+    fig.add_trace(go.Heatmap(z=np.asarray(mb, np.float32), zmin=0, zmax=1, colorscale=scale, showscale=False,
+                             hovertemplate="B row %{y}, rank index %{x}: trained fraction %{z:.2f}<extra></extra>"),
+                  1, 1)
+    fig.add_trace(go.Heatmap(z=np.asarray(ma, np.float32), zmin=0, zmax=1, colorscale=scale, showscale=False,
+                             hovertemplate="A rank index %{y}, column %{x}: trained fraction %{z:.2f}<extra></extra>"),
+                  1, 2)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="rank index", row=1, col=1)
+    fig.update_yaxes(title_text="output row (cells)", row=1, col=1)
+    fig.update_xaxes(title_text="input column (cells)", row=1, col=2)
+    fig.update_yaxes(title_text="rank index", row=1, col=2)
+    return _base(fig, template, title, height)
+
+
+def _is_binary(*arrs) -> bool:
+    return all(np.isin(np.asarray(a), (0, 1)).all() for a in arrs)
+
+
+def delta_heatmap(absval: np.ndarray, shape: tuple[int, int], factor: int, title: str,
+                  template: str = "plotly_white", height: int = 380) -> go.Figure:
+    """|ΔW| relative to its largest entry (0…1, illustrative values), max-pooled per cell."""
+    a = np.asarray(absval, dtype=np.float32)
+    top = float(np.nanmax(a)) if a.size else 0.0
+    rel = a / top if top > 0 else a
+    return mask_heatmap(rel, shape, factor, title, template, colorbar_title="|ΔW| / max<br>(illustrative)",
+                        height=height)
+
+
+def singular_values(sv: np.ndarray, title: str, template: str = "plotly_white", height: int = 260) -> go.Figure:
+    sv = np.asarray(sv, dtype=np.float32)
+    rel = sv / sv[0] if sv.size and sv[0] > 0 else sv
+    fig = go.Figure(go.Bar(x=np.arange(1, rel.size + 1), y=rel, marker_color=SHARED,
+                           hovertemplate="singular value %{x}: %{y:.3g} of the largest<extra></extra>"))
+    fig.update_yaxes(type="log", title_text="σ_i / σ_1 (log)", range=[-7, 0.1])
+    fig.update_xaxes(title_text="index i")
+    return _base(fig, template, title, height)
+
+
+def block_scores(scores: np.ndarray, selected: np.ndarray, block: int, title: str,
+                 template: str = "plotly_white", height: int = 380) -> go.Figure:
+    """SMT: warm-up score per b x b block (relative to the largest score of all targets), selected ones marked."""
+    s = np.asarray(scores, dtype=np.float32)
+    fig = go.Figure(go.Heatmap(z=s, zmin=0.0, zmax=1.0, colorscale="Cividis",
+                               colorbar=dict(title=dict(text="score /<br>max score"), thickness=12),
+                               hovertemplate="block row %{y}, block col %{x}<br>score / max: %{z:.3f}<extra></extra>"))
+    rr, cc = np.nonzero(np.asarray(selected, bool))
+    if rr.size:
+        fig.add_trace(go.Scatter(x=cc, y=rr, mode="markers", name="selected",
+                                 marker=dict(symbol="square-open", size=max(6, min(22, 360 // max(s.shape))),
+                                             color=TRAINED, line=dict(width=2.5)),
+                                 hovertemplate="selected block (%{y}, %{x})<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title_text=f"block row (each {block} output rows)", scaleanchor="x",
+                     constrain="domain")
+    fig.update_xaxes(title_text=f"block column (each {block} input columns)", constrain="domain")
+    fig.update_layout(showlegend=False)
+    return _base(fig, template, title, height)
+
+
+def lowrank_shapes(d_out: int, d_in: int, r: int, title: str, template: str = "plotly_white",
+                   b_label: str = "B", a_label: str = "A", height: int = 300) -> go.Figure:
+    """W (d_out x d_in) next to B (d_out x r) and A (r x d_in), drawn to scale (r at least a thin sliver)."""
+    fig = go.Figure()
+    s = 1.0 / max(d_out, d_in)
+    w, h = d_in * s, d_out * s
+    rr = max(r * s, 0.012)
+    x0 = 0.0
+    shapes = [
+        (x0, 0, w, h, FROZEN, f"W  {d_out}×{d_in}<br>frozen"),
+        (w + 0.25, 0, w + 0.25 + rr, h, TRAINED, f"{b_label}<br>{d_out}×{r}"),
+        (w + 0.35 + rr, h - rr, w + 0.35 + rr + w, h, TRAINED, f"{a_label}  {r}×{d_in}"),
+    ]
+    for (xa, ya, xb, yb, col, lab) in shapes:
+        fig.add_shape(type="rect", x0=xa, y0=ya, x1=xb, y1=yb, fillcolor=col, opacity=0.75, line=dict(width=1))
+    fig.add_annotation(x=w / 2, y=h / 2, text=shapes[0][5], showarrow=False, font=dict(size=13, color="white"))
+    fig.add_annotation(x=w + 0.25 + rr / 2, y=-0.06, text=shapes[1][5], showarrow=False)
+    fig.add_annotation(x=w + 0.35 + rr + w / 2, y=h - rr - 0.06, text=shapes[2][5], showarrow=False)
+    fig.add_annotation(x=w + 0.125, y=h / 2, text="+", showarrow=False, font=dict(size=22))
+    fig.update_xaxes(visible=False, range=[-0.05, 2 * w + 0.45 + rr])
+    fig.update_yaxes(visible=False, range=[-0.15, h + 0.05], scaleanchor="x")
+    return _base(fig, template, title, height)
+
+
+def tied_diagram(structure: dict, title: str, template: str = "plotly_white", max_layers: int = 8,
+                 height: int = 380) -> go.Figure:
+    """Tied-LoRA: shared A and B (one box each, or one per layer when untied), per-layer u and v.
+
+    Orange = trained, grey = frozen; arrows show which layers use the shared tensors.
+    """
+    sw = structure["switches"]
+    layers = structure["layers"]
+    shown = layers if len(layers) <= max_layers else layers[: max_layers - 2] + layers[-1:]
+    gap = len(layers) > max_layers
+    fig = go.Figure()
+    n = len(shown) + (1 if gap else 0)
+    ys = {l: n - 1 - i for i, l in enumerate(shown[:-1] if gap else shown)}
+    if gap:
+        ys[shown[-1]] = 0
+    col = lambda k: TRAINED if sw[k] else FROZEN  # noqa: E731
+
+    def box(x0, x1, y0, y1, color, text, dash=None):
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, fillcolor=color, opacity=0.85,
+                      line=dict(width=1, dash=dash or "solid"))
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text, showarrow=False,
+                           font=dict(color="white", size=12))
+
+    r = structure["rank"]
+    g0 = structure["groups"][0] if structure["groups"] else dict(A=[1, r, 0], B=[1, 0, r])
+    if sw["tied"]:
+        mid = (n - 1) / 2
+        box(0.0, 1.2, mid + 0.15, mid + 0.85, col("train_A"), f"A (shared)<br>{r}×{g0['A'][2]}")
+        box(0.0, 1.2, mid - 0.85, mid - 0.15, col("train_B"), f"B (shared)<br>{g0['B'][1]}×{r}")
+        for l, y in ys.items():
+            fig.add_annotation(x=3.0, y=y + 0.4, ax=1.25, ay=mid, xref="x", yref="y", axref="x", ayref="y",
+                               showarrow=True, arrowhead=2, arrowwidth=1.2, arrowcolor=SHARED, text="")
+    for l, y in ys.items():
+        if not sw["tied"]:
+            box(1.5, 2.7, y + 0.05, y + 0.75, col("train_A"), f"A_{l}, B_{l}")
+        box(3.0, 3.8, y + 0.05, y + 0.75, col("train_u"), f"u_{l} ({r})")
+        box(4.0, 5.2, y + 0.05, y + 0.75, col("train_v"), f"v_{l} ({g0['v'][1] if g0.get('v') else '?'})")
+        fig.add_annotation(x=5.35, y=y + 0.4, text=f"layer {l}: ΔW = diag(v_{l}) B diag(u_{l}) A", showarrow=False,
+                           xanchor="left", font=dict(size=12))
+    if gap:
+        fig.add_annotation(x=4.1, y=0.9, text=f"⋮  ({len(layers) - len(shown)} more layers, same pattern)",
+                           showarrow=False)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(size=12, color=TRAINED, symbol="square"),
+                             name="trained"))
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(size=12, color=FROZEN, symbol="square"),
+                             name="frozen"))
+    fig.update_xaxes(visible=False, range=[-0.1, 9.8])
+    fig.update_yaxes(visible=False, range=[-0.3, n + 0.1])
+    fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return _base(fig, template, title, height)
+
+
+def memory_bars(rows: list[dict], title: str, template: str = "plotly_white", height: int = 300) -> go.Figure:
+    """Stacked horizontal bars per method: gradients and AdamW state of the trainable parameters (MiB)."""
+    fig = go.Figure()
+    names = [r["name"] for r in rows]
+    for key, label, color in (("grad", "gradients (4 B each)", COLORS[0]),
+                              ("optim", "AdamW state (8 B each)", COLORS[1]),
+                              ("adapter", "adapter on disk", COLORS[2])):
+        fig.add_trace(go.Bar(y=names, x=[r[key] / 2**20 for r in rows], name=label, orientation="h",
+                             marker_color=color, hovertemplate="%{y}: %{x:,.2f} MiB<extra>" + label + "</extra>"))
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.3))
+    fig.update_xaxes(title_text="MiB (2^20 bytes)")
+    return _base(fig, template, title, height)

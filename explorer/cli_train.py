@@ -1,0 +1,179 @@
+"""``train`` command: one short fine-tune, headless.
+
+    python -m explorer train --model tiny-bert --task size-compare --method lora -k rank=4 \\
+        --steps 100 --seed 0 --out runs/lora [--merged] [--json]
+
+Writes DIR/metrics.json, DIR/metrics.csv, DIR/adapter/ and with --merged DIR/merged/.
+A progress bar goes to stderr.  Under ``torchrun --nproc_per_node=N`` (or ``accelerate
+launch``) it runs data parallel: torch.distributed starts from the environment (gloo on
+CPU, nccl on CUDA), every process takes its own slice of each global batch, the
+gradients of the trainable tensors are averaged across processes, and only rank 0 prints
+and writes files.  With EXPLORER_SAVE_ALL_RANKS=1 every rank also saves its adapter to
+DIR/rank{r}/adapter (to check that the processes end identical).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="run a short fine-tune and write metrics, the adapter and (--merged) the "
+                                     "merged model")
+    p.add_argument("--model", default="minilm", help="minilm, smollm2-135m, tiny-bert, tiny-llama, a folder or hub id")
+    p.add_argument("--task", default="", help="built-in task (size-compare, bbc-news, word-category), a CSV/JSON/"
+                   "JSONL file, or a hub data set; default: the model's built-in task")
+    p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
+    p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
+                   help="a method knob, repeatable (e.g. -k rank=4 -k targets=q,v)")
+    p.add_argument("--steps", type=int, default=150, help="optimizer steps (SMT's warm-up counts inside them)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default: runs/<model>-<method>-<time>)")
+    p.add_argument("--merged", action="store_true", help="also write a merged model folder (from_pretrained)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per method)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size per process")
+    p.add_argument("--max-len", type=int, default=64, help="max tokens per example")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup-ratio", type=float, default=0.06, help="fraction of steps of linear lr warm-up")
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=25, help="evaluate every K steps (0: at the end only)")
+    p.add_argument("--eval-examples", type=int, default=200, help="held-out examples per evaluation (0: all)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--text-col", default=None)
+    p.add_argument("--label-col", default=None)
+    p.add_argument("--prompt-col", default=None)
+    p.add_argument("--answer-col", default=None)
+    p.add_argument("--no-memory", action="store_true", help="skip the per-step byte account")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.set_defaults(func=run)
+    return p
+
+
+def _init_distributed(device_name: str):
+    """Initialise torch.distributed from torchrun's environment; returns (rank, world, device_name)."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return 0, 1, device_name
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local)
+        device_name = f"cuda:{local}"
+    elif device_name == "auto":
+        device_name = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device_name
+
+
+class Progress:
+    def __init__(self, total: int, stream=sys.stderr, width: int = 30):
+        self.total, self.stream, self.width = max(1, total), stream, width
+        self.t0 = time.perf_counter()
+        self.acc = None
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last_print = 0.0
+
+    def __call__(self, rec: dict):
+        if rec.get("eval_accuracy") is not None:
+            self.acc = rec["eval_accuracy"]
+        step = int(rec.get("step", 0))
+        now = time.perf_counter()
+        if not self.tty and step not in (0, self.total) and now - self.last_print < 2.0 and rec.get("eval_accuracy") is None:
+            return
+        self.last_print = now
+        frac = min(1.0, step / self.total)
+        fill = int(round(frac * self.width))
+        loss = rec.get("loss")
+        parts = [f"[{'#' * fill}{'.' * (self.width - fill)}] {step}/{self.total}"]
+        if rec.get("phase"):
+            parts.append(rec["phase"])
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        if self.acc is not None:
+            parts.append(f"acc {self.acc:.3f}")
+        parts.append(f"{now - self.t0:.0f}s")
+        self.stream.write(("\r" if self.tty else "") + "  ".join(parts) + ("" if self.tty else "\n"))
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run(args) -> int:
+    from . import export
+    from .cli_core import parse_knobs
+    from .train import TrainConfig, train
+
+    rank, world, device = _init_distributed(args.device)
+    cfg = TrainConfig(model=args.model, task=args.task or "", method=args.method, knobs=parse_knobs(args.knob),
+                      steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                      max_len=args.max_len, warmup_ratio=args.warmup_ratio, grad_clip=args.grad_clip,
+                      eval_every=args.eval_every, eval_examples=(args.eval_examples or None), seed=args.seed,
+                      device=device, measure_memory=not args.no_memory, text_col=args.text_col,
+                      label_col=args.label_col, prompt_col=args.prompt_col, answer_col=args.answer_col)
+    out = args.out or os.path.join("runs", f"{args.model.replace('/', '_')}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")
+    bar = Progress(cfg.steps) if rank == 0 and not args.quiet else None
+    try:
+        res = train(cfg, on_step=bar)
+    finally:
+        if bar:
+            bar.close()
+    status = res.summary["status"]
+    if status == "failed":
+        if rank == 0:
+            print(f"error: {res.summary['message']}", file=sys.stderr)
+        _shutdown(world)
+        return 2
+    res.summary["world_size"] = world
+    paths = {}
+    if rank == 0:
+        paths = export.save_run(res, out, merged=args.merged)
+    if world > 1 and os.environ.get("EXPLORER_SAVE_ALL_RANKS"):
+        export.save_adapter(res, os.path.join(out, f"rank{rank}", "adapter"))
+    if rank == 0:
+        s = res.summary
+        if args.json:
+            print(json.dumps(export._jsonable(dict(summary=s, files=paths)), indent=2))
+        else:
+            acc = s.get("final_accuracy")
+            peak = s.get("peak_memory_bytes") or s.get("peak_cuda_bytes") or s.get("peak_rss_bytes")
+            print(f"{s['status']}: {s['method']} on {s['model']} / {s['task']}, {s['steps_done']} steps, "
+                  f"device {s['device']}" + (f" x {world} processes" if world > 1 else ""))
+            print(f"accuracy  base {s.get('base_accuracy'):.3f} -> final "
+                  + (f"{acc:.3f}" if acc is not None else "n/a")
+                  + (f" (best {s['best_accuracy']:.3f})" if s.get("best_accuracy") is not None else ""))
+            print(f"trainable {s['trainable_params']:,} of {s['total_params']:,} parameters; "
+                  f"peak memory {peak / 2**20:,.1f} MiB; wall {s['wall_time_s']:.1f} s" if peak else
+                  f"trainable {s['trainable_params']:,} of {s['total_params']:,}; wall {s['wall_time_s']:.1f} s")
+            if s.get("message"):
+                print(f"note: {s['message']}")
+            print(f"wrote {out}")
+    _shutdown(world)
+    if status == "nan":
+        if rank == 0 and args.json:
+            pass
+        elif rank == 0:
+            print(f"error: {res.summary['message']}", file=sys.stderr)
+        return 3
+    return 130 if status == "stopped" else 0
+
+
+def _shutdown(world):
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            try:
+                dist.barrier()
+            finally:
+                dist.destroy_process_group()

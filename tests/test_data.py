@@ -1,0 +1,159 @@
+"""Built-in tasks, user files, hub names, batching and evaluation (explorer/data.py)."""
+
+import json
+import time
+
+import pytest
+import torch
+
+from explorer import data
+from explorer.errors import DataError
+
+
+def test_list_tasks_documents_every_builtin():
+    tasks = {t["name"]: t for t in data.list_tasks()}
+    assert {"size-compare", "bbc-news", "word-category"} <= set(tasks)
+    for t in tasks.values():
+        for key in ("kind", "description", "size", "splits", "source", "num_labels"):
+            assert t[key] is not None and (t[key] != "" or key == "num_labels")
+    assert "Greene and Cunningham (2006)" in tasks["bbc-news"]["source"]
+    assert data.default_task_for("seq-cls") == "size-compare"
+    assert data.default_task_for("causal-lm") == "word-category"
+
+
+def test_size_compare_is_balanced_twinned_and_held_out():
+    t = data.load_task("size-compare", "seq-cls")
+    assert (len(t.train), len(t.eval)) == (2000, 500)
+    assert t.label_names == ["false", "true"]
+    assert sum(y for _, y in t.eval) == 250  # exactly balanced held-out split
+    assert not ({x for x, _ in t.train} & {x for x, _ in t.eval})
+    # every held-out statement has its twin (other comparison word, same words) with the opposite label
+    ev = dict(t.eval)
+    for text, y in list(ev.items())[:50]:
+        twin = text.replace("bigger", "@").replace("smaller", "bigger").replace("@", "smaller")
+        assert ev[twin] == 1 - y
+    # rebuilt from scratch: identical
+    assert data._size_compare().train == t.train
+
+
+def test_word_category_and_bbc():
+    t = data.load_task("word-category", "causal-lm")
+    assert t.kind == "causal-lm" and (len(t.train), len(t.eval)) == (288, 96)
+    words_train = {p for p, _ in t.train}
+    assert not (words_train & {p for p, _ in t.eval})
+    assert {a for _, a in t.eval} == set(data.COLOURS)
+    b = data.load_task("bbc-news", "seq-cls")
+    assert b.label_names == ["business", "entertainment", "politics", "sport", "tech"]
+    assert len(b.train) + len(b.eval) > 2000 and 400 < len(b.eval) < 500
+    assert "Greene and Cunningham" in b.source
+    assert all(10 < len(x) <= 300 for x, _ in b.train[:200])
+
+
+def test_kind_mismatch_and_unknown_kind():
+    with pytest.raises(DataError, match="causal-lm task"):
+        data.load_task("word-category", "seq-cls")
+    with pytest.raises(DataError):
+        data.load_task("size-compare", "vision")
+
+
+def test_batches_deterministic_and_causal_labels(tiny_llama, tiny_bert):
+    t = data.load_task("word-category", "causal-lm")
+    a = list(data.iter_batches(t, tiny_llama.tokenizer, "train", batch_size=4, seed=3, max_batches=3))
+    b = list(data.iter_batches(t, tiny_llama.tokenizer, "train", batch_size=4, seed=3, max_batches=3))
+    c = list(data.iter_batches(t, tiny_llama.tokenizer, "train", batch_size=4, seed=4, max_batches=3))
+    assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b))
+    assert not all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, c))
+    batch = a[0]
+    assert "token_type_ids" not in batch
+    lab = batch["labels"]
+    # only the answer tokens are scored: one answer token per example here, padding and prompt are -100
+    assert ((lab != -100).sum(dim=1) >= 1).all()
+    assert (lab[batch["attention_mask"] == 0] == -100).all()
+    for row, ids in zip(lab, batch["input_ids"]):
+        scored = ids[row != -100].tolist()
+        assert tiny_llama.tokenizer.decode(scored).strip() in data.COLOURS
+    # repeat mode: more batches than one pass
+    t2 = data.load_task("size-compare", "seq-cls")
+    n = len(list(data.iter_batches(t2, tiny_bert.tokenizer, "train", batch_size=500, max_batches=9)))
+    assert n == 9
+
+
+def test_rank_shards_cover_the_global_batch(tiny_bert):
+    t = data.load_task("size-compare", "seq-cls")
+    whole = next(data.iter_batches(t, tiny_bert.tokenizer, "train", batch_size=8, seed=1, max_batches=1))
+    r0 = next(data.iter_batches(t, tiny_bert.tokenizer, "train", batch_size=4, seed=1, max_batches=1,
+                                rank=0, world_size=2))
+    r1 = next(data.iter_batches(t, tiny_bert.tokenizer, "train", batch_size=4, seed=1, max_batches=1,
+                                rank=1, world_size=2))
+    assert torch.equal(torch.cat([r0["labels"], r1["labels"]]), whole["labels"])
+
+
+def test_evaluate_restores_train_mode(tiny_bert):
+    from explorer.models import fresh_copy
+
+    m = fresh_copy(tiny_bert.model)
+    m.train()
+    t = data.load_task("size-compare", "seq-cls")
+    res = data.evaluate(m, t, tiny_bert.tokenizer, "seq-cls", max_examples=40)
+    assert m.training and res["n"] == 40 and 0 <= res["accuracy"] <= 1 and res["loss"] > 0
+
+
+def _write(tmp_path, name, text, mode="w"):
+    p = tmp_path / name
+    if mode == "wb":
+        p.write_bytes(text)
+    else:
+        p.write_text(text)
+    return str(p)
+
+
+def test_user_csv_and_jsonl_load_with_mapping(tmp_path):
+    rows = "\n".join(f'"sample text {i}",{"yes" if i % 2 else "no"}' for i in range(30))
+    p = _write(tmp_path, "ok.csv", "sentence,verdict\n" + rows + "\n")
+    t = data.load_task(p, "seq-cls", label_col="verdict")
+    assert t.label_names == ["no", "yes"] and len(t.train) + len(t.eval) == 30 and t.eval
+    j = _write(tmp_path, "qa.jsonl", "\n".join(json.dumps({"q": f"what is {i}", "a": str(i % 3)})
+                                                for i in range(20)))
+    t2 = data.load_task(j, "causal-lm", prompt_col="q", answer_col="a")
+    assert t2.kind == "causal-lm" and isinstance(t2.train[0][1], str)
+
+
+@pytest.mark.parametrize("content,kwargs,match", [
+    ('text,label\n"unterminated,1\nfoo,0\n' + "x,1\n" * 10, {}, "could not be read|missing|usable"),
+    ("words,label\n" + "a,1\nb,0\n" * 10, {}, "missing a text column"),
+    ("text,label\n" + "a,1\nb,0\n" * 10, {"label_col": "nope"}, "no column 'nope'"),
+    ("text,label\n" + ",\n" * 20, {}, "empty"),
+    ("text,label\n" + "a,1\nb,1\n" * 10, {}, "single class"),
+    ("text,label\na,1\nb,0\n", {}, "only 2 usable rows"),
+    ("", {}, "empty"),
+])
+def test_bad_csv_files_name_the_problem(tmp_path, content, kwargs, match):
+    p = _write(tmp_path, "bad.csv", content)
+    with pytest.raises(DataError, match=match):
+        data.load_task(p, "seq-cls", **kwargs)
+
+
+def test_binary_missing_and_oversized_files(tmp_path, monkeypatch):
+    p = _write(tmp_path, "bin.csv", bytes(range(256)) * 8, mode="wb")
+    with pytest.raises(DataError, match="binary"):
+        data.load_task(p, "seq-cls")
+    with pytest.raises(DataError, match="No such data file"):
+        data.load_task(str(tmp_path / "missing.csv"), "seq-cls")
+    with pytest.raises(DataError, match="unsupported file type"):
+        data.load_task(_write(tmp_path, "x.txt", "hello"), "seq-cls")
+    big = _write(tmp_path, "big.csv", "text,label\n" + "a,1\nb,0\n" * 100)
+    monkeypatch.setattr(data, "MAX_FILE_BYTES", 100)
+    with pytest.raises(DataError, match="limit"):
+        data.load_task(big, "seq-cls")
+    bad_json = _write(tmp_path, "bad.json", "{not json at all")
+    with pytest.raises(DataError, match="could not be read"):
+        data.load_task(bad_json, "causal-lm")
+
+
+def test_hub_name_offline_fails_fast():
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match="not reachable"):
+        data.load_task("glue/sst2", "seq-cls")
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(DataError, match="Unknown task"):
+        data.load_task("no such task!!", "seq-cls")

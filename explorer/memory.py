@@ -187,14 +187,17 @@ class MemoryAccountant:
         records = []
 
         def pack(t):
+            # a detached alias (same storage, no grad_fn): returning ``t`` itself would make a saved *output*
+            # hold its own grad_fn, a reference cycle through C++ that leaks when a graph is dropped unused
+            d = t.detach()
             key, nb = _storage_key(t)
             if key is not None and key not in excluded:
                 try:
-                    ref = weakref.ref(t)
+                    ref = weakref.ref(d)
                 except TypeError:  # pragma: no cover
                     ref = None
                 records.append((ref, key, nb))
-            return t
+            return d
 
         def unpack(t):
             return t
@@ -236,3 +239,642 @@ class MemoryAccountant:
         """The largest value of ``key`` over the recorded steps (``skip`` the first few, e.g. SMT's warm-up)."""
         vals = [r[key] for r in self.history[skip:] if r.get(key) is not None]
         return max(vals) if vals else None
+
+
+# ============================================================================ analytic
+
+from .methods.base import KnobError  # noqa: E402  (a ValueError with a one-line user message)
+
+GB = 10 ** 9
+GIB = 2 ** 30
+
+
+def fmt_bytes(n: float | None, unit: str = "GB", digits: int = 1) -> str:
+    """``n`` bytes as a string with its unit named: GB = 10^9 bytes, GiB = 2^30, also MB/MiB/KB/KiB."""
+    if n is None:
+        return "n/a"
+    scale = {"GB": GB, "GiB": GIB, "MB": 10 ** 6, "MiB": 2 ** 20, "KB": 10 ** 3, "KiB": 2 ** 10, "B": 1}
+    if unit not in scale:
+        raise KnobError(f"unit must be one of {', '.join(scale)}")
+    return f"{n / scale[unit]:,.{digits}f} {unit}"
+
+
+def to_gb(n: float) -> float:
+    """Bytes -> GB (10^9 bytes)."""
+    return n / GB
+
+
+def to_gib(n: float) -> float:
+    """Bytes -> GiB (2^30 bytes)."""
+    return n / GIB
+
+
+@dataclass
+class ModelSpec:
+    """The shape of a transformer, enough to count its parameters and activations."""
+
+    name: str
+    family: str  # "llama" (RMSNorm, rotary, SwiGLU, GQA; also Mistral) or "bert" (LayerNorm, GELU, biases)
+    task: str  # "causal-lm" or "seq-cls"
+    n_layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+    tie_embeddings: bool = False
+    num_labels: int = 2
+    max_positions: int = 512  # bert: learned position embeddings
+    type_vocab: int = 2  # bert: token type embeddings
+    head_dim: int = 0  # 0 = hidden / heads
+    attn_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    source: str = ""
+
+    @property
+    def d_head(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    def target_shapes(self, types=None) -> list[tuple[int, str, int, int]]:
+        """(layer, type, d_out, d_in) of every linear layer inside the blocks, like ``find_targets``."""
+        h, f, dq, dkv = self.hidden, self.intermediate, self.heads * self.d_head, self.kv_heads * self.d_head
+        if self.family == "bert":
+            shapes = dict(q=(h, h), k=(h, h), v=(h, h), o=(h, h), up=(f, h), down=(h, f))
+        else:
+            shapes = dict(q=(dq, h), k=(dkv, h), v=(dkv, h), o=(h, dq), gate=(f, h), up=(f, h), down=(h, f))
+        order = ["q", "k", "v", "o", "gate", "up", "down"]
+        types = [t for t in order if t in shapes and (types is None or t in types)]
+        return [(layer, t, *shapes[t]) for layer in range(self.n_layers) for t in types]
+
+    def param_groups(self) -> dict[str, int]:
+        """Parameter counts by part: blocks' linear weights, embeddings, norms/biases, head."""
+        h, L, V = self.hidden, self.n_layers, self.vocab
+        lin = sum(o * i for _, _, o, i in self.target_shapes())
+        out = dict(block_linear=lin)
+        if self.family == "bert":
+            f = self.intermediate
+            out["embeddings"] = V * h + self.max_positions * h + self.type_vocab * h
+            out["norms_biases"] = 2 * h + L * (4 * h + f + h + 2 * 2 * h)
+            if self.task == "seq-cls":
+                out["pooler"] = h * h + h
+                out["head"] = h * self.num_labels + self.num_labels
+            else:  # BertForMaskedLM-like head is not modelled; count an untied decoder
+                out["head"] = V * h + V
+        else:
+            out["embeddings"] = V * h
+            out["norms_biases"] = L * 2 * h + h
+            if self.task == "seq-cls":
+                out["head"] = h * self.num_labels
+            else:
+                out["head"] = 0 if self.tie_embeddings else V * h
+        return out
+
+    def n_params(self) -> int:
+        return int(sum(self.param_groups().values()))
+
+    def head_params(self) -> int:
+        """The new task head that trains fully in every method (seq-cls only)."""
+        return self.param_groups().get("head", 0) if self.task == "seq-cls" else 0
+
+    def buffer_bytes(self) -> int:
+        """Non-parameter buffers of the Hugging Face implementation (position/token-type ids, rotary freqs)."""
+        if self.family == "bert":
+            return 2 * 8 * self.max_positions
+        return 2 * 4 * (self.d_head // 2)
+
+    def to_dict(self):
+        return asdict(self)
+
+    def validate(self) -> "ModelSpec":
+        """A custom shape must make sense; raises KnobError naming the field."""
+        for k in ("n_layers", "hidden", "heads", "kv_heads", "intermediate", "vocab", "num_labels"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or v < 1 or v > 10 ** 7:
+                raise KnobError(f"model config: {k} must be a whole number from 1 to 10,000,000 (got {v})")
+        if self.family not in ("llama", "bert"):
+            raise KnobError(f"model config: family must be llama or bert (got '{self.family}')")
+        if self.task not in ("causal-lm", "seq-cls"):
+            raise KnobError(f"model config: task must be causal-lm or seq-cls (got '{self.task}')")
+        if not self.head_dim and self.hidden % self.heads:
+            raise KnobError(f"model config: hidden {self.hidden} is not a multiple of heads {self.heads}")
+        if self.heads % self.kv_heads:
+            raise KnobError(f"model config: heads {self.heads} is not a multiple of kv_heads {self.kv_heads}")
+        return self
+
+
+# Published configurations (the models' config.json on the hub; LLaMA: Touvron et al. 2023, Table 2)
+PUBLISHED: dict[str, ModelSpec] = {
+    "llama-7b": ModelSpec("LLaMA-7B", "llama", "causal-lm", 32, 4096, 32, 32, 11008, 32000,
+                          source="huggyllama/llama-7b config.json"),
+    "llama-13b": ModelSpec("LLaMA-13B", "llama", "causal-lm", 40, 5120, 40, 40, 13824, 32000,
+                           source="huggyllama/llama-13b config.json"),
+    "llama-65b": ModelSpec("LLaMA-65B", "llama", "causal-lm", 80, 8192, 64, 64, 22016, 32000,
+                           source="huggyllama/llama-65b config.json"),
+    "mistral-7b": ModelSpec("Mistral-7B", "llama", "causal-lm", 32, 4096, 32, 8, 14336, 32000,
+                            source="mistralai/Mistral-7B-v0.1 config.json"),
+}
+
+
+def spec_from_config(cfg, task: str, name: str = "") -> ModelSpec:
+    """A ModelSpec from a Hugging Face config (BERT-like or LLaMA-like) and the task head."""
+    mt = getattr(cfg, "model_type", "")
+    family = "bert" if mt in ("bert", "roberta", "xlm-roberta", "electra") else "llama"
+    try:
+        heads = int(cfg.num_attention_heads)
+        spec = ModelSpec(
+            name=name or getattr(cfg, "name_or_path", "") or mt, family=family, task=task,
+            n_layers=int(cfg.num_hidden_layers), hidden=int(cfg.hidden_size), heads=heads,
+            kv_heads=int(getattr(cfg, "num_key_value_heads", None) or heads),
+            intermediate=int(cfg.intermediate_size), vocab=int(cfg.vocab_size),
+            tie_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)) and family == "llama",
+            num_labels=int(getattr(cfg, "num_labels", 2) or 2),
+            max_positions=int(getattr(cfg, "max_position_embeddings", 512) or 512),
+            type_vocab=int(getattr(cfg, "type_vocab_size", 2) or 2),
+            head_dim=int(getattr(cfg, "head_dim", 0) or 0) if family == "llama" else 0,
+            attn_dropout=float(getattr(cfg, "attention_probs_dropout_prob", None)
+                               or getattr(cfg, "attention_dropout", 0.0) or 0.0),
+            hidden_dropout=float(getattr(cfg, "hidden_dropout_prob", 0.0) or 0.0),
+            source="read from the model's config")
+    except (AttributeError, TypeError, ValueError) as e:
+        raise KnobError(f"cannot read a transformer shape from this config ({mt or 'unknown type'}): {e}") from None
+    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3"):
+        spec.source += f" (model type '{mt}' approximated as {family}-like)"
+    return spec.validate()
+
+
+def spec_from_model(model: nn.Module, name: str = "") -> ModelSpec:
+    """Read a ModelSpec from a loaded Hugging Face model (a PeftModel is unwrapped)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(inner, "config", None)
+    if cfg is None:
+        raise KnobError("this model has no Hugging Face config to read a shape from")
+    cls_name = type(inner).__name__
+    task = "causal-lm" if ("CausalLM" in cls_name or "LMHead" in cls_name) else "seq-cls"
+    return spec_from_config(cfg, task, name)
+
+
+def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
+    """A published config (PUBLISHED key) or a registry model by name (read from its config, weights not needed
+    for the tiny models and minilm)."""
+    if name in PUBLISHED:
+        return PUBLISHED[name]
+    from . import models
+
+    if name == "tiny-bert":
+        return spec_from_model(models.build_tiny_bert(num_labels=num_labels), name)
+    if name == "tiny-llama":
+        return spec_from_model(models.build_tiny_llama(), name)
+    if name == "minilm":
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(models.minilm_folder())
+        cfg.num_labels = num_labels
+        return spec_from_config(cfg, "seq-cls", name)
+    loaded = models.load_model(name, num_labels=num_labels)
+    return spec_from_model(loaded.model, name)
+
+
+PRECISIONS = ("fp32", "bf16-mixed", "4bit")
+ACTIVATION_MODELS = ("detailed", "korthikanti")
+
+# QLoRA (arXiv 2305.14314): NF4 with double quantisation costs 0.127 bits per parameter in constants
+_Q4_CONST_BYTES = 0.127 / 8
+
+
+@dataclass
+class _Plan:
+    """What a method does to a ModelSpec, from the same formulas as the method modules."""
+
+    method: str
+    knobs: dict
+    kinds: dict = field(default_factory=dict)  # target type -> kind of the linear layer
+    trainable: int = 0
+    trainable_parts: dict = field(default_factory=dict)
+    extra_float: int = 0  # frozen adapter tensors (float), elements
+    extra_index_bytes: int = 0  # int32 index buffers, bytes
+    head_copy: int = 0  # peft modules_to_save keeps the original head too
+    per_target: dict = field(default_factory=dict)  # type -> dict(...) for activations
+    notes: list = field(default_factory=list)
+
+
+def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
+    from .methods import get_method, validate_knobs
+
+    info = get_method(method)
+    k = validate_knobs(info.knobs, dict(knobs or {}), method)
+    plan = _Plan(method, k)
+    N = spec.n_params()
+    head = spec.head_params()
+    if method == "full":
+        plan.trainable = N
+        plan.trainable_parts = dict(all=N)
+        plan.kinds = {t: "trainable" for t in ("q", "k", "v", "o", "gate", "up", "down")}
+        return plan
+    shapes = spec.target_shapes(k["targets"])
+    if not shapes:
+        raise KnobError(f"{method}: none of the targets {', '.join(k['targets'])} exist in a {spec.family} model")
+    types = sorted({t for _, t, _, _ in shapes}, key=["q", "k", "v", "o", "gate", "up", "down"].index)
+    one = {t: (o, i) for _, t, o, i in shapes}
+    L = spec.n_layers
+    if method in ("lora", "dora"):
+        r = k["rank"]
+        n = sum(r * (i + o) + (o if method == "dora" else 0) for _, _, o, i in shapes)
+        plan.trainable_parts = dict(adapters=n, head=head)
+        plan.kinds = {t: method for t in types}
+        plan.per_target = {t: dict(rank=r) for t in types}
+        plan.head_copy = head
+        if head:
+            plan.notes.append("peft modules_to_save keeps a frozen copy of the original head besides the trained "
+                              "one (counted in weights).")
+    elif method == "lora-sp":
+        r, fr = k["rank"], k["freeze"]
+        n = 0
+        for _, _, o, i in shapes:
+            na, nb = int(round((1 - fr) * r * i)), int(round((1 - fr) * o * r))
+            n += na + nb
+            plan.extra_float += r * i + o * r  # a0, b0 buffers hold every entry (frozen values)
+            plan.extra_index_bytes += 4 * (na + nb)
+        plan.trainable_parts = dict(adapters=n, head=head)
+        plan.kinds = {t: "lora-sp" for t in types}
+        plan.per_target = {t: dict(rank=r, na=int(round((1 - fr) * r * one[t][1])),
+                                   nb=int(round((1 - fr) * one[t][0] * r))) for t in types}
+    elif method == "tied-lora":
+        from .methods.tied_lora import _group_key, expected_count, resolve_switches
+        from .targets import Target
+
+        sw = resolve_switches(k)
+        r = k["rank"]
+        tg = [Target(f"{layer}.{t}", layer, t, o, i) for layer, t, o, i in shapes]
+        n = expected_count(tg, r, sw)
+        # every tensor of A, B, u, v exists; the frozen ones are buffers
+        groups: dict[str, dict] = {}
+        for _, t, o, i in shapes:
+            groups.setdefault(_group_key(t), {})[t] = (o, i)
+        total = 0
+        for g in groups.values():
+            d_out = sum(s[0] for s in g.values())
+            d_in = next(iter(g.values()))[1]
+            n_ab = 1 if sw["tied"] else L
+            total += n_ab * (r * d_in + d_out * r) + L * (r + d_out)
+        plan.extra_float = total - n
+        plan.trainable_parts = dict(adapters=n, head=head)
+        plan.kinds = {t: "tied" for t in types}
+        plan.per_target = {t: dict(rank=r, first_in_group=(t == next(iter(groups[_group_key(t)]))), **sw)
+                           for t in types}
+    elif method == "smt":
+        from .methods.smt import auto_block_size
+
+        b = k["block_size"] or auto_block_size([(o, i) for _, _, o, i in shapes])
+        if b <= 0 or any(o % b or i % b for _, _, o, i in shapes):
+            raise KnobError(f"smt: no block size divides every target of {spec.name}; set block_size")
+        total_blocks = sum((o // b) * (i // b) for _, _, o, i in shapes)
+        if k["density"] and k["density"] > 0:
+            nb = int(round(k["density"] * total_blocks))
+        elif k["blocks"]:
+            nb = int(k["blocks"])
+        else:
+            nb = int(round(0.01 * N / (b * b)))
+        nb = max(1, min(nb, total_blocks))
+        n = nb * b * b
+        plan.trainable_parts = dict(blocks=n, head=head)
+        plan.extra_index_bytes = 4 * 3 * nb + 4 * min(nb, sum(i // b for _, _, _, i in shapes))
+        plan.kinds = {t: "blocks" for t in types}
+        # the selection is data-dependent: assume the blocks spread evenly over the target matrices
+        per_matrix = nb / len(shapes)
+        plan.per_target = {t: dict(block=b, ucols=min(math.ceil(per_matrix), one[t][1] // b)) for t in types}
+        plan.notes.append(f"SMT: {nb} blocks of {b}x{b}; which matrices they fall in depends on the warm-up, so the "
+                          "input columns saved for backward assume the blocks spread evenly over the targets "
+                          "(each matrix's blocks in distinct column blocks: an upper bound).")
+        plan.notes.append("SMT warm-up (full mode) costs full fine-tuning memory plus an fp32 gradient sum per "
+                          "target for its warm-up steps; figures here are the steady state after selection.")
+    elif method == "sparta":
+        target_entries = sum(o * i for _, _, o, i in shapes)
+        if k["density"] and k["density"] > 0:
+            dens = k["density"]
+        else:
+            keep = (1 - k["sparsity"]) * N
+            if keep > target_entries:
+                raise KnobError(f"sparta: sparsity {k['sparsity']} keeps {keep:,.0f} entries but the targets hold "
+                                 f"only {target_entries:,}; raise the sparsity or add targets")
+            dens = keep / target_entries
+        n = sum(int(round(dens * o * i)) for _, _, o, i in shapes)
+        plan.trainable_parts = dict(entries=n, head=head)
+        plan.extra_index_bytes = 8 * n  # int32 row and column per entry
+        plan.kinds = {t: "entries" for t in types}
+    else:  # pragma: no cover - get_method already checked
+        raise KnobError(method)
+    plan.trainable = int(sum(plan.trainable_parts.values()))
+    return plan
+
+
+class _Acts:
+    """Saved-for-backward bookkeeping: one entry per storage (a dict key), bytes, and a label for the report."""
+
+    def __init__(self):
+        self.store: dict[str, tuple[float, str]] = {}
+
+    def save(self, key: str, nbytes: float, label: str) -> None:
+        if key not in self.store:
+            self.store[key] = (float(nbytes), label)
+
+    def by_label(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for nb, label in self.store.values():
+            out[label] = out.get(label, 0.0) + nb
+        return out
+
+    def total(self) -> float:
+        return sum(nb for nb, _ in self.store.values())
+
+
+def _detailed_activations(spec: ModelSpec, plan: _Plan, b: int, s: int, e: int, mask_e: int, attention: str,
+                          recompute: bool) -> tuple[float, dict]:
+    """Walk one forward pass op by op and record what autograd saves (each storage once).
+
+    Rules (PyTorch's): a linear layer saves its input only when its weight trains; an op saves anything only
+    when one of its inputs requires grad; parameters and buffers are weights, not activations.
+    """
+    A = _Acts()
+    h, f, V = spec.hidden, spec.intermediate, spec.vocab
+    dq, dkv = spec.heads * spec.d_head, spec.kv_heads * spec.d_head
+    a = spec.heads
+    sb = s * b
+    full = plan.method == "full"
+    p_attn = spec.attn_dropout
+    p_hid = spec.hidden_dropout
+    flash = attention == "flash"
+
+    def linear(layer, t, key_in, d_in, d_out, rg_in, out_key):
+        kind = plan.kinds.get(t, "frozen")
+        pt = plan.per_target.get(t, {})
+        x_bytes = sb * d_in * e
+        if kind == "frozen":
+            return rg_in
+        if kind == "trainable":
+            A.save(key_in, x_bytes, "linear inputs")
+            return True
+        if kind in ("lora", "dora"):
+            r = pt["rank"]
+            A.save(key_in, x_bytes, "linear inputs")
+            A.save(f"{out_key}.lora_h", sb * r * e, "LoRA: A x (r wide)")
+            if kind == "dora":
+                # peft DoRA: (m/||W+dW|| - 1) * base_out + m/||W+dW|| * lora_out; both products save their
+                # (s b d_out) operand, plus the d_out-sized norm vectors
+                A.save(f"{out_key}.dora_base", sb * d_out * e, "DoRA: base output and LoRA output")
+                A.save(f"{out_key}.dora_lora", sb * d_out * e, "DoRA: base output and LoRA output")
+                A.save(f"{out_key}.dora_vec", 3 * d_out * e, "DoRA: base output and LoRA output")
+            return True
+        if kind == "lora-sp":
+            r = pt["rank"]
+            A.save(key_in, x_bytes, "linear inputs")
+            if rg_in:  # F.linear(x, A_eff) keeps the assembled A when x needs a gradient
+                A.save(f"{out_key}.a_eff", r * d_in * 4, "LoRA-SP: A x, assembled A and B, indices")
+            A.save(f"{out_key}.lora_h", sb * r * e, "LoRA-SP: A x, assembled A and B, indices")
+            A.save(f"{out_key}.b_eff", d_out * r * 4, "LoRA-SP: A x, assembled A and B, indices")
+            A.save(f"{out_key}.idx", 8 * (pt["na"] + pt["nb"]), "LoRA-SP: A x, assembled A and B, indices")
+            return True
+        if kind == "tied":
+            r = pt["rank"]
+            if pt["train_A"]:
+                A.save(key_in, x_bytes, "linear inputs")
+            rg_h = rg_in or pt["train_A"]
+            if pt["train_u"]:
+                A.save(f"{out_key}.h", sb * r * e, "Tied-LoRA: A x, u A x, v-scaled update")
+            rg_h = rg_h or pt["train_u"]
+            if pt["train_B"]:
+                A.save(f"{out_key}.hu", sb * r * e, "Tied-LoRA: A x, u A x, v-scaled update")
+            rg_upd = rg_h or pt["train_B"]
+            if pt["train_v"]:
+                A.save(f"{out_key}.upd", sb * d_out * e, "Tied-LoRA: A x, u A x, v-scaled update")
+            return rg_upd or pt["train_v"] or rg_in
+        if kind == "entries":  # the custom function always keeps its input
+            A.save(key_in, x_bytes, "linear inputs")
+            return True
+        if kind == "blocks":  # a compact copy of the input columns the selected blocks read
+            A.save(f"{out_key}.xc", sb * pt["ucols"] * pt["block"] * e, "SMT: input column blocks")
+            return True
+        raise AssertionError(kind)
+
+    def attention_core(layer, rg_q, rg_k, rg_v, q_key, k_key, v_key, out_key):
+        rg_qk = rg_q or rg_k
+        if not (rg_qk or rg_v):
+            return False
+        if flash:
+            A.save(q_key, sb * dq * e, "attention q, k, v, output")
+            A.save(k_key, sb * dkv * e, "attention q, k, v, output")
+            A.save(v_key, sb * dkv * e, "attention q, k, v, output")
+            A.save(out_key, sb * dq * e, "attention q, k, v, output")
+            A.save(f"{layer}.lse", a * sb * 4, "attention q, k, v, output")
+            return True
+        s2 = a * s * s * b
+        if rg_qk:  # q k^T keeps k when q needs a gradient and q when k does; p v keeps v
+            if rg_k:
+                A.save(f"{layer}.q_s", sb * dq * e, "attention q, k, v copies")
+            if rg_q:
+                A.save(f"{layer}.k_s", sb * dkv * e, "attention q, k, v copies")
+            A.save(f"{layer}.v_s", sb * dkv * e, "attention q, k, v copies")
+            if not recompute:
+                A.save(f"{layer}.softmax", s2 * e, "attention scores (a s^2 b)")
+                if p_attn > 0:
+                    A.save(f"{layer}.attn_mask", s2 * mask_e, "attention scores (a s^2 b)")
+        if rg_v and not recompute:
+            A.save(f"{layer}.attn_drop" if p_attn > 0 else f"{layer}.softmax", s2 * e, "attention scores (a s^2 b)")
+        return True
+
+    def layer_norm(key_in, rg_in, trainable, label="norm inputs and statistics"):
+        if rg_in or trainable:
+            A.save(key_in, sb * h * e, label)
+            A.save(key_in + ".stats", 2 * sb * 4, label)
+            return True
+        return False
+
+    def rms_norm(key_in, rg_in, trainable, out_key):
+        # HF LlamaRMSNorm upcasts to fp32: pow() keeps the fp32 input, the product keeps rsqrt; the weight
+        # product keeps the normalised input only when the weight trains
+        if rg_in:
+            A.save(key_in + (".f32" if e != 4 else ""), sb * h * 4, "norm inputs and statistics")
+            A.save(key_in + ".rsqrt", sb * 4, "norm inputs and statistics")
+        if trainable:
+            A.save(out_key + ".normed", sb * h * e, "norm inputs and statistics")
+        return rg_in or trainable
+
+    def dropout(key, n_elems, rg, p):
+        if rg and p > 0:
+            A.save(key, n_elems * mask_e, "dropout masks")
+
+    # ---- embeddings
+    rg = full
+    if spec.family == "bert":
+        if full:
+            A.save("ids", 8 * sb, "token ids, labels, loss")
+            A.save("tt_ids", 8 * s, "token ids, labels, loss")
+        layer_norm("emb.sum", rg, full)
+        dropout("emb.drop", sb * h, rg, p_hid)
+    else:
+        if full:
+            A.save("ids", 8 * sb, "token ids, labels, loss")
+    x_key = "0.X"
+    for layer in range(spec.n_layers):
+        if spec.family == "bert":
+            rq = linear(layer, "q", x_key, h, dq, rg, f"{layer}.q")
+            rk = linear(layer, "k", x_key, h, dkv, rg, f"{layer}.k")
+            rv = linear(layer, "v", x_key, h, dkv, rg, f"{layer}.v")
+            ctx_key = f"{layer}.attn_out" if flash else f"{layer}.ctx"
+            r_att = attention_core(layer, rq, rk, rv, f"{layer}.q", f"{layer}.k", f"{layer}.v", f"{layer}.attn_out")
+            ro = linear(layer, "o", ctx_key, dq, h, r_att, f"{layer}.o")
+            dropout(f"{layer}.o_drop", sb * h, ro, p_hid)
+            rg1 = ro or rg
+            rg1 = layer_norm(f"{layer}.ln1_in", rg1, full)
+            y_key = f"{layer}.Y"
+            ru = linear(layer, "up", y_key, h, f, rg1, f"{layer}.up")
+            if ru:
+                A.save(f"{layer}.gelu_in", sb * f * e, "MLP hidden (s b f)")
+            rd = linear(layer, "down", f"{layer}.G", f, h, ru, f"{layer}.down")
+            dropout(f"{layer}.d_drop", sb * h, rd, p_hid)
+            rg = layer_norm(f"{layer}.ln2_in", rd or rg1, full)
+            x_key = f"{layer + 1}.X"
+        else:
+            n_key = f"{layer}.N"
+            rn = rms_norm(x_key, rg, full, n_key)
+            rq = linear(layer, "q", n_key, h, dq, rn, f"{layer}.q")
+            rk = linear(layer, "k", n_key, h, dkv, rn, f"{layer}.k")
+            rv = linear(layer, "v", n_key, h, dkv, rn, f"{layer}.v")
+            if rq or rk:
+                A.save("rope", 2 * s * spec.d_head * e, "rotary cos/sin (shared)")
+            r_att = attention_core(layer, rq, rk, rv, f"{layer}.q_rot", f"{layer}.k_rot", f"{layer}.v",
+                                   f"{layer}.attn_out")
+            ro = linear(layer, "o", f"{layer}.attn_out", dq, h, r_att, f"{layer}.o")
+            rg1 = ro or rg
+            m_key = f"{layer}.M"
+            r2 = rms_norm(f"{layer}.X2", rg1, full, m_key)
+            in_key = m_key
+            rg_g = linear(layer, "gate", in_key, h, f, r2, f"{layer}.gate")
+            rg_u = linear(layer, "up", in_key, h, f, r2, f"{layer}.up")
+            if rg_g:
+                A.save(f"{layer}.gate_out", sb * f * e, "MLP hidden (s b f)")  # silu input
+            if rg_u:
+                A.save(f"{layer}.silu_out", sb * f * e, "MLP hidden (s b f)")
+            if rg_g:
+                A.save(f"{layer}.up_out", sb * f * e, "MLP hidden (s b f)")
+            rd = linear(layer, "down", f"{layer}.P", f, h, rg_g or rg_u, f"{layer}.down")
+            rg = rd or rg1
+            x_key = f"{layer + 1}.X"
+    # ---- head and loss
+    if spec.family == "bert":
+        if spec.task == "seq-cls":
+            if full:  # the pooler reads the first token: a view that keeps the whole last hidden state
+                A.save(x_key, sb * h * e, "head: pooler, classifier, logits")
+            if rg or full:
+                A.save("pool_tanh", b * h * e, "head: pooler, classifier, logits")
+                dropout("pool_drop", b * h, True, p_hid)
+            A.save("cls_in", b * h * e, "head: pooler, classifier, logits")
+            A.save("loss", b * spec.num_labels * e + 8 * b + 4, "token ids, labels, loss")
+    else:
+        rn = rms_norm(x_key, rg, full, "final")
+        if spec.task == "causal-lm":
+            if full:  # lm_head's input (the norm output; a separate storage from the pre-weight "normed")
+                A.save("final.out", sb * h * e, "head: final norm, logits")
+            A.save("logsoftmax", sb * V * 4, "head: log-softmax of the logits (fp32)")
+            A.save("labels", 8 * sb + 4, "token ids, labels, loss")
+        else:
+            A.save("final.out", sb * h * e, "head: final norm, logits")
+            A.save("loss", b * spec.num_labels * e + 8 * b + 4, "token ids, labels, loss")
+    return A.total(), A.by_label()
+
+
+def korthikanti_activations(spec: ModelSpec, b: int, s: int, e: int, recompute: bool) -> float:
+    """s b h (34 + 5 a s / h) bytes per layer at 16-bit (34 s b h with selective recomputation), x e/2."""
+    h, a = spec.hidden, spec.heads
+    per = s * b * h * (34 + (0 if recompute else 5 * a * s / h))
+    return spec.n_layers * per * e / 2
+
+
+def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = None, precision: str = "bf16-mixed",
+             batch: int = 1, seq_len: int = 512, recompute: bool = False, activation_model: str = "detailed",
+             attention: str = "auto", device: str = "cuda", master_copy: bool = True,
+             optimizer: str = "adamw") -> dict:
+    """The memory model of METHODS.md for one configuration; every term in bytes (see the module docstring).
+
+    ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit.
+    ``attention``: "auto" (cuda: fused kernels that keep no s^2 scores; cpu: the scores are kept when attention
+    dropout is on), "flash" or "materialized".  ``device`` matters for dropout masks (1 byte on CUDA, a full float
+    on CPU).  ``master_copy``: the fp32 master weights of mixed precision (16 B/param for full FT; False: 12 B).
+    """
+    if isinstance(spec, str):
+        if spec not in PUBLISHED:
+            raise KnobError(f"unknown model config '{spec}': use one of {', '.join(PUBLISHED)} or a ModelSpec")
+        spec = PUBLISHED[spec]
+    spec.validate()
+    if precision not in PRECISIONS:
+        raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")
+    if activation_model not in ACTIVATION_MODELS:
+        raise KnobError(f"activation_model must be one of {', '.join(ACTIVATION_MODELS)}")
+    if attention not in ("auto", "flash", "materialized"):
+        raise KnobError("attention must be auto, flash or materialized")
+    if optimizer not in ("adamw", "sgd"):
+        raise KnobError("optimizer must be adamw or sgd")
+    batch, seq_len = int(batch), int(seq_len)
+    if batch < 1 or seq_len < 1:
+        raise KnobError("batch and seq_len must be >= 1")
+    if precision == "4bit" and method == "full":
+        raise KnobError("full fine-tuning cannot train 4-bit weights: choose fp32 or bf16-mixed, or a PEFT method")
+    plan = _plan(spec, method, knobs or {})
+    notes = list(plan.notes)
+    groups = spec.param_groups()
+    N = spec.n_params()
+    T = plan.trainable
+    # ---- weights
+    e = 4 if precision == "fp32" else 2
+    if precision == "4bit":
+        frozen_lin = groups["block_linear"]
+        base_w = frozen_lin * (0.5 + _Q4_CONST_BYTES) + (N - frozen_lin) * 2
+        notes.append("4-bit: the blocks' linear weights at 0.5 B/param plus QLoRA's double-quantisation constants "
+                     "(0.127 bit/param); embeddings, norms and head stay 16-bit; adapters train in 16-bit.")
+    else:
+        base_w = N * e
+    adapter_params = T - (N if method == "full" else spec.head_params())
+    if method == "full":
+        adapter_params = 0
+    weights = (base_w + adapter_params * e + plan.extra_float * e + plan.extra_index_bytes
+               + plan.head_copy * e + spec.buffer_bytes())
+    # ---- grads, optimizer
+    grads = T * e
+    moments = 8 if optimizer == "adamw" else 0
+    master = 4 if (precision != "fp32" and master_copy) else 0
+    opt = T * (moments + master)
+    if precision != "fp32":
+        notes.append(f"bf16 weights and gradients, fp32 Adam moments (8 B/param)"
+                     + (", fp32 master copy (4 B/param)" if master else ", no master copy") + " for trainable "
+                     "parameters.")
+    # ---- activations
+    if attention == "auto":
+        attention = "flash" if (device == "cuda" or spec.attn_dropout == 0) else "materialized"
+    mask_e = 1 if device == "cuda" else e
+    act_detailed, act_terms = _detailed_activations(spec, plan, batch, seq_len, e, mask_e, attention, recompute)
+    act_k = korthikanti_activations(spec, batch, seq_len, e, recompute)
+    act = act_detailed if activation_model == "detailed" else act_k
+    total = weights + grads + opt + act
+    return dict(
+        model=spec.name, family=spec.family, method=method, knobs=plan.knobs, precision=precision, batch=batch,
+        seq_len=seq_len, recompute=bool(recompute), activation_model=activation_model, attention=attention,
+        device=device, n_params=int(N), trainable_params=int(T), trainable_parts=plan.trainable_parts,
+        weights_bytes=float(weights), grads_bytes=float(grads), optimizer_bytes=float(opt),
+        activations_bytes=float(act), activations_detailed_bytes=float(act_detailed),
+        activations_korthikanti_bytes=float(act_k), activation_terms=act_terms, total_bytes=float(total),
+        bytes_per_trainable_param=(e + e + moments + master) if T else 0,
+        notes=notes + ["Adam's scalar step counters (4 B per parameter tensor) and allocator overheads are left out; "
+                       "the total sums terms that do not all peak at the same instant (an upper bound).",
+                       "Units: GB = 10^9 bytes, GiB = 2^30 bytes."])
+
+
+def estimate_table(spec, methods=None, **kw) -> list[dict]:
+    """``estimate`` for several methods (default: all seven) with the same settings."""
+    from .methods import METHODS
+
+    out = []
+    for m in methods or list(METHODS):
+        try:
+            out.append(estimate(spec, m, **kw))
+        except ValueError as e:
+            out.append(dict(method=m, error=str(e)))
+    return out

@@ -66,6 +66,9 @@ def page_setup(title: str, icon: str = "🧪", layout: str = "wide") -> None:
     except Exception:  # noqa: BLE001 - already set (e.g. called twice)
         pass
     with st.sidebar:
+        st.markdown("**PEFT Explorer**")
+        page_links()
+        st.divider()
         instructor_mode()
         st.caption("Every setting is in the page address: copy it to share this exact view.")
 
@@ -80,7 +83,10 @@ def existing_pages():
 def page_links(exclude: str | None = None) -> None:
     for path, label, icon in existing_pages():
         if path != exclude:
-            st.page_link(path, label=label, icon=icon)
+            try:
+                st.page_link(path, label=label, icon=icon)
+            except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
+                pass
 
 
 def show_error(exc: BaseException, prefix: str = "") -> None:
@@ -162,6 +168,7 @@ def url_values(schema: Schema, page: str, notice: bool = True) -> dict:
     values, warnings = schema.parse(raw)
     sig_key = f"_urlsig:{page}"
     fresh = st.session_state.get(sig_key) != _sig(raw)  # a new link / preset / first visit
+    st.session_state[f"_urlfresh:{page}"] = fresh
     for name, v in values.items():
         k = wkey(page, name)
         if fresh or k not in st.session_state:

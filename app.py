@@ -1,0 +1,81 @@
+"""PEFT Explorer: the landing page (starts nothing heavy; the default model loads lazily, ~1.5 s)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import ui_common as ui
+from explorer.methods import METHODS
+from explorer.models import DEFAULT_MODEL, REGISTRY
+
+ui.page_setup("Home", "🏠")
+
+WHAT_TRAINS = {
+    "full": "every weight of the model",
+    "lora": "a low-rank pair B A beside each target W (B starts at 0)",
+    "dora": "LoRA's B A on the direction of W, plus one magnitude per output row",
+    "lora-sp": "LoRA's A and B with a random half of their entries frozen",
+    "tied-lora": "one A and one B shared by all layers, plus small per-layer vectors u, v",
+    "smt": "the b×b blocks of W with the largest warm-up gradients",
+    "sparta": "a random set of single entries of W (Wv, Wo by default)",
+}
+
+
+def paper_link(p: str) -> str:
+    if p.startswith("arXiv "):
+        n = p.split()[1]
+        return f"[{p}](https://arxiv.org/abs/{n})"
+    return p
+
+
+def body():
+    st.title("PEFT Explorer")
+    st.markdown(
+        "**Parameter-efficient fine-tuning (PEFT)** adapts a pretrained model by training only a small set of "
+        "parameters – a low-rank update, a few blocks or single entries of the weights – while the rest stays "
+        "frozen. Fewer trainable parameters mean smaller gradients and optimizer state, small adapter files, "
+        "and several tasks served from one base model. This dashboard lets you *see* what each method trains on "
+        "small real models, fine-tune them live, and compare the results.")
+
+    st.subheader("The seven methods at a glance")
+    rows = [{"method": m.label, "what trains": WHAT_TRAINS.get(k, m.description), "trainable parameters": m.formula,
+             "paper": paper_link(m.paper)} for k, m in METHODS.items()]
+    head = "| Method | What trains | Trainable parameters | Paper |\n|---|---|---|---|\n"
+    st.markdown(head + "\n".join(f"| **{r['method']}** | {r['what trains']} | `{r['trainable parameters']}` | "
+                                 f"{r['paper']} |" for r in rows))
+    st.caption("d_in, d_out: the input and output size of a target weight W; r: the rank; b: SMT's block size. "
+               "Every count on these pages is computed from the real tensors of the loaded model.")
+
+    st.subheader("The model in use")
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("Models that work offline: " + ", ".join(f"`{k}`" for k in REGISTRY) +
+                    ", or any local folder / hub id. The base model is loaded once per server and copied per "
+                    "session, so nobody's experiment changes anyone else's.")
+        show = st.toggle(f"Show the size of the default model ({DEFAULT_MODEL})", value=True, key="home_show_model")
+    with right:
+        if show:
+            loaded = ui.load_base_or_error(DEFAULT_MODEL)
+            if loaded is not None:
+                inf = loaded.info
+                st.metric("parameters (counted from the loaded tensors)", f"{inf.n_params:,}")
+                st.caption(f"**{inf.label}** · {inf.n_layers} layers · hidden {inf.hidden} · {inf.kind}  \n"
+                           f"Source: {inf.source}  \n" + " ".join(inf.notes))
+
+    st.subheader("Where to go next")
+    cols = st.columns(2)
+    blurbs = {
+        "pages/1_Methods_playground.py": "Move a method's knobs; see counts, memory, masks and ΔW live.",
+        "pages/2_Fine_tune.py": "Train a method on a task with live loss, accuracy and memory curves.",
+        "pages/3_Compare.py": "Runs side by side: accuracy against trainable parameters and memory.",
+        "pages/4_Memory_calculator.py": "What a 7B–65B model needs per method, precision and batch.",
+        "pages/5_SMT_block_inspector.py": "SMT's warm-up gradients and the blocks it picks.",
+    }
+    pages = [p for p in ui.existing_pages() if p[0] != "app.py"]
+    for i, (path, label, icon) in enumerate(pages):
+        with cols[i % 2]:
+            st.page_link(path, label=label, icon=icon)
+            st.caption(blurbs.get(path, ""))
+
+
+ui.run_page(body)

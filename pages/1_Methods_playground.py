@@ -1,0 +1,366 @@
+"""Methods playground: pick a model and a method, move its knobs, see what would train (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import ui_common as ui
+from explorer import figures as F
+from explorer import playground as pg
+from explorer.methods import METHODS
+from explorer.presets import for_page
+from explorer.targets import TYPE_NAMES, find_targets
+
+PAGE = "pg"
+ui.page_setup("Methods playground", "🧪")
+
+RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def k(name: str) -> str:
+    return ui.wkey(PAGE, name)
+
+
+# ----------------------------------------------------------------------------- widgets
+
+
+def knob_widget(side: str, knob, loaded, method: str) -> None:
+    key = k(f"{side}_{knob.name}")
+    name, help_ = knob.name, knob.help
+    cur = st.session_state.get(key, knob.default)
+    if name == "rank":
+        opts = sorted(set(RANKS) | {int(cur)})
+        st.select_slider("rank r", opts, key=key, help=help_)
+    elif name == "alpha":
+        st.number_input("alpha", min_value=0.0, max_value=4096.0, step=1.0, key=key, help=help_)
+    elif name in ("freeze", "dropout"):
+        st.slider(name, 0.0, float(knob.max), step=0.01, key=key, help=help_)
+    elif name in ("density", "sparsity"):
+        st.slider(name, 0.0, 1.0, step=0.001, format="%.3f", key=key, help=help_)
+    elif name == "targets":
+        avail = _available_types(loaded)
+        st.session_state[key] = [t for t in st.session_state.get(key, []) if t in avail] or \
+            [t for t in knob.default if t in avail] or avail[:1]
+        st.multiselect("target matrices", avail, key=key, help=help_, format_func=lambda t: _type_label(loaded, t))
+    elif name == "block_size":
+        shapes = _target_shapes(loaded, st.session_state.get(k(f"{side}_targets"), knob.default))
+        from explorer.methods.smt import auto_block_size, valid_block_sizes
+
+        valid = [b for b in valid_block_sizes(shapes) if b >= 4] if shapes else []
+        opts = [0] + valid
+        if cur not in opts:
+            st.session_state[key] = 0
+        auto = auto_block_size(shapes) if shapes else 0
+        st.select_slider("block size b", opts, key=key, help=help_ + " · only sizes that divide every target",
+                         format_func=lambda b: f"auto ({auto})" if b == 0 else str(b))
+    elif name == "blocks":
+        shapes = _target_shapes(loaded, st.session_state.get(k(f"{side}_targets"), ["q", "k", "v"]))
+        from explorer.methods.smt import auto_block_size
+
+        b = st.session_state.get(k(f"{side}_block_size"), 0) or (auto_block_size(shapes) if shapes else 0)
+        total = sum((o // b) * (i // b) for o, i in shapes) if b else 0
+        hi = max(1, total)
+        if int(cur) > hi:
+            st.session_state[key] = hi
+        st.slider("number of blocks (0 = auto)", 0, hi, key=key,
+                  help=help_ + f" · {total:,} blocks of {b}×{b} in the targets" if b else help_)
+    elif knob.kind == "bool":
+        disabled = method == "tied-lora" and name != "tied" and st.session_state.get(k(f"{side}_preset")) != "custom"
+        disabled = disabled or (method == "tied-lora" and name == "tied" and
+                                st.session_state.get(k(f"{side}_preset")) != "custom")
+        if disabled:
+            from explorer.methods.tied_lora import PRESETS as TP
+
+            st.session_state[key] = TP[st.session_state[k(f"{side}_preset")]][name]
+        st.toggle(_bool_label(name), key=key, help=help_, disabled=disabled)
+    elif knob.kind == "choice":
+        if len(knob.choices) <= 5:
+            st.radio(name, knob.choices, key=key, help=help_, horizontal=True)
+        else:
+            st.selectbox(name, knob.choices, key=key, help=help_)
+    elif knob.kind == "int":
+        st.number_input(name, min_value=int(knob.min or 0), max_value=int(knob.max or 2**31 - 1), step=1,
+                        key=key, help=help_)
+    else:
+        st.number_input(name, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
+                        help=help_)
+
+
+def _bool_label(name: str) -> str:
+    return {"tied": "A, B tied across layers", "train_A": "train A", "train_B": "train B", "train_u": "train u",
+            "train_v": "train v"}.get(name, name)
+
+
+def _available_types(loaded) -> list[str]:
+    from explorer.targets import ALL_TYPES
+
+    have = {t.type for t in find_targets(loaded.model)}
+    return [t for t in ALL_TYPES if t in have] or ALL_TYPES
+
+
+def _target_shapes(loaded, types) -> list[tuple[int, int]]:
+    return sorted({(t.d_out, t.d_in) for t in find_targets(loaded.model, list(types or []))})
+
+
+def _type_label(loaded, t: str) -> str:
+    fam = loaded.info.family if loaded.info.family in TYPE_NAMES else "llama"
+    return f"{t} ({TYPE_NAMES[fam].get(t, t)})"
+
+
+# ----------------------------------------------------------------------------- one side
+
+
+def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, compact: bool):
+    info = METHODS[method]
+    st.markdown(f"#### {info.label}")
+    st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
+    knobs_vis = pg.visible_knobs(method, st.session_state.get("instructor", False))
+    if compact:
+        kcol, mcol = st.container(), st.container()
+    else:
+        kcol, mcol = st.columns([2, 3], gap="large")
+    with kcol:
+        if knobs_vis:
+            with st.container(border=True):
+                for kn in knobs_vis:
+                    knob_widget(side, kn, loaded, method)
+        else:
+            st.caption("Full fine-tuning has no knobs: every parameter trains.")
+    values = ui.widget_values(pg.side_schema(method, side), PAGE)
+    knobs = pg.side_knobs(values, method, side)
+    with mcol:
+        if method == "smt":
+            st.caption(f"SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
+                       "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
+                       "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")
+        try:
+            with st.spinner("Applying the method to a copy of the model…"):
+                s = pg.summarize(loaded, method, knobs, warm=warm)
+        except Exception as exc:  # noqa: BLE001 - knob errors are shown, the page goes on
+            ui.show_error(exc)
+            return None
+        metrics = [("trainable parameters", f"{s.trainable:,}", "unique tensors the optimizer updates"),
+                   ("of all parameters", f"{s.fraction:.3%}", f"total {s.total:,} parameters in the model"),
+                   ("adapter on disk", pg.fmt_bytes(s.adapter_bytes), s.adapter_bytes_how),
+                   ("total parameters", f"{s.total:,}", "every parameter of the model (tied ones once)"),
+                   ("AdamW state", pg.fmt_bytes(s.optimizer_bytes), "2 fp32 moments = 8 B per trainable parameter"),
+                   ("gradients", pg.fmt_bytes(s.gradient_bytes), "one fp32 gradient = 4 B per trainable parameter")]
+        n = 2 if compact else 3
+        for i in range(0, len(metrics), n):
+            for c, (lab, val, hlp) in zip(st.columns(n), metrics[i:i + n]):
+                c.metric(lab, val, help=hlp)
+        lines, total = pg.formula(s)
+        ok = total == s.trainable
+        st.markdown("**The formula with this model's shapes**")
+        st.code("\n".join(lines) + f"\n= {total:,} trainable parameters", language=None, wrap_lines=True)
+        st.caption(("Check: the formula matches the count from the adapter's real tensors." if ok else
+                    f"Warning: the formula gives {total:,} but the adapter holds {s.trainable:,}.") +
+                   f" Computed in {s.seconds:.2f} s (cached after the first time).")
+    with st.expander("Notes (defaults, deviations, what is counted)", expanded=False):
+        for n in s.notes:
+            st.markdown(f"- {n}")
+        st.markdown(f"- Adapter size: {s.adapter_bytes_how}.")
+    draw_pictures(s, loaded, wt, layer, compact)
+    return s
+
+
+def _explain(compact: bool):
+    """Picture column and explanation column (stacked when two methods share the page)."""
+    if compact:
+        return st.container(), st.container()
+    return st.columns([3, 2], vertical_alignment="center")
+
+
+def draw_pictures(s, loaded, wt: str, layer: int, compact: bool):
+    tpl = ui.plotly_template()
+    side_key = f"{s.method}-{id(s)}"
+    lay = pg.find_layout(s, wt, layer)
+    st.markdown(f"**What can change in `{wt}` of layer {layer}**")
+    if s.method == "tied-lora":
+        left, right = _explain(compact)
+        with left:
+            ui.show_fig(F.tied_diagram(pg.tied_structure(s), "Sharing across layers", tpl), key=f"tied-{side_key}")
+        with right:
+            sw = s.adapter.switches
+            st.markdown(
+                f"One **A** and one **B** {'are shared by every layer' if sw['tied'] else 'per layer (untied)'}; "
+                "each layer keeps its own scaling vectors **u** (length r) and **v** (one per output row). "
+                "Orange boxes train, grey boxes are frozen buffers. Tied tensors are counted once and "
+                "their gradients sum over the layers.")
+    if lay is None:
+        types = sorted({t.type for t in s.adapter.targets})
+        st.info(f"{METHODS[s.method].label} does not adapt `{wt}` in layer {layer} with these settings "
+                f"(its targets: {', '.join(types) or 'none'}). Pick another matrix above.", icon="ℹ️")
+        return
+    shape = tuple(lay.shape)
+    if s.method in ("lora", "dora"):
+        left, right = _explain(compact)
+        with left:
+            ui.show_fig(F.lowrank_shapes(shape[0], shape[1], s.knobs["rank"], f"W + (α/r)·B A, to scale", tpl),
+                        key=f"shapes-{side_key}")
+        with right:
+            st.markdown(f"W ({shape[0]}×{shape[1]}) stays frozen. LoRA trains **B** ({shape[0]}×{s.knobs['rank']}) and "
+                        f"**A** ({s.knobs['rank']}×{shape[1]}): {lay.trainable:,} numbers instead of "
+                        f"{shape[0] * shape[1]:,}. Every entry of W can change, but only inside a rank-"
+                        f"{s.knobs['rank']} update." + (" DoRA adds one magnitude per output row." if s.method == "dora"
+                                                       else ""))
+    elif s.method == "lora-sp":
+        ma, mb = lay.detail["masks"]()
+        ra, fa = pg.reduce_mask(ma)
+        rb, fb = pg.reduce_mask(mb)
+        left, right = _explain(compact)
+        with left:
+            ui.show_fig(F.factor_masks(ra, rb, "Trained (orange) and frozen (grey) entries of B and A", tpl, fa, fb),
+                        key=f"sp-{side_key}")
+        with right:
+            d = lay.detail
+            st.markdown(f"A random **{s.knobs['freeze']:.0%}** of the entries of A and B is frozen. "
+                        f"Trainable: A {d['a_trainable']:,} of {d['a_total']:,}, B {d['b_trainable']:,} of "
+                        f"{d['b_total']:,}. Frozen entries are buffers, so weight decay and Adam cannot move them; "
+                        "frozen entries of B stay zero.")
+    elif s.method in ("sparta", "smt", "full"):
+        frac, f = pg.reduce_mask(lay.mask())
+        left, right = _explain(compact)
+        with left:
+            ui.show_fig(F.mask_heatmap(frac, shape, f, f"Entries of W that train ({lay.changeable:,} of "
+                                       f"{shape[0] * shape[1]:,})", tpl), key=f"mask-{side_key}")
+        with right:
+            extra = f" Each drawn cell averages {f}×{f} entries." if f > 1 else ""
+            if s.method == "sparta":
+                st.markdown(f"SpaRTA trains **{lay.changeable:,}** randomly chosen single entries of this matrix "
+                            f"({lay.changeable / (shape[0] * shape[1]):.2%}); the colour is the fraction of trained "
+                            f"entries per cell (0 to 1).{extra}")
+            elif s.method == "smt":
+                st.markdown(f"SMT trains whole **{s.adapter.block}×{s.adapter.block} blocks**: "
+                            f"{lay.detail['blocks']} selected in this matrix, {s.adapter.n_blocks} in all targets. "
+                            f"Yellow = trained block, dark = frozen.{extra}")
+            else:
+                st.markdown("Full fine-tuning trains every entry." + extra)
+        if s.method == "smt" and lay.target in getattr(s.adapter, "scores", {}):
+            sc = s.adapter.scores[lay.target].numpy()
+            top = max(float(v.max()) for v in s.adapter.scores.values()) or 1.0
+            sel = np.zeros(sc.shape, bool)
+            mod = s.adapter.modules.get(lay.target)
+            if mod is not None:
+                sel[mod.brow.numpy(), mod.bcol.numpy()] = True
+            left, right = _explain(compact)
+            with left:
+                ui.show_fig(F.block_scores(sc / top, sel, s.adapter.block, "Warm-up score per block", tpl),
+                            key=f"score-{side_key}")
+            with right:
+                st.markdown(f"The score of a block is the **{s.knobs['score']}** of the gradient summed over the "
+                            f"warm-up ({s.warmup.get('batches', '?')} batches of `{s.warmup.get('task', '?')}`), "
+                            "divided by the largest score of all targets. Outlined blocks are the "
+                            f"{'global' if s.knobs['selection'] == 'global' else 'per-matrix'} top-n.")
+    # the update ΔW
+    d, note = pg.illustrative_delta(s, lay.target, seed=int(s.knobs.get("seed", 0) or 0))
+    red, f = pg.reduce_abs_max(d)
+    rank = pg.numerical_rank(d)
+    left, right = _explain(compact)
+    with left:
+        ui.show_fig(F.delta_heatmap(red, shape, f, f"The update ΔW added to W (illustrative values), rank {rank}",
+                                    tpl), key=f"delta-{side_key}")
+    with right:
+        st.markdown(note + f" Numerical rank of this ΔW: **{rank}** (at most {min(shape)})." +
+                    (f" Each cell shows the largest |ΔW| of {f}×{f} entries." if f > 1 else ""))
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def body():
+    st.title("Methods playground")
+    st.markdown("Pick a model and a PEFT method, move its knobs, and see **what would train** – counts, memory, "
+                "masks and the update to W – computed live on the real model, without training.")
+    base = pg.page_schema()
+    presets = for_page("playground")
+    with st.sidebar:
+        st.subheader("Lesson presets")
+        pick = st.selectbox("Preset", ["—"] + list(presets), key="pg_preset_pick", label_visibility="collapsed")
+        if pick != "—":
+            st.caption(presets[pick].lesson)
+            if st.button("Load this preset", key="pg_preset_go", width="stretch"):
+                ui.apply_preset(presets[pick].values, PAGE)
+    # the method of each side decides which knob fields are whitelisted
+    pre, _ = base.parse(ui._raw_params())
+    m1 = st.session_state.get(k("m1"), pre["m1"])
+    m2 = st.session_state.get(k("m2"), pre["m2"])
+    m1 = m1 if m1 in METHODS else "lora"
+    m2 = m2 if m2 in METHODS or m2 == "none" else "none"
+    schema = base + pg.side_schema(m1, "a") + (pg.side_schema(m2, "b") if m2 != "none" else pg.Schema([]))
+    vals = ui.url_values(schema, PAGE)
+    if not st.session_state.get(f"_urlfresh:{PAGE}"):
+        for side, method in (("a", m1), ("b", m2)):
+            prev = st.session_state.get(f"_pg_prev_{side}")
+            if prev is not None and prev != method and method != "none":
+                for f in pg.side_schema(method, side):  # a newly picked method starts from its own defaults
+                    st.session_state[k(f.name)] = f.default_value()
+    st.session_state["_pg_prev_a"], st.session_state["_pg_prev_b"] = m1, m2
+
+    if st.session_state.get(f"_urlfresh:{PAGE}"):
+        for kk in (k("model_sel"), k("model_custom")):
+            st.session_state.pop(kk, None)
+    with st.sidebar:
+        st.subheader("Model")
+        name = ui.model_choice(k("model_sel"), k("model_custom"), vals["model"])
+        st.session_state[k("model")] = name
+    if not name:
+        st.info("Type a local folder or a hub id in the sidebar.", icon="ℹ️")
+        return
+    loaded = ui.load_base_or_error(name)
+    if loaded is None:
+        ui.write_url(schema, PAGE)
+        return
+    inf = loaded.info
+    st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {inf.n_layers} layers · hidden {inf.hidden} · "
+               f"{'pretrained' if inf.pretrained else 'random weights'} · source: {inf.source}")
+
+    avail = _available_types(loaded)
+    if st.session_state.get(k("wt")) not in avail:
+        st.session_state[k("wt")] = "v" if "v" in avail else avail[0]
+    n_layers = max(1, inf.n_layers or 1 + max((t.layer for t in find_targets(loaded.model)), default=0))
+    if int(st.session_state.get(k("layer"), 0)) > n_layers - 1:
+        st.session_state[k("layer")] = n_layers - 1
+    c = st.columns([2, 2, 2, 2])
+    c[0].selectbox("Method", list(METHODS), key=k("m1"), format_func=lambda m: METHODS[m].label)
+    c[1].selectbox("Compare with", ["none"] + list(METHODS), key=k("m2"),
+                   format_func=lambda m: "— nothing —" if m == "none" else METHODS[m].label)
+    c[2].selectbox("Matrix drawn", avail, key=k("wt"), format_func=lambda t: _type_label(loaded, t))
+    if n_layers > 1:
+        c[3].slider("Layer drawn", 0, n_layers - 1, key=k("layer"))
+    else:
+        st.session_state[k("layer")] = 0
+    if "smt" in (st.session_state[k("m1")], st.session_state[k("m2")]):
+        with st.sidebar:
+            st.slider("SMT warm-up batches", 1, 8, key=k("warm"),
+                      help="gradient-only warm-up batches of the model's built-in task used to pick SMT's blocks")
+    wt, layer, warm = st.session_state[k("wt")], int(st.session_state[k("layer")]), int(st.session_state.get(k("warm"), 2))
+
+    sides = [("a", m1)] + ([("b", m2)] if m2 != "none" else [])
+    cols = st.columns(len(sides), gap="large") if len(sides) > 1 else [st.container()]
+    results = []
+    for (side, method), col in zip(sides, cols):
+        with col:
+            results.append(render_side(side, method, loaded, wt, layer, warm, compact=len(sides) > 1))
+    good = [(m, s) for (_, m), s in zip(sides, results) if s is not None]
+    if len(good) > 1:
+        st.divider()
+        st.markdown("#### Side by side: what training would keep in memory for these parameters")
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        rows = [dict(name=f"{METHODS[m].label} ({'left' if i == 0 else 'right'})", grad=s.gradient_bytes,
+                     optim=s.optimizer_bytes, adapter=s.adapter_bytes) for i, (m, s) in enumerate(good)]
+        with left:
+            ui.show_fig(F.memory_bars(rows, "Gradients, optimizer state and adapter size", ui.plotly_template()),
+                        key="pg-membars")
+        with right:
+            a, b = good[0][1], good[1][1]
+            ratio = a.trainable / b.trainable if b.trainable else float("inf")
+            st.markdown(f"The left method trains **{ratio:.3g}×** as many parameters as the right one "
+                        f"({a.trainable:,} vs {b.trainable:,}). Gradients (4 B) and AdamW's two moments (8 B) exist "
+                        "only for trainable parameters; the frozen fp32 weights "
+                        f"({pg.fmt_bytes(a.weight_bytes)}) and the activations come on top for both.")
+    ui.write_url(schema, PAGE)
+
+
+ui.run_page(body)

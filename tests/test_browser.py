@@ -1,0 +1,169 @@
+"""Browser tests: the real server in Debian's chromium (playwright), one screenshot per page.
+
+To add a page, append a :class:`PageCase` to ``PAGES`` (its URL path is the page
+file name without the number prefix and ``.py``; ``slider`` names a slider whose
+move must change the first metric shown, or None).  Screenshots go to
+``assets/screenshots/<name>.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "assets" / "screenshots"
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"{CHROMIUM} is absent (install it with `make browser`: Debian's chromium)")]
+
+
+@dataclass
+class PageCase:
+    name: str  # screenshot name
+    path: str  # URL path ("" for Home)
+    query: str = ""  # URL query (settings)
+    slider: str | None = None  # label of a slider whose move changes the first metric
+    wait_for: str = '[data-testid="stMarkdown"]'  # an element the page must show
+    height: int = 2400  # viewport height for the screenshot
+
+
+PAGES = [
+    PageCase("home", "", wait_for='[data-testid="stMetricValue"]', height=1700),
+    PageCase("methods_playground", "Methods_playground", "model=minilm&m1=lora&m2=none&wt=v&layer=0",
+             slider="rank r", wait_for='[data-testid="stMetricValue"]', height=2600),
+    PageCase("methods_playground_compare", "Methods_playground",
+             "model=minilm&m1=lora-sp&m2=sparta&wt=v&layer=0&a_rank=8&a_freeze=0.5&a_targets=q,v&b_targets=v,o",
+             slider=None, wait_for='[data-testid="stMetricValue"]', height=3000),
+]
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--disable-quic", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    log = open(ROOT / ".pytest_cache" / "browser_server.log", "w") if (ROOT / ".pytest_cache").exists() \
+        else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("the streamlit server did not become healthy within 60 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def wait_idle(page, timeout: float = 60.0) -> None:
+    """Until the script has finished (no 'running' indicator for 0.6 s)."""
+    deadline = time.time() + timeout
+    quiet_since = None
+    while time.time() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0 and \
+            page.locator('[data-testid="stStatusWidget"]').first.is_visible()
+        stale = page.locator('[data-stale="true"]').count() > 0
+        if running or stale:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 0.6:
+            return
+        time.sleep(0.15)
+    raise AssertionError("the page kept running for more than %.0f s" % timeout)
+
+
+def page_errors(page) -> list[str]:
+    out = [e.inner_text()[:300] for e in page.locator('[data-testid="stException"]').all()]
+    for alert in page.locator('[data-testid="stAlert"]').all():
+        if alert.locator('[data-testid="stAlertContentError"]').count():
+            out.append(alert.inner_text()[:300])
+    return out
+
+
+def first_metric(page) -> str:
+    return page.locator('[data-testid="stMetricValue"]').first.inner_text()
+
+
+def screenshot(page, name: str) -> None:
+    page.evaluate("""() => { for (const el of document.querySelectorAll('*')) { if (el.scrollTop > 0) el.scrollTop = 0; } }""")
+    time.sleep(0.3)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+@pytest.mark.parametrize("case", PAGES, ids=[c.name for c in PAGES])
+def test_page(server, browser, case: PageCase):
+    ctx = browser.new_context(viewport={"width": 1440, "height": case.height})
+    page = ctx.new_page()
+    try:
+        url = f"{server}/{case.path}" + (f"?{case.query}" if case.query else "")
+        page.goto(url, wait_until="domcontentloaded", timeout=30_000)
+        page.wait_for_selector(case.wait_for, timeout=60_000)
+        wait_idle(page)
+        errs = page_errors(page)
+        assert not errs, f"{case.name}: errors shown on the page: {errs}"
+        if case.slider:
+            before = first_metric(page)
+            thumb = page.locator('[data-testid="stSlider"]').filter(has_text=case.slider).locator('input[type="range"], [role="slider"]')
+            thumb.first.focus()
+            thumb.first.press("ArrowRight")
+            deadline = time.time() + 30
+            while first_metric(page) == before and time.time() < deadline:
+                time.sleep(0.2)
+            wait_idle(page)
+            after = first_metric(page)
+            assert after != before, f"{case.name}: moving '{case.slider}' did not change the count ({before})"
+            errs = page_errors(page)
+            assert not errs, f"{case.name}: errors after moving the slider: {errs}"
+        screenshot(page, case.name)
+    finally:
+        ctx.close()

@@ -55,11 +55,12 @@ def knob_widget(side: str, knob, loaded, method: str) -> None:
         st.select_slider("block size b", opts, key=key, help=help_ + " · only sizes that divide every target",
                          format_func=lambda b: f"auto ({auto})" if b == 0 else str(b))
     elif name == "blocks":
-        shapes = _target_shapes(loaded, st.session_state.get(k(f"{side}_targets"), ["q", "k", "v"]))
+        tg = find_targets(loaded.model, list(st.session_state.get(k(f"{side}_targets"), ["q", "k", "v"]) or []))
+        shapes = sorted({(t.d_out, t.d_in) for t in tg})
         from explorer.methods.smt import auto_block_size
 
         b = st.session_state.get(k(f"{side}_block_size"), 0) or (auto_block_size(shapes) if shapes else 0)
-        total = sum((o // b) * (i // b) for o, i in shapes) if b else 0
+        total = sum((t.d_out // b) * (t.d_in // b) for t in tg) if b else 0
         hi = max(1, total)
         if int(cur) > hi:
             st.session_state[key] = hi

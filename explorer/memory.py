@@ -38,7 +38,8 @@ Analytic -- :func:`estimate` implements the memory model of ``METHODS.md``::
 
     spec = PUBLISHED["llama-65b"]                  # or spec_from_model(model) / ModelSpec(...)
     est = estimate(spec, "full", precision="bf16-mixed", batch=1, seq_len=512)
-    fmt_bytes(est["total_bytes"], "GB")            # '1,044.6 GB' (10^9 bytes); "GiB" gives 2^30
+    static = est["weights_bytes"] + est["grads_bytes"] + est["optimizer_bytes"]
+    fmt_bytes(static, "GB")                        # '1,044.6 GB' (10^9 bytes; 16 B/param); "GiB" gives 2^30
 
 Terms: weights (fp32 4 B/param; bf16-mixed 2 B; 4bit: 0.5 B for the linear weights inside the blocks plus
 QLoRA's double-quantisation constants, 2 B for the rest) + gradients (trainable only) + optimizer state
@@ -481,7 +482,7 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         n = sum(r * (i + o) + (o if method == "dora" else 0) for _, _, o, i in shapes)
         plan.trainable_parts = dict(adapters=n, head=head)
         plan.kinds = {t: method for t in types}
-        plan.per_target = {t: dict(rank=r) for t in types}
+        plan.per_target = {t: dict(rank=r, dropout=k["dropout"]) for t in types}
         plan.head_copy = head
         if head:
             plan.notes.append("peft modules_to_save keeps a frozen copy of the original head besides the trained "
@@ -615,7 +616,12 @@ def _detailed_activations(spec: ModelSpec, plan: _Plan, b: int, s: int, e: int, 
             return True
         if kind in ("lora", "dora"):
             r = pt["rank"]
-            A.save(key_in, x_bytes, "linear inputs")
+            if pt.get("dropout", 0) > 0:  # peft: each target's own dropout (mask only if x needs a gradient)
+                if rg_in:
+                    A.save(f"{out_key}.lora_drop_mask", sb * d_in * mask_e, "LoRA: adapter dropout")
+                A.save(f"{out_key}.lora_drop_out", sb * d_in * e, "LoRA: adapter dropout")
+            else:
+                A.save(key_in, x_bytes, "linear inputs")
             A.save(f"{out_key}.lora_h", sb * r * e, "LoRA: A x (r wide)")
             if kind == "dora":
                 # peft DoRA: (m/||W+dW|| - 1) * base_out + m/||W+dW|| * lora_out; both products save their

@@ -286,3 +286,12 @@ def test_bad_inputs_give_clear_errors():
     with pytest.raises(KnobError, match="unit"):
         fmt_bytes(1, "TB")
     assert math.isclose(float(fmt_bytes(2 ** 30, "GiB").split()[0]), 1.0)
+
+
+def test_lora_dropout_activations(tiny_bert):
+    _, _, rec, knobs = run_two_steps(tiny_bert, "lora", dropout=0.1)
+    est = estimate(spec_from_model(tiny_bert.model), "lora", knobs, precision="fp32", batch=4, seq_len=24,
+                   device="cpu")
+    _, _, rec0, _ = run_two_steps(tiny_bert, "lora")
+    assert rec["activations_bytes"] > rec0["activations_bytes"]
+    assert est["activations_bytes"] == pytest.approx(rec["activations_bytes"], rel=0.02)

@@ -98,12 +98,19 @@ def run(args) -> int:
                         f"(valid: {', '.join(map(str, rec.block_sizes(types)))})")
     blocks = args.blocks or None
     density = args.density if args.density > 0 else None
+    auto_note = None
     if blocks is None and density is None:
-        blocks = max(1, int(round(0.01 * loaded.info.n_params / (b * b))))
+        total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
+        want = max(1, int(round(0.01 * loaded.info.n_params / (b * b))))
+        blocks = min(want, total)
+        auto_note = (f"Budget auto: about 1% of all {loaded.info.n_params:,} parameters = {want} blocks of {b} x {b}"
+                     + (f", capped at the {total} blocks of the chosen matrices." if want > total else "."))
     progress(1.0, f"scoring blocks of {b} x {b}")
     an = analyze(rec, b, n_blocks=blocks, density=density, score=args.score, rule=args.selection, types=types,
                  seed=args.seed)
     out = json.loads(analysis_to_json(an, include_scores=not args.no_scores))
+    if auto_note:
+        out["notes"].append(auto_note)
     out["analysis_seconds"] = round(time.perf_counter() - t0, 2)
     out["torch_threads"] = torch.get_num_threads()
     text = json.dumps(out, separators=(",", ":"))

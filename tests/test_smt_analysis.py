@@ -118,11 +118,17 @@ def test_magnitude_overlap_is_one_when_gradient_equals_weights():
 
 
 def _batches(n, seed=0, bs=2, seq=12, vocab=30522):
+    """Random token batches; labels only on the last third (answer-like), padding on one row."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
         ids = torch.randint(5, vocab, (bs, seq), generator=g)
-        out.append(dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids.clone()))
+        att = torch.ones_like(ids)
+        att[0, -2:] = 0
+        lab = ids.clone()
+        lab[:, : 2 * seq // 3] = -100
+        lab[att == 0] = -100
+        out.append(dict(input_ids=ids, attention_mask=att, labels=lab))
     return out
 
 
@@ -151,7 +157,7 @@ def test_checkpoint_sums_equal_direct_computation(tiny_llama, mode):
     run = [torch.zeros_like(w) for w in ws]
     ck = {}
     for s, b in enumerate(batches, 1):
-        m(**b).loss.backward()
+        m(**b).loss.backward()  # the model's own loss (collect_gradients skips unlabelled logits)
         for r, w in zip(run, ws):
             r += w.grad
         if opt:
@@ -208,14 +214,18 @@ def test_cache_hit_returns_identical_results(tiny_llama, tmp_path, monkeypatch):
     calls = []
     r2 = collect_gradients(tiny_llama, batches=_batches(3, seed=99), progress=lambda f, m: calls.append(m), **kw)
     assert r2 is r1 and calls == ["loaded from the cache"]
+    an1 = analyze(r1, 32, n_blocks=9, score="l2")
+    assert analyze(r1, 32, n_blocks=9, score="l2") is an1  # memoised: a redraw recomputes nothing
+    a1 = analysis_to_dict(an1)
     clear_memory_cache()
     r3 = collect_gradients(tiny_llama, batches=_batches(3, seed=99), **kw)
     assert r3 is not r1 and r3.meta["from_cache"] == "disk"
     assert r3.steps == r1.steps and r3.grain == r1.grain and r3.targets == r1.targets
     for a, b in zip(r1.sums + r1.abs_sums + r1.sq_sums, r3.sums + r3.abs_sums + r3.sq_sums):
         np.testing.assert_array_equal(a, b)
-    a1 = analysis_to_dict(analyze(r1, 32, n_blocks=9, score="l2"))
-    a3 = analysis_to_dict(analyze(r3, 32, n_blocks=9, score="l2"))
+    an3 = analyze(r3, 32, n_blocks=9, score="l2")
+    assert an3 is not an1
+    a3 = analysis_to_dict(an3)
     a1.pop("from_cache"), a3.pop("from_cache")
     assert a1 == a3
     # other settings are another entry

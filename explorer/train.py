@@ -47,14 +47,40 @@ except Exception:  # pragma: no cover - only while memory.py is missing or broke
 
 DEFAULT_LR = {
     "full": 1e-4,
-    "lora": 2e-3,
-    "dora": 2e-3,
+    "lora": 3e-3,
+    "dora": 3e-3,
     "lora-sp": 3e-3,
     "tied-lora": 3e-3,
-    "smt": 1e-3,
+    "smt": 2e-3,
     "sparta": 5e-3,
 }
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "nan")
+
+# A run whose page has not polled (``RunState.heartbeat``) for this many seconds is stopped
+# by the worker with the message "stopped: page closed" (Streamlit has no tab-close event).
+ORPHAN_ENV = "PEFT_EXPLORER_ORPHAN_S"
+DEFAULT_ORPHAN_S = 60.0
+
+# Test hook (fault injection): ``FAULT_HOOK(step=, phase=, model=)`` is called before every
+# training step's forward pass; raising from it simulates a failing method or out-of-memory.
+FAULT_HOOK = None
+
+_RUNNING_LOCK = threading.Lock()
+_RUNNING: dict[int, "RunState"] = {}  # id -> RunState of runs inside train() right now
+
+
+def active_runs() -> list["RunState"]:
+    """RunStates of the runs executing in this process now (for the server status panel)."""
+    with _RUNNING_LOCK:
+        return list(_RUNNING.values())
+
+
+def orphan_seconds() -> float:
+    try:
+        v = float(os.environ.get(ORPHAN_ENV, DEFAULT_ORPHAN_S))
+        return v if v > 0 and math.isfinite(v) else DEFAULT_ORPHAN_S
+    except ValueError:
+        return DEFAULT_ORPHAN_S
 
 
 @dataclass
@@ -123,6 +149,22 @@ class RunState:
         self.ended: float | None = None
         self.stop_event = threading.Event()
         self.result: RunResult | None = None
+        # heartbeat: None until a page first polls; then a run unpolled for orphan_s is stopped
+        self.last_seen: float | None = None
+        self.orphan_s: float | None = None
+
+    def heartbeat(self) -> None:
+        """Called by the page's polling fragment: the page is still open."""
+        with self._lock:
+            if self.orphan_s is None:
+                self.orphan_s = orphan_seconds()
+            self.last_seen = time.monotonic()
+
+    def orphaned(self) -> bool:
+        """True when a page polled this run once and then stopped polling for ``orphan_s`` seconds."""
+        with self._lock:
+            return (self.last_seen is not None and self.orphan_s is not None
+                    and time.monotonic() - self.last_seen > self.orphan_s)
 
     # writer side
     def set(self, **kw) -> None:
@@ -325,6 +367,8 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
     state.total_steps = int(cfg.steps)
     stop_event = stop_event or state.stop_event
     state.set(status="running", started=time.time(), message="")
+    with _RUNNING_LOCK:
+        _RUNNING[id(state)] = state
     t_start = time.perf_counter()
     res = RunResult(records=state.records, summary={}, config=cfg)
     status, message = "running", ""
@@ -411,6 +455,11 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
             if stop_event.is_set():
                 status, message = "stopped", f"stopped by the user after {step - 1} of {steps} steps"
                 break
+            if state.orphaned():
+                status = "stopped"
+                message = (f"stopped: page closed (no page polled this run for {state.orphan_s:g} s) after "
+                           f"{step - 1} of {steps} steps")
+                break
             phase = "warmup" if step <= warm_steps else "train"
             try:
                 batch = next(batches)
@@ -423,6 +472,8 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
                 if acct is None:
                     torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
+            if FAULT_HOOK is not None:
+                FAULT_HOOK(step=step, phase=phase, model=model)
             if acct is not None:
                 with acct.forward_scope():
                     loss = model(**batch).loss
@@ -498,7 +549,9 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
                 on_step(rec)
         else:
             status = "finished"
-        if status in ("finished", "stopped") and not (adapter is not None and getattr(adapter, "needs_warmup", False)):
+        closed = status == "stopped" and message.startswith("stopped: page closed")  # nobody to show it to
+        if status in ("finished", "stopped") and not closed and \
+                not (adapter is not None and getattr(adapter, "needs_warmup", False)):
             final = do_eval(steps)
             last = state.records[-1] if state.records else None
             if last is not None and last.get("phase") != "eval" and "eval_accuracy" not in last:
@@ -509,7 +562,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
             res.summary["final_eval_loss"] = final["eval_loss"]
             if on_step:
                 on_step(state.records[-1])
-        elif status == "stopped":
+        elif status == "stopped" and not closed:
             message += " (stopped during SMT's warm-up: no blocks were selected, nothing to evaluate)"
     except Exception as e:  # noqa: BLE001 - a run ends with a status, never a hung worker
         status = "failed"
@@ -518,6 +571,17 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
             import traceback
 
             traceback.print_exc()
+    # release the model and optimizer of a run that did not finish: locals die when train() returns;
+    # the result drops the adapted model too (a user-stopped run keeps it for download)
+    if status in ("failed", "nan") or (status == "stopped" and message.startswith("stopped: page closed")):
+        res.adapter = None
+        res.warmup_base = None
+        adapter = model = opt = sched = warm_opt = acct = train_params = None  # noqa: F841
+        import gc
+
+        gc.collect()
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
     wall = time.perf_counter() - t_start
     recs = state.records
     evals = [r["eval_accuracy"] for r in recs if r.get("eval_accuracy") is not None]
@@ -542,6 +606,8 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
     res.summary.setdefault("final_accuracy", None)
     state.result = res
     state.set(status=status, message=message, ended=time.time())
+    with _RUNNING_LOCK:
+        _RUNNING.pop(id(state), None)
     return res
 
 
@@ -584,4 +650,4 @@ def start_in_thread(cfg: TrainConfig, loaded=None, on_step=None, memory_fn=None)
 
 
 __all__ = ["TrainConfig", "RunState", "RunResult", "train", "start_in_thread", "pick_device", "DEFAULT_LR",
-           "init_head", "prepare_base", "load_for"]
+           "init_head", "prepare_base", "load_for", "active_runs", "orphan_seconds", "ORPHAN_ENV"]

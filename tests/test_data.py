@@ -12,12 +12,12 @@ from explorer.errors import DataError
 
 def test_list_tasks_documents_every_builtin():
     tasks = {t["name"]: t for t in data.list_tasks()}
-    assert {"size-compare", "bbc-news", "word-category"} <= set(tasks)
+    assert {"colour-shape", "colour-shape-easy", "size-compare", "bbc-news", "word-category"} <= set(tasks)
     for t in tasks.values():
         for key in ("kind", "description", "size", "splits", "source", "num_labels"):
             assert t[key] is not None and (t[key] != "" or key == "num_labels")
     assert "Greene and Cunningham (2006)" in tasks["bbc-news"]["source"]
-    assert data.default_task_for("seq-cls") == "size-compare"
+    assert data.default_task_for("seq-cls") == "colour-shape"
     assert data.default_task_for("causal-lm") == "word-category"
 
 
@@ -157,3 +157,17 @@ def test_hub_name_offline_fails_fast():
     assert time.perf_counter() - t0 < 5
     with pytest.raises(DataError, match="Unknown task"):
         data.load_task("no such task!!", "seq-cls")
+
+
+def test_colour_shape_rule_is_balanced_and_not_one_word():
+    for n in (4, 6):
+        rule = data.colour_shape_rule(0, n)
+        assert len(rule) == n * n and sum(rule.values()) == n * n // 2
+        for c in {c for c, _ in rule}:
+            assert sum(v for (cc, _), v in rule.items() if cc == c) == n // 2
+        for s in {s for _, s in rule}:
+            assert sum(v for (_, ss), v in rule.items() if ss == s) == n // 2
+    t = data.load_task("colour-shape", "seq-cls")
+    assert (len(t.train), len(t.eval)) == (2000, 500)
+    assert not ({x for x, _ in t.train} & {x for x, _ in t.eval})
+    assert 200 < sum(y for _, y in t.eval) < 300

@@ -1,0 +1,152 @@
+"""Plotly figure builders for fine-tune runs (live curves, memory breakdown, run comparison).
+
+No streamlit.  Inputs are the per-step records of ``explorer.train`` (dicts with
+``step``, ``phase``, ``loss``, ``eval_accuracy``, ``weights_bytes``, ``grads_bytes``,
+``optimizer_bytes``, ``activations_bytes``, ...) and the summaries of the run history.
+Memory is drawn in MiB (2^20 bytes); accuracy in percent of held-out examples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .figures import COLORS, _base
+
+MIB = 2 ** 20
+MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
+             ("grads_bytes", "gradients", COLORS[0]),
+             ("optimizer_bytes", "optimizer state (AdamW)", COLORS[1]),
+             ("activations_bytes", "activations saved for backward", COLORS[2]))
+
+__all__ = ["live_curves", "memory_stack", "memory_bar", "overlay_curves", "accuracy_scatter", "MEM_PARTS"]
+
+
+def _train_recs(records):
+    return [r for r in records if r.get("phase") in ("train", "warmup") and r.get("loss") is not None]
+
+
+def _eval_recs(records):
+    return [r for r in records if r.get("eval_accuracy") is not None]
+
+
+def live_curves(records: list[dict], template: str = "plotly_white", height: int = 340,
+                title: str | None = "Training loss and held-out accuracy") -> go.Figure:
+    """Loss per step (left axis) and held-out accuracy at each evaluation (right axis, %)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    tr = _train_recs(records)
+    warm = [r for r in tr if r["phase"] == "warmup"]
+    main = [r for r in tr if r["phase"] == "train"]
+    if warm:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in warm], y=[r["loss"] for r in warm], mode="lines",
+                                 name="loss (SMT warm-up)", line=dict(color=COLORS[3], width=2),
+                                 hovertemplate="step %{x}: loss %{y:.4f}<extra></extra>"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=[r["step"] for r in main], y=[r["loss"] for r in main], mode="lines",
+                             name="training loss", line=dict(color=COLORS[0], width=2),
+                             hovertemplate="step %{x}: loss %{y:.4f}<extra></extra>"), secondary_y=False)
+    ev = _eval_recs(records)
+    fig.add_trace(go.Scatter(x=[r["step"] for r in ev], y=[100 * r["eval_accuracy"] for r in ev],
+                             mode="lines+markers", name="held-out accuracy", line=dict(color=COLORS[1], width=2),
+                             marker=dict(size=8),
+                             hovertemplate="step %{x}: accuracy %{y:.1f} %<extra></extra>"), secondary_y=True)
+    fig.update_xaxes(title_text="optimizer step", rangemode="tozero")
+    fig.update_yaxes(title_text="loss (cross-entropy, nats)", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="held-out accuracy (%)", secondary_y=True, range=[0, 101], showgrid=False)
+    fig.update_layout(legend=dict(orientation="h", y=-0.25), hovermode="x unified")
+    return _base(fig, template, title, height)
+
+
+def memory_stack(records: list[dict], template: str = "plotly_white", height: int = 320,
+                 title: str | None = "Memory per step (byte account)") -> go.Figure:
+    """Stacked areas: weights, gradients, optimizer state, activations (MiB) at each step."""
+    recs = [r for r in _train_recs(records) if r.get("weights_bytes") is not None]
+    fig = go.Figure()
+    for key, label, color in MEM_PARTS:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in recs], y=[(r.get(key) or 0) / MIB for r in recs],
+                                 name=label, stackgroup="mem", mode="lines", line=dict(width=0.5, color=color),
+                                 hovertemplate="step %{x}: %{y:,.2f} MiB<extra>" + label + "</extra>"))
+    fig.update_xaxes(title_text="optimizer step")
+    fig.update_yaxes(title_text="MiB (2^20 bytes)", rangemode="tozero")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25), hovermode="x unified")
+    return _base(fig, template, title, height)
+
+
+def memory_bar(rows: list[dict], template: str = "plotly_white", height: int = 300,
+               title: str | None = "Peak memory by part") -> go.Figure:
+    """One stacked horizontal bar per run: rows are dicts with ``name`` and the four ``*_bytes`` keys."""
+    fig = go.Figure()
+    names = [r["name"] for r in rows]
+    for key, label, color in MEM_PARTS:
+        fig.add_trace(go.Bar(y=names, x=[(r.get(key) or 0) / MIB for r in rows], name=label, orientation="h",
+                             marker_color=color, hovertemplate="%{y}: %{x:,.2f} MiB<extra>" + label + "</extra>"))
+    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=-0.3))
+    fig.update_xaxes(title_text="MiB (2^20 bytes)")
+    fig.update_yaxes(autorange="reversed")
+    return _base(fig, template, title, height)
+
+
+def overlay_curves(runs: list[tuple[str, list[dict]]], what: str = "loss", template: str = "plotly_white",
+                   height: int = 340, title: str | None = None) -> go.Figure:
+    """Several runs' curves on one chart: ``what`` = "loss" (training loss) or "accuracy" (held-out, %)."""
+    fig = go.Figure()
+    for i, (name, recs) in enumerate(runs):
+        color = COLORS[i % len(COLORS)]
+        if what == "loss":
+            rr = _train_recs(recs)
+            x, y, mode = [r["step"] for r in rr], [r["loss"] for r in rr], "lines"
+            hov = "step %{x}: loss %{y:.4f}"
+        else:
+            rr = _eval_recs(recs)
+            x, y, mode = [r["step"] for r in rr], [100 * r["eval_accuracy"] for r in rr], "lines+markers"
+            hov = "step %{x}: %{y:.1f} %"
+        fig.add_trace(go.Scatter(x=x, y=y, mode=mode, name=name, line=dict(color=color, width=2),
+                                 hovertemplate=hov + "<extra>" + name + "</extra>"))
+    fig.update_xaxes(title_text="optimizer step", rangemode="tozero")
+    if what == "loss":
+        fig.update_yaxes(title_text="training loss (nats)", rangemode="tozero")
+    else:
+        fig.update_yaxes(title_text="held-out accuracy (%)", range=[0, 101])
+    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    return _base(fig, template, title or ("Training loss" if what == "loss" else "Held-out accuracy"), height)
+
+
+def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "plotly_white", height: int = 360,
+                     title: str | None = None) -> go.Figure:
+    """Final accuracy (%) against trainable parameters (log x) or peak memory (MiB), one colour per method.
+
+    ``rows``: dicts with ``name``, ``method``, ``accuracy`` (0-1), ``trainable``, ``peak_bytes``.
+    """
+    fig = go.Figure()
+    methods = []
+    for r in rows:
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    for i, m in enumerate(methods):
+        pts = [r for r in rows if r["method"] == m and r.get("accuracy") is not None and
+               (r.get("trainable") if x == "trainable" else r.get("peak_bytes"))]
+        if not pts:
+            continue
+        pts.sort(key=lambda r: r["trainable"] if x == "trainable" else r["peak_bytes"])
+        xs = [r["trainable"] if x == "trainable" else r["peak_bytes"] / MIB for r in pts]
+        fig.add_trace(go.Scatter(x=xs, y=[100 * r["accuracy"] for r in pts], mode="lines+markers", name=m,
+                                 text=[r["name"] for r in pts], marker=dict(size=11, color=COLORS[i % len(COLORS)]),
+                                 line=dict(width=1, dash="dot", color=COLORS[i % len(COLORS)]),
+                                 hovertemplate="%{text}<br>%{x:,.0f} " + ("params" if x == "trainable" else "MiB")
+                                 + ": %{y:.1f} %<extra></extra>"))
+    if x == "trainable":
+        fig.update_xaxes(title_text="trainable parameters (log scale)", type="log")
+    else:
+        fig.update_xaxes(title_text="peak memory of the run (MiB, byte account)")
+    fig.update_yaxes(title_text="final held-out accuracy (%)", range=[0, 101])
+    fig.update_layout(legend=dict(orientation="h", y=-0.28))
+    default = "Accuracy against trainable parameters" if x == "trainable" else "Accuracy against peak memory"
+    return _base(fig, template, title or default, height)
+
+
+def fmt_eta(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "…"
+    s = int(round(seconds))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"

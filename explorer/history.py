@@ -1,0 +1,377 @@
+"""The run history of one dashboard session: runs, export to JSON, import back, atomic files.
+
+Pure Python (no streamlit).  A :class:`RunEntry` is what the Compare page and the
+downloads need from a finished (or stopped, failed, NaN) run: an id, the config,
+the summary, the per-step records and the notes; the adapter (a zip of the
+method's safetensors + JSON files) is kept beside it when it was saved.
+
+    hist = RunHistory(folder=session_folder(new_session_id()))   # or RunHistory() in memory only
+    hist.add(entry_from_result(result))                         # persisted atomically
+    text = hist.to_json()                                       # a file a participant downloads
+    RunHistory().import_json(text)                              # validated; DataError on a bad file
+
+Files: ``<cache>/sessions/<session id>/history.json`` and ``<run id>.adapter.zip``,
+written through a temporary file in the same folder and ``os.replace`` (a reader never
+sees half a file).  The session id is made here (:func:`new_session_id`, 32 hex
+characters) and checked with a strict pattern before it names a folder; ids from an
+imported file are re-checked the same way and never name a path on their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+
+__all__ = ["RunEntry", "RunHistory", "entry_from_result", "new_session_id", "session_folder", "atomic_write",
+           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "FORMAT", "VERSION", "MAX_IMPORT_BYTES"]
+
+FORMAT = "peft-explorer-history"
+VERSION = 1
+MAX_IMPORT_BYTES = 20 * 2 ** 20
+MAX_RUNS = 500
+MAX_RECORDS = 200_000
+MAX_ADAPTER_ZIP = 64 * 2 ** 20  # adapters larger than this are not kept (full fine-tuning of a big model)
+_SID = re.compile(r"^[0-9a-f]{32}$")
+_RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SCALAR = (str, int, float, bool, type(None))
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(16)
+
+
+def session_folder(session_id: str, root: Path | str | None = None) -> Path:
+    """``<cache>/sessions/<session id>`` for a server-made id (anything else is refused)."""
+    if not isinstance(session_id, str) or not _SID.match(session_id):
+        raise DataError("invalid session id")
+    if root is None:
+        env = os.environ.get("PEFT_EXPLORER_SESSIONS")
+        if env:
+            base = Path(env).resolve()
+        else:
+            from .models import cache_dir
+
+            base = (cache_dir() / "sessions").resolve()
+    else:
+        base = (Path(root) / "sessions").resolve()
+    folder = (base / session_id).resolve()
+    if folder.parent != base:  # pragma: no cover - the pattern already forbids it
+        raise DataError("invalid session id")
+    return folder
+
+
+UPLOAD_TYPES = (".csv", ".tsv", ".json", ".jsonl")
+
+
+def save_upload(folder: Path | str, filename: str, data: bytes, max_bytes: int | None = None) -> Path:
+    """Save an uploaded data file inside ``folder/uploads`` under a safe name; returns its path.
+
+    Only the extension of ``filename`` is kept (one of UPLOAD_TYPES); the stored name is the
+    file's content hash, so no uploaded name can point outside the folder.  DataError for a
+    file that is too large, empty, of another type or binary.
+    """
+    import hashlib
+
+    from .data import MAX_FILE_BYTES
+
+    limit = MAX_FILE_BYTES if max_bytes is None else int(max_bytes)
+    name = os.path.basename(str(filename or "").replace("\\", "/"))[:200]
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in UPLOAD_TYPES:
+        raise DataError(f"'{name[:80]}': unsupported file type '{ext[:10]}'; upload a .csv, .tsv, .json or .jsonl file")
+    data = bytes(data or b"")
+    if not data:
+        raise DataError(f"'{name[:80]}' is empty")
+    if len(data) > limit:
+        raise DataError(f"'{name[:80]}' is {len(data) / 2**20:.1f} MB; the upload limit is {limit / 2**20:.0f} MB")
+    if b"\x00" in data[:4096]:
+        raise DataError(f"'{name[:80]}' looks like a binary file, not CSV or JSON text")
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", os.path.splitext(name)[0])[:40] or "data"
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = Path(folder) / "uploads" / f"{stem}-{digest}{ext}"
+    atomic_write(path, data)
+    return path
+
+
+def atomic_write(path: Path | str, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _jsonable(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else (None if v != v else str(v))
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, _SCALAR):
+        return v
+    return str(v)
+
+
+@dataclass
+class RunEntry:
+    id: str
+    config: dict
+    summary: dict
+    records: list[dict]
+    notes: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    label: str = ""
+    adapter_zip: bytes | None = field(default=None, repr=False)  # not in the JSON export
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status", "unknown"))
+
+    def title(self) -> str:
+        return self.label or f"{self.config.get('method', '?')} · {self.config.get('model', '?')} · #{self.id}"
+
+    def to_dict(self) -> dict:
+        return _jsonable(dict(id=self.id, label=self.label, created=self.created, config=self.config,
+                              summary=self.summary, records=self.records, notes=self.notes))
+
+    @classmethod
+    def from_dict(cls, d, where: str = "run") -> "RunEntry":
+        if not isinstance(d, dict):
+            raise DataError(f"{where}: expected an object, got {type(d).__name__}")
+        rid = d.get("id")
+        if not isinstance(rid, str) or not _RID.match(rid):
+            raise DataError(f"{where}: 'id' must be 1-64 letters, digits, '-' or '_'")
+        for key in ("config", "summary"):
+            if not isinstance(d.get(key), dict):
+                raise DataError(f"{where} ({rid}): '{key}' must be an object")
+        recs = d.get("records", [])
+        if not isinstance(recs, list):
+            raise DataError(f"{where} ({rid}): 'records' must be a list")
+        if len(recs) > MAX_RECORDS:
+            raise DataError(f"{where} ({rid}): {len(recs):,} records is more than the {MAX_RECORDS:,} allowed")
+        for i, r in enumerate(recs):
+            if not isinstance(r, dict):
+                raise DataError(f"{where} ({rid}): record {i} must be an object")
+            if not isinstance(r.get("step"), int) or isinstance(r.get("step"), bool):
+                raise DataError(f"{where} ({rid}): record {i} has no whole-number 'step'")
+            for k, v in r.items():
+                if not isinstance(v, _SCALAR):
+                    raise DataError(f"{where} ({rid}): record {i} field '{str(k)[:40]}' must be a number or text")
+        notes = d.get("notes", [])
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise DataError(f"{where} ({rid}): 'notes' must be a list of strings")
+        created = d.get("created", 0.0)
+        if not isinstance(created, (int, float)) or isinstance(created, bool):
+            raise DataError(f"{where} ({rid}): 'created' must be a number")
+        label = d.get("label", "")
+        if not isinstance(label, str):
+            raise DataError(f"{where} ({rid}): 'label' must be text")
+        return cls(id=rid, config=dict(d["config"]), summary=dict(d["summary"]), records=[dict(r) for r in recs],
+                   notes=list(notes), created=float(created), label=label[:200])
+
+
+def entry_from_result(result, run_id: str | None = None, label: str = "", keep_adapter: bool = True) -> RunEntry:
+    """A RunEntry from an ``explorer.train.RunResult`` (the adapter zipped when it can be saved)."""
+    from .export import metrics_dict
+
+    d = metrics_dict(result)
+    entry = RunEntry(id=run_id or secrets.token_hex(4), config=d["config"], summary=d["summary"],
+                     records=d["records"], notes=d["notes"], label=label)
+    if keep_adapter:
+        try:
+            z = adapter_zip(result)
+            entry.adapter_zip = z if z is not None and len(z) <= MAX_ADAPTER_ZIP else None
+            if z is not None and entry.adapter_zip is None:
+                entry.notes.append(f"The adapter ({len(z) / 2**20:.0f} MiB zipped) is larger than "
+                                   f"{MAX_ADAPTER_ZIP // 2**20} MiB and was not kept for download.")
+        except Exception as e:  # noqa: BLE001 - no adapter (failed run, SMT stopped in warm-up)
+            entry.notes.append(f"No adapter to download: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
+    return entry
+
+
+def adapter_zip(result) -> bytes | None:
+    """The adapter of a run (safetensors + JSON files of ``export.save_adapter``) as zip bytes."""
+    from .export import save_adapter
+
+    if getattr(result, "adapter", None) is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="peft-adapter-") as tmp:
+        folder = save_adapter(result, Path(tmp) / "adapter")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for p in sorted(folder.rglob("*")):
+                if p.is_file():
+                    z.write(p, arcname=str(Path("adapter") / p.relative_to(folder)))
+        return buf.getvalue()
+
+
+def metrics_json(entry: RunEntry) -> str:
+    return json.dumps(entry.to_dict(), indent=2)
+
+
+def metrics_csv(entry: RunEntry) -> str:
+    keys: list[str] = []
+    for r in entry.records:
+        for k, v in r.items():
+            if k not in keys and isinstance(v, _SCALAR):
+                keys.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys or ["step"], extrasaction="ignore")
+    w.writeheader()
+    for r in entry.records:
+        w.writerow({k: r.get(k) for k in keys})
+    return buf.getvalue()
+
+
+class RunHistory:
+    """The runs of one session, oldest first; persisted under ``folder`` when one is given."""
+
+    def __init__(self, folder: Path | str | None = None):
+        self.folder = Path(folder) if folder is not None else None
+        self.runs: list[RunEntry] = []
+        self._lock = threading.RLock()
+        if self.folder is not None and (self.folder / "history.json").exists():
+            try:
+                self.runs = self.parse((self.folder / "history.json").read_text("utf-8"))
+                for r in self.runs:
+                    zp = self.folder / f"{r.id}.adapter.zip"
+                    if zp.exists():
+                        r.adapter_zip = zp.read_bytes()
+            except (DataError, OSError, UnicodeDecodeError):
+                self.runs = []
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        return iter(list(self.runs))
+
+    def get(self, run_id: str) -> RunEntry | None:
+        return next((r for r in self.runs if r.id == run_id), None)
+
+    def new_id(self) -> str:
+        with self._lock:
+            n = len(self.runs) + 1
+            while self.get(f"run{n}") is not None:
+                n += 1
+            return f"run{n}"
+
+    def add(self, entry: RunEntry) -> RunEntry:
+        with self._lock:
+            if self.get(entry.id) is not None:
+                entry.id = self.new_id()
+            self.runs.append(entry)
+            del self.runs[:-MAX_RUNS]
+            self.save(new_adapter=entry)
+        return entry
+
+    def remove(self, run_id: str) -> None:
+        with self._lock:
+            self.runs = [r for r in self.runs if r.id != run_id]
+            if self.folder is not None:
+                zp = self.folder / f"{run_id}.adapter.zip"
+                if _RID.match(run_id) and zp.exists():
+                    zp.unlink()
+            self.save()
+
+    def clear(self) -> None:
+        for r in list(self.runs):
+            self.remove(r.id)
+
+    def save(self, new_adapter: RunEntry | None = None) -> None:
+        if self.folder is None:
+            return
+        with self._lock:
+            if new_adapter is not None and new_adapter.adapter_zip:
+                atomic_write(self.folder / f"{new_adapter.id}.adapter.zip", new_adapter.adapter_zip)
+            atomic_write(self.folder / "history.json", self.to_json())
+
+    # -- JSON ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dict(format=FORMAT, version=VERSION, exported=time.time(), runs=[r.to_dict() for r in self.runs])
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @staticmethod
+    def parse(data: str | bytes) -> list[RunEntry]:
+        """Runs from an exported history file; DataError with a clear message for anything else."""
+        if isinstance(data, (bytes, bytearray)):
+            if len(data) > MAX_IMPORT_BYTES:
+                raise DataError(f"the history file is {len(data) / 2**20:.1f} MiB; the limit is "
+                                f"{MAX_IMPORT_BYTES // 2**20} MiB")
+            if not data.strip():
+                raise DataError("the history file is empty")
+            if b"\x00" in data[:4096]:
+                raise DataError("the history file is binary, not JSON text")
+            try:
+                data = bytes(data).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"the history file is not UTF-8 text (byte {e.start})") from None
+        if len(data) > MAX_IMPORT_BYTES:
+            raise DataError(f"the history file is too large; the limit is {MAX_IMPORT_BYTES // 2**20} MiB")
+        if not data.strip():
+            raise DataError("the history file is empty")
+        try:
+            obj = json.loads(data)
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = f"line {e.lineno}, column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else \
+                "nested too deeply"
+            raise DataError(f"the history file is not valid JSON ({msg})") from None
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise DataError(f"not a PEFT Explorer run history (expected an object with \"format\": \"{FORMAT}\")")
+        ver = obj.get("version")
+        if not isinstance(ver, int) or isinstance(ver, bool) or ver > VERSION or ver < 1:
+            raise DataError(f"unsupported history version {str(ver)[:20]} (this server reads version {VERSION})")
+        runs = obj.get("runs")
+        if not isinstance(runs, list):
+            raise DataError("the history file has no 'runs' list")
+        if len(runs) > MAX_RUNS:
+            raise DataError(f"the history file holds {len(runs)} runs; at most {MAX_RUNS} can be imported")
+        out, seen = [], set()
+        for i, d in enumerate(runs):
+            e = RunEntry.from_dict(d, where=f"run {i + 1}")
+            if e.id in seen:
+                raise DataError(f"run {i + 1}: duplicate id '{e.id}'")
+            seen.add(e.id)
+            out.append(e)
+        return out
+
+    def import_json(self, data: str | bytes) -> int:
+        """Add the runs of an exported file (ids that clash get new ones).  Returns how many were added."""
+        runs = self.parse(data)
+        with self._lock:
+            for e in runs:
+                if self.get(e.id) is not None:
+                    e.id = self.new_id()
+                self.runs.append(e)
+            del self.runs[:-MAX_RUNS]
+            self.save()
+        return len(runs)

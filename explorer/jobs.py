@@ -1,0 +1,436 @@
+"""A server-wide queue for fine-tunes: a limit on concurrent runs, FIFO order, a memory check.
+
+Pure Python (no streamlit).  One :class:`RunQueue` per server process
+(:func:`default_queue`); every session's Start goes through it, so 30 people pressing
+Start at once run at most ``max_running`` fine-tunes (default 2, environment variable
+``PEFT_EXPLORER_MAX_RUNS``) and the others wait in line, first come first served::
+
+    from explorer.jobs import default_queue, estimate_run_bytes
+    from explorer.train import RunState, TrainConfig, train
+
+    cfg = TrainConfig(model="tiny-bert", method="lora", steps=20)
+    state = RunState(cfg)
+    job = default_queue().submit(lambda job: train(cfg, state=state), state=state,
+                                 need_bytes=estimate_run_bytes(cfg), label="lora on tiny-bert")
+    job.position()      # 0 while running, 1 for the next in line, ...
+    job.cancel()        # queued: never starts; running: sets the run's stop event
+    job.wait(timeout=60)
+
+Memory check: ``need_bytes`` (an estimate from :func:`explorer.memory.estimate`, see
+:func:`estimate_run_bytes`) times ``safety`` (default 1.5) must fit in the free memory
+(``psutil.virtual_memory().available``, or the free CUDA memory for a CUDA run) both when
+the run is submitted and again when it leaves the queue; otherwise :class:`MemoryRefused`
+(a ``KnobError``: a one-line message that shows the estimate) is raised at submit, or the
+job ends with status ``refused`` and the same message.  The estimate is an analytic
+upper bound of weights + gradients + optimizer state + activations (labelled as such).
+
+Each job runs in its own daemon thread; a job's slot is released in a ``finally`` block,
+so a run that raises (or runs out of memory) never blocks the queue.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from .methods.base import KnobError
+
+__all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
+           "check_memory", "ordinal", "DEFAULT_MAX_RUNS", "DEFAULT_SAFETY"]
+
+DEFAULT_MAX_RUNS = 2
+DEFAULT_SAFETY = 1.5
+MIB = 2 ** 20
+
+
+class MemoryRefused(KnobError):
+    """A run that would not fit in the free memory (the message shows the estimate)."""
+
+
+def ordinal(n: int) -> str:
+    n = int(n)
+    suf = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suf}"
+
+
+def free_bytes(device: str = "cpu") -> int | None:
+    """Free memory where a run would allocate: CUDA free memory for ``cuda*``, else available RAM."""
+    dev = (device or "cpu").lower()
+    if dev.startswith("cuda") or dev == "auto":
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return int(torch.cuda.mem_get_info()[0])
+        except Exception:  # noqa: BLE001
+            pass
+        if dev.startswith("cuda"):
+            return None
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - no psutil: no check
+        return None
+
+
+def check_memory(need_bytes: float | None, free: int | None, safety: float = DEFAULT_SAFETY,
+                 what: str = "This run") -> None:
+    """Raise :class:`MemoryRefused` when ``need_bytes * safety`` exceeds ``free`` (None: no check)."""
+    if need_bytes is None or free is None:
+        return
+    want = float(need_bytes) * float(safety)
+    if want > free:
+        raise MemoryRefused(
+            f"{what} would not fit: it needs about {need_bytes / MIB:,.0f} MiB (analytic estimate of weights, "
+            f"gradients, optimizer state and activations) × {safety:g} safety = {want / MIB:,.0f} MiB, but only "
+            f"{free / MIB:,.0f} MiB are free on this server; pick a smaller model, batch or sequence length, "
+            "or wait for other runs to end")
+
+
+def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
+    """Analytic fp32 estimate (``explorer.memory.estimate``) of one run's memory, or None if it cannot be made.
+
+    Uses the shape of ``loaded.model`` when given, else ``memory.spec_for(cfg.model)``.
+    """
+    try:
+        from . import memory as M
+
+        spec = M.spec_from_model(loaded.model, cfg.model) if loaded is not None else M.spec_for(cfg.model,
+                                                                                                 num_labels)
+        dev = (cfg.device or "auto").lower()
+        if dev == "auto":
+            try:
+                import torch
+
+                dev = "cuda" if torch.cuda.is_available() else "cpu"
+            except Exception:  # noqa: BLE001
+                dev = "cpu"
+        est = M.estimate(spec, cfg.method, dict(cfg.knobs or {}), precision="fp32", batch=int(cfg.batch_size),
+                         seq_len=int(cfg.max_len), device="cuda" if dev.startswith("cuda") else "cpu")
+        return float(est["total_bytes"])
+    except Exception:  # noqa: BLE001 - no estimate: the run itself reports bad knobs
+        return None
+
+
+class Job:
+    """One queued or running piece of work (usually a fine-tune)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, queue: "RunQueue", fn: Callable[["Job"], Any], state=None, need_bytes: float | None = None,
+                 label: str = "", device: str = "cpu", owner: str | None = None):
+        self.id = next(Job._ids)
+        self.queue = queue
+        self.fn = fn
+        self.state = state  # an explorer.train.RunState (optional)
+        self.need_bytes = need_bytes
+        self.label = label
+        self.device = device
+        self.owner = owner
+        self.status = "queued"  # queued, running, done, failed, cancelled, refused
+        self.message = ""
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.submitted = time.time()
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.stop_event = state.stop_event if state is not None and hasattr(state, "stop_event") else \
+            threading.Event()
+        self._done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def position(self) -> int:
+        """1-based place in the line while queued; 0 once it has left the queue."""
+        return self.queue.position(self)
+
+    def cancel(self) -> bool:
+        """Queued: removed, never starts.  Running: its stop event is set (the run ends within a step)."""
+        return self.queue.cancel(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def __repr__(self) -> str:
+        return f"Job({self.id}, {self.label!r}, {self.status})"
+
+
+class RunQueue:
+    """At most ``max_running`` jobs at once; the rest wait in FIFO order.  Thread-safe."""
+
+    def __init__(self, max_running: int | None = None, safety: float = DEFAULT_SAFETY,
+                 free_fn: Callable[[str], int | None] | None = None):
+        if max_running is None:
+            max_running = _env_max_runs()
+        self.max_running = max(1, int(max_running))
+        self.safety = float(safety)
+        self.free_fn = free_fn or free_bytes
+        self._lock = threading.RLock()
+        self._queue: deque[Job] = deque()
+        self._running: list[Job] = []
+        self.finished = 0
+
+    # -- submit / cancel -------------------------------------------------------
+    def submit(self, fn: Callable[[Job], Any], state=None, need_bytes: float | None = None, label: str = "",
+               device: str = "cpu", owner: str | None = None) -> Job:
+        """Queue ``fn(job)``; raises :class:`MemoryRefused` at once when the estimate does not fit now."""
+        check_memory(need_bytes, self.free_fn(device), self.safety)
+        job = Job(self, fn, state=state, need_bytes=need_bytes, label=label, device=device, owner=owner)
+        with self._lock:
+            self._queue.append(job)
+            self._dispatch()
+        return job
+
+    def cancel(self, job: Job) -> bool:
+        with self._lock:
+            if job in self._queue:
+                self._queue.remove(job)
+                job.status, job.message = "cancelled", "cancelled while queued (it never started)"
+                job.ended = time.time()
+                if job.state is not None and hasattr(job.state, "set"):
+                    job.state.set(status="stopped", message=job.message, ended=job.ended)
+                job._done.set()
+                return True
+            if job in self._running:
+                job.stop_event.set()
+                if job.state is not None and hasattr(job.state, "stop"):
+                    job.state.stop()
+                return True
+        return False
+
+    # -- views -------------------------------------------------------------------
+    def position(self, job: Job) -> int:
+        with self._lock:
+            for i, j in enumerate(self._queue):
+                if j is job:
+                    return i + 1
+        return 0
+
+    def running(self) -> list[Job]:
+        with self._lock:
+            return list(self._running)
+
+    def queued(self) -> list[Job]:
+        with self._lock:
+            return list(self._queue)
+
+    def stats(self) -> dict:
+        with self._lock:
+            return dict(running=len(self._running), queued=len(self._queue), max_running=self.max_running,
+                        finished=self.finished)
+
+    def cancel_all(self) -> None:
+        """Cancel queued jobs and stop running ones (tests, shutdown)."""
+        for j in self.queued() + self.running():
+            self.cancel(j)
+
+    # -- internals -----------------------------------------------------------------
+    def _dispatch(self) -> None:
+        with self._lock:
+            while self._queue and len(self._running) < self.max_running:
+                job = self._queue.popleft()
+                self._running.append(job)
+                job.status = "running"
+                job.started = time.time()
+                th = threading.Thread(target=self._run, args=(job,), name=f"peft-run-{job.id}", daemon=True)
+                job.thread = th
+                th.start()
+
+    def _run(self, job: Job) -> None:
+        try:
+            check_memory(job.need_bytes, self.free_fn(job.device), self.safety)
+            job.result = job.fn(job)
+            job.status = "done"
+        except MemoryRefused as e:
+            job.status, job.message, job.error = "refused", str(e), e
+            if job.state is not None and hasattr(job.state, "set"):
+                job.state.set(status="failed", message=str(e), ended=time.time())
+        except BaseException as e:  # noqa: BLE001 - the slot is released whatever happens
+            from .errors import user_message
+
+            job.status, job.message, job.error = "failed", user_message(e), e
+            if job.state is not None and hasattr(job.state, "set") and not getattr(job.state, "done", False):
+                job.state.set(status="failed", message=job.message, ended=time.time())
+        finally:
+            job.ended = time.time()
+            with self._lock:
+                if job in self._running:
+                    self._running.remove(job)
+                self.finished += 1
+                self._dispatch()
+            job._done.set()
+
+
+def _env_max_runs() -> int:
+    raw = os.environ.get("PEFT_EXPLORER_MAX_RUNS", "")
+    try:
+        n = int(raw)
+        return n if 1 <= n <= 64 else DEFAULT_MAX_RUNS
+    except ValueError:
+        return DEFAULT_MAX_RUNS
+
+
+_DEFAULT: RunQueue | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_queue() -> RunQueue:
+    """The server-wide queue (created on first use with ``PEFT_EXPLORER_MAX_RUNS``)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = RunQueue()
+        return _DEFAULT
+
+
+# ----------------------------------------------------------------------------- budget sweeps
+
+SWEEP_METHODS = ("lora", "smt", "sparta")
+
+
+def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("q", "v")) -> list[dict]:
+    """Knobs for each method at budgets matched to LoRA ranks on the same target matrices.
+
+    LoRA rank r on the targets trains ``r * sum(d_in + d_out)`` parameters; SMT gets the
+    number of ``b x b`` blocks (``b``: the largest valid block size whose square fits the
+    smallest budget) and SpaRTA the density
+    inside the targets that hold about the same count (rounded; the real count of each
+    run is measured and shown).  Returns dicts with ``label``, ``method``, ``knobs``,
+    ``budget`` (the LoRA-equivalent count) and ``rank``.
+    """
+    from .methods.base import KnobError
+    from .methods.smt import auto_block_size, valid_block_sizes
+    from .targets import find_targets
+
+    tg = find_targets(loaded.model, list(targets))
+    if not tg:
+        raise KnobError(f"the model has no {', '.join(targets)} matrices to adapt")
+    per_rank = sum(t.d_in + t.d_out for t in tg)
+    cells = sum(t.d_in * t.d_out for t in tg)
+    shapes = sorted({(t.d_out, t.d_in) for t in tg})
+    rmin = min([int(x) for x in ranks if int(x) >= 1] or [1])
+    fits = [v for v in valid_block_sizes(shapes) if v >= 4 and v * v <= rmin * per_rank]
+    b = max(fits) if fits else auto_block_size(shapes)  # blocks small enough for the smallest budget
+    total_blocks = sum((t.d_out // b) * (t.d_in // b) for t in tg)
+    out = []
+    for m in methods:
+        for r in sorted({int(x) for x in ranks if int(x) >= 1}):
+            budget = r * per_rank
+            if m == "lora":
+                knobs = dict(rank=r, alpha=2.0 * r, targets=list(targets))
+                label = f"LoRA r={r}"
+            elif m == "smt":
+                n = max(1, min(total_blocks, round(budget / (b * b))))
+                knobs = dict(targets=list(targets), block_size=b, blocks=n, warmup_mode="full")
+                label = f"SMT {n} blocks of {b}×{b}"
+            elif m == "sparta":
+                dens = min(1.0, budget / cells)
+                knobs = dict(targets=list(targets), density=round(dens, 6))
+                label = f"SpaRTA density {dens:.3%}"
+            else:
+                raise KnobError(f"sweeps support {', '.join(SWEEP_METHODS)} (got '{m}')")
+            if any(o["method"] == m and o["knobs"] == knobs for o in out):
+                continue  # two budgets rounded to the same run
+            out.append(dict(label=label, method=m, knobs=knobs, budget=budget, rank=r))
+    return out
+
+
+class Sweep:
+    """Runs a list of TrainConfigs one after another through a RunQueue, in a worker thread.
+
+    ``on_result(label, RunResult)`` is called after each run (e.g. to add it to a RunHistory).
+    No Streamlit calls: a page polls :meth:`snapshot`.
+    """
+
+    def __init__(self, items: list[tuple[str, Any]], queue: RunQueue | None = None, loaded=None, on_result=None,
+                 owner: str | None = None):
+        self.items = list(items)  # (label, TrainConfig)
+        self.queue = queue or default_queue()
+        self.loaded = loaded
+        self.on_result = on_result
+        self.owner = owner
+        self._lock = threading.Lock()
+        self.index = 0  # runs completed
+        self.status = "queued"  # running, finished, stopped, failed
+        self.message = ""
+        self.current_state = None
+        self.current_job: Job | None = None
+        self.results: list[dict] = []  # label, status, final_accuracy, trainable
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("finished", "stopped", "failed")
+
+    def start(self) -> "Sweep":
+        self.status = "running"
+        self.thread = threading.Thread(target=self._work, name="peft-sweep", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        job = self.current_job
+        if job is not None:
+            job.cancel()
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            cur = self.current_state.snapshot() if self.current_state is not None else None
+            job = self.current_job
+            return dict(status=self.status, message=self.message, index=self.index, total=self.total,
+                        results=list(self.results), current=cur,
+                        current_label=self.items[self.index][0] if self.index < self.total else None,
+                        position=job.position() if job is not None else 0)
+
+    def _work(self) -> None:
+        from .train import RunState, train
+
+        try:
+            for label, cfg in self.items:
+                if self.stop_event.is_set():
+                    break
+                state = RunState(cfg)
+                box: dict = {}
+
+                def fn(job, cfg=cfg, state=state, box=box):
+                    box["res"] = train(cfg, loaded=self.loaded, state=state)
+                    return box["res"]
+
+                job = self.queue.submit(fn, state=state, need_bytes=estimate_run_bytes(cfg, self.loaded),
+                                        label=label, device=cfg.device, owner=self.owner)
+                with self._lock:
+                    self.current_state, self.current_job = state, job
+                job.wait()
+                res = box.get("res")
+                if res is not None and self.on_result is not None:
+                    self.on_result(label, res)
+                with self._lock:
+                    self.results.append(dict(label=label, status=state.status, message=state.message,
+                                             final_accuracy=res.summary.get("final_accuracy") if res else None,
+                                             trainable=res.summary.get("trainable_params") if res else None))
+                    self.index += 1
+                    self.current_job = None
+                if res is not None:
+                    state.result = None
+                    res.adapter = None  # free the model copy
+            self.status = "stopped" if self.stop_event.is_set() else "finished"
+            if self.status == "stopped":
+                self.message = f"stopped after {self.index} of {self.total} runs"
+        except BaseException as e:  # noqa: BLE001 - a sweep ends with a status
+            from .errors import user_message
+
+            self.status, self.message = "failed", user_message(e)

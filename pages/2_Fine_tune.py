@@ -1,0 +1,428 @@
+"""Fine-tune: pick a model, a task and a method, start a short run, watch loss, accuracy and memory live."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+import ui_common as ui
+from explorer import data as D
+from explorer import figures_runs as FR
+from explorer.history import (entry_from_result, metrics_csv, metrics_json, new_session_id, save_upload,
+                              session_folder)
+from explorer.jobs import default_queue, estimate_run_bytes, ordinal
+from explorer.methods import METHODS
+from explorer.train import DEFAULT_LR, RunState, TrainConfig, train
+from explorer.urlstate import Field, Schema, knob_fields
+
+PAGE = "ft"
+RUN_KEY = "ft_run"
+ui.page_setup("Fine-tune", "🏋️")
+
+LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
+BATCHES = [1, 2, 4, 8, 16, 32, 64]
+TASK_NAMES = tuple(t["name"] for t in D.list_tasks())
+DEVICES = ("auto", "cpu", "cuda")
+SOURCES = ("built-in", "upload", "hub")
+INSTRUCTOR_HIDDEN = ("seed",)  # knob seeds hidden in instructor mode besides Knob.advanced
+
+PRESETS = {  # lesson presets of this page (URL values)
+    "Quick demo: LoRA r=8 on tiny-bert": dict(model="tiny-bert", method="lora", steps=40, k_rank=8, k_alpha=16.0,
+                                               k_targets="q,v"),
+    "LoRA vs SMT on minilm (size-compare)": dict(model="minilm", method="smt", task="size-compare", steps=120,
+                                                 k_targets="q,k,v", k_density=0.01, k_warmup_steps=20),
+    "Tied-LoRA TL6 on minilm (bbc-news)": dict(model="minilm", method="tied-lora", task="bbc-news", steps=100,
+                                               k_preset="TL6", k_rank=8, k_targets="q,k,v"),
+}
+
+
+def k(name: str) -> str:
+    return ui.wkey(PAGE, name)
+
+
+def page_schema() -> Schema:
+    return Schema([
+        Field("model", "str", "minilm", max_len=200, help="registry name, local folder or hub id"),
+        Field("src", "choice", "built-in", choices=SOURCES, help="where the task comes from"),
+        Field("task", "choice", "", choices=("",) + TASK_NAMES, help="built-in task ('' = the model's default)"),
+        Field("hub", "str", "", max_len=96, help="hub data set name, e.g. glue/sst2"),
+        Field("method", "choice", "lora", choices=tuple(METHODS)),
+        Field("steps", "int", 60, min=2, max=500),
+        Field("lr", "float", 0.0, min=0.0, max=0.1, help="0 = the method's default"),
+        Field("bs", "int", 16, min=1, max=64),
+        Field("seed", "int", 0, min=0, max=2**31 - 1),
+        Field("device", "choice", "auto", choices=DEVICES),
+    ])
+
+
+def knob_schema(method: str) -> Schema:
+    return Schema(knob_fields(METHODS[method].knobs, prefix="k_"))
+
+
+def visible_knobs(method: str, instructor: bool):
+    return [kn for kn in METHODS[method].knobs
+            if not (instructor and (kn.advanced or kn.name in INSTRUCTOR_HIDDEN))]
+
+
+def cuda_ok() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+# ----------------------------------------------------------------------------- the run (worker side: no st.*)
+
+
+def active_run():
+    run = st.session_state.get(RUN_KEY)
+    if run is None:
+        return None
+    return run
+
+
+def is_running(run) -> bool:
+    return run is not None and not run["state"].done
+
+
+def start_run(cfg: TrainConfig, loaded, hist, label: str) -> None:
+    """Queue a run (refused with a readable message when it would not fit or one is active)."""
+    run = active_run()
+    if is_running(run):
+        st.session_state["ft_notice"] = ("warning", "A run is already going in this session: stop it first.")
+        return
+    state = RunState(cfg)
+
+    def work(job, cfg=cfg, state=state, loaded=loaded, hist=hist, label=label):
+        # worker thread: no Streamlit calls here
+        res = train(cfg, loaded=loaded, state=state)
+        try:
+            entry = entry_from_result(res, run_id=hist.new_id(), label=label)
+            hist.add(entry)
+            state.set(entry_id=entry.id)
+        finally:
+            state.result = None  # drop the model copy: memory goes back
+            res.adapter = None
+        return entry.id
+
+    try:
+        job = default_queue().submit(work, state=state, need_bytes=estimate_run_bytes(cfg, loaded), label=label,
+                                     device=cfg.device, owner=st.session_state.get("session_id"))
+    except Exception as exc:  # noqa: BLE001 - MemoryRefused and friends: one readable line
+        from explorer.errors import user_message
+
+        st.session_state["ft_notice"] = ("error", user_message(exc))
+        return
+    st.session_state[RUN_KEY] = dict(state=state, job=job, cfg=cfg, label=label, seen_done=False,
+                                     t_submit=time.time())
+    st.session_state.pop("ft_notice", None)
+
+
+def stop_run() -> None:
+    run = active_run()
+    if run is not None:
+        run["job"].cancel()
+        run["state"].stop()
+
+
+# ----------------------------------------------------------------------------- live view
+
+
+def eta(snap: dict, started_train: float | None) -> float | None:
+    recs = [r for r in snap["records"] if r.get("phase") in ("train", "warmup") and r.get("step_time_s")]
+    if not recs or started_train is None:
+        return None
+    done = snap["step"]
+    left = snap["total_steps"] - done
+    pace = (time.time() - started_train) / max(1, done)  # wall seconds per step, evaluations included
+    return max(0.0, pace * left)
+
+
+def draw_live(run, tpl: str) -> None:
+    state, job = run["state"], run["job"]
+    snap = state.snapshot()
+    status = snap["status"]
+    st.markdown(f"#### {run['label']}")
+    if status == "queued":
+        pos = job.position()
+        q = default_queue().stats()
+        st.info(f"Queued: **{ordinal(pos)} in line** (at most {q['max_running']} fine-tunes run at once on this "
+                f"server; {q['running']} running now). It starts by itself; Stop cancels it.", icon="⏳")
+    recs = snap["records"]
+    if status in ("running", "queued"):
+        frac = snap["progress"]
+        left = eta(snap, snap["started"])
+        txt = (f"step {snap['step']} of {snap['total_steps']} · about {FR.fmt_eta(left)} left "
+               "(from the measured pace)" if snap["step"] else
+               ("loading the model and the task, first evaluation…" if status == "running" else "waiting"))
+        st.progress(frac, text=txt)
+    else:
+        wall = (snap["ended"] or time.time()) - (snap["started"] or time.time())
+        msg = snap["message"]
+        if status == "finished":
+            acc = next((r["eval_accuracy"] for r in reversed(recs) if r.get("eval_accuracy") is not None), None)
+            st.success(f"Finished {snap['step']} steps in {wall:.1f} s" +
+                       (f" · final held-out accuracy {acc:.1%}" if acc is not None else ""), icon="✅")
+        elif status == "stopped":
+            st.warning(f"Stopped: {msg or 'by the user'}. The steps done so far are kept in the history.", icon="⏹️")
+        elif status == "nan":
+            st.error(f"The run diverged: {msg}", icon="🧨")
+        else:
+            st.error(f"The run failed: {msg}", icon="⚠️")
+    if not recs:
+        return
+    c1, c2 = st.columns([3, 2], vertical_alignment="center")
+    with c1:
+        ui.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(state)}")
+    with c2:
+        tr = [r for r in recs if r.get("loss") is not None]
+        ev = [r for r in recs if r.get("eval_accuracy") is not None]
+        st.markdown("**Loss and accuracy.** The blue line is the training loss of each batch (cross-entropy); "
+                    "the orange dots are the accuracy on held-out examples the model never trains on, measured "
+                    "at step 0 (before training) and every few steps.")
+        m = st.columns(2)
+        m[0].metric("training loss", f"{tr[-1]['loss']:.4f}" if tr else "—", help="loss of the latest batch")
+        m[1].metric("held-out accuracy", f"{ev[-1]['eval_accuracy']:.1%}" if ev else "—",
+                    delta=(f"{(ev[-1]['eval_accuracy'] - ev[0]['eval_accuracy']) * 100:+.1f} pts since step 0"
+                           if len(ev) > 1 else None), help="share of held-out examples answered correctly")
+    mem = [r for r in recs if r.get("weights_bytes") is not None]
+    if mem:
+        c1, c2 = st.columns([3, 2], vertical_alignment="center")
+        last = mem[-1]
+        with c1:
+            ui.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(state)}")
+        with c2:
+            parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
+            st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "
+                        "not estimated). Gradients and AdamW's two moments exist only for the trainable "
+                        "parameters; the activations are the tensors autograd keeps between forward and backward.")
+            st.caption(f"Latest step: {parts} · total {last.get('total_bytes', 0) / 2**20:,.2f} MiB "
+                       f"(MiB = 2^20 bytes)")
+
+
+@st.fragment(run_every=0.7)
+def live_panel() -> None:
+    run = active_run()
+    if run is None:
+        return
+    tpl = ui.plotly_template()
+    if is_running(run):
+        st.button("⏹ Stop", key="ft_stop", on_click=stop_run, type="secondary",
+                  help="Ends the run within one step; the steps done so far are kept")
+    draw_live(run, tpl)
+    if run["state"].done and not run["seen_done"]:
+        run["seen_done"] = True
+        st.rerun(scope="app")  # Start comes back, the history and downloads update
+
+
+# ----------------------------------------------------------------------------- task choice
+
+
+def upload_task(kind: str):
+    """The uploaded file saved in this session's folder and loaded as a Task (or None + a message)."""
+    up = st.file_uploader("Data file (CSV, TSV, JSON or JSONL)", type=["csv", "tsv", "json", "jsonl"],
+                          key="ft_upload",
+                          help=f"up to {D.MAX_FILE_BYTES // 2**20} MB; columns text + label (encoders) or "
+                               "prompt + answer (causal LMs); name other columns below")
+    cols = st.columns(2)
+    if kind == D.SEQ_CLS:
+        c_a = cols[0].text_input("text column", key="ft_col_a", placeholder="auto (text, sentence, …)")
+        c_b = cols[1].text_input("label column", key="ft_col_b", placeholder="auto (label, class, …)")
+    else:
+        c_a = cols[0].text_input("prompt column", key="ft_col_a", placeholder="auto (prompt, question, …)")
+        c_b = cols[1].text_input("answer column", key="ft_col_b", placeholder="auto (answer, completion, …)")
+    if up is None:
+        st.caption("No file yet: upload one, or pick a built-in task.")
+        return None, {}
+    cols_map = (dict(text_col=c_a.strip() or None, label_col=c_b.strip() or None) if kind == D.SEQ_CLS else
+                dict(prompt_col=c_a.strip() or None, answer_col=c_b.strip() or None))
+    try:
+        task, path = load_upload(up.name, up.getvalue(), kind, cols_map)
+    except Exception as exc:  # noqa: BLE001 - DataError: a readable line
+        ui.show_error(exc, "Data file: ")
+        return None, {}
+    st.caption(f"**{task.name}**: {len(task.train):,} training and {len(task.eval):,} held-out rows · "
+               + (f"{task.num_labels} labels ({', '.join(map(str, task.label_names[:8]))})"
+                  if kind == D.SEQ_CLS else "prompt → answer") + ("; " + "; ".join(task.notes) if task.notes else ""))
+    return str(path), cols_map
+
+
+def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
+    """Save an upload in this session's folder and load it (DataError with a clear message when malformed)."""
+    folder = session_folder(st.session_state.setdefault("session_id", new_session_id()))
+    path = save_upload(folder, name, data)
+    return D.load_task(str(path), kind, **cols_map), path
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def body():
+    st.title("Fine-tune")
+    st.markdown("Train a PEFT method on a small task **for real**, right here: loss, held-out accuracy and memory "
+                "are measured step by step while the run goes. Every run joins this session's history "
+                "(see **Compare**) and can be downloaded.")
+    base = page_schema()
+    with st.sidebar:
+        st.subheader("Lesson presets")
+        pick = st.selectbox("Preset", ["—"] + list(PRESETS), key="ft_preset_pick", label_visibility="collapsed")
+        if pick != "—" and st.button("Load this preset", key="ft_preset_go", width="stretch"):
+            ui.apply_preset(PRESETS[pick], PAGE)
+    pre, _ = base.parse(ui._raw_params())
+    method = st.session_state.get(k("method"), pre["method"])
+    method = method if method in METHODS else "lora"
+    schema = base + knob_schema(method)
+    vals = ui.url_values(schema, PAGE)
+    fresh = st.session_state.get(f"_urlfresh:{PAGE}")
+    prev = st.session_state.get("_ft_prev_method")
+    if not fresh and prev is not None and prev != method:
+        for f in knob_schema(method):  # a newly picked method starts from its own defaults
+            st.session_state[k(f.name)] = f.default_value()
+    st.session_state["_ft_prev_method"] = method
+    if fresh:
+        for kk in (k("model_sel"), k("model_custom")):
+            st.session_state.pop(kk, None)
+    with st.sidebar:
+        st.subheader("Model")
+        name = ui.model_choice(k("model_sel"), k("model_custom"), vals["model"])
+        st.session_state[k("model")] = name
+    if not name:
+        st.info("Type a local folder or a hub id in the sidebar.", icon="ℹ️")
+        return
+    loaded = ui.load_base_or_error(name)
+    if loaded is None:
+        ui.write_url(schema, PAGE)
+        return
+    inf = loaded.info
+    kind = inf.kind
+    st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {kind} · "
+               f"{'pretrained' if inf.pretrained else 'random weights'}")
+    run = active_run()
+    running = is_running(run)
+    instructor = bool(st.session_state.get("instructor", False))
+
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        st.markdown("##### Task")
+        src = st.radio("Task source", SOURCES, key=k("src"), horizontal=True, label_visibility="collapsed",
+                       format_func=lambda s: {"built-in": "built-in task", "upload": "upload a file",
+                                              "hub": "hub data set"}[s])
+        task_name, cols_map = "", {}
+        if src == "built-in":
+            fits = [t for t in D.list_tasks() if t["kind"] == kind]
+            names = [t["name"] for t in fits]
+            if st.session_state.get(k("task")) not in names:
+                st.session_state[k("task")] = D.default_task_for(kind)
+            task_name = st.selectbox("Built-in task", names, key=k("task"))
+            spec = next(t for t in fits if t["name"] == task_name)
+            st.caption(f"{spec['description']}  \n{spec['size']} · source: {spec['source']}")
+        elif src == "upload":
+            task_name, cols_map = upload_task(kind)
+        else:
+            task_name = st.text_input("Hub data set", key=k("hub"), placeholder="glue/sst2",
+                                      help="loaded with `datasets` when the hub is reachable").strip()
+            if not task_name:
+                st.caption("Type a data set name, e.g. glue/sst2 (needs the internet).")
+
+        st.markdown("##### Training")
+        c = st.columns(2)
+        c[0].slider("steps", 2, 500, key=k("steps"), help="optimizer steps (SMT's warm-up is inside this budget)")
+        cur_lr = float(st.session_state.get(k("lr"), 0.0))
+        lr_opts = [0.0] + sorted(set(LRS) | ({cur_lr} if cur_lr > 0 else set()))
+        c[1].select_slider("learning rate", lr_opts, key=k("lr"),
+                           format_func=lambda x: f"default ({DEFAULT_LR.get(method, 1e-3):g})" if x == 0 else f"{x:g}",
+                           help="AdamW peak rate; linear warm-up then linear decay")
+        c = st.columns(3)
+        if int(st.session_state.get(k("bs"), 16)) not in BATCHES:
+            st.session_state[k("bs")] = min(BATCHES, key=lambda b: abs(b - int(st.session_state[k("bs")])))
+        c[0].select_slider("batch size", BATCHES, key=k("bs"))
+        if not instructor:
+            c[1].number_input("seed", 0, 2**31 - 1, step=1, key=k("seed"),
+                              help="data order, head initialisation and the method's random choices")
+        devs = list(DEVICES) if cuda_ok() else ["auto", "cpu"]
+        if st.session_state.get(k("device")) not in devs:
+            st.session_state[k("device")] = "auto"
+        c[2].selectbox("device", devs, key=k("device"),
+                       help="auto: CUDA when there is a GPU, else CPU" + ("" if cuda_ok() else " (no GPU here)"))
+
+    with right:
+        st.markdown("##### Method")
+        st.selectbox("Method", list(METHODS), key=k("method"), format_func=lambda m: METHODS[m].label,
+                     label_visibility="collapsed")
+        info = METHODS[method]
+        st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
+        kv = visible_knobs(method, instructor)
+        if kv:
+            with st.container(border=True):
+                for kn in kv:
+                    ui.knob_widget(PAGE, "k_", kn, loaded, method)
+        else:
+            st.caption("Full fine-tuning has no knobs: every parameter trains.")
+
+    values = ui.widget_values(schema, PAGE)
+    knobs = {f.name[2:]: values[f.name] for f in knob_schema(method)}
+    lr = float(values["lr"]) or None
+    steps = int(values["steps"])
+    cfg = TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
+                      knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
+                      device=values["device"], eval_every=max(1, steps // 8), eval_examples=200, **cols_map)
+    label = f"{info.label} · {name} · {cfg.task or D.default_task_for(kind)}"
+
+    st.divider()
+    b = st.columns([1, 1, 4], vertical_alignment="center")
+    need = estimate_run_bytes(cfg, loaded)
+    can = bool(cfg.task or src == "built-in")
+    hist = ui.session_history()
+    b[0].button("▶ Start", key="ft_start", type="primary", disabled=running or not can,
+                on_click=start_run, args=(cfg, loaded, hist, label), width="stretch",
+                help="Runs in the background; the page stays usable")
+    q = default_queue().stats()
+    b[2].caption(f"Evaluates on up to 200 held-out examples every {cfg.eval_every} steps. "
+                 + (f"Memory estimate for this run: about {need / 2**20:,.0f} MiB (analytic, fp32). "
+                    if need else "") +
+                 f"Server: {q['running']} of {q['max_running']} fine-tune slots busy, {q['queued']} waiting.")
+    note = st.session_state.get("ft_notice")
+    if note:
+        (st.error if note[0] == "error" else st.warning)(note[1], icon="⚠️")
+    live_panel()
+    downloads(hist)
+    ui.write_url(schema, PAGE)
+
+
+def downloads(hist) -> None:
+    if not len(hist):
+        return
+    st.divider()
+    st.markdown("##### This session's runs")
+    runs = list(hist)[::-1]
+    pick = st.selectbox("Run", [r.id for r in runs], key="ft_dl_pick",
+                        format_func=lambda i: f"{hist.get(i).title()} · {hist.get(i).status}")
+    e = hist.get(pick)
+    if e is None:
+        return
+    c = st.columns(4)
+    c[0].download_button("metrics (JSON)", metrics_json(e), file_name=f"{e.id}-metrics.json",
+                         mime="application/json", key="ft_dl_json", width="stretch")
+    c[1].download_button("metrics (CSV)", metrics_csv(e), file_name=f"{e.id}-metrics.csv", mime="text/csv",
+                         key="ft_dl_csv", width="stretch")
+    if e.adapter_zip:
+        c[2].download_button("adapter (zip)", e.adapter_zip, file_name=f"{e.id}-adapter.zip",
+                             mime="application/zip", key="ft_dl_zip", width="stretch",
+                             help="the method's safetensors + JSON files; reload with explorer.export.load_run_adapter")
+    else:
+        c[2].caption("no adapter saved for this run")
+    with c[3]:
+        try:
+            st.page_link("pages/3_Compare.py", label="Compare runs", icon="📊")
+        except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
+            pass
+    s = e.summary
+    st.caption(f"{s.get('status')} · {s.get('steps_done')} steps · trainable {s.get('trainable_params') or 0:,} · "
+               f"final accuracy {(s.get('final_accuracy') or 0):.1%} · wall {s.get('wall_time_s') or 0:.1f} s · "
+               f"device {s.get('device')}")
+
+
+ui.run_page(body)

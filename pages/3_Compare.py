@@ -1,0 +1,280 @@
+"""Compare: this session's runs as a table and as charts; a budget sweep; history import/export."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import ui_common as ui
+from explorer import data as D
+from explorer import figures_runs as FR
+from explorer.jobs import SWEEP_METHODS, Sweep, default_queue, ordinal, sweep_plan
+from explorer.methods import METHODS
+from explorer.train import TrainConfig
+from explorer.urlstate import Field, Schema
+
+PAGE = "cmp"
+SWEEP_KEY = "cmp_sweep"
+ui.page_setup("Compare", "📊")
+RANKS = (1, 2, 4, 8, 16, 32)
+SWEEP_MODELS = ("tiny-bert", "tiny-llama", "minilm", "smollm2-135m")
+
+SCHEMA = Schema([
+    Field("x", "choice", "trainable", choices=("trainable", "memory"), help="x axis of the accuracy chart"),
+    Field("curve", "choice", "accuracy", choices=("accuracy", "loss"), help="curves overlaid"),
+    Field("sw_model", "choice", "tiny-bert", choices=SWEEP_MODELS),
+    Field("sw_methods", "multi", ["lora", "smt"], choices=SWEEP_METHODS),
+    Field("sw_ranks", "multi", ["1", "2", "4", "8", "16"], choices=tuple(str(r) for r in RANKS)),
+    Field("sw_steps", "int", 60, min=4, max=400),
+    Field("sw_seed", "int", 0, min=0, max=2**31 - 1),
+])
+
+
+def k(name: str) -> str:
+    return ui.wkey(PAGE, name)
+
+
+def knobs_summary(cfg: dict) -> str:
+    kn = cfg.get("knobs") or {}
+    skip = {"seed", "dropout", "mask_mode", "warmup_mode", "score", "selection"}
+    parts = []
+    for key, v in kn.items():
+        if key in skip or v in (0, 0.0, None, "") and key in ("blocks", "block_size", "density"):
+            continue
+        if isinstance(v, list):
+            v = ",".join(map(str, v))
+        parts.append(f"{key}={v:g}" if isinstance(v, float) else f"{key}={v}")
+    return " ".join(parts) or "—"
+
+
+def rows_of(hist) -> list[dict]:
+    rows = []
+    for e in hist:
+        s, c = e.summary, e.config
+        peak = None
+        recs = [r for r in e.records if r.get("total_bytes") is not None and r.get("phase") in ("train", "warmup")]
+        if recs:
+            top = max(recs, key=lambda r: r["total_bytes"])
+            peak = {key: top.get(key) for key, _, _ in FR.MEM_PARTS}
+        rows.append(dict(id=e.id, name=e.label or e.title(), method=c.get("method", "?"), model=c.get("model", "?"),
+                         task=s.get("task") or c.get("task") or "", knobs=knobs_summary(c),
+                         trainable=s.get("trainable_params"), accuracy=s.get("final_accuracy"),
+                         peak_bytes=s.get("peak_memory_bytes"), peak_parts=peak,
+                         step_ms=(s["mean_step_time_s"] * 1000 if s.get("mean_step_time_s") else None),
+                         wall=s.get("wall_time_s"), device=s.get("device"), status=e.status,
+                         steps=s.get("steps_done"), records=e.records))
+    return rows
+
+
+def table(rows: list[dict]) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame([dict(run=r["id"], method=METHODS[r["method"]].label if r["method"] in METHODS else r["method"],
+                            knobs=r["knobs"], model=r["model"], task=r["task"], status=r["status"], steps=r["steps"],
+                            **{"trainable params": r["trainable"],
+                               "final accuracy (%)": None if r["accuracy"] is None else 100 * r["accuracy"],
+                               "peak memory (MiB)": None if r["peak_bytes"] is None else r["peak_bytes"] / 2**20,
+                               "step time (ms)": r["step_ms"], "wall time (s)": r["wall"]},
+                            device=r["device"]) for r in rows])
+    st.dataframe(df, hide_index=True, width="stretch",
+                 column_config={"final accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
+                                "peak memory (MiB)": st.column_config.NumberColumn(format="%.2f"),
+                                "step time (ms)": st.column_config.NumberColumn(format="%.1f"),
+                                "wall time (s)": st.column_config.NumberColumn(format="%.1f"),
+                                "trainable params": st.column_config.NumberColumn(format="localized")})
+
+
+def charts(rows: list[dict], tpl: str) -> None:
+    good = [r for r in rows if r["accuracy"] is not None]
+    st.markdown("#### Accuracy against budget")
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    with right:
+        st.radio("x axis", ("trainable", "memory"), key=k("x"), horizontal=True,
+                 format_func=lambda x: {"trainable": "trainable parameters (log)", "memory": "peak memory"}[x])
+        st.markdown("Each dot is one run: its final accuracy on held-out examples against the number of parameters "
+                    "it trained (log scale) or the peak of its measured memory (weights + gradients + optimizer "
+                    "state + activations). Runs of one method are joined in budget order. **A flat line means "
+                    "more parameters bought no accuracy** – the plateau the SMT paper reports for LoRA and DoRA.")
+        if len({r['model'] for r in good}) > 1 or len({r['task'] for r in good}) > 1:
+            st.caption("Note: these runs mix models or tasks; compare like with like.")
+    with left:
+        if good:
+            ui.show_fig(FR.accuracy_scatter(good, "trainable" if st.session_state[k("x")] == "trainable" else "memory",
+                                            tpl), key="cmp-scatter")
+        else:
+            st.info("No run has a final accuracy yet (stopped during SMT's warm-up, failed or diverged).", icon="ℹ️")
+    st.markdown("#### Curves overlaid")
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    names = {r["id"]: f"{r['id']}: {r['name']}" for r in rows}
+    with right:
+        st.radio("curve", ("accuracy", "loss"), key=k("curve"), horizontal=True,
+                 format_func=lambda c: {"accuracy": "held-out accuracy", "loss": "training loss"}[c])
+        default = [r["id"] for r in rows][-8:]
+        if "cmp_pick" not in st.session_state or not set(st.session_state["cmp_pick"]) <= set(names):
+            st.session_state["cmp_pick"] = default
+        st.multiselect("runs", list(names), key="cmp_pick", format_func=lambda i: names[i])
+        st.markdown("Held-out accuracy at each evaluation, or the training loss of every batch, for the runs picked "
+                    "above. Runs that learn faster rise (or fall) earlier; SMT's first steps are its warm-up.")
+    with left:
+        picked = [r for r in rows if r["id"] in st.session_state["cmp_pick"]]
+        ui.show_fig(FR.overlay_curves([(names[r["id"]], r["records"]) for r in picked], st.session_state[k("curve")],
+                                      tpl), key="cmp-curves")
+    mem = [dict(name=f"{r['id']}: {r['name']}"[:48], **r["peak_parts"]) for r in rows if r["peak_parts"]]
+    if mem:
+        st.markdown("#### Memory at the peak step")
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        with left:
+            ui.show_fig(FR.memory_bar(mem, tpl, height=max(220, 60 + 34 * len(mem)), title=None), key="cmp-mem")
+        with right:
+            st.markdown("The step with the largest measured total of each run, split into its parts (MiB). The "
+                        "frozen weights dominate for PEFT methods on small models; gradients and AdamW state grow "
+                        "with the trainable count; activations grow with batch size and sequence length.")
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, seed: int) -> None:
+    sw = st.session_state.get(SWEEP_KEY)
+    if sw is not None and not sw.done:
+        return
+    loaded = ui.get_base(model)
+    plan = sweep_plan(loaded, methods=methods, ranks=ranks)
+    hist = ui.session_history()
+    task = D.default_task_for(loaded.info.kind)
+    items = [(f"sweep · {p['label']}", TrainConfig(model=model, task=task, method=p["method"], knobs=p["knobs"],
+                                                   steps=steps, seed=seed, eval_every=max(2, steps // 6),
+                                                   eval_examples=200)) for p in plan]
+
+    def on_result(label, res, hist=hist):  # worker thread: no Streamlit calls
+        from explorer.history import entry_from_result
+
+        hist.add(entry_from_result(res, run_id=hist.new_id(), label=label))
+
+    st.session_state[SWEEP_KEY] = Sweep(items, default_queue(), loaded=loaded, on_result=on_result,
+                                        owner=st.session_state.get("session_id")).start()
+    st.session_state["cmp_sweep_seen"] = False
+
+
+def stop_sweep() -> None:
+    sw = st.session_state.get(SWEEP_KEY)
+    if sw is not None:
+        sw.stop()
+
+
+@st.fragment(run_every=1.0)
+def sweep_panel() -> None:
+    sw = st.session_state.get(SWEEP_KEY)
+    if sw is None:
+        return
+    snap = sw.snapshot()
+    if not sw.done:
+        st.button("⏹ Stop the sweep", key="cmp_sweep_stop", on_click=stop_sweep)
+        cur = snap["current"]
+        within = cur["progress"] if cur else 0.0
+        txt = f"run {snap['index'] + 1} of {snap['total']}: {snap['current_label'] or ''}"
+        if cur and cur["status"] == "queued":
+            txt += f" · queued, {ordinal(max(1, snap['position']))} in line"
+        elif cur:
+            txt += f" · step {cur['step']} of {cur['total_steps']}"
+        st.progress(min(1.0, (snap["index"] + within) / max(1, snap["total"])), text=txt)
+    else:
+        msg = {"finished": f"Sweep finished: {snap['index']} runs added to the history.",
+               "stopped": f"Sweep {snap['message']}.", "failed": f"Sweep failed: {snap['message']}"}[snap["status"]]
+        (st.success if snap["status"] == "finished" else st.warning)(msg)
+    if snap["results"]:
+        st.caption(" · ".join(f"{r['label'].replace('sweep · ', '')}: "
+                              + (f"{r['final_accuracy']:.1%}" if r["final_accuracy"] is not None else r["status"])
+                              for r in snap["results"]))
+    if sw.done and not st.session_state.get("cmp_sweep_seen"):
+        st.session_state["cmp_sweep_seen"] = True
+        st.rerun(scope="app")
+    elif len(snap["results"]) != st.session_state.get("cmp_sweep_n", 0):
+        st.session_state["cmp_sweep_n"] = len(snap["results"])
+        st.rerun(scope="app")  # a new run joined the history: redraw the table and the charts
+
+
+def sweep_section() -> None:
+    st.markdown("#### Budget sweep: does accuracy plateau as parameters grow?")
+    sw = st.session_state.get(SWEEP_KEY)
+    busy = sw is not None and not sw.done
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        c = st.columns(2)
+        c[0].selectbox("model", SWEEP_MODELS, key=k("sw_model"), help="tiny models run in seconds")
+        c[1].slider("steps per run", 4, 400, key=k("sw_steps"))
+        st.multiselect("methods", SWEEP_METHODS, key=k("sw_methods"), format_func=lambda m: METHODS[m].label)
+        st.multiselect("budgets (LoRA-equivalent ranks)", [str(r) for r in RANKS], key=k("sw_ranks"))
+        vals = ui.widget_values(SCHEMA, PAGE)
+        ranks = sorted(int(r) for r in vals["sw_ranks"])
+        n_runs = len(vals["sw_methods"]) * len(ranks)
+        st.button(f"▶ Run the sweep ({n_runs} runs)", key="cmp_sweep_go", type="primary",
+                  disabled=busy or not n_runs, on_click=start_sweep,
+                  args=(vals["sw_model"], vals["sw_methods"], ranks, int(vals["sw_steps"]), int(vals["sw_seed"])))
+    with right:
+        st.markdown("One method at several budgets on the model's built-in task, one run after another through the "
+                    "server's queue. The budgets are matched on the query and value matrices: LoRA rank r trains "
+                    "r·(d_in+d_out) per matrix; SMT gets about as many parameters in b×b blocks; SpaRTA about as "
+                    "many single entries. The real count of every run is measured and shown in the table.")
+        st.caption("The SMT paper (He et al., 2024) reports that LoRA and DoRA plateau as the rank grows while SMT "
+                   "keeps gaining. Small models and short runs may or may not show it: this sweep measures it.")
+    sweep_panel()
+
+
+# ----------------------------------------------------------------------------- import / export
+
+
+def import_export(hist) -> None:
+    st.markdown("#### Keep your results")
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.download_button("⬇ Download the history (JSON)", hist.to_json(), file_name="peft-explorer-history.json",
+                           mime="application/json", key="cmp_export", disabled=not len(hist),
+                           help="every run's config, summary and per-step records (adapters are downloaded per run "
+                                "on the Fine-tune page)")
+        st.caption("A participant's results in one file: import it later, here or on another server.")
+    with right:
+        up = st.file_uploader("Import a history file (JSON)", type=["json"], key="cmp_import",
+                              help="a file downloaded with the button on the left (up to 20 MiB)")
+        if up is not None:
+            sig = (up.name, up.size, getattr(up, "file_id", None))
+            if st.session_state.get("cmp_import_sig") != sig:
+                try:
+                    n = hist.import_json(up.getvalue())
+                    st.session_state["cmp_import_msg"] = ("ok", f"Imported {n} run(s) from {up.name[:80]}.")
+                except Exception as exc:  # noqa: BLE001 - DataError: one readable line
+                    from explorer.errors import user_message
+
+                    st.session_state["cmp_import_msg"] = ("error", f"{up.name[:80]}: {user_message(exc)}")
+                st.session_state["cmp_import_sig"] = sig
+        msg = st.session_state.get("cmp_import_msg")
+        if msg:
+            (st.success if msg[0] == "ok" else st.error)(msg[1])
+
+
+def body():
+    st.title("Compare runs")
+    st.markdown("Every run of this session (Fine-tune page, sweeps below, imported files) side by side: what each "
+                "method trained, how accurate it became, and what it cost in memory and time.")
+    ui.url_values(SCHEMA, PAGE)
+    hist = ui.session_history()
+    rows = rows_of(hist)
+    tpl = ui.plotly_template()
+    if rows:
+        table(rows)
+        c = st.columns([1, 1, 4])
+        if c[0].button("Clear the history", key="cmp_clear", help="removes every run of this session"):
+            hist.clear()
+            st.rerun()
+        charts(rows, tpl)
+    else:
+        st.info("No runs yet. Start one on the **Fine-tune** page, run a sweep below, or import a history file.",
+                icon="ℹ️")
+        ui.page_links(exclude="pages/3_Compare.py")
+    st.divider()
+    sweep_section()
+    st.divider()
+    import_export(hist)
+    ui.write_url(SCHEMA, PAGE)
+
+
+ui.run_page(body)

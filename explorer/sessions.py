@@ -1,0 +1,135 @@
+"""Per-session folders and the server status (pure Python, no streamlit).
+
+A dashboard session gets its own folder for uploads and exports.  Its id is made on
+the server (``secrets.token_urlsafe``), never taken from a URL, and every path inside
+it goes through :func:`explorer.security.safe_join`::
+
+    sid = sessions.new_session_id()            # kept in st.session_state
+    folder = sessions.session_dir(sid)         # <root>/<sid>, created 0700
+    path = security.store_upload(folder, up.name, up)
+
+Root: ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions`` (``explorer.models.cache_dir``).
+Folders older than ``max_age_s`` are removed by :func:`cleanup` (call it now and then).
+
+Server status (``PEFT_EXPLORER_DEBUG=1`` shows it on Home): the checksum of every cached
+base model registered with :func:`register_base`, live worker threads, active runs, RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from .security import UnsafePathError, safe_join
+
+_SID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def root() -> Path:
+    env = os.environ.get("PEFT_EXPLORER_SESSIONS")
+    if env:
+        p = Path(env)
+    else:
+        from .models import cache_dir
+
+        p = cache_dir() / "sessions"
+    p.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return p
+
+
+def new_session_id() -> str:
+    """A random id made on the server (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def valid_session_id(sid) -> bool:
+    return isinstance(sid, str) and bool(_SID.fullmatch(sid))
+
+
+def session_dir(sid: str, create: bool = True) -> Path:
+    """The session's own folder; refuses ids not made by :func:`new_session_id`."""
+    if not valid_session_id(sid):
+        raise UnsafePathError("invalid session id")
+    base = root()
+    d = safe_join(base, sid)
+    if create:
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.utime(d)  # marks the folder as in use (cleanup is by age)
+    return d
+
+
+def cleanup(max_age_s: float = 24 * 3600) -> int:
+    """Remove session folders untouched for ``max_age_s`` seconds; returns how many."""
+    n = 0
+    base = root()
+    now = time.time()
+    for d in base.iterdir():
+        if not valid_session_id(d.name) or d.is_symlink() or not d.is_dir():
+            continue
+        try:
+            if now - d.stat().st_mtime > max_age_s:
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+# ----------------------------------------------------------------------------- server status
+
+_BASES: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
+_BASES_LOCK = threading.Lock()
+
+
+def register_base(name: str, loaded) -> None:
+    """Remember a cached base model (weakly) so the status can show its checksum."""
+    with _BASES_LOCK:
+        try:
+            _BASES[str(name)] = loaded
+        except TypeError:  # not weak-referenceable
+            pass
+
+
+def worker_threads() -> list[str]:
+    """Names of live threads that train (``train-*``, the name ``start_in_thread`` gives)."""
+    return sorted(t.name for t in threading.enumerate() if t.is_alive() and t.name.startswith("train"))
+
+
+def server_status(checksums: bool = True) -> dict:
+    """What the debug panel shows: pid, RSS, cached base models with checksums, threads, runs."""
+    from . import train as train_mod
+
+    out = dict(pid=os.getpid(), time=time.time())
+    try:
+        import psutil
+
+        out["rss_bytes"] = int(psutil.Process().memory_info().rss)
+    except Exception:  # noqa: BLE001
+        out["rss_bytes"] = None
+    with _BASES_LOCK:
+        bases = dict(_BASES.items())
+    models = {}
+    for name, loaded in sorted(bases.items()):
+        entry = dict(params=int(getattr(getattr(loaded, "info", None), "n_params", 0) or 0))
+        if checksums:
+            from .models import checksum
+
+            entry["checksum"] = checksum(loaded.model)
+        models[name] = entry
+    out["base_models"] = models
+    out["worker_threads"] = worker_threads()
+    out["threads"] = len(threading.enumerate())
+    runs = train_mod.active_runs()
+    out["active_runs"] = [dict(method=getattr(r.cfg, "method", None), model=getattr(r.cfg, "model", None),
+                               step=r.step, total=r.total_steps, status=r.status) for r in runs]
+    return out
+
+
+__all__ = ["root", "new_session_id", "valid_session_id", "session_dir", "cleanup", "register_base",
+           "server_status", "worker_threads"]

@@ -6,7 +6,7 @@ How a page uses them::
     import ui_common as ui
     from explorer.urlstate import Field, Schema
 
-    ui.page_setup("Fine-tune", "🏋️")                 # set_page_config + sidebar (instructor switch, links)
+    ui.page_setup("Fine-tune", ":material/model_training:")  # set_page_config + sidebar (page links, instructor)
     SCHEMA = Schema([Field("model", "str", "minilm"), Field("steps", "int", 30, min=1, max=500)])
 
     def body():
@@ -46,13 +46,14 @@ from explorer.errors import user_message
 from explorer.figures import template_for
 from explorer.urlstate import Schema
 
-PAGES = [  # (path, label, icon) for links; pages that are not there yet are skipped
-    ("app.py", "Home", "🏠"),
-    ("pages/1_Methods_playground.py", "Methods playground", "🧪"),
-    ("pages/2_Fine_tune.py", "Fine-tune", "🏋️"),
-    ("pages/3_Compare.py", "Compare", "📊"),
-    ("pages/4_Memory_calculator.py", "Memory calculator", "🧮"),
-    ("pages/5_SMT_block_inspector.py", "SMT block inspector", "🧱"),
+PAGES = [  # (path, label, icon) for links; pages that are not there yet are skipped.  Material icons
+    # render everywhere (emoji need a font that headless browsers often lack).
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Methods_playground.py", "Methods playground", ":material/science:"),
+    ("pages/2_Fine_tune.py", "Fine-tune", ":material/model_training:"),
+    ("pages/3_Compare.py", "Compare", ":material/leaderboard:"),
+    ("pages/4_Memory_calculator.py", "Memory calculator", ":material/calculate:"),
+    ("pages/5_SMT_block_inspector.py", "SMT block inspector", ":material/grid_view:"),
 ]
 MODEL_CHOICES = ["minilm", "smollm2-135m", "tiny-bert", "tiny-llama"]
 CUSTOM = "custom folder or hub id…"
@@ -60,7 +61,7 @@ CUSTOM = "custom folder or hub id…"
 
 # ----------------------------------------------------------------------------- page frame
 
-def page_setup(title: str, icon: str = "🧪", layout: str = "wide") -> None:
+def page_setup(title: str, icon: str = ":material/science:", layout: str = "wide") -> None:
     try:
         st.set_page_config(page_title=f"{title} · PEFT Explorer", page_icon=icon, layout=layout)
     except Exception:  # noqa: BLE001 - already set (e.g. called twice)
@@ -230,3 +231,116 @@ def plotly_template() -> str:
 
 def show_fig(fig, key: str | None = None) -> None:
     st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
+
+
+# ----------------------------------------------------------------------------- method knobs (shared by pages)
+
+KNOB_RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def available_types(loaded) -> list[str]:
+    """Short target types (q, k, v, ...) that the model has."""
+    from explorer.targets import ALL_TYPES, find_targets
+
+    have = {t.type for t in find_targets(loaded.model)}
+    return [t for t in ALL_TYPES if t in have] or list(ALL_TYPES)
+
+
+def type_label(loaded, t: str) -> str:
+    from explorer.targets import TYPE_NAMES
+
+    fam = loaded.info.family if loaded.info.family in TYPE_NAMES else "llama"
+    return f"{t} ({TYPE_NAMES[fam].get(t, t)})"
+
+
+def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
+    """One widget for a method Knob, bound to session key ``wkey(page, prefix + knob.name)``.
+
+    Used by the playground (prefix ``a_``/``b_``) and the fine-tune page (prefix ``k_``).
+    """
+    from explorer.targets import find_targets
+
+    def k(n: str) -> str:
+        return wkey(page, prefix + n)
+
+    key = k(knob.name)
+    name, help_ = knob.name, knob.help
+    cur = st.session_state.get(key, knob.default)
+    if name == "rank":
+        opts = sorted(set(KNOB_RANKS) | {int(cur)})
+        st.select_slider("rank r", opts, key=key, help=help_)
+    elif name == "alpha":
+        st.number_input("alpha", min_value=0.0, max_value=4096.0, step=1.0, key=key, help=help_)
+    elif name in ("freeze", "dropout"):
+        st.slider(name, 0.0, float(knob.max), step=0.01, key=key, help=help_)
+    elif name in ("density", "sparsity"):
+        st.slider(name, 0.0, 1.0, step=0.001, format="%.3f", key=key, help=help_)
+    elif name == "targets":
+        avail = available_types(loaded)
+        st.session_state[key] = [t for t in st.session_state.get(key, []) if t in avail] or \
+            [t for t in knob.default if t in avail] or avail[:1]
+        st.multiselect("target matrices", avail, key=key, help=help_, format_func=lambda t: type_label(loaded, t))
+    elif name == "block_size":
+        from explorer.methods.smt import auto_block_size, valid_block_sizes
+
+        shapes = sorted({(t.d_out, t.d_in) for t in
+                         find_targets(loaded.model, list(st.session_state.get(k("targets"), knob.default) or []))})
+        valid = [b for b in valid_block_sizes(shapes) if b >= 4] if shapes else []
+        opts = [0] + valid
+        if cur not in opts:
+            st.session_state[key] = 0
+        auto = auto_block_size(shapes) if shapes else 0
+        st.select_slider("block size b", opts, key=key, help=help_ + " · only sizes that divide every target",
+                         format_func=lambda b: f"auto ({auto})" if b == 0 else str(b))
+    elif name == "blocks":
+        from explorer.methods.smt import auto_block_size
+
+        tg = find_targets(loaded.model, list(st.session_state.get(k("targets"), ["q", "k", "v"]) or []))
+        shapes = sorted({(t.d_out, t.d_in) for t in tg})
+        b = st.session_state.get(k("block_size"), 0) or (auto_block_size(shapes) if shapes else 0)
+        total = sum((t.d_out // b) * (t.d_in // b) for t in tg) if b else 0
+        hi = max(1, total)
+        if int(cur) > hi:
+            st.session_state[key] = hi
+        st.slider("number of blocks (0 = auto)", 0, hi, key=key,
+                  help=help_ + f" · {total:,} blocks of {b}×{b} in the targets" if b else help_)
+    elif knob.kind == "bool":
+        custom = st.session_state.get(k("preset")) == "custom"
+        disabled = method == "tied-lora" and not custom
+        if disabled:
+            from explorer.methods.tied_lora import PRESETS as TP
+
+            st.session_state[key] = TP[st.session_state[k("preset")]][name]
+        st.toggle(_bool_label(name), key=key, help=help_, disabled=disabled)
+    elif knob.kind == "choice":
+        if len(knob.choices) <= 5:
+            st.radio(name, knob.choices, key=key, help=help_, horizontal=True)
+        else:
+            st.selectbox(name, knob.choices, key=key, help=help_)
+    elif knob.kind == "int":
+        st.number_input(name, min_value=int(knob.min or 0), max_value=int(knob.max or 2**31 - 1), step=1,
+                        key=key, help=help_)
+    else:
+        st.number_input(name, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
+                        help=help_)
+
+
+def _bool_label(name: str) -> str:
+    return {"tied": "A, B tied across layers", "train_A": "train A", "train_B": "train B", "train_u": "train u",
+            "train_v": "train v"}.get(name, name)
+
+
+# ----------------------------------------------------------------------------- run history of this session
+
+def session_history():
+    """This session's ``explorer.history.RunHistory`` (persisted under a server-made session folder)."""
+    if "run_history" not in st.session_state:
+        from explorer.history import RunHistory, new_session_id, session_folder
+
+        sid = st.session_state.setdefault("session_id", new_session_id())
+        try:
+            folder = session_folder(sid)
+        except Exception:  # noqa: BLE001 - no folder: the history stays in memory
+            folder = None
+        st.session_state["run_history"] = RunHistory(folder)
+    return st.session_state["run_history"]

@@ -13,7 +13,7 @@ from explorer.presets import for_page
 from explorer.targets import TYPE_NAMES, find_targets
 
 PAGE = "pg"
-ui.page_setup("Methods playground", "🧪")
+ui.page_setup("Methods playground", ":material/science:")
 
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
@@ -26,66 +26,7 @@ def k(name: str) -> str:
 
 
 def knob_widget(side: str, knob, loaded, method: str) -> None:
-    key = k(f"{side}_{knob.name}")
-    name, help_ = knob.name, knob.help
-    cur = st.session_state.get(key, knob.default)
-    if name == "rank":
-        opts = sorted(set(RANKS) | {int(cur)})
-        st.select_slider("rank r", opts, key=key, help=help_)
-    elif name == "alpha":
-        st.number_input("alpha", min_value=0.0, max_value=4096.0, step=1.0, key=key, help=help_)
-    elif name in ("freeze", "dropout"):
-        st.slider(name, 0.0, float(knob.max), step=0.01, key=key, help=help_)
-    elif name in ("density", "sparsity"):
-        st.slider(name, 0.0, 1.0, step=0.001, format="%.3f", key=key, help=help_)
-    elif name == "targets":
-        avail = _available_types(loaded)
-        st.session_state[key] = [t for t in st.session_state.get(key, []) if t in avail] or \
-            [t for t in knob.default if t in avail] or avail[:1]
-        st.multiselect("target matrices", avail, key=key, help=help_, format_func=lambda t: _type_label(loaded, t))
-    elif name == "block_size":
-        shapes = _target_shapes(loaded, st.session_state.get(k(f"{side}_targets"), knob.default))
-        from explorer.methods.smt import auto_block_size, valid_block_sizes
-
-        valid = [b for b in valid_block_sizes(shapes) if b >= 4] if shapes else []
-        opts = [0] + valid
-        if cur not in opts:
-            st.session_state[key] = 0
-        auto = auto_block_size(shapes) if shapes else 0
-        st.select_slider("block size b", opts, key=key, help=help_ + " · only sizes that divide every target",
-                         format_func=lambda b: f"auto ({auto})" if b == 0 else str(b))
-    elif name == "blocks":
-        tg = find_targets(loaded.model, list(st.session_state.get(k(f"{side}_targets"), ["q", "k", "v"]) or []))
-        shapes = sorted({(t.d_out, t.d_in) for t in tg})
-        from explorer.methods.smt import auto_block_size
-
-        b = st.session_state.get(k(f"{side}_block_size"), 0) or (auto_block_size(shapes) if shapes else 0)
-        total = sum((t.d_out // b) * (t.d_in // b) for t in tg) if b else 0
-        hi = max(1, total)
-        if int(cur) > hi:
-            st.session_state[key] = hi
-        st.slider("number of blocks (0 = auto)", 0, hi, key=key,
-                  help=help_ + f" · {total:,} blocks of {b}×{b} in the targets" if b else help_)
-    elif knob.kind == "bool":
-        disabled = method == "tied-lora" and name != "tied" and st.session_state.get(k(f"{side}_preset")) != "custom"
-        disabled = disabled or (method == "tied-lora" and name == "tied" and
-                                st.session_state.get(k(f"{side}_preset")) != "custom")
-        if disabled:
-            from explorer.methods.tied_lora import PRESETS as TP
-
-            st.session_state[key] = TP[st.session_state[k(f"{side}_preset")]][name]
-        st.toggle(_bool_label(name), key=key, help=help_, disabled=disabled)
-    elif knob.kind == "choice":
-        if len(knob.choices) <= 5:
-            st.radio(name, knob.choices, key=key, help=help_, horizontal=True)
-        else:
-            st.selectbox(name, knob.choices, key=key, help=help_)
-    elif knob.kind == "int":
-        st.number_input(name, min_value=int(knob.min or 0), max_value=int(knob.max or 2**31 - 1), step=1,
-                        key=key, help=help_)
-    else:
-        st.number_input(name, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
-                        help=help_)
+    ui.knob_widget(PAGE, f"{side}_", knob, loaded, method)  # shared with the fine-tune page
 
 
 def _bool_label(name: str) -> str:
@@ -257,13 +198,16 @@ def draw_pictures(s, loaded, wt: str, layer: int, compact: bool):
     # the update ΔW
     d, note = pg.illustrative_delta(s, lay.target, seed=int(s.knobs.get("seed", 0) or 0))
     red, f = pg.reduce_abs_max(d)
-    rank = pg.numerical_rank(d)
+    rank, exact, rank_text = pg.delta_rank(s, lay.target, d)
     left, right = _explain(compact)
     with left:
-        ui.show_fig(F.delta_heatmap(red, shape, f, f"The update ΔW added to W (illustrative values), rank {rank}",
+        ui.show_fig(F.delta_heatmap(red, shape, f, f"The update ΔW added to W (illustrative values), {rank_text}",
                                     tpl), key=f"delta-{side_key}")
     with right:
-        st.markdown(note + f" Numerical rank of this ΔW: **{rank}** (at most {min(shape)})." +
+        st.markdown(note + (f" Rank of this ΔW: **{rank}** (computed from its factors; a {shape[0]}×{shape[1]} "
+                            f"matrix can reach {min(shape)})." if exact else
+                            f" Its rank is at most **{rank}**: the rows and columns that hold a trainable entry "
+                            f"(a {shape[0]}×{shape[1]} matrix can reach {min(shape)}).") +
                     (f" Each cell shows the largest |ΔW| of {f}×{f} entries." if f > 1 else ""))
 
 

@@ -74,8 +74,8 @@ def _init_distributed(device_name: str):
 
 
 class Progress:
-    def __init__(self, total: int, stream=sys.stderr, width: int = 30):
-        self.total, self.stream, self.width = max(1, total), stream, width
+    def __init__(self, total: int, stream=None, width: int = 30):
+        self.total, self.stream, self.width = max(1, total), stream or sys.stderr, width
         self.t0 = time.perf_counter()
         self.acc = None
         self.tty = hasattr(stream, "isatty") and stream.isatty()

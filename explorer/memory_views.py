@@ -1,0 +1,518 @@
+"""The Memory calculator page's pure helpers: settings schema, knobs per method, tables, figures, live measurement.
+
+No streamlit here (``pages/4_Memory_calculator.py`` draws; this module computes).  Every number comes from
+``explorer.memory.estimate`` (the analytic model) or from ``explorer.memory.MemoryAccountant`` (bytes that really
+exist after two AdamW steps); nothing is typed in.
+
+- :func:`page_schema`: every setting of the page as a whitelisted, clamped URL field.
+- :func:`spec_for_choice`: a ModelSpec for a published config, a real small model (read from its config) or the
+  custom shape typed on the page.
+- :func:`method_knobs`: the page's main knob per method (rank, freeze, Tied-LoRA preset, SMT blocks/density/block
+  size, SpaRTA sparsity, shared targets) as the method's knob dict.
+- :func:`estimate_rows` / :func:`table_rows` / :func:`stack_figure`: the estimates, their table and the stacked bars.
+- :func:`worked_example`: the ">1 TB for LLaMA-65B full fine-tuning" numbers, computed by ``estimate``.
+- :func:`measure_method` / :func:`compare_rows` / :func:`compare_figure`: a live measurement on a small model and
+  its comparison with the estimate at the same settings.
+- :data:`PRESETS`: lesson presets for the page.
+"""
+
+from __future__ import annotations
+
+import time
+
+import plotly.graph_objects as go
+
+from .figures import COLORS, _base
+from .memory import (GB, GIB, PUBLISHED, KnobError, ModelSpec, estimate, spec_for, spec_from_config,
+                     spec_from_model)
+from .methods import METHODS
+from .presets import Preset
+from .urlstate import Field, Schema
+
+SMALL = ("minilm", "smollm2-135m", "tiny-bert", "tiny-llama")
+BIG = tuple(PUBLISHED)  # llama-7b, llama-13b, llama-65b, mistral-7b
+CUSTOM = "custom"
+MODELS = BIG + SMALL + (CUSTOM,)
+MODEL_LABELS = {
+    **{k: f"{v.name} (published config)" for k, v in PUBLISHED.items()},
+    "minilm": "minilm (22.7 M BERT, real config)",
+    "smollm2-135m": "smollm2-135m (134.5 M LLaMA, real config)",
+    "tiny-bert": "tiny-bert (random, instant)",
+    "tiny-llama": "tiny-llama (random, instant)",
+    CUSTOM: "custom shape…",
+}
+PRECISIONS = ("fp32", "bf16-mixed", "4bit")
+PRECISION_LABELS = {"fp32": "fp32 (4 B weights)", "bf16-mixed": "bf16 mixed (2 B + fp32 master)",
+                     "4bit": "4-bit weights (QLoRA-style)"}
+UNITS = ("GB", "GiB")
+UNIT_BYTES = {"GB": GB, "GiB": GIB}
+UNIT_WORDS = {"GB": "GB = 10^9 bytes", "GiB": "GiB = 2^30 bytes"}
+TL_PRESETS = ("TL6", "TL5", "vBuA", "VeRA-like")
+SMT_BLOCK_SIZES = ("auto", "16", "32", "64", "128", "256")
+TARGET_SETS = ("default", "qv", "attn", "all")
+TARGET_LABELS = {"default": "each method's default", "qv": "q, v", "attn": "attention: q, k, v, o",
+                 "all": "every linear layer"}
+TERMS = (("weights_bytes", "weights", COLORS[0]), ("grads_bytes", "gradients", COLORS[1]),
+         ("optimizer_bytes", "optimizer state", COLORS[3]), ("activations_bytes", "activations", COLORS[2]))
+MEASURE_DEVICES = ("cpu", "cuda")
+SHORT = {"full": "Full FT", "lora": "LoRA", "dora": "DoRA", "lora-sp": "LoRA-SP", "tied-lora": "Tied-LoRA",
+         "smt": "SMT", "sparta": "SpaRTA"}
+MEASURE_TOKEN_CAP = 8192  # batch x seq_len measured at most (CPU time), said on the page
+MEASURE_STEPS = 2  # AdamW allocates its state on the first step
+ADVANCED = ("act", "attn", "dev", "master", "smt_density", "smt_bs", "tg")
+
+
+def page_schema() -> Schema:
+    """Every setting of the page (URL keys); numbers clamped, choices whitelisted."""
+    methods = tuple(METHODS)
+    return Schema([
+        Field("model", "choice", "llama-7b", choices=MODELS),
+        Field("c_layers", "int", 32, min=1, max=200),
+        Field("c_hidden", "int", 4096, min=8, max=65536),
+        Field("c_heads", "int", 32, min=1, max=512),
+        Field("c_kv", "int", 8, min=1, max=512),
+        Field("c_inter", "int", 14336, min=8, max=262144),
+        Field("c_vocab", "int", 32000, min=2, max=1_000_000),
+        Field("methods", "multi", list(methods), choices=methods),
+        Field("prec", "choice", "bf16-mixed", choices=PRECISIONS),
+        Field("batch", "int", 1, min=1, max=1024),
+        Field("seq", "int", 512, min=1, max=131072),
+        Field("recompute", "bool", False),
+        Field("unit", "choice", "GB", choices=UNITS),
+        Field("rank", "int", 8, min=1, max=512),
+        Field("freeze", "float", 0.5, min=0.0, max=0.99),
+        Field("tl", "choice", "TL6", choices=TL_PRESETS),
+        Field("smt_blocks", "int", 0, min=0, max=10_000_000),
+        Field("smt_density", "float", 0.0, min=0.0, max=1.0),
+        Field("smt_bs", "choice", "auto", choices=SMT_BLOCK_SIZES),
+        Field("sparsity", "float", 0.99, min=0.0, max=0.9999),
+        Field("tg", "choice", "default", choices=TARGET_SETS),
+        Field("act", "choice", "detailed", choices=("detailed", "korthikanti")),
+        Field("attn", "choice", "auto", choices=("auto", "flash", "materialized")),
+        Field("dev", "choice", "cuda", choices=("cuda", "cpu")),
+        Field("master", "bool", True),
+        Field("breakdown", "choice", "lora", choices=methods),
+        Field("mmethods", "multi", ["full", "lora", "lora-sp", "smt"], choices=methods),
+        Field("mdev", "choice", "cpu", choices=MEASURE_DEVICES),
+    ])
+
+
+# ----------------------------------------------------------------------------- model and knobs
+
+
+def custom_spec(values: dict) -> ModelSpec:
+    """The custom shape typed on the page: a LLaMA-like causal LM (RMSNorm, SwiGLU, rotary, GQA)."""
+    spec = ModelSpec("custom", "llama", "causal-lm", int(values["c_layers"]), int(values["c_hidden"]),
+                     int(values["c_heads"]), int(values["c_kv"]), int(values["c_inter"]), int(values["c_vocab"]),
+                     source="typed on the page (LLaMA-like block assumed)")
+    return spec.validate()
+
+
+def spec_for_choice(choice: str, values: dict | None = None) -> ModelSpec:
+    """A published config, a real small model's config (no weights needed) or the custom shape."""
+    if choice in PUBLISHED:
+        return PUBLISHED[choice]
+    if choice == CUSTOM:
+        return custom_spec(values or page_schema().defaults())
+    if choice == "smollm2-135m":
+        from transformers import AutoConfig
+
+        from .models import smollm2_folder
+
+        return spec_from_config(AutoConfig.from_pretrained(smollm2_folder()), "causal-lm", choice)
+    if choice in SMALL:
+        return spec_for(choice)
+    raise KnobError(f"unknown model '{choice}': choose one of {', '.join(MODELS)}")
+
+
+def targets_for(choice: str, method: str, family: str) -> list[str] | None:
+    """The target types of a shared target set for ``family`` (None: the method's own default)."""
+    if choice == "default":
+        return None
+    sets = {"qv": ["q", "v"], "attn": ["q", "k", "v", "o"], "all": ["q", "k", "v", "o", "gate", "up", "down"]}
+    types = sets[choice]
+    if family == "bert":
+        types = [t for t in types if t != "gate"]
+    return types
+
+
+def method_knobs(method: str, values: dict, family: str = "llama") -> dict:
+    """The page's main knob(s) of ``method`` as its knob dict (the rest stay at the method's defaults)."""
+    k: dict = {}
+    if method in ("lora", "dora", "lora-sp", "tied-lora"):
+        k["rank"] = int(values["rank"])
+        k["alpha"] = 2.0 * int(values["rank"])  # alpha does not change memory; 2r as in the presets
+    if method == "lora-sp":
+        k["freeze"] = float(values["freeze"])
+    if method == "tied-lora":
+        k["preset"] = values["tl"]
+    if method == "smt":
+        k["blocks"] = int(values["smt_blocks"])
+        k["density"] = float(values["smt_density"])
+        k["block_size"] = 0 if values["smt_bs"] == "auto" else int(values["smt_bs"])
+    if method == "sparta":
+        k["sparsity"] = float(values["sparsity"])
+    if method != "full":
+        tg = targets_for(values.get("tg", "default"), method, family)
+        if tg:
+            k["targets"] = tg
+    return k
+
+
+def knob_summary(method: str, knobs: dict) -> str:
+    """A short human description of the knobs used for one row."""
+    info = METHODS[method]
+    defaults = {kn.name: kn.default for kn in info.knobs}
+    tg = knobs.get("targets", defaults.get("targets"))
+    tgs = ",".join(tg) if tg else ""
+    if method == "full":
+        return "every parameter"
+    if method in ("lora", "dora"):
+        return f"r={knobs.get('rank')} on {tgs}"
+    if method == "lora-sp":
+        return f"r={knobs.get('rank')}, {knobs.get('freeze', 0.5):.0%} frozen, on {tgs}"
+    if method == "tied-lora":
+        return f"{knobs.get('preset')}, r={knobs.get('rank')} on {tgs}"
+    if method == "smt":
+        bs = knobs.get("block_size") or "auto"
+        if knobs.get("density"):
+            budget = f"density {knobs['density']:.3g}"
+        elif knobs.get("blocks"):
+            budget = f"{knobs['blocks']:,} blocks"
+        else:
+            budget = "auto ≈1 % of all params"
+        return f"{budget}, block {bs}, on {tgs}"
+    if method == "sparta":
+        return f"sparsity {knobs.get('sparsity')} on {tgs}"
+    return ""
+
+
+def estimate_kwargs(values: dict) -> dict:
+    return dict(precision=values["prec"], batch=int(values["batch"]), seq_len=int(values["seq"]),
+                recompute=bool(values["recompute"]), activation_model=values["act"], attention=values["attn"],
+                device=values["dev"], master_copy=bool(values["master"]))
+
+
+def estimate_rows(spec: ModelSpec, values: dict, methods=None) -> list[dict]:
+    """``estimate`` for each chosen method; a method that cannot run here gives a row with ``error``."""
+    out = []
+    kw = estimate_kwargs(values)
+    for m in methods if methods is not None else values["methods"]:
+        knobs = method_knobs(m, values, spec.family)
+        try:
+            est = estimate(spec, m, knobs, **kw)
+            est["label"] = METHODS[m].label
+            est["settings"] = knob_summary(m, knobs)
+            est["input_knobs"] = knobs
+            out.append(est)
+        except ValueError as e:  # KnobError is a ValueError
+            out.append(dict(method=m, label=METHODS[m].label, settings=knob_summary(m, knobs), error=str(e)))
+    return out
+
+
+# ----------------------------------------------------------------------------- numbers as text
+
+
+def in_unit(n: float, unit: str) -> float:
+    return float(n) / UNIT_BYTES[unit]
+
+
+def fmt(n: float | None, unit: str, digits: int | None = None) -> str:
+    """``n`` bytes in ``unit`` with a sensible number of digits (more for small numbers)."""
+    if n is None:
+        return "n/a"
+    v = in_unit(n, unit)
+    if digits is None:
+        digits = 1 if abs(v) >= 100 else 2 if abs(v) >= 1 else 3 if abs(v) >= 0.01 else 5
+    return f"{v:,.{digits}f} {unit}"
+
+
+def exact_bytes(n: float) -> str:
+    """Exact bytes; a fractional count (4-bit constants) is shown with one decimal."""
+    return f"{int(n):,} B" if float(n).is_integer() else f"{n:,.1f} B"
+
+
+def table_rows(rows: list[dict], unit: str) -> list[dict]:
+    """One dict per method for a table: counts, each term and the total in ``unit`` (named in the keys)."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append({"method": r["label"], "settings": r["settings"], "note": r["error"]})
+            continue
+        n, t = r["n_params"], r["trainable_params"]
+        out.append({
+            "method": r["label"], "settings": r["settings"], "trainable params": t,
+            "trainable %": 100.0 * t / n if n else 0.0,
+            f"weights ({unit})": in_unit(r["weights_bytes"], unit),
+            f"gradients ({unit})": in_unit(r["grads_bytes"], unit),
+            f"optimizer state ({unit})": in_unit(r["optimizer_bytes"], unit),
+            f"activations ({unit})": in_unit(r["activations_bytes"], unit),
+            f"total ({unit})": in_unit(r["total_bytes"], unit),
+            "B per trainable param": r["bytes_per_trainable_param"],
+            f"activations, Korthikanti ({unit})": in_unit(r["activations_korthikanti_bytes"], unit),
+            "note": "",
+        })
+    return out
+
+
+def bytes_rows(rows: list[dict]) -> list[dict]:
+    """Exact bytes per term (for a CSV download)."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            continue
+        out.append(dict(model=r["model"], method=r["method"], settings=r["settings"], precision=r["precision"],
+                        batch=r["batch"], seq_len=r["seq_len"], recompute=r["recompute"],
+                        activation_model=r["activation_model"], n_params=r["n_params"],
+                        trainable_params=r["trainable_params"],
+                        **{k: r[k] for k, _, _ in TERMS}, total_bytes=r["total_bytes"]))
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def stack_figure(rows: list[dict], unit: str, title: str, template: str = "plotly_white",
+                 height: int = 440) -> go.Figure:
+    """One stacked bar per method: weights, gradients, optimizer state, activations (in ``unit``).
+
+    Hover shows the exact bytes of each term; the total is written above each bar.
+    """
+    good = [r for r in rows if "error" not in r]
+    names = [SHORT.get(r["method"], r["method"]) for r in good]
+    fig = go.Figure()
+    for key, label, color in TERMS:
+        fig.add_trace(go.Bar(
+            x=names, y=[in_unit(r[key], unit) for r in good], name=label, marker_color=color,
+            customdata=[[exact_bytes(r[key]), fmt(r[key], unit)] for r in good],
+            hovertemplate="<b>%{x}</b><br>" + label + ": %{customdata[1]}<br>= %{customdata[0]}<extra></extra>"))
+    tops = [in_unit(r["total_bytes"], unit) for r in good]
+    fig.add_trace(go.Scatter(
+        x=names, y=tops, mode="text", text=[fmt(r["total_bytes"], unit) for r in good], textposition="top center",
+        showlegend=False, customdata=[exact_bytes(r["total_bytes"]) for r in good],
+        hovertemplate="<b>%{x}</b><br>total: %{text}<br>= %{customdata}<extra></extra>"))
+    ymax = max(tops) if tops else 1.0
+    fig.update_yaxes(title_text=f"memory ({UNIT_WORDS[unit]})", range=[0, ymax * 1.15 or 1], rangemode="tozero")
+    fig.update_xaxes(title_text=None)
+    return _legend_top(_base(fig, template, title, height))
+
+
+def _legend_top(fig: go.Figure) -> go.Figure:
+    """Stacked bars: legend in stacking order above the plot, below the title."""
+    top = 84 if fig.layout.title.text else 40
+    fig.update_layout(barmode="stack", bargap=0.3, margin=dict(t=top),
+                      legend=dict(orientation="h", y=1.0, x=0, xanchor="left", yanchor="bottom",
+                                  traceorder="normal"))
+    if fig.layout.title.text:
+        fig.update_layout(title=dict(y=0.97, yanchor="top"))
+    return fig
+
+
+def activation_figure(row: dict, unit: str, title: str, template: str = "plotly_white",
+                      height: int = 340) -> go.Figure:
+    """What the detailed activation model counts for one method, term by term (largest first)."""
+    terms = sorted(row.get("activation_terms", {}).items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(
+        y=[k for k, _ in terms], x=[in_unit(v, unit) for _, v in terms], orientation="h", marker_color=COLORS[2],
+        customdata=[[exact_bytes(v), fmt(v, unit)] for _, v in terms],
+        hovertemplate="%{y}: %{customdata[1]}<br>= %{customdata[0]}<extra></extra>"))
+    fig.update_xaxes(title_text=f"saved for backward ({UNIT_WORDS[unit]})")
+    return _base(fig, template, title, height)
+
+
+def compare_figure(rows: list[dict], unit: str, title: str, template: str = "plotly_white",
+                   height: int = 420) -> go.Figure:
+    """Estimated and measured stacked bars side by side for each measured method."""
+    good = [r for r in rows if "error" not in r]
+    x = [[SHORT.get(r["method"], r["method"]) for r in good for _ in (0, 1)], ["est.", "meas."] * len(good)]
+    fig = go.Figure()
+    for key, label, color in TERMS:
+        ys, cd = [], []
+        for r in good:
+            for src in ("est", "meas"):
+                v = r[src][key]
+                ys.append(in_unit(v, unit))
+                cd.append([exact_bytes(v), fmt(v, unit, 3)])
+        fig.add_trace(go.Bar(x=x, y=ys, name=label, marker_color=color, customdata=cd,
+                             hovertemplate="%{x}<br>" + label + ": %{customdata[1]}<br>= %{customdata[0]}"
+                                           "<extra></extra>"))
+    fig.update_yaxes(title_text=f"memory ({UNIT_WORDS[unit]})", rangemode="tozero")
+    fig.update_xaxes(tickangle=0)
+    return _legend_top(_base(fig, template, title, height))
+
+
+# ----------------------------------------------------------------------------- worked example
+
+
+def worked_example(batch: int = 1, seq_len: int = 512) -> dict:
+    """LLaMA-65B full fine-tuning, bf16 mixed + AdamW: 16 B/param (with master copy) and 12 B/param (without,
+    QLoRA's accounting), plus QLoRA itself (4-bit base + LoRA r=64 on every linear layer) on the same model."""
+    with_master = estimate("llama-65b", "full", precision="bf16-mixed", batch=batch, seq_len=seq_len)
+    no_master = estimate("llama-65b", "full", precision="bf16-mixed", batch=batch, seq_len=seq_len,
+                         master_copy=False)
+    qlora = estimate("llama-65b", "lora", dict(rank=64, alpha=16.0,
+                                               targets=["q", "k", "v", "o", "gate", "up", "down"]),
+                     precision="4bit", batch=batch, seq_len=seq_len, recompute=True)
+
+    def static(e):
+        return e["weights_bytes"] + e["grads_bytes"] + e["optimizer_bytes"]
+
+    return dict(n_params=with_master["n_params"], with_master=with_master, no_master=no_master, qlora=qlora,
+                static16=static(with_master), static12=static(no_master), static_qlora=static(qlora),
+                bpp16=with_master["bytes_per_trainable_param"], bpp12=no_master["bytes_per_trainable_param"])
+
+
+# ----------------------------------------------------------------------------- measured
+
+
+def measure_shape(batch: int, seq_len: int, max_positions: int, cap: int = MEASURE_TOKEN_CAP) -> tuple[int, int, str]:
+    """The batch and length actually measured (CPU-friendly) and a note when they differ from the asked ones."""
+    s = max(1, min(int(seq_len), int(max_positions)))
+    b = max(1, min(int(batch), max(1, cap // s)))
+    note = ""
+    if (b, s) != (int(batch), int(seq_len)):
+        note = (f"measured at batch {b} × {s} tokens instead of {batch} × {seq_len}: at most "
+                f"{cap:,} tokens per step and at most the model's {max_positions} positions")
+    return b, s, note
+
+
+def _batch(kind: str, vocab: int, num_labels: int, b: int, s: int, seed: int, device):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = min(1000, max(0, vocab - 2)), min(vocab, 5000)
+    ids = torch.randint(lo, max(lo + 1, hi), (b, s), generator=g)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    batch["labels"] = ids.clone() if kind == "causal-lm" else torch.randint(0, num_labels, (b,), generator=g)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, device: str = "cpu",
+                   seed: int = 0) -> dict:
+    """Two AdamW steps of ``method`` on a fresh copy of ``loaded`` (fp32) with the MemoryAccountant.
+
+    Returns ``dict(method, knobs, rec, est, seconds)``: ``rec`` the byte account of the last step, ``est`` the
+    analytic model at the same settings (fp32, same batch, length, device).  Batches are random token ids (memory
+    does not depend on their values).  SMT picks its blocks after a 2-batch gradient-only warm-up (a shortcut:
+    the steady-state memory does not depend on which blocks win, only on how many).
+    """
+    import torch
+
+    from .memory import MemoryAccountant
+    from .methods import apply_method
+    from .models import fresh_copy
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise KnobError("CUDA is not available on this machine: measure on cpu")
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    kind = loaded.info.kind
+    cfg = loaded.model.config
+    vocab = int(getattr(cfg, "vocab_size", 30522))
+    n_lab = int(getattr(cfg, "num_labels", 2) or 2)
+    knobs = dict(knobs)
+    if method == "smt":
+        knobs.update(warmup_steps=2, warmup_mode="gradient-only")
+    model = fresh_copy(loaded.model).to(device)
+    adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
+    if adapter.needs_warmup:
+        from .methods.smt import run_warmup
+
+        run_warmup(adapter, [_batch(kind, vocab, n_lab, batch, seq_len, 100 + i, device) for i in range(2)])
+    m = adapter.model
+    m.train()
+    opt = torch.optim.AdamW([p for _, p in adapter.trainable_parameters()], lr=1e-4, weight_decay=0.1)
+    acct = MemoryAccountant(m, opt)
+    rec = None
+    for step in range(MEASURE_STEPS):
+        with acct.forward_scope():
+            loss = m(**_batch(kind, vocab, n_lab, batch, seq_len, step, device)).loss
+        loss.backward()
+        opt.step()
+        rec = acct.snapshot()  # before zero_grad: the gradients still exist
+        opt.zero_grad(set_to_none=True)
+        adapter.on_step_end(opt)
+    seconds = time.perf_counter() - t0
+    spec = spec_from_model(loaded.model)
+    est = estimate(spec, method, knobs, precision="fp32", batch=batch, seq_len=seq_len, device=device)
+    del opt, acct, adapter, m, model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return dict(method=method, label=METHODS[method].label, knobs=knobs, settings=knob_summary(method, knobs),
+                rec=rec, est=est, seconds=seconds, batch=batch, seq_len=seq_len, device=device)
+
+
+def rel_diff(est: float, meas: float) -> float | None:
+    """(estimated - measured) / measured; None when nothing was measured."""
+    if not meas:
+        return None if est else 0.0
+    return (float(est) - float(meas)) / float(meas)
+
+
+def compare_rows(results: list[dict]) -> list[dict]:
+    """Rows for the measured-vs-estimated figure (``est``/``meas`` term dicts) from :func:`measure_method`."""
+    out = []
+    for r in results:
+        if "error" in r:
+            out.append(r)
+            continue
+        keys = [k for k, _, _ in TERMS] + ["total_bytes"]
+        out.append(dict(method=r["method"], label=r["label"], settings=r["settings"],
+                        est={k: float(r["est"][k]) for k in keys}, meas={k: float(r["rec"][k]) for k in keys},
+                        trainable_est=r["est"]["trainable_params"], trainable_meas=r["rec"]["trainable_params"],
+                        cuda_peak=r["rec"].get("cuda_peak_bytes"), seconds=r["seconds"],
+                        meas_opt_scalar=int(r["rec"].get("optimizer_scalar_bytes", 0) or 0)))
+    return out
+
+
+def compare_table(rows: list[dict], unit: str) -> list[dict]:
+    """Measured vs estimated per term with the relative difference (estimate − measured) / measured."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append({"method": r["label"], "term": "—", "note": r["error"]})
+            continue
+        for key, label in [(k, lab) for k, lab, _ in TERMS] + [("total_bytes", "total")]:
+            e, m = r["est"][key], r["meas"][key]
+            d = rel_diff(e, m)
+            out.append({"method": r["label"], "term": label, f"estimated ({unit})": in_unit(e, unit),
+                        f"measured ({unit})": in_unit(m, unit), "estimated (bytes)": int(round(e)),
+                        "measured (bytes)": int(m), "difference %": None if d is None else 100.0 * d, "note": ""})
+        if r.get("cuda_peak") is not None:
+            out.append({"method": r["label"], "term": "CUDA peak (max_memory_allocated)",
+                        f"measured ({unit})": in_unit(r["cuda_peak"], unit), "measured (bytes)": int(r["cuda_peak"]),
+                        "note": "allocator peak during the step: includes temporaries the model does not count"})
+    return out
+
+
+# ----------------------------------------------------------------------------- presets
+
+_P = "memory"
+_ALL_LIN = "q,k,v,o,gate,up,down"
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("LLaMA-65B full fine-tuning > 1 TB", _P,
+           "Full fine-tuning keeps 16 bytes per parameter (bf16 weight and gradient, fp32 Adam moments and master "
+           "copy): over a terabyte for 65 B parameters, before any activation.",
+           dict(model="llama-65b", methods="full,lora", prec="bf16-mixed", batch=1, seq=512, recompute=0, unit="GB",
+                rank=8, tg="default")),
+    Preset("QLoRA: 65B on one 80 GB GPU", _P,
+           "4-bit base weights (0.5 B/param + constants), LoRA r=64 on every linear layer, recomputation on: "
+           "the static part drops from ~1 TB to a few tens of GB.",
+           dict(model="llama-65b", methods="lora", prec="4bit", batch=1, seq=512, recompute=1, unit="GB",
+                rank=64, tg="all")),
+    Preset("LLaMA-7B: every method, bf16", _P,
+           "The seven methods on LLaMA-7B at the same batch and length: the frozen weights dominate every PEFT "
+           "method; only full fine-tuning pays gradients and optimizer state for all 6.7 B parameters.",
+           dict(model="llama-7b", methods=",".join(METHODS), prec="bf16-mixed", batch=4, seq=1024, recompute=0,
+                unit="GiB", rank=16)),
+    Preset("Long sequences: activations grow with s²", _P,
+           "At 8,192 tokens with attention scores kept (materialized), activations dwarf the weights; turn on "
+           "recomputation to drop the a s² b term.",
+           dict(model="mistral-7b", methods="lora,full", prec="bf16-mixed", batch=1, seq=8192, recompute=0,
+                unit="GB", attn="materialized", rank=16)),
+    Preset("minilm: measure vs estimate", _P,
+           "A real 22.7 M model at fp32: press 'measure on this machine' to count the bytes that really exist "
+           "after two AdamW steps and compare them with the model term by term.",
+           dict(model="minilm", methods=",".join(METHODS), prec="fp32", batch=8, seq=128, recompute=0, unit="GiB",
+                dev="cpu", mmethods="full,lora,lora-sp,smt")),
+]}

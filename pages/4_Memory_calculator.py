@@ -1,0 +1,372 @@
+"""Memory calculator: the analytic memory model for large models, per method, with live measurements beside it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+import ui_common as ui
+from explorer import memory_views as V
+from explorer.methods import METHODS
+
+PAGE = "mem"
+ui.page_setup("Memory calculator", "🧮")
+
+RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def k(name: str) -> str:
+    return ui.wkey(PAGE, name)
+
+
+# ----------------------------------------------------------------------------- cached work
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _spec_small(name: str):
+    """A real small model's shape, read from its config (no weights loaded)."""
+    return V.spec_for_choice(name)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _measure(name: str, method: str, knobs_json: str, batch: int, seq_len: int, device: str) -> dict:
+    """Two AdamW steps on a fresh copy of the cached base (one result per settings, shared by sessions)."""
+    loaded = ui.get_base(name)
+    try:
+        return V.measure_method(loaded, method, json.loads(knobs_json), batch, seq_len, device)
+    except Exception as exc:  # noqa: BLE001 - a method that cannot run here is a row, not a page error
+        from explorer.errors import user_message
+
+        return dict(method=method, label=METHODS[method].label, settings="", error=user_message(exc))
+
+
+# ----------------------------------------------------------------------------- widgets
+
+
+def settings_panel(vals: dict, instr: bool) -> None:
+    with st.container(border=True):
+        c = st.columns([3, 3, 2, 2])
+        c[0].selectbox("Model", V.MODELS, key=k("model"), format_func=lambda m: V.MODEL_LABELS[m],
+                       help="Published configs of large models (counted from their config.json), the real small "
+                            "models of this dashboard (read from their config), or a custom shape.")
+        c[1].radio("Precision", V.PRECISIONS, key=k("prec"), horizontal=True,
+                   format_func=lambda p: {"fp32": "fp32", "bf16-mixed": "bf16 mixed", "4bit": "4-bit"}[p],
+                   help="fp32: everything 4 B. bf16 mixed: 2 B weights/gradients, fp32 Adam moments and master "
+                        "copy. 4-bit: QLoRA-style frozen base (NF4 + double quantisation), adapters in bf16.")
+        c[2].number_input("Batch size", 1, 1024, step=1, key=k("batch"), help="sequences per step (b)")
+        c[3].number_input("Sequence length", 1, 131072, step=256, key=k("seq"), help="tokens per sequence (s)")
+        c = st.columns([6, 2, 2])
+        c[0].multiselect("Methods", list(METHODS), key=k("methods"), format_func=lambda m: METHODS[m].label,
+                         help="one stacked bar per method")
+        c[1].radio("Units", V.UNITS, key=k("unit"), horizontal=True,
+                   help="GB = 10^9 bytes (what vendors print on a GPU); GiB = 2^30 bytes (what nvidia-smi and "
+                        "PyTorch report). 80 GiB = 85.9 GB.")
+        c[2].toggle("Recomputation", key=k("recompute"),
+                    help="Selective recomputation (Korthikanti et al.): the attention scores (the a·s² term) are "
+                         "recomputed in the backward pass instead of kept.")
+        if st.session_state.get(k("model")) == V.CUSTOM:
+            st.markdown("**Custom shape** (a LLaMA-like causal LM: RMSNorm, rotary, SwiGLU MLP, grouped-query "
+                        "attention; untied head)")
+            c = st.columns(6)
+            c[0].number_input("layers L", 1, 200, key=k("c_layers"))
+            c[1].number_input("hidden h", 8, 65536, step=64, key=k("c_hidden"))
+            c[2].number_input("heads a", 1, 512, key=k("c_heads"))
+            c[3].number_input("kv heads", 1, 512, key=k("c_kv"), help="= heads for multi-head attention; fewer "
+                                                                     "for grouped-query attention")
+            c[4].number_input("MLP width f", 8, 262144, step=64, key=k("c_inter"))
+            c[5].number_input("vocab V", 2, 1_000_000, step=1000, key=k("c_vocab"))
+        with st.expander("Method knobs (one main knob per method)", expanded=False):
+            c = st.columns(4)
+            cur = int(st.session_state.get(k("rank"), 8))
+            c[0].select_slider("LoRA / DoRA / LoRA-SP / Tied-LoRA rank r", sorted(set(RANKS) | {cur}), key=k("rank"))
+            c[1].slider("LoRA-SP frozen fraction", 0.0, 0.99, step=0.01, key=k("freeze"))
+            c[2].selectbox("Tied-LoRA preset", V.TL_PRESETS, key=k("tl"),
+                           help="TL6: shared A, B + per-layer u, v all trained; TL5: u, v frozen; vBuA, VeRA-like: "
+                                "see the playground")
+            c[3].number_input("SpaRTA sparsity (of all parameters)", 0.0, 0.9999, step=0.001, format="%.4f",
+                              key=k("sparsity"), help="0.99 trains 1 % of all parameters as single entries")
+            c = st.columns(4)
+            c[0].number_input("SMT blocks (0 = auto, ≈1 % of all params)", 0, 10_000_000, step=1, key=k("smt_blocks"))
+            if not instr:
+                c[1].slider("SMT density of target blocks (0 = use the count)", 0.0, 1.0, step=0.001, format="%.3f",
+                            key=k("smt_density"))
+                c[2].select_slider("SMT block size b", V.SMT_BLOCK_SIZES, key=k("smt_bs"),
+                                   help="auto: the largest of 256, 128, … that divides every target")
+                c[3].selectbox("Targets of the PEFT methods", V.TARGET_SETS, key=k("tg"),
+                               format_func=lambda t: V.TARGET_LABELS[t],
+                               help="default: LoRA-family q,v; Tied-LoRA and SMT q,k,v; SpaRTA v,o")
+        if not instr:
+            with st.expander("Advanced: activation model, attention kernel, device, master copy", expanded=False):
+                c = st.columns(4)
+                c[0].radio("Activation model", ("detailed", "korthikanti"), key=k("act"),
+                           help="detailed: tensor-by-tensor count for this architecture and method; korthikanti: "
+                                "s b h (34 + 5 a s / h) per layer (GPT block, any method)")
+                c[1].radio("Attention kernel", ("auto", "flash", "materialized"), key=k("attn"),
+                           help="flash/SDPA keeps no s² scores; materialized keeps the softmax (and its dropout "
+                                "mask). auto: flash on CUDA, on CPU materialized when attention dropout is on")
+                c[2].radio("Device assumed", ("cuda", "cpu"), key=k("dev"),
+                           help="dropout masks: 1 byte per element on CUDA, a full float on CPU")
+                c[3].toggle("fp32 master copy (mixed precision)", key=k("master"),
+                            help="off: 12 B per trainable parameter instead of 16 (QLoRA's accounting)")
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def spec_caption(spec) -> str:
+    kv = f" ({spec.kv_heads} kv)" if spec.kv_heads != spec.heads else ""
+    return (f"**{spec.name}** · {spec.n_params():,} parameters · {spec.n_layers} layers · hidden {spec.hidden} · "
+            f"{spec.heads} heads{kv} · MLP {spec.intermediate} · vocab {spec.vocab:,} · {spec.family}-like "
+            f"{spec.task} · source: {spec.source}")
+
+
+def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
+    unit = vals["unit"]
+    good = [r for r in rows if "error" not in r]
+    tpl = ui.plotly_template()
+    if good:
+        cheapest = min(good, key=lambda r: r["total_bytes"])
+        full = next((r for r in good if r["method"] == "full"), None)
+        c = st.columns(4)
+        c[0].metric("parameters", f"{spec.n_params():,}", help="counted from the config (tied embeddings once)")
+        c[1].metric("smallest total", V.fmt(cheapest["total_bytes"], unit), help=f"{cheapest['label']}: "
+                    f"{V.exact_bytes(cheapest['total_bytes'])}")
+        if full is not None:
+            c[2].metric("full fine-tuning total", V.fmt(full["total_bytes"], unit),
+                        help=V.exact_bytes(full["total_bytes"]))
+            c[3].metric("full FT: bytes per parameter", f"{full['bytes_per_trainable_param']} B",
+                        help="weight + gradient + optimizer state, activations not included")
+        else:
+            c[2].metric("largest total", V.fmt(max(r["total_bytes"] for r in good), unit))
+            c[3].metric("activations (largest)", V.fmt(max(r["activations_bytes"] for r in good), unit))
+    for r in rows:
+        if "error" in r:
+            st.warning(f"{r['label']}: {r['error']}", icon="⚠️")
+    if not good:
+        st.info("No method to draw: pick at least one method that fits these settings.", icon="ℹ️")
+        return
+    left, right = st.columns([3, 2], gap="large")
+    title = (f"{spec.name}, {V.PRECISION_LABELS[vals['prec']]}, batch {vals['batch']} × {vals['seq']} tokens"
+             + (", recomputation" if vals["recompute"] else ""))
+    with left:
+        ui.show_fig(V.stack_figure(good, unit, title, tpl), key="mem-stack")
+        st.caption(f"Units: {V.UNIT_WORDS[unit]}. Hover a segment for its exact bytes. All figures from "
+                   "`explorer.memory.estimate` (an analytic model, not a measurement).")
+    with right:
+        e = 4 if vals["prec"] == "fp32" else 2
+        master = 4 if vals["prec"] != "fp32" and vals["master"] else 0
+        st.markdown("**What each colour is**")
+        st.markdown(
+            f"- **Weights**: every parameter and buffer: N × {e} B"
+            + (" (the blocks' linear weights at 0.5 B + 0.127 bit of quantisation constants, the rest 2 B; the "
+               "adapters 2 B)" if vals["prec"] == "4bit" else "") +
+            " plus the adapter's own tensors (frozen ones too).\n"
+            f"- **Gradients**: one per *trainable* parameter: T × {e} B.\n"
+            f"- **Optimizer state**: AdamW's two fp32 moments, T × 8 B"
+            + (", plus the fp32 master copy T × 4 B" if master else "") + ".\n"
+            "- **Activations**: tensors the forward pass keeps for the backward pass; they grow with "
+            "batch × length (and length² for materialised attention scores).")
+        st.markdown(f"So full fine-tuning costs **{e + e + 8 + master} B per parameter** before activations; a "
+                    "PEFT method pays that only for its T trainable parameters and keeps the frozen weights.")
+        st.caption("Approximations: the total adds terms that do not all peak at the same instant (an upper bound "
+                   "of the tensors themselves); CUDA context, allocator caches, temporaries in the backward pass "
+                   "and Adam's scalar step counters are left out.")
+    df = pd.DataFrame(V.table_rows(rows, unit))
+    cfg = {"trainable params": st.column_config.NumberColumn(format="localized"),
+           "trainable %": st.column_config.NumberColumn(format="%.4f %%")}
+    for col in df.columns:
+        if col.endswith(f"({unit})"):
+            cfg[col] = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(df, hide_index=True, column_config=cfg, width="stretch")
+    exact = pd.DataFrame(V.bytes_rows(rows))
+    st.download_button("Download the exact bytes (CSV)", exact.to_csv(index=False).encode(),
+                       file_name=f"memory_{spec.name}.csv".replace(" ", "_"), mime="text/csv", key="mem_csv")
+    notes = sorted({n for r in good for n in r.get("notes", [])})
+    with st.expander("Notes from the model (defaults, deviations, what is counted)", expanded=False):
+        for n in notes:
+            st.markdown(f"- {n}")
+        st.markdown("- Settings per method are in the table; knobs not on this page keep the method's defaults "
+                    "(alpha does not change memory).")
+
+
+def activations_section(spec, vals: dict, rows: list[dict]) -> None:
+    good = {r["method"]: r for r in rows if "error" not in r}
+    if not good:
+        return
+    unit = vals["unit"]
+    st.subheader("Inside the activations")
+    if vals["breakdown"] not in good:
+        st.session_state[k("breakdown")] = next(iter(good))
+    left, right = st.columns([3, 2], gap="large")
+    with right:
+        st.selectbox("Method shown", list(good), key=k("breakdown"), format_func=lambda m: METHODS[m].label)
+        r = good[st.session_state[k("breakdown")]]
+        s, b, h, a, L = r["seq_len"], r["batch"], spec.hidden, spec.heads, spec.n_layers
+        per_layer = s * b * h * (34 + (0 if vals["recompute"] else 5 * a * s / h))
+        st.markdown(
+            "**Korthikanti et al. (arXiv 2205.05198)**, per transformer layer with 16-bit activations:\n\n"
+            "&nbsp;&nbsp;&nbsp;&nbsp;`s b h (34 + 5 a s / h)` bytes, `34 s b h` with selective recomputation\n\n"
+            f"Here s = {s}, b = {b}, h = {h}, a = {a}: "
+            f"{per_layer:,.0f} B per layer × {L} layers"
+            + (" × 2 (fp32)" if vals["prec"] == "fp32" else "") +
+            f" = **{V.fmt(r['activations_korthikanti_bytes'], unit)}**. It assumes a GPT block (4h MLP, dropout, "
+            "attention scores kept) and leaves out the embeddings, the head and the logits: an approximation.")
+        st.markdown(
+            f"The **detailed model** (default) walks the real {spec.family} block tensor by tensor, with what this "
+            f"method adds: **{V.fmt(r['activations_detailed_bytes'], unit)}**. A frozen layer whose input needs no "
+            "gradient saves nothing, so PEFT methods keep less than full fine-tuning.")
+        if r["attention"] == "flash":
+            st.caption("Attention kernel: flash/SDPA keeps no s² scores, so recomputation changes nothing in the "
+                       "detailed model here; pick 'materialized' under Advanced to see the a·s² term.")
+    with left:
+        ui.show_fig(V.activation_figure(r, unit, f"Saved for backward by {r['label']}: the detailed model's terms", ui.plotly_template()), key="mem-acts")
+        st.caption(f"Units: {V.UNIT_WORDS[unit]}. Terms of the detailed model; hover for exact bytes.")
+
+
+def worked_example_section(unit: str) -> None:
+    st.subheader("Worked example: full fine-tuning of LLaMA-65B needs more than a terabyte")
+    w = V.worked_example()
+    wm, nm, q = w["with_master"], w["no_master"], w["qlora"]
+    N = w["n_params"]
+    c = st.columns(4)
+    c[0].metric("LLaMA-65B parameters", f"{N:,}", help="counted from huggyllama/llama-65b's config")
+    c[1].metric("16 B/param (bf16 mixed + AdamW)", V.fmt(w["static16"], unit), help=V.exact_bytes(w["static16"]))
+    c[2].metric("12 B/param (no master copy)", V.fmt(w["static12"], unit), help=V.exact_bytes(w["static12"]))
+    c[3].metric("QLoRA: 4-bit + LoRA r=64", V.fmt(w["static_qlora"], unit), help=V.exact_bytes(w["static_qlora"]))
+    st.markdown(
+        f"Per parameter: a bf16 weight (2 B) + a bf16 gradient (2 B) + AdamW's two fp32 moments (8 B) + the fp32 "
+        f"master copy (4 B) = **{w['bpp16']} B**. Times {N:,} parameters: "
+        f"{V.fmt(wm['weights_bytes'], unit)} weights + {V.fmt(wm['grads_bytes'], unit)} gradients + "
+        f"{V.fmt(wm['optimizer_bytes'], unit)} optimizer state = **{V.fmt(w['static16'], unit)}** "
+        f"({V.fmt(w['static16'], 'GB' if unit == 'GiB' else 'GiB')}), before a single activation "
+        f"(batch 1 × 512 tokens adds {V.fmt(wm['activations_bytes'], unit)}: total "
+        f"{V.fmt(wm['total_bytes'], unit)}). Without the master copy, as the QLoRA paper counts "
+        f"(\"more than 780 GB\"): {w['bpp12']} B/param = **{V.fmt(w['static12'], unit)}**. "
+        f"QLoRA's 4-bit frozen base with LoRA r=64 on every linear layer keeps "
+        f"{V.fmt(q['weights_bytes'], unit)} of weights and {V.fmt(q['grads_bytes'] + q['optimizer_bytes'], unit)} of "
+        f"gradients and optimizer state ({q['trainable_params']:,} trainable parameters).")
+    st.caption("Every number above is computed by `explorer.memory.estimate` from the published config; "
+               f"units: {V.UNIT_WORDS[unit]}. The preset 'LLaMA-65B full fine-tuning > 1 TB' draws it.")
+
+
+def measured_section(vals: dict, instr: bool) -> None:
+    import torch
+
+    name, unit = vals["model"], vals["unit"]
+    st.subheader("Measured on this machine vs estimated")
+    if name not in V.SMALL:
+        st.info("Measurements need a model this machine can train: pick minilm, smollm2-135m, tiny-bert or "
+                "tiny-llama above to put measured bytes beside the estimates.", icon="ℹ️")
+        return
+    cuda = torch.cuda.is_available()
+    if not cuda and st.session_state.get(k("mdev")) == "cuda":
+        st.session_state[k("mdev")] = "cpu"
+    spec = _spec_small(name)
+    b, s, capped = V.measure_shape(vals["batch"], vals["seq"], spec.max_positions)
+    left, right = st.columns([3, 2], gap="large")
+    with right:
+        st.multiselect("Methods to measure", list(METHODS), key=k("mmethods"), format_func=lambda m: METHODS[m].label)
+        st.radio("Device", V.MEASURE_DEVICES if cuda else ("cpu",), key=k("mdev"), horizontal=True,
+                 help="cuda also reports torch.cuda.max_memory_allocated() (the allocator's peak)")
+        pressed = st.button("Measure on this machine", type="primary", key="mem_measure", width="stretch")
+        st.markdown(
+            f"A fresh copy of **{name}**, each method applied with the knobs above, then {V.MEASURE_STEPS} AdamW "
+            f"steps (Adam allocates its state on the first) at **batch {b} × {s} tokens**, **fp32**, counting the "
+            "bytes that really exist with `MemoryAccountant`: parameters and buffers, `.grad` tensors, optimizer "
+            "state, and the tensors autograd saved for backward (each storage once). The estimate beside it uses "
+            "the same settings (fp32, this device), not the precision chosen above.")
+        if capped:
+            st.caption("Note: " + capped + ".")
+        st.caption("SMT: blocks picked after a 2-batch gradient-only warm-up (a shortcut; memory depends on how "
+                   "many blocks, not which). Batches are random token ids (memory does not depend on them).")
+    wv = ui.widget_values(V.page_schema(), PAGE)
+    methods = list(wv["mmethods"])
+    sig = json.dumps([name, methods, b, s, wv["mdev"], [V.method_knobs(m, wv, spec.family) for m in methods]],
+                     sort_keys=True)
+    store = st.session_state.setdefault("mem:measured", {})
+    if pressed and methods:
+        results = []
+        bar = st.progress(0.0, text="measuring…")
+        for i, m in enumerate(methods):
+            bar.progress(i / len(methods), text=f"measuring {METHODS[m].label}…")
+            knobs = V.method_knobs(m, wv, spec.family)
+            results.append(_measure(name, m, json.dumps(knobs, sort_keys=True), b, s, wv["mdev"]))
+        bar.empty()
+        store[sig] = results
+    results = store.get(sig)
+    with left:
+        if not results:
+            st.info("Press **Measure on this machine** to put measured bytes beside the estimates "
+                    "(a few seconds for tiny models and minilm; results are kept per settings)." if methods else
+                    "Pick at least one method to measure.", icon="ℹ️")
+            return
+        rows = V.compare_rows(results)
+        good = [r for r in rows if "error" not in r]
+        if good:
+            ui.show_fig(V.compare_figure(good, unit, f"{name}: estimated vs measured, fp32, batch {b} × {s}",
+                                         ui.plotly_template()), key="mem-compare")
+            st.caption(f"Units: {V.UNIT_WORDS[unit]}. Measured = bytes of real tensors after step "
+                       f"{V.MEASURE_STEPS}; hover for exact bytes. Measuring took "
+                       f"{sum(r['seconds'] for r in good):.1f} s in all (cached per settings).")
+    for r in rows:
+        if "error" in r:
+            st.warning(f"{r['label']} was not measured: {r['error']}", icon="⚠️")
+    if good:
+        df = pd.DataFrame(V.compare_table(good, unit))
+        cfg = {c: st.column_config.NumberColumn(format="%.5f") for c in df.columns if c.endswith(f"({unit})")}
+        cfg["difference %"] = st.column_config.NumberColumn(format="%+.1f %%",
+                                                            help="(estimated − measured) / measured")
+        for c in ("estimated (bytes)", "measured (bytes)"):
+            cfg[c] = st.column_config.NumberColumn(format="localized")
+        st.dataframe(df, hide_index=True, column_config=cfg, width="stretch")
+        scal = {r["label"]: r["meas_opt_scalar"] for r in rows if r.get("meas_opt_scalar")}
+        st.caption("Where they differ, and why: the measured optimizer state includes Adam's scalar `step` "
+                   "counters (4 B per parameter tensor: " + ", ".join(f"{k_}: {v:,} B" for k_, v in scal.items())
+                   + ") that the model leaves out; SMT's activations assume its blocks spread over distinct input "
+                   "columns (an upper bound); the total is a sum of terms, not the process's memory (Python, "
+                   "libraries and allocator caches come on top).")
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def body():
+    st.title("Memory calculator")
+    st.markdown("How much memory does fine-tuning take? The **analytic model** below adds up weights, gradients, "
+                "optimizer state and activations for each method on large published models or a shape of your "
+                "own; for the small models the **measured** bytes of a real training step sit beside the estimate.")
+    schema = V.page_schema()
+    with st.sidebar:
+        st.subheader("Lesson presets")
+        pick = st.selectbox("Preset", ["—"] + list(V.PRESETS), key="mem_preset_pick", label_visibility="collapsed")
+        if pick != "—":
+            st.caption(V.PRESETS[pick].lesson)
+            if st.button("Load this preset", key="mem_preset_go", width="stretch"):
+                ui.apply_preset(V.PRESETS[pick].values, PAGE)
+    vals = ui.url_values(schema, PAGE)
+    instr = bool(st.session_state.get("instructor"))
+    settings_panel(vals, instr)
+    vals = ui.widget_values(schema, PAGE)
+    try:
+        spec = _spec_small(vals["model"]) if vals["model"] in V.SMALL else V.spec_for_choice(vals["model"], vals)
+    except Exception as exc:  # noqa: BLE001 - e.g. a custom shape whose heads do not divide hidden
+        ui.show_error(exc, "Model shape: ")
+        ui.write_url(schema, PAGE)
+        return
+    st.caption(spec_caption(spec))
+    if not vals["methods"]:
+        st.info("Pick at least one method.", icon="ℹ️")
+    rows = V.estimate_rows(spec, vals)
+    if rows:
+        estimates_section(spec, vals, rows)
+        activations_section(spec, vals, rows)
+    st.divider()
+    measured_section(vals, instr)
+    st.divider()
+    worked_example_section(vals["unit"])
+    ui.write_url(schema, PAGE)
+
+
+ui.run_page(body)

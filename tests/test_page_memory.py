@@ -1,0 +1,221 @@
+"""The Memory calculator page (AppTest) and its pure helpers (explorer.memory_views)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import memory_views as V
+from explorer.memory import PUBLISHED, estimate
+from explorer.methods import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "4_Memory_calculator.py")
+TIMEOUT = 120
+
+
+def run(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for key, v in params.items():
+        at.query_params[key] = str(v)
+    at.run()
+    return at
+
+
+def no_problem(at: AppTest):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def qp(at: AppTest, key: str) -> str:
+    v = at.query_params[key]
+    return v[-1] if isinstance(v, list) else v
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def number(text: str) -> float:
+    return float(text.split()[0].replace(",", ""))
+
+
+def table(at: AppTest, i: int = 0):
+    return at.dataframe[i].value
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_schema_clamps_and_knobs_feed_the_model():
+    vals, warns = V.page_schema().parse({"model": "gpt-9", "batch": "-3", "seq": "1e9", "rank": "abc",
+                                         "methods": "lora,nope", "unit": "TB", "sparsity": "2"})
+    assert vals["model"] == "llama-7b" and vals["batch"] == 1 and vals["seq"] == 131072 and vals["rank"] == 8
+    assert vals["methods"] == ["lora"] and vals["unit"] == "GB" and vals["sparsity"] == 0.9999
+    assert len(warns) == 7
+    d = V.page_schema().defaults()
+    d.update(rank=32, tg="all", smt_bs="128", smt_blocks=500)
+    rows = V.estimate_rows(PUBLISHED["llama-7b"], d, methods=list(METHODS))
+    assert [r["method"] for r in rows] == list(METHODS) and not any("error" in r for r in rows)
+    by = {r["method"]: r for r in rows}
+    sp = PUBLISHED["llama-7b"]
+    lin = sum(o + i for _, _, o, i in sp.target_shapes())  # every linear layer, rank 32
+    assert by["lora"]["trainable_params"] == 32 * lin
+    assert by["smt"]["trainable_params"] == 500 * 128 ** 2
+    # bert has no gate: "every linear layer" drops it
+    assert "gate" not in V.method_knobs("lora", d, "bert")["targets"]
+
+
+def test_figures_carry_exact_bytes_and_units():
+    d = V.page_schema().defaults()
+    rows = V.estimate_rows(PUBLISHED["mistral-7b"], d, methods=["full", "lora"])
+    fig = V.stack_figure(rows, "GiB", "t")
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == ["weights", "gradients", "optimizer state", "activations"]
+    w = bars[0]
+    assert w.y[0] == pytest.approx(rows[0]["weights_bytes"] / 2 ** 30)
+    assert w.customdata[0][0] == f"{int(rows[0]['weights_bytes']):,} B"
+    assert "GiB = 2^30 bytes" in fig.layout.yaxis.title.text
+    assert V.measure_shape(64, 2048, 512) == (16, 512, V.measure_shape(64, 2048, 512)[2])
+    assert V.measure_shape(2, 32, 512) == (2, 32, "")
+
+
+def test_worked_example_is_computed_by_estimate():
+    w = V.worked_example()
+    e = estimate("llama-65b", "full", precision="bf16-mixed", batch=1, seq_len=512)
+    assert w["static16"] == e["weights_bytes"] + e["grads_bytes"] + e["optimizer_bytes"]
+    assert w["static16"] > 1e12 and w["bpp16"] == 16 and w["bpp12"] == 12
+    assert w["static12"] / w["static16"] == pytest.approx(12 / 16, rel=1e-6)
+    assert w["static_qlora"] < 0.1 * w["static16"]
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def test_default_run_and_65b_example():
+    at = run()
+    no_problem(at)
+    assert metric(at, "parameters") == f"{PUBLISHED['llama-7b'].n_params():,}"
+    assert len(at.get("plotly_chart")) >= 2  # the stacked bars and the activation terms
+    df = table(at)
+    assert len(df) == len(METHODS) and "total (GB)" in df.columns
+    full = df[df["method"] == "Full fine-tuning"].iloc[0]
+    e = estimate("llama-7b", "full", precision="bf16-mixed", batch=1, seq_len=512)
+    assert full["total (GB)"] == pytest.approx(e["total_bytes"] / 1e9)
+    # the worked example: > 1,000 GB computed by estimate (not typed in)
+    big = number(metric(at, "16 B/param (bf16 mixed + AdamW)"))
+    e65 = estimate("llama-65b", "full", precision="bf16-mixed", batch=1, seq_len=512)
+    assert big > 1000 and big == pytest.approx((e65["weights_bytes"] + e65["grads_bytes"] + e65["optimizer_bytes"])
+                                               / 1e9, abs=0.05)
+    assert 770 < number(metric(at, "12 B/param (no master copy)")) < 800
+    assert qp(at, "model") == "llama-7b" and qp(at, "unit") == "GB"  # the URL is written
+    text = " ".join(m.value for m in at.markdown)
+    assert "s b h (34 + 5 a s / h)" in text
+
+
+def test_every_control_moves_and_the_url_follows():
+    at = run(model="mistral-7b")
+    no_problem(at)
+    lora0 = table(at).set_index("method").loc["LoRA", "trainable params"]
+    at.select_slider(key="mem:rank").set_value(64)
+    at.slider(key="mem:freeze").set_value(0.75)
+    at.selectbox(key="mem:tl").set_value("TL5")
+    at.number_input(key="mem:sparsity").set_value(0.999)
+    at.number_input(key="mem:smt_blocks").set_value(300)
+    at.select_slider(key="mem:smt_bs").set_value("64")
+    at.selectbox(key="mem:tg").set_value("attn")
+    at.run()
+    no_problem(at)
+    t = table(at).set_index("method")
+    assert t.loc["LoRA", "trainable params"] > 8 * lora0  # rank 8 -> 64 on q,k,v,o
+    assert t.loc["SMT (Sparse Matrix Tuning)", "trainable params"] == 300 * 64 ** 2
+    assert (qp(at, "rank"), qp(at, "tl"), qp(at, "smt_bs"), qp(at, "tg")) == ("64", "TL5", "64", "attn")
+    assert qp(at, "freeze") == "0.75" and qp(at, "smt_blocks") == "300"
+    act0 = t.loc["Full fine-tuning", "activations (GB)"]
+    at.number_input(key="mem:batch").set_value(4)
+    at.number_input(key="mem:seq").set_value(1024)
+    at.radio(key="mem:unit").set_value("GiB")
+    at.radio(key="mem:attn").set_value("materialized")
+    at.radio(key="mem:act").set_value("korthikanti")
+    at.radio(key="mem:dev").set_value("cpu")
+    at.toggle(key="mem:master").set_value(False)
+    at.run()
+    no_problem(at)
+    t = table(at).set_index("method")
+    assert "total (GiB)" in t.columns
+    assert t.loc["Full fine-tuning", "B per trainable param"] == 12  # no master copy
+    assert t.loc["Full fine-tuning", "activations (GiB)"] > 8 * act0 * 1e9 / 2 ** 30  # 4x batch, 2x+ length
+    with_scores = t.loc["Full fine-tuning", "activations (GiB)"]
+    at.toggle(key="mem:recompute").set_value(True).run()
+    no_problem(at)
+    assert table(at).set_index("method").loc["Full fine-tuning", "activations (GiB)"] < with_scores
+    at.radio(key="mem:prec").set_value("4bit").run()
+    no_problem(at)
+    assert any("4-bit" in w.value for w in at.warning)  # full FT cannot train 4-bit weights: said, not drawn
+    at.multiselect(key="mem:methods").set_value(["lora", "smt"])
+    at.selectbox(key="mem:breakdown").set_value("smt")
+    at.run()
+    no_problem(at)
+    assert list(table(at)["method"]) == ["LoRA", "SMT (Sparse Matrix Tuning)"]
+    assert qp(at, "methods") == "lora,smt" and qp(at, "breakdown") == "smt" and qp(at, "prec") == "4bit"
+    at.selectbox(key="mem:model").set_value("custom").run()
+    for key_, v in (("c_layers", 4), ("c_hidden", 512), ("c_heads", 8), ("c_kv", 2), ("c_inter", 1024),
+                    ("c_vocab", 1000)):
+        at.number_input(key=f"mem:{key_}").set_value(v)
+    at.run()
+    no_problem(at)
+    n = int(metric(at, "parameters").replace(",", ""))
+    assert n == V.custom_spec(dict(c_layers=4, c_hidden=512, c_heads=8, c_kv=2, c_inter=1024, c_vocab=1000)).n_params()
+    at.number_input(key="mem:c_heads").set_value(7).run()  # 512 is not a multiple of 7: one readable line
+    assert not at.exception
+    assert any("heads" in e.value for e in at.error)
+
+
+def test_bad_url_values_are_clamped_and_presets_restore():
+    at = run(model="gpt-9", batch="-5", seq="99999999", rank="abc", methods="foo,lora", unit="TB",
+             freeze="7", mdev="tpu", prec="fp8")
+    no_problem(at)
+    assert any("adjusted" in i.value for i in at.info)
+    assert (qp(at, "model"), qp(at, "batch"), qp(at, "seq"), qp(at, "rank")) == ("llama-7b", "1", "131072", "8")
+    assert (qp(at, "methods"), qp(at, "unit"), qp(at, "freeze"), qp(at, "mdev"), qp(at, "prec")) == \
+        ("lora", "GB", "0.99", "cpu", "bf16-mixed")
+    # a lesson preset from the sidebar
+    at.selectbox(key="mem_preset_pick").set_value("QLoRA: 65B on one 80 GB GPU").run()
+    at.button(key="mem_preset_go").click().run()
+    no_problem(at)
+    assert (qp(at, "model"), qp(at, "prec"), qp(at, "rank"), qp(at, "tg")) == ("llama-65b", "4bit", "64", "all")
+    assert list(table(at)["method"]) == ["LoRA"]
+
+
+def test_instructor_mode_hides_advanced_inputs():
+    at = run(instr="1")
+    no_problem(at)
+    keys = {w.key for w in at.radio} | {w.key for w in at.toggle} | {w.key for w in at.selectbox}
+    assert "mem:act" not in keys and "mem:master" not in keys and "mem:tg" not in keys
+    assert "mem:prec" in keys
+    at2 = run()
+    assert "mem:act" in {w.key for w in at2.radio}
+
+
+def test_measure_tiny_bert_shows_measured_vs_estimated(tiny_bert):
+    at = run(model="tiny-bert", prec="fp32", batch=2, seq=32, sparsity="0.9")
+    no_problem(at)
+    assert any("Press" in i.value for i in at.info)  # nothing measured until asked
+    at.multiselect(key="mem:mmethods").set_value(["full", "lora"])
+    at.radio(key="mem:mdev").set_value("cpu")
+    at.run()
+    assert qp(at, "mmethods") == "full,lora"
+    at.button(key="mem_measure").click().run()
+    no_problem(at)
+    df = table(at, -1)
+    assert {"estimated (bytes)", "measured (bytes)", "difference %"} <= set(df.columns)
+    full = df[df["method"] == "Full fine-tuning"].set_index("term")
+    assert full.loc["gradients", "measured (bytes)"] == 4 * tiny_bert.info.n_params  # real .grad tensors
+    for m in ("Full fine-tuning", "LoRA"):
+        tot = df[(df["method"] == m) & (df["term"] == "total")].iloc[0]
+        assert abs(tot["difference %"]) < 15
+        assert tot["difference %"] == pytest.approx(
+            100 * (tot["estimated (bytes)"] - tot["measured (bytes)"]) / tot["measured (bytes)"], abs=0.01)
+    assert len(at.get("plotly_chart")) >= 3  # + measured vs estimated

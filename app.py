@@ -8,7 +8,7 @@ import ui_common as ui
 from explorer.methods import METHODS
 from explorer.models import DEFAULT_MODEL, REGISTRY
 
-ui.page_setup("Home", "🏠")
+ui.page_setup("Home", ":material/home:")
 
 WHAT_TRAINS = {
     "full": "every weight of the model",
@@ -26,6 +26,32 @@ def paper_link(p: str) -> str:
         n = p.split()[1]
         return f"[{p}](https://arxiv.org/abs/{n})"
     return p
+
+
+def overview(loaded):
+    """Trainable parameters of every method at its default knobs on the loaded model (computed, log scale)."""
+    from explorer import figures as F
+    from explorer import playground as pg
+
+    n = loaded.info.n_params
+    rows = [(METHODS[k].label, c, (c / n) if c else err) for k, c, err in pg.default_counts(loaded)]
+    good = [r for r in rows if r[1]]
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    with left:
+        ui.show_fig(F.count_bars([r[0] for r in good], [r[1] for r in good],
+                                 f"Trainable parameters at default knobs on {loaded.info.name}",
+                                 ui.plotly_template()), key="home-counts")
+    with right:
+        lo = min(good, key=lambda r: r[1])
+        st.markdown(
+            f"Each bar is counted from the real tensors after applying the method to a copy of "
+            f"**{loaded.info.name}** with its default knobs (log scale: each grid line is 10×). Full fine-tuning "
+            f"trains all {loaded.info.n_params:,} parameters; **{lo[0]}** trains the fewest here: "
+            f"{lo[1]:,} ({lo[2]:.3%}). The PEFT methods also train the new classification head. "
+            "Move the knobs on the Methods playground to see how each count changes.")
+        for r in rows:
+            if not r[1]:
+                st.caption(f"{r[0]}: {r[2]}")
 
 
 def body():
@@ -53,6 +79,7 @@ def body():
                     ", or any local folder / hub id. The base model is loaded once per server and copied per "
                     "session, so nobody's experiment changes anyone else's.")
         show = st.toggle(f"Show the size of the default model ({DEFAULT_MODEL})", value=True, key="home_show_model")
+    loaded = None
     with right:
         if show:
             loaded = ui.load_base_or_error(DEFAULT_MODEL)
@@ -61,6 +88,8 @@ def body():
                 st.metric("parameters (counted from the loaded tensors)", f"{inf.n_params:,}")
                 st.caption(f"**{inf.label}** · {inf.n_layers} layers · hidden {inf.hidden} · {inf.kind}  \n"
                            f"Source: {inf.source}  \n" + " ".join(inf.notes))
+    if loaded is not None:
+        overview(loaded)
 
     st.subheader("Where to go next")
     cols = st.columns(2)

@@ -205,3 +205,16 @@ def memory_bars(rows: list[dict], title: str, template: str = "plotly_white", he
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.3))
     fig.update_xaxes(title_text="MiB (2^20 bytes)")
     return _base(fig, template, title, height)
+
+
+def count_bars(names: list[str], counts: list[int], title: str, template: str = "plotly_white",
+               height: int = 320) -> go.Figure:
+    """Trainable parameters per method, horizontal bars on a log axis (count labelled on each bar)."""
+    counts = [int(c) for c in counts]
+    fig = go.Figure(go.Bar(y=names, x=counts, orientation="h", marker_color=[COLORS[i % len(COLORS)]
+                                                                             for i in range(len(names))],
+                           text=[f"{c:,}" for c in counts], textposition="auto",
+                           hovertemplate="%{y}: %{x:,} trainable parameters<extra></extra>"))
+    fig.update_xaxes(type="log", title_text="trainable parameters (count, log scale)")
+    fig.update_yaxes(autorange="reversed")
+    return _base(fig, template, title, height)

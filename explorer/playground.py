@@ -162,7 +162,8 @@ def adapter_size(adapter: Adapter, save_limit: int = 64 << 20) -> tuple[int, str
         n = _tensor_bytes(adapter.model.state_dict().values())
         if n > save_limit:
             return n, "exact tensor bytes of the full state (fp32); the safetensors header (a few kB) is not counted"
-    with tempfile.TemporaryDirectory(prefix="peftx-size-") as d:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="peftx-size-", dir=shm) as d:  # memory-backed where possible
         adapter.save(d)
         total = 0
         for root, _, files in os.walk(d):
@@ -289,6 +290,30 @@ def summarize(loaded, method: str, knobs: dict, warm: int = 2, use_cache: bool =
     return s
 
 
+def default_counts(loaded) -> list[tuple[str, int | None, str]]:
+    """(method, trainable count at default knobs or None, error message) for every method.
+
+    Counts only (no adapter saved, no SMT warm-up: SMT's count before selection
+    is exactly what trains after it, ``n_blocks x b^2`` + head).  Cached per model.
+    """
+    key = ("counts", _model_key(loaded))
+    with _LOCK:
+        if key in _SUMMARIES:
+            return _SUMMARIES[key]
+    out = []
+    for name in METHODS:
+        try:
+            a = apply_method(shared_weight_copy(loaded.model), name, n_base=loaded.info.n_params)
+            out.append((name, a.num_trainable(), ""))
+        except Exception as exc:  # noqa: BLE001 - a default that does not fit this model is reported
+            from .errors import user_message
+
+            out.append((name, None, user_message(exc)))
+    with _LOCK:
+        _SUMMARIES[key] = out
+    return out
+
+
 # ----------------------------------------------------------------------------- formula with numbers
 
 def _n(x) -> str:
@@ -404,6 +429,17 @@ def find_layout(s: Summary, wtype: str, layer: int) -> Layout | None:
     return None
 
 
+@dataclass
+class Delta:
+    """An illustrative ΔW and its rank (exact from the factors, or a structural upper bound)."""
+
+    matrix: np.ndarray
+    note: str
+    rank: int
+    rank_exact: bool
+    rank_text: str
+
+
 def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarray, str]:
     """An illustration of the update ΔW this method can add to one target weight.
 
@@ -417,6 +453,7 @@ def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarr
     t = next(t for t in a.targets if t.name == target)
     do, di = t.d_out, t.d_in
     m = s.method
+    factors = None
     with torch.no_grad():
         if m in ("lora", "dora"):
             mod = a.peft_model.base_model.model.get_submodule(target)
@@ -424,6 +461,7 @@ def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarr
             r = A.shape[0]
             B = torch.randn(do, r, generator=g) / math.sqrt(r)
             d = (k := a.knobs["alpha"] / a.knobs["rank"]) * (B @ A)
+            factors = (B, A)
             note = (f"B starts at zero, so the real ΔW is 0 until training. Here B is random and A is its real "
                     f"initial value: ΔW = {k:g} · B A has rank ≤ {r}, yet every entry of W can change.")
             if m == "dora":
@@ -435,6 +473,7 @@ def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarr
             B = torch.zeros(do, mod.rank)
             B[torch.from_numpy(mb)] = torch.randn(int(mb.sum()), generator=g) / math.sqrt(mod.rank)
             d = mod.scaling * (B @ A)
+            factors = (B, A)
             note = ("Only the trainable entries of B (drawn at random here; B starts at zero) can move: a row of "
                     "ΔW stays zero when its whole row of B is frozen. Rank ≤ r.")
         elif m == "tied-lora":
@@ -453,6 +492,7 @@ def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarr
             if float(A.abs().max()) == 0:
                 A = torch.randn(A.shape, generator=g) / math.sqrt(A.shape[1])
             d = mod.scaling * ((v[:, None] * B) @ (u[:, None] * A))
+            factors = (v[:, None] * B, u[:, None] * A)
             note = ("ΔW_l = diag(v_l) B diag(u_l) A with the shared A and B; factors that start at zero are drawn "
                     "at random here. Every layer's update lies in the same rank-r column space of B.")
         elif m in ("sparta", "smt"):
@@ -460,11 +500,42 @@ def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarr
             d = torch.zeros(do, di)
             d[mask] = torch.randn(int(mask.sum()), generator=g)
             note = ("The deltas start at zero; here the selected " + ("entries" if m == "sparta" else "blocks") +
-                    " hold random values: only they can change. A sparse update is usually full rank.")
+                    " hold random values: only they can change.")
         else:
             d = torch.randn(do, di, generator=g)
             note = "Full fine-tuning: every entry can change (random values drawn for illustration)."
+    s._last_factors = (target, factors)
     return d.numpy().astype(np.float32), note
+
+
+def delta_rank(s: Summary, target: str, d: np.ndarray) -> tuple[int, bool, str]:
+    """Rank of the illustrative ΔW of ``target`` (call after :func:`illustrative_delta`).
+
+    Low-rank methods: exact, from the r x r core of the factors (B = Q_B R_B,
+    Aᵀ = Q_A R_A, so σ(B A) = σ(R_B R_Aᵀ)); no SVD of the full matrix, which is slow
+    on a busy CPU.  Sparse and full updates: an upper bound from the structure
+    (rows and columns that hold a changeable entry), said so in the text.
+    """
+    tgt, factors = getattr(s, "_last_factors", (None, None))
+    if tgt == target and factors is not None:
+        B, A = factors
+        rb = torch.linalg.qr(B.double(), mode="r").R
+        ra = torch.linalg.qr(A.double().T, mode="r").R
+        sv = torch.linalg.svdvals(rb @ ra.T)
+        if sv.numel() == 0 or float(sv[0]) == 0:
+            return 0, True, "rank 0"
+        tol = float(sv[0]) * max(d.shape) * 1e-12
+        r = int((sv > tol).sum())
+        return r, True, f"rank {r}"
+    nz = d != 0
+    if s.method == "smt":
+        b = s.adapter.block
+        rows = int(nz.reshape(d.shape[0] // b, b, -1).any(axis=(1, 2)).sum()) * b
+        cols = int(nz.reshape(d.shape[0], d.shape[1] // b, b).any(axis=(0, 2)).sum()) * b
+    else:
+        rows, cols = int(nz.any(axis=1).sum()), int(nz.any(axis=0).sum())
+    r = min(rows, cols)
+    return r, False, f"rank ≤ {r}"
 
 
 def numerical_rank(mat: np.ndarray) -> int:

@@ -98,10 +98,17 @@ def test_illustrative_delta_structure(tiny_bert):
     t = s.adapter.targets[0]
     d, note = pg.illustrative_delta(s, t.name)
     assert d.shape == (t.d_out, t.d_in) and pg.numerical_rank(d) == 3 and "zero" in note
+    assert pg.delta_rank(s, t.name, d) == (3, True, "rank 3")  # from the factors, same as a full SVD
     s = pg.summarize(tiny_bert, "sparta", dict(density=0.1, targets=["v"]))
     lay = s.layouts()[0]
     d, _ = pg.illustrative_delta(s, lay.target)
     assert np.array_equal(d != 0, lay.mask())  # only the selected entries change
+    r, exact, _ = pg.delta_rank(s, lay.target, d)
+    assert not exact and pg.numerical_rank(d) <= r <= min(d.shape)
+    s = pg.summarize(tiny_bert, "tied-lora", dict(rank=2, preset="TL6", targets=["q"]))
+    lay = s.layouts()[1]
+    d, _ = pg.illustrative_delta(s, lay.target)
+    assert pg.delta_rank(s, lay.target, d)[:2] == (pg.numerical_rank(d), True) and pg.numerical_rank(d) == 2
     s = pg.summarize(tiny_bert, "lora-sp", dict(rank=2, freeze=0.9, targets=["q"]))
     lay = s.layouts()[0]
     d, _ = pg.illustrative_delta(s, lay.target)

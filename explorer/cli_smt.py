@@ -59,7 +59,8 @@ def run(args) -> int:
     from .methods.base import KnobError
     from .methods.smt import auto_block_size
     from .models import load_model
-    from .smt_analysis import analysis_to_json, analyze, collect_gradients, scores_csv, selection_csv
+    from .smt_analysis import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
+                               selection_csv)
 
     if args.threads:
         torch.set_num_threads(max(1, int(args.threads)))
@@ -69,6 +70,7 @@ def run(args) -> int:
         raise KnobError(f"--checkpoints must be comma-separated integers (got '{args.checkpoints[:40]}')") from None
     types = [s.strip() for s in args.types.split(",") if s.strip()] or None
     t0 = time.perf_counter()
+    c0 = time.process_time()
     last = [0.0]
 
     def progress(frac, msg):
@@ -88,6 +90,7 @@ def run(args) -> int:
         task = data.load_task(args.task or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
         if task.num_labels and task.num_labels != 2:
             loaded = load_model(args.model, num_labels=task.num_labels)
+    check_request(loaded.model, args.block_size or None, types)  # fail fast, before the warm-up
     rec = collect_gradients(loaded, task, warmup_steps=args.warmup_steps, batch_size=args.batch_size,
                             max_len=args.max_len, mode=args.mode, checkpoints=ckpts, lr=args.lr, seed=args.seed,
                             progress=progress, cache=not args.no_cache)
@@ -112,6 +115,7 @@ def run(args) -> int:
     if auto_note:
         out["notes"].append(auto_note)
     out["analysis_seconds"] = round(time.perf_counter() - t0, 2)
+    out["analysis_cpu_seconds"] = round(time.process_time() - c0, 2)
     out["torch_threads"] = torch.get_num_threads()
     text = json.dumps(out, separators=(",", ":"))
     if args.scores_csv:
@@ -130,5 +134,6 @@ def run(args) -> int:
         for k, o in an.overlaps.items():
             if o.get("jaccard") is not None:
                 print(f"overlap with {o['label']}: Jaccard {o['jaccard']:.3f}")
-        print(f"total time {out['analysis_seconds']:.1f} s")
+        print(f"total time {out['analysis_seconds']:.1f} s wall, {out['analysis_cpu_seconds']:.1f} s CPU "
+              f"({out['torch_threads']} torch threads)")
     return 0

@@ -325,6 +325,7 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
             return rec
 
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
     if batches is None:
         batches = data.iter_batches(task, loaded.tokenizer, "train", batch_size=int(batch_size), seed=int(seed),
                                     max_batches=int(warmup_steps), model_kind=info.kind, max_len=int(max_len))
@@ -432,8 +433,9 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
                                      for w, b in zip(weights, base)])
     del model, opt, run_sums, weights
     seconds = time.perf_counter() - t_start
+    cpu_seconds = time.process_time() - cpu_start  # all threads of this process: robust to a busy machine
     meta = dict(settings, task_name=task_name, steps_done=done, stopped=stopped, losses=losses,
-                seconds=round(seconds, 3), notes=notes, torch_threads=torch.get_num_threads(),
+                seconds=round(seconds, 3), cpu_seconds=round(cpu_seconds, 3), notes=notes, torch_threads=torch.get_num_threads(),
                 model_label=getattr(info, "label", info.name), family=getattr(info, "family", ""),
                 from_cache=None)
     rec = GradientRecord(key=None if stopped else key, meta=meta, targets=targets, grain=int(grain), steps=steps,
@@ -501,6 +503,22 @@ def _check_block_size(rec: GradientRecord, b, ts: list[Target]) -> int:
         raise KnobError(f"smt analysis: block size {b} must be a multiple of the stored grain {rec.grain} that "
                         f"divides every matrix ({shapes}); valid: {', '.join(map(str, valid)) or 'none'}")
     return b
+
+
+def check_request(model, block_size: int | None = None, types=None, grain: int | None = None) -> list[Target]:
+    """Validate types and block size against a model *before* a warm-up is spent; returns the chosen targets."""
+    from types import SimpleNamespace
+
+    targets = find_targets(model)
+    if not targets:
+        raise KnobError("smt analysis: this model has no attention or MLP linear layers to score")
+    g = grain or default_grain([(t.d_out, t.d_in) for t in targets])
+    probe = SimpleNamespace(targets=targets, grain=g,
+                            types=lambda: list(dict.fromkeys(t.type for t in targets)))
+    ts = _pick_targets(probe, types)
+    if block_size:
+        _check_block_size(probe, block_size, ts)
+    return ts
 
 
 def _index(rec: GradientRecord) -> dict[str, int]:
@@ -783,7 +801,7 @@ def analysis_to_dict(an: SMTAnalysis, include_scores: bool = True, digits: int =
         shares_layer={str(k): v for k, v in an.shares_layer.items()},
         stability=an.stability, overlaps=an.overlaps,
         warmup_losses=[_sig(v) for v in an.meta.get("losses", [])],
-        warmup_seconds=meta.get("seconds"), from_cache=meta.get("from_cache"), notes=an.notes,
+        warmup_seconds=meta.get("seconds"), warmup_cpu_seconds=meta.get("cpu_seconds"), from_cache=meta.get("from_cache"), notes=an.notes,
     )
     mats = []
     for t in an.targets:

@@ -294,3 +294,11 @@ def test_cli_smt_blocks_writes_json(tmp_path, monkeypatch, capsys):
                "--batch-size", "2", "--max-len", "16", "--json", str(out)])
     assert rc == 2
     assert "block size 24" in capsys.readouterr().err
+
+
+def test_warmup_loss_equals_model_loss(tiny_llama):
+    from explorer.smt_analysis import warmup_loss
+
+    m = fresh_copy(tiny_llama.model)
+    b = _batches(1, seed=11)[0]
+    torch.testing.assert_close(warmup_loss(m, b), m(**b).loss, rtol=1e-5, atol=1e-6)

@@ -237,11 +237,11 @@ def table_rows(rows: list[dict], unit: str) -> list[dict]:
     out = []
     for r in rows:
         if "error" in r:
-            out.append({"method": r["label"], "settings": r["settings"], "note": r["error"]})
+            out.append({"method": SHORT[r["method"]], "settings": r["settings"], "note": r["error"]})
             continue
         n, t = r["n_params"], r["trainable_params"]
         out.append({
-            "method": r["label"], "settings": r["settings"], "trainable params": t,
+            "method": SHORT[r["method"]], "settings": r["settings"], "trainable params": t,
             "trainable %": 100.0 * t / n if n else 0.0,
             f"weights ({unit})": in_unit(r["weights_bytes"], unit),
             f"gradients ({unit})": in_unit(r["grads_bytes"], unit),
@@ -250,7 +250,6 @@ def table_rows(rows: list[dict], unit: str) -> list[dict]:
             f"total ({unit})": in_unit(r["total_bytes"], unit),
             "B per trainable param": r["bytes_per_trainable_param"],
             f"activations, Korthikanti ({unit})": in_unit(r["activations_korthikanti_bytes"], unit),
-            "note": "",
         })
     return out
 
@@ -470,16 +469,16 @@ def compare_table(rows: list[dict], unit: str) -> list[dict]:
     out = []
     for r in rows:
         if "error" in r:
-            out.append({"method": r["label"], "term": "—", "note": r["error"]})
+            out.append({"method": SHORT[r["method"]], "term": "—", "note": r["error"]})
             continue
         for key, label in [(k, lab) for k, lab, _ in TERMS] + [("total_bytes", "total")]:
             e, m = r["est"][key], r["meas"][key]
             d = rel_diff(e, m)
-            out.append({"method": r["label"], "term": label, f"estimated ({unit})": in_unit(e, unit),
+            out.append({"method": SHORT[r["method"]], "term": label, f"estimated ({unit})": in_unit(e, unit),
                         f"measured ({unit})": in_unit(m, unit), "estimated (bytes)": int(round(e)),
                         "measured (bytes)": int(m), "difference %": None if d is None else 100.0 * d, "note": ""})
         if r.get("cuda_peak") is not None:
-            out.append({"method": r["label"], "term": "CUDA peak (max_memory_allocated)",
+            out.append({"method": SHORT[r["method"]], "term": "CUDA peak (max_memory_allocated)",
                         f"measured ({unit})": in_unit(r["cuda_peak"], unit), "measured (bytes)": int(r["cuda_peak"]),
                         "note": "allocator peak during the step: includes temporaries the model does not count"})
     return out

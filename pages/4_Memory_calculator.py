@@ -174,7 +174,8 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
                    "of the tensors themselves); CUDA context, allocator caches, temporaries in the backward pass "
                    "and Adam's scalar step counters are left out.")
     df = pd.DataFrame(V.table_rows(rows, unit))
-    cfg = {"trainable params": st.column_config.NumberColumn(format="localized"),
+    cfg = {"settings": st.column_config.TextColumn(width="medium"),
+           "trainable params": st.column_config.NumberColumn(format="localized"),
            "trainable %": st.column_config.NumberColumn(format="%.4f %%")}
     for col in df.columns:
         if col.endswith(f"({unit})"):
@@ -228,27 +229,35 @@ def activations_section(spec, vals: dict, rows: list[dict]) -> None:
 def worked_example_section(unit: str) -> None:
     st.subheader("Worked example: full fine-tuning of LLaMA-65B needs more than a terabyte")
     w = V.worked_example()
-    wm, nm, q = w["with_master"], w["no_master"], w["qlora"]
+    wm, q = w["with_master"], w["qlora"]
     N = w["n_params"]
+    gb = "GB"  # the claim is in GB (10^9 bytes, 1 TB = 1,000 GB); GiB in the hover and the text
+
+    def both(x):
+        return f"{V.fmt(x, 'GB')} = {V.fmt(x, 'GiB')} = {V.exact_bytes(x)}"
+
     c = st.columns(4)
     c[0].metric("LLaMA-65B parameters", f"{N:,}", help="counted from huggyllama/llama-65b's config")
-    c[1].metric("16 B/param (bf16 mixed + AdamW)", V.fmt(w["static16"], unit), help=V.exact_bytes(w["static16"]))
-    c[2].metric("12 B/param (no master copy)", V.fmt(w["static12"], unit), help=V.exact_bytes(w["static12"]))
-    c[3].metric("QLoRA: 4-bit + LoRA r=64", V.fmt(w["static_qlora"], unit), help=V.exact_bytes(w["static_qlora"]))
+    c[1].metric("16 B/param (bf16 mixed + AdamW)", V.fmt(w["static16"], gb), help=both(w["static16"]))
+    c[2].metric("12 B/param (no master copy)", V.fmt(w["static12"], gb), help=both(w["static12"]))
+    c[3].metric("QLoRA: 4-bit + LoRA r=64", V.fmt(w["static_qlora"], gb), help=both(w["static_qlora"]))
+    other = "GiB" if unit == "GB" else "GB"
     st.markdown(
         f"Per parameter: a bf16 weight (2 B) + a bf16 gradient (2 B) + AdamW's two fp32 moments (8 B) + the fp32 "
         f"master copy (4 B) = **{w['bpp16']} B**. Times {N:,} parameters: "
         f"{V.fmt(wm['weights_bytes'], unit)} weights + {V.fmt(wm['grads_bytes'], unit)} gradients + "
         f"{V.fmt(wm['optimizer_bytes'], unit)} optimizer state = **{V.fmt(w['static16'], unit)}** "
-        f"({V.fmt(w['static16'], 'GB' if unit == 'GiB' else 'GiB')}), before a single activation "
+        f"({V.fmt(w['static16'], other)}), before a single activation "
         f"(batch 1 × 512 tokens adds {V.fmt(wm['activations_bytes'], unit)}: total "
         f"{V.fmt(wm['total_bytes'], unit)}). Without the master copy, as the QLoRA paper counts "
-        f"(\"more than 780 GB\"): {w['bpp12']} B/param = **{V.fmt(w['static12'], unit)}**. "
+        f"(\"more than 780 GB\"): {w['bpp12']} B/param = **{V.fmt(w['static12'], unit)}** "
+        f"({V.fmt(w['static12'], other)}). "
         f"QLoRA's 4-bit frozen base with LoRA r=64 on every linear layer keeps "
         f"{V.fmt(q['weights_bytes'], unit)} of weights and {V.fmt(q['grads_bytes'] + q['optimizer_bytes'], unit)} of "
         f"gradients and optimizer state ({q['trainable_params']:,} trainable parameters).")
-    st.caption("Every number above is computed by `explorer.memory.estimate` from the published config; "
-               f"units: {V.UNIT_WORDS[unit]}. The preset 'LLaMA-65B full fine-tuning > 1 TB' draws it.")
+    st.caption("Every number above is computed by `explorer.memory.estimate` from the published config. The "
+               "metrics are in GB = 10^9 bytes (the unit of the claim: 1 TB = 1,000 GB; hover for GiB and exact "
+               f"bytes); the text in {V.UNIT_WORDS[unit]}. The preset 'LLaMA-65B full fine-tuning > 1 TB' draws it.")
 
 
 def measured_section(vals: dict, instr: bool) -> None:
@@ -316,7 +325,7 @@ def measured_section(vals: dict, instr: bool) -> None:
     if good:
         df = pd.DataFrame(V.compare_table(good, unit))
         cfg = {c: st.column_config.NumberColumn(format="%.5f") for c in df.columns if c.endswith(f"({unit})")}
-        cfg["difference %"] = st.column_config.NumberColumn(format="%+.1f %%",
+        cfg["difference %"] = st.column_config.NumberColumn(format="%+.2f %%",
                                                             help="(estimated − measured) / measured")
         for c in ("estimated (bytes)", "measured (bytes)"):
             cfg[c] = st.column_config.NumberColumn(format="localized")

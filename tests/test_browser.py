@@ -45,6 +45,8 @@ PAGES = [
     PageCase("methods_playground_compare", "Methods_playground",
              "model=minilm&m1=lora-sp&m2=sparta&wt=v&layer=0&a_rank=8&a_freeze=0.5&a_targets=q,v&b_targets=v,o",
              slider=None, wait_for='[data-testid="stMetricValue"]', height=3000),
+    PageCase("memory_calculator", "Memory_calculator", "model=llama-7b&prec=bf16-mixed&batch=4&seq=1024&unit=GiB",
+             slider=None, wait_for='[data-testid="stMetricValue"]', height=3000),
 ]
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

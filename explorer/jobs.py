@@ -283,12 +283,36 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_queue() -> RunQueue:
-    """The server-wide queue (created on first use with ``PEFT_EXPLORER_MAX_RUNS``)."""
+    """The server-wide queue (created on first use with ``PEFT_EXPLORER_MAX_RUNS``).
+
+    It also shares the CPU cores between the runs: torch's intra-op threads are set to
+    ``cpu_count // max_running`` (at least 1; ``PEFT_EXPLORER_TORCH_THREADS`` overrides),
+    because oversubscribed OpenMP threads make small models' steps up to 100x slower
+    (measured: 1.4 s instead of 0.01 s per tiny-bert step on a loaded 2-core machine).
+    """
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
             _DEFAULT = RunQueue()
+            set_run_threads(_DEFAULT.max_running)
         return _DEFAULT
+
+
+def set_run_threads(max_running: int) -> int:
+    """Set torch's intra-op threads so that ``max_running`` runs share the cores; returns the number set."""
+    try:
+        n = int(os.environ.get("PEFT_EXPLORER_TORCH_THREADS", "0"))
+    except ValueError:
+        n = 0
+    if n < 1:
+        n = max(1, (os.cpu_count() or 1) // max(1, int(max_running)))
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except Exception:  # noqa: BLE001
+        pass
+    return n
 
 
 # ----------------------------------------------------------------------------- budget sweeps

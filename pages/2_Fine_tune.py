@@ -368,7 +368,7 @@ def body():
     steps = int(values["steps"])
     cfg = TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
                       knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
-                      device=values["device"], eval_every=max(1, steps // 8), eval_examples=200, **cols_map)
+                      device=values["device"], eval_every=max(2, steps // 6), eval_examples=200, **cols_map)
     label = f"{info.label} · {name} · {cfg.task or D.default_task_for(kind)}"
 
     st.divider()

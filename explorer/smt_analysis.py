@@ -484,10 +484,11 @@ def _pick_targets(rec: GradientRecord, types) -> list[Target]:
     if isinstance(types, str):
         types = [s.strip() for s in types.split(",") if s.strip()]
     types = list(types)
-    bad = [t for t in types if t not in rec.types()]
+    have = rec.types()
+    bad = [t for t in types if t not in have]
     if bad:
         raise KnobError(f"smt analysis: unknown matrix type(s) {', '.join(map(str, bad))[:80]}; "
-                        f"this model has {', '.join(rec.types())}")
+                        f"this model has {', '.join(have)}")
     return [t for t in rec.targets if t.type in types]
 
 
@@ -662,20 +663,22 @@ def _ranks(scores: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 def analyze(rec: GradientRecord, block_size: int, n_blocks: int | None = None, density: float | None = None,
-            score: str = "abs-mean", rule: str = "global", types=None, seed: int = 0) -> SMTAnalysis:
+            score: str = "abs-mean", rule: str = "global", types=None, seed: int = 0,
+            details: bool = True) -> SMTAnalysis:
     """Scores, selection, shares, stability and overlaps for one setting; no gradient is recomputed.
 
     Results for cached records are memoised (an LRU of the last few settings), so redraws are instant.
+    ``details=False`` leaves out the stability curve and the overlaps (a faster first draw of a heatmap).
     """
     memo = None
     if rec.key is not None:
         tkey = None if types is None else (types if isinstance(types, str) else tuple(types))
-        memo = (rec.key, block_size, n_blocks, density, score, rule, tkey, seed)
+        memo = (rec.key, block_size, n_blocks, density, score, rule, tkey, seed, bool(details))
         with _LOCK:
             if memo in _ANALYSES:
                 _ANALYSES.move_to_end(memo)
                 return _ANALYSES[memo]
-    an = _analyze(rec, block_size, n_blocks, density, score, rule, types, seed)
+    an = _analyze(rec, block_size, n_blocks, density, score, rule, types, seed, details)
     if memo is not None:
         with _LOCK:
             _ANALYSES[memo] = an
@@ -684,7 +687,7 @@ def analyze(rec: GradientRecord, block_size: int, n_blocks: int | None = None, d
     return an
 
 
-def _analyze(rec, block_size, n_blocks, density, score, rule, types, seed) -> SMTAnalysis:
+def _analyze(rec, block_size, n_blocks, density, score, rule, types, seed, details=True) -> SMTAnalysis:
     if rule not in RULES:
         raise KnobError(f"smt analysis: unknown selection rule '{str(rule)[:40]}'; choose global or per-matrix")
     ts = _pick_targets(rec, types)
@@ -714,7 +717,7 @@ def _analyze(rec, block_size, n_blocks, density, score, rule, types, seed) -> SM
 
     # stability: the selection after each checkpoint against the final one
     stability = []
-    for i, step in enumerate(rec.steps):
+    for i, step in enumerate(rec.steps if details else []):
         s_i = select_blocks(score_maps(rec, b, score, [t.type for t in ts], checkpoint=i), n, rule)
         inter, union = _overlap(_masks(s_i, shapes), masks)
         j = inter / union if union else 1.0
@@ -727,6 +730,9 @@ def _analyze(rec, block_size, n_blocks, density, score, rule, types, seed) -> SM
                     share_of_smt=inter / n, explain=explain)
 
     overlaps = {}
+    if not details:
+        return _finish_analysis(rec, b, n, total, score, rule, type_order, ts, scores, sel, shares_type,
+                                shares_layer, density_type, blocks_type, stability, overlaps)
     mag = select_blocks(weight_magnitude_maps(rec, b, [t.type for t in ts]), n, rule)
     overlaps["magnitude"] = compare(mag, "largest-magnitude weights",
                                     "the n blocks with the largest mean |W| of the base weights")
@@ -758,6 +764,12 @@ def _analyze(rec, block_size, n_blocks, density, score, rule, types, seed) -> SM
                                          explain="only available in full warm-up mode (gradient-only leaves the "
                                                  "weights unchanged)")
 
+    return _finish_analysis(rec, b, n, total, score, rule, type_order, ts, scores, sel, shares_type,
+                            shares_layer, density_type, blocks_type, stability, overlaps)
+
+
+def _finish_analysis(rec, b, n, total, score, rule, type_order, ts, scores, sel, shares_type, shares_layer,
+                     density_type, blocks_type, stability, overlaps) -> SMTAnalysis:
     notes = list(rec.meta.get("notes", []))
     notes.append(f"Block size {b} x {b}; {n} of {total} blocks ({n / total:.2%} of the chosen matrices); "
                  f"score: {SCORE_LABELS[score]}; selection: {rule}.")

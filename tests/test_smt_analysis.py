@@ -99,6 +99,10 @@ def test_shares_add_up_and_stability_ends_at_one():
     # the early selection of pure noise differs from the final one
     an = analyze(rec, 16, n_blocks=17, score="abs-mean")
     assert an.stability[0]["jaccard"] < 1.0
+    quick = analyze(rec, 16, n_blocks=17, score="abs-mean", details=False)
+    assert quick.stability == [] and quick.overlaps == {}
+    for k in quick.selection:
+        assert quick.selection[k][0].tolist() == an.selection[k][0].tolist()
     # density form of the budget, and types restrict the candidates
     an = analyze(rec, 32, density=0.25, score="l2", types=["v"])
     assert an.n_blocks == round(0.25 * 3 * 2) and set(an.shares_type) == {"v"}

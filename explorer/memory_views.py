@@ -476,7 +476,7 @@ def compare_table(rows: list[dict], unit: str) -> list[dict]:
             d = rel_diff(e, m)
             out.append({"method": SHORT[r["method"]], "term": label, f"estimated ({unit})": in_unit(e, unit),
                         f"measured ({unit})": in_unit(m, unit), "estimated (bytes)": int(round(e)),
-                        "measured (bytes)": int(m), "difference %": None if d is None else 100.0 * d, "note": ""})
+                        "measured (bytes)": int(m), "difference %": None if d is None else 100.0 * d})
         if r.get("cuda_peak") is not None:
             out.append({"method": SHORT[r["method"]], "term": "CUDA peak (max_memory_allocated)",
                         f"measured ({unit})": in_unit(r["cuda_peak"], unit), "measured (bytes)": int(r["cuda_peak"]),

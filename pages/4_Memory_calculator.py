@@ -58,7 +58,7 @@ def settings_panel(vals: dict, instr: bool) -> None:
         c[2].number_input("Batch size", 1, 1024, step=1, key=k("batch"), help="sequences per step (b)")
         c[3].number_input("Sequence length", 1, 131072, step=256, key=k("seq"), help="tokens per sequence (s)")
         c = st.columns([6, 2, 2])
-        c[0].multiselect("Methods", list(METHODS), key=k("methods"), format_func=lambda m: METHODS[m].label,
+        c[0].multiselect("Methods", list(METHODS), key=k("methods"), format_func=lambda m: V.SHORT[m],
                          help="one stacked bar per method")
         c[1].radio("Units", V.UNITS, key=k("unit"), horizontal=True,
                    help="GB = 10^9 bytes (what vendors print on a GPU); GiB = 2^30 bytes (what nvidia-smi and "
@@ -260,7 +260,7 @@ def worked_example_section(unit: str) -> None:
                f"bytes); the text in {V.UNIT_WORDS[unit]}. The preset 'LLaMA-65B full fine-tuning > 1 TB' draws it.")
 
 
-def measured_section(vals: dict, instr: bool) -> None:
+def measured_section(vals: dict) -> None:
     import torch
 
     name, unit = vals["model"], vals["unit"]
@@ -276,7 +276,7 @@ def measured_section(vals: dict, instr: bool) -> None:
     b, s, capped = V.measure_shape(vals["batch"], vals["seq"], spec.max_positions)
     left, right = st.columns([3, 2], gap="large")
     with right:
-        st.multiselect("Methods to measure", list(METHODS), key=k("mmethods"), format_func=lambda m: METHODS[m].label)
+        st.multiselect("Methods to measure", list(METHODS), key=k("mmethods"), format_func=lambda m: V.SHORT[m])
         st.radio("Device", V.MEASURE_DEVICES if cuda else ("cpu",), key=k("mdev"), horizontal=True,
                  help="cuda also reports torch.cuda.max_memory_allocated() (the allocator's peak)")
         pressed = st.button("Measure on this machine", type="primary", key="mem_measure", width="stretch")
@@ -372,7 +372,7 @@ def body():
         estimates_section(spec, vals, rows)
         activations_section(spec, vals, rows)
     st.divider()
-    measured_section(vals, instr)
+    measured_section(vals)
     st.divider()
     worked_example_section(vals["unit"])
     ui.write_url(schema, PAGE)

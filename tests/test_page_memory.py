@@ -91,6 +91,22 @@ def test_worked_example_is_computed_by_estimate():
     assert w["static_qlora"] < 0.1 * w["static16"]
 
 
+def test_compare_table_relative_difference_and_cuda_peak():
+    est = dict(weights_bytes=100.0, grads_bytes=10.0, optimizer_bytes=20.0, activations_bytes=50.0,
+               total_bytes=180.0, trainable_params=5)
+    rec = dict(weights_bytes=100, grads_bytes=10, optimizer_bytes=24, activations_bytes=40, total_bytes=174,
+               trainable_params=5, optimizer_scalar_bytes=4, cuda_peak_bytes=999)
+    rows = V.compare_rows([dict(method="lora", label="LoRA", settings="", rec=rec, est=est, seconds=0.1)])
+    t = {r["term"]: r for r in V.compare_table(rows, "GB")}
+    assert t["activations"]["difference %"] == pytest.approx(25.0)
+    assert t["optimizer state"]["difference %"] == pytest.approx(-100 * 4 / 24)
+    assert t["CUDA peak (max_memory_allocated)"]["measured (bytes)"] == 999
+    assert rows[0]["meas_opt_scalar"] == 4
+    rec["cuda_peak_bytes"] = None  # off CUDA: no peak row
+    rows = V.compare_rows([dict(method="lora", label="LoRA", settings="", rec=rec, est=est, seconds=0.1)])
+    assert not any("CUDA" in r["term"] for r in V.compare_table(rows, "GB"))
+
+
 # ----------------------------------------------------------------------------- the page
 
 

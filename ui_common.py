@@ -159,6 +159,12 @@ def _raw_params() -> dict:
     return out
 
 
+def url_is_fresh(page: str) -> bool:
+    """True when the URL differs from what this page last wrote (first visit, pasted link, preset):
+    settings must then come from the URL, not from the widgets' session state."""
+    return st.session_state.get(f"_urlsig:{page}") != _sig(_raw_params())
+
+
 def url_values(schema: Schema, page: str, notice: bool = True) -> dict:
     """Values from the URL through ``schema`` (clamped); seeds the widgets' session state.
 

@@ -201,7 +201,7 @@ def draw_pictures(s, loaded, wt: str, layer: int, compact: bool):
     rank, exact, rank_text = pg.delta_rank(s, lay.target, d)
     left, right = _explain(compact)
     with left:
-        ui.show_fig(F.delta_heatmap(red, shape, f, f"The update ΔW added to W (illustrative values), {rank_text}",
+        ui.show_fig(F.delta_heatmap(red, shape, f, f"ΔW added to W (illustrative values), {rank_text}",
                                     tpl), key=f"delta-{side_key}")
     with right:
         st.markdown(note + (f" Rank of this ΔW: **{rank}** (computed from its factors; a {shape[0]}×{shape[1]} "
@@ -226,11 +226,13 @@ def body():
         if pick != "—":
             st.caption(presets[pick].lesson)
             if st.button("Load this preset", key="pg_preset_go", width="stretch"):
+                st.session_state["pg_lesson"] = pick
                 ui.apply_preset(presets[pick].values, PAGE)
     # the method of each side decides which knob fields are whitelisted
     pre, _ = base.parse(ui._raw_params())
-    m1 = st.session_state.get(k("m1"), pre["m1"])
-    m2 = st.session_state.get(k("m2"), pre["m2"])
+    fresh = ui.url_is_fresh(PAGE)  # a new link or preset: its methods decide which knobs are read
+    m1 = pre["m1"] if fresh else st.session_state.get(k("m1"), pre["m1"])
+    m2 = pre["m2"] if fresh else st.session_state.get(k("m2"), pre["m2"])
     m1 = m1 if m1 in METHODS else "lora"
     m2 = m2 if m2 in METHODS or m2 == "none" else "none"
     schema = base + pg.side_schema(m1, "a") + (pg.side_schema(m2, "b") if m2 != "none" else pg.Schema([]))
@@ -257,6 +259,10 @@ def body():
     if loaded is None:
         ui.write_url(schema, PAGE)
         return
+    lesson = st.session_state.get("pg_lesson")
+    if lesson in presets and (st.session_state.get(k("m1")), st.session_state.get(k("m2"))) == \
+            (presets[lesson].values.get("m1"), presets[lesson].values.get("m2")):
+        st.info(f"**Lesson: {lesson}.** {presets[lesson].lesson}", icon=":material/school:")
     inf = loaded.info
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {inf.n_layers} layers · hidden {inf.hidden} · "
                f"{'pretrained' if inf.pretrained else 'random weights'} · source: {inf.source}")

@@ -159,6 +159,17 @@ def test_preset_button_loads_values():
     no_problem(at)
     assert at.selectbox(key="pg:m1").value == "lora-sp" and at.selectbox(key="pg:m2").value == "lora"
     assert qp(at, "model") == "minilm"
+    assert any("Lesson: LoRA-SP vs LoRA" in i.value for i in at.info)
+
+
+def test_smt_preset_after_another_method():
+    at = run_pg(model="tiny-bert")  # starts on LoRA
+    at.sidebar.selectbox(key="pg_preset_pick").set_value("SMT top 1% blocks").run()
+    at.sidebar.button(key="pg_preset_go").click().run()
+    assert not at.exception
+    assert at.selectbox(key="pg:m1").value == "smt"
+    assert at.slider(key="pg:a_density").value == pytest.approx(0.01)  # the preset's knob, not the default
+    assert qp(at, "a_density") == "0.01"
 
 
 def test_bad_url_values_clamped():

@@ -27,11 +27,21 @@ Helpers
   Never call ``requires_grad_``, ``.train()`` or attach adapters on it; use ``fresh_copy``.
 - ``load_base_or_error(name)``: the same, showing ``ModelLoadError`` etc. as one readable line.
 - ``run_page(fn)`` / ``show_error(exc)``: error display (Streamlit's stop/rerun pass through).
-- ``url_values`` / ``write_url`` / ``wkey``: URL state through an ``explorer.urlstate.Schema``.
+- ``url_values`` / ``write_url`` / ``wkey`` / ``widget_values`` / ``url_is_fresh``: URL state through an
+  ``explorer.urlstate.Schema``.  Widgets are bound by key (``wkey(page, field)``, no ``value=``); they are
+  re-seeded from the URL only when the URL changed under the page (pasted link, preset).  When the schema
+  depends on a setting (e.g. the method decides the knob fields), read that setting from the URL while
+  ``url_is_fresh(page)`` and from the widget state otherwise.
 - ``apply_preset(preset, page)``: load a lesson preset (``explorer.presets``) into the URL and rerun.
 - ``instructor_mode()``: the sidebar switch (URL key ``instr``); pages hide ``Knob.advanced`` knobs when on.
 - ``plotly_template()`` / ``show_fig(fig)``: light/dark-aware plotly template, and drawing without Streamlit's theme.
 - ``model_choice(...)``: the model picker (registry names + a custom folder / hub id box).
+- ``knob_widget(page, prefix, knob, loaded, method)``: one widget per method ``Knob`` (rank as powers of two,
+  SMT block sizes that divide every target, the blocks slider bounded by the blocks the targets hold,
+  Tied-LoRA switches locked to the preset unless "custom"); ``available_types`` / ``type_label``.
+- ``session_history()``: the session's run history (Fine-tune / Compare).
+- Playground-only computations live in ``explorer.playground`` (cached summaries per model, method and knobs,
+  thread-safe, shared by all sessions; built on a shared-weight copy that never writes the cached base).
 """
 
 from __future__ import annotations

@@ -95,6 +95,7 @@ def start_run(cfg: TrainConfig, loaded, hist, label: str) -> None:
         st.session_state["ft_notice"] = ("warning", "A run is already going in this session: stop it first.")
         return
     state = RunState(cfg)
+    state.heartbeat()  # from now on the page must keep polling (or the run stops: tab closed)
 
     def work(job, cfg=cfg, state=state, loaded=loaded, hist=hist, label=label):
         # worker thread: no Streamlit calls here
@@ -210,6 +211,7 @@ def live_panel() -> None:
         return
     tpl = ui.plotly_template()
     if is_running(run):
+        run["state"].heartbeat()  # the page is open; a run no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("⏹ Stop", key="ft_stop", on_click=stop_run, type="secondary",
                   help="Ends the run within one step; the steps done so far are kept")
     draw_live(run, tpl)

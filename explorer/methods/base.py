@@ -49,6 +49,8 @@ def validate_knobs(knobs: list[Knob], values: dict, method: str) -> dict:
     out = {}
     for k in knobs:
         v = values.get(k.name, k.default)
+        if v is None:  # None means "the default" (no knob has None as a valid value)
+            v = k.default
         if v is None:
             out[k.name] = None
             continue

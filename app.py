@@ -105,6 +105,21 @@ def body():
         with cols[i % 2]:
             st.page_link(path, label=label, icon=icon)
             st.caption(blurbs.get(path, ""))
+    server_status_panel()
+
+
+def server_status_panel():
+    """PEFT_EXPLORER_DEBUG=1: checksums of the cached base models, live worker threads, active runs, RSS."""
+    import os
+
+    if os.environ.get("PEFT_EXPLORER_DEBUG") != "1":
+        return
+    import json
+
+    from explorer.sessions import server_status
+
+    with st.expander("Server status (debug)", expanded=True):
+        st.code(json.dumps(server_status(settle=True), indent=1), language="json")
 
 
 ui.run_page(body)

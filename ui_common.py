@@ -118,8 +118,11 @@ def run_page(body: Callable[[], None]) -> None:
 def get_base(name: str):
     """One read-only LoadedModel per model name per server (shared by every session)."""
     from explorer.models import load_model
+    from explorer.sessions import register_base
 
-    return load_model(name)
+    loaded = load_model(name)
+    register_base(name, loaded)  # weakly: the debug status panel shows its checksum
+    return loaded
 
 
 def load_base_or_error(name: str):

@@ -29,6 +29,7 @@ from pathlib import Path
 from .security import UnsafePathError, safe_join
 
 _SID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+WORKER_PREFIXES = ("train", "peft-run", "peft-sweep")
 
 
 def root() -> Path:
@@ -97,15 +98,38 @@ def register_base(name: str, loaded) -> None:
 
 
 def worker_threads() -> list[str]:
-    """Names of live threads that train (``train-*``, the name ``start_in_thread`` gives)."""
-    return sorted(t.name for t in threading.enumerate() if t.is_alive() and t.name.startswith("train"))
+    """Names of live threads that train: ``train-*`` (``start_in_thread``), ``peft-run-*`` and
+    ``peft-sweep`` (``explorer.jobs``)."""
+    return sorted(t.name for t in threading.enumerate()
+                  if t.is_alive() and t.name.startswith(WORKER_PREFIXES))
 
 
-def server_status(checksums: bool = True) -> dict:
-    """What the debug panel shows: pid, RSS, cached base models with checksums, threads, runs."""
+def settle_memory() -> bool:
+    """``gc.collect()`` and glibc's ``malloc_trim(0)`` (freed heap pages go back to the OS, so RSS
+    shows what is really held).  Returns True when malloc_trim was available."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def server_status(checksums: bool = True, settle: bool = False) -> dict:
+    """What the debug panel shows: pid, RSS, cached base models with checksums, threads, runs.
+
+    ``settle=True`` first runs :func:`settle_memory` (gc + malloc_trim), labelled in the output.
+    """
     from . import train as train_mod
 
     out = dict(pid=os.getpid(), time=time.time())
+    if settle:
+        out["settled"] = "gc.collect() + malloc_trim(0) before reading RSS" if settle_memory() else "gc.collect()"
     try:
         import psutil
 
@@ -132,4 +156,4 @@ def server_status(checksums: bool = True) -> dict:
 
 
 __all__ = ["root", "new_session_id", "valid_session_id", "session_dir", "cleanup", "register_base",
-           "server_status", "worker_threads"]
+           "server_status", "worker_threads", "settle_memory"]

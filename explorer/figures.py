@@ -157,12 +157,13 @@ def tied_diagram(structure: dict, title: str, template: str = "plotly_white", ma
     if gap:
         ys[shown[-1]] = 0
     col = lambda k: TRAINED if sw[k] else FROZEN  # noqa: E731
+    shapes, notes = [], []  # collected as dicts and set once (plotly's add_* one by one is quadratic)
 
     def box(x0, x1, y0, y1, color, text, dash=None):
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, fillcolor=color, opacity=0.85,
-                      line=dict(width=1, dash=dash or "solid"))
-        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text, showarrow=False,
-                           font=dict(color="white", size=12))
+        shapes.append(dict(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, fillcolor=color, opacity=0.85,
+                           line=dict(width=1, dash=dash or "solid")))
+        notes.append(dict(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text, showarrow=False,
+                          font=dict(color="white", size=12)))
 
     r = structure["rank"]
     g0 = structure["groups"][0] if structure["groups"] else dict(A=[1, r, 0], B=[1, 0, r])
@@ -171,25 +172,26 @@ def tied_diagram(structure: dict, title: str, template: str = "plotly_white", ma
         box(0.0, 1.2, mid + 0.15, mid + 0.85, col("train_A"), f"A (shared)<br>{r}×{g0['A'][2]}")
         box(0.0, 1.2, mid - 0.85, mid - 0.15, col("train_B"), f"B (shared)<br>{g0['B'][1]}×{r}")
         for l, y in ys.items():
-            fig.add_annotation(x=3.0, y=y + 0.4, ax=1.25, ay=mid, xref="x", yref="y", axref="x", ayref="y",
-                               showarrow=True, arrowhead=2, arrowwidth=1.2, arrowcolor=SHARED, text="")
+            notes.append(dict(x=3.0, y=y + 0.4, ax=1.25, ay=mid, xref="x", yref="y", axref="x", ayref="y",
+                              showarrow=True, arrowhead=2, arrowwidth=1.2, arrowcolor=SHARED, text=""))
     for l, y in ys.items():
         if not sw["tied"]:
             box(1.5, 2.7, y + 0.05, y + 0.75, col("train_A"), f"A_{l}, B_{l}")
         box(3.0, 3.8, y + 0.05, y + 0.75, col("train_u"), f"u_{l} ({r})")
         box(4.0, 5.2, y + 0.05, y + 0.75, col("train_v"), f"v_{l} ({g0['v'][1] if g0.get('v') else '?'})")
-        fig.add_annotation(x=5.35, y=y + 0.4, text=f"layer {l}: ΔW = diag(v_{l}) B diag(u_{l}) A", showarrow=False,
-                           xanchor="left", font=dict(size=12))
+        notes.append(dict(x=5.35, y=y + 0.4, text=f"layer {l}: ΔW = diag(v_{l}) B diag(u_{l}) A", showarrow=False,
+                          xanchor="left", font=dict(size=12)))
     if gap:
-        fig.add_annotation(x=4.1, y=0.9, text=f"⋮  ({len(layers) - len(shown)} more layers, same pattern)",
-                           showarrow=False)
+        notes.append(dict(x=4.1, y=0.9, text=f"⋮  ({len(layers) - len(shown)} more layers, same pattern)",
+                          showarrow=False))
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(size=12, color=TRAINED, symbol="square"),
                              name="trained"))
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(size=12, color=FROZEN, symbol="square"),
                              name="frozen"))
     fig.update_xaxes(visible=False, range=[-0.1, 9.8])
     fig.update_yaxes(visible=False, range=[-0.3, n + 0.1])
-    fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+                      shapes=shapes, annotations=notes)
     return _base(fig, template, title, height)
 
 

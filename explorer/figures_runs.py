@@ -108,7 +108,11 @@ def overlay_curves(runs: list[tuple[str, list[dict]]], what: str = "loss", templ
         fig.update_yaxes(title_text="training loss (nats)", rangemode="tozero")
     else:
         fig.update_yaxes(title_text="held-out accuracy (%)", range=[0, 101])
-    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    if len(runs) > 3:  # many runs: the legend goes to the right, one line each, so the plot keeps its height
+        fig.update_layout(legend=dict(orientation="v", x=1.02, y=1, xanchor="left", yanchor="top",
+                                      font=dict(size=11)))
+    else:
+        fig.update_layout(legend=dict(orientation="h", y=-0.25))
     return _base(fig, template, title or ("Training loss" if what == "loss" else "Held-out accuracy"), height)
 
 

@@ -151,7 +151,7 @@ def draw_live(run, tpl: str) -> None:
         pos = job.position()
         q = default_queue().stats()
         st.info(f"Queued: **{ordinal(pos)} in line** (at most {q['max_running']} fine-tunes run at once on this "
-                f"server; {q['running']} running now). It starts by itself; Stop cancels it.", icon="⏳")
+                f"server; {q['running']} running now). It starts by itself; Stop cancels it.", icon=":material/hourglass_top:")
     recs = snap["records"]
     if status in ("running", "queued"):
         frac = snap["progress"]
@@ -166,13 +166,13 @@ def draw_live(run, tpl: str) -> None:
         if status == "finished":
             acc = next((r["eval_accuracy"] for r in reversed(recs) if r.get("eval_accuracy") is not None), None)
             st.success(f"Finished {snap['step']} steps in {wall:.1f} s" +
-                       (f" · final held-out accuracy {acc:.1%}" if acc is not None else ""), icon="✅")
+                       (f" · final held-out accuracy {acc:.1%}" if acc is not None else ""), icon=":material/check_circle:")
         elif status == "stopped":
-            st.warning(f"Stopped: {msg or 'by the user'}. The steps done so far are kept in the history.", icon="⏹️")
+            st.warning(f"Stopped: {msg or 'by the user'}. The steps done so far are kept in the history.", icon=":material/stop_circle:")
         elif status == "nan":
-            st.error(f"The run diverged: {msg}", icon="🧨")
+            st.error(f"The run diverged: {msg}", icon=":material/error:")
         else:
-            st.error(f"The run failed: {msg}", icon="⚠️")
+            st.error(f"The run failed: {msg}", icon=":material/error:")
     if not recs:
         return
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
@@ -204,8 +204,12 @@ def draw_live(run, tpl: str) -> None:
                        f"(MiB = 2^20 bytes)")
 
 
-@st.fragment(run_every=0.7)
 def live_panel() -> None:
+    """Polls the run every 0.7 s while it is queued or running; a plain redraw otherwise (idle pages stay idle)."""
+    st.fragment(run_every=0.7 if is_running(active_run()) else None)(_live_panel)()
+
+
+def _live_panel() -> None:
     run = active_run()
     if run is None:
         return
@@ -292,7 +296,7 @@ def body():
         name = ui.model_choice(k("model_sel"), k("model_custom"), vals["model"])
         st.session_state[k("model")] = name
     if not name:
-        st.info("Type a local folder or a hub id in the sidebar.", icon="ℹ️")
+        st.info("Type a local folder or a hub id in the sidebar.", icon=":material/info:")
         return
     loaded = ui.load_base_or_error(name)
     if loaded is None:
@@ -388,7 +392,7 @@ def body():
                  f"Server: {q['running']} of {q['max_running']} fine-tune slots busy, {q['queued']} waiting.")
     note = st.session_state.get("ft_notice")
     if note:
-        (st.error if note[0] == "error" else st.warning)(note[1], icon="⚠️")
+        (st.error if note[0] == "error" else st.warning)(note[1], icon=":material/warning:")
     live_panel()
     downloads(hist)
     ui.write_url(schema, PAGE)
@@ -418,7 +422,7 @@ def downloads(hist) -> None:
         c[2].caption("no adapter saved for this run")
     with c[3]:
         try:
-            st.page_link("pages/3_Compare.py", label="Compare runs", icon="📊")
+            st.page_link("pages/3_Compare.py", label="Compare runs", icon=":material/bar_chart:")
         except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
             pass
     s = e.summary

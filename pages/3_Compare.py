@@ -58,7 +58,8 @@ def rows_of(hist) -> list[dict]:
         rows.append(dict(id=e.id, name=e.label or e.title(), method=c.get("method", "?"), model=c.get("model", "?"),
                          task=s.get("task") or c.get("task") or "", knobs=knobs_summary(c),
                          trainable=s.get("trainable_params"), accuracy=s.get("final_accuracy"),
-                         peak_bytes=s.get("peak_memory_bytes"), peak_parts=peak,
+                         peak_bytes=s.get("peak_memory_bytes"), peak_train=s.get("peak_memory_train_bytes"),
+                         peak_parts=peak,
                          step_ms=(s["mean_step_time_s"] * 1000 if s.get("mean_step_time_s") else None),
                          wall=s.get("wall_time_s"), device=s.get("device"), status=e.status,
                          steps=s.get("steps_done"), records=e.records))
@@ -73,11 +74,17 @@ def table(rows: list[dict]) -> None:
                             **{"trainable params": r["trainable"],
                                "final accuracy (%)": None if r["accuracy"] is None else 100 * r["accuracy"],
                                "peak memory (MiB)": None if r["peak_bytes"] is None else r["peak_bytes"] / 2**20,
+                               "peak after warm-up (MiB)": None if r["peak_train"] is None else r["peak_train"] / 2**20,
                                "step time (ms)": r["step_ms"], "wall time (s)": r["wall"]},
                             device=r["device"]) for r in rows])
     st.dataframe(df, hide_index=True, width="stretch",
                  column_config={"final accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
-                                "peak memory (MiB)": st.column_config.NumberColumn(format="%.2f"),
+                                "peak memory (MiB)": st.column_config.NumberColumn(
+                                    format="%.2f", help="largest measured total (weights + gradients + optimizer "
+                                                        "state + activations) of any step"),
+                                "peak after warm-up (MiB)": st.column_config.NumberColumn(
+                                    format="%.2f", help="the same, over the training steps only (differs for SMT)"),
+                                "knobs": st.column_config.TextColumn(width="medium"),
                                 "step time (ms)": st.column_config.NumberColumn(format="%.1f"),
                                 "wall time (s)": st.column_config.NumberColumn(format="%.1f"),
                                 "trainable params": st.column_config.NumberColumn(format="localized")})
@@ -94,6 +101,9 @@ def charts(rows: list[dict], tpl: str) -> None:
                     "it trained (log scale) or the peak of its measured memory (weights + gradients + optimizer "
                     "state + activations). Runs of one method are joined in budget order. **A flat line means "
                     "more parameters bought no accuracy** – the plateau the SMT paper reports for LoRA and DoRA.")
+        if any(r["method"] == "smt" for r in good):
+            st.caption("SMT's peak memory includes its warm-up, which (in 'full' mode) trains every weight with "
+                       "AdamW for a few steps; the table shows the peak after the warm-up beside it.")
         if len({r['model'] for r in good}) > 1 or len({r['task'] for r in good}) > 1:
             st.caption("Note: these runs mix models or tasks; compare like with like.")
     with left:
@@ -101,16 +111,19 @@ def charts(rows: list[dict], tpl: str) -> None:
             ui.show_fig(FR.accuracy_scatter(good, "trainable" if st.session_state[k("x")] == "trainable" else "memory",
                                             tpl), key="cmp-scatter")
         else:
-            st.info("No run has a final accuracy yet (stopped during SMT's warm-up, failed or diverged).", icon="ℹ️")
+            st.info("No run has a final accuracy yet (stopped during SMT's warm-up, failed or diverged).", icon=":material/info:")
     st.markdown("#### Curves overlaid")
     left, right = st.columns([3, 2], vertical_alignment="center")
-    names = {r["id"]: f"{r['id']}: {r['name']}" for r in rows}
+    names = {r["id"]: f"{r['id']}: {r['name']}".replace("sweep · ", "")[:34] for r in rows}
     with right:
         st.radio("curve", ("accuracy", "loss"), key=k("curve"), horizontal=True,
                  format_func=lambda c: {"accuracy": "held-out accuracy", "loss": "training loss"}[c])
         default = [r["id"] for r in rows][-8:]
-        if "cmp_pick" not in st.session_state or not set(st.session_state["cmp_pick"]) <= set(names):
+        cur = st.session_state.get("cmp_pick")
+        # follow the newest runs until the user picks by hand
+        if cur is None or not set(cur) <= set(names) or cur == st.session_state.get("cmp_pick_default"):
             st.session_state["cmp_pick"] = default
+        st.session_state["cmp_pick_default"] = default
         st.multiselect("runs", list(names), key="cmp_pick", format_func=lambda i: names[i])
         st.markdown("Held-out accuracy at each evaluation, or the training loss of every batch, for the runs picked "
                     "above. Runs that learn faster rise (or fall) earlier; SMT's first steps are its warm-up.")
@@ -161,8 +174,13 @@ def stop_sweep() -> None:
         sw.stop()
 
 
-@st.fragment(run_every=1.0)
 def sweep_panel() -> None:
+    """Polls the sweep every second while it runs; a plain redraw otherwise."""
+    sw = st.session_state.get(SWEEP_KEY)
+    st.fragment(run_every=1.0 if sw is not None and not sw.done else None)(_sweep_panel)()
+
+
+def _sweep_panel() -> None:
     sw = st.session_state.get(SWEEP_KEY)
     if sw is None:
         return
@@ -268,7 +286,7 @@ def body():
         charts(rows, tpl)
     else:
         st.info("No runs yet. Start one on the **Fine-tune** page, run a sweep below, or import a history file.",
-                icon="ℹ️")
+                icon=":material/info:")
         ui.page_links(exclude="pages/3_Compare.py")
     st.divider()
     sweep_section()

@@ -9,6 +9,7 @@ move must change the first metric shown, or None).  Screenshots go to
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -45,6 +46,8 @@ PAGES = [
     PageCase("methods_playground_compare", "Methods_playground",
              "model=minilm&m1=lora-sp&m2=sparta&wt=v&layer=0&a_rank=8&a_freeze=0.5&a_targets=q,v&b_targets=v,o",
              slider=None, wait_for='[data-testid="stMetricValue"]', height=3000),
+    PageCase("fine_tune_settings", "Fine_tune", "model=tiny-bert&method=lora&steps=60", height=1500),
+    PageCase("compare_empty", "Compare", "sw_model=tiny-bert", height=1300),
     PageCase("memory_calculator", "Memory_calculator", "model=llama-7b&prec=bf16-mixed&batch=4&seq=1024&unit=GiB",
              slider=None, wait_for='[data-testid="stMetricValue"]', height=3000),
 ]
@@ -167,5 +170,61 @@ def test_page(server, browser, case: PageCase):
             errs = page_errors(page)
             assert not errs, f"{case.name}: errors after moving the slider: {errs}"
         screenshot(page, case.name)
+    finally:
+        ctx.close()
+
+
+def _click(page, name: str) -> None:
+    page.get_by_role("button", name=name).first.click()
+
+
+def test_fine_tune_start_stop_and_compare(server, browser):
+    """Start a run on tiny-bert and stop it; let a short one finish; then see both on Compare (same session)."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 2300})
+    page = ctx.new_page()
+    try:
+        page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps=500&bs=4", wait_until="domcontentloaded",
+                  timeout=30_000)
+        page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+        wait_idle(page)
+        _click(page, "▶ Start")
+        page.get_by_role("button", name="⏹ Stop").wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"step [1-9][0-9]* of 500")).first.wait_for(timeout=60_000)
+        _click(page, "⏹ Stop")
+        page.get_by_text("Stopped:", exact=False).first.wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.get_by_role("button", name="▶ Start").is_enabled()
+        errs = page_errors(page)
+        assert not errs, f"fine-tune: errors shown on the page: {errs}"
+        screenshot(page, "fine_tune_stopped")
+        # a short run that finishes (a new session: the link sets 40 steps)
+        page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps=40&bs=16", wait_until="domcontentloaded",
+                  timeout=30_000)
+        page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+        wait_idle(page)
+        _click(page, "▶ Start")
+        page.get_by_text("Finished 40 steps", exact=False).first.wait_for(timeout=90_000)
+        wait_idle(page)
+        errs = page_errors(page)
+        assert not errs, f"fine-tune: errors after a finished run: {errs}"
+        screenshot(page, "fine_tune")
+        # Compare, same session: the run in the table, then a sweep
+        page.get_by_role("link", name="Compare").first.click()
+        page.get_by_text("Compare runs").first.wait_for(timeout=30_000)
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+        wait_idle(page)
+        steps = page.locator('[data-testid="stSlider"]').filter(has_text="steps per run") \
+            .locator('input[type="range"], [role="slider"]').first
+        steps.focus()
+        steps.press("Home")  # 4 steps per run: a quick sweep
+        page.get_by_role("button", name=re.compile(r"Run the sweep")).wait_for(timeout=30_000)
+        wait_idle(page)
+        _click(page, "▶ Run the sweep")
+        page.get_by_text("Sweep finished", exact=False).first.wait_for(timeout=180_000)
+        wait_idle(page)
+        errs = page_errors(page)
+        assert not errs, f"compare: errors shown on the page: {errs}"
+        page.set_viewport_size({"width": 1440, "height": 3000})
+        screenshot(page, "compare")
     finally:
         ctx.close()

@@ -10,6 +10,10 @@ Built-in tasks (made by this project, deterministic; none downloads anything):
     combination that a new head on a frozen encoder does not separate (about 50%).
     Generated from seed 0: 2,000 training and 500 held-out sentences (held-out
     sentences never appear in training; every pair appears in both).
+    Measured on minilm, 150 steps, batch 16, default knobs and rates (held-out accuracy at
+    step 100 -> 150; untrained 0.52): full 0.99 -> 1.00, LoRA 0.96 -> 0.97, DoRA 0.96 -> 0.96,
+    LoRA-SP 0.74 -> 0.91, Tied-LoRA (TL6) 0.59 -> 0.76, SMT 0.92 -> 1.00 (its first 75 steps
+    are a full fine-tuning warm-up).
     ``colour-shape-easy`` is the same over 4 x 4 pairs (learned within ~50 steps).
 
 ``size-compare`` (encoders: minilm, tiny-bert; 2 labels, true/false)

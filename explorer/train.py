@@ -595,7 +595,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
         status=status, message=message, steps_done=max([r["step"] for r in trained], default=0),
         steps=int(cfg.steps), method=cfg.method, model=cfg.model, task=(res.task.name if res.task else cfg.task),
         best_accuracy=max(evals) if evals else None, wall_time_s=wall,
-        device=str(device) if device is not None else None, lr=cfg.resolved_lr() if status != "failed" or True else None,
+        device=str(device) if device is not None else None, lr=_safe_lr(cfg),
         peak_memory_bytes=_peak("total_bytes"), peak_memory_train_bytes=_peak("total_bytes", "train"),
         peak_cuda_bytes=_peak("cuda_peak_bytes"), peak_rss_bytes=_peak("rss_bytes"),
         mean_step_time_s=(sum(r["step_time_s"] for r in trained[1:]) / max(1, len(trained) - 1)
@@ -651,3 +651,10 @@ def start_in_thread(cfg: TrainConfig, loaded=None, on_step=None, memory_fn=None)
 
 __all__ = ["TrainConfig", "RunState", "RunResult", "train", "start_in_thread", "pick_device", "DEFAULT_LR",
            "init_head", "prepare_base", "load_for", "active_runs", "orphan_seconds", "ORPHAN_ENV"]
+
+
+def _safe_lr(cfg):
+    try:
+        return cfg.resolved_lr()
+    except (TypeError, ValueError):
+        return None

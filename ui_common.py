@@ -34,7 +34,8 @@ Helpers
   ``url_is_fresh(page)`` and from the widget state otherwise.
 - ``apply_preset(preset, page)``: load a lesson preset (``explorer.presets``) into the URL and rerun.
 - ``instructor_mode()``: the sidebar switch (URL key ``instr``); pages hide ``Knob.advanced`` knobs when on.
-- ``plotly_template()`` / ``show_fig(fig)``: light/dark-aware plotly template, and drawing without Streamlit's theme.
+- ``plotly_template()`` / ``show_fig(fig)``: light/dark plotly template (for exports), and drawing with Streamlit's
+  chart theme so light and dark app themes both read well.
 - ``model_choice(...)``: the model picker (registry names + a custom folder / hub id box).
 - ``knob_widget(page, prefix, knob, loaded, method)``: one widget per method ``Knob`` (rank as powers of two,
   SMT block sizes that divide every target, the blocks slider bounded by the blocks the targets hold,
@@ -249,7 +250,9 @@ def plotly_template() -> str:
 
 
 def show_fig(fig, key: str | None = None) -> None:
-    st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})
+    """Draw with Streamlit's chart theme, which follows the light or dark app theme in the browser
+    (fonts, grid, background); colours and colour scales set on the traces are kept."""
+    st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
 
 
 # ----------------------------------------------------------------------------- method knobs (shared by pages)
@@ -352,14 +355,32 @@ def _bool_label(name: str) -> str:
 # ----------------------------------------------------------------------------- run history of this session
 
 def session_history():
-    """This session's ``explorer.history.RunHistory`` (persisted under a server-made session folder)."""
-    if "run_history" not in st.session_state:
-        from explorer.history import RunHistory, new_session_id, session_folder
+    """This session's ``explorer.history.RunHistory``, persisted under a server-made session folder.
 
-        sid = st.session_state.setdefault("session_id", new_session_id())
+    The folder's id (32 hex characters, made with ``secrets``) is also written to the URL as
+    ``sid``; after a page reload the new session starts from a *copy* of that folder's runs
+    (validated id, existing folder only; the id never names a path by itself), under its own
+    new id, so a shared link never lets two sessions write the same files.
+    """
+    from explorer.history import RunHistory, new_session_id, session_folder, valid_session_id
+
+    if "run_history" not in st.session_state:
+        sid = new_session_id()
         try:
-            folder = session_folder(sid)
+            hist = RunHistory(session_folder(sid))
         except Exception:  # noqa: BLE001 - no folder: the history stays in memory
-            folder = None
-        st.session_state["run_history"] = RunHistory(folder)
+            hist = RunHistory()
+        prev = st.query_params.get("sid")
+        if prev and valid_session_id(prev) and prev != sid:
+            try:
+                old = session_folder(prev)
+                if old.is_dir():
+                    hist.restore_from(old)
+            except Exception:  # noqa: BLE001 - an unreadable old folder: start empty
+                pass
+        st.session_state["session_id"] = sid
+        st.session_state["run_history"] = hist
+    sid = st.session_state.get("session_id")
+    if valid_session_id(sid) and st.query_params.get("sid") != sid:
+        st.query_params["sid"] = sid
     return st.session_state["run_history"]

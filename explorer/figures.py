@@ -113,6 +113,9 @@ def block_scores(scores: np.ndarray, selected: np.ndarray, block: int, title: st
     fig.update_yaxes(autorange="reversed", title_text=f"block row (each {block} output rows)", scaleanchor="x",
                      constrain="domain")
     fig.update_xaxes(title_text=f"block column (each {block} input columns)", constrain="domain")
+    if max(s.shape) <= 12:  # whole blocks only on small grids
+        fig.update_xaxes(dtick=1)
+        fig.update_yaxes(dtick=1)
     fig.update_layout(showlegend=False)
     return _base(fig, template, title, height)
 
@@ -176,10 +179,10 @@ def tied_diagram(structure: dict, title: str, template: str = "plotly_white", ma
                               showarrow=True, arrowhead=2, arrowwidth=1.2, arrowcolor=SHARED, text=""))
     for l, y in ys.items():
         if not sw["tied"]:
-            box(1.5, 2.7, y + 0.05, y + 0.75, col("train_A"), f"A_{l}, B_{l}")
-        box(3.0, 3.8, y + 0.05, y + 0.75, col("train_u"), f"u_{l} ({r})")
-        box(4.0, 5.2, y + 0.05, y + 0.75, col("train_v"), f"v_{l} ({g0['v'][1] if g0.get('v') else '?'})")
-        notes.append(dict(x=5.35, y=y + 0.4, text=f"layer {l}: ΔW = diag(v_{l}) B diag(u_{l}) A", showarrow=False,
+            box(1.5, 2.8, y + 0.05, y + 0.75, col("train_A"), f"A_{l}, B_{l}")
+        box(3.0, 4.1, y + 0.05, y + 0.75, col("train_u"), f"u_{l}<br>{r}")
+        box(4.3, 5.6, y + 0.05, y + 0.75, col("train_v"), f"v_{l}<br>{g0['v'][1] if g0.get('v') else '?'}")
+        notes.append(dict(x=5.8, y=y + 0.4, text=f"layer {l}: ΔW = diag(v_{l}) B diag(u_{l}) A", showarrow=False,
                           xanchor="left", font=dict(size=12)))
     if gap:
         notes.append(dict(x=4.1, y=0.9, text=f"⋮  ({len(layers) - len(shown)} more layers, same pattern)",
@@ -188,8 +191,8 @@ def tied_diagram(structure: dict, title: str, template: str = "plotly_white", ma
                              name="trained"))
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", marker=dict(size=12, color=FROZEN, symbol="square"),
                              name="frozen"))
-    fig.update_xaxes(visible=False, range=[-0.1, 9.8])
-    fig.update_yaxes(visible=False, range=[-0.3, n + 0.1])
+    fig.update_xaxes(visible=False, range=[-0.1, 10.6])
+    fig.update_yaxes(visible=False, range=[min(-0.45, (n - 1) / 2 - 0.95), n + 0.1])
     fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
                       shapes=shapes, annotations=notes)
     return _base(fig, template, title, height)

@@ -36,7 +36,7 @@ from pathlib import Path
 from .errors import DataError
 
 __all__ = ["RunEntry", "RunHistory", "entry_from_result", "new_session_id", "session_folder", "atomic_write",
-           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "FORMAT", "VERSION", "MAX_IMPORT_BYTES"]
+           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "valid_session_id", "FORMAT", "VERSION", "MAX_IMPORT_BYTES"]
 
 FORMAT = "peft-explorer-history"
 VERSION = 1
@@ -51,6 +51,10 @@ _SCALAR = (str, int, float, bool, type(None))
 
 def new_session_id() -> str:
     return secrets.token_hex(16)
+
+
+def valid_session_id(session_id) -> bool:
+    return isinstance(session_id, str) and bool(_SID.match(session_id))
 
 
 def session_folder(session_id: str, root: Path | str | None = None) -> Path:
@@ -363,6 +367,25 @@ class RunHistory:
             seen.add(e.id)
             out.append(e)
         return out
+
+    def restore_from(self, folder: Path | str) -> int:
+        """Copy the runs (and adapters) persisted in another session folder into this history.
+
+        Used after a page reload: the new session starts from a *copy* of the old one's runs,
+        so two sessions never write the same files.  A missing or unreadable folder adds nothing.
+        """
+        old = RunHistory(folder)
+        with self._lock:
+            for e in old.runs:
+                if self.get(e.id) is not None:
+                    e.id = self.new_id()
+                self.runs.append(e)
+                if e.adapter_zip and self.folder is not None:
+                    atomic_write(self.folder / f"{e.id}.adapter.zip", e.adapter_zip)
+            del self.runs[:-MAX_RUNS]
+            if old.runs:
+                self.save()
+        return len(old.runs)
 
     def import_json(self, data: str | bytes) -> int:
         """Add the runs of an exported file (ids that clash get new ones).  Returns how many were added."""

@@ -258,7 +258,7 @@ def upload_task(kind: str):
 
 def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
     """Save an upload in this session's folder and load it (DataError with a clear message when malformed)."""
-    folder = session_folder(st.session_state.setdefault("session_id", new_session_id()))
+    folder = session_folder(st.session_state.get("session_id") or new_session_id())
     path = save_upload(folder, name, data)
     return D.load_task(str(path), kind, **cols_map), path
 
@@ -271,6 +271,7 @@ def body():
     st.markdown("Train a PEFT method on a small task **for real**, right here: loss, held-out accuracy and memory "
                 "are measured step by step while the run goes. Every run joins this session's history "
                 "(see **Compare**) and can be downloaded.")
+    hist = ui.session_history()  # before anything uses the session id (uploads)
     base = page_schema()
     with st.sidebar:
         st.subheader("Lesson presets")
@@ -300,7 +301,7 @@ def body():
         return
     loaded = ui.load_base_or_error(name)
     if loaded is None:
-        ui.write_url(schema, PAGE)
+        ui.write_url(schema, PAGE, keep=("sid",))
         return
     inf = loaded.info
     kind = inf.kind
@@ -381,7 +382,6 @@ def body():
     b = st.columns([1, 1, 4], vertical_alignment="center")
     need = estimate_run_bytes(cfg, loaded)
     can = bool(cfg.task or src == "built-in")
-    hist = ui.session_history()
     b[0].button("▶ Start", key="ft_start", type="primary", disabled=running or not can,
                 on_click=start_run, args=(cfg, loaded, hist, label), width="stretch",
                 help="Runs in the background; the page stays usable")
@@ -395,7 +395,7 @@ def body():
         (st.error if note[0] == "error" else st.warning)(note[1], icon=":material/warning:")
     live_panel()
     downloads(hist)
-    ui.write_url(schema, PAGE)
+    ui.write_url(schema, PAGE, keep=("sid",))
 
 
 def downloads(hist) -> None:

@@ -273,8 +273,8 @@ def body():
     st.title("Compare runs")
     st.markdown("Every run of this session (Fine-tune page, sweeps below, imported files) side by side: what each "
                 "method trained, how accurate it became, and what it cost in memory and time.")
-    ui.url_values(SCHEMA, PAGE)
     hist = ui.session_history()
+    ui.url_values(SCHEMA, PAGE)
     rows = rows_of(hist)
     tpl = ui.plotly_template()
     if rows:
@@ -292,7 +292,7 @@ def body():
     sweep_section()
     st.divider()
     import_export(hist)
-    ui.write_url(SCHEMA, PAGE)
+    ui.write_url(SCHEMA, PAGE, keep=("sid",))
 
 
 ui.run_page(body)

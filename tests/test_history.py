@@ -141,3 +141,17 @@ def test_entry_from_real_run_with_adapter_zip(tiny_bert):
     csv_text = metrics_csv(e)
     assert csv_text.splitlines()[0].startswith("step,") and len(csv_text.splitlines()) == len(e.records) + 1
     assert json.loads(metrics_json(e))["id"] == "run1"
+
+
+def test_restore_from_copies_into_a_new_folder(tmp_path):
+    a = RunHistory(folder=tmp_path / "a")
+    e = entry(1)
+    e.adapter_zip = b"PK-not-really"
+    a.add(e)
+    a.add(entry(2))
+    b = RunHistory(folder=tmp_path / "b")
+    assert b.restore_from(tmp_path / "a") == 2
+    assert [x.id for x in b] == ["r1", "r2"] and b.get("r1").adapter_zip == b"PK-not-really"
+    b.add(entry(3))  # the new session writes only its own folder
+    assert len(RunHistory(folder=tmp_path / "a")) == 2 and len(RunHistory(folder=tmp_path / "b")) == 3
+    assert RunHistory(folder=tmp_path / "c").restore_from(tmp_path / "missing") == 0

@@ -303,3 +303,21 @@ def test_export_import_round_trip_on_page(some_runs):
     no_problem(at)
     assert list(at.dataframe[0].value["run"]) == [e.id for e in some_runs]
     assert RunHistory.parse(h.to_json())[0].to_dict() == some_runs.runs[0].to_dict()
+
+
+def test_history_survives_a_reload_as_a_copy(some_runs):
+    at = cmp()
+    hist = at.session_state["run_history"]
+    for e in some_runs:
+        hist.add(e)
+    sid = qp(at, "sid")
+    assert sid == at.session_state["session_id"] and len(sid) == 32
+    # a reload: a new session with the same link
+    at2 = cmp(sid=sid)
+    no_problem(at2)
+    assert [e.id for e in at2.session_state["run_history"]] == [e.id for e in some_runs]
+    assert qp(at2, "sid") != sid  # the copy lives under its own new id
+    # a hostile sid is ignored: a fresh, empty history
+    at3 = cmp(sid="../../../../etc")
+    no_problem(at3)
+    assert len(at3.session_state["run_history"]) == 0 and qp(at3, "sid") != "../../../../etc"

@@ -102,7 +102,7 @@ def page_links(exclude: str | None = None) -> None:
 
 
 def show_error(exc: BaseException, prefix: str = "") -> None:
-    st.error(prefix + user_message(exc), icon="⚠️")
+    st.error(prefix + user_message(exc), icon=":material/error:")
 
 
 def run_page(body: Callable[[], None]) -> None:
@@ -196,7 +196,7 @@ def url_values(schema: Schema, page: str, notice: bool = True) -> dict:
             st.session_state[k] = v
     if warnings and notice:
         st.info("Some values in the link were out of range or unknown and were adjusted: " +
-                "; ".join(warnings[:6]) + (" …" if len(warnings) > 6 else ""), icon="ℹ️")
+                "; ".join(warnings[:6]) + (" …" if len(warnings) > 6 else ""), icon=":material/info:")
     return values
 
 

@@ -10,13 +10,10 @@ from explorer import figures as F
 from explorer import playground as pg
 from explorer.methods import METHODS
 from explorer.presets import for_page
-from explorer.targets import TYPE_NAMES, find_targets
+from explorer.targets import find_targets
 
 PAGE = "pg"
 ui.page_setup("Methods playground", ":material/science:")
-
-RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-
 
 def k(name: str) -> str:
     return ui.wkey(PAGE, name)
@@ -29,25 +26,12 @@ def knob_widget(side: str, knob, loaded, method: str) -> None:
     ui.knob_widget(PAGE, f"{side}_", knob, loaded, method)  # shared with the fine-tune page
 
 
-def _bool_label(name: str) -> str:
-    return {"tied": "A, B tied across layers", "train_A": "train A", "train_B": "train B", "train_u": "train u",
-            "train_v": "train v"}.get(name, name)
-
-
 def _available_types(loaded) -> list[str]:
-    from explorer.targets import ALL_TYPES
-
-    have = {t.type for t in find_targets(loaded.model)}
-    return [t for t in ALL_TYPES if t in have] or ALL_TYPES
-
-
-def _target_shapes(loaded, types) -> list[tuple[int, int]]:
-    return sorted({(t.d_out, t.d_in) for t in find_targets(loaded.model, list(types or []))})
+    return ui.available_types(loaded)
 
 
 def _type_label(loaded, t: str) -> str:
-    fam = loaded.info.family if loaded.info.family in TYPE_NAMES else "llama"
-    return f"{t} ({TYPE_NAMES[fam].get(t, t)})"
+    return ui.type_label(loaded, t)
 
 
 # ----------------------------------------------------------------------------- one side
@@ -103,7 +87,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
         for n in s.notes:
             st.markdown(f"- {n}")
         st.markdown(f"- Adapter size: {s.adapter_bytes_how}.")
-    draw_pictures(s, loaded, wt, layer, compact)
+    draw_pictures(s, side, wt, layer, compact)
     return s
 
 
@@ -114,9 +98,9 @@ def _explain(compact: bool):
     return st.columns([3, 2], vertical_alignment="center")
 
 
-def draw_pictures(s, loaded, wt: str, layer: int, compact: bool):
+def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
     tpl = ui.plotly_template()
-    side_key = f"{s.method}-{id(s)}"
+    side_key = f"{side}-{s.method}"  # unique per side (both sides may hold the same cached summary)
     lay = pg.find_layout(s, wt, layer)
     st.markdown(f"**What can change in `{wt}` of layer {layer}**")
     if s.method == "tied-lora":
@@ -133,7 +117,7 @@ def draw_pictures(s, loaded, wt: str, layer: int, compact: bool):
     if lay is None:
         types = sorted({t.type for t in s.adapter.targets})
         st.info(f"{METHODS[s.method].label} does not adapt `{wt}` in layer {layer} with these settings "
-                f"(its targets: {', '.join(types) or 'none'}). Pick another matrix above.", icon="ℹ️")
+                f"(its targets: {', '.join(types) or 'none'}). Pick another matrix above.", icon=":material/info:")
         return
     shape = tuple(lay.shape)
     if s.method in ("lora", "dora"):
@@ -253,7 +237,7 @@ def body():
         name = ui.model_choice(k("model_sel"), k("model_custom"), vals["model"])
         st.session_state[k("model")] = name
     if not name:
-        st.info("Type a local folder or a hub id in the sidebar.", icon="ℹ️")
+        st.info("Type a local folder or a hub id in the sidebar.", icon=":material/info:")
         return
     loaded = ui.load_base_or_error(name)
     if loaded is None:

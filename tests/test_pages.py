@@ -140,6 +140,12 @@ def test_tied_lora_switches_and_compare_on_tiny_llama():
     assert count(at, 0) < count(at, 1)
 
 
+def test_same_method_on_both_sides():
+    at = run_pg(model="tiny-llama", m1="lora", m2="lora")  # one cached summary drawn twice
+    no_problem(at)
+    assert count(at, 0) == count(at, 1) > 0
+
+
 def test_preset_url_restored():
     from explorer.presets import PRESETS
 

@@ -321,3 +321,27 @@ def test_history_survives_a_reload_as_a_copy(some_runs):
     at3 = cmp(sid="../../../../etc")
     no_problem(at3)
     assert len(at3.session_state["run_history"]) == 0 and qp(at3, "sid") != "../../../../etc"
+
+
+def test_memory_refusal_shown_with_estimate():
+    from explorer.jobs import default_queue
+
+    q = default_queue()
+    old = q.free_fn
+    q.free_fn = lambda dev: 2**20  # 1 MiB free: nothing fits
+    try:
+        at = ft(model="tiny-bert", steps="6")
+        at.button(key="ft_start").click().run()
+        assert not at.exception
+        msgs = [e.value for e in at.error]
+        assert any("would not fit" in m and "MiB" in m and "1 MiB are free" in m for m in msgs), msgs
+        assert "ft_run" not in at.session_state and not at.button(key="ft_start").disabled
+    finally:
+        q.free_fn = old
+
+
+def test_causal_model_page():
+    at = ft(model="tiny-llama", method="dora")
+    no_problem(at)
+    assert at.selectbox(key="ft:task").options == ["word-category"]
+    assert "gate (gate_proj)" in at.multiselect(key="ft:k_targets").options  # the LLaMA matrices are offered

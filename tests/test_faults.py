@@ -31,7 +31,9 @@ def cfg(steps=400, method="lora", **kw):
 
 
 def worker_threads():
-    return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith("train")]
+    from explorer.sessions import WORKER_PREFIXES  # train-* (start_in_thread), peft-run-* (the server queue)
+
+    return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith(WORKER_PREFIXES)]
 
 
 def n_optimizers() -> int:
@@ -62,7 +64,7 @@ def hook():
 def no_threads_left():
     yield
     deadline = time.time() + 20
-    while worker_threads() and time.time() < deadline:
+    while (worker_threads() or train_mod.active_runs()) and time.time() < deadline:
         time.sleep(0.05)
     assert not worker_threads(), f"worker threads left running: {[t.name for t in worker_threads()]}"
     assert not train_mod.active_runs()
@@ -214,3 +216,118 @@ def test_retry_after_fault_works(tiny_bert, hook):
     train_mod.FAULT_HOOK = None
     res = train(cfg(steps=6), loaded=tiny_bert)
     assert res.status == "finished" and res.summary["final_accuracy"] is not None
+
+
+# ----------------------------------------------------------------------------- the same faults through the page
+
+FT_PAGE = "pages/2_Fine_tune.py"
+
+
+@pytest.fixture
+def page_env(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    if not (Path(__file__).resolve().parents[1] / FT_PAGE).exists():
+        pytest.skip("the Fine-tune page is not there")
+    monkeypatch.setenv("PEFT_EXPLORER_SESSIONS", str(tmp_path / "sessions"))
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    from explorer.jobs import default_queue
+
+    default_queue().cancel_all()
+    torch.set_num_threads(torch_threads)
+
+
+def app(page: str = FT_PAGE, **params):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=90)
+    at.switch_page(page) if page != "app.py" else None
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def run_of(at):
+    return at.session_state["ft_run"] if "ft_run" in at.session_state else None
+
+
+def until(cond, timeout=60.0, every=0.05, on_wait=None):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        if on_wait:
+            on_wait()
+        time.sleep(every)
+
+
+def finish_short_run(at):
+    at.slider(key="ft:steps").set_value(2).run()
+    at.button(key="ft_start").click().run()
+    until(lambda: run_of(at)["state"].done, on_wait=at.run, every=0.3)
+    at.run()
+    hist = at.session_state["run_history"]
+    assert [e.status for e in hist] == ["finished"]
+    return [e.id for e in hist]
+
+
+def test_page_switched_mid_run_keeps_going_and_shows_again(page_env, hook):
+    hook(delay=0.02)
+    at = app(model="tiny-bert", steps="300", bs="4")
+    at.button(key="ft_start").click().run()
+    run = run_of(at)
+    until(lambda: run["state"].step >= 2, on_wait=at.run, every=0.3)
+    at.switch_page("pages/3_Compare.py").run()  # another page: the run goes on in its thread
+    assert not at.exception
+    s1 = run["state"].step
+    until(lambda: run["state"].step > s1 + 2)  # no page polls the run, it still advances
+    assert not run["state"].done and worker_threads()
+    at.switch_page(FT_PAGE).run()  # back: the same run is shown, with its Stop button
+    assert not at.exception and run_of(at) is run
+    assert at.button(key="ft_stop") is not None and at.button(key="ft_start").disabled
+    assert any(run["label"] in m.value for m in at.markdown)  # its live panel is drawn again
+    at.button(key="ft_stop").click().run()
+    until(lambda: run["state"].done, on_wait=at.run, every=0.3)
+    assert run["state"].status == "stopped"
+
+
+def test_tab_closed_mid_run_through_the_page(page_env, hook, monkeypatch):
+    monkeypatch.setenv(train_mod.ORPHAN_ENV, "1.0")
+    hook(delay=0.02)
+    at = app(model="tiny-bert", steps="400", bs="4")
+    at.button(key="ft_start").click().run()
+    run = run_of(at)
+    until(lambda: run["state"].step >= 1, on_wait=at.run, every=0.3)
+    # the tab is closed: nothing polls any more (no at.run())
+    until(lambda: run["state"].done, timeout=30)
+    assert run["state"].status == "stopped" and run["state"].message.startswith("stopped: page closed")
+    assert run["state"].step < 400
+    at.run()  # a session coming back (same session state) sees what happened, no traceback
+    assert not at.exception and any("page closed" in w.value for w in at.warning)
+
+
+def test_exception_and_oom_in_page_runs_keep_the_finished_run(page_env, hook):
+    at = app(model="tiny-bert", steps="2", bs="4")
+    kept = finish_short_run(at)
+    for fn, expect in ((_lora_raises, "shape mismatch inside the adapter"), (_cuda_oom, "Out of memory")):
+        seen = hook(fn)
+        at.slider(key="ft:steps").set_value(50).run()
+        at.button(key="ft_start").click().run()
+        run = run_of(at)
+        until(lambda: run["state"].done, on_wait=at.run, every=0.3)
+        at.run()
+        assert not at.exception
+        assert run["state"].status == "failed" and expect in run["state"].message
+        assert any(expect in e.value for e in at.error), [e.value for e in at.error]
+        assert not at.button(key="ft_start").disabled  # Start is back
+        ids = [e.id for e in at.session_state["run_history"]]
+        assert ids[: len(kept)] == kept and at.session_state["run_history"].get(kept[0]).status == "finished"
+        assert freed(seen["model"])
+        train_mod.FAULT_HOOK = None

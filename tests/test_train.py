@@ -98,9 +98,10 @@ def _comparable(records):
 
 
 def test_same_seed_same_metrics_other_seed_differs(tiny_bert, keyword_csv):
-    a = train(cfg(keyword_csv, "lora-sp", steps=8, eval_every=4), loaded=tiny_bert)
-    b = train(cfg(keyword_csv, "lora-sp", steps=8, eval_every=4), loaded=tiny_bert)
-    c = train(cfg(keyword_csv, "lora-sp", steps=8, eval_every=4, seed=1), loaded=tiny_bert)
+    kw = dict(steps=6, eval_every=3, eval_examples=16, knobs={})
+    a = train(cfg(keyword_csv, "lora-sp", **kw), loaded=tiny_bert)
+    b = train(cfg(keyword_csv, "lora-sp", **kw), loaded=tiny_bert)
+    c = train(cfg(keyword_csv, "lora-sp", seed=1, **kw), loaded=tiny_bert)
     assert _comparable(a.records) == _comparable(b.records)
     assert _losses(a) != _losses(c)
 
@@ -155,8 +156,8 @@ def test_errors_end_with_failed_status(tiny_bert, keyword_csv):
 
 
 def test_causal_lm_runs_and_scores_answers(tiny_llama):
-    res = train(TrainConfig(model="tiny-llama", method="lora", steps=12, lr=2e-2, eval_every=6, eval_examples=32,
-                            batch_size=8), loaded=tiny_llama)
+    res = train(TrainConfig(model="tiny-llama", method="lora", steps=12, lr=2e-2, eval_every=6, eval_examples=16,
+                            batch_size=8, measure_memory=False), loaded=tiny_llama)
     assert res.status == "finished" and res.task.name == "word-category"
     losses = _losses(res)
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3

@@ -287,7 +287,10 @@ def body():
     else:
         st.info("No runs yet. Start one on the **Fine-tune** page, run a sweep below, or import a history file.",
                 icon=":material/info:")
-        ui.page_links(exclude="pages/3_Compare.py")
+        try:
+            st.page_link("pages/2_Fine_tune.py", label="Go to Fine-tune", icon=":material/model_training:")
+        except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
+            pass
     st.divider()
     sweep_section()
     st.divider()

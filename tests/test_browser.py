@@ -220,7 +220,7 @@ def test_fine_tune_start_stop_and_compare(server, browser):
         page.get_by_role("button", name=re.compile(r"Run the sweep")).wait_for(timeout=30_000)
         wait_idle(page)
         _click(page, "▶ Run the sweep")
-        page.get_by_text("Sweep finished", exact=False).first.wait_for(timeout=180_000)
+        page.get_by_text("Sweep finished", exact=False).first.wait_for(timeout=300_000)
         wait_idle(page)
         errs = page_errors(page)
         assert not errs, f"compare: errors shown on the page: {errs}"

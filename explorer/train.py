@@ -107,6 +107,8 @@ class TrainConfig:
     label_col: str | None = None
     prompt_col: str | None = None
     answer_col: str | None = None
+    # SMT only: blocks chosen elsewhere (the SMT block inspector), {target: ([rows], [cols])}; no warm-up then
+    smt_selection: dict | None = None
 
     def resolved_lr(self) -> float:
         return float(self.lr) if self.lr is not None else DEFAULT_LR.get(self.method, 1e-3)
@@ -131,6 +133,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lr"] = self.resolved_lr()
+        if self.smt_selection is not None:  # the block lists can be long: the history keeps their count
+            d["smt_selection"] = f"{sum(len(r) for r, _ in self.smt_selection.values())} blocks given"
         return d
 
 
@@ -387,7 +391,8 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
 
         torch.manual_seed(cfg.seed)
         base = prepare_base(loaded, task, cfg.seed)
-        adapter = apply_method(base, cfg.method, n_base=loaded.info.n_params, **dict(cfg.knobs))
+        adapter = apply_method(base, cfg.method, n_base=loaded.info.n_params,
+                               smt_selection=cfg.smt_selection if cfg.method == "smt" else None, **dict(cfg.knobs))
         res.adapter = adapter
         res.notes.extend(adapter.notes)
         model = adapter.model

@@ -373,9 +373,11 @@ def body():
     knobs = {f.name[2:]: values[f.name] for f in knob_schema(method)}
     lr = float(values["lr"]) or None
     steps = int(values["steps"])
+    smt_sel = inspector_selection(method, name, knobs) if method == "smt" else None
     cfg = TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
                       knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
-                      device=values["device"], eval_every=max(2, steps // 6), eval_examples=200, **cols_map)
+                      device=values["device"], eval_every=max(2, steps // 6), eval_examples=200,
+                      smt_selection=smt_sel, **cols_map)
     label = f"{info.label} · {name} · {cfg.task or D.default_task_for(kind)}"
 
     st.divider()
@@ -396,6 +398,33 @@ def body():
     live_panel()
     downloads(hist)
     ui.write_url(schema, PAGE, keep=("sid",))
+
+
+def inspector_selection(method: str, name: str, knobs: dict):
+    """The blocks handed over by the SMT block inspector (``st.session_state["smt_inspector_selection"]``)
+    when they fit this run (same model, block size, and targets that hold every selected block), else None."""
+    h = st.session_state.get("smt_inspector_selection")
+    if not h or method != "smt":
+        return None
+    why = []
+    if h.get("model") != name:
+        why.append(f"it was made on {h.get('model')}")
+    if int(knobs.get("block_size") or 0) != int(h.get("block_size", -1)):
+        why.append(f"its block size is {h.get('block_size')}")
+    missing = [t for t in h.get("used_types", []) if t not in (knobs.get("targets") or [])]
+    if missing:
+        why.append(f"the targets lack {', '.join(missing)}")
+    c = st.columns([5, 1], vertical_alignment="center")
+    if why:
+        c[0].caption(f"The SMT block inspector's selection is not used: {'; '.join(why)}.")
+        return None
+    c[0].info(f"Using the selection from the inspector ({h['n_blocks']} blocks of {h['block_size']}×{h['block_size']}, "
+              f"score {h.get('score')}, {h.get('rule')}): no warm-up, these blocks train from step 1.",
+              icon=":material/grid_view:")
+    if c[1].button("Forget it", key="ft_forget_smt_sel", help="SMT picks its own blocks with a warm-up again"):
+        st.session_state.pop("smt_inspector_selection", None)
+        st.rerun()
+    return h["selection"]
 
 
 def downloads(hist) -> None:

@@ -1,0 +1,297 @@
+"""SMT block inspector: the page in AppTest (tiny models, short warm-ups), its figure helpers, and the
+hand-over of a selection to Fine-tune / ``TrainConfig(smt_selection=...)``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from explorer import smt_analysis as A
+from explorer import smt_views as V
+from explorer.targets import Target
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "5_SMT_block_inspector.py")
+FT = str(ROOT / "pages" / "2_Fine_tune.py")
+HANDOFF = "smt_inspector_selection"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFT_EXPLORER_SESSIONS", str(tmp_path / "sessions"))
+    monkeypatch.setenv("PEFT_EXPLORER_CACHE", str(tmp_path / "cache"))  # the gradients are really computed
+    A.clear_memory_cache()
+    yield
+    from explorer.jobs import default_queue
+
+    default_queue().cancel_all()
+
+
+def no_problem(at: AppTest):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def qp(at: AppTest, key: str) -> str:
+    v = at.query_params[key]
+    return v[-1] if isinstance(v, list) else v
+
+
+def wait_view(at: AppTest, steps: int | None = None, timeout: float = 40.0) -> dict:
+    """Rerun until the page shows an analysis (of ``steps`` warm-up steps when given)."""
+    deadline = time.time() + timeout
+    while True:
+        view = at.session_state["smt:view"] if "smt:view" in at.session_state else None
+        job = at.session_state["smt:job"] if "smt:job" in at.session_state else None
+        idle = job is None or job["job"].done
+        if view is not None and idle and (steps is None or view["steps_done"] == steps):
+            return view
+        assert time.time() < deadline, "the page never showed an analysis"
+        time.sleep(0.2)
+        at.run()
+
+
+def page(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    for kk, v in params.items():
+        at.query_params[kk] = str(v)
+    at.run()
+    return at
+
+
+def sel_key(view: dict) -> str:
+    return json.dumps(view["selection"], sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def test_default_page_computes_tiny_llama_and_every_control_moves():
+    at = page(ws=6, bs=2, len=32)
+    no_problem(at)
+    v0 = wait_view(at, 6)
+    no_problem(at)
+    assert qp(at, "model") == "tiny-llama" and qp(at, "ws") == "6"
+    assert v0["n_blocks"] == sum(len(r) for r, _ in v0["selection"].values()) > 0
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["selected blocks"] == f"{v0['n_blocks']:,}"
+    assert len(at.get("plotly_chart")) >= 4
+
+    # "Compute gradients" for new warm-up settings (tiny-llama, gradient-only mode)
+    at.radio(key="smt:mode").set_value("gradient-only")
+    at.run()
+    at.button(key="smt_compute").click()
+    at.run()
+    v1 = wait_view(at, 6)
+    no_problem(at)
+    recs = at.session_state["smt:records"]
+    assert len(recs) == 2 and any(r.mode == "gradient-only" for r in recs.values())
+    assert qp(at, "mode") == "gradient-only"
+
+    # block size: 16 and 32 are both valid for tiny-llama; the selection changes with it
+    sizes = at.select_slider(key="smt:b").options
+    assert "16" in sizes and "32" in sizes
+    at.select_slider(key="smt:b").set_value(16)
+    at.run()
+    v16 = wait_view(at)
+    assert v16["block_size"] == 16 and qp(at, "b") == "16"
+    assert sel_key(v16) != sel_key(v1)
+
+    # number of blocks
+    at.slider(key="smt:n").set_value(7)
+    at.run()
+    v7 = wait_view(at)
+    no_problem(at)
+    assert v7["n_blocks"] == 7 and qp(at, "n") == "7"
+
+    # score: at least one other score picks other blocks
+    keys = {sel_key(v7)}
+    for s in ("mean-abs", "l1", "l2"):
+        at.radio(key="smt:score").set_value(s)
+        at.run()
+        vs = wait_view(at)
+        no_problem(at)
+        assert vs["score"] == s and vs["n_blocks"] == 7
+        keys.add(sel_key(vs))
+    assert len(keys) > 1
+
+    # rule: per-matrix spreads the budget over matrices
+    at.slider(key="smt:n").set_value(40)
+    at.radio(key="smt:rule").set_value("per-matrix")
+    at.run()
+    vp = wait_view(at)
+    no_problem(at)
+    assert vp["rule"] == "per-matrix" and qp(at, "rule") == "per-matrix"
+    per = [len(r) for r, _ in vp["selection"].values()]
+    at.radio(key="smt:rule").set_value("global")
+    at.run()
+    vg = wait_view(at)
+    assert sel_key(vg) != sel_key(vp)
+    assert sum(1 for n in per if n > 0) >= sum(1 for r, _ in vg["selection"].values() if len(r))
+
+    # density budget
+    at.radio(key="smt:budget").set_value("density")
+    at.run()
+    at.slider(key="smt:dens").set_value(0.25)
+    at.run()
+    vd = wait_view(at)
+    no_problem(at)
+    dens = {m.label: m.value for m in at.metric}["density"]
+    assert float(dens.rstrip("%")) == pytest.approx(25.0, abs=2.0) and qp(at, "dens") == "0.25"
+
+    # matrix types: only v and o
+    at.multiselect(key="smt:types").set_value(["v", "o"])
+    at.run()
+    vt = wait_view(at)
+    no_problem(at)
+    assert vt["types"] == ["v", "o"]
+    assert all(("v_proj" in kk or "o_proj" in kk) for kk in vt["selection"])
+
+    # views: layer, matrix, log scale, grid type: no exception, the selection stays, the heatmap changes
+    before = at.get("plotly_chart")[0].proto.spec
+    at.selectbox(key="smt:layer").set_value(1)
+    at.run()
+    no_problem(at)
+    assert at.get("plotly_chart")[0].proto.spec != before
+    at.radio(key="smt:mat").set_value("o")
+    at.run()
+    at.toggle(key="smt:log").set_value(True)
+    at.run()
+    at.radio(key="smt:grid").set_value("o")
+    at.run()
+    no_problem(at)
+    assert qp(at, "log") == "1" and qp(at, "layer") == "1" and qp(at, "mat") == "o" and qp(at, "grid") == "o"
+    assert sel_key(wait_view(at)) == sel_key(vt)
+
+
+def test_bad_url_values_are_clamped():
+    at = page(model="nonsense", ws="-5", bs="999", len="abc", b="7", score="max", rule="x", layer="999",
+              dens="7", mat="zz", types="q,foo")
+    no_problem(at)
+    assert any("adjusted" in i.value for i in at.info)
+    assert qp(at, "model") == "tiny-llama" and qp(at, "ws") == "1" and qp(at, "bs") == "32"
+    assert qp(at, "b") == "0" and qp(at, "score") == "abs-mean" and qp(at, "rule") == "global"
+    assert qp(at, "dens") == "1.0" and qp(at, "types") == "q"
+    v = wait_view(at, 1)
+    no_problem(at)
+    assert v["types"] == ["q"]
+    assert qp(at, "layer") == "0"  # 999 -> 200 by the schema -> the first layer the model has
+
+
+def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
+    at = page(model="tiny-bert", ws=3, bs=2, len=32, n=5)
+    v = wait_view(at, 3)
+    no_problem(at)
+    at.button(key="smt_train").click()
+    at.run()
+    no_problem(at)
+    h = at.session_state[HANDOFF]
+    assert h["model"] == "tiny-bert" and h["n_blocks"] == 5 == v["n_blocks"]
+    assert h["block_size"] == v["block_size"]
+    assert {kk: [list(r), list(c)] for kk, (r, c) in h["selection"].items()} == \
+        {kk: [list(r), list(c)] for kk, (r, c) in v["selection"].items() if r}
+
+    # Fine-tune with the query the inspector sends: the selection is used
+    ft = AppTest.from_file(FT, default_timeout=60)
+    ft.session_state[HANDOFF] = h
+    for kk, val in at.session_state["smt:ft_query"].items():
+        ft.query_params[kk] = str(val)
+    ft.run()
+    assert not ft.exception, [e.value for e in ft.exception]
+    assert any("Using the selection from the inspector (5 blocks" in i.value for i in ft.info)
+
+
+def test_train_config_smt_selection_trains_exactly_those_blocks(tiny_bert):
+    from explorer.train import TrainConfig, train
+
+    from explorer.targets import find_targets
+
+    t = find_targets(tiny_bert.model, ["v"])[0]
+    sel = {t.name: ([0, 1], [1, 0])}
+    cfg = TrainConfig(model="tiny-bert", method="smt", steps=2, batch_size=4, eval_every=0, eval_examples=8,
+                      knobs=dict(targets=["v"], block_size=16, blocks=2), smt_selection=sel, measure_memory=False)
+    res = train(cfg, loaded=tiny_bert)
+    assert res.summary.get("status", "finished") in ("finished",), res.summary
+    ad = res.adapter
+    assert not ad.needs_warmup
+    got = {kk: (r.tolist(), c.tolist()) for kk, (r, c) in ad.selection().items()}
+    assert got == sel
+    assert "2 blocks given" in json.dumps(cfg.to_dict())
+
+
+def test_stop_ends_a_long_warm_up():
+    at = page(model="tiny-llama", ws=200, bs=32, len=128)
+    deadline = time.time() + 20
+    while "smt:job" not in at.session_state and time.time() < deadline:
+        at.run()
+    job = at.session_state["smt:job"]["job"]
+    at.button(key="smt_stop").click()
+    at.run()
+    assert job.wait(20)
+    at.run()
+    no_problem(at)
+    assert job.status in ("done", "cancelled"), job.message
+    if job.status == "done":  # stopped mid-warm-up: a partial record, labelled
+        assert job.result.meta["stopped"] and job.result.steps_done < 200
+        assert any("Stopped after" in w.value for w in at.warning)
+    else:
+        assert job.status == "cancelled"
+
+
+# ----------------------------------------------------------------------------- figure helpers
+
+
+def planted():
+    ts = [Target("l0.v", 0, "v", 64, 32), Target("l0.q", 0, "q", 64, 32), Target("l1.v", 1, "v", 64, 32),
+          Target("l1.q", 1, "q", 64, 32)]
+    g = torch.Generator().manual_seed(0)
+    sums = {t.name: 0.01 * torch.randn(t.d_out, t.d_in, generator=g) for t in ts}
+    sums["l0.v"][:16, :16] += 5.0  # the strongest block
+    sums["l1.v"][16:32, 16:32] += 3.0
+    half = {kk: v / 2 for kk, v in sums.items()}
+    half["l0.q"] = half["l0.q"] + 10.0  # early on q looks best: stability < 1 at step 1
+    rec = A.record_from_sums(ts, [half, sums], [1, 2], grain=16)
+    return A.analyze(rec, 16, n_blocks=2)
+
+
+def test_views_planted_selection_outlines_range_and_sentences():
+    an = planted()
+    assert an.blocks_type["v"] == 2
+    lo, hi = V.score_range(an)
+    assert lo == 0.0 and hi == pytest.approx(max(float(s.max()) for s in an.scores.values()))
+    fig = V.block_heatmap(an, "l0.v")
+    heat, outline = fig.data
+    assert heat.zmax == pytest.approx(hi) and heat.z.dtype == np.float32
+    assert sum(x is None for x in outline.x) == 1  # one selected block in l0.v: one square
+    assert fig.layout.uirevision
+    flog = V.block_heatmap(an, "l1.q", log=True)
+    assert flog.data[0].zmax == pytest.approx(np.log10(hi))
+    assert sum(x is None for x in flog.data[1].x) == 0
+    grid = V.small_multiples(an, "v")
+    assert len([d for d in grid.data if d.type == "heatmap"]) == 2
+    assert "Confirmed here" in V.value_finding(an)
+    st = V.stability_sentence(an)
+    assert an.stability[-1]["jaccard"] == 1.0 and an.stability[0]["jaccard"] < 1.0 and "below 0.9" in st
+    rows = V.overlap_rows(an)
+    rnd = next(r for r in rows if r["comparison"].startswith("random"))
+    assert "Chance level" in rnd["explain"]
+    bars = V.budget_bars(an)
+    assert list(bars.data[0].y) == [an.blocks_type[t] for t in an.blocks_type]
+    assert sum(bars.data[1].y) == an.n_blocks
+    sel = V.selection_for_training(an)
+    assert json.loads(json.dumps(sel)) == {kk: [r, c] for kk, (r, c) in sel.items()}
+    assert "<html" in V.figure_html(fig).lower()

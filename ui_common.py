@@ -241,12 +241,11 @@ def instructor_mode() -> bool:
                      help="Hides advanced knobs (dropout, mask redraw, seeds) so a room sees the essentials.")
 
 
-def plotly_template() -> str:
-    try:
-        t = st.context.theme.type
-    except Exception:  # noqa: BLE001
-        t = None
-    return template_for(t)
+def plotly_template() -> str | None:
+    """None: charts drawn with ``show_fig`` take Streamlit's chart theme, which follows the app's light or
+    dark theme in the browser (``explorer.figures.template_for(st.context.theme.type)`` gives a plotly
+    template for figures exported outside Streamlit)."""
+    return None
 
 
 def show_fig(fig, key: str | None = None) -> None:

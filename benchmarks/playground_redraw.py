@@ -60,7 +60,7 @@ def draw(s: pg.Summary, wt: str = "v", layer: int = 0) -> int:
         ma, mb = lay.detail["masks"]()
         (ra, fa), (rb, fb) = pg.reduce_mask(ma), pg.reduce_mask(mb)
         figs.append(F.factor_masks(ra, rb, "m", tpl, fa, fb))
-    else:
+    elif s.method in ("sparta", "smt", "full"):  # as on the page: Tied-LoRA draws its diagram instead
         frac, f = pg.reduce_mask(lay.mask())
         figs.append(F.mask_heatmap(frac, shape, f, "m", tpl))
         if s.method == "smt" and lay.target in s.adapter.scores:

@@ -5,7 +5,8 @@ cells, see ``explorer.playground.reduce_mask``) and a ``template``
 (``"plotly_white"`` or ``"plotly_dark"``, see :func:`template_for`).  Colour
 scales are theme-neutral (Viridis / Cividis work on both backgrounds) and their
 ranges are fixed, so two pictures side by side compare.  Axes say their units.
-``uirevision`` keeps zoom across redraws.
+``uirevision`` keeps zoom across redraws.  Pages pass ``template=None`` and draw with
+Streamlit's chart theme (``ui_common.show_fig``), which follows the app's theme.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def template_for(theme_type: str | None) -> str:
     return "plotly_dark" if (theme_type or "").lower() == "dark" else "plotly_white"
 
 
-def _base(fig: go.Figure, template: str, title: str | None, height: int, rev: str = "keep") -> go.Figure:
-    fig.update_layout(template=template, title=dict(text=title, x=0.0, xanchor="left") if title else None,
+def _base(fig: go.Figure, template: str | None, title: str | None, height: int, rev: str = "keep") -> go.Figure:
+    """Common layout.  ``template=None`` leaves styling to the renderer (Streamlit's chart theme follows
+    the app's light/dark theme; setting a plotly template by name costs a deep copy per figure)."""
+    if template:
+        fig.update_layout(template=template)
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left") if title else None,
                       height=height, margin=dict(l=10, r=10, t=48 if title else 16, b=10), font=FONT,
                       uirevision=rev, paper_bgcolor="rgba(0,0,0,0)")
     return fig

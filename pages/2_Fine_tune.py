@@ -310,6 +310,10 @@ def body():
     run = active_run()
     running = is_running(run)
     instructor = bool(st.session_state.get("instructor", False))
+    if instructor:  # hidden widgets keep their values (and the URL keeps them): the documented re-assignment
+        for f in schema:
+            if (f.name == "seed" or f.name.startswith("k_")) and k(f.name) in st.session_state:
+                st.session_state[k(f.name)] = st.session_state[k(f.name)]
 
     left, right = st.columns([1, 1], gap="large")
     with left:

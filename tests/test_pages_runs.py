@@ -122,6 +122,7 @@ def test_every_control_moved():
     assert not [w for w in at.slider if w.key == "ft:k_dropout"]
     assert not [w for w in at.number_input if w.key in ("ft:seed", "ft:k_seed")]
     assert qp(at, "instr") == "1"
+    assert qp(at, "seed") == "7"  # hidden, not forgotten
 
 
 def test_bad_url_values_clamped():

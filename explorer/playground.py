@@ -504,11 +504,13 @@ def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarr
         else:
             d = torch.randn(do, di, generator=g)
             note = "Full fine-tuning: every entry can change (random values drawn for illustration)."
-    s._last_factors = (target, factors)
+    # kept per (target, seed) for delta_rank; summaries are shared by sessions, and this value is
+    # deterministic for a given summary, target and seed, so concurrent writers store the same thing
+    s.__dict__.setdefault("_factors", {})[(target, seed)] = factors
     return d.numpy().astype(np.float32), note
 
 
-def delta_rank(s: Summary, target: str, d: np.ndarray) -> tuple[int, bool, str]:
+def delta_rank(s: Summary, target: str, d: np.ndarray, seed: int = 0) -> tuple[int, bool, str]:
     """Rank of the illustrative ΔW of ``target`` (call after :func:`illustrative_delta`).
 
     Low-rank methods: exact, from the r x r core of the factors (B = Q_B R_B,
@@ -516,8 +518,8 @@ def delta_rank(s: Summary, target: str, d: np.ndarray) -> tuple[int, bool, str]:
     on a busy CPU.  Sparse and full updates: an upper bound from the structure
     (rows and columns that hold a changeable entry), said so in the text.
     """
-    tgt, factors = getattr(s, "_last_factors", (None, None))
-    if tgt == target and factors is not None:
+    factors = s.__dict__.get("_factors", {}).get((target, seed))
+    if factors is not None:
         B, A = factors
         rb = torch.linalg.qr(B.double(), mode="r").R
         ra = torch.linalg.qr(A.double().T, mode="r").R

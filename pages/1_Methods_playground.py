@@ -180,9 +180,10 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
                             "divided by the largest score of all targets. Outlined blocks are the "
                             f"{'global' if s.knobs['selection'] == 'global' else 'per-matrix'} top-n.")
     # the update ΔW
-    d, note = pg.illustrative_delta(s, lay.target, seed=int(s.knobs.get("seed", 0) or 0))
+    seed = int(s.knobs.get("seed", 0) or 0)
+    d, note = pg.illustrative_delta(s, lay.target, seed=seed)
     red, f = pg.reduce_abs_max(d)
-    rank, exact, rank_text = pg.delta_rank(s, lay.target, d)
+    rank, exact, rank_text = pg.delta_rank(s, lay.target, d, seed=seed)
     left, right = _explain(compact)
     with left:
         ui.show_fig(F.delta_heatmap(red, shape, f, f"ΔW added to W (illustrative values), {rank_text}",

@@ -199,7 +199,9 @@ def draw_live(run, tpl: str) -> None:
             parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
             st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "
                         "not estimated). Gradients and AdamW's two moments exist only for the trainable "
-                        "parameters; the activations are the tensors autograd keeps between forward and backward.")
+                        "parameters; the activations are the tensors autograd keeps between forward and backward. "
+                        "On a small model with a PEFT method the grey band (frozen weights) dominates: the thin "
+                        "bands on top are what training adds.")
             st.caption(f"Latest step: {parts} · total {last.get('total_bytes', 0) / 2**20:,.2f} MiB "
                        f"(MiB = 2^20 bytes)")
 

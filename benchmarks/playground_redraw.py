@@ -146,6 +146,12 @@ def main(argv=None):
     ap.add_argument("--no-page", action="store_true", help="skip the AppTest page reruns")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    import os
+    import platform
+
+    load0 = os.getloadavg()[0]
+    print(f"# CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), torch threads "
+          f"{args.threads}, load average at start {load0:.1f}", flush=True)
     rows, pages = [], {}
     for name in args.models.split(","):
         t0 = time.perf_counter()
@@ -167,6 +173,8 @@ def main(argv=None):
         for name, p in pages.items():
             print(f"{name:14s} {p['first']:12.2f} {p['cold']:8.3f} {p['cold2']:8.3f} {p['warm']:8.3f} "
                   f"{p['warm2']:8.3f}")
+    print(f"\nload average: {load0:.1f} at start, {os.getloadavg()[0]:.1f} at the end "
+          "(other processes share these cores; a busy machine inflates every number)")
     worst = max((r["cold"] for r in rows if r["method"] != "smt warm-up (once)"), default=0)
     print(f"\nslowest median cold move: {worst:.3f} s ({'under' if worst < 1 else 'OVER'} the 1 s target)")
 

@@ -23,8 +23,10 @@ from .methods.smt import SCORE_LABELS
 
 SCALE = "Viridis"
 OUTLINE = "#FF3B30"  # selected blocks: a red outline reads on every Viridis colour
-TYPE_NAMES = {"q": "query", "k": "key", "v": "value", "o": "attention output", "gate": "gate (MLP)",
-              "up": "up (MLP)", "down": "down (MLP)"}
+TYPE_NAMES = {"q": "query", "k": "key", "v": "value", "o": "attention output", "gate": "MLP gate",
+              "up": "MLP up", "down": "MLP down"}
+SCORE_SHORT = {"abs-mean": "|mean|", "mean-abs": "mean|.|", "l1": "L1", "l2": "L2"}
+INSET = 0.07  # outlines drawn slightly inside their cell, so two selected neighbours stay two squares
 BERT_NAMES = {"q": "query", "k": "key", "v": "value", "o": "attention.output", "up": "intermediate",
               "down": "output"}
 
@@ -79,10 +81,16 @@ def _outline_xy(rows, cols, x0: float = 0.0, y0: float = 0.0):
     """One polyline (None-separated) that draws a square around every (row, col) cell."""
     xs, ys = [], []
     for r, c in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist()):
-        xa, xb, ya, yb = c - 0.5 + x0, c + 0.5 + x0, r - 0.5 + y0, r + 0.5 + y0
+        h = 0.5 - INSET
+        xa, xb, ya, yb = c - h + x0, c + h + x0, r - h + y0, r + h + y0
         xs += [xa, xb, xb, xa, xa, None]
         ys += [ya, ya, yb, yb, ya, None]
     return xs, ys
+
+
+def _cb_title(an, log: bool) -> str:
+    lab = SCORE_SHORT.get(an.score, an.score)
+    return f"log10 {lab}" if log else lab
 
 
 def _hover(an, name: str) -> tuple[np.ndarray, str]:
@@ -103,19 +111,19 @@ def block_heatmap(an, name: str, log: bool = False, template: str = "plotly_whit
     zmin, zmax = score_range(an, log)
     s = an.scores[name]
     cd, tmpl = _hover(an, name)
-    cb = "log10 " + an.score if log else an.score
+    cb = _cb_title(an, log)
     fig = go.Figure(go.Heatmap(z=_z(s, log, zmin), zmin=zmin, zmax=zmax, colorscale=SCALE, customdata=cd,
                                hovertemplate=tmpl, colorbar=dict(title=dict(text=cb), thickness=12),
                                xgap=0, ygap=0))
     r, c = an.selection[name]
     xs, ys = _outline_xy(r, c)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE, width=2), hoverinfo="skip",
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=OUTLINE, width=2.5), hoverinfo="skip",
                              name=f"selected ({len(r)})", showlegend=True))
     R, C = s.shape
     fig.update_xaxes(range=[-0.5, C - 0.5], title_text=f"input block column (× {an.block_size} entries)",
-                     constrain="domain", showgrid=False, zeroline=False)
+                     constrain="domain", showgrid=False, zeroline=False, dtick=1 if C <= 20 else None)
     fig.update_yaxes(range=[R - 0.5, -0.5], title_text=f"output block row (× {an.block_size})", scaleanchor="x",
-                     constrain="domain", showgrid=False, zeroline=False)
+                     constrain="domain", showgrid=False, zeroline=False, dtick=1 if R <= 20 else None)
     fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return _layout(fig, template, height, title, rev=f"heat-{name}")
 
@@ -147,7 +155,7 @@ def small_multiples(an, mtype: str, log: bool = False, template: str = "plotly_w
         fig.update_yaxes(range=[R - 0.5, -0.5], showticklabels=False, showgrid=False, zeroline=False,
                          row=rr, col=cc)
     fig.update_layout(coloraxis=dict(colorscale=SCALE, cmin=zmin, cmax=zmax,
-                                     colorbar=dict(title=dict(text="log10 " + an.score if log else an.score),
+                                     colorbar=dict(title=dict(text=_cb_title(an, log)),
                                                    thickness=12)))
     fig.update_annotations(font_size=11)
     R, C = an.scores[ts[0].name].shape
@@ -165,9 +173,9 @@ def budget_bars(an, template: str = "plotly_white", family: str = "", height: in
     types = list(an.blocks_type)
     counts = [an.blocks_type[t] for t in types]
     dens = [an.density_type[t] for t in types]
-    fig.add_trace(go.Bar(x=[type_name(t, family) for t in types], y=counts, marker_color=TRAINED,
+    fig.add_trace(go.Bar(x=types, y=counts, marker_color=TRAINED, hovertext=[type_name(t, family) for t in types],
                          customdata=np.stack([np.array([an.shares_type[t] for t in types]), np.array(dens)], -1),
-                         hovertemplate="%{x}: %{y} blocks<br>%{customdata[0]:.1%} of the selection<br>"
+                         hovertemplate="%{hovertext}: %{y} blocks<br>%{customdata[0]:.1%} of the selection<br>"
                                        "%{customdata[1]:.2%} of this type's blocks<extra></extra>",
                          text=[f"{an.shares_type[t]:.0%}" for t in types], textposition="outside",
                          showlegend=False), 1, 1)
@@ -177,6 +185,7 @@ def budget_bars(an, template: str = "plotly_white", family: str = "", height: in
                          customdata=np.array([an.shares_layer[ly] for ly in layers]),
                          hovertemplate="layer %{x}: %{y} blocks (%{customdata:.1%})<extra></extra>"), 1, 2)
     fig.update_yaxes(title_text="selected blocks", row=1, col=1)
+    fig.update_xaxes(title_text="matrix type", row=1, col=1)
     fig.update_xaxes(title_text="layer", dtick=1 if len(layers) <= 12 else None, row=1, col=2)
     top = max(counts) if counts else 1
     fig.update_yaxes(range=[0, top * 1.2 + 1], row=1, col=1)

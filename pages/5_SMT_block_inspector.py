@@ -44,7 +44,13 @@ TASK_NAMES = tuple(t["name"] for t in D.list_tasks())
 LENS = [16, 32, 64, 128, 256, 512]
 BATCHES = [1, 2, 4, 8, 16, 32]
 ADVANCED = ("mode", "bs", "len", "types", "seed")  # hidden in instructor mode
-SCORE_SHORT = {"abs-mean": "|mean|", "mean-abs": "mean|.|", "l1": "L1", "l2": "L2"}
+SCORE_SHORT = V.SCORE_SHORT
+OVERLAP_MEANING = {  # one line each: what a high overlap would mean
+    "largest-magnitude": "**High** would mean SMT just picks the biggest weights; **near chance**: the gradient "
+                         "finds other blocks.",
+    "random": "**The chance level**: SpaRTA trains random entries; SMT's claim is that its choice beats this.",
+    "largest": "**High** would mean SMT trains the blocks that full fine-tuning moves most.",
+}
 
 ui.page_setup("SMT block inspector", ":material/grid_view:")
 
@@ -147,6 +153,8 @@ def collect_finished() -> None:
         st.session_state.pop("smt:notice", None)
     elif job.status == "cancelled":
         st.session_state["smt:notice"] = "Stopped before the warm-up started."
+    elif job.stop_event.is_set():
+        st.session_state["smt:notice"] = "Stopped before the first warm-up step ended: nothing to show."
     else:
         st.session_state["smt:notice"] = f"The warm-up failed: {job.message or job.status}"
 
@@ -374,21 +382,21 @@ def views(an, rec, loaded, tpl: str) -> None:
     # ---- overlaps
     st.subheader("Compared with other ways to spend the same budget")
     rows = V.overlap_rows(an)
-    import pandas as pd
-
-    df = pd.DataFrame([dict(comparison=r["comparison"],
-                            Jaccard=None if r["jaccard"] is None else round(r["jaccard"], 3),
-                            **{"shared blocks": r["shared_blocks"],
-                               "share of SMT's blocks": None if r["share_of_smt"] is None else
-                               f"{r['share_of_smt']:.1%}",
-                               "what it means": r["explain"]}) for r in rows])
-    st.dataframe(df, hide_index=True, width="stretch",
-                 column_config={"what it means": st.column_config.TextColumn(width="large")})
-    st.caption("Each comparison picks the same number of blocks with the same rule. Jaccard = 0 means none in "
-               "common, 1 the same blocks. Overlap with **largest-magnitude weights** near the random level means "
-               "the gradient finds blocks that big weights alone would not; the **random** row gives the chance "
-               "level to compare against (SpaRTA trains random entries); the **largest change** row says whether "
-               "SMT's blocks are the ones full fine-tuning moves most.")
+    st.caption(f"Each alternative picks the same {an.n_blocks} blocks of {an.block_size}×{an.block_size} with the "
+               "same rule. Jaccard = shared blocks / blocks in either selection: 0 = nothing in common, 1 = the same "
+               "blocks.")
+    cols = st.columns(len(rows))
+    for col, r in zip(cols, rows):
+        with col, st.container(border=True):
+            if r["jaccard"] is None:
+                st.metric(r["comparison"], "—")
+            else:
+                exp = r.get("expected_jaccard")
+                st.metric(r["comparison"], f"Jaccard {r['jaccard']:.3f}",
+                          delta=None if exp is None else f"{r['jaccard'] - exp:+.3f} vs chance", delta_color="off",
+                          help=f"{r['shared_blocks']} shared blocks = {r['share_of_smt']:.1%} of SMT's blocks")
+            ex = r["explain"]
+            st.caption(OVERLAP_MEANING.get(r["comparison"].split(" ")[0], "") + " How it is drawn: " + ex)
 
     # ---- losses and notes
     losses = meta.get("losses") or []

@@ -50,6 +50,8 @@ PAGES = [
     PageCase("compare_empty", "Compare", "sw_model=tiny-bert", height=1300),
     PageCase("memory_calculator", "Memory_calculator", "model=llama-7b&prec=bf16-mixed&batch=4&seq=1024&unit=GiB",
              slider=None, wait_for='[data-testid="stMetricValue"]', height=3000),
+    PageCase("smt_block_inspector", "SMT_block_inspector", "model=tiny-llama&ws=16&b=16&n=40&layer=1",
+             slider="Number of blocks", wait_for='[data-testid="stMetricValue"]', height=4200),
 ]
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

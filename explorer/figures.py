@@ -60,7 +60,7 @@ def mask_heatmap(frac: np.ndarray, shape: tuple[int, int], factor: int, title: s
 def factor_masks(ma: np.ndarray, mb: np.ndarray, title: str, template: str = "plotly_white",
                  factor_a: int = 1, factor_b: int = 1, height: int = 380) -> go.Figure:
     """LoRA-SP: which entries of A (r x d_in) and B (d_out x r) train (1) or are frozen (0)."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.17,
                         subplot_titles=(f"B (d_out × r), cell = {factor_b} row(s)",
                                         f"A (r × d_in), cell = {factor_a} column(s)"))
     scale = [[0.0, FROZEN], [1.0, TRAINED]] if _is_binary(ma, mb) else MASK_SCALE

@@ -452,8 +452,12 @@ def _rows_to_task(rows_cols: dict, cols: list[str], name: str, model_kind: str, 
 
 def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_col=None, answer_col=None) -> Task:
     path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"No such data file: {path}")
+    try:
+        there = path.exists()
+    except OSError as e:  # e.g. a name longer than the OS allows
+        raise DataError(f"Not a usable file name: {str(path)[:80]} ({e.strerror})") from None
+    if not there:
+        raise DataError(f"No such data file: {str(path)[:300]}")
     if path.is_dir():
         raise DataError(f"{path} is a folder; give a .csv, .json or .jsonl file")
     ds = _load_dataset_file(path)
@@ -526,7 +530,11 @@ def load_task(name_or_path: str, model_kind: str, text_col=None, label_col=None,
             _CACHE[name] = spec["builder"]()
         return _CACHE[name]
     p = Path(name).expanduser()
-    if p.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl") or p.exists() or name.startswith((".", "/", "~")):
+    try:
+        exists = p.exists()
+    except OSError:  # a name the OS refuses (too long): not a local file
+        exists = False
+    if p.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl") or exists or name.startswith((".", "/", "~")):
         return load_file_task(p, model_kind, text_col, label_col, prompt_col, answer_col)
     return load_hub_task(name, model_kind, text_col, label_col, prompt_col, answer_col)
 

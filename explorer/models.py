@@ -304,9 +304,9 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None) -> Loade
         return _finish(model, tok, info, t0)
 
     path = Path(name).expanduser()
-    looks_local = name.startswith((".", "/", "~")) or path.exists()
+    looks_local = name.startswith((".", "/", "~")) or _exists(path)
     if looks_local:
-        if not (path / "config.json").exists():
+        if not _exists(path / "config.json"):
             raise ModelLoadError(f"'{name}' is not a model folder (no config.json there); "
                                  "give a folder saved with save_pretrained, a hub id, or one of " + ", ".join(REGISTRY) + ".")
         source = str(path.resolve())
@@ -343,6 +343,14 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None) -> Loade
         raise ModelLoadError(f"Could not load '{name}': {str(e).splitlines()[0][:200]}") from None
     info = ModelInfo(name=name, label=name, kind=kind, family=_family(config), pretrained=True, source=source)
     return _finish(model, tok, info, t0)
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that is False (not OSError) for names the OS refuses, e.g. too long."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def fresh_copy(model: nn.Module) -> nn.Module:

@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-examples", type=int, default=400)
     ap.add_argument("--timing-rounds", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for training (1: robust on a shared machine, where 2 threads spin-wait)")
     ap.add_argument("--json", default=str(OUT))
     ap.add_argument("--render", metavar="JSON", help="only print the table of an earlier result")
     args = ap.parse_args(argv)
@@ -134,7 +135,11 @@ def main(argv=None) -> int:
     for m in methods:
         cfg = TrainConfig(**{**cfg0.__dict__, "method": m})
         t0 = time.perf_counter()
-        res = train(cfg, loaded=loaded)
+        def progress(rec, m=m):
+            if rec.get("phase") in ("train", "warmup") and rec.get("step", 0) % 50 == 0:
+                print(f"  {m}: step {rec['step']}/{args.steps} loss {rec.get('loss', float('nan')):.4f}", flush=True)
+
+        res = train(cfg, loaded=loaded, on_step=progress)
         s = res.summary
         recs = [r for r in res.records if r.get("phase") in ("train", "warmup") and r.get("step_time_s")]
         tr = [r for r in recs if r["phase"] == "train"]
@@ -221,7 +226,7 @@ def render(out: dict) -> str:
     """The markdown table and the target checks of one benchmark result (the JSON this script writes)."""
     rows, f = out["rows"], _f
     lines = [f"### {out['model']}, task {out['task']}: {out['steps']} steps per method, batch {out['batch_size']}, "
-             f"max length {out['max_len']}, seed {out['seed']}, CPU ({out['threads']} threads for training)",
+             f"max length {out['max_len']}, seed {out['seed']}, CPU, {out['threads']} torch thread(s) for training",
              "", f"Command: `{out['command'].strip()}`", "",
              "| method | final acc | vs full | vs LoRA | trainable | vs full | vs LoRA | peak memory (byte account, MiB) "
              "| vs full | vs LoRA | analytic (MiB) | step CPU time (s) | vs full | vs LoRA |",

@@ -229,7 +229,9 @@ def stability_figure(an, template: str = "plotly_white", height: int = 300) -> g
                                hovertemplate="after %{x} warm-up steps: Jaccard %{y:.3f} with the final selection"
                                              "<extra></extra>"))
     fig.add_hline(y=0.9, line=dict(color=FROZEN, dash="dot"), annotation_text="0.9", annotation_position="top left")
-    fig.update_xaxes(title_text="warm-up step t", type="log" if xs and max(xs) >= 20 else "linear")
+    log_x = bool(xs) and max(xs) >= 20
+    fig.update_xaxes(title_text="warm-up step t (log scale)" if log_x else "warm-up step t",
+                     type="log" if log_x else "linear", tickmode="array", tickvals=xs, ticktext=[str(x) for x in xs])
     fig.update_yaxes(title_text="Jaccard(selection at t, final)", range=[0, 1.05])
     return _layout(fig, template, height, rev="stab")
 

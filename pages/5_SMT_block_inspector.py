@@ -236,28 +236,29 @@ def selection_controls(loaded, instructor: bool) -> tuple[int, list[str], int]:
     auto = auto if auto in valid else (valid[-1] if valid else grain)
     if st.session_state.get(k("b")) not in [0] + valid:
         st.session_state[k("b")] = 0
-    st.select_slider("Block size b", [0] + valid, key=k("b"),
+    left, right = st.columns(2, gap="large")
+    left.select_slider("Block size b", [0] + valid, key=k("b"),
                      format_func=lambda b: f"auto ({auto})" if b == 0 else str(b),
                      help=f"only sizes that divide every chosen matrix and are multiples of the stored grain {grain}")
     b = int(st.session_state[k("b")]) or auto
     total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
-    st.radio("Budget", ["blocks", "density"], key=k("budget"), horizontal=True,
+    right.radio("Budget", ["blocks", "density"], key=k("budget"), horizontal=True,
              format_func=lambda x: {"blocks": "number of blocks", "density": "density"}[x])
     want = max(1, int(round(0.01 * loaded.info.n_params / (b * b))))
     auto_n = min(want, total)
     if st.session_state[k("budget")] == "blocks":
         if int(st.session_state.get(k("n"), 0)) > total:
             st.session_state[k("n")] = total
-        st.slider("Number of blocks", 0, total, key=k("n"),
+        right.slider("Number of blocks", 0, total, key=k("n"),
                   help=f"0 = auto: about 1 % of all {loaded.info.n_params:,} parameters = {want} blocks"
                        + (f", capped at {total}" if want > total else "") + f" · {total:,} blocks of {b}×{b} in all")
-        st.caption(f"{int(st.session_state[k('n')]) or auto_n} of {total:,} blocks of {b}×{b}"
+        left.caption(f"{int(st.session_state[k('n')]) or auto_n} of {total:,} blocks of {b}×{b}"
                    + (" (auto: ≈1 % of all parameters, SMT's default)" if not st.session_state[k('n')] else ""))
     else:
         lo = 1.0 / total
         if float(st.session_state.get(k("dens"), 0.01)) < lo:
             st.session_state[k("dens")] = min(1.0, round(lo, 4) if round(lo, 4) >= lo else lo)
-        st.slider("Density", 0.0001, 1.0, key=k("dens"), step=0.0001, format="%.4f",
+        right.slider("Density", 0.0001, 1.0, key=k("dens"), step=0.0001, format="%.4f",
                   help="fraction of the chosen matrices' blocks that train")
     c = st.columns(2)
     c[0].radio("Score", list(SCORES), key=k("score"), horizontal=True, format_func=lambda s: SCORE_SHORT[s],
@@ -297,7 +298,9 @@ def views(an, rec, loaded, tpl: str) -> None:
     m[2].metric("density", f"{an.n_blocks / an.total_blocks:.2%}", help="share of the chosen matrices' blocks")
     m[3].metric("warm-up", f"{meta.get('steps_done')} steps", help=f"mode {meta.get('mode')}, "
                 f"batch {meta.get('batch_size')} × {meta.get('max_len')} tokens, task {meta.get('task_name')}")
-    m[4].metric("warm-up time", f"{meta.get('seconds', 0):.1f} s" if not meta.get("from_cache") else "cached",
+    m[4].metric("warm-up time", f"{meta.get('seconds', 0):.1f} s",
+                delta="loaded from the cache" if meta.get("from_cache") else None, delta_color="off",
+                delta_arrow="off",
                 help=f"measured: {meta.get('seconds', 0):.1f} s wall, {meta.get('cpu_seconds', 0):.1f} s CPU, "
                      f"{meta.get('torch_threads')} torch threads"
                      + (" (loaded from the disk cache)" if meta.get("from_cache") else ""))
@@ -466,14 +469,14 @@ def body():
                 "settles, and how it compares** with other ways to spend the same budget.")
     ui.url_values(SCHEMA, PAGE)
     instructor = bool(st.session_state.get("instructor", False))
-    if instructor:  # hidden advanced settings take their defaults
-        for f in SCHEMA:
-            if f.name in ADVANCED:
-                st.session_state[k(f.name)] = f.default_value()
     with st.sidebar:
         st.subheader("1 · Warm-up")
         st.caption("Changing these recomputes the gradients.")
         warmup_controls(instructor)
+        if instructor:
+            st.caption(f"Hidden in instructor mode: warm-up mode **{st.session_state[k('mode')]}**, batch "
+                       f"{st.session_state[k('bs')]} × {st.session_state[k('len')]} tokens, seed "
+                       f"{st.session_state[k('seed')]}, matrix types {', '.join(st.session_state[k('types')])}.")
     name = st.session_state[k("model")]
     loaded = ui.load_base_or_error(name)
     if loaded is None:
@@ -494,8 +497,9 @@ def body():
         job = st.session_state.get(JOB_KEY)
         running = job is not None and not job["job"].done
 
-    st.markdown("##### 2 · Selection")
-    st.caption("These re-score the cached gradients instantly: no recomputation.")
+    st.markdown("##### Selection")
+    st.caption("Step 2. These re-score the cached gradients instantly, without recomputing them; the warm-up "
+               "settings (step 1) are in the sidebar.")
     with st.container(border=True):
         b, types, total = selection_controls(loaded, instructor)
 

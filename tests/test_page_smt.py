@@ -178,6 +178,17 @@ def test_default_page_computes_tiny_llama_and_every_control_moves():
     assert sel_key(wait_view(at)) == sel_key(vt)
 
 
+def test_instructor_mode_hides_advanced_controls():
+    at = page(model="tiny-bert", ws=2, bs=2, len=32, mode="gradient-only", instr=1)
+    wait_view(at, 2)
+    no_problem(at)
+    keys = {w.key for w in list(at.radio) + list(at.multiselect) + list(at.select_slider) + list(at.number_input)}
+    assert not {"smt:mode", "smt:types", "smt:bs", "smt:len", "smt:seed"} & keys
+    assert {"smt:b", "smt:score", "smt:rule"} <= keys
+    assert qp(at, "mode") == "gradient-only"  # kept, only hidden
+    assert any("Hidden in instructor mode" in c.value for c in at.caption)
+
+
 def test_bad_url_values_are_clamped():
     at = page(model="nonsense", ws="-5", bs="999", len="abc", b="7", score="max", rule="x", layer="999",
               dens="7", mat="zz", types="q,foo")

@@ -40,6 +40,7 @@ RECS_KEY = "smt:records"
 FT_PAGE = "pages/2_Fine_tune.py"
 MODELS = ("tiny-llama", "tiny-bert", "minilm", "smollm2-135m")
 TINY = ("tiny-llama", "tiny-bert")
+AUTO_TOKENS = 65_536  # a tiny model's first view starts by itself only up to this many warm-up tokens (~1 s)
 TASK_NAMES = tuple(t["name"] for t in D.list_tasks())
 LENS = [16, 32, 64, 128, 256, 512]
 BATCHES = [1, 2, 4, 8, 16, 32]
@@ -491,7 +492,8 @@ def body():
     running = job is not None and not job["job"].done
     auto = st.session_state.setdefault("smt:auto_tried", set())
     first = not any(json.loads(s)["model"] == name for s in recs)
-    if first and not running and name in TINY and sig not in auto:
+    small = ws["warmup_steps"] * ws["batch_size"] * ws["max_len"] <= AUTO_TOKENS
+    if first and small and not running and name in TINY and sig not in auto:
         auto.add(sig)  # tiny models: the first view starts at once (under a second); a failure is not retried
         start_job(loaded, ws)
         job = st.session_state.get(JOB_KEY)

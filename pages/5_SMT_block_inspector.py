@@ -299,7 +299,8 @@ def views(an, rec, loaded, tpl: str) -> None:
     m[2].metric("density", f"{an.n_blocks / an.total_blocks:.2%}", help="share of the chosen matrices' blocks")
     m[3].metric("warm-up", f"{meta.get('steps_done')} steps", help=f"mode {meta.get('mode')}, "
                 f"batch {meta.get('batch_size')} × {meta.get('max_len')} tokens, task {meta.get('task_name')}")
-    m[4].metric("warm-up time", f"{meta.get('seconds', 0):.1f} s",
+    sec = float(meta.get("seconds") or 0.0)
+    m[4].metric("warm-up time", f"{sec:.1f} s" if sec >= 1 else f"{sec:.2f} s",
                 delta="loaded from the cache" if meta.get("from_cache") else None, delta_color="off",
                 delta_arrow="off",
                 help=f"measured: {meta.get('seconds', 0):.1f} s wall, {meta.get('cpu_seconds', 0):.1f} s CPU, "

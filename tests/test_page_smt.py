@@ -225,6 +225,15 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
     assert not ft.exception, [e.value for e in ft.exception]
     assert any("Using the selection from the inspector (5 blocks" in i.value for i in ft.info)
 
+    # another block size on Fine-tune: the selection is not used, and the page says why
+    other = [o for o in ft.select_slider(key="ft:k_block_size").options if o not in ("0", str(h["block_size"]))
+             and not o.startswith("auto")]
+    ft.select_slider(key="ft:k_block_size").set_value(int(other[0]))
+    ft.run()
+    assert not ft.exception, [e.value for e in ft.exception]
+    assert not any("Using the selection" in i.value for i in ft.info)
+    assert any("selection is not used: its block size is" in c.value for c in ft.caption)
+
 
 def test_train_config_smt_selection_trains_exactly_those_blocks(tiny_bert):
     from explorer.train import TrainConfig, train

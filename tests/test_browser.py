@@ -3,7 +3,7 @@
 To add a page, append a :class:`PageCase` to ``PAGES`` (its URL path is the page
 file name without the number prefix and ``.py``; ``slider`` names a slider whose
 move must change the first metric shown, or None).  Screenshots go to
-``assets/screenshots/<name>.png``.
+``tests/artifacts/screenshots/<name>.png`` (``UPDATE_SCREENSHOTS=1``: ``assets/screenshots/``, the README copies).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "assets" / "screenshots"
+# screenshots go to tests/artifacts/ (ignored by git); UPDATE_SCREENSHOTS=1 refreshes the README's copies
+SHOTS = ROOT / "assets" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else ROOT / "tests" / "artifacts" / "screenshots"
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),

@@ -110,9 +110,16 @@ def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
                 dev = "cuda" if torch.cuda.is_available() else "cpu"
             except Exception:  # noqa: BLE001
                 dev = "cpu"
-        est = M.estimate(spec, cfg.method, dict(cfg.knobs or {}), precision="fp32", batch=int(cfg.batch_size),
-                         seq_len=int(cfg.max_len), device="cuda" if dev.startswith("cuda") else "cpu")
-        return float(est["total_bytes"])
+        kw = dict(precision="fp32", batch=int(cfg.batch_size), seq_len=int(cfg.max_len),
+                  device="cuda" if dev.startswith("cuda") else "cpu")
+        est = M.estimate(spec, cfg.method, dict(cfg.knobs or {}), **kw)
+        total = float(est["total_bytes"])
+        knobs = dict(cfg.knobs or {})
+        if (cfg.method == "smt" and knobs.get("warmup_mode", "full") == "full"
+                and getattr(cfg, "smt_selection", None) is None):
+            # SMT's warm-up is full fine-tuning (as in the public code): that phase sets the peak
+            total = max(total, float(M.estimate(spec, "full", {}, **kw)["total_bytes"]))
+        return total
     except Exception:  # noqa: BLE001 - no estimate: the run itself reports bad knobs
         return None
 

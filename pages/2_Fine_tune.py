@@ -85,7 +85,8 @@ def active_run():
 
 
 def is_running(run) -> bool:
-    return run is not None and not run["state"].done
+    # the job is done only after the worker has added the run to the history (train() ends first)
+    return run is not None and not (run["state"].done and run["job"].done)
 
 
 def start_run(cfg: TrainConfig, loaded, hist, label: str) -> None:
@@ -221,7 +222,7 @@ def _live_panel() -> None:
         st.button("⏹ Stop", key="ft_stop", on_click=stop_run, type="secondary",
                   help="Ends the run within one step; the steps done so far are kept")
     draw_live(run, tpl)
-    if run["state"].done and not run["seen_done"]:
+    if not is_running(run) and not run["seen_done"]:
         run["seen_done"] = True
         st.rerun(scope="app")  # Start comes back, the history and downloads update
 

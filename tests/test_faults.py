@@ -258,6 +258,11 @@ def run_of(at):
     return at.session_state["ft_run"] if "ft_run" in at.session_state else None
 
 
+def ended(run) -> bool:
+    """The run ended and its job too (the job adds the run to the history after train() returns)."""
+    return run["state"].done and run["job"].done
+
+
 def until(cond, timeout=60.0, every=0.05, on_wait=None):
     deadline = time.time() + timeout
     while not cond():
@@ -271,7 +276,7 @@ def until(cond, timeout=60.0, every=0.05, on_wait=None):
 def finish_short_run(at):
     at.slider(key="ft:steps").set_value(2).run()
     at.button(key="ft_start").click().run()
-    until(lambda: run_of(at)["state"].done, on_wait=at.run, every=0.3)
+    until(lambda: ended(run_of(at)), on_wait=at.run, every=0.3)
     at.run()
     hist = at.session_state["run_history"]
     assert [e.status for e in hist] == ["finished"]
@@ -321,7 +326,7 @@ def test_exception_and_oom_in_page_runs_keep_the_finished_run(page_env, hook):
         at.slider(key="ft:steps").set_value(50).run()
         at.button(key="ft_start").click().run()
         run = run_of(at)
-        until(lambda: run["state"].done, on_wait=at.run, every=0.3)
+        until(lambda: ended(run), on_wait=at.run, every=0.3)
         at.run()
         assert not at.exception
         assert run["state"].status == "failed" and expect in run["state"].message

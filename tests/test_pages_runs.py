@@ -65,7 +65,7 @@ def wait_done(at: AppTest, timeout: float = 60.0) -> str:
     while True:
         at.run()
         st = run_state(at)
-        if st is not None and st.done:
+        if st is not None and st.done and at.session_state["ft_run"]["job"].done:  # history written too
             at.run()  # the page's redraw after the end
             return st.status
         if time.time() > deadline:

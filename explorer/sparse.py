@@ -67,6 +67,19 @@ def random_entries(shape, k: int, generator: torch.Generator) -> tuple[torch.Ten
     return (flat // d_in).to(torch.int32), (flat % d_in).to(torch.int32)
 
 
+def linear_from(base: nn.Linear, weight: torch.Tensor) -> nn.Linear:
+    """A plain frozen ``nn.Linear`` with ``weight`` (cast to the base dtype) and the base's bias."""
+    lin = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
+                    device=base.weight.device, dtype=base.weight.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(weight.to(lin.weight.dtype))
+        if base.bias is not None:
+            lin.bias.copy_(base.bias)
+    for p in lin.parameters():
+        p.requires_grad_(False)
+    return lin
+
+
 # ----------------------------------------------------------------------------- autograd
 
 
@@ -218,16 +231,7 @@ class SparseDeltaLinear(nn.Module):
         return entry_mask(self.shape, self.rows.cpu().numpy(), self.cols.cpu().numpy())
 
     def to_linear(self) -> nn.Linear:
-        lin = nn.Linear(self.shape[1], self.shape[0], bias=self.base.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
-        with torch.no_grad():
-            lin.weight.copy_(self.merged_weight())
-            if self.base.bias is not None:
-                lin.bias.copy_(self.base.bias)
-        lin.weight.requires_grad_(False)
-        if lin.bias is not None:
-            lin.bias.requires_grad_(False)
-        return lin
+        return linear_from(self.base, self.merged_weight())
 
     def extra_repr(self) -> str:
         n = self.delta.numel()

@@ -15,27 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "4_Memory_calculator.py")
 TIMEOUT = 120
 
-
-def run(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    for key, v in params.items():
-        at.query_params[key] = str(v)
-    at.run()
-    return at
+from apptest_helpers import open_page, no_problem, qp, metric
 
 
-def no_problem(at: AppTest):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+def run(**params):
+    return open_page(PAGE, TIMEOUT, **params)
 
-
-def qp(at: AppTest, key: str) -> str:
-    v = at.query_params[key]
-    return v[-1] if isinstance(v, list) else v
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 def number(text: str) -> float:

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from explorer import smt_analysis as A
 from explorer import smt_views as V
 from explorer.targets import Target
+from apptest_helpers import no_problem, qp
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "5_SMT_block_inspector.py")
@@ -41,14 +42,6 @@ def isolated(tmp_path, monkeypatch):
     default_queue().cancel_all()
 
 
-def no_problem(at: AppTest):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def qp(at: AppTest, key: str) -> str:
-    v = at.query_params[key]
-    return v[-1] if isinstance(v, list) else v
 
 
 def wait_view(at: AppTest, steps: int | None = None, timeout: float = 40.0) -> dict:

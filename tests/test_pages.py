@@ -14,27 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAYGROUND = str(ROOT / "pages" / "1_Methods_playground.py")
 TIMEOUT = 120
 
-
-def run_pg(**params) -> AppTest:
-    at = AppTest.from_file(PLAYGROUND, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    return at
+from apptest_helpers import no_problem, open_page, qp
 
 
-def no_problem(at: AppTest):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+def run_pg(**params):
+    return open_page(PLAYGROUND, TIMEOUT, **params)
 
-
-def qp(at: AppTest, key: str) -> str:
-    v = at.query_params[key]
-    return v[-1] if isinstance(v, list) else v
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 def count(at: AppTest, i: int = 0) -> int:

@@ -13,6 +13,12 @@ FT = str(ROOT / "pages" / "2_Fine_tune.py")
 CMP = str(ROOT / "pages" / "3_Compare.py")
 TIMEOUT = 90
 
+from apptest_helpers import open_page, no_problem, qp
+
+
+def ft(**params):
+    return open_page(FT, TIMEOUT, **params)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -37,23 +43,6 @@ def sessions_dir(tmp_path, monkeypatch):
     while q.stats()["running"] and time.time() < deadline:
         time.sleep(0.1)
 
-
-def ft(**params) -> AppTest:
-    at = AppTest.from_file(FT, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    return at
-
-
-def no_problem(at: AppTest):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def qp(at: AppTest, key: str) -> str:
-    v = at.query_params[key]
-    return v[-1] if isinstance(v, list) else v
 
 
 def run_state(at: AppTest):

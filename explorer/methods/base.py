@@ -198,8 +198,21 @@ class Adapter:
 
     # --- merging ----------------------------------------------------------------
     def merge_into_model(self) -> nn.Module:
-        """Merge in place and return the plain model (the adapter is spent)."""
-        raise NotImplementedError
+        """Merge in place and return the plain model (the adapter is spent).
+
+        The default swaps every adapted target module for ``module.to_linear()`` (a frozen
+        ``nn.Linear`` holding original + update, computed from the untouched original)."""
+        from ..targets import set_submodule
+
+        for t in self.targets:
+            mod = self.model.get_submodule(t.name)
+            if hasattr(mod, "to_linear"):
+                set_submodule(self.model, t.name, mod.to_linear())
+        if hasattr(self, "modules"):
+            self.modules = {}
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self.model
 
     def merged_model(self) -> nn.Module:
         """A merged copy; this adapter stays usable."""

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sparse import scatter_entries
+from ..sparse import linear_from, scatter_entries
 from ..targets import ALL_TYPES, set_submodule
 from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
@@ -100,15 +100,7 @@ class LoRASPLinear(nn.Module):
         return ma.reshape(self.a0.shape), mb.reshape(self.b0.shape)
 
     def to_linear(self) -> nn.Linear:
-        lin = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
-        with torch.no_grad():
-            lin.weight.copy_((self.base.weight.float() + self.delta_weight().float()).to(lin.weight.dtype))
-            if self.base.bias is not None:
-                lin.bias.copy_(self.base.bias)
-        for p in lin.parameters():
-            p.requires_grad_(False)
-        return lin
+        return linear_from(self.base, self.base.weight.float() + self.delta_weight().float())
 
 
 class LoRASPAdapter(Adapter):
@@ -183,14 +175,6 @@ class LoRASPAdapter(Adapter):
                     getattr(m, k).copy_(tensors[f"{n}.{k}"])
                 m.a_vals.copy_(tensors[f"{n}.a_vals"])
                 m.b_vals.copy_(tensors[f"{n}.b_vals"])
-
-    def merge_into_model(self):
-        for n, m in self.modules.items():
-            set_submodule(self.model, n, m.to_linear())
-        self.modules = {}
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        return self.model
 
 
 def apply(model, knobs, n_base, **_):

@@ -275,14 +275,6 @@ class SMTAdapter(Adapter):
             for n, m in self.modules.items():
                 m.delta.copy_(tensors[f"{n}.delta"])
 
-    def merge_into_model(self):
-        for n, m in self.modules.items():
-            set_submodule(self.model, n, m.to_linear())
-        self.modules = {}
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        return self.model
-
 
 def run_warmup(adapter: SMTAdapter, batches: Iterable[dict], loss_fn: Callable | None = None, lr: float = 1e-4,
                weight_decay: float = 0.0, max_steps: int | None = None) -> dict:

@@ -92,14 +92,6 @@ class SpartaAdapter(Adapter):
             set_submodule(self.model, n, new)
             self.modules[n] = new
 
-    def merge_into_model(self):
-        for n, m in self.modules.items():
-            set_submodule(self.model, n, m.to_linear())
-        self.modules = {}
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        return self.model
-
 
 def apply(model, knobs, n_base, **_):
     return SpartaAdapter(model, knobs, n_base)

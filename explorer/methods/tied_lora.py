@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..sparse import linear_from
 from ..targets import ALL_TYPES, INPUT_GROUPS, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
@@ -122,16 +122,8 @@ class TiedLoRALinear(nn.Module):
         return (g.v[self.layer, self.rows].detach()[:, None] * b[self.rows]) @ (g.u[self.layer].detach()[:, None] * a) \
             * self.scaling
 
-    def to_linear(self):
-        lin = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
-        with torch.no_grad():
-            lin.weight.copy_((self.base.weight.float() + self.delta_weight().float()).to(lin.weight.dtype))
-            if self.base.bias is not None:
-                lin.bias.copy_(self.base.bias)
-        for p in lin.parameters():
-            p.requires_grad_(False)
-        return lin
+    def to_linear(self) -> nn.Linear:
+        return linear_from(self.base, self.base.weight.float() + self.delta_weight().float())
 
 
 def _group_key(ttype: str) -> str:
@@ -204,7 +196,6 @@ class TiedLoRAAdapter(Adapter):
         sw = self.switches
         for t in self.targets:
             key, rows = self.slices[t.name]
-            grp = self.groups[key]
             # per-target share of the parameters: tied tensors are attributed to the first layer only
             n_rows = rows.stop - rows.start
             n = 0
@@ -236,14 +227,6 @@ class TiedLoRAAdapter(Adapter):
             for key, grp in self.groups.items():
                 for name in ("A", "B", "u", "v"):
                     getattr(grp, name).copy_(tensors[f"{key}.{name}"])
-
-    def merge_into_model(self):
-        for t in self.targets:
-            mod = self.model.get_submodule(t.name)
-            set_submodule(self.model, t.name, mod.to_linear())
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        return self.model
 
 
 def expected_count(targets, rank: int, sw: dict) -> int:

@@ -81,54 +81,22 @@ UPLOAD_TYPES = (".csv", ".tsv", ".json", ".jsonl")
 
 
 def save_upload(folder: Path | str, filename: str, data: bytes, max_bytes: int | None = None) -> Path:
-    """Save an uploaded data file inside ``folder/uploads`` under a safe name; returns its path.
+    """Save an uploaded data file inside ``folder/uploads`` under a server-made name; returns its path.
 
-    Only the extension of ``filename`` is kept (one of UPLOAD_TYPES); the stored name is the
-    file's content hash, so no uploaded name can point outside the folder.  DataError for a
-    file that is too large, empty, of another type or binary.
+    The checks (type, size, emptiness) and the storing are ``explorer.security.store_upload``'s;
+    a binary file is refused here too.  DataError (UploadError) names the problem.
     """
-    import hashlib
-
     from .data import MAX_FILE_BYTES
+    from .security import store_upload
 
-    limit = MAX_FILE_BYTES if max_bytes is None else int(max_bytes)
-    name = os.path.basename(str(filename or "").replace("\\", "/"))[:200]
-    ext = os.path.splitext(name)[1].lower()
-    if ext not in UPLOAD_TYPES:
-        raise DataError(f"'{name[:80]}': unsupported file type '{ext[:10]}'; upload a .csv, .tsv, .json or .jsonl file")
     data = bytes(data or b"")
-    if not data:
-        raise DataError(f"'{name[:80]}' is empty")
-    if len(data) > limit:
-        raise DataError(f"'{name[:80]}' is {len(data) / 2**20:.1f} MB; the upload limit is {limit / 2**20:.0f} MB")
     if b"\x00" in data[:4096]:
-        raise DataError(f"'{name[:80]}' looks like a binary file, not CSV or JSON text")
-    stem = re.sub(r"[^A-Za-z0-9_-]", "_", os.path.splitext(name)[0])[:40] or "data"
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    path = Path(folder) / "uploads" / f"{stem}-{digest}{ext}"
-    atomic_write(path, data)
-    return path
+        name = os.path.basename(str(filename or "upload").replace("\\", "/"))[:80]
+        raise DataError(f"'{name}' looks like a binary file, not CSV or JSON text")
+    return store_upload(folder, filename, data, limit=MAX_FILE_BYTES if max_bytes is None else int(max_bytes))
 
 
-def atomic_write(path: Path | str, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+from .security import atomic_write  # noqa: E402  (one implementation, re-exported)
 
 
 def _jsonable(v):

@@ -162,14 +162,17 @@ def new_file_name(suffix: str) -> str:
     return f"upload-{secrets.token_hex(8)}{suffix}"
 
 
-def atomic_write(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
+def atomic_write(path, data) -> Path:
+    """Write ``data`` (bytes or str) to ``path`` through a temporary file in the same folder and
+    ``os.replace``: readers never see half a file, and a failed write leaves no temporary file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(raw)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

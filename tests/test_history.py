@@ -121,7 +121,7 @@ def test_save_upload_safe_names_and_errors(tmp_path):
     p = save_upload(tmp_path, "../../evil name.csv", b"text,label\na,0\n")
     assert p.parent == tmp_path / "uploads" and p.suffix == ".csv" and ".." not in p.name
     assert p.read_bytes() == b"text,label\na,0\n"
-    for name, data, needle in [("x.exe", b"abc", "unsupported file type"), ("x.csv", b"", "empty"),
+    for name, data, needle in [("x.exe", b"abc", "is not read here"), ("x.csv", b"", "empty"),
                                ("x.json", b"\x00\x00", "binary"), ("x.csv", b"a" * 50, "upload limit")]:
         with pytest.raises(DataError, match=needle):
             save_upload(tmp_path, name, data, max_bytes=40)

@@ -58,8 +58,10 @@ STATUSES = ("queued", "running", "finished", "stopped", "failed", "nan")
 
 # A run whose page has not polled (``RunState.heartbeat``) for this many seconds is stopped
 # by the worker with the message "stopped: page closed" (Streamlit has no tab-close event).
+# 180 s, not less: browsers throttle the timers of hidden tabs (Chrome: one wake-up a minute
+# after 5 minutes hidden), so a participant who switches to the slides must not lose a run.
 ORPHAN_ENV = "PEFT_EXPLORER_ORPHAN_S"
-DEFAULT_ORPHAN_S = 60.0
+DEFAULT_ORPHAN_S = 180.0
 
 # Test hook (fault injection): ``FAULT_HOOK(step=, phase=, model=)`` is called before every
 # training step's forward pass; raising from it simulates a failing method or out-of-memory.

@@ -253,13 +253,6 @@ class RunQueue:
 
     def _run(self, job: Job) -> None:
         try:
-            st = job.state
-            if st is not None and callable(getattr(st, "orphaned", None)) and st.orphaned():
-                # its page stopped polling while it waited (tab closed): do not start it
-                job.status, job.message = "cancelled", "stopped: page closed while queued"
-                if hasattr(st, "set"):
-                    st.set(status="stopped", message=job.message, ended=time.time())
-                return
             check_memory(job.need_bytes, self.free_fn(job.device), self.safety)
             job.result = job.fn(job)
             job.status = "done"

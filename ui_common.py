@@ -383,3 +383,24 @@ def session_history():
     if valid_session_id(sid) and st.query_params.get("sid") != sid:
         st.query_params["sid"] = sid
     return st.session_state["run_history"]
+
+
+def sidebar_model(page: str, current: str):
+    """The sidebar's model picker and the cached base model, shared by pages.
+
+    A fresh URL (a pasted link or a preset) resets the picker to the URL's model.  Returns the
+    read-only ``LoadedModel``, or None after showing why (no name typed, or a readable load error).
+    """
+    sel, custom = wkey(page, "model_sel"), wkey(page, "model_custom")
+    if st.session_state.get(f"_urlfresh:{page}"):
+        for kk in (sel, custom):
+            st.session_state.pop(kk, None)
+    with st.sidebar:
+        st.subheader("Model")
+        name = model_choice(sel, custom, current)
+        st.session_state[wkey(page, "model")] = name
+    if not name:
+        st.info("Type a local folder or a hub id in the sidebar.", icon=":material/info:")
+        return None
+    return load_base_or_error(name)
+

@@ -230,17 +230,7 @@ def body():
                     st.session_state[k(f.name)] = f.default_value()
     st.session_state["_pg_prev_a"], st.session_state["_pg_prev_b"] = m1, m2
 
-    if st.session_state.get(f"_urlfresh:{PAGE}"):
-        for kk in (k("model_sel"), k("model_custom")):
-            st.session_state.pop(kk, None)
-    with st.sidebar:
-        st.subheader("Model")
-        name = ui.model_choice(k("model_sel"), k("model_custom"), vals["model"])
-        st.session_state[k("model")] = name
-    if not name:
-        st.info("Type a local folder or a hub id in the sidebar.", icon=":material/info:")
-        return
-    loaded = ui.load_base_or_error(name)
+    loaded = ui.sidebar_model(PAGE, vals["model"])
     if loaded is None:
         ui.write_url(schema, PAGE)
         return

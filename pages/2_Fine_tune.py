@@ -292,17 +292,8 @@ def body():
         for f in knob_schema(method):  # a newly picked method starts from its own defaults
             st.session_state[k(f.name)] = f.default_value()
     st.session_state["_ft_prev_method"] = method
-    if fresh:
-        for kk in (k("model_sel"), k("model_custom")):
-            st.session_state.pop(kk, None)
-    with st.sidebar:
-        st.subheader("Model")
-        name = ui.model_choice(k("model_sel"), k("model_custom"), vals["model"])
-        st.session_state[k("model")] = name
-    if not name:
-        st.info("Type a local folder or a hub id in the sidebar.", icon=":material/info:")
-        return
-    loaded = ui.load_base_or_error(name)
+    loaded = ui.sidebar_model(PAGE, vals["model"])
+    name = st.session_state.get(k("model"), vals["model"])
     if loaded is None:
         ui.write_url(schema, PAGE, keep=("sid",))
         return

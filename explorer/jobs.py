@@ -30,6 +30,7 @@ so a run that raises (or runs out of memory) never blocks the queue.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import threading
@@ -273,6 +274,9 @@ class RunQueue:
                     self._running.remove(job)
                 self.finished += 1
                 self._dispatch()
+            # the run's model copy, optimizer and autograd graph hold reference cycles: collect them once
+            # here (the dashboard turns off Streamlit's gc after every script run, see .streamlit/config.toml)
+            gc.collect()
             job._done.set()
 
 

@@ -169,14 +169,20 @@ def test_checkpoint_sums_equal_direct_computation(tiny_llama, mode):
         for p in m.parameters():
             p.grad = None
         ck[s] = [r.clone() for r in run]
+    # full mode: AdamW's update m / sqrt(v) turns a rounding difference in a tiny gradient (summation order
+    # changes with torch's thread count) into a weight difference of order lr, so later steps agree to 1e-3
+    rtol = 1e-4 if mode == "gradient-only" else 1e-3
     for i, step in enumerate(rec.steps):
         for j, t in enumerate(targets):
             want = _grain_sums(ck[step][j], 8)
-            torch.testing.assert_close(rec.grid(rec.sums[i], j), want, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(rec.grid(rec.abs_sums[i], j), _grain_sums(ck[step][j].abs(), 8),
-                                       rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(rec.grid(rec.sq_sums[i], j), _grain_sums(ck[step][j] ** 2, 8),
-                                       rtol=1e-4, atol=1e-9)
+            absum = _grain_sums(ck[step][j].abs(), 8)
+            sq = _grain_sums(ck[step][j] ** 2, 8)
+            # signed sums cancel: a cell near 0 carries the rounding of its large terms, so the absolute
+            # tolerance scales with the grid's largest terms
+            torch.testing.assert_close(rec.grid(rec.sums[i], j), want, rtol=rtol,
+                                       atol=max(1e-6, rtol * float(absum.max())))
+            torch.testing.assert_close(rec.grid(rec.abs_sums[i], j), absum, rtol=rtol, atol=1e-6)
+            torch.testing.assert_close(rec.grid(rec.sq_sums[i], j), sq, rtol=rtol, atol=1e-9)
     if mode == "full":
         assert rec.dw_abs is not None and float(rec.dw_abs.sum()) > 0
         an = analyze(rec, 16, n_blocks=10)

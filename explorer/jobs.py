@@ -254,6 +254,14 @@ class RunQueue:
 
     def _run(self, job: Job) -> None:
         try:
+            st = job.state
+            if st is not None and callable(getattr(st, "orphaned", None)) and st.orphaned():
+                # its page stopped polling while the run waited in line (tab closed): do not start it
+                job.status = "cancelled"
+                job.message = f"stopped: page closed while queued (no page polled it for {st.orphan_s:g} s)"
+                if hasattr(st, "set"):
+                    st.set(status="stopped", message=job.message, ended=time.time())
+                return
             check_memory(job.need_bytes, self.free_fn(job.device), self.safety)
             job.result = job.fn(job)
             job.status = "done"
@@ -401,10 +409,38 @@ class Sweep:
         self.results: list[dict] = []  # label, status, final_accuracy, trainable
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
+        # heartbeat, as for a single run (RunState.heartbeat): None until a page first polls; a sweep
+        # no page polled for PEFT_EXPLORER_ORPHAN_S seconds stops (tab closed), its current run too
+        self.last_seen: float | None = None
+        self.orphan_s: float | None = None
 
     @property
     def total(self) -> int:
         return len(self.items)
+
+    def heartbeat(self) -> None:
+        """Called by the page's polling fragment: the page is still open (forwarded to the current run)."""
+        from .train import orphan_seconds
+
+        with self._lock:
+            if self.orphan_s is None:
+                self.orphan_s = orphan_seconds()
+            self.last_seen = time.monotonic()
+            cur = self.current_state
+        if cur is not None:
+            cur.heartbeat()
+
+    def orphaned(self) -> bool:
+        with self._lock:
+            return (self.last_seen is not None and self.orphan_s is not None
+                    and time.monotonic() - self.last_seen > self.orphan_s)
+
+    def _adopt_heartbeat(self, state) -> None:
+        """A new run of a polled sweep starts with the sweep's last heartbeat (not a fresh one)."""
+        with self._lock:
+            seen, orphan_s = self.last_seen, self.orphan_s
+        if seen is not None and hasattr(state, "set"):
+            state.set(last_seen=seen, orphan_s=orphan_s)
 
     @property
     def done(self) -> bool:
@@ -435,10 +471,15 @@ class Sweep:
         from .train import RunState, train
 
         try:
+            orphaned = False
             for label, cfg in self.items:
                 if self.stop_event.is_set():
                     break
+                if self.orphaned():
+                    orphaned = True
+                    break
                 state = RunState(cfg)
+                self._adopt_heartbeat(state)
                 box: dict = {}
 
                 def fn(job, cfg=cfg, state=state, box=box):
@@ -462,8 +503,12 @@ class Sweep:
                 if res is not None:
                     state.result = None
                     res.adapter = None  # free the model copy
-            self.status = "stopped" if self.stop_event.is_set() else "finished"
-            if self.status == "stopped":
+            orphaned = orphaned or (self.orphaned() and self.index < self.total)
+            self.status = "stopped" if self.stop_event.is_set() or orphaned else "finished"
+            if orphaned:
+                self.message = (f"stopped: page closed (no page polled this sweep for {self.orphan_s:g} s) "
+                                f"after {self.index} of {self.total} runs")
+            elif self.status == "stopped":
                 self.message = f"stopped after {self.index} of {self.total} runs"
         except BaseException as e:  # noqa: BLE001 - a sweep ends with a status
             from .errors import user_message

@@ -186,6 +186,7 @@ def _sweep_panel() -> None:
         return
     snap = sw.snapshot()
     if not sw.done:
+        sw.heartbeat()  # the page is open; a sweep no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("⏹ Stop the sweep", key="cmp_sweep_stop", on_click=stop_sweep)
         cur = snap["current"]
         within = cur["progress"] if cur else 0.0

@@ -198,3 +198,28 @@ def test_sweep_runs_through_the_queue(tiny_bert):
     assert got[0][1]["trainable_params"] < got[1][1]["trainable_params"]  # the budget grew
     assert q.stats()["finished"] == 2
 
+
+
+def test_queued_run_whose_page_closed_never_starts():
+    """A run whose page stopped polling while it waited in line is not started; a polled one is."""
+    q = RunQueue(max_running=1, free_fn=free_big)
+    gate = threading.Event()
+    blocker = q.submit(lambda job: gate.wait(10), label="blocker")
+    closed, polled = RunState(), RunState()
+    for st, orphan_s in ((closed, 0.2), (polled, 5.0)):  # polled: far from its timeout whatever the load
+        st.heartbeat()
+        st.orphan_s = orphan_s
+    started = []
+    j_closed = q.submit(lambda job: started.append("closed"), state=closed, label="closed tab")
+    j_polled = q.submit(lambda job: started.append("polled"), state=polled, label="open tab")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.5:  # only the open tab keeps polling while both wait
+        polled.heartbeat()
+        time.sleep(0.02)
+    gate.set()
+    assert blocker.wait(10) and j_closed.wait(10) and j_polled.wait(10)
+    assert started == ["polled"]
+    assert j_closed.status == "cancelled" and closed.status == "stopped"
+    assert closed.message.startswith("stopped: page closed while queued"), closed.message
+    assert j_polled.status == "done"
+    assert q.stats()["running"] == 0 and q.stats()["queued"] == 0

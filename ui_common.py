@@ -353,34 +353,61 @@ def _bool_label(name: str) -> str:
 
 # ----------------------------------------------------------------------------- run history of this session
 
+def _page_session_id() -> str | None:
+    """Streamlit's id of this browser page's session (None outside a running server)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        return ctx.session_id if ctx is not None else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _page_is_live(page_session_id: str) -> bool:
+    """Whether that page session is connected to this server now (False without a runtime, as in AppTest)."""
+    from streamlit import runtime
+
+    return runtime.exists() and runtime.get_instance().is_active_session(page_session_id)
+
+
 def session_history():
     """This session's ``explorer.history.RunHistory``, persisted under a server-made session folder.
 
     The folder's id (32 hex characters, made with ``secrets``) is also written to the URL as
     ``sid``; after a page reload the new session starts from a *copy* of that folder's runs
     (validated id, existing folder only; the id never names a path by itself), under its own
-    new id, so a shared link never lets two sessions write the same files.
+    new id, so two sessions never write the same files.  A link copied from the address bar
+    while its owner's page is still open does not carry the runs (``explorer.history.may_restore``):
+    the receiver starts with an empty history and a one-line notice.
     """
-    from explorer.history import RunHistory, new_session_id, session_folder, valid_session_id
+    from explorer import history as H
 
+    me = _page_session_id()
     if "run_history" not in st.session_state:
-        sid = new_session_id()
+        sid = H.new_session_id()
         try:
-            hist = RunHistory(session_folder(sid))
+            hist = H.RunHistory(H.session_folder(sid))
         except Exception:  # noqa: BLE001 - no folder: the history stays in memory
-            hist = RunHistory()
+            hist = H.RunHistory()
         prev = st.query_params.get("sid")
-        if prev and valid_session_id(prev) and prev != sid:
-            try:
-                old = session_folder(prev)
-                if old.is_dir():
-                    hist.restore_from(old)
-            except Exception:  # noqa: BLE001 - an unreadable old folder: start empty
-                pass
+        if prev and H.valid_session_id(prev) and prev != sid:
+            if H.may_restore(prev, _page_is_live, me=me):
+                try:
+                    old = H.session_folder(prev)
+                    if old.is_dir():
+                        hist.restore_from(old)
+                except Exception:  # noqa: BLE001 - an unreadable old folder: start empty
+                    pass
+            else:
+                st.toast("This link came from another participant's open page: it shares the settings, "
+                         "not their runs. Your run history starts empty.", icon=":material/link:")
         st.session_state["session_id"] = sid
         st.session_state["run_history"] = hist
+        if me:
+            H.hold(sid, me, is_live=_page_is_live)
     sid = st.session_state.get("session_id")
-    if valid_session_id(sid) and st.query_params.get("sid") != sid:
+    if H.valid_session_id(sid) and st.query_params.get("sid") != sid:
         st.query_params["sid"] = sid
     return st.session_state["run_history"]
 

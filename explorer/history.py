@@ -36,7 +36,8 @@ from pathlib import Path
 from .errors import DataError
 
 __all__ = ["RunEntry", "RunHistory", "entry_from_result", "new_session_id", "session_folder", "atomic_write",
-           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "valid_session_id", "FORMAT", "VERSION", "MAX_IMPORT_BYTES"]
+           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "valid_session_id", "FORMAT", "VERSION", "MAX_IMPORT_BYTES",
+           "hold", "holder", "may_restore"]
 
 FORMAT = "peft-explorer-history"
 VERSION = 1
@@ -55,6 +56,61 @@ def new_session_id() -> str:
 
 def valid_session_id(session_id) -> bool:
     return isinstance(session_id, str) and bool(_SID.match(session_id))
+
+
+# ----------------------------------------------------------------------------- who holds a history id
+
+# A page session writes its history id into its URL (``sid``) so that a reload can restore the runs.
+# A link copied from the address bar carries that id too; it must not hand the runs to someone else
+# while their owner's page is still open.  The server remembers which live page session holds each
+# id (an opaque token: the Streamlit session id); a new page may restore the runs of an id only when
+# its holder is gone (a reload: the old page disconnects first) or unknown (e.g. after a restart).
+_HOLDERS: dict[str, str] = {}
+_HOLDERS_LOCK = threading.Lock()
+_MAX_HOLDERS = 20_000
+
+
+def hold(session_id: str, owner: str, is_live=None) -> None:
+    """Record that the page session ``owner`` holds the history ``session_id`` (server-wide)."""
+    if not valid_session_id(session_id) or not isinstance(owner, str) or not owner:
+        return
+    with _HOLDERS_LOCK:
+        _HOLDERS[session_id] = owner
+        if len(_HOLDERS) > _MAX_HOLDERS:  # forget the holders whose page is gone (or the oldest half)
+            gone = [k for k, v in _HOLDERS.items() if is_live is None or not _safe_live(is_live, v)]
+            for k in gone[: max(len(gone), len(_HOLDERS) - _MAX_HOLDERS // 2)]:
+                _HOLDERS.pop(k, None)
+
+
+def holder(session_id: str) -> str | None:
+    with _HOLDERS_LOCK:
+        return _HOLDERS.get(session_id)
+
+
+def _safe_live(is_live, owner: str) -> bool:
+    try:
+        return bool(is_live(owner))
+    except Exception:  # noqa: BLE001 - no runtime (tests, scripts): nobody is live
+        return False
+
+
+def may_restore(session_id: str, is_live, me: str | None = None, wait_s: float = 2.0) -> bool:
+    """Whether a new page may start from a copy of ``session_id``'s runs.
+
+    True when nobody holds the id, the holder is ``me``, or the holder's page is not connected
+    (``is_live(owner)`` False) within ``wait_s`` seconds (a reload's old page may disconnect a
+    moment after the new one connects).  False while the holder's page stays open: the id came
+    from a shared link, and the runs stay with their owner.
+    """
+    owner = holder(session_id)
+    if owner is None or owner == me:
+        return True
+    deadline = time.monotonic() + max(0.0, float(wait_s))
+    while _safe_live(is_live, owner):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def session_folder(session_id: str, root: Path | str | None = None) -> Path:

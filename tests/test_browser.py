@@ -231,3 +231,48 @@ def test_fine_tune_start_stop_and_compare(server, browser):
         screenshot(page, "compare")
     finally:
         ctx.close()
+
+
+def test_reload_keeps_the_runs_a_shared_link_does_not(server, browser):
+    """A page's URL carries its history id (``sid``): opened while that page is still open (a link sent to
+    a neighbour) it gives an empty history; once the page is gone (a reload, a closed tab) it restores the runs."""
+    owner = browser.new_context(viewport={"width": 1440, "height": 2000})
+    other = browser.new_context(viewport={"width": 1440, "height": 2000})
+    try:
+        page = owner.new_page()
+        page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps=2&bs=8", wait_until="domcontentloaded",
+                  timeout=30_000)
+        page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+        wait_idle(page)
+        _click(page, "▶ Start")
+        page.get_by_text("Finished 2 steps", exact=False).first.wait_for(timeout=90_000)
+        wait_idle(page)
+        page.get_by_role("link", name="Compare").first.click()
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
+        wait_idle(page)
+        shared = page.url
+        assert "sid=" in shared, shared
+        # the owner's page is open: the link shares the settings, not the runs
+        p2 = other.new_page()
+        p2.goto(shared, wait_until="domcontentloaded", timeout=30_000)
+        p2.get_by_text("No runs yet", exact=False).first.wait_for(timeout=60_000)
+        assert p2.locator('[data-testid="stDataFrame"]').count() == 0
+        assert re.search(r"sid=([0-9a-f]{32})", p2.url).group(1) != re.search(r"sid=([0-9a-f]{32})", shared).group(1)
+        assert not page_errors(p2)
+        # the owner reloads: the runs are still there
+        page.reload(wait_until="domcontentloaded")
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+        wait_idle(page)
+        reloaded = page.url
+        # the owner's tab closes; its last link restores the runs (the holder is gone)
+        owner.close()
+        p3 = other.new_page()
+        p3.goto(reloaded, wait_until="domcontentloaded", timeout=30_000)
+        p3.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
+        assert not page_errors(p3)
+    finally:
+        other.close()
+        try:
+            owner.close()
+        except Exception:  # noqa: BLE001 - already closed
+            pass

@@ -155,3 +155,29 @@ def test_restore_from_copies_into_a_new_folder(tmp_path):
     b.add(entry(3))  # the new session writes only its own folder
     assert len(RunHistory(folder=tmp_path / "a")) == 2 and len(RunHistory(folder=tmp_path / "b")) == 3
     assert RunHistory(folder=tmp_path / "c").restore_from(tmp_path / "missing") == 0
+
+
+def test_may_restore_only_when_the_holder_page_is_gone():
+    import threading
+    import time
+
+    from explorer import history as H
+
+    sid, other_sid = H.new_session_id(), H.new_session_id()
+    live = {"page-a"}
+    is_live = live.__contains__
+    assert H.may_restore(sid, is_live, me="page-b")  # nobody holds it (e.g. after a server restart)
+    H.hold(sid, "page-a", is_live=is_live)
+    assert H.holder(sid) == "page-a"
+    assert H.may_restore(sid, is_live, me="page-a")  # its own page
+    t0 = time.monotonic()
+    assert not H.may_restore(sid, is_live, me="page-b", wait_s=0.2)  # a link opened while the owner is open
+    assert time.monotonic() - t0 >= 0.2
+    # a reload: the old page disconnects a moment after the new one asks
+    threading.Timer(0.1, live.discard, args=("page-a",)).start()
+    assert H.may_restore(sid, is_live, me="page-c", wait_s=5.0)
+    # an is_live that fails (no runtime) counts as not live; bad ids and owners are not recorded
+    assert H.may_restore(sid, lambda _o: 1 / 0, me="page-d", wait_s=0.0)
+    H.hold("../etc", "page-x")
+    H.hold(other_sid, "")
+    assert H.holder("../etc") is None and H.holder(other_sid) is None

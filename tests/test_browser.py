@@ -181,6 +181,17 @@ def _click(page, name: str) -> None:
     page.get_by_role("button", name=name).first.click()
 
 
+def run_to_the_end(page, server: str, steps: int, batch: int) -> None:
+    """Open Fine-tune (tiny-bert, LoRA) with a link that sets steps and batch, press Start, wait for Finished."""
+    page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps={steps}&bs={batch}",
+              wait_until="domcontentloaded", timeout=30_000)
+    page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+    wait_idle(page)
+    _click(page, "▶ Start")
+    page.get_by_text(f"Finished {steps} steps", exact=False).first.wait_for(timeout=90_000)
+    wait_idle(page)
+
+
 def test_fine_tune_start_stop_and_compare(server, browser):
     """Start a run on tiny-bert and stop it; let a short one finish; then see both on Compare (same session)."""
     ctx = browser.new_context(viewport={"width": 1440, "height": 2300})
@@ -201,13 +212,7 @@ def test_fine_tune_start_stop_and_compare(server, browser):
         assert not errs, f"fine-tune: errors shown on the page: {errs}"
         screenshot(page, "fine_tune_stopped")
         # a short run that finishes (a new session: the link sets 40 steps)
-        page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps=40&bs=16", wait_until="domcontentloaded",
-                  timeout=30_000)
-        page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
-        wait_idle(page)
-        _click(page, "▶ Start")
-        page.get_by_text("Finished 40 steps", exact=False).first.wait_for(timeout=90_000)
-        wait_idle(page)
+        run_to_the_end(page, server, steps=40, batch=16)
         errs = page_errors(page)
         assert not errs, f"fine-tune: errors after a finished run: {errs}"
         screenshot(page, "fine_tune")
@@ -240,13 +245,7 @@ def test_reload_keeps_the_runs_a_shared_link_does_not(server, browser):
     other = browser.new_context(viewport={"width": 1440, "height": 2000})
     try:
         page = owner.new_page()
-        page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps=2&bs=8", wait_until="domcontentloaded",
-                  timeout=30_000)
-        page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
-        wait_idle(page)
-        _click(page, "▶ Start")
-        page.get_by_text("Finished 2 steps", exact=False).first.wait_for(timeout=90_000)
-        wait_idle(page)
+        run_to_the_end(page, server, steps=2, batch=8)
         page.get_by_role("link", name="Compare").first.click()
         page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
         wait_idle(page)

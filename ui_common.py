@@ -400,8 +400,8 @@ def session_history():
                 except Exception:  # noqa: BLE001 - an unreadable old folder: start empty
                     pass
             else:
-                st.toast("This link came from another participant's open page: it shares the settings, "
-                         "not their runs. Your run history starts empty.", icon=":material/link:")
+                st.toast("Shared link: you get its settings; its owner's runs stay with them.",
+                         icon=":material/link:")
         st.session_state["session_id"] = sid
         st.session_state["run_history"] = hist
         if me:

@@ -30,9 +30,9 @@ run: install
 test: install browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
-# the load test alone, with its figures printed
+# the load test alone, with its figures printed and written to benchmarks/results/load.json
 loadtest: install browser
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
+	UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
 
 bench: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.memory_honesty

@@ -76,10 +76,11 @@ def hold(session_id: str, owner: str, is_live=None) -> None:
         return
     with _HOLDERS_LOCK:
         _HOLDERS[session_id] = owner
-        if len(_HOLDERS) > _MAX_HOLDERS:  # forget the holders whose page is gone (or the oldest half)
-            gone = [k for k, v in _HOLDERS.items() if is_live is None or not _safe_live(is_live, v)]
-            for k in gone[: max(len(gone), len(_HOLDERS) - _MAX_HOLDERS // 2)]:
-                _HOLDERS.pop(k, None)
+        if len(_HOLDERS) > _MAX_HOLDERS:  # forget the holders whose page is gone, then the oldest
+            for k in [k for k, v in _HOLDERS.items() if is_live is None or not _safe_live(is_live, v)]:
+                del _HOLDERS[k]
+            for k in list(_HOLDERS)[: max(0, len(_HOLDERS) - _MAX_HOLDERS // 2)]:
+                del _HOLDERS[k]
 
 
 def holder(session_id: str) -> str | None:

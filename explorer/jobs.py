@@ -39,6 +39,7 @@ from collections import deque
 from typing import Any, Callable
 
 from .methods.base import KnobError
+from .train import Heartbeat
 
 __all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
            "check_memory", "ordinal", "DEFAULT_MAX_RUNS", "DEFAULT_SAFETY"]
@@ -386,7 +387,7 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     return out
 
 
-class Sweep:
+class Sweep(Heartbeat):
     """Runs a list of TrainConfigs one after another through a RunQueue, in a worker thread.
 
     ``on_result(label, RunResult)`` is called after each run (e.g. to add it to a RunHistory).
@@ -420,20 +421,10 @@ class Sweep:
 
     def heartbeat(self) -> None:
         """Called by the page's polling fragment: the page is still open (forwarded to the current run)."""
-        from .train import orphan_seconds
-
-        with self._lock:
-            if self.orphan_s is None:
-                self.orphan_s = orphan_seconds()
-            self.last_seen = time.monotonic()
-            cur = self.current_state
+        super().heartbeat()
+        cur = self.current_state
         if cur is not None:
             cur.heartbeat()
-
-    def orphaned(self) -> bool:
-        with self._lock:
-            return (self.last_seen is not None and self.orphan_s is not None
-                    and time.monotonic() - self.last_seen > self.orphan_s)
 
     def _adopt_heartbeat(self, state) -> None:
         """A new run of a polled sweep starts with the sweep's last heartbeat (not a fresh one)."""

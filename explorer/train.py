@@ -140,7 +140,31 @@ class TrainConfig:
         return d
 
 
-class RunState:
+class Heartbeat:
+    """A page's heartbeat (shared by :class:`RunState` and ``jobs.Sweep``; needs ``self._lock``).
+
+    ``last_seen`` is None until a page first polls; after that, work no page polled for
+    ``orphan_s`` seconds (``PEFT_EXPLORER_ORPHAN_S``) is orphaned: its tab closed.
+    """
+
+    last_seen: float | None = None
+    orphan_s: float | None = None
+
+    def heartbeat(self) -> None:
+        """Called by the page's polling fragment: the page is still open."""
+        with self._lock:
+            if self.orphan_s is None:
+                self.orphan_s = orphan_seconds()
+            self.last_seen = time.monotonic()
+
+    def orphaned(self) -> bool:
+        """True when a page polled once and then stopped polling for ``orphan_s`` seconds."""
+        with self._lock:
+            return (self.last_seen is not None and self.orphan_s is not None
+                    and time.monotonic() - self.last_seen > self.orphan_s)
+
+
+class RunState(Heartbeat):
     """What a worker thread writes and a page reads (thread-safe)."""
 
     def __init__(self, cfg: TrainConfig | None = None):
@@ -155,22 +179,9 @@ class RunState:
         self.ended: float | None = None
         self.stop_event = threading.Event()
         self.result: RunResult | None = None
-        # heartbeat: None until a page first polls; then a run unpolled for orphan_s is stopped
+        # heartbeat (Heartbeat): None until a page first polls; then a run unpolled for orphan_s is stopped
         self.last_seen: float | None = None
         self.orphan_s: float | None = None
-
-    def heartbeat(self) -> None:
-        """Called by the page's polling fragment: the page is still open."""
-        with self._lock:
-            if self.orphan_s is None:
-                self.orphan_s = orphan_seconds()
-            self.last_seen = time.monotonic()
-
-    def orphaned(self) -> bool:
-        """True when a page polled this run once and then stopped polling for ``orphan_s`` seconds."""
-        with self._lock:
-            return (self.last_seen is not None and self.orphan_s is not None
-                    and time.monotonic() - self.last_seen > self.orphan_s)
 
     # writer side
     def set(self, **kw) -> None:

@@ -181,3 +181,17 @@ def test_may_restore_only_when_the_holder_page_is_gone():
     H.hold("../etc", "page-x")
     H.hold(other_sid, "")
     assert H.holder("../etc") is None and H.holder(other_sid) is None
+
+
+def test_holders_stay_bounded_and_forget_closed_pages_first(monkeypatch):
+    from explorer import history as H
+
+    monkeypatch.setattr(H, "_HOLDERS", {})
+    monkeypatch.setattr(H, "_MAX_HOLDERS", 10)
+    live = {f"page-{i}" for i in range(0, 11, 2)}  # 6 open pages, 5 closed
+    sids = [H.new_session_id() for _ in range(11)]
+    for i, sid in enumerate(sids):
+        H.hold(sid, f"page-{i}", is_live=live.__contains__)
+    # the 11th hold went over the limit: the closed pages' ids went first, then the oldest down to 5
+    assert len(H._HOLDERS) == 5
+    assert set(H._HOLDERS.values()) <= live and H.holder(sids[10]) == "page-10"

@@ -40,7 +40,7 @@ def train_steps(adapter, batch, steps=20, lr=1e-2, wd=0.1):
         opt.step()
         opt.zero_grad(set_to_none=True)
         adapter.on_step_end(opt)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     adapter.model.eval()
     return opt, losses
 

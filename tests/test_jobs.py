@@ -223,3 +223,38 @@ def test_queued_run_whose_page_closed_never_starts():
     assert closed.message.startswith("stopped: page closed while queued"), closed.message
     assert j_polled.status == "done"
     assert q.stats()["running"] == 0 and q.stats()["queued"] == 0
+
+
+def test_server_config_turns_off_streamlits_gc_after_every_rerun():
+    """Streamlit's default gc.collect(2) after every script run starves runs under load
+    (benchmarks/server_gc.py: 0 of 6 runs finished in 240 s); the app's config turns it off,
+    and the queue collects once per run instead."""
+    import tomllib
+    from pathlib import Path
+
+    from streamlit import config as st_config
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert cfg["runner"]["postScriptGC"] is False
+    assert st_config.get_option("runner.postScriptGC") in (True, False)  # the option still exists
+    # a run's reference cycles are collected when it ends
+    import gc
+    import weakref
+
+    class Cycle:
+        pass
+
+    q = RunQueue(max_running=1, free_fn=free_big)
+    refs = []
+
+    def work(job):
+        a = Cycle()
+        a.self = a  # freed only by the cycle collector
+        refs.append(weakref.ref(a))
+
+    gc.disable()
+    try:
+        assert q.submit(work, label="cycle").wait(10)
+        assert refs[0]() is None, "the run's reference cycle outlived the run"
+    finally:
+        gc.enable()

@@ -256,7 +256,7 @@ class RunQueue:
     def _run(self, job: Job) -> None:
         try:
             st = job.state
-            if st is not None and callable(getattr(st, "orphaned", None)) and st.orphaned():
+            if isinstance(st, Heartbeat) and st.orphaned():
                 # its page stopped polling while the run waited in line (tab closed): do not start it
                 job.status = "cancelled"
                 job.message = f"stopped: page closed while queued (no page polled it for {st.orphan_s:g} s)"
@@ -430,7 +430,7 @@ class Sweep(Heartbeat):
         """A new run of a polled sweep starts with the sweep's last heartbeat (not a fresh one)."""
         with self._lock:
             seen, orphan_s = self.last_seen, self.orphan_s
-        if seen is not None and hasattr(state, "set"):
+        if seen is not None:
             state.set(last_seen=seen, orphan_s=orphan_s)
 
     @property

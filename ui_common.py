@@ -431,3 +431,35 @@ def sidebar_model(page: str, current: str):
         return None
     return load_base_or_error(name)
 
+
+
+# ----------------------------------------------------------------------------- lesson presets (every page)
+
+def preset_picker(presets: dict, page: str, prefix: str) -> None:
+    """The sidebar's lesson presets: pick one, read its lesson, load it (replaces the page's URL and reruns).
+
+    The loaded preset's name is kept in ``st.session_state[f"{prefix}_lesson"]`` so the page can show its
+    lesson while the page still holds the preset's settings (:func:`lesson_banner`).
+    """
+    if not presets:
+        return
+    with st.sidebar:
+        st.subheader("Lesson presets")
+        pick = st.selectbox("Preset", ["—"] + list(presets), key=f"{prefix}_preset_pick",
+                            label_visibility="collapsed")
+        if pick != "—":
+            st.caption(presets[pick].lesson)
+            if st.button("Load this preset", key=f"{prefix}_preset_go", width="stretch"):
+                st.session_state[f"{prefix}_lesson"] = pick
+                st.session_state[f"{prefix}_lesson_new"] = True  # the page may adjust its view once
+                apply_preset(presets[pick].values, page)
+
+
+def lesson_banner(presets: dict, page: str, prefix: str, keys: tuple) -> None:
+    """The loaded preset's lesson, shown while the widgets named by ``keys`` still hold its values."""
+    name = st.session_state.get(f"{prefix}_lesson")
+    p = presets.get(name)
+    if p is None:
+        return
+    if all(str(st.session_state.get(wkey(page, key))) == str(p.values.get(key)) for key in keys):
+        st.info(f"**Lesson: {name}.** {p.lesson}", icon=":material/school:")

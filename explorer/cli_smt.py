@@ -103,11 +103,12 @@ def run(args) -> int:
     density = args.density if args.density > 0 else None
     auto_note = None
     if blocks is None and density is None:
+        from .methods.smt import auto_blocks
+
         total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
-        want = max(1, int(round(0.01 * loaded.info.n_params / (b * b))))
-        blocks = min(want, total)
-        auto_note = (f"Budget auto: about 1% of all {loaded.info.n_params:,} parameters = {want} blocks of {b} x {b}"
-                     + (f", capped at the {total} blocks of the chosen matrices." if want > total else "."))
+        blocks, capped = auto_blocks(loaded.info.n_params, b, total)
+        auto_note = capped or (f"Budget auto: about 1% of all {loaded.info.n_params:,} parameters = {blocks} "
+                               f"blocks of {b} x {b}.")
     progress(1.0, f"scoring blocks of {b} x {b}")
     an = analyze(rec, b, n_blocks=blocks, density=density, score=args.score, rule=args.selection, types=types,
                  seed=args.seed)

@@ -538,7 +538,7 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.per_target = {t: dict(rank=r, first_in_group=(t == next(iter(groups[_group_key(t)]))), **sw)
                            for t in types}
     elif method == "smt":
-        from .methods.smt import auto_block_size
+        from .methods.smt import auto_block_size, auto_blocks
 
         b = k["block_size"] or auto_block_size([(o, i) for _, _, o, i in shapes])
         if b <= 0 or any(o % b or i % b for _, _, o, i in shapes):
@@ -549,7 +549,7 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         elif k["blocks"]:
             nb = int(k["blocks"])
         else:
-            nb = int(round(0.01 * N / (b * b)))
+            nb = auto_blocks(N, b, total_blocks)[0]
         nb = max(1, min(nb, total_blocks))
         n = nb * b * b
         plan.trainable_parts = dict(blocks=n, head=head)

@@ -9,8 +9,14 @@ Playground URL keys (see ``explorer.playground.page_schema``): ``model``, ``m1``
 and ``m2`` (methods; ``m2=none`` shows one), ``a_<knob>`` and ``b_<knob>`` (the
 knobs of each side), ``wt`` (matrix type drawn), ``layer`` (its layer), ``warm``
 (SMT warm-up batches); ``instr`` (instructor mode) is
-shared by every page (``ui_common.instructor_mode``).  Other pages may add their own
-presets with their own ``page`` name.
+shared by every page (``ui_common.instructor_mode``).
+
+Fine-tune URL keys (``pages/2_Fine_tune.py``): ``model``, ``src``, ``task``, ``method``, ``steps``,
+``lr``, ``bs``, ``seed`` and the method's knobs as ``k_<knob>``.  A preset replaces the whole URL, so
+every setting it does not name takes its default: the page then shows, and Start runs, exactly
+the preset.  Compare presets carry ``runs``: the page starts them together (a comparison runs
+both methods).  Every preset's model and task were chosen so the run visibly learns (measured:
+``tests/test_presets.py`` and the numbers in each lesson text).
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from urllib.parse import urlencode
 @dataclass(frozen=True)
 class Preset:
     name: str
-    page: str  # "playground", ... (the page whose schema reads the values)
+    page: str  # "playground", "finetune", "compare", ... (the page whose schema reads the values)
     lesson: str  # one or two sentences: what to look at
     values: dict = field(default_factory=dict)
+    # Compare: the runs the lesson starts together, each a dict of ``explorer.train.TrainConfig`` fields
+    runs: tuple = ()
 
     def url(self, base: str = "") -> str:
         return base + "?" + urlencode({k: _enc(v) for k, v in self.values.items()})
@@ -39,8 +47,11 @@ def _enc(v):
 
 
 _PG = "playground"
+_FT = "finetune"
+_CMP = "compare"
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
+    # ------------------------------------------------------------------ Methods playground
     Preset("LoRA rank 1 vs 64", _PG,
            "The same LoRA on q and v at rank 1 and at rank 64: the trainable count grows linearly with r, "
            "while the update B A can reach rank r at most.",
@@ -61,7 +72,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                 b_rank=8, b_alpha=16.0, b_targets="q,k,v", b_seed=0)),
     Preset("SMT top 1% blocks", _PG,
            "SMT keeps the top 1 % of the blocks of q, k, v by the warm-up gradient (density 0.01 of the "
-           "target matrices); the picture shows which blocks won.",
+           "target matrices); the page opens on the matrix that holds the most selected blocks.",
            dict(model="minilm", m1="smt", m2="none", wt="v", layer=0, warm=2,
                 a_targets="q,k,v", a_block_size=0, a_blocks=0, a_density=0.01, a_score="abs-mean",
                 a_selection="global", a_seed=0)),
@@ -70,6 +81,35 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "keeps 1 % of ALL parameters, so the density inside Wv and Wo is much higher.",
            dict(model="minilm", m1="sparta", m2="none", wt="v", layer=0,
                 a_targets="v,o", a_sparsity=0.99, a_density=0.0, a_seed=0)),
+    # ------------------------------------------------------------------ Fine-tune (one run each)
+    Preset("Quick demo: LoRA on minilm (colour-shape-easy)", _FT,
+           "LoRA r=8 on q and v of the pretrained minilm learns the easy colour-shape rule within 60 steps: "
+           "watch the held-out accuracy leave 50 %.",
+           dict(model="minilm", src="built-in", task="colour-shape-easy", method="lora", steps=60,
+                k_rank=8, k_alpha=16.0, k_targets="q,v")),
+    Preset("Tied-LoRA TL6 on minilm (bbc-news)", _FT,
+           "Tied-LoRA TL6 (one A and B for all layers, per-layer u and v) learns the topic of real BBC News "
+           "sentences with a few thousand trainable parameters.",
+           dict(model="minilm", src="built-in", task="bbc-news", method="tied-lora", steps=100,
+                k_preset="TL6", k_rank=8, k_alpha=16.0, k_targets="q,k,v")),
+    Preset("SMT on minilm (colour-shape)", _FT,
+           "SMT spends its first steps on a full fine-tuning warm-up, picks the blocks with the largest summed "
+           "gradients, then trains only those: see the phases in the loss curve and the memory drop after it.",
+           dict(model="minilm", src="built-in", task="colour-shape", method="smt", steps=150,
+                k_targets="q,k,v", k_warmup_steps=40)),
+    Preset("Full fine-tuning on minilm (colour-shape)", _FT,
+           "Every weight trains: the fastest learner here, and the largest gradients and optimizer state in the "
+           "memory chart (compare with a LoRA run on Compare).",
+           dict(model="minilm", src="built-in", task="colour-shape", method="full", steps=150)),
+    # ------------------------------------------------------------------ Compare (several runs)
+    Preset("LoRA vs SMT on minilm (colour-shape)", _CMP,
+           "LoRA r=8 and SMT with its default 1 % budget, same task, steps and seed: both runs start together "
+           "and join the table and the charts.",
+           dict(sw_model="minilm"),
+           runs=(dict(model="minilm", task="colour-shape", method="lora", steps=150,
+                      knobs=dict(rank=8, alpha=16.0, targets=["q", "v"])),
+                 dict(model="minilm", task="colour-shape", method="smt", steps=150,
+                      knobs=dict(targets=["q", "k", "v"], warmup_steps=40)))),
 ]}
 
 

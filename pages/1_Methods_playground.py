@@ -91,6 +91,12 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     return s
 
 
+def busiest_layout(s):
+    """The adapted matrix with the most entries that can change (None when nothing is adapted)."""
+    lays = [lay for lay in s.layouts() if lay.changeable > 0]
+    return max(lays, key=lambda lay: (lay.changeable, -lay.layer)) if lays else None
+
+
 def _explain(compact: bool):
     """Picture column and explanation column (stacked when two methods share the page)."""
     if compact:
@@ -120,6 +126,16 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
                 f"(its targets: {', '.join(types) or 'none'}). Pick another matrix above.", icon=":material/info:")
         return
     shape = tuple(lay.shape)
+    if lay.changeable == 0:
+        best = busiest_layout(s)
+        where = f" The most are in `{best.type}` of layer {best.layer} ({best.changeable:,} entries)." if best else ""
+        c = st.columns([4, 1], vertical_alignment="center")
+        c[0].info(f"With these settings nothing in `{wt}` of layer {layer} trains: {METHODS[s.method].label} "
+                  f"selected none of its entries.{where}", icon=":material/info:")
+        if best is not None and c[1].button("Show it", key=f"goto-{side}"):
+            st.session_state["pg_goto"] = (best.type, best.layer)
+            st.rerun()
+        return
     if s.method in ("lora", "dora"):
         left, right = _explain(compact)
         with left:
@@ -205,14 +221,7 @@ def body():
                 "masks and the update to W – computed live on the real model, without training.")
     base = pg.page_schema()
     presets = for_page("playground")
-    with st.sidebar:
-        st.subheader("Lesson presets")
-        pick = st.selectbox("Preset", ["—"] + list(presets), key="pg_preset_pick", label_visibility="collapsed")
-        if pick != "—":
-            st.caption(presets[pick].lesson)
-            if st.button("Load this preset", key="pg_preset_go", width="stretch"):
-                st.session_state["pg_lesson"] = pick
-                ui.apply_preset(presets[pick].values, PAGE)
+    ui.preset_picker(presets, PAGE, "pg")
     # the method of each side decides which knob fields are whitelisted
     pre, _ = base.parse(ui._raw_params())
     fresh = ui.url_is_fresh(PAGE)  # a new link or preset: its methods decide which knobs are read
@@ -234,14 +243,14 @@ def body():
     if loaded is None:
         ui.write_url(schema, PAGE)
         return
-    lesson = st.session_state.get("pg_lesson")
-    if lesson in presets and (st.session_state.get(k("m1")), st.session_state.get(k("m2"))) == \
-            (presets[lesson].values.get("m1"), presets[lesson].values.get("m2")):
-        st.info(f"**Lesson: {lesson}.** {presets[lesson].lesson}", icon=":material/school:")
+    ui.lesson_banner(presets, PAGE, "pg", ("m1", "m2"))
     inf = loaded.info
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {inf.n_layers} layers · hidden {inf.hidden} · "
                f"{'pretrained' if inf.pretrained else 'random weights'} · source: {inf.source}")
 
+    goto = st.session_state.pop("pg_goto", None)  # (type, layer) asked for by a lesson or a "show it" button
+    if goto is not None:
+        st.session_state[k("wt")], st.session_state[k("layer")] = goto
     avail = _available_types(loaded)
     if st.session_state.get(k("wt")) not in avail:
         st.session_state[k("wt")] = "v" if "v" in avail else avail[0]
@@ -269,6 +278,12 @@ def body():
     for (side, method), col in zip(sides, cols):
         with col:
             results.append(render_side(side, method, loaded, wt, layer, warm, compact=len(sides) > 1))
+    if st.session_state.pop("pg_lesson_new", False) and results and results[0] is not None:
+        best = busiest_layout(results[0])  # a lesson opens on a matrix where something trains
+        lay = pg.find_layout(results[0], wt, layer)
+        if best is not None and (lay is None or lay.changeable == 0):
+            st.session_state["pg_goto"] = (best.type, best.layer)
+            st.rerun()
     good = [(m, s) for (_, m), s in zip(sides, results) if s is not None]
     if len(good) > 1:
         st.divider()

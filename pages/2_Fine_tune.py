@@ -13,8 +13,10 @@ from explorer.history import (entry_from_result, metrics_csv, metrics_json, new_
                               session_folder)
 from explorer.jobs import default_queue, estimate_run_bytes, ordinal
 from explorer.methods import METHODS
+from explorer.presets import for_page
 from explorer.train import DEFAULT_LR, RunState, TrainConfig, train
 from explorer.urlstate import Field, Schema, knob_fields
+from explorer.verdicts import learning_verdict
 
 PAGE = "ft"
 RUN_KEY = "ft_run"
@@ -27,16 +29,6 @@ DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("built-in", "upload", "hub")
 INSTRUCTOR_HIDDEN = ("seed",)  # knob seeds hidden in instructor mode besides Knob.advanced
 
-PRESETS = {  # lesson presets of this page (URL values)
-    "Quick demo: LoRA r=8 on tiny-bert": dict(model="tiny-bert", method="lora", steps=40, k_rank=8, k_alpha=16.0,
-                                               k_targets="q,v"),
-    "LoRA vs SMT on minilm (size-compare)": dict(model="minilm", method="smt", task="size-compare", steps=120,
-                                                 k_targets="q,k,v", k_density=0.01, k_warmup_steps=20),
-    "Tied-LoRA TL6 on minilm (bbc-news)": dict(model="minilm", method="tied-lora", task="bbc-news", steps=100,
-                                               k_preset="TL6", k_rank=8, k_targets="q,k,v"),
-}
-
-
 def k(name: str) -> str:
     return ui.wkey(PAGE, name)
 
@@ -48,7 +40,7 @@ def page_schema() -> Schema:
         Field("task", "choice", "", choices=("",) + TASK_NAMES, help="built-in task ('' = the model's default)"),
         Field("hub", "str", "", max_len=96, help="hub data set name, e.g. glue/sst2"),
         Field("method", "choice", "lora", choices=tuple(METHODS)),
-        Field("steps", "int", 60, min=2, max=500),
+        Field("steps", "int", TrainConfig.steps, min=2, max=500),
         Field("lr", "float", 0.0, min=0.0, max=0.1, help="0 = the method's default"),
         Field("bs", "int", 16, min=1, max=64),
         Field("seed", "int", 0, min=0, max=2**31 - 1),
@@ -165,9 +157,18 @@ def draw_live(run, tpl: str) -> None:
         wall = (snap["ended"] or time.time()) - (snap["started"] or time.time())
         msg = snap["message"]
         if status == "finished":
-            acc = next((r["eval_accuracy"] for r in reversed(recs) if r.get("eval_accuracy") is not None), None)
-            st.success(f"Finished {snap['step']} steps in {wall:.1f} s" +
-                       (f" · final held-out accuracy {acc:.1%}" if acc is not None else ""), icon=":material/check_circle:")
+            evs = [r for r in recs if r.get("eval_accuracy") is not None]
+            acc = evs[-1]["eval_accuracy"] if evs else None
+            v = learning_verdict(evs[0]["eval_accuracy"], acc, evs[-1].get("eval_n")) if len(evs) > 1 else None
+            text = (f"Finished {snap['step']} steps in {wall:.1f} s" +
+                    (f" · final held-out accuracy {acc:.1%}" if acc is not None else "") +
+                    (f" · {v.text}" if v is not None else ""))
+            if v is not None and v.kind == "nothing-learned":
+                st.warning(text, icon=":material/trending_flat:")
+            else:
+                st.success(text, icon=":material/check_circle:")
+            if v is not None:
+                st.caption(f"Rule: {v.rule}.")
         elif status == "stopped":
             st.warning(f"Stopped: {msg or 'by the user'}. The steps done so far are kept in the history.", icon=":material/stop_circle:")
         elif status == "nan":
@@ -276,13 +277,11 @@ def body():
                 "(see **Compare**) and can be downloaded.")
     hist = ui.session_history()  # before anything uses the session id (uploads)
     base = page_schema()
-    with st.sidebar:
-        st.subheader("Lesson presets")
-        pick = st.selectbox("Preset", ["—"] + list(PRESETS), key="ft_preset_pick", label_visibility="collapsed")
-        if pick != "—" and st.button("Load this preset", key="ft_preset_go", width="stretch"):
-            ui.apply_preset(PRESETS[pick], PAGE)
+    presets = for_page("finetune")
+    ui.preset_picker(presets, PAGE, "ft")
     pre, _ = base.parse(ui._raw_params())
-    method = st.session_state.get(k("method"), pre["method"])
+    fresh = ui.url_is_fresh(PAGE)  # a new link or preset: its method decides which knobs are read
+    method = pre["method"] if fresh else st.session_state.get(k("method"), pre["method"])
     method = method if method in METHODS else "lora"
     schema = base + knob_schema(method)
     vals = ui.url_values(schema, PAGE)
@@ -297,6 +296,7 @@ def body():
     if loaded is None:
         ui.write_url(schema, PAGE, keep=("sid",))
         return
+    ui.lesson_banner(presets, PAGE, "ft", ("method", "model", "task", "steps"))
     inf = loaded.info
     kind = inf.kind
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {kind} · "
@@ -395,6 +395,7 @@ def body():
         (st.error if note[0] == "error" else st.warning)(note[1], icon=":material/warning:")
     live_panel()
     downloads(hist)
+    tryout_section(hist)
     ui.write_url(schema, PAGE, keep=("sid",))
 
 
@@ -456,6 +457,63 @@ def downloads(hist) -> None:
     st.caption(f"{s.get('status')} · {s.get('steps_done')} steps · trainable {s.get('trainable_params') or 0:,} · "
                f"final accuracy {(s.get('final_accuracy') or 0):.1%} · wall {s.get('wall_time_s') or 0:.1f} s · "
                f"device {s.get('device')}")
+
+
+def tryout_section(hist) -> None:
+    """Try your model: type a sentence; the fine-tuned and the base model answer side by side."""
+    from explorer import tryout as T
+
+    e = hist.get(st.session_state.get("ft_dl_pick")) if len(hist) else None
+    if e is None or e.status not in ("finished", "stopped"):
+        return
+    st.markdown(f"##### Try your model: {e.title()}")
+    if not e.adapter_zip:
+        st.caption("This run kept no adapter to try (see its notes).")
+        return
+    loaded = ui.load_base_or_error(e.config.get("model", ""))
+    if loaded is None:
+        return
+    kind = loaded.info.kind
+    placeholder = "i saw the shiny red cube on the table." if kind == "seq-cls" else "the colour of a blick is"
+    with st.form("ft_try_form", border=False):
+        c = st.columns([5, 1], vertical_alignment="bottom")
+        text = c[0].text_input("Your sentence" if kind == "seq-cls" else "Your prompt", key="ft_try_text",
+                               placeholder=placeholder, max_chars=T.MAX_TEXT)
+        go = c[1].form_submit_button("Ask both", icon=":material/send:", width="stretch")
+    if not go:
+        st.caption("The fine-tuned model and the base model (the same new head, untrained: the model of step 0) "
+                   "answer side by side." if kind == "seq-cls" else
+                   "The fine-tuned model and the base model complete your prompt (greedy, a few tokens).")
+        return
+    held = st.session_state.get("ft_try")
+    try:
+        if held is None or held.run_id != e.id:
+            st.session_state.pop("ft_try", None)  # one rebuilt model per session at most
+            with st.spinner("Rebuilding the run's adapter on a copy of the base model…"):
+                held = T.load_tryout(loaded, e.id, e.adapter_zip, max_len=int(e.config.get("max_len") or 64))
+            st.session_state["ft_try"] = held
+        out = T.compare(held, text or placeholder)
+    except Exception as exc:  # noqa: BLE001 - a readable line
+        ui.show_error(exc, "Try your model: ")
+        return
+    if out["kind"] == "seq-cls":
+        import pandas as pd
+
+        df = pd.DataFrame([{"class": r["label"], "fine-tuned (%)": 100 * r["tuned"], "base (%)": 100 * r["base"]}
+                           for r in out["rows"]])
+        st.dataframe(df, hide_index=True, width="stretch",
+                     column_config={"fine-tuned (%)": st.column_config.ProgressColumn(format="%.1f", min_value=0,
+                                                                                      max_value=100),
+                                    "base (%)": st.column_config.ProgressColumn(format="%.1f", min_value=0,
+                                                                                max_value=100)})
+        best_t = max(out["rows"], key=lambda r: r["tuned"])
+        best_b = max(out["rows"], key=lambda r: r["base"])
+        st.caption(f"Fine-tuned: **{best_t['label']}** ({best_t['tuned']:.1%}) · base: **{best_b['label']}** "
+                   f"({best_b['base']:.1%}). Probabilities from a softmax over the head's outputs.")
+    else:
+        c = st.columns(2)
+        c[0].markdown(f"**Fine-tuned**  \n{text or placeholder} **{out['tuned'] or '∅'}**")
+        c[1].markdown(f"**Base**  \n{text or placeholder} **{out['base'] or '∅'}**")
 
 
 ui.run_page(body)

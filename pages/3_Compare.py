@@ -9,21 +9,25 @@ from explorer import data as D
 from explorer import figures_runs as FR
 from explorer.jobs import SWEEP_METHODS, Sweep, default_queue, ordinal, sweep_plan
 from explorer.methods import METHODS
+from explorer.presets import for_page
 from explorer.train import TrainConfig
 from explorer.urlstate import Field, Schema
+from explorer.verdicts import budget_verdict
 
 PAGE = "cmp"
 SWEEP_KEY = "cmp_sweep"
 ui.page_setup("Compare", "📊")
 RANKS = (1, 2, 4, 8, 16, 32)
-SWEEP_MODELS = ("tiny-bert", "tiny-llama", "minilm", "smollm2-135m")
+SWEEP_MODELS = ("minilm", "tiny-bert", "tiny-llama", "smollm2-135m")
+# the sweep's task per model kind: one that the default sweep visibly learns in its default steps
+SWEEP_TASKS = {"seq-cls": "colour-shape-easy", "causal-lm": "word-category"}
 
 SCHEMA = Schema([
     Field("x", "choice", "trainable", choices=("trainable", "memory"), help="x axis of the accuracy chart"),
     Field("curve", "choice", "accuracy", choices=("accuracy", "loss"), help="curves overlaid"),
-    Field("sw_model", "choice", "tiny-bert", choices=SWEEP_MODELS),
+    Field("sw_model", "choice", "minilm", choices=SWEEP_MODELS),
     Field("sw_methods", "multi", ["lora", "smt"], choices=SWEEP_METHODS),
-    Field("sw_ranks", "multi", ["1", "2", "4", "8", "16"], choices=tuple(str(r) for r in RANKS)),
+    Field("sw_ranks", "multi", ["1", "4", "16"], choices=tuple(str(r) for r in RANKS)),
     Field("sw_steps", "int", 60, min=4, max=400),
     Field("sw_seed", "int", 0, min=0, max=2**31 - 1),
 ])
@@ -58,6 +62,8 @@ def rows_of(hist) -> list[dict]:
         rows.append(dict(id=e.id, name=e.label or e.title(), method=c.get("method", "?"), model=c.get("model", "?"),
                          task=s.get("task") or c.get("task") or "", knobs=knobs_summary(c),
                          trainable=s.get("trainable_params"), accuracy=s.get("final_accuracy"),
+                         base_accuracy=s.get("base_accuracy"),
+                         eval_n=next((r.get("eval_n") for r in reversed(e.records) if r.get("eval_n")), None),
                          peak_bytes=s.get("peak_memory_bytes"), peak_train=s.get("peak_memory_train_bytes"),
                          peak_parts=peak,
                          step_ms=(s["mean_step_time_s"] * 1000 if s.get("mean_step_time_s") else None),
@@ -90,6 +96,22 @@ def table(rows: list[dict]) -> None:
                                 "trainable params": st.column_config.NumberColumn(format="localized")})
 
 
+def trend_lines(rows: list[dict]) -> list[str]:
+    """One computed verdict per method over its runs of one model and task (explorer.verdicts)."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["model"], r["task"]), []).append(
+            (r["trainable"] or 0, r["accuracy"], r["base_accuracy"], r["eval_n"] or 0))
+    out = []
+    for (m, model, task), pts in groups.items():
+        label = METHODS[m].label if m in METHODS else m
+        v = budget_verdict(pts)
+        out.append(f"**{label}** ({model}, {task}, {len(pts)} run{'s' if len(pts) != 1 else ''}): {v.text}")
+    if out:
+        out.append(f"Rule: {budget_verdict([]).rule}.")
+    return out
+
+
 def charts(rows: list[dict], tpl: str) -> None:
     good = [r for r in rows if r["accuracy"] is not None]
     st.markdown("#### Accuracy against budget")
@@ -99,8 +121,11 @@ def charts(rows: list[dict], tpl: str) -> None:
                  format_func=lambda x: {"trainable": "trainable parameters (log)", "memory": "peak memory"}[x])
         st.markdown("Each dot is one run: its final accuracy on held-out examples against the number of parameters "
                     "it trained (log scale) or the peak of its measured memory (weights + gradients + optimizer "
-                    "state + activations). Runs of one method are joined in budget order. **A flat line means "
-                    "more parameters bought no accuracy** – the plateau the SMT paper reports for LoRA and DoRA.")
+                    "state + activations). Runs of one method are joined in budget order. The SMT paper reports "
+                    "that LoRA and DoRA plateau as their budget grows while SMT keeps gaining; what these runs "
+                    "show, computed from their accuracies:")
+        for line in trend_lines(good):
+            st.markdown(f"- {line}")
         if any(r["method"] == "smt" for r in good):
             st.caption("SMT's peak memory includes its warm-up, which (in 'full' mode) trains every weight with "
                        "AdamW for a few steps; the table shows the peak after the warm-up beside it.")
@@ -147,16 +172,32 @@ def charts(rows: list[dict], tpl: str) -> None:
 
 
 def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, seed: int) -> None:
+    loaded = ui.get_base(model)
+    plan = sweep_plan(loaded, methods=methods, ranks=ranks)
+    task = SWEEP_TASKS[loaded.info.kind]
+    start_runs([(f"sweep · {p['label']}", TrainConfig(model=model, task=task, method=p["method"], knobs=p["knobs"],
+                                                      steps=steps, seed=seed, eval_every=max(2, steps // 6),
+                                                      eval_examples=200)) for p in plan], loaded, kind="sweep")
+
+
+def start_lesson(name: str) -> None:
+    """Start every run of a Compare lesson preset together (one sweep through the server's queue)."""
+    p = for_page("compare")[name]
+    items = []
+    for r in p.runs:
+        cfg = TrainConfig(**r)
+        cfg.eval_every = max(2, cfg.steps // 6)
+        label = f"{METHODS[cfg.method].label} · {cfg.model} · {cfg.task}"
+        items.append((label, cfg))
+    start_runs(items, ui.get_base(items[0][1].model), kind="lesson")
+
+
+def start_runs(items: list, loaded, kind: str) -> None:
+    """Run ``items`` [(label, TrainConfig)] one after another through the queue; each joins the history."""
     sw = st.session_state.get(SWEEP_KEY)
     if sw is not None and not sw.done:
         return
-    loaded = ui.get_base(model)
-    plan = sweep_plan(loaded, methods=methods, ranks=ranks)
     hist = ui.session_history()
-    task = D.default_task_for(loaded.info.kind)
-    items = [(f"sweep · {p['label']}", TrainConfig(model=model, task=task, method=p["method"], knobs=p["knobs"],
-                                                   steps=steps, seed=seed, eval_every=max(2, steps // 6),
-                                                   eval_examples=200)) for p in plan]
 
     def on_result(label, res, hist=hist):  # worker thread: no Streamlit calls
         from explorer.history import entry_from_result
@@ -166,6 +207,29 @@ def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, se
     st.session_state[SWEEP_KEY] = Sweep(items, default_queue(), loaded=loaded, on_result=on_result,
                                         owner=st.session_state.get("session_id")).start()
     st.session_state["cmp_sweep_seen"] = False
+    st.session_state["cmp_sweep_kind"] = kind  # where its progress is drawn: the lesson card or the sweep
+
+
+def lesson_section() -> None:
+    """A loaded Compare lesson: what it compares and one button that starts all its runs."""
+    presets = for_page("compare")
+    name = st.session_state.get("cmp_lesson")
+    if name not in presets:
+        return
+    p = presets[name]
+    sw = st.session_state.get(SWEEP_KEY)
+    busy = sw is not None and not sw.done
+    with st.container(border=True):
+        st.markdown(f"**Lesson: {name}.** {p.lesson}")
+        for r in p.runs:
+            kn = ", ".join(f"{a}={','.join(v) if isinstance(v, list) else v}" for a, v in r.get("knobs", {}).items())
+            st.markdown(f"- {METHODS[r['method']].label} on {r['model']}, {r['task']}, {r['steps']} steps"
+                        + (f" ({kn})" if kn else ""))
+        st.button(f"Run all {len(p.runs)}", key="cmp_lesson_go", type="primary", icon=":material/play_arrow:",
+                  disabled=busy, on_click=start_lesson, args=(name,),
+                  help="the runs go through the server's queue one after another and join the table below")
+        if st.session_state.get("cmp_sweep_kind") == "lesson":
+            sweep_panel()
 
 
 def stop_sweep() -> None:
@@ -219,7 +283,8 @@ def sweep_section() -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         c = st.columns(2)
-        c[0].selectbox("model", SWEEP_MODELS, key=k("sw_model"), help="tiny models run in seconds")
+        c[0].selectbox("model", SWEEP_MODELS, key=k("sw_model"),
+                       help="minilm (pretrained) learns; tiny models (random weights) run in seconds but learn little")
         c[1].slider("steps per run", 4, 400, key=k("sw_steps"))
         st.multiselect("methods", SWEEP_METHODS, key=k("sw_methods"), format_func=lambda m: METHODS[m].label)
         st.multiselect("budgets (LoRA-equivalent ranks)", [str(r) for r in RANKS], key=k("sw_ranks"))
@@ -230,13 +295,15 @@ def sweep_section() -> None:
                   disabled=busy or not n_runs, on_click=start_sweep,
                   args=(vals["sw_model"], vals["sw_methods"], ranks, int(vals["sw_steps"]), int(vals["sw_seed"])))
     with right:
-        st.markdown("One method at several budgets on the model's built-in task, one run after another through the "
+        st.markdown("One method at several budgets on a task the model learns in a few dozen steps (encoders: "
+                    f"`{SWEEP_TASKS['seq-cls']}`; causal LMs: `{SWEEP_TASKS['causal-lm']}`), one run after another through the "
                     "server's queue. The budgets are matched on the query and value matrices: LoRA rank r trains "
                     "r·(d_in+d_out) per matrix; SMT gets about as many parameters in b×b blocks; SpaRTA about as "
                     "many single entries. The real count of every run is measured and shown in the table.")
         st.caption("The SMT paper (He et al., 2024) reports that LoRA and DoRA plateau as the rank grows while SMT "
                    "keeps gaining. Small models and short runs may or may not show it: this sweep measures it.")
-    sweep_panel()
+    if st.session_state.get("cmp_sweep_kind", "sweep") == "sweep":
+        sweep_panel()
 
 
 # ----------------------------------------------------------------------------- import / export
@@ -275,7 +342,9 @@ def body():
     st.markdown("Every run of this session (Fine-tune page, sweeps below, imported files) side by side: what each "
                 "method trained, how accurate it became, and what it cost in memory and time.")
     hist = ui.session_history()
+    ui.preset_picker(for_page("compare"), PAGE, "cmp")
     ui.url_values(SCHEMA, PAGE)
+    lesson_section()
     rows = rows_of(hist)
     tpl = ui.plotly_template()
     if rows:

@@ -29,7 +29,7 @@ from explorer import smt_analysis as A
 from explorer import smt_views as V
 from explorer.errors import user_message
 from explorer.jobs import default_queue
-from explorer.methods.smt import SCORE_LABELS, SCORES, auto_block_size, valid_block_sizes
+from explorer.methods.smt import SCORE_LABELS, SCORES, auto_block_size, auto_blocks, valid_block_sizes
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema
 
@@ -245,14 +245,13 @@ def selection_controls(loaded, instructor: bool) -> tuple[int, list[str], int]:
     total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
     right.radio("Budget", ["blocks", "density"], key=k("budget"), horizontal=True,
              format_func=lambda x: {"blocks": "number of blocks", "density": "density"}[x])
-    want = max(1, int(round(0.01 * loaded.info.n_params / (b * b))))
-    auto_n = min(want, total)
+    auto_n, capped = auto_blocks(loaded.info.n_params, b, total)
     if st.session_state[k("budget")] == "blocks":
         if int(st.session_state.get(k("n"), 0)) > total:
             st.session_state[k("n")] = total
         right.slider("Number of blocks", 0, total, key=k("n"),
-                  help=f"0 = auto: about 1 % of all {loaded.info.n_params:,} parameters = {want} blocks"
-                       + (f", capped at {total}" if want > total else "") + f" · {total:,} blocks of {b}×{b} in all")
+                  help=f"0 = auto: about 1 % of all {loaded.info.n_params:,} parameters = {auto_n} blocks"
+                       + (f" ({capped})" if capped else "") + f" · {total:,} blocks of {b}×{b} in all")
         left.caption(f"{int(st.session_state[k('n')]) or auto_n} of {total:,} blocks of {b}×{b}"
                    + (" (auto: ≈1 % of all parameters, SMT's default)" if not st.session_state[k('n')] else ""))
     else:
@@ -274,7 +273,7 @@ def budget_args(total: int, b: int, loaded) -> dict:
         return dict(density=max(float(st.session_state[k("dens")]), 1.0 / total))
     n = int(st.session_state.get(k("n"), 0))
     if n <= 0:
-        n = min(max(1, int(round(0.01 * loaded.info.n_params / (b * b)))), total)
+        n = min(auto_blocks(loaded.info.n_params, b, total)[0], total)
     return dict(n_blocks=min(n, total))
 
 

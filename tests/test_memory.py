@@ -16,7 +16,11 @@ from explorer.models import fresh_copy
 ALL = list(METHODS)
 # tiny models are embedding-heavy: SpaRTA's paper sparsity (of all parameters) asks for more entries than the
 # targets hold, and SMT's auto budget more blocks than exist, so those two get explicit budgets here
-TINY_KNOBS = {"sparta": dict(density=0.1), "smt": dict(blocks=4, warmup_steps=2, warmup_mode="gradient-only")}
+TINY_KNOBS = {"sparta": dict(density=0.1),
+              "smt": dict(blocks=4, warmup_steps=2, warmup_mode="gradient-only")}
+# the analytic SMT term assumes the blocks spread over the matrices (an upper bound of the saved input columns);
+# these block sizes (the largest that divide the targets) keep that bound within this file's tolerance
+SMT_BLOCK = {"bert": 64, "llama": 32}
 
 
 def make_batch(loaded, b=4, s=24, seed=0):
@@ -30,6 +34,8 @@ def make_batch(loaded, b=4, s=24, seed=0):
 def run_two_steps(loaded, method, b=4, s=24, **knobs):
     """A hand-written AdamW loop (2 steps: Adam allocates its state on the first) with the accountant."""
     knobs = {**TINY_KNOBS.get(method, {}), **knobs}
+    if method == "smt":
+        knobs.setdefault("block_size", SMT_BLOCK[loaded.info.family])
     adapter = apply_method(fresh_copy(loaded.model), method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup:
         from explorer.methods.smt import run_warmup

@@ -160,8 +160,17 @@ def test_smt_counts_and_block_size_rules(tiny_bert, tiny_llama):
         adapt(tiny_bert, "smt", block_size=7)
     with pytest.raises(KnobError, match="only"):
         adapt(tiny_bert, "smt", block_size=32, blocks=10_000)
-    # auto block size: the largest of 256/64/32/16 that divides every target (tiny: 64)
-    assert adapt(tiny_bert, "smt").block == 64
+    # auto block size: the largest of 256/64/32/16 that divides every target and leaves >= 8 blocks in the
+    # smallest one: tiny-bert's 64x64 q/k/v -> 16 (16 blocks each; 32 would leave 4, 64 one whole matrix)
+    ad = adapt(tiny_bert, "smt")
+    assert ad.block == 16
+    # auto budget: 1 % of all parameters = round(0.01 * n / 256) blocks, capped at 25 % of the targets' blocks
+    # (2 layers x 3 matrices x 16 blocks = 96; 1 % of tiny-bert's ~2 M parameters would be ~80)
+    assert round(0.01 * tiny_bert.info.n_params / 256) > 24
+    assert ad.n_blocks == 24 == int(0.25 * 96) and any("capped" in n for n in ad.notes)
+    # tiny-llama: q 64x64 (16 blocks of 16), k and v 32x64 (8 each) in 2 layers = 64 blocks -> 16 by the cap
+    ad = adapt(tiny_llama, "smt")
+    assert ad.block == 16 and ad.total_blocks == 64 and ad.n_blocks == 16
 
 
 def test_sparta_density_and_sparsity(tiny_bert):

@@ -141,7 +141,10 @@ def test_short_run_finishes_and_joins_history():
     status = wait_done(at)
     assert status == "finished", run_state(at).message
     no_problem(at)
-    assert any("Finished 6 steps" in s.value for s in at.success)
+    done = [s.value for s in list(at.success) + list(at.warning) if "Finished 6 steps" in s.value]
+    # the verdict is computed from the run's own accuracies (6 steps on random tiny-bert learn nothing)
+    assert done and ("nothing learned yet" in done[0] or "learned:" in done[0])
+    assert ("nothing learned yet" in done[0]) == any("Finished 6 steps" in w.value for w in at.warning)
     hist = at.session_state["run_history"]
     assert len(hist) == 1
     e = list(hist)[0]
@@ -266,7 +269,7 @@ def test_compare_bad_url_clamped():
     at = cmp(x="nope", sw_steps="-4", sw_methods="dora,../x", sw_ranks="999")
     assert not at.exception
     assert qp(at, "x") == "trainable" and qp(at, "sw_steps") == "4"
-    assert qp(at, "sw_methods") == "lora,smt" and qp(at, "sw_ranks") == "1,2,4,8,16"
+    assert qp(at, "sw_methods") == "lora,smt" and qp(at, "sw_ranks") == "1,4,16"
 
 
 def test_compare_sweep_runs(tmp_path):

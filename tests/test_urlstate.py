@@ -94,7 +94,7 @@ def test_knob_fields_follow_knobs():
 def test_presets_parse_without_warnings():
     assert set(for_page("playground")) == {"LoRA rank 1 vs 64", "LoRA-SP vs LoRA", "TL6 vs LoRA",
                                             "SMT top 1% blocks", "SpaRTA on Wv/Wo"}
-    for p in PRESETS.values():
+    for p in for_page("playground").values():
         base, w = pg.page_schema().parse({k: str(v) for k, v in p.values.items()})
         sch = pg.page_schema() + pg.side_schema(base["m1"], "a") + \
             (pg.side_schema(base["m2"], "b") if base["m2"] != "none" else Schema([]))

@@ -26,15 +26,19 @@ from ..targets import ALL_TYPES, Target, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
 SCORES = ["abs-mean", "mean-abs", "l1", "l2"]
+AUTO_SIZES = (256, 64, 32, 16)
+MIN_AUTO_GRID = 8  # auto block size: the smallest target keeps at least this many blocks (a 64x64 matrix is 16 of 16)
+AUTO_FRACTION = 0.01  # auto budget: about 1 % of all parameters (the paper's 0.86 % on LLaMA-2-7B)
+AUTO_CAP = 0.25  # ... but never more than this share of the targets' blocks (tiny models: embeddings dominate)
 SCORE_LABELS = {"abs-mean": "|mean| of the summed gradient (default)", "mean-abs": "mean of |gradient|",
                 "l1": "L1 norm", "l2": "L2 norm"}
 
 KNOBS = [
     Knob("targets", "multi", ["q", "k", "v"], "target matrices (q, k, v in the paper)", choices=ALL_TYPES),
-    Knob("block_size", "int", 0, "block size b (0 = auto: 256 where it divides, else the largest of 64/32/16)",
-         min=0, max=4096),
-    Knob("blocks", "int", 0, "number of blocks to train (0 = auto: about 1 % of all parameters)", min=0,
-         max=10_000_000),
+    Knob("block_size", "int", 0, "block size b (0 = auto: the largest of 256/64/32/16 that divides every target "
+         f"and leaves at least {MIN_AUTO_GRID} blocks in the smallest one)", min=0, max=4096),
+    Knob("blocks", "int", 0, "number of blocks to train (0 = auto: about 1 % of all parameters, at most "
+         f"{AUTO_CAP:.0%} of the targets' blocks)", min=0, max=10_000_000),
     Knob("density", "float", 0.0, "fraction of the target matrices to train, overrides blocks when > 0",
          min=0.0, max=1.0),
     Knob("score", "choice", "abs-mean", "block score", choices=SCORES),
@@ -54,11 +58,27 @@ FORMULA = "n_blocks x b^2"
 
 
 def auto_block_size(shapes: Iterable[tuple[int, int]]) -> int:
+    """The largest of 256/64/32/16 that divides every target and leaves at least ``MIN_AUTO_GRID`` blocks in
+    the smallest target (so a 64x64 matrix is not one single block); failing that, the largest that divides
+    every target; 0 when none does."""
     shapes = list(shapes)
-    for b in (256, 64, 32, 16):
-        if all(d_out % b == 0 and d_in % b == 0 for d_out, d_in in shapes):
+    divides = [b for b in AUTO_SIZES if all(d_out % b == 0 and d_in % b == 0 for d_out, d_in in shapes)]
+    for b in divides:
+        if shapes and min((d_out // b) * (d_in // b) for d_out, d_in in shapes) >= MIN_AUTO_GRID:
             return b
-    return 0
+    return divides[-1] if divides else 0
+
+
+def auto_blocks(n_base: int, b: int, total_blocks: int) -> tuple[int, str]:
+    """SMT's automatic budget: about 1 % of all parameters in b x b blocks, capped at ``AUTO_CAP`` of the
+    targets' blocks.  Returns (blocks, a note when the cap applied, else "")."""
+    want = max(1, int(round(AUTO_FRACTION * n_base / (b * b))))
+    cap = max(1, int(AUTO_CAP * total_blocks))
+    if want <= cap:
+        return want, ""
+    return cap, (f"auto budget capped: 1 % of all {n_base:,} parameters would be {want:,} blocks of {b}x{b}, but "
+                 f"the targets hold only {total_blocks:,}; using {AUTO_CAP:.0%} of them ({cap:,} blocks). "
+                 "Small models: the embeddings hold most parameters.")
 
 
 def valid_block_sizes(shapes: Iterable[tuple[int, int]], limit: int = 512) -> list[int]:
@@ -142,7 +162,9 @@ class SMTAdapter(Adapter):
         elif knobs["blocks"]:
             n = int(knobs["blocks"])
         else:
-            n = int(round(0.01 * n_base / (b * b)))
+            n, capped = auto_blocks(n_base, b, total_blocks)
+            if capped:
+                self.notes.append(capped)
         if n < 1:
             raise KnobError("smt: the budget selects no block; raise the number of blocks or the density")
         if n > total_blocks:
@@ -153,8 +175,8 @@ class SMTAdapter(Adapter):
         self.warmup_done = 0
         self.scores: dict[str, torch.Tensor] = {}
         self.modules: dict[str, SparseDeltaLinear] = {}
-        self.notes.append(f"Block size {b} x {b}" + (" (auto: 256 does not divide these matrices)"
-                                                      if not knobs["block_size"] and b != 256 else "") +
+        self.notes.append(f"Block size {b} x {b}" + (" (auto: 256 does not divide these matrices or leaves too "
+                                                       "few blocks)" if not knobs["block_size"] and b != 256 else "") +
                           f"; {n} of {total_blocks} blocks ({n / total_blocks:.2%} of the targets); "
                           f"score: {SCORE_LABELS[knobs['score']]}; selection: {knobs['selection']}.")
         if knobs["warmup_mode"] == "gradient-only":

@@ -142,6 +142,8 @@ class TiedLoRAAdapter(Adapter):
         if not any(sw[k] for k in ("train_A", "train_B", "train_u", "train_v")):
             raise KnobError("tied-lora: at least one of A, B, u, v must be trained")
         self.switches = sw
+        # the reported knobs say what trains: a named preset fixes the switches, whatever they were set to
+        self.knobs = {**knobs, **sw}
         self.targets = resolve_targets(model, knobs["targets"], self.method)
         rank = knobs["rank"]
         layers = sorted({t.layer for t in self.targets})

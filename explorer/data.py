@@ -515,6 +515,10 @@ def decode_text(raw: bytes, encoding=None, name: str = "the file") -> tuple[str,
     if "\x00" in text:
         raise DataError(f"{name} read as {_enc_name(enc)} holds NUL characters: a binary file, or another "
                         "encoding (try auto)")
+    n_raw, n_text = raw.count(b"\n"), text.count("\n")
+    if n_raw >= 2 and n_text < n_raw / 2:  # e.g. single-byte text read as UTF-16: its lines run together
+        raise DataError(f"{name} does not read as {_enc_name(enc)} text (its {n_raw:,} line breaks become "
+                        f"{n_text:,}); choose another encoding, or auto")
     return text, note
 
 
@@ -586,10 +590,10 @@ def _json_records(text: str, name: str, lines: bool) -> list:
         raise DataError(f"{name} could not be read as JSON: nested too deeply") from None
     if isinstance(obj, dict):
         vals = list(obj.values())
+        if len(vals) == 1 and isinstance(vals[0], list) and vals[0] and all(isinstance(r, dict) for r in vals[0]):
+            return vals[0]  # {"data": [{...}, ...]}
         if vals and all(isinstance(v, list) for v in vals) and len({len(v) for v in vals}) == 1:
             return [dict(zip(obj, row)) for row in zip(*vals)]  # columns: {"text": [...], "label": [...]}
-        if len(vals) == 1 and isinstance(vals[0], list):
-            return vals[0]  # {"data": [{...}, ...]}
         return [obj]
     if isinstance(obj, list):
         return obj

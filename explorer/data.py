@@ -379,6 +379,7 @@ _ENC_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16
 _NON_LATIN = ("Cyrillic", "Greek", "Arabic", "Hebrew", "CJK", "Hiragana", "Katakana", "Hangul", "Thai",
               "Devanagari", "Armenian", "Georgian")
 _QUIET_LOGGERS = ("datasets", "pyarrow", "pandas", "fsspec", "huggingface_hub", "filelock", "urllib3")
+_HIGH_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*")
 _QUIET_LOCK = threading.Lock()
 _QUIET_DEPTH = [0, {}]
 
@@ -441,8 +442,13 @@ def _guess_non_latin(raw: bytes) -> str | None:
         from charset_normalizer import from_bytes
     except ImportError:  # pragma: no cover - a dependency of requests/transformers, pinned
         return None
-    lines = [ln for ln in raw[: 4 * 2**20].splitlines() if max(ln, default=0) >= 0x80]
-    sample = b"\n".join(lines)[:65536]
+    parts, n = [], 0
+    for m in _HIGH_LINE.finditer(raw):  # the lines with non-ASCII bytes are the informative ones
+        parts.append(m.group())
+        n += len(parts[-1])
+        if n >= 16384:
+            break
+    sample = b"\n".join(parts)
     if not sample:
         return None
     best = from_bytes(sample).best()

@@ -338,6 +338,7 @@ class RunHistory:
         if self.folder is None:
             return
         with self._lock:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a session folder is private
             if new_adapter is not None and new_adapter.adapter_zip:
                 atomic_write(self.folder / f"{new_adapter.id}.adapter.zip", new_adapter.adapter_zip)
             atomic_write(self.folder / "history.json", self.to_json())

@@ -739,11 +739,32 @@ def _rows_to_task(rows_cols: dict, cols: list[str], name: str, model_kind: str, 
         task_pairs = [(a, idx[b]) for a, b in pairs]
         label_names = labels
     if eval_rows is None:
+        # held out by distinct text: every row of a held-out text is held out, so no held-out text is
+        # also a training text (repeated rows of a file would otherwise land on both sides)
+        counts: dict[str, int] = {}
+        for a, _ in task_pairs:
+            counts[a] = counts.get(a, 0) + 1
+        if len(counts) < 2:
+            raise DataError(f"{name}: all {len(task_pairs)} rows have the same text; a held-out split needs at "
+                            "least two different texts")
+        texts = list(counts)
         rng = random.Random(0)
-        rng.shuffle(task_pairs)
-        n_eval = max(2, min(500, len(task_pairs) // 5))
-        ev, tr = task_pairs[:n_eval], task_pairs[n_eval:]
-        notes.append(f"held-out split: {len(ev)} of {len(task_pairs)} rows, drawn with seed 0")
+        rng.shuffle(texts)
+        target = max(2, min(500, len(task_pairs) // 5))
+        held, n = set(), 0
+        for t in texts[:-1]:  # at least one text stays for training
+            if n >= target:
+                break
+            held.add(t)
+            n += counts[t]
+        ev = [p for p in task_pairs if p[0] in held]
+        tr = [p for p in task_pairs if p[0] not in held]
+        rng.shuffle(ev)
+        rng.shuffle(tr)
+        repeats = len(task_pairs) - len(counts)
+        notes.append(f"held-out split: {len(ev)} of {len(task_pairs)} rows, drawn with seed 0 by distinct text "
+                     f"(no held-out text is in training" + (f"; {repeats} row(s) repeat an earlier text)"
+                                                            if repeats else ")"))
     else:
         tr = task_pairs
         sub = _rows_to_task(eval_rows, cols, name + " (eval)", model_kind, source, text_col, label_col,

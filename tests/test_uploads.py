@@ -270,7 +270,7 @@ def test_one_upload_limit_for_every_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_EXPLORER_MAX_UPLOAD_MB", "0.001")  # 1,048 bytes
     limit = security.max_upload_bytes()
     assert limit == 1048
-    big = b"text,label\n" + b"abcdefgh,1\nabcdefgh,0\n" * 50
+    big = b"text,label\n" + b"".join(b"row%03d,%d\n" % (i, i % 2) for i in range(120))
     assert len(big) > limit
     with pytest.raises(DataError, match=r"larger than the upload limit of 1,048 bytes"):
         history.save_upload(tmp_path, "big.csv", big)  # the Fine-tune upload
@@ -278,7 +278,7 @@ def test_one_upload_limit_for_every_path(tmp_path, monkeypatch):
         security.load_uploaded_task(tmp_path, "big.csv", big, "seq-cls")
     with pytest.raises(DataError, match=r"the upload limit is 1,048 bytes"):
         history.RunHistory().import_json(b" " * 1049)  # Compare's history import
-    with pytest.raises(DataError, match=r"big.csv is 1,111 bytes; the limit is 1,048 bytes"):
+    with pytest.raises(DataError, match=r"big.csv is 1,091 bytes; the limit is 1,048 bytes"):
         data.load_task(_write(tmp_path, "big.csv", big), "seq-cls")  # a local file (CLI)
     monkeypatch.setenv("PEFT_EXPLORER_MAX_UPLOAD_MB", "50")
     assert security.max_upload_bytes() == 50 * 2**20
@@ -359,3 +359,16 @@ def test_bbc_news_split_against_the_corpus_files():
     assert {x for x, _ in t.train} == {s for s, held in first_side.items() if not held}
     assert (len(t.train), len(t.eval)) == (1651, 412)
     assert t.notes and "2,063 distinct first sentences" in t.notes[0]
+
+
+def test_a_files_repeated_rows_never_straddle_the_split(tmp_path):
+    """User files are split by distinct text too: a text that repeats (even with another label) is held
+    out whole or trained on whole."""
+    rows = [(f"sentence {i % 37}", "ab"[i % 2 if i < 150 else (i // 2) % 2]) for i in range(200)]
+    body = "text,label\n" + "".join(f"{t},{y}\n" for t, y in rows)
+    t = data.load_task(_write(tmp_path, "rep.csv", body.encode()), "seq-cls")
+    assert len(t.train) + len(t.eval) == 200  # every row kept
+    assert t.eval and not {x for x, _ in t.eval} & {x for x, _ in t.train}
+    assert "163 row(s) repeat an earlier text" in t.notes[-1] and "no held-out text is in training" in t.notes[-1]
+    with pytest.raises(DataError, match="all 20 rows have the same text"):
+        data.load_task(_write(tmp_path, "same.csv", b"text,label\n" + b"same,a\nsame,b\n" * 10), "seq-cls")

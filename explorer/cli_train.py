@@ -2,6 +2,7 @@
 
     python -m explorer train --model tiny-bert --task size-compare --method lora -k rank=4 \\
         --steps 100 --seed 0 --out runs/lora [--merged] [--json]
+    python -m explorer train --task reviews.csv --encoding cp1252    # a data file (encoding: auto by default)
 
 Writes DIR/metrics.json, DIR/metrics.csv, DIR/adapter/ and with --merged DIR/merged/.
 A progress bar goes to stderr.  Under ``torchrun --nproc_per_node=N`` (or ``accelerate
@@ -46,6 +47,10 @@ def add_parser(sub):
     p.add_argument("--label-col", default=None)
     p.add_argument("--prompt-col", default=None)
     p.add_argument("--answer-col", default=None)
+    p.add_argument("--encoding", default="auto",
+                   help="text encoding of a --task file: auto (detects UTF-8, UTF-8/UTF-16 with BOM, UTF-16, "
+                        "else Windows-1252/Latin-1; the output says which), utf-8, utf-8-sig, utf-16, cp1252, "
+                        "latin-1 or another codec name")
     p.add_argument("--no-memory", action="store_true", help="skip the per-step byte account")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -120,7 +125,8 @@ def run(args) -> int:
                       max_len=args.max_len, warmup_ratio=args.warmup_ratio, grad_clip=args.grad_clip,
                       eval_every=args.eval_every, eval_examples=(args.eval_examples or None), seed=args.seed,
                       device=device, measure_memory=not args.no_memory, text_col=args.text_col,
-                      label_col=args.label_col, prompt_col=args.prompt_col, answer_col=args.answer_col)
+                      label_col=args.label_col, prompt_col=args.prompt_col, answer_col=args.answer_col,
+                      encoding=None if str(args.encoding or "auto").lower() == "auto" else args.encoding)
     out = args.out or os.path.join("runs", f"{args.model.replace('/', '_')}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")
     bar = Progress(cfg.steps) if rank == 0 and not args.quiet else None
     try:
@@ -142,9 +148,12 @@ def run(args) -> int:
         export.save_adapter(res, os.path.join(out, f"rank{rank}", "adapter"))
     if rank == 0:
         s = res.summary
+        data_notes = list(res.task.notes) if res.task is not None and getattr(res.task, "path", "") else []
         if args.json:
-            print(json.dumps(export._jsonable(dict(summary=s, files=paths)), indent=2))
+            print(json.dumps(export._jsonable(dict(summary=s, files=paths, data_notes=data_notes)), indent=2))
         else:
+            for n in data_notes:
+                print(f"data: {s['task']}: {n}")
             acc = s.get("final_accuracy")
             peak = s.get("peak_memory_bytes") or s.get("peak_cuda_bytes") or s.get("peak_rss_bytes")
             print(f"{s['status']}: {s['method']} on {s['model']} / {s['task']}, {s['steps_done']} steps, "

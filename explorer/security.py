@@ -14,7 +14,11 @@ Rules for a server shared by a room of people:
 
 Limits (environment):
 
-``PEFT_EXPLORER_MAX_UPLOAD_MB``  largest upload in MB (default 20, the data loader's limit)
+``PEFT_EXPLORER_MAX_UPLOAD_MB``  largest upload in MiB (2^20 bytes; default 20).  One limit for
+    every upload and data file: :func:`max_upload_bytes` is read by the Fine-tune data upload
+    (:func:`store_upload`), the history import of Compare (``explorer.history``), the data
+    loader's file size check (``explorer.data``) and, through :func:`streamlit_max_upload_mb`,
+    Streamlit's own ``server.maxUploadSize`` (``make run``) and each file uploader.
 """
 
 from __future__ import annotations
@@ -42,13 +46,32 @@ class UploadError(DataError):
 
 
 def max_upload_bytes() -> int:
+    """The upload limit in bytes: ``PEFT_EXPLORER_MAX_UPLOAD_MB`` MiB (default 20; a value that is
+    not a positive finite number falls back to the default)."""
     try:
         mb = float(os.environ.get("PEFT_EXPLORER_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
         if not (mb > 0) or mb != mb or mb == float("inf"):
             raise ValueError
     except ValueError:
         mb = DEFAULT_MAX_UPLOAD_MB
-    return int(mb * 1024 * 1024)
+    return max(1, int(mb * 1024 * 1024))
+
+
+def streamlit_max_upload_mb() -> int:
+    """The same limit in Streamlit's unit: ``server.maxUploadSize`` and ``file_uploader(max_upload_size=)``
+    are whole "megabytes" that Streamlit multiplies by 1024 * 1024 (MiB); rounded up, at least 1, so
+    Streamlit never refuses a file the core accepts (the core's byte check is the exact one)."""
+    return max(1, -(-max_upload_bytes() // 2**20))
+
+
+def format_mib(n_bytes: int) -> str:
+    """A size as people read it: ``20 MiB``, ``0.5 MiB``, ``25.3 MiB`` (MiB = 2^20 bytes, at most 3
+    significant digits below 1,000 MiB) or ``1,048 bytes`` under a tenth of a MiB."""
+    n = int(n_bytes)
+    if n < 2**20 // 10:
+        return f"{n:,} bytes"
+    mib = n / 2**20
+    return f"{mib:.3g} MiB" if mib < 1000 else f"{mib:,.0f} MiB"
 
 
 def _short(s, n: int = 60) -> str:
@@ -149,7 +172,7 @@ def check_upload(name, data, allowed=DATA_SUFFIXES, limit: int | None = None) ->
                           f"{', '.join(allowed)}")
     b = _read_limited(data, limit)
     if len(b) > limit:
-        raise UploadError(f"{shown} is larger than the upload limit of {limit / 2**20:g} MB")
+        raise UploadError(f"{shown} is larger than the upload limit of {format_mib(limit)}")
     if not b:
         raise UploadError(f"{shown} is empty")
     return suf, b
@@ -182,33 +205,54 @@ def atomic_write(path, data) -> Path:
     return path
 
 
-def store_upload(folder, name, data, allowed=DATA_SUFFIXES, limit: int | None = None) -> Path:
+META_SUFFIX = ".meta.json"  # beside a stored upload: the user's file name, for display only
+
+
+def shown_name(name) -> str:
+    """The user's file name as shown (no folders, no control characters, at most 80 characters)."""
+    n = os.path.basename(str(name).replace("\\", "/")) if isinstance(name, str) else ""
+    return _short(n, 80) or "upload"
+
+
+def store_upload(folder, name, data, allowed=DATA_SUFFIXES, limit: int | None = None,
+                 refuse_binary: bool = False) -> Path:
     """Check an upload and store it under a server-generated name in ``folder/uploads``.
 
-    ``folder`` is the session's own folder (:func:`explorer.sessions.session_dir`).
-    Returns the stored path; the user's ``name`` is used only for its suffix and messages.
+    ``folder`` is the session's own folder (:func:`explorer.sessions.session_dir`); it is made
+    (0700) when it does not exist yet (a session's first upload comes before its first run).
+    Returns the stored path; the user's ``name`` is used only for its suffix and messages, and
+    kept (for display) in ``<stored name>.meta.json`` beside the file.  ``refuse_binary``: data
+    files that are not text in any encoding the loader reads are refused here already.
     """
     suf, b = check_upload(name, data, allowed=allowed, limit=limit)
+    if refuse_binary and suf in DATA_SUFFIXES:
+        from .data import binary_reason
+
+        why = binary_reason(b[:65536])
+        if why:
+            raise UploadError(f"{shown_name(name)} {why}")
     root = Path(folder)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     up = safe_join(root, "uploads")
     up.mkdir(mode=0o700, exist_ok=True)
-    return atomic_write(safe_join(root, f"uploads/{new_file_name(suf)}"), b)
+    path = safe_join(root, f"uploads/{new_file_name(suf)}")
+    atomic_write(path.with_name(path.name + META_SUFFIX), json.dumps(dict(name=shown_name(name), bytes=len(b))))
+    return atomic_write(path, b)
 
 
 def load_uploaded_task(folder, name, data, model_kind: str, text_col=None, label_col=None, prompt_col=None,
-                       answer_col=None):
-    """An uploaded CSV/JSON/JSONL file as a task (``explorer.data.Task``): checked, stored, loaded.
+                       answer_col=None, encoding=None):
+    """An uploaded CSV/TSV/JSON/JSONL file as a task (``explorer.data.Task``): checked, stored, loaded.
 
-    The task's name is the user's file name (shown on screen); the file read is the stored copy.
+    The page's upload path (Fine-tune).  The task's name is the user's file name (shown on screen,
+    and read back from the stored copy's ``.meta.json`` when a run loads it again); ``task.path``
+    is the stored copy.  ``encoding``: None or "auto" detects it (the task's notes say which).
     """
     from . import data as data_mod
 
-    path = store_upload(folder, name, data, allowed=DATA_SUFFIXES)
-    task = data_mod.load_file_task(path, model_kind, text_col=text_col, label_col=label_col,
-                                   prompt_col=prompt_col, answer_col=answer_col)
-    shown = _short(Path(str(name)).name if isinstance(name, str) else "upload", 80)
-    task.name = shown or task.name
-    return task
+    path = store_upload(folder, name, data, allowed=DATA_SUFFIXES, refuse_binary=True)
+    return data_mod.load_file_task(path, model_kind, text_col=text_col, label_col=label_col,
+                                   prompt_col=prompt_col, answer_col=answer_col, encoding=encoding)
 
 
 def read_json_upload(name, data, limit: int | None = None):
@@ -232,6 +276,7 @@ def read_safetensors_upload(name, data, limit: int | None = None) -> dict:
 
 
 __all__ = ["safe_join", "is_inside", "check_upload", "store_upload", "load_uploaded_task", "read_json_upload",
-           "read_safetensors_upload", "atomic_write", "new_file_name", "max_upload_bytes", "UnsafePathError",
+           "read_safetensors_upload", "atomic_write", "new_file_name", "max_upload_bytes", "streamlit_max_upload_mb",
+           "format_mib", "shown_name", "META_SUFFIX", "UnsafePathError",
            "UploadError", "DATA_SUFFIXES", "ADAPTER_SUFFIXES"]
 

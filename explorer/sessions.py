@@ -1,13 +1,16 @@
 """Per-session folders and the server status (pure Python, no streamlit).
 
-A dashboard session gets its own folder for uploads and exports.  Its id is made on
-the server (``secrets.token_urlsafe``), never taken from a URL, and every path inside
-it goes through :func:`explorer.security.safe_join`::
+The one implementation of session folders: a dashboard session's run history
+(``explorer.history``), its uploads and its exports live in one folder.  Its id is made
+on the server (:func:`new_session_id`, 32 hex characters from ``secrets``), checked with a
+strict pattern before it names a folder, and every path inside it goes through
+:func:`explorer.security.safe_join`::
 
     sid = sessions.new_session_id()            # kept in st.session_state
     folder = sessions.session_dir(sid)         # <root>/<sid>, created 0700
-    path = security.store_upload(folder, up.name, up)
+    task = security.load_uploaded_task(folder, up.name, up, "seq-cls")
 
+``explorer.history.session_folder`` is this function (without creating the folder).
 Root: ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions`` (``explorer.models.cache_dir``).
 Folders older than ``max_age_s`` are removed by :func:`cleanup` (call it now and then).
 
@@ -28,40 +31,47 @@ from pathlib import Path
 
 from .security import UnsafePathError, safe_join
 
-_SID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_SID = re.compile(r"[0-9a-f]{32}")
 WORKER_PREFIXES = ("train", "peft-run", "peft-sweep")
 
 
-def root() -> Path:
-    env = os.environ.get("PEFT_EXPLORER_SESSIONS")
-    if env:
-        p = Path(env)
+def root(base: Path | str | None = None) -> Path:
+    """The folder holding every session folder (created 0700): ``base/sessions`` when ``base``
+    is given, else ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions``; resolved."""
+    if base is not None:
+        p = Path(base) / "sessions"
     else:
-        from .models import cache_dir
+        env = os.environ.get("PEFT_EXPLORER_SESSIONS")
+        if env:
+            p = Path(env)
+        else:
+            from .models import cache_dir
 
-        p = cache_dir() / "sessions"
+            p = cache_dir() / "sessions"
     p.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return p
+    return p.resolve()
 
 
 def new_session_id() -> str:
-    """A random id made on the server (128 bits)."""
-    return secrets.token_urlsafe(16)
+    """A random id made on the server (128 bits, 32 hex characters)."""
+    return secrets.token_hex(16)
 
 
 def valid_session_id(sid) -> bool:
     return isinstance(sid, str) and bool(_SID.fullmatch(sid))
 
 
-def session_dir(sid: str, create: bool = True) -> Path:
-    """The session's own folder; refuses ids not made by :func:`new_session_id`."""
+def session_dir(sid: str, create: bool = True, base: Path | str | None = None) -> Path:
+    """The session's own folder (``root(base)/<sid>``); refuses ids not made by :func:`new_session_id`.
+
+    ``create=True`` makes it (0700) and marks it as in use (cleanup is by age); ``create=False``
+    only names it (e.g. to check whether an old session left runs behind)."""
     if not valid_session_id(sid):
         raise UnsafePathError("invalid session id")
-    base = root()
-    d = safe_join(base, sid)
+    d = safe_join(root(base), sid)
     if create:
         d.mkdir(mode=0o700, exist_ok=True)
-        os.utime(d)  # marks the folder as in use (cleanup is by age)
+        os.utime(d)
     return d
 
 

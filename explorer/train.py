@@ -109,6 +109,7 @@ class TrainConfig:
     label_col: str | None = None
     prompt_col: str | None = None
     answer_col: str | None = None
+    encoding: str | None = None  # a data file's text encoding (None = detect it; see explorer.data.decode_text)
     # SMT only: blocks chosen elsewhere (the SMT block inspector), {target: ([rows], [cols])}; no warm-up then
     smt_selection: dict | None = None
 
@@ -359,13 +360,13 @@ def load_for(cfg: TrainConfig, loaded=None):
         kind = REGISTRY[cfg.model]["kind"] if cfg.model in REGISTRY else None
         if kind is not None:
             task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col,
-                                      cfg.label_col, cfg.prompt_col, cfg.answer_col)
+                                      cfg.label_col, cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
             loaded = load_model(cfg.model, num_labels=max(2, task.num_labels))
             return loaded, task
         loaded = load_model(cfg.model)
     kind = loaded.info.kind
     task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col, cfg.label_col,
-                              cfg.prompt_col, cfg.answer_col)
+                              cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
     return loaded, task
 
 

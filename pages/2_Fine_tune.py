@@ -9,8 +9,7 @@ import streamlit as st
 import ui_common as ui
 from explorer import data as D
 from explorer import figures_runs as FR
-from explorer.history import (entry_from_result, metrics_csv, metrics_json, new_session_id, save_upload,
-                              session_folder)
+from explorer.history import entry_from_result, metrics_csv, metrics_json, new_session_id, session_folder
 from explorer.jobs import default_queue, estimate_run_bytes, ordinal
 from explorer.methods import METHODS
 from explorer.presets import for_page
@@ -233,38 +232,59 @@ def _live_panel() -> None:
 
 def upload_task(kind: str):
     """The uploaded file saved in this session's folder and loaded as a Task (or None + a message)."""
+    from explorer.security import format_mib, max_upload_bytes, streamlit_max_upload_mb
+
     up = st.file_uploader("Data file (CSV, TSV, JSON or JSONL)", type=["csv", "tsv", "json", "jsonl"],
-                          key="ft_upload",
-                          help=f"up to {D.MAX_FILE_BYTES // 2**20} MB; columns text + label (encoders) or "
+                          key="ft_upload", max_upload_size=streamlit_max_upload_mb(),
+                          help=f"up to {format_mib(max_upload_bytes())}; columns text + label (encoders) or "
                                "prompt + answer (causal LMs); name other columns below")
-    cols = st.columns(2)
+    cols = st.columns([2, 2, 1.4])
     if kind == D.SEQ_CLS:
         c_a = cols[0].text_input("text column", key="ft_col_a", placeholder="auto (text, sentence, …)")
         c_b = cols[1].text_input("label column", key="ft_col_b", placeholder="auto (label, class, …)")
     else:
         c_a = cols[0].text_input("prompt column", key="ft_col_a", placeholder="auto (prompt, question, …)")
         c_b = cols[1].text_input("answer column", key="ft_col_b", placeholder="auto (answer, completion, …)")
+    enc = cols[2].selectbox("encoding", D.ENCODINGS, key="ft_encoding",
+                            help="auto: a byte-order mark (UTF-8, UTF-16), else UTF-8, else Windows-1252 / Latin-1; "
+                                 "the summary below says which was used")
     if up is None:
         st.caption("No file yet: upload one, or pick a built-in task.")
         return None, {}
     cols_map = (dict(text_col=c_a.strip() or None, label_col=c_b.strip() or None) if kind == D.SEQ_CLS else
                 dict(prompt_col=c_a.strip() or None, answer_col=c_b.strip() or None))
+    cols_map["encoding"] = None if enc == "auto" else enc
     try:
-        task, path = load_upload(up.name, up.getvalue(), kind, cols_map)
+        task = load_upload(up.name, up.getvalue(), kind, cols_map)
     except Exception as exc:  # noqa: BLE001 - DataError: a readable line
         ui.show_error(exc, "Data file: ")
         return None, {}
     st.caption(f"**{task.name}**: {len(task.train):,} training and {len(task.eval):,} held-out rows · "
                + (f"{task.num_labels} labels ({', '.join(map(str, task.label_names[:8]))})"
                   if kind == D.SEQ_CLS else "prompt → answer") + ("; " + "; ".join(task.notes) if task.notes else ""))
-    return str(path), cols_map
+    return task.path, cols_map
 
 
 def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
-    """Save an upload in this session's folder and load it (DataError with a clear message when malformed)."""
-    folder = session_folder(st.session_state.get("session_id") or new_session_id())
-    path = save_upload(folder, name, data)
-    return D.load_task(str(path), kind, **cols_map), path
+    """Store an upload in this session's folder (made on first use) and load it as a Task named by the
+    user's file name (DataError with a clear line when malformed).  The same file with the same settings
+    is stored and parsed once per session, not on every rerun."""
+    import hashlib
+
+    from explorer.security import load_uploaded_task
+
+    sig = (name, hashlib.sha256(data).hexdigest(), kind, tuple(sorted(cols_map.items())))
+    cached = st.session_state.get("ft_upload_cache")
+    if cached is None or cached[0] != sig:
+        folder = session_folder(st.session_state.get("session_id") or new_session_id(), create=True)
+        try:
+            cached = (sig, load_uploaded_task(folder, name, data, kind, **cols_map))
+        except Exception as exc:  # noqa: BLE001 - kept: a refused file is not stored again on every rerun
+            cached = (sig, exc)
+        st.session_state["ft_upload_cache"] = cached
+    if isinstance(cached[1], Exception):
+        raise cached[1]
+    return cached[1]
 
 
 # ----------------------------------------------------------------------------- page
@@ -376,7 +396,7 @@ def body():
                       knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
                       device=values["device"], eval_every=max(2, steps // 6), eval_examples=200,
                       smt_selection=smt_sel, **cols_map)
-    label = f"{info.label} · {name} · {cfg.task or D.default_task_for(kind)}"
+    label = f"{info.label} · {name} · {D.display_name(cfg.task) if cfg.task else D.default_task_for(kind)}"
 
     st.divider()
     b = st.columns([1, 1, 4], vertical_alignment="center")

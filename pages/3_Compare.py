@@ -319,8 +319,12 @@ def import_export(hist) -> None:
                                 "on the Fine-tune page)")
         st.caption("A participant's results in one file: import it later, here or on another server.")
     with right:
+        from explorer.security import format_mib, max_upload_bytes, streamlit_max_upload_mb
+
         up = st.file_uploader("Import a history file (JSON)", type=["json"], key="cmp_import",
-                              help="a file downloaded with the button on the left (up to 20 MiB)")
+                              max_upload_size=streamlit_max_upload_mb(),
+                              help=f"a file downloaded with the button on the left (up to "
+                                   f"{format_mib(max_upload_bytes())})")
         if up is not None:
             sig = (up.name, up.size, getattr(up, "file_id", None))
             if st.session_state.get("cmp_import_sig") != sig:

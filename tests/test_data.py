@@ -142,9 +142,10 @@ def test_binary_missing_and_oversized_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="unsupported file type"):
         data.load_task(_write(tmp_path, "x.txt", "hello"), "seq-cls")
     big = _write(tmp_path, "big.csv", "text,label\n" + "a,1\nb,0\n" * 100)
-    monkeypatch.setattr(data, "MAX_FILE_BYTES", 100)
-    with pytest.raises(DataError, match="limit"):
+    monkeypatch.setenv("PEFT_EXPLORER_MAX_UPLOAD_MB", "0.0001")  # the upload limit (104 bytes) for files too
+    with pytest.raises(DataError, match=r"big.csv is 811 bytes; the limit is 104 bytes"):
         data.load_task(big, "seq-cls")
+    monkeypatch.delenv("PEFT_EXPLORER_MAX_UPLOAD_MB")
     bad_json = _write(tmp_path, "bad.json", "{not json at all")
     with pytest.raises(DataError, match="could not be read"):
         data.load_task(bad_json, "causal-lm")

@@ -103,9 +103,13 @@ def test_malformed_import_is_a_clear_error(data, needle):
 def test_import_size_limit(monkeypatch):
     import explorer.history as H
 
-    monkeypatch.setattr(H, "MAX_IMPORT_BYTES", 100)
-    with pytest.raises(DataError, match="limit"):
-        RunHistory.parse(b"x" * 200)
+    monkeypatch.setenv("PEFT_EXPLORER_MAX_UPLOAD_MB", "0.0001")  # the one upload limit: 104 bytes
+    assert H.max_import_bytes() == 104
+    for data in (b"x" * 105, "x" * 105):
+        with pytest.raises(DataError, match=r"upload limit is 104 bytes$"):
+            RunHistory.parse(data)
+    with pytest.raises(DataError, match="not valid JSON"):  # 104 bytes pass the size check
+        RunHistory.parse(b"x" * 104)
 
 
 def test_session_folder_only_for_server_ids(tmp_path):

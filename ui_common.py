@@ -128,8 +128,13 @@ def get_base(name: str):
 
 def load_base_or_error(name: str):
     """The cached base model, or None after showing a readable error."""
+    from explorer.models import smollm2_converted
+
+    what = (f"Converting {name} from its GGUF file into the local cache (once per machine, about 10-40 s; "
+            "`make install` does it ahead)…" if name == "smollm2-135m" and not smollm2_converted() else
+            f"Loading {name} (once per server)…")
     try:
-        with st.spinner(f"Loading {name} (once per server)…"):
+        with st.spinner(what, show_time=True):
             return get_base(name)
     except Exception as exc:  # noqa: BLE001
         show_error(exc, "Model: ")

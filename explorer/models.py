@@ -112,14 +112,24 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def _smollm2_target() -> Path:
+    return cache_dir() / "smollm2-135m-instruct"
+
+
+def smollm2_converted() -> bool:
+    """True when the one-time GGUF -> safetensors conversion is in the cache (``python -m explorer prepare``)."""
+    t = _smollm2_target()
+    return (t / "model.safetensors").exists() and (t / "tokenizer_config.json").exists()
+
+
 def smollm2_folder() -> Path:
     """A local safetensors copy of SmolLM2, converted once from the GGUF file.
 
     The conversion is written to a temporary folder and renamed into place, so
     several processes converting at once never see half a folder.
     """
-    target = cache_dir() / "smollm2-135m-instruct"
-    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+    target = _smollm2_target()
+    if smollm2_converted():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -564,16 +564,13 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.notes.append("SMT warm-up (full mode) costs full fine-tuning memory plus an fp32 gradient sum per "
                           "target for its warm-up steps; figures here are the steady state after selection.")
     elif method == "sparta":
-        target_entries = sum(o * i for _, _, o, i in shapes)
-        if k["density"] and k["density"] > 0:
-            dens = k["density"]
-        else:
-            keep = (1 - k["sparsity"]) * N
-            if keep > target_entries:
-                raise KnobError(f"sparta: sparsity {k['sparsity']} keeps {keep:,.0f} entries but the targets hold "
-                                 f"only {target_entries:,}; raise the sparsity or add targets")
-            dens = keep / target_entries
-        n = sum(int(round(dens * o * i)) for _, _, o, i in shapes)
+        from .methods.sparta import budget
+
+        counts, notes = budget(k, N, head, [o * i for _, _, o, i in shapes])
+        n = sum(counts)
+        if n <= 0:
+            raise KnobError("sparta: the budget selects no entries (sparsity 1.0 or density 0)")
+        plan.notes.extend(notes)
         plan.trainable_parts = dict(entries=n, head=head)
         plan.extra_index_bytes = 8 * n  # int32 row and column per entry
         plan.kinds = {t: "entries" for t in types}

@@ -173,6 +173,10 @@ class Adapter:
                     targets=[lay.to_dict() for lay in self.layouts()])
 
     # --- hooks for the training loop -----------------------------------------
+    def takes_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        """Whether AdamW's weight decay applies to this trainable tensor (default: matrices yes, vectors no)."""
+        return param.dim() >= 2
+
     def on_step_end(self, optimizer) -> None:
         """Called after every optimizer step (LoRA-SP's per-step masks use it)."""
 

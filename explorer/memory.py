@@ -306,6 +306,8 @@ class ModelSpec:
     attn_dropout: float = 0.0
     hidden_dropout: float = 0.0
     source: str = ""
+    qkv_bias: bool = False  # llama family: biases on q, k, v (Qwen2)
+    conv1d: bool = False  # GPT-2: Conv1D blocks (fused c_attn); counted like BERT, only full fine-tuning applies
 
     @property
     def d_head(self) -> int:
@@ -334,11 +336,16 @@ class ModelSpec:
             if self.task == "seq-cls":
                 out["pooler"] = h * h + h
                 out["head"] = h * self.num_labels + self.num_labels
+            elif self.tie_embeddings:  # GPT-2: the LM head is the token embedding
+                out["head"] = 0
             else:  # BertForMaskedLM-like head is not modelled; count an untied decoder
                 out["head"] = V * h + V
         else:
             out["embeddings"] = V * h
             out["norms_biases"] = L * 2 * h + h
+            if self.qkv_bias:
+                dq, dkv = self.heads * self.d_head, self.kv_heads * self.d_head
+                out["norms_biases"] += L * (dq + 2 * dkv)
             if self.task == "seq-cls":
                 out["head"] = h * self.num_labels
             else:
@@ -392,8 +399,18 @@ PUBLISHED: dict[str, ModelSpec] = {
 
 
 def spec_from_config(cfg, task: str, name: str = "") -> ModelSpec:
-    """A ModelSpec from a Hugging Face config (BERT-like or LLaMA-like) and the task head."""
+    """A ModelSpec from a Hugging Face config (BERT-like, LLaMA-like or GPT-2) and the task head."""
     mt = getattr(cfg, "model_type", "")
+    if mt == "gpt2":
+        # GPT-2 has the parameter count of a BERT block with no token types and a tied head (Conv1D layers:
+        # c_attn = q, k, v fused, c_proj, c_fc, mlp c_proj, all with biases; LayerNorms; learned positions)
+        h = int(cfg.n_embd)
+        return ModelSpec(name=name or "gpt2", family="bert", task=task, n_layers=int(cfg.n_layer), hidden=h,
+                         heads=int(cfg.n_head), kv_heads=int(cfg.n_head), intermediate=int(cfg.n_inner or 4 * h),
+                         vocab=int(cfg.vocab_size), tie_embeddings=True, max_positions=int(cfg.n_positions),
+                         type_vocab=0, attn_dropout=float(cfg.attn_pdrop), hidden_dropout=float(cfg.resid_pdrop),
+                         conv1d=True, source="read from the model's config (GPT-2: Conv1D blocks counted like "
+                         "BERT's; activations approximated as BERT-like)").validate()
     family = "bert" if mt in ("bert", "roberta", "xlm-roberta", "electra") else "llama"
     try:
         heads = int(cfg.num_attention_heads)
@@ -410,10 +427,11 @@ def spec_from_config(cfg, task: str, name: str = "") -> ModelSpec:
             attn_dropout=float(getattr(cfg, "attention_probs_dropout_prob", None)
                                or getattr(cfg, "attention_dropout", 0.0) or 0.0),
             hidden_dropout=float(getattr(cfg, "hidden_dropout_prob", 0.0) or 0.0),
+            qkv_bias=(mt == "qwen2") or (family == "llama" and bool(getattr(cfg, "attention_bias", False))),
             source="read from the model's config")
     except (AttributeError, TypeError, ValueError) as e:
         raise KnobError(f"cannot read a transformer shape from this config ({mt or 'unknown type'}): {e}") from None
-    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3"):
+    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3", "gemma"):
         spec.source += f" (model type '{mt}' approximated as {family}-like)"
     return spec.validate()
 
@@ -435,6 +453,15 @@ def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
     if name in PUBLISHED:
         return PUBLISHED[name]
     from . import models
+
+    if name in models.config_models():  # bundled config-only models: the config is all it takes
+        cfg = models.read_config(name)
+        kind = models.config_kind(cfg)
+        if kind == "seq-cls":
+            cfg.num_labels = num_labels
+        spec = spec_from_config(cfg, kind, name)
+        spec.source = models.config_model_source(name) or spec.source
+        return spec
 
     if name == "tiny-bert":
         return spec_from_model(models.build_tiny_bert(num_labels=num_labels), name)
@@ -486,6 +513,9 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.trainable_parts = dict(all=N)
         plan.kinds = {t: "trainable" for t in ("q", "k", "v", "o", "gate", "up", "down")}
         return plan
+    if spec.conv1d:
+        raise KnobError(f"{method}: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses "
+                        "q, k and v), which the PEFT methods here do not target; only full fine-tuning applies")
     shapes = spec.target_shapes(k["targets"])
     if not shapes:
         raise KnobError(f"{method}: none of the targets {', '.join(k['targets'])} exist in a {spec.family} model")

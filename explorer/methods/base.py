@@ -251,6 +251,9 @@ def load_head_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
 
 def resolve_targets(model: nn.Module, types, method: str) -> list[Target]:
     targets = find_targets(model, list(types))
+    if not targets and any(type(m).__name__ == "Conv1D" for m in model.modules()):
+        raise KnobError(f"{method}: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses "
+                        "q, k and v), which the PEFT methods here do not target; only full fine-tuning applies")
     if not targets:
         from ..targets import available_types
 

@@ -395,6 +395,11 @@ PUBLISHED: dict[str, ModelSpec] = {
                            source="huggyllama/llama-65b config.json"),
     "mistral-7b": ModelSpec("Mistral-7B", "llama", "causal-lm", 32, 4096, 32, 8, 14336, 32000,
                             source="mistralai/Mistral-7B-v0.1 config.json"),
+    # GPT-3 175B (Brown et al. 2020, Table 2.1): 96 layers, d_model 12,288, 96 heads, d_ff = 4 d_model, context
+    # 2,048, GPT-2's 50,257-token BPE, tied embeddings; a GPT block counted like BERT's (LayerNorm, GELU, biases)
+    "gpt3-175b": ModelSpec("GPT-3 175B", "bert", "causal-lm", 96, 12288, 96, 96, 4 * 12288, 50257,
+                           tie_embeddings=True, max_positions=2048, type_vocab=0,
+                           source="Brown et al. 2020 (arXiv 2005.14165), Table 2.1"),
 }
 
 
@@ -827,26 +832,65 @@ def _detailed_activations(spec: ModelSpec, plan: _Plan, b: int, s: int, e: int, 
         else:
             A.save("final.out", sb * h * e, "head: final norm, logits")
             A.save("loss", b * spec.num_labels * e + 8 * b + 4, "token ids, labels, loss")
-    return A.total(), A.by_label()
+    return A.total(), A.by_label(), A.store
 
 
-def korthikanti_activations(spec: ModelSpec, b: int, s: int, e: int, recompute: bool) -> float:
-    """s b h (34 + 5 a s / h) bytes per layer at 16-bit (34 s b h with selective recomputation), x e/2."""
+def _checkpointed(store: dict, n_layers: int, sbh_e: float) -> tuple[float, dict]:
+    """Full activation checkpointing per layer, from the detailed model's per-storage terms.
+
+    Each layer keeps only its input (s b h x e bytes); in the backward pass one layer at a time is rebuilt
+    (its own saved tensors, counted once: the largest layer); the terms outside the layers (embeddings, head,
+    logits, loss, rotary tables) stay as they are."""
+    per_layer: dict[int, float] = {}
+    outside: dict[str, float] = {}
+    for key, (nb, label) in store.items():
+        head = key.split(".", 1)[0]
+        if head.isdigit() and int(head) < n_layers:
+            per_layer[int(head)] = per_layer.get(int(head), 0.0) + nb
+        else:
+            outside[label] = outside.get(label, 0.0) + nb
+    rebuilt = max(per_layer.values(), default=0.0)
+    terms = dict(outside)
+    terms["checkpoints: every layer's input (L x s b h)"] = n_layers * sbh_e
+    terms["one layer rebuilt in the backward pass"] = rebuilt
+    return sum(terms.values()), terms
+
+
+def korthikanti_activations(spec: ModelSpec, b: int, s: int, e: int, recompute: bool,
+                            checkpointing: bool = False) -> float:
+    """s b h (34 + 5 a s / h) bytes per layer at 16-bit (34 s b h with selective recomputation), x e/2.
+
+    With full checkpointing: 2 s b h per layer (the layer input, 16-bit) plus one layer rebuilt at a time."""
     h, a = spec.hidden, spec.heads
     per = s * b * h * (34 + (0 if recompute else 5 * a * s / h))
+    if checkpointing:
+        return (spec.n_layers * 2 * s * b * h + per) * e / 2
     return spec.n_layers * per * e / 2
+
+
+OPTIMIZERS = ("adamw", "adamw-8bit", "sgd")
+FULL_4BIT = ("a 4-bit base cannot be fully fine-tuned (its weights are frozen 4-bit codes with no gradient); "
+             "choose fp32 or bf16-mixed, or a PEFT method")
+ZERO_STAGES = (0, 1, 2, 3)
 
 
 def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = None, precision: str = "bf16-mixed",
              batch: int = 1, seq_len: int = 512, recompute: bool = False, activation_model: str = "detailed",
              attention: str = "auto", device: str = "cuda", master_copy: bool = True,
-             optimizer: str = "adamw") -> dict:
+             optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0, gpus: int = 1) -> dict:
     """The memory model of METHODS.md for one configuration; every term in bytes (see the module docstring).
 
     ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit.
     ``attention``: "auto" (cuda: fused kernels that keep no s^2 scores; cpu: the scores are kept when attention
     dropout is on), "flash" or "materialized".  ``device`` matters for dropout masks (1 byte on CUDA, a full float
     on CPU).  ``master_copy``: the fp32 master weights of mixed precision (16 B/param for full FT; False: 12 B).
+    ``optimizer``: adamw (two fp32 moments, 8 B per trainable parameter), adamw-8bit (two 8-bit moments, 2 B;
+    bitsandbytes' block-wise constants left out) or sgd (none).  ``checkpointing``: full activation checkpointing
+    per layer (each layer keeps its input; one layer is rebuilt at a time in the backward pass).
+    ``zero``/``gpus``: ZeRO data parallelism (Rajbhandari et al., arXiv 1910.02054) over ``gpus`` GPUs; the
+    returned terms are **per GPU**: stage 1 shards the optimizer state (moments and master copy), stage 2 also the
+    gradients, stage 3 also the weights; activations are per GPU (each GPU runs its own batch of ``batch``).
+    ``*_total_bytes`` = per GPU x gpus (everything, across all GPUs).
     """
     if isinstance(spec, str):
         if spec not in PUBLISHED:
@@ -859,13 +903,21 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
         raise KnobError(f"activation_model must be one of {', '.join(ACTIVATION_MODELS)}")
     if attention not in ("auto", "flash", "materialized"):
         raise KnobError("attention must be auto, flash or materialized")
-    if optimizer not in ("adamw", "sgd"):
-        raise KnobError("optimizer must be adamw or sgd")
+    if optimizer not in OPTIMIZERS:
+        raise KnobError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got '{str(optimizer)[:40]}')")
+    try:
+        zero, gpus = int(zero), int(gpus)
+    except (TypeError, ValueError):
+        raise KnobError("zero must be 0, 1, 2 or 3 and gpus a whole number >= 1") from None
+    if zero not in ZERO_STAGES:
+        raise KnobError(f"zero must be 0, 1, 2 or 3 (got {zero})")
+    if not 1 <= gpus <= 100_000:
+        raise KnobError(f"gpus must be from 1 to 100,000 (got {gpus})")
     batch, seq_len = int(batch), int(seq_len)
     if batch < 1 or seq_len < 1:
         raise KnobError("batch and seq_len must be >= 1")
     if precision == "4bit" and method == "full":
-        raise KnobError("full fine-tuning cannot train 4-bit weights: choose fp32 or bf16-mixed, or a PEFT method")
+        raise KnobError(FULL_4BIT)
     plan = _plan(spec, method, knobs or {})
     notes = list(plan.notes)
     groups = spec.param_groups()
@@ -887,20 +939,43 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
                + plan.head_copy * e + spec.buffer_bytes())
     # ---- grads, optimizer
     grads = T * e
-    moments = 8 if optimizer == "adamw" else 0
+    moments = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}[optimizer]
     master = 4 if (precision != "fp32" and master_copy) else 0
     opt = T * (moments + master)
     if precision != "fp32":
-        notes.append(f"bf16 weights and gradients, fp32 Adam moments (8 B/param)"
-                     + (", fp32 master copy (4 B/param)" if master else ", no master copy") + " for trainable "
-                     "parameters.")
+        notes.append(f"bf16 weights and gradients, {'8-bit' if moments == 2 else 'fp32'} Adam moments "
+                     f"({moments} B/param)" + (", fp32 master copy (4 B/param)" if master else ", no master copy")
+                     + " for trainable parameters.")
+    if optimizer == "adamw-8bit":
+        notes.append("8-bit AdamW (bitsandbytes): two 1-byte moments = 2 B per trainable parameter; its block-wise "
+                     "quantisation constants (about 4 B per 2,048 values) are left out.")
     # ---- activations
     if attention == "auto":
         attention = "flash" if (device == "cuda" or spec.attn_dropout == 0) else "materialized"
     mask_e = 1 if device == "cuda" else e
-    act_detailed, act_terms = _detailed_activations(spec, plan, batch, seq_len, e, mask_e, attention, recompute)
-    act_k = korthikanti_activations(spec, batch, seq_len, e, recompute)
+    act_detailed, act_terms, store = _detailed_activations(spec, plan, batch, seq_len, e, mask_e, attention,
+                                                           recompute)
+    if checkpointing:
+        act_detailed, act_terms = _checkpointed(store, spec.n_layers, seq_len * batch * spec.hidden * e)
+        notes.append("Full activation checkpointing: each layer keeps only its input (s b h); one layer's "
+                     "activations are rebuilt at a time in the backward pass (the forward runs twice).")
+    act_k = korthikanti_activations(spec, batch, seq_len, e, recompute, checkpointing)
     act = act_detailed if activation_model == "detailed" else act_k
+    # ---- ZeRO: what each of the N GPUs holds (stage 1: optimizer state, 2: + gradients, 3: + weights)
+    unsharded = dict(weights_bytes=float(weights), grads_bytes=float(grads), optimizer_bytes=float(opt))
+    n = gpus
+    opt_moments, opt_master = T * moments, T * master
+    if zero >= 1:
+        opt, opt_moments, opt_master = opt / n, opt_moments / n, opt_master / n
+    if zero >= 2:
+        grads = grads / n
+    if zero >= 3:
+        weights = weights / n
+    if zero or gpus > 1:
+        notes.append(f"ZeRO stage {zero} over {gpus} GPU(s)" +
+                     ("; plain data parallelism: every GPU holds a full copy" if zero == 0 else
+                      "; sharded across the GPUs: " + ", ".join(["optimizer state", "gradients", "weights"][:zero]))
+                     + ". Activations are per GPU (its own batch). Communication buffers are left out.")
     total = weights + grads + opt + act
     return dict(
         model=spec.name, family=spec.family, method=method, knobs=plan.knobs, precision=precision, batch=batch,
@@ -909,6 +984,9 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
         weights_bytes=float(weights), grads_bytes=float(grads), optimizer_bytes=float(opt),
         activations_bytes=float(act), activations_detailed_bytes=float(act_detailed),
         activations_korthikanti_bytes=float(act_k), activation_terms=act_terms, total_bytes=float(total),
+        optimizer_moments_bytes=float(opt_moments), optimizer_master_bytes=float(opt_master),
+        optimizer=optimizer, checkpointing=bool(checkpointing), zero=zero, gpus=gpus, scope="per GPU",
+        unsharded=unsharded, all_gpus_total_bytes=float(total) * gpus,
         bytes_per_trainable_param=(e + e + moments + master) if T else 0,
         notes=notes + ["Adam's scalar step counters (4 B per parameter tensor) and allocator overheads are left out; "
                        "the total sums terms that do not all peak at the same instant (an upper bound).",

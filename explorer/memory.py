@@ -893,9 +893,15 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     ``*_total_bytes`` = per GPU x gpus (everything, across all GPUs).
     """
     if isinstance(spec, str):
-        if spec not in PUBLISHED:
-            raise KnobError(f"unknown model config '{spec}': use one of {', '.join(PUBLISHED)} or a ModelSpec")
-        spec = PUBLISHED[spec]
+        from .models import config_models
+
+        if spec in config_models():
+            spec = spec_for(spec)
+        elif spec not in PUBLISHED:
+            raise KnobError(f"unknown model config '{spec}': use one of {', '.join(PUBLISHED)}, "
+                            f"{', '.join(config_models())} or a ModelSpec")
+        else:
+            spec = PUBLISHED[spec]
     spec.validate()
     if precision not in PRECISIONS:
         raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")

@@ -56,7 +56,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     values = ui.widget_values(pg.side_schema(method, side), PAGE)
     knobs = pg.side_knobs(values, method, side)
     with mcol:
-        if method == "smt":
+        if method == "smt" and not loaded.info.meta:
             st.caption(f"SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
                        "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
                        "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")

@@ -592,6 +592,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "recomputation to drop the a s² b term.",
            dict(model="mistral-7b", methods="lora,full", prec="bf16-mixed", batch=1, seq=8192, recompute=0,
                 unit="GB", attn="materialized", rank=16)),
+    Preset("LLaMA-2-70B across 8 GPUs: ZeRO-3 + checkpointing", _P,
+           "Full fine-tuning of a 70 B model does not fit one GPU: ZeRO-3 shards weights, gradients and optimizer "
+           "state over 8 GPUs and checkpointing keeps only each layer's input. Move the ZeRO stage from 0 to 3 and "
+           "watch which term shrinks; switch 'Figures' to all GPUs together to see the sum.",
+           dict(model="llama-2-70b", methods="full,lora", prec="bf16-mixed", batch=1, seq=2048, recompute=0,
+                unit="GB", ckpt=1, opt="adamw", zero=3, gpus=8, scope="per-gpu", rank=16)),
     Preset("minilm: measure vs estimate", _P,
            "A real 22.7 M model at fp32: press 'measure on this machine' to count the bytes that really exist "
            "after two AdamW steps and compare them with the model term by term.",

@@ -287,3 +287,14 @@ def test_full_ft_with_4bit_base_says_na():
     assert t.loc["Full FT", "total"] == "n/a"
     assert "cannot be fully fine-tuned" in t.loc["Full FT", "exact values / note"]
     assert "None" not in t.to_string()
+
+
+def test_zero_preset_sets_every_new_option():
+    at = run()
+    at.selectbox(key="mem_preset_pick").set_value("LLaMA-2-70B across 8 GPUs: ZeRO-3 + checkpointing").run()
+    at.button(key="mem_preset_go").click().run()
+    no_problem(at)
+    assert (qp(at, "model"), qp(at, "zero"), qp(at, "gpus"), qp(at, "ckpt")) == ("llama-2-70b", "3", "8", "1")
+    e = estimate("llama-2-70b", "full", precision="bf16-mixed", batch=1, seq_len=2048, checkpointing=True,
+                 zero=3, gpus=8)
+    assert table(at).set_index("method").loc["Full FT", "total (GB)"] == pytest.approx(e["total_bytes"] / 1e9)

@@ -12,7 +12,9 @@ def add_parser(sub):
 
     p = sub.add_parser("inspect", help="apply a method to a model and report what it makes trainable")
     p.add_argument("--model", default="minilm", help="registry name (minilm, smollm2-135m, tiny-bert, tiny-llama), "
-                   "local folder or hub id")
+                   "a bundled config-only model (llama-2-7b, llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b, "
+                   "qwen2.5-0.5b, qwen2.5-7b, gemma-2b, gpt2, bert-base, bert-large: built on the meta device), "
+                   "a local folder (a config.json alone is enough) or a hub id")
     p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a method knob, repeatable (e.g. -k rank=4 -k targets=q,v)")

@@ -41,6 +41,12 @@ Analytic -- :func:`estimate` implements the memory model of ``METHODS.md``::
     static = est["weights_bytes"] + est["grads_bytes"] + est["optimizer_bytes"]
     fmt_bytes(static, "GB")                        # '1,044.6 GB' (10^9 bytes; 16 B/param); "GiB" gives 2^30
 
+Options: ``optimizer`` adamw (8 B/param of fp32 moments) | adamw-8bit (2 B) | sgd; ``checkpointing`` (full
+activation checkpointing per layer: each layer keeps its input, one layer is rebuilt at a time in the backward
+pass); ``zero`` 0-3 and ``gpus`` (ZeRO: stage 1 shards the optimizer state over the GPUs, 2 also the gradients,
+3 also the weights; the terms are per GPU, ``all_gpus_total_bytes`` is x gpus).  ``spec`` may also be the name of
+a bundled config-only model (``explorer/configs``: llama-2-7b ... bert-large); PUBLISHED has gpt3-175b too.
+
 Terms: weights (fp32 4 B/param; bf16-mixed 2 B; 4bit: 0.5 B for the linear weights inside the blocks plus
 QLoRA's double-quantisation constants, 2 B for the rest) + gradients (trainable only) + optimizer state
 (trainable only: AdamW 8 B of fp32 moments, plus a 4 B fp32 master copy in bf16-mixed / 4bit) + activations.

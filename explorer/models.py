@@ -345,8 +345,8 @@ def load_meta(name: str, num_labels: int = 2, kind: str | None = None, source: s
     info = ModelInfo(name=name, label=label, kind=kind, family=_family(config), pretrained=False,
                      source=source or (config_model_source(name) if name in config_models() else str(name)),
                      meta=True)
-    info.notes.append("Config only: built on the meta device from its published config.json; counts, layouts "
-                      "and sizes are exact, values are not there. " + why)
+    info.notes.append(("Config only: built on the meta device from its config.json; counts, layouts and sizes "
+                       "are exact, values are not there. " + why).strip())
     return _finish(model, None, info, t0)
 
 

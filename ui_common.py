@@ -67,6 +67,9 @@ PAGES = [  # (path, label, icon) for links; pages that are not there yet are ski
     ("pages/5_SMT_block_inspector.py", "SMT block inspector", ":material/grid_view:"),
 ]
 MODEL_CHOICES = ["minilm", "smollm2-135m", "tiny-bert", "tiny-llama"]
+# config-only models (published config.json values, no weights): built on the meta device, inspected, never trained
+BIG_MODEL_CHOICES = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "mistral-7b", "qwen2.5-0.5b",
+                     "qwen2.5-7b", "gemma-2b", "gpt2", "bert-base", "bert-large"]
 CUSTOM = "custom folder or hub id…"
 
 
@@ -116,17 +119,19 @@ def run_page(body: Callable[[], None]) -> None:
 # ----------------------------------------------------------------------------- models
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def get_base(name: str):
-    """One read-only LoadedModel per model name per server (shared by every session)."""
+def get_base(name: str, meta_ok: bool = False):
+    """One read-only LoadedModel per model name per server (shared by every session).
+
+    ``meta_ok``: a config-only model is built on the meta device (inspecting pages); else it is refused."""
     from explorer.models import load_model
     from explorer.sessions import register_base
 
-    loaded = load_model(name)
+    loaded = load_model(name, meta_ok=meta_ok)
     register_base(name, loaded)  # weakly: the debug status panel shows its checksum
     return loaded
 
 
-def load_base_or_error(name: str):
+def load_base_or_error(name: str, meta_ok: bool = False):
     """The cached base model, or None after showing a readable error."""
     from explorer.models import smollm2_converted
 
@@ -135,22 +140,28 @@ def load_base_or_error(name: str):
             f"Loading {name} (once per server)…")
     try:
         with st.spinner(what, show_time=True):
-            return get_base(name)
+            return get_base(name, meta_ok) if meta_ok else get_base(name)
     except Exception as exc:  # noqa: BLE001
         show_error(exc, "Model: ")
         return None
 
 
-def model_choice(key_select: str, key_custom: str, current: str, label: str = "Model") -> str:
-    """Registry picker plus a text box for a local folder or hub id; returns the model name."""
-    options = MODEL_CHOICES + [CUSTOM]
+def model_choice(key_select: str, key_custom: str, current: str, label: str = "Model", big: bool = False) -> str:
+    """Registry picker plus a text box for a local folder or hub id; returns the model name.
+
+    ``big``: also offer the config-only models (``BIG_MODEL_CHOICES``, labelled "config only")."""
+    choices = MODEL_CHOICES + (BIG_MODEL_CHOICES if big else [])
+    options = choices + [CUSTOM]
     if key_select not in st.session_state:
-        st.session_state[key_select] = current if current in MODEL_CHOICES else CUSTOM
+        st.session_state[key_select] = current if current in choices else CUSTOM
     if key_custom not in st.session_state:
-        st.session_state[key_custom] = "" if current in MODEL_CHOICES else current
+        st.session_state[key_custom] = "" if current in choices else current
     pick = st.selectbox(label, options, key=key_select,
+                        format_func=lambda m: f"{m} (big model, config only)" if m in BIG_MODEL_CHOICES else m,
                         help="minilm: pretrained 22.7 M BERT encoder · smollm2-135m: pretrained 134.5 M LLaMA-style "
-                             "causal LM · tiny-*: random weights, instant")
+                             "causal LM · tiny-*: random weights, instant" +
+                             (" · config only: published shapes without weights (counts, layouts, sizes; "
+                              "never trained)" if big else ""))
     if pick == CUSTOM:
         return st.text_input("Folder or hub id", key=key_custom, placeholder="/path/to/model or org/name",
                              help="A folder saved with save_pretrained, or a hub id (needs the hub; "
@@ -417,7 +428,7 @@ def session_history():
     return st.session_state["run_history"]
 
 
-def sidebar_model(page: str, current: str):
+def sidebar_model(page: str, current: str, big: bool = False):
     """The sidebar's model picker and the cached base model, shared by pages.
 
     A fresh URL (a pasted link or a preset) resets the picker to the URL's model.  Returns the
@@ -429,12 +440,12 @@ def sidebar_model(page: str, current: str):
             st.session_state.pop(kk, None)
     with st.sidebar:
         st.subheader("Model")
-        name = model_choice(sel, custom, current)
+        name = model_choice(sel, custom, current, big=big)
         st.session_state[wkey(page, "model")] = name
     if not name:
         st.info("Type a local folder or a hub id in the sidebar.", icon=":material/info:")
         return None
-    return load_base_or_error(name)
+    return load_base_or_error(name, meta_ok=big)
 
 
 

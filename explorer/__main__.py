@@ -12,7 +12,8 @@ import importlib
 import os
 import sys
 
-SUBCOMMAND_MODULES = ["explorer.cli_core", "explorer.cli_train", "explorer.cli_smt", "explorer.cli_prepare"]
+SUBCOMMAND_MODULES = ["explorer.cli_core", "explorer.cli_train", "explorer.cli_smt", "explorer.cli_memory",
+                      "explorer.cli_prepare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,9 @@ def add_parser(sub):
 
     p = sub.add_parser("inspect", help="apply a method to a model and report what it makes trainable")
     p.add_argument("--model", default="minilm", help="registry name (minilm, smollm2-135m, tiny-bert, tiny-llama), "
-                   "local folder or hub id")
+                   "a bundled config-only model (llama-2-7b, llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b, "
+                   "qwen2.5-0.5b, qwen2.5-7b, gemma-2b, gpt2, bert-base, bert-large: built on the meta device), "
+                   "a local folder (a config.json alone is enough) or a hub id")
     p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a method knob, repeatable (e.g. -k rank=4 -k targets=q,v)")
@@ -62,14 +64,25 @@ def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
                                   max_batches=n, model_kind=loaded.info.kind))
 
 
+def smt_meta_note(adapter) -> str:
+    """What SMT can show on a config-only model: the budget and the block grid, not the selection."""
+    b = adapter.block
+    grids = sorted({f"{t.d_out // b}x{t.d_in // b}" for t in adapter.targets})
+    return (f"Config only: SMT's selection needs a warm-up on real weights (gradients), so no block is chosen "
+            f"here. Budget: {adapter.n_blocks:,} of {adapter.total_blocks:,} blocks of {b}x{b} "
+            f"({adapter.n_blocks * b * b:,} parameters); block grid per target: {', '.join(grids)}.")
+
+
 def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     from .methods import apply_method
     from .models import fresh_copy, load_model
 
-    loaded = load_model(model)
+    loaded = load_model(model, meta_ok=True)
     m = fresh_copy(loaded.model)
     adapter = apply_method(m, method, n_base=loaded.info.n_params, **knobs)
-    if adapter.needs_warmup:
+    if adapter.needs_warmup and loaded.info.meta:
+        adapter.notes.append(smt_meta_note(adapter))
+    elif adapter.needs_warmup:
         from .methods.smt import run_warmup
 
         steps = adapter.knobs["warmup_steps"]
@@ -78,7 +91,9 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
         adapter.notes.append(f"inspect ran a short warm-up of {min(steps, len(batches))} batches to select blocks.")
     s = adapter.summary()
     s["model"] = dict(name=loaded.info.name, label=loaded.info.label, kind=loaded.info.kind,
-                      pretrained=loaded.info.pretrained, source=loaded.info.source)
+                      pretrained=loaded.info.pretrained, source=loaded.info.source, config_only=loaded.info.meta)
+    if loaded.info.meta:
+        s["notes"] = list(loaded.info.notes) + s["notes"]
     return s
 
 

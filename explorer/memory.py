@@ -41,6 +41,12 @@ Analytic -- :func:`estimate` implements the memory model of ``METHODS.md``::
     static = est["weights_bytes"] + est["grads_bytes"] + est["optimizer_bytes"]
     fmt_bytes(static, "GB")                        # '1,044.6 GB' (10^9 bytes; 16 B/param); "GiB" gives 2^30
 
+Options: ``optimizer`` adamw (8 B/param of fp32 moments) | adamw-8bit (2 B) | sgd; ``checkpointing`` (full
+activation checkpointing per layer: each layer keeps its input, one layer is rebuilt at a time in the backward
+pass); ``zero`` 0-3 and ``gpus`` (ZeRO: stage 1 shards the optimizer state over the GPUs, 2 also the gradients,
+3 also the weights; the terms are per GPU, ``all_gpus_total_bytes`` is x gpus).  ``spec`` may also be the name of
+a bundled config-only model (``explorer/configs``: llama-2-7b ... bert-large); PUBLISHED has gpt3-175b too.
+
 Terms: weights (fp32 4 B/param; bf16-mixed 2 B; 4bit: 0.5 B for the linear weights inside the blocks plus
 QLoRA's double-quantisation constants, 2 B for the rest) + gradients (trainable only) + optimizer state
 (trainable only: AdamW 8 B of fp32 moments, plus a 4 B fp32 master copy in bf16-mixed / 4bit) + activations.
@@ -306,6 +312,8 @@ class ModelSpec:
     attn_dropout: float = 0.0
     hidden_dropout: float = 0.0
     source: str = ""
+    qkv_bias: bool = False  # llama family: biases on q, k, v (Qwen2)
+    conv1d: bool = False  # GPT-2: Conv1D blocks (fused c_attn); counted like BERT, only full fine-tuning applies
 
     @property
     def d_head(self) -> int:
@@ -334,11 +342,16 @@ class ModelSpec:
             if self.task == "seq-cls":
                 out["pooler"] = h * h + h
                 out["head"] = h * self.num_labels + self.num_labels
+            elif self.tie_embeddings:  # GPT-2: the LM head is the token embedding
+                out["head"] = 0
             else:  # BertForMaskedLM-like head is not modelled; count an untied decoder
                 out["head"] = V * h + V
         else:
             out["embeddings"] = V * h
             out["norms_biases"] = L * 2 * h + h
+            if self.qkv_bias:
+                dq, dkv = self.heads * self.d_head, self.kv_heads * self.d_head
+                out["norms_biases"] += L * (dq + 2 * dkv)
             if self.task == "seq-cls":
                 out["head"] = h * self.num_labels
             else:
@@ -388,12 +401,27 @@ PUBLISHED: dict[str, ModelSpec] = {
                            source="huggyllama/llama-65b config.json"),
     "mistral-7b": ModelSpec("Mistral-7B", "llama", "causal-lm", 32, 4096, 32, 8, 14336, 32000,
                             source="mistralai/Mistral-7B-v0.1 config.json"),
+    # GPT-3 175B (Brown et al. 2020, Table 2.1): 96 layers, d_model 12,288, 96 heads, d_ff = 4 d_model, context
+    # 2,048, GPT-2's 50,257-token BPE, tied embeddings; a GPT block counted like BERT's (LayerNorm, GELU, biases)
+    "gpt3-175b": ModelSpec("GPT-3 175B", "bert", "causal-lm", 96, 12288, 96, 96, 4 * 12288, 50257,
+                           tie_embeddings=True, max_positions=2048, type_vocab=0,
+                           source="Brown et al. 2020 (arXiv 2005.14165), Table 2.1"),
 }
 
 
 def spec_from_config(cfg, task: str, name: str = "") -> ModelSpec:
-    """A ModelSpec from a Hugging Face config (BERT-like or LLaMA-like) and the task head."""
+    """A ModelSpec from a Hugging Face config (BERT-like, LLaMA-like or GPT-2) and the task head."""
     mt = getattr(cfg, "model_type", "")
+    if mt == "gpt2":
+        # GPT-2 has the parameter count of a BERT block with no token types and a tied head (Conv1D layers:
+        # c_attn = q, k, v fused, c_proj, c_fc, mlp c_proj, all with biases; LayerNorms; learned positions)
+        h = int(cfg.n_embd)
+        return ModelSpec(name=name or "gpt2", family="bert", task=task, n_layers=int(cfg.n_layer), hidden=h,
+                         heads=int(cfg.n_head), kv_heads=int(cfg.n_head), intermediate=int(cfg.n_inner or 4 * h),
+                         vocab=int(cfg.vocab_size), tie_embeddings=True, max_positions=int(cfg.n_positions),
+                         type_vocab=0, attn_dropout=float(cfg.attn_pdrop), hidden_dropout=float(cfg.resid_pdrop),
+                         conv1d=True, source="read from the model's config (GPT-2: Conv1D blocks counted like "
+                         "BERT's; activations approximated as BERT-like)").validate()
     family = "bert" if mt in ("bert", "roberta", "xlm-roberta", "electra") else "llama"
     try:
         heads = int(cfg.num_attention_heads)
@@ -410,10 +438,11 @@ def spec_from_config(cfg, task: str, name: str = "") -> ModelSpec:
             attn_dropout=float(getattr(cfg, "attention_probs_dropout_prob", None)
                                or getattr(cfg, "attention_dropout", 0.0) or 0.0),
             hidden_dropout=float(getattr(cfg, "hidden_dropout_prob", 0.0) or 0.0),
+            qkv_bias=(mt == "qwen2") or (family == "llama" and bool(getattr(cfg, "attention_bias", False))),
             source="read from the model's config")
     except (AttributeError, TypeError, ValueError) as e:
         raise KnobError(f"cannot read a transformer shape from this config ({mt or 'unknown type'}): {e}") from None
-    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3"):
+    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3", "gemma"):
         spec.source += f" (model type '{mt}' approximated as {family}-like)"
     return spec.validate()
 
@@ -435,6 +464,15 @@ def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
     if name in PUBLISHED:
         return PUBLISHED[name]
     from . import models
+
+    if name in models.config_models():  # bundled config-only models: the config is all it takes
+        cfg = models.read_config(name)
+        kind = models.config_kind(cfg)
+        if kind == "seq-cls":
+            cfg.num_labels = num_labels
+        spec = spec_from_config(cfg, kind, name)
+        spec.source = models.config_model_source(name) or spec.source
+        return spec
 
     if name == "tiny-bert":
         return spec_from_model(models.build_tiny_bert(num_labels=num_labels), name)
@@ -486,6 +524,9 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.trainable_parts = dict(all=N)
         plan.kinds = {t: "trainable" for t in ("q", "k", "v", "o", "gate", "up", "down")}
         return plan
+    if spec.conv1d:
+        raise KnobError(f"{method}: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses "
+                        "q, k and v), which the PEFT methods here do not target; only full fine-tuning applies")
     shapes = spec.target_shapes(k["targets"])
     if not shapes:
         raise KnobError(f"{method}: none of the targets {', '.join(k['targets'])} exist in a {spec.family} model")
@@ -564,16 +605,13 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.notes.append("SMT warm-up (full mode) costs full fine-tuning memory plus an fp32 gradient sum per "
                           "target for its warm-up steps; figures here are the steady state after selection.")
     elif method == "sparta":
-        target_entries = sum(o * i for _, _, o, i in shapes)
-        if k["density"] and k["density"] > 0:
-            dens = k["density"]
-        else:
-            keep = (1 - k["sparsity"]) * N
-            if keep > target_entries:
-                raise KnobError(f"sparta: sparsity {k['sparsity']} keeps {keep:,.0f} entries but the targets hold "
-                                 f"only {target_entries:,}; raise the sparsity or add targets")
-            dens = keep / target_entries
-        n = sum(int(round(dens * o * i)) for _, _, o, i in shapes)
+        from .methods.sparta import budget
+
+        counts, notes = budget(k, N, head, [o * i for _, _, o, i in shapes])
+        n = sum(counts)
+        if n <= 0:
+            raise KnobError("sparta: the budget selects no entries (sparsity 1.0 or density 0)")
+        plan.notes.extend(notes)
         plan.trainable_parts = dict(entries=n, head=head)
         plan.extra_index_bytes = 8 * n  # int32 row and column per entry
         plan.kinds = {t: "entries" for t in types}
@@ -800,31 +838,76 @@ def _detailed_activations(spec: ModelSpec, plan: _Plan, b: int, s: int, e: int, 
         else:
             A.save("final.out", sb * h * e, "head: final norm, logits")
             A.save("loss", b * spec.num_labels * e + 8 * b + 4, "token ids, labels, loss")
-    return A.total(), A.by_label()
+    return A.total(), A.by_label(), A.store
 
 
-def korthikanti_activations(spec: ModelSpec, b: int, s: int, e: int, recompute: bool) -> float:
-    """s b h (34 + 5 a s / h) bytes per layer at 16-bit (34 s b h with selective recomputation), x e/2."""
+def _checkpointed(store: dict, n_layers: int, sbh_e: float) -> tuple[float, dict]:
+    """Full activation checkpointing per layer, from the detailed model's per-storage terms.
+
+    Each layer keeps only its input (s b h x e bytes); in the backward pass one layer at a time is rebuilt
+    (its own saved tensors, counted once: the largest layer); the terms outside the layers (embeddings, head,
+    logits, loss, rotary tables) stay as they are."""
+    per_layer: dict[int, float] = {}
+    outside: dict[str, float] = {}
+    for key, (nb, label) in store.items():
+        head = key.split(".", 1)[0]
+        if head.isdigit() and int(head) < n_layers:
+            per_layer[int(head)] = per_layer.get(int(head), 0.0) + nb
+        else:
+            outside[label] = outside.get(label, 0.0) + nb
+    rebuilt = max(per_layer.values(), default=0.0)
+    terms = dict(outside)
+    terms["checkpoints: every layer's input (L x s b h)"] = n_layers * sbh_e
+    terms["one layer rebuilt in the backward pass"] = rebuilt
+    return sum(terms.values()), terms
+
+
+def korthikanti_activations(spec: ModelSpec, b: int, s: int, e: int, recompute: bool,
+                            checkpointing: bool = False) -> float:
+    """s b h (34 + 5 a s / h) bytes per layer at 16-bit (34 s b h with selective recomputation), x e/2.
+
+    With full checkpointing: 2 s b h per layer (the layer input, 16-bit) plus one layer rebuilt at a time."""
     h, a = spec.hidden, spec.heads
     per = s * b * h * (34 + (0 if recompute else 5 * a * s / h))
+    if checkpointing:
+        return (spec.n_layers * 2 * s * b * h + per) * e / 2
     return spec.n_layers * per * e / 2
+
+
+OPTIMIZERS = ("adamw", "adamw-8bit", "sgd")
+FULL_4BIT = ("a 4-bit base cannot be fully fine-tuned (its weights are frozen 4-bit codes with no gradient); "
+             "choose fp32 or bf16-mixed, or a PEFT method")
+ZERO_STAGES = (0, 1, 2, 3)
 
 
 def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = None, precision: str = "bf16-mixed",
              batch: int = 1, seq_len: int = 512, recompute: bool = False, activation_model: str = "detailed",
              attention: str = "auto", device: str = "cuda", master_copy: bool = True,
-             optimizer: str = "adamw") -> dict:
+             optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0, gpus: int = 1) -> dict:
     """The memory model of METHODS.md for one configuration; every term in bytes (see the module docstring).
 
     ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit.
     ``attention``: "auto" (cuda: fused kernels that keep no s^2 scores; cpu: the scores are kept when attention
     dropout is on), "flash" or "materialized".  ``device`` matters for dropout masks (1 byte on CUDA, a full float
     on CPU).  ``master_copy``: the fp32 master weights of mixed precision (16 B/param for full FT; False: 12 B).
+    ``optimizer``: adamw (two fp32 moments, 8 B per trainable parameter), adamw-8bit (two 8-bit moments, 2 B;
+    bitsandbytes' block-wise constants left out) or sgd (none).  ``checkpointing``: full activation checkpointing
+    per layer (each layer keeps its input; one layer is rebuilt at a time in the backward pass).
+    ``zero``/``gpus``: ZeRO data parallelism (Rajbhandari et al., arXiv 1910.02054) over ``gpus`` GPUs; the
+    returned terms are **per GPU**: stage 1 shards the optimizer state (moments and master copy), stage 2 also the
+    gradients, stage 3 also the weights; activations are per GPU (each GPU runs its own batch of ``batch``).
+    ``*_total_bytes`` = per GPU x gpus (everything, across all GPUs).
     """
     if isinstance(spec, str):
-        if spec not in PUBLISHED:
-            raise KnobError(f"unknown model config '{spec}': use one of {', '.join(PUBLISHED)} or a ModelSpec")
-        spec = PUBLISHED[spec]
+        from .models import config_models
+
+        if spec in config_models():
+            spec = spec_for(spec)
+        elif spec not in PUBLISHED:
+            raise KnobError(f"unknown model config '{spec}': use one of {', '.join(PUBLISHED)}, "
+                            f"{', '.join(config_models())} or a ModelSpec")
+        else:
+            spec = PUBLISHED[spec]
     spec.validate()
     if precision not in PRECISIONS:
         raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")
@@ -832,13 +915,21 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
         raise KnobError(f"activation_model must be one of {', '.join(ACTIVATION_MODELS)}")
     if attention not in ("auto", "flash", "materialized"):
         raise KnobError("attention must be auto, flash or materialized")
-    if optimizer not in ("adamw", "sgd"):
-        raise KnobError("optimizer must be adamw or sgd")
+    if optimizer not in OPTIMIZERS:
+        raise KnobError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got '{str(optimizer)[:40]}')")
+    try:
+        zero, gpus = int(zero), int(gpus)
+    except (TypeError, ValueError):
+        raise KnobError("zero must be 0, 1, 2 or 3 and gpus a whole number >= 1") from None
+    if zero not in ZERO_STAGES:
+        raise KnobError(f"zero must be 0, 1, 2 or 3 (got {zero})")
+    if not 1 <= gpus <= 100_000:
+        raise KnobError(f"gpus must be from 1 to 100,000 (got {gpus})")
     batch, seq_len = int(batch), int(seq_len)
     if batch < 1 or seq_len < 1:
         raise KnobError("batch and seq_len must be >= 1")
     if precision == "4bit" and method == "full":
-        raise KnobError("full fine-tuning cannot train 4-bit weights: choose fp32 or bf16-mixed, or a PEFT method")
+        raise KnobError(FULL_4BIT)
     plan = _plan(spec, method, knobs or {})
     notes = list(plan.notes)
     groups = spec.param_groups()
@@ -860,20 +951,43 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
                + plan.head_copy * e + spec.buffer_bytes())
     # ---- grads, optimizer
     grads = T * e
-    moments = 8 if optimizer == "adamw" else 0
+    moments = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}[optimizer]
     master = 4 if (precision != "fp32" and master_copy) else 0
     opt = T * (moments + master)
     if precision != "fp32":
-        notes.append(f"bf16 weights and gradients, fp32 Adam moments (8 B/param)"
-                     + (", fp32 master copy (4 B/param)" if master else ", no master copy") + " for trainable "
-                     "parameters.")
+        notes.append(f"bf16 weights and gradients, {'8-bit' if moments == 2 else 'fp32'} Adam moments "
+                     f"({moments} B/param)" + (", fp32 master copy (4 B/param)" if master else ", no master copy")
+                     + " for trainable parameters.")
+    if optimizer == "adamw-8bit":
+        notes.append("8-bit AdamW (bitsandbytes): two 1-byte moments = 2 B per trainable parameter; its block-wise "
+                     "quantisation constants (about 4 B per 2,048 values) are left out.")
     # ---- activations
     if attention == "auto":
         attention = "flash" if (device == "cuda" or spec.attn_dropout == 0) else "materialized"
     mask_e = 1 if device == "cuda" else e
-    act_detailed, act_terms = _detailed_activations(spec, plan, batch, seq_len, e, mask_e, attention, recompute)
-    act_k = korthikanti_activations(spec, batch, seq_len, e, recompute)
+    act_detailed, act_terms, store = _detailed_activations(spec, plan, batch, seq_len, e, mask_e, attention,
+                                                           recompute)
+    if checkpointing:
+        act_detailed, act_terms = _checkpointed(store, spec.n_layers, seq_len * batch * spec.hidden * e)
+        notes.append("Full activation checkpointing: each layer keeps only its input (s b h); one layer's "
+                     "activations are rebuilt at a time in the backward pass (the forward runs twice).")
+    act_k = korthikanti_activations(spec, batch, seq_len, e, recompute, checkpointing)
     act = act_detailed if activation_model == "detailed" else act_k
+    # ---- ZeRO: what each of the N GPUs holds (stage 1: optimizer state, 2: + gradients, 3: + weights)
+    unsharded = dict(weights_bytes=float(weights), grads_bytes=float(grads), optimizer_bytes=float(opt))
+    n = gpus
+    opt_moments, opt_master = T * moments, T * master
+    if zero >= 1:
+        opt, opt_moments, opt_master = opt / n, opt_moments / n, opt_master / n
+    if zero >= 2:
+        grads = grads / n
+    if zero >= 3:
+        weights = weights / n
+    if zero or gpus > 1:
+        notes.append(f"ZeRO stage {zero} over {gpus} GPU(s)" +
+                     ("; plain data parallelism: every GPU holds a full copy" if zero == 0 else
+                      "; sharded across the GPUs: " + ", ".join(["optimizer state", "gradients", "weights"][:zero]))
+                     + ". Activations are per GPU (its own batch). Communication buffers are left out.")
     total = weights + grads + opt + act
     return dict(
         model=spec.name, family=spec.family, method=method, knobs=plan.knobs, precision=precision, batch=batch,
@@ -882,6 +996,9 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
         weights_bytes=float(weights), grads_bytes=float(grads), optimizer_bytes=float(opt),
         activations_bytes=float(act), activations_detailed_bytes=float(act_detailed),
         activations_korthikanti_bytes=float(act_k), activation_terms=act_terms, total_bytes=float(total),
+        optimizer_moments_bytes=float(opt_moments), optimizer_master_bytes=float(opt_master),
+        optimizer=optimizer, checkpointing=bool(checkpointing), zero=zero, gpus=gpus, scope="per GPU",
+        unsharded=unsharded, all_gpus_total_bytes=float(total) * gpus,
         bytes_per_trainable_param=(e + e + moments + master) if T else 0,
         notes=notes + ["Adam's scalar step counters (4 B per parameter tensor) and allocator overheads are left out; "
                        "the total sums terms that do not all peak at the same instant (an upper bound).",

@@ -30,11 +30,14 @@ from .presets import Preset
 from .urlstate import Field, Schema
 
 SMALL = ("minilm", "smollm2-135m", "tiny-bert", "tiny-llama")
-BIG = tuple(PUBLISHED)  # llama-7b, llama-13b, llama-65b, mistral-7b
+BIG = tuple(PUBLISHED)  # llama-7b, llama-13b, llama-65b, mistral-7b, gpt3-175b
+CONFIGS = ("llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "qwen2.5-0.5b", "qwen2.5-7b", "gemma-2b",
+           "gpt2", "bert-base", "bert-large")  # bundled config-only models (explorer/configs; mistral-7b is in BIG)
 CUSTOM = "custom"
-MODELS = BIG + SMALL + (CUSTOM,)
+MODELS = BIG + CONFIGS + SMALL + (CUSTOM,)
 MODEL_LABELS = {
     **{k: f"{v.name} (published config)" for k, v in PUBLISHED.items()},
+    **{k: f"{k} (bundled config.json)" for k in CONFIGS},
     "minilm": "minilm (22.7 M BERT, real config)",
     "smollm2-135m": "smollm2-135m (134.5 M LLaMA, real config)",
     "tiny-bert": "tiny-bert (random, instant)",
@@ -42,6 +45,10 @@ MODEL_LABELS = {
     CUSTOM: "custom shape…",
 }
 PRECISIONS = ("fp32", "bf16-mixed", "4bit")
+OPTIMIZER_CHOICES = ("adamw", "adamw-8bit")
+OPTIMIZER_LABELS = {"adamw": "AdamW (fp32 moments, 8 B)", "adamw-8bit": "8-bit AdamW (2 B)"}
+SCOPES = ("per-gpu", "total")
+SCOPE_LABELS = {"per-gpu": "per GPU", "total": "all GPUs together"}
 PRECISION_LABELS = {"fp32": "fp32 (4 B weights)", "bf16-mixed": "bf16 mixed (2 B + fp32 master)",
                      "4bit": "4-bit weights (QLoRA-style)"}
 UNITS = ("GB", "GiB")
@@ -78,6 +85,11 @@ def page_schema() -> Schema:
         Field("batch", "int", 1, min=1, max=1024),
         Field("seq", "int", 512, min=1, max=131072),
         Field("recompute", "bool", False),
+        Field("ckpt", "bool", False),
+        Field("opt", "choice", "adamw", choices=OPTIMIZER_CHOICES),
+        Field("zero", "int", 0, min=0, max=3),
+        Field("gpus", "int", 1, min=1, max=4096),
+        Field("scope", "choice", "per-gpu", choices=SCOPES),
         Field("unit", "choice", "GB", choices=UNITS),
         Field("rank", "int", 8, min=1, max=512),
         Field("freeze", "float", 0.5, min=0.0, max=0.99),
@@ -120,7 +132,7 @@ def spec_for_choice(choice: str, values: dict | None = None) -> ModelSpec:
         from .models import smollm2_folder
 
         return spec_from_config(AutoConfig.from_pretrained(smollm2_folder()), "causal-lm", choice)
-    if choice in SMALL:
+    if choice in SMALL or choice in CONFIGS:
         return spec_for(choice)
     raise KnobError(f"unknown model '{choice}': choose one of {', '.join(MODELS)}")
 
@@ -190,7 +202,24 @@ def knob_summary(method: str, knobs: dict) -> str:
 def estimate_kwargs(values: dict) -> dict:
     return dict(precision=values["prec"], batch=int(values["batch"]), seq_len=int(values["seq"]),
                 recompute=bool(values["recompute"]), activation_model=values["act"], attention=values["attn"],
-                device=values["dev"], master_copy=bool(values["master"]))
+                device=values["dev"], master_copy=bool(values["master"]), checkpointing=bool(values["ckpt"]),
+                optimizer=values["opt"], zero=int(values["zero"]), gpus=int(values["gpus"]))
+
+
+SCALED = ("weights_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes", "total_bytes",
+          "activations_detailed_bytes", "activations_korthikanti_bytes", "optimizer_moments_bytes",
+          "optimizer_master_bytes")
+
+
+def to_scope(est: dict, scope: str) -> dict:
+    """Per-GPU figures (what ``estimate`` returns) or the total of all GPUs (every term x gpus)."""
+    est["scope_label"] = "per GPU" if scope == "per-gpu" else f"all {est['gpus']} GPU(s) together"
+    if scope == "total" and est["gpus"] > 1:
+        n = est["gpus"]
+        for key in SCALED:
+            est[key] = est[key] * n
+        est["activation_terms"] = {k: v * n for k, v in est["activation_terms"].items()}
+    return est
 
 
 def estimate_rows(spec: ModelSpec, values: dict, methods=None) -> list[dict]:
@@ -200,7 +229,7 @@ def estimate_rows(spec: ModelSpec, values: dict, methods=None) -> list[dict]:
     for m in methods if methods is not None else values["methods"]:
         knobs = method_knobs(m, values, spec.family)
         try:
-            est = estimate(spec, m, knobs, **kw)
+            est = to_scope(estimate(spec, m, knobs, **kw), values.get("scope", "per-gpu"))
             est["label"] = METHODS[m].label
             est["settings"] = knob_summary(m, knobs)
             est["input_knobs"] = knobs
@@ -227,17 +256,69 @@ def fmt(n: float | None, unit: str, digits: int | None = None) -> str:
     return f"{v:,.{digits}f} {unit}"
 
 
+def compact_count(n: float) -> str:
+    """A count in at most 4 significant characters: 4,226 / 65.3 M / 6.74 B (exact value elsewhere)."""
+    n = float(n)
+    for div, suf in ((1e12, " T"), (1e9, " B"), (1e6, " M")):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.3g}{suf}" if v < 1000 else f"{v:,.0f}{suf}"
+    return f"{n:,.0f}"
+
+
+def compact_bytes(n: float | None, unit: str) -> str:
+    """Bytes in the prefix that fits, of the unit's family (GB: kB, MB, GB, TB; GiB: KiB, MiB, GiB, TiB),
+    3 significant digits: 1.04 TB, 13.5 GB, 350 GB, 812 MiB."""
+    if n is None:
+        return "n/a"
+    n = float(n)
+    steps = ((10 ** 12, "TB"), (10 ** 9, "GB"), (10 ** 6, "MB"), (10 ** 3, "kB")) if unit == "GB" else \
+        ((2 ** 40, "TiB"), (2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB"))
+    for div, name in steps:
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.3g} {name}" if v < 1000 else f"{v:,.0f} {name}"
+    return f"{n:,.0f} B"
+
+
+def display_rows(rows: list[dict], unit: str) -> list[dict]:
+    """The on-screen table: short, never cut off (compact forms), the exact values in the last column;
+    a method that cannot run shows "n/a" and says why."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            reason = r["error"] if r["error"].startswith("n/a") else f"n/a: {r['error']}"
+            out.append({"method": SHORT[r["method"]], "settings": r["settings"], "trainable": "n/a",
+                        "trainable %": "n/a", "weights": "n/a", "gradients": "n/a", "optimizer state": "n/a",
+                        "activations": "n/a", "total": "n/a", "B / trainable param": "n/a",
+                        "exact values / note": reason})
+            continue
+        n, t = r["n_params"], r["trainable_params"]
+        out.append({
+            "method": SHORT[r["method"]], "settings": r["settings"], "trainable": compact_count(t),
+            "trainable %": f"{100.0 * t / n:.4g} %" if n else "0 %",
+            "weights": compact_bytes(r["weights_bytes"], unit), "gradients": compact_bytes(r["grads_bytes"], unit),
+            "optimizer state": compact_bytes(r["optimizer_bytes"], unit),
+            "activations": compact_bytes(r["activations_bytes"], unit),
+            "total": compact_bytes(r["total_bytes"], unit),
+            "B / trainable param": str(r["bytes_per_trainable_param"]),
+            "exact values / note": f"trainable {t:,} of {n:,}; total {exact_bytes(r['total_bytes'])} "
+                                   f"({r.get('scope_label', 'per GPU')})",
+        })
+    return out
+
+
 def exact_bytes(n: float) -> str:
     """Exact bytes; a fractional count (4-bit constants) is shown with one decimal."""
     return f"{int(n):,} B" if float(n).is_integer() else f"{n:,.1f} B"
 
 
 def table_rows(rows: list[dict], unit: str) -> list[dict]:
-    """One dict per method for a table: counts, each term and the total in ``unit`` (named in the keys)."""
+    """One dict per method for the exact table: counts, each term and the total in ``unit`` (named in the keys).
+    Methods that cannot run are left out here (the on-screen table says why, :func:`display_rows`)."""
     out = []
     for r in rows:
         if "error" in r:
-            out.append({"method": SHORT[r["method"]], "settings": r["settings"], "note": r["error"]})
             continue
         n, t = r["n_params"], r["trainable_params"]
         out.append({
@@ -261,6 +342,8 @@ def bytes_rows(rows: list[dict]) -> list[dict]:
         if "error" in r:
             continue
         out.append(dict(model=r["model"], method=r["method"], settings=r["settings"], precision=r["precision"],
+                        optimizer=r["optimizer"], checkpointing=r["checkpointing"], zero=r["zero"], gpus=r["gpus"],
+                        scope=r.get("scope_label", "per GPU"),
                         batch=r["batch"], seq_len=r["seq_len"], recompute=r["recompute"],
                         activation_model=r["activation_model"], n_params=r["n_params"],
                         trainable_params=r["trainable_params"],
@@ -509,6 +592,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "recomputation to drop the a s² b term.",
            dict(model="mistral-7b", methods="lora,full", prec="bf16-mixed", batch=1, seq=8192, recompute=0,
                 unit="GB", attn="materialized", rank=16)),
+    Preset("LLaMA-2-70B across 8 GPUs: ZeRO-3 + checkpointing", _P,
+           "Full fine-tuning of a 70 B model does not fit one GPU: ZeRO-3 shards weights, gradients and optimizer "
+           "state over 8 GPUs and checkpointing keeps only each layer's input. Move the ZeRO stage from 0 to 3 and "
+           "watch which term shrinks; switch 'Figures' to all GPUs together to see the sum.",
+           dict(model="llama-2-70b", methods="full,lora", prec="bf16-mixed", batch=1, seq=2048, recompute=0,
+                unit="GB", ckpt=1, opt="adamw", zero=3, gpus=8, scope="per-gpu", rank=16)),
     Preset("minilm: measure vs estimate", _P,
            "A real 22.7 M model at fp32: press 'measure on this machine' to count the bytes that really exist "
            "after two AdamW steps and compare them with the model term by term.",

@@ -40,6 +40,7 @@ class ModelInfo:
     hidden: int = 0
     load_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    meta: bool = False  # built from its config on the meta device: shapes and counts only, no weights
 
 
 @dataclass
@@ -75,6 +76,76 @@ REGISTRY: dict[str, dict] = {
 }
 
 DEFAULT_MODEL = "minilm"
+
+# Config-only models: the published config.json values of well-known models (no weights), built on the meta
+# device so every method's counts and layouts can be shown on them; they are never trained.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def config_models() -> dict[str, Path]:
+    """Bundled config-only models: name -> JSON file (``explorer/configs/<name>.json``)."""
+    return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.json"))}
+
+
+def config_model_source(name: str) -> str:
+    import json
+
+    return json.loads(config_models()[name].read_text()).get("_source", "")
+
+
+def read_config(name_or_folder: str):
+    """A transformers config from a bundled config name or a folder holding config.json (never the hub)."""
+    import json
+
+    from transformers import AutoConfig
+
+    files = config_models()
+    try:
+        if name_or_folder in files:
+            d = json.loads(files[name_or_folder].read_text())
+            d = {k: v for k, v in d.items() if not k.startswith("_")}
+            return AutoConfig.for_model(d.pop("model_type"), **d)
+        return AutoConfig.from_pretrained(str(Path(name_or_folder).expanduser()), local_files_only=True,
+                                          trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"Could not read the config of '{str(name_or_folder)[:80]}': "
+                             f"{str(e).splitlines()[0][:200]}") from None
+
+
+def config_kind(config) -> str:
+    archs = getattr(config, "architectures", None) or []
+    return "causal-lm" if any("CausalLM" in a or "LMHead" in a for a in archs) else "seq-cls"
+
+
+def build_meta(config, kind: str, num_labels: int = 2) -> nn.Module:
+    """The model of ``config`` on the meta device (shapes only, no memory, about a second even for 70B)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        with torch.device("meta"):
+            if kind == "causal-lm":
+                return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            config.num_labels = num_labels
+            return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"Could not build the model from its config: {str(e).splitlines()[0][:200]}") from None
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) or any(folder.glob("*.gguf"))
+
+
+def training_refusal(name: str, n: int, free: int | None = None) -> str:
+    """One line: why a config-only (or too large) model cannot be fine-tuned here."""
+    free = available_memory_bytes() if free is None else free
+    need = n * 4 * 3
+    if need > free:
+        return (f"Model '{name}' has {n / 1e6:,.0f} M parameters: about {n * 4 / 2**30:,.1f} GiB in fp32 and "
+                f"~{need / 2**30:,.1f} GiB to fine-tune, but only {free / 2**30:.1f} GiB is free, so it cannot be "
+                "fine-tuned here; inspect it (Methods playground, `inspect`, memory calculator) or pick a smaller "
+                "model (e.g. 'minilm' or 'smollm2-135m').")
+    return (f"Model '{name}' is a configuration without weights ({n / 1e6:,.0f} M parameters): it can be inspected "
+            "(Methods playground, `inspect`, memory calculator) but not fine-tuned.")
 TINY_SEED = 1234
 
 
@@ -273,11 +344,30 @@ def list_models() -> list[dict]:
     return [dict(name=k, **{kk: v for kk, v in spec.items()}) for k, spec in REGISTRY.items()]
 
 
-def load_model(name: str, num_labels: int = 2, kind: str | None = None) -> LoadedModel:
+def load_meta(name: str, num_labels: int = 2, kind: str | None = None, source: str = "",
+              why: str = "") -> LoadedModel:
+    """A config-only model (bundled name or folder with a config.json) built on the meta device."""
+    t0 = time.perf_counter()
+    config = read_config(name)
+    kind = kind or config_kind(config)
+    model = build_meta(config, kind, num_labels)
+    label = f"{name} (config only, no weights: shapes and counts)"
+    info = ModelInfo(name=name, label=label, kind=kind, family=_family(config), pretrained=False,
+                     source=source or (config_model_source(name) if name in config_models() else str(name)),
+                     meta=True)
+    info.notes.append(("Config only: built on the meta device from its config.json; counts, layouts and sizes "
+                       "are exact, values are not there. " + why).strip())
+    return _finish(model, None, info, t0)
+
+
+def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok: bool = False) -> LoadedModel:
     """Load a model by registry name, local folder or hub id.
 
     ``kind`` forces "seq-cls" or "causal-lm" for folders and hub ids (default: a
     causal LM when the config's architecture is one, else sequence classification).
+    Config-only models (the bundled configs, ``config_models()``, a folder with a config.json but no weights,
+    or, with ``meta_ok``, a model too large for free memory) are built on the meta device when ``meta_ok``
+    (inspecting); without it (training) they are refused with the reason in one line.
     Raises :class:`ModelLoadError` with a one-line message on any failure.
     """
     from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
@@ -289,6 +379,12 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None) -> Loade
     if not name:
         raise ModelLoadError("No model given: pick one of " + ", ".join(REGISTRY) + ", a local folder or a hub id.")
     t0 = time.perf_counter()
+    if name in config_models():
+        if not meta_ok:
+            cfg = read_config(name)
+            n = count_params(build_meta(cfg, kind or config_kind(cfg), num_labels))
+            raise ModelLoadError(training_refusal(name, n))
+        return load_meta(name, num_labels, kind)
     if name in REGISTRY:
         spec = REGISTRY[name]
         info = ModelInfo(name=name, label=spec["label"], kind=spec["kind"], family=spec["family"],
@@ -321,6 +417,13 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None) -> Loade
                                  "give a folder saved with save_pretrained, a hub id, or one of " + ", ".join(REGISTRY) + ".")
         source = str(path.resolve())
         local_only = True
+        if not _has_weights(path):
+            if not meta_ok:
+                cfg = read_config(str(path))
+                n = count_params(build_meta(cfg, kind or config_kind(cfg), num_labels))
+                raise ModelLoadError(training_refusal(name, n).replace("is a configuration without weights",
+                                                                       "is a folder with a config but no weights"))
+            return load_meta(str(path), num_labels, kind, source=source)
     else:
         if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", name) or len(name) > 96:
             raise ModelLoadError(f"Unknown model '{name[:80]}': use one of " + ", ".join(REGISTRY) +
@@ -339,7 +442,13 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None) -> Loade
     archs = getattr(config, "architectures", None) or []
     if kind is None:
         kind = "causal-lm" if any("CausalLM" in a or "LMHead" in a for a in archs) else "seq-cls"
-    _check_fits(config, kind, name)
+    try:
+        _check_fits(config, kind, name)
+    except ModelLoadError as e:
+        if not (meta_ok and looks_local):
+            raise
+        return load_meta(str(path), num_labels, kind, source=source,
+                         why=f"Its weights were not loaded: {e}")
     try:
         tok = AutoTokenizer.from_pretrained(str(path) if looks_local else name, local_files_only=local_only)
         if kind == "causal-lm":

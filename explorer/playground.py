@@ -155,9 +155,32 @@ def _tensor_bytes(tensors) -> int:
     return n
 
 
+def analytic_adapter_bytes(adapter: Adapter) -> int:
+    """Tensor bytes an adapter would save, from shapes alone (config-only models on the meta device).
+
+    LoRA/DoRA (peft's file): the trainable tensors (A, B, DoRA magnitudes, the head); the others: the tensors
+    ``state_tensors()`` names (indices, deltas, frozen buffers, head); SMT before its selection: its budget of
+    blocks (fp32) and their int32 block coordinates."""
+    if adapter.method == "full":
+        return _tensor_bytes(adapter.model.state_dict().values())
+    try:
+        tensors = list(adapter.state_tensors().values())
+    except NotImplementedError:
+        return sum(p.numel() * p.element_size() for _, p in adapter.trainable_parameters())
+    n = sum(t.numel() * t.element_size() for t in tensors)
+    if adapter.method == "smt" and adapter.needs_warmup:
+        n += adapter.n_blocks * (adapter.block ** 2 * 4 + 2 * 4)
+    return n
+
+
 def adapter_size(adapter: Adapter, save_limit: int = 64 << 20) -> tuple[int, str]:
     """Bytes on disk: the files ``adapter.save()`` writes (measured), or, for full
-    fine-tuning of a large model, the exact tensor bytes (header not counted)."""
+    fine-tuning of a large model, the exact tensor bytes (header not counted); for a config-only model
+    (meta device) the tensor bytes from the shapes (analytic, said so)."""
+    if any(p.device.type == "meta" for p in adapter.model.parameters()):
+        return analytic_adapter_bytes(adapter), ("analytic (config-only model, no weights): the tensor bytes "
+                                                 "adapter.save() would write, from the shapes; file headers and the "
+                                                 "JSON config (a few kB) not counted")
     if adapter.method == "full":
         n = _tensor_bytes(adapter.model.state_dict().values())
         if n > save_limit:
@@ -264,7 +287,11 @@ def summarize(loaded, method: str, knobs: dict, warm: int = 2, use_cache: bool =
     model = shared_weight_copy(loaded.model)
     adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
     warm_info = {}
-    if method == "smt":
+    if method == "smt" and getattr(loaded.info, "meta", False):
+        from .cli_core import smt_meta_note
+
+        adapter.notes.append(smt_meta_note(adapter))
+    elif method == "smt":
         from .methods.smt import block_scores, select_blocks
 
         g = smt_grad_sums(loaded, tuple(adapter.knobs["targets"]), warm, adapter.knobs["seed"])
@@ -380,14 +407,26 @@ def formula(s: Summary) -> tuple[list[str], int]:
                      f"({n} of {_n(a.total_blocks)} blocks of {b}×{b} in the targets)")
         total = n * b * b
     elif m == "sparta":
-        d = a.density
+        from .methods.sparta import budget
+
+        sizes = [t.d_out * t.d_in for t in a.targets]
+        counts, _ = budget(k, s.total, s.head, sizes)
+        if k.get("density", 0) > 0:
+            lines.append(f"density {k['density']:g} of every target matrix, rounded per matrix")
+        else:
+            tot = int(round((1 - k["sparsity"]) * s.total))
+            lines.append(f"budget: round((1 − sparsity {k['sparsity']:g}) × {_n(s.total)} all parameters) = "
+                         f"{_n(tot)}, head included → {_n(tot - s.head)} deltas"
+                         + ("" if sum(counts) == tot - s.head else
+                            f"; this model's default is capped at 50 % of the {_n(sum(sizes))} target entries"))
+            lines.append("split over the target matrices in proportion to their size (largest remainder):")
+        per: "OrderedDict[tuple, int]" = OrderedDict()
+        for t, c in zip(a.targets, counts):
+            per[(t.type, t.d_out, t.d_in)] = per.get((t.type, t.d_out, t.d_in), 0) + c
         for (ty, do, di), c in groups.items():
-            per = int(round(d * do * di))
-            lines.append(f"{ty}: round(density {d:.4g} × {do}×{di}) = {_n(per)}  × {c} matrices = {_n(per * c)}")
-            total += per * c
-        if k.get("density", 0) == 0:
-            lines.append(f"density = (1 − sparsity {k['sparsity']:g}) × {_n(s.total)} all parameters "
-                         f"/ {_n(sum(t.d_out * t.d_in for t in a.targets))} target entries")
+            n = per[(ty, do, di)]
+            lines.append(f"{ty}: {c} matrices of {do}×{di} → {_n(n)} entries ({n / (c * do * di):.4%})")
+            total += n
     if s.head:
         lines.append(f"+ the new classification head, trained fully = {_n(s.head)}")
         total += s.head

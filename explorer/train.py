@@ -333,9 +333,11 @@ def prepare_base(loaded, task, seed: int) -> nn.Module:
     return m
 
 
-def _param_groups(params, wd: float):
-    decay = [p for _, p in params if p.dim() >= 2]
-    no_decay = [p for _, p in params if p.dim() < 2]
+def _param_groups(params, wd: float, adapter=None):
+    """AdamW groups: the adapter says which tensors take weight decay (default: matrices yes, vectors no)."""
+    rule = adapter.takes_weight_decay if adapter is not None else (lambda n, p: p.dim() >= 2)
+    decay = [p for n, p in params if rule(n, p)]
+    no_decay = [p for n, p in params if not rule(n, p)]
     groups = []
     if decay:
         groups.append({"params": decay, "weight_decay": wd})
@@ -441,7 +443,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
             train_params = adapter.trainable_parameters()
             if not train_params:
                 raise DataError(f"{cfg.method}: the adapter has no trainable parameters")
-            opt = torch.optim.AdamW(_param_groups(train_params, cfg.weight_decay), lr=lr)
+            opt = torch.optim.AdamW(_param_groups(train_params, cfg.weight_decay, adapter), lr=lr)
             warm = int(round(cfg.warmup_ratio * n_main))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(n_main, warm))
 

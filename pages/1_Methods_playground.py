@@ -56,7 +56,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     values = ui.widget_values(pg.side_schema(method, side), PAGE)
     knobs = pg.side_knobs(values, method, side)
     with mcol:
-        if method == "smt":
+        if method == "smt" and not loaded.info.meta:
             st.caption(f"SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
                        "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
                        "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")
@@ -196,6 +196,8 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
                             "divided by the largest score of all targets. Outlined blocks are the "
                             f"{'global' if s.knobs['selection'] == 'global' else 'per-matrix'} top-n.")
     # the update ΔW
+    if any(p.device.type == "meta" for p in s.adapter.model.parameters()):
+        return  # a config-only model has no values to illustrate an update with
     seed = int(s.knobs.get("seed", 0) or 0)
     d, note = pg.illustrative_delta(s, lay.target, seed=seed)
     red, f = pg.reduce_abs_max(d)
@@ -239,14 +241,19 @@ def body():
                     st.session_state[k(f.name)] = f.default_value()
     st.session_state["_pg_prev_a"], st.session_state["_pg_prev_b"] = m1, m2
 
-    loaded = ui.sidebar_model(PAGE, vals["model"])
+    loaded = ui.sidebar_model(PAGE, vals["model"], big=True)  # config-only big models: counts, no values
     if loaded is None:
         ui.write_url(schema, PAGE)
         return
     ui.lesson_banner(presets, PAGE, "pg", ("m1", "m2"))
     inf = loaded.info
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {inf.n_layers} layers · hidden {inf.hidden} · "
-               f"{'pretrained' if inf.pretrained else 'random weights'} · source: {inf.source}")
+               f"{'config only, no weights' if inf.meta else 'pretrained' if inf.pretrained else 'random weights'}"
+               f" · source: {inf.source}")
+    if inf.meta:
+        st.info("Config-only model on the meta device: counts, layouts and sizes are exact (sizes analytic); "
+                "SMT shows its budget and block grid (its selection needs a warm-up on real weights); no ΔW "
+                "values are drawn. It cannot be fine-tuned here.", icon=":material/info:")
 
     goto = st.session_state.pop("pg_goto", None)  # (type, layer) asked for by a lesson or a "show it" button
     if goto is not None:

@@ -66,6 +66,21 @@ def settings_panel(vals: dict, instr: bool) -> None:
         c[2].toggle("Recomputation", key=k("recompute"),
                     help="Selective recomputation (Korthikanti et al.): the attention scores (the a·s² term) are "
                          "recomputed in the backward pass instead of kept.")
+        c = st.columns([2, 3, 2, 2, 3])
+        c[0].toggle("Checkpointing", key=k("ckpt"),
+                    help="Full checkpointing per layer: each layer keeps only its input (s·b·h); one layer's "
+                         "activations are rebuilt at a time in the backward pass (the forward runs twice).")
+        c[1].radio("Optimizer", V.OPTIMIZER_CHOICES, key=k("opt"), horizontal=True,
+                   format_func=lambda o: V.OPTIMIZER_LABELS[o],
+                   help="AdamW keeps two fp32 moments (8 B per trainable parameter); 8-bit AdamW (bitsandbytes) "
+                        "two 1-byte moments (2 B). The fp32 master copy of mixed precision is separate.")
+        c[2].select_slider("ZeRO stage", [0, 1, 2, 3], key=k("zero"),
+                           help="ZeRO data parallelism: 1 shards the optimizer state over the GPUs, 2 also the "
+                                "gradients, 3 also the weights. 0: every GPU holds everything.")
+        c[3].number_input("GPUs", 1, 4096, step=1, key=k("gpus"), help="GPUs the batch is spread over (data "
+                          "parallel); the batch size above is per GPU")
+        c[4].radio("Figures", V.SCOPES, key=k("scope"), horizontal=True, format_func=lambda x: V.SCOPE_LABELS[x],
+                   help="per GPU: what one GPU holds; all GPUs together: every term × the number of GPUs")
         if st.session_state.get(k("model")) == V.CUSTOM:
             st.markdown("**Custom shape** (a LLaMA-like causal LM: RMSNorm, rotary, SwiGLU MLP, grouped-query "
                         "attention; untied head)")
@@ -130,7 +145,8 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
         cheapest = min(good, key=lambda r: r["total_bytes"])
         full = next((r for r in good if r["method"] == "full"), None)
         c = st.columns(4)
-        c[0].metric("parameters", f"{spec.n_params():,}", help="counted from the config (tied embeddings once)")
+        c[0].metric("parameters", V.compact_count(spec.n_params()),
+                    help=f"{spec.n_params():,}, counted from the config (tied embeddings once)")
         c[1].metric("smallest total", V.fmt(cheapest["total_bytes"], unit), help=f"{cheapest['label']}: "
                     f"{V.exact_bytes(cheapest['total_bytes'])}")
         if full is not None:
@@ -143,13 +159,15 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
             c[3].metric("activations (largest)", V.fmt(max(r["activations_bytes"] for r in good), unit))
     for r in rows:
         if "error" in r:
-            st.warning(f"{r['label']}: {r['error']}", icon="⚠️")
+            st.warning(f"{r['label']}: n/a: {r['error']}", icon="⚠️")
     if not good:
         st.info("No method to draw: pick at least one method that fits these settings.", icon="ℹ️")
         return
     left, right = st.columns([3, 2], gap="large")
     title = (f"{spec.name}, {V.PRECISION_LABELS[vals['prec']]}, batch {vals['batch']} × {vals['seq']} tokens"
-             + (", recomputation" if vals["recompute"] else ""))
+             + (", recomputation" if vals["recompute"] else "") + (", checkpointing" if vals["ckpt"] else "")
+             + (f"<br>ZeRO-{vals['zero']} × {vals['gpus']} GPUs, {good[0]['scope_label']}"
+                if vals["zero"] or vals["gpus"] > 1 else ""))
     with left:
         ui.show_fig(V.stack_figure(good, unit, title, tpl), key="mem-stack")
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Hover a segment for its exact bytes. All figures from "
@@ -157,30 +175,44 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
     with right:
         e = 4 if vals["prec"] == "fp32" else 2
         master = 4 if vals["prec"] != "fp32" and vals["master"] else 0
+        mom = 2 if vals["opt"] == "adamw-8bit" else 8
+        z, n = int(vals["zero"]), int(vals["gpus"])
+
+        def shard(stage):
+            return f" ÷ {n} GPUs (ZeRO-{z})" if z >= stage and n > 1 else ""
         st.markdown("**What each colour is**")
         st.markdown(
             f"- **Weights**: every parameter and buffer: N × {e} B"
             + (" (the blocks' linear weights at 0.5 B + 0.127 bit of quantisation constants, the rest 2 B; the "
                "adapters 2 B)" if vals["prec"] == "4bit" else "") +
-            " plus the adapter's own tensors (frozen ones too).\n"
-            f"- **Gradients**: one per *trainable* parameter: T × {e} B.\n"
-            f"- **Optimizer state**: AdamW's two fp32 moments, T × 8 B"
-            + (", plus the fp32 master copy T × 4 B" if master else "") + ".\n"
+            " plus the adapter's own tensors (frozen ones too)" + shard(3) + ".\n"
+            f"- **Gradients**: one per *trainable* parameter: T × {e} B" + shard(2) + ".\n"
+            f"- **Optimizer state**: {'8-bit' if mom == 2 else 'fp32'} AdamW moments, T × {mom} B"
+            + (", plus the fp32 master copy T × 4 B" if master else "") + shard(1) + ".\n"
             "- **Activations**: tensors the forward pass keeps for the backward pass; they grow with "
-            "batch × length (and length² for materialised attention scores).")
-        st.markdown(f"So full fine-tuning costs **{e + e + 8 + master} B per parameter** before activations; a "
-                    "PEFT method pays that only for its T trainable parameters and keeps the frozen weights.")
+            "batch × length (and length² for materialised attention scores)"
+            + ("; with checkpointing only each layer's input plus one rebuilt layer" if vals["ckpt"] else "")
+            + ("; per GPU, never sharded" if n > 1 else "") + ".")
+        st.markdown(f"So full fine-tuning costs **{e + e + mom + master} B per parameter** before activations"
+                    + (" and before sharding" if z and n > 1 else "") + "; a PEFT method pays that only for its T "
+                    "trainable parameters and keeps the frozen weights. Figures: **"
+                    + good[0]["scope_label"] + "**.")
         st.caption("Approximations: the total adds terms that do not all peak at the same instant (an upper bound "
                    "of the tensors themselves); CUDA context, allocator caches, temporaries in the backward pass "
                    "and Adam's scalar step counters are left out.")
+    show = pd.DataFrame(V.display_rows(rows, unit))
+    st.table(show.set_index("method"))  # a static table wraps its text: nothing is ever cut off
+    st.caption(f"Compact forms (k/M/B for counts; {'kB, MB, GB, TB = powers of 10' if unit == 'GB' else 'KiB, MiB, GiB, TiB = powers of 2'}); "
+               "the exact values are in the last column, in 'Exact values' below and in the CSV.")
     df = pd.DataFrame(V.table_rows(rows, unit))
     cfg = {"settings": st.column_config.TextColumn(width="medium"),
-           "trainable params": st.column_config.NumberColumn(format="localized"),
+           "trainable params": st.column_config.NumberColumn(format="localized", width="medium"),
            "trainable %": st.column_config.NumberColumn(format="%.4f %%")}
     for col in df.columns:
         if col.endswith(f"({unit})"):
-            cfg[col] = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(df, hide_index=True, column_config=cfg, width="stretch")
+            cfg[col] = st.column_config.NumberColumn(format="%.3f", width="medium")
+    with st.expander(f"Exact values (in {unit})", expanded=False):
+        st.dataframe(df, hide_index=True, column_config=cfg, width="stretch")
     exact = pd.DataFrame(V.bytes_rows(rows))
     st.download_button("Download the exact bytes (CSV)", exact.to_csv(index=False).encode(),
                        file_name=f"memory_{spec.name}.csv".replace(" ", "_"), mime="text/csv", key="mem_csv")

@@ -28,7 +28,13 @@ def number(text: str) -> float:
 
 
 def table(at: AppTest, i: int = 0):
+    """The exact-values table by default (-1: the last one)."""
     return at.dataframe[i].value
+
+
+def shown(at: AppTest):
+    """The on-screen compact table (a static st.table, indexed by method)."""
+    return at.table[0].value
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -98,7 +104,9 @@ def test_compare_table_relative_difference_and_cuda_peak():
 def test_default_run_and_65b_example():
     at = run()
     no_problem(at)
-    assert metric(at, "parameters") == f"{PUBLISHED['llama-7b'].n_params():,}"
+    n = PUBLISHED['llama-7b'].n_params()
+    assert metric(at, "parameters") == f"{n / 1e9:.3g} B"  # compact; the exact count in the help
+    assert next(m.help for m in at.metric if m.label == "parameters").startswith(f"{n:,}")
     assert len(at.get("plotly_chart")) >= 2  # the stacked bars and the activation terms
     df = table(at)
     assert len(df) == len(METHODS) and "total (GB)" in df.columns
@@ -167,7 +175,7 @@ def test_every_control_moves_and_the_url_follows():
         at.number_input(key=f"mem:{key_}").set_value(v)
     at.run()
     no_problem(at)
-    n = int(metric(at, "parameters").replace(",", ""))
+    n = int(next(m.help for m in at.metric if m.label == "parameters").split()[0].rstrip(",").replace(",", ""))
     assert n == V.custom_spec(dict(c_layers=4, c_hidden=512, c_heads=8, c_kv=2, c_inter=1024, c_vocab=1000)).n_params()
     at.number_input(key="mem:c_heads").set_value(7).run()  # 512 is not a multiple of 7: one readable line
     assert not at.exception
@@ -221,3 +229,72 @@ def test_measure_tiny_bert_shows_measured_vs_estimated():
         assert tot["difference %"] == pytest.approx(
             100 * (tot["estimated (bytes)"] - tot["measured (bytes)"]) / tot["measured (bytes)"], abs=0.01)
     assert len(at.get("plotly_chart")) >= 3  # + measured vs estimated
+
+
+# ----------------------------------------------------------------------------- issue 13 / issue 10
+
+
+def test_compact_forms_never_cut_and_exact_kept():
+    assert V.compact_count(65_285_660_672) == "65.3 B" and V.compact_count(4226) == "4,226"
+    assert V.compact_count(16_384_000) == "16.4 M"
+    assert V.compact_bytes(1_044_570_571_264, "GB") == "1.04 TB" and V.compact_bytes(349.5e9, "GB") == "350 GB"
+    assert V.compact_bytes(2 ** 30 * 13.5, "GiB") == "13.5 GiB" and V.compact_bytes(812 * 2 ** 20, "GiB") == "812 MiB"
+    d = V.page_schema().defaults()
+    d.update(prec="4bit")
+    rows = V.estimate_rows(PUBLISHED["llama-65b"], d, methods=["full", "lora"])
+    shown = {r["method"]: r for r in V.display_rows(rows, "GB")}
+    full = shown["Full FT"]
+    assert full["total"] == "n/a" and full["exact values / note"].startswith("n/a: a 4-bit base cannot be fully")
+    assert all(v is not None for v in full.values())
+    lora = shown["LoRA"]
+    assert all(len(str(lora[c])) <= 9 for c in ("trainable", "weights", "gradients", "optimizer state",
+                                                 "activations", "total"))
+    est = next(r for r in rows if r["method"] == "lora")
+    assert f"{est['trainable_params']:,}" in lora["exact values / note"]
+
+
+def test_zero_checkpointing_optimizer_and_scope_on_the_page():
+    at = run(model="llama-2-70b", methods="full,lora", prec="bf16-mixed", batch=1, seq=512)
+    no_problem(at)
+    base = table(at).set_index("method")
+    at.toggle(key="mem:ckpt").set_value(True)
+    at.radio(key="mem:opt").set_value("adamw-8bit")
+    at.select_slider(key="mem:zero").set_value(3)
+    at.number_input(key="mem:gpus").set_value(8)
+    at.run()
+    no_problem(at)
+    assert (qp(at, "ckpt"), qp(at, "opt"), qp(at, "zero"), qp(at, "gpus")) == ("1", "adamw-8bit", "3", "8")
+    per = table(at).set_index("method")
+    e = estimate("llama-2-70b", "full", precision="bf16-mixed", batch=1, seq_len=512, checkpointing=True,
+                 optimizer="adamw-8bit", zero=3, gpus=8)
+    assert per.loc["Full FT", "total (GB)"] == pytest.approx(e["total_bytes"] / 1e9)
+    assert per.loc["Full FT", "B per trainable param"] == 10  # 2 + 2 + 2 (8-bit moments) + 4 (master)
+    assert per.loc["Full FT", "activations (GB)"] < base.loc["Full FT", "activations (GB)"]
+    at.radio(key="mem:scope").set_value("total").run()
+    no_problem(at)
+    tot = table(at).set_index("method")
+    assert tot.loc["Full FT", "total (GB)"] == pytest.approx(8 * per.loc["Full FT", "total (GB)"])
+    assert qp(at, "scope") == "total"
+    assert "all 8 GPU(s) together" in shown(at).loc["Full FT", "exact values / note"]
+    text = " ".join(m.value for m in at.markdown)
+    assert "÷ 8 GPUs (ZeRO-3)" in text
+
+
+def test_full_ft_with_4bit_base_says_na():
+    at = run(model="llama-7b", methods="full,lora", prec="4bit")
+    no_problem(at)
+    t = shown(at)
+    assert t.loc["Full FT", "total"] == "n/a"
+    assert "cannot be fully fine-tuned" in t.loc["Full FT", "exact values / note"]
+    assert "None" not in t.to_string()
+
+
+def test_zero_preset_sets_every_new_option():
+    at = run()
+    at.selectbox(key="mem_preset_pick").set_value("LLaMA-2-70B across 8 GPUs: ZeRO-3 + checkpointing").run()
+    at.button(key="mem_preset_go").click().run()
+    no_problem(at)
+    assert (qp(at, "model"), qp(at, "zero"), qp(at, "gpus"), qp(at, "ckpt")) == ("llama-2-70b", "3", "8", "1")
+    e = estimate("llama-2-70b", "full", precision="bf16-mixed", batch=1, seq_len=2048, checkpointing=True,
+                 zero=3, gpus=8)
+    assert table(at).set_index("method").loc["Full FT", "total (GB)"] == pytest.approx(e["total_bytes"] / 1e9)

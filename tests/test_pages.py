@@ -65,8 +65,8 @@ def test_every_method_and_control_on_tiny_bert():
     no_problem(at)
     for method in METHODS_ORDER:
         at.selectbox(key="pg:m1").set_value(method).run()
-        if method == "sparta":  # its default budget (1 % of all parameters) does not fit tiny-bert's v, o
-            assert not at.exception and at.error and at.error[0].value.startswith("sparta: sparsity 0.99 keeps")
+        if method == "sparta":  # its default budget (1 % of all parameters) is capped to fit tiny-bert's v, o
+            assert not at.exception and not at.error
             at.slider(key="pg:a_sparsity").set_value(0.999).run()
         no_problem(at)
         assert count(at) > 0

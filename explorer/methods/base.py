@@ -173,6 +173,10 @@ class Adapter:
                     targets=[lay.to_dict() for lay in self.layouts()])
 
     # --- hooks for the training loop -----------------------------------------
+    def takes_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        """Whether AdamW's weight decay applies to this trainable tensor (default: matrices yes, vectors no)."""
+        return param.dim() >= 2
+
     def on_step_end(self, optimizer) -> None:
         """Called after every optimizer step (LoRA-SP's per-step masks use it)."""
 
@@ -247,6 +251,9 @@ def load_head_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
 
 def resolve_targets(model: nn.Module, types, method: str) -> list[Target]:
     targets = find_targets(model, list(types))
+    if not targets and any(type(m).__name__ == "Conv1D" for m in model.modules()):
+        raise KnobError(f"{method}: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses "
+                        "q, k and v), which the PEFT methods here do not target; only full fine-tuning applies")
     if not targets:
         from ..targets import available_types
 

@@ -40,6 +40,16 @@ def _n_train(n: int, freeze: float) -> int:
     return int(round((1.0 - freeze) * n))
 
 
+def _draw(rank: int, d_in: int, d_out: int, freeze: float, gen: torch.Generator):
+    """The initial A (kaiming-uniform(a=sqrt(5)), as LoRA) and the sorted trainable flat indices of A and B."""
+    a0 = torch.empty(rank, d_in)
+    bound = 1.0 / math.sqrt(d_in)
+    a0.uniform_(-bound, bound, generator=gen)
+    ia = torch.randperm(rank * d_in, generator=gen)[:_n_train(rank * d_in, freeze)].sort().values
+    ib = torch.randperm(d_out * rank, generator=gen)[:_n_train(d_out * rank, freeze)].sort().values
+    return a0, ia, ib
+
+
 class LoRASPLinear(nn.Module):
     def __init__(self, base: nn.Linear, rank: int, alpha: float, freeze: float, gen: torch.Generator):
         super().__init__()
@@ -47,14 +57,21 @@ class LoRASPLinear(nn.Module):
         d_out, d_in = base.out_features, base.in_features
         self.rank, self.scaling, self.freeze = rank, alpha / rank, freeze
         dev = base.weight.device
-        a0 = torch.empty(rank, d_in)
-        # the same init as LoRA: kaiming-uniform(a=sqrt(5)) on A, zeros on B
-        bound = 1.0 / math.sqrt(d_in)
-        a0.uniform_(-bound, bound, generator=gen)
+        self._seed = gen.initial_seed()
+        self.meta = dev.type == "meta"
+        if self.meta:
+            # a config-only model: exact counts, no values; the masks are drawn (same seed) only when asked for
+            na, nb = _n_train(rank * d_in, freeze), _n_train(d_out * rank, freeze)
+            self.register_buffer("a0", torch.empty(rank, d_in, device=dev))
+            self.register_buffer("b0", torch.empty(d_out, rank, device=dev))
+            self.register_buffer("a_idx", torch.empty(na, dtype=torch.int32, device=dev))
+            self.register_buffer("b_idx", torch.empty(nb, dtype=torch.int32, device=dev))
+            self.a_vals = nn.Parameter(torch.empty(na, device=dev))
+            self.b_vals = nn.Parameter(torch.empty(nb, device=dev))
+            return
+        a0, ia, ib = _draw(rank, d_in, d_out, freeze, gen)
         self.register_buffer("a0", a0.to(dev))
         self.register_buffer("b0", torch.zeros(d_out, rank, device=dev))
-        ia = torch.randperm(rank * d_in, generator=gen)[:_n_train(rank * d_in, freeze)].sort().values
-        ib = torch.randperm(d_out * rank, generator=gen)[:_n_train(d_out * rank, freeze)].sort().values
         self.register_buffer("a_idx", ia.to(torch.int32).to(dev))
         self.register_buffer("b_idx", ib.to(torch.int32).to(dev))
         self.a_vals = nn.Parameter(self.a0.reshape(-1)[ia.to(dev)].clone())
@@ -93,10 +110,15 @@ class LoRASPLinear(nn.Module):
             vals.data.copy_(base.view(-1)[new])
 
     def masks(self):
+        if self.meta:
+            _, ia, ib = _draw(self.rank, self.a0.shape[1], self.b0.shape[0], self.freeze,
+                              torch.Generator().manual_seed(self._seed))
+        else:
+            ia, ib = self.a_idx.cpu(), self.b_idx.cpu()
         ma = np.zeros(self.a0.numel(), dtype=bool)
-        ma[self.a_idx.cpu().numpy()] = True
+        ma[ia.numpy()] = True
         mb = np.zeros(self.b0.numel(), dtype=bool)
-        mb[self.b_idx.cpu().numpy()] = True
+        mb[ib.numpy()] = True
         return ma.reshape(self.a0.shape), mb.reshape(self.b0.shape)
 
     def to_linear(self) -> nn.Linear:
@@ -130,7 +152,9 @@ class LoRASPAdapter(Adapter):
             m = self.modules[t.name]
             ma, mb = m.masks()
             # W[i, j] can change iff row i of B has a trainable entry (A is dense and non-zero)
-            rows_ok = mb.any(axis=1) | (m.b0.detach().cpu().numpy() != 0).any(axis=1)
+            rows_ok = mb.any(axis=1)
+            if not m.meta:  # B starts at zero; a loaded adapter may hold frozen non-zero entries
+                rows_ok = rows_ok | (m.b0.detach().cpu().numpy() != 0).any(axis=1)
             changeable = int(rows_ok.sum()) * t.d_in
 
             def _mask(rows_ok=rows_ok, shape=(t.d_out, t.d_in)):

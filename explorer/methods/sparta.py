@@ -5,7 +5,12 @@ coordinates; W_eff = W_orig + scatter(delta).  Default targets: attention value
 and output (Wv, Wo).  The classification head trains fully and is counted.
 
 The budget is either the paper's ``sparsity`` (measured against *all* model
-parameters: 0.99 keeps 1 %) or a ``density`` inside the target matrices.
+parameters with the trained head inside the budget: 0.99 trains 1 % in total, head
+and deltas together) or a ``density`` inside the target matrices (head on top).
+At the default sparsity a small model whose budget exceeds half of the target
+entries gets the density capped at 50 % (said in ``adapter.notes``); an explicit
+sparsity that cannot be met is refused.  Weight decay: deltas yes, head no
+(``takes_weight_decay``).
 """
 
 from __future__ import annotations
@@ -19,28 +24,82 @@ from ..sparse import SparseDeltaLinear, random_entries
 from ..targets import ALL_TYPES, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
+DEFAULT_SPARSITY = 0.99
+DEFAULT_DENSITY_CAP = 0.5  # the most of the target matrices the *default* budget may take on a small model
+
 KNOBS = [
     Knob("targets", "multi", ["v", "o"], "target matrices (attention value and output in the paper)",
          choices=ALL_TYPES),
-    Knob("sparsity", "float", 0.99, "paper's sparsity, of ALL model parameters (0.99 keeps 1 %); "
+    Knob("sparsity", "float", DEFAULT_SPARSITY, "paper's sparsity: the fraction of ALL model parameters that stay "
+         "frozen, the trained classification head counted in the budget (0.99: 1 % train in total); "
          "ignored when density > 0", min=0.0, max=1.0),
-    Knob("density", "float", 0.0, "fraction of the entries of the target matrices to train (0 = use sparsity)",
-         min=0.0, max=1.0),
+    Knob("density", "float", 0.0, "fraction of the entries of the target matrices to train, the head on top "
+         "(0 = use sparsity)", min=0.0, max=1.0),
     Knob("seed", "int", 0, "seed for the random entries", min=0, max=2**31 - 1),
 ]
 DESCRIPTION = "Trains a random subset of single entries of the target weights as zero-initialised deltas."
 PAPER = "arXiv 2502.15975"
-FORMULA = "density x d_out x d_in per target (sparsity is of all parameters)"
+FORMULA = "(1 - sparsity) x all parameters in total, head included (or density x d_out x d_in per target)"
+
+SAMPLING_RULE = ("Sampling: an exact count, not the authors' Bernoulli draw. The deltas number "
+                 "round((1 - sparsity) x all parameters) - head; they are split over the target matrices in "
+                 "proportion to their size (largest remainder), then each matrix gets exactly that many distinct "
+                 "entries uniformly at random. The authors' Bernoulli mask (keep probability "
+                 "(1 - sparsity) x all / eligible, head taken out of the budget) has the same expectation.")
 
 
-def target_density(knobs: dict, n_base: int, target_entries: int) -> float:
-    if knobs["density"] and knobs["density"] > 0:
-        return float(knobs["density"])
-    keep = (1.0 - knobs["sparsity"]) * n_base
-    if keep > target_entries:
-        raise KnobError(f"sparta: sparsity {knobs['sparsity']} keeps {keep:,.0f} entries but the target matrices "
-                        f"hold only {target_entries:,}; raise the sparsity or add targets")
-    return keep / target_entries
+def apportion(total: int, sizes: list[int]) -> list[int]:
+    """``total`` split over ``sizes`` in proportion (largest remainder, ties to the earlier); exact integers."""
+    S = sum(sizes)
+    if S <= 0:
+        return [0 for _ in sizes]
+    total = max(0, min(int(total), S))
+    base = [total * n // S for n in sizes]
+    rem = [total * n % S for n in sizes]
+    left = total - sum(base)
+    for i in sorted(range(len(sizes)), key=lambda i: (-rem[i], i))[:left]:
+        base[i] += 1
+    return base
+
+
+def budget(knobs: dict, n_base: int, head: int, sizes: list[int]) -> tuple[list[int], list[str]]:
+    """Entries per target matrix (``sizes`` = d_out x d_in of each) and the notes that explain the budget.
+
+    The one budget rule of SpaRTA, shared by the adapter and the memory model (``explorer.memory``)."""
+    S = sum(sizes)
+    notes: list[str] = []
+    if knobs.get("density") and knobs["density"] > 0:
+        d = float(knobs["density"])
+        counts = [int(round(d * n)) for n in sizes]
+        notes.append(f"Budget: density {d:g} of the target matrices; the classification head "
+                     f"({head:,}) trains on top of it.")
+        return counts, notes
+    s = float(knobs["sparsity"])
+    total = int(round((1.0 - s) * n_base))
+    deltas = total - head
+    default = abs(s - DEFAULT_SPARSITY) < 1e-12
+    if default and (deltas > DEFAULT_DENSITY_CAP * S or deltas < 1):
+        capped = int(round(DEFAULT_DENSITY_CAP * S))
+        why = (f"more than the {DEFAULT_DENSITY_CAP:.0%} of the target matrices' {S:,} entries the default may take"
+               if deltas >= 1 else f"no more than the classification head's {head:,}")
+        notes.append(f"Default budget adapted to this model: sparsity {s:g} would train {total:,} parameters "
+                     f"({head:,} head + {deltas:,} deltas), {why}; so the density inside the targets is capped at "
+                     f"{DEFAULT_DENSITY_CAP:.0%} ({capped:,} deltas). Set density, or a sparsity this model can meet, "
+                     "to choose yourself.")
+        return apportion(capped, sizes), notes
+    if deltas > S:
+        raise KnobError(f"sparta: sparsity {s:g} keeps {total:,} trainable parameters ({head:,} head + {deltas:,} "
+                        f"deltas) but the target matrices hold only {S:,}; raise the sparsity or add targets")
+    if deltas < 1:
+        raise KnobError(f"sparta: sparsity {s:g} keeps {total:,} trainable parameters, no more than the "
+                        f"classification head's {head:,}: lower the sparsity")
+    notes.append(f"Budget as the authors count it: sparsity {s:g} of all {n_base:,} parameters keeps {total:,} "
+                 f"trainable in total = {head:,} head + {deltas:,} deltas.")
+    return apportion(deltas, sizes), notes
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
 
 
 class SpartaAdapter(Adapter):
@@ -49,30 +108,62 @@ class SpartaAdapter(Adapter):
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
         super().__init__(model, knobs, n_base)
         self.targets = resolve_targets(model, knobs["targets"], self.method)
-        total = sum(t.d_out * t.d_in for t in self.targets)
-        self.density = target_density(knobs, n_base, total)
-        if self.density <= 0:
+        sizes = [t.d_out * t.d_in for t in self.targets]
+        head = self.head_parameters()
+        counts, notes = budget(knobs, n_base, head, sizes)
+        if sum(counts) <= 0:
             raise KnobError("sparta: the budget selects no entries (sparsity 1.0 or density 0)")
+        self.density = sum(counts) / max(1, sum(sizes))
         self.modules: dict[str, SparseDeltaLinear] = {}
-        for t in self.targets:
-            gen = torch.Generator().manual_seed(knobs["seed"] * 1_000_003 + zlib.crc32(t.name.encode()))
-            k = int(round(self.density * t.d_out * t.d_in))
-            rows, cols = random_entries((t.d_out, t.d_in), k, gen)
-            mod = SparseDeltaLinear(model.get_submodule(t.name), rows=rows, cols=cols)
+        self.meta = False
+        for t, k in zip(self.targets, counts):
+            base = model.get_submodule(t.name)
+            if base.weight.device.type == "meta":
+                # a config-only model: the counts are exact, the indices are drawn only for a matrix that is shown
+                self.meta = True
+                rows = cols = torch.empty(k, dtype=torch.int32, device="meta")
+            else:
+                rows, cols = random_entries((t.d_out, t.d_in), k, _generator(knobs["seed"], t.name))
+            mod = SparseDeltaLinear(base, rows=rows, cols=cols)
             set_submodule(model, t.name, mod)
             self.modules[t.name] = mod
         sparse_head_setup(model)
-        n_sel = sum(m.delta.numel() for m in self.modules.values())
-        self.notes.append(f"{n_sel:,} entries selected = {self.density:.2%} of the target matrices = "
-                          f"{n_sel / max(1, n_base):.3%} of all parameters (sparsity {1 - n_sel / max(1, n_base):.4f}).")
-        if self.head_parameters():
-            self.notes.append("The classification head trains fully, as in the paper, and is counted.")
+        n_sel = sum(counts)
+        n_all = n_sel + head
+        self.notes.extend(notes)
+        self.notes.append(f"{n_sel:,} entries selected = {self.density:.2%} of the target matrices; with the "
+                          f"head {n_all:,} trainable = {n_all / max(1, n_base):.3%} of all parameters "
+                          f"(sparsity {1 - n_all / max(1, n_base):.4f}).")
+        self.notes.append(SAMPLING_RULE)
+        if head:
+            self.notes.append("The classification head trains fully, as in the paper, and is counted in the budget.")
+        self.notes.append("Weight decay applies to the sparse deltas and not to the head (the authors' optimizer).")
+        if self.meta:
+            self.notes.append("Config-only model (meta device): counts are exact; a matrix's entries are drawn "
+                              "(same seed and rule) only when it is shown.")
+
+    def takes_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        return any(param is m.delta for m in self.modules.values())
+
+    def _mask_fn(self, t):
+        m = self.modules[t.name]
+        if not self.meta:
+            return m.mask
+
+        def draw(t=t, k=m.delta.numel()):
+            import numpy as np
+
+            rows, cols = random_entries((t.d_out, t.d_in), k, _generator(self.knobs["seed"], t.name))
+            mask = np.zeros((t.d_out, t.d_in), dtype=bool)
+            mask[rows.numpy(), cols.numpy()] = True
+            return mask
+        return draw
 
     def layouts(self):
         return [Layout(t.name, t.type, t.layer, (t.d_out, t.d_in), "entries", self.modules[t.name].delta.numel(),
                        self.modules[t.name].delta.numel(),
                        detail=dict(density=self.modules[t.name].delta.numel() / (t.d_out * t.d_in)),
-                       _mask=self.modules[t.name].mask)
+                       _mask=self._mask_fn(t))
                 for t in self.targets]
 
     def state_tensors(self):

@@ -380,6 +380,11 @@ def body():
         info = METHODS[method]
         st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
         kv = visible_knobs(method, instructor)
+        if method == "smt" and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name), kn.default)
+                                                       for kn in info.knobs}) == []:
+            # the inspector's blocks replace the warm-up: its knobs do not apply to this run
+            kv = [kn for kn in kv if not kn.name.startswith("warmup_")]
+            st.caption("Warm-up knobs hidden: this run trains the SMT block inspector's selection (no warm-up).")
         if kv:
             with st.container(border=True):
                 for kn in kv:
@@ -419,11 +424,11 @@ def body():
     ui.write_url(schema, PAGE, keep=("sid",))
 
 
-def inspector_selection(method: str, name: str, knobs: dict):
-    """The blocks handed over by the SMT block inspector (``st.session_state["smt_inspector_selection"]``)
-    when they fit this run (same model, block size, and targets that hold every selected block), else None."""
+def handoff_mismatch(name: str, knobs: dict) -> list[str] | None:
+    """Why the SMT inspector's hand-off does not fit a run of ``name`` with ``knobs`` ([] = it fits; None = there
+    is no hand-off)."""
     h = st.session_state.get("smt_inspector_selection")
-    if not h or method != "smt":
+    if not h:
         return None
     why = []
     if h.get("model") != name:
@@ -433,6 +438,16 @@ def inspector_selection(method: str, name: str, knobs: dict):
     missing = [t for t in h.get("used_types", []) if t not in (knobs.get("targets") or [])]
     if missing:
         why.append(f"the targets lack {', '.join(missing)}")
+    return why
+
+
+def inspector_selection(method: str, name: str, knobs: dict):
+    """The blocks handed over by the SMT block inspector (``st.session_state["smt_inspector_selection"]``)
+    when they fit this run (same model, block size, and targets that hold every selected block), else None."""
+    h = st.session_state.get("smt_inspector_selection")
+    if not h or method != "smt":
+        return None
+    why = handoff_mismatch(name, knobs)
     c = st.columns([5, 1], vertical_alignment="center")
     if why:
         c[0].caption(f"The SMT block inspector's selection is not used: {'; '.join(why)}.")

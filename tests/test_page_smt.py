@@ -217,6 +217,11 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
     ft.run()
     assert not ft.exception, [e.value for e in ft.exception]
     assert any("Using the selection from the inspector (5 blocks" in i.value for i in ft.info)
+    # the inspector's blocks replace the warm-up: its knobs are not shown for this run
+    warm_keys = ("ft:k_warmup_steps", "ft:k_warmup_mode")
+    shown = {w.key for w in list(ft.number_input) + list(ft.radio) + list(ft.slider) + list(ft.selectbox)}
+    assert not shown & set(warm_keys)
+    assert any("Warm-up knobs hidden" in c.value for c in ft.caption)
 
     # another block size on Fine-tune: the selection is not used, and the page says why
     other = [o for o in ft.select_slider(key="ft:k_block_size").options if o not in ("0", str(h["block_size"]))
@@ -226,6 +231,8 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
     assert not ft.exception, [e.value for e in ft.exception]
     assert not any("Using the selection" in i.value for i in ft.info)
     assert any("selection is not used: its block size is" in c.value for c in ft.caption)
+    shown = {w.key for w in list(ft.number_input) + list(ft.radio) + list(ft.slider) + list(ft.selectbox)}
+    assert set(warm_keys) <= shown  # a run that warms up again shows its warm-up knobs
 
 
 def test_train_config_smt_selection_trains_exactly_those_blocks(tiny_bert):

@@ -1,0 +1,43 @@
+"""Every bundled model x every method works at its default knobs: in ``inspect``, in a short training run
+(tiny models), and on the Fine-tune page (no error box).  The fastest models are the ones a class picks first."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.cli_core import inspect
+from explorer.methods import METHODS
+from explorer.train import TrainConfig, train
+from tests.apptest_helpers import ROOT, no_problem, open_page
+
+MODELS = ("tiny-bert", "tiny-llama", "minilm", "smollm2-135m")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_inspect_every_method_at_defaults(model):
+    for method in METHODS:
+        s = inspect(model, method, {})
+        assert 0 < s["trainable_params"] <= s["total_params"], (model, method)
+        # what trains is what the targets report (plus a fully trained head for classifiers)
+        per_target = sum(t["trainable"] for t in s["targets"])
+        assert per_target <= s["trainable_params"], (model, method)
+
+
+@pytest.mark.parametrize("loaded_name", ["tiny_bert", "tiny_llama"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_tiny_models_train_at_defaults(request, loaded_name, method):
+    loaded = request.getfixturevalue(loaded_name)
+    cfg = TrainConfig(model=loaded.info.name, method=method, steps=2, batch_size=4, eval_every=0, eval_examples=8,
+                      measure_memory=False)
+    res = train(cfg, loaded=loaded)
+    assert res.status == "finished", (method, res.summary.get("message"))
+    assert res.summary["final_accuracy"] is not None
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fine_tune_page_renders_every_method_at_defaults(model):
+    for method in METHODS:
+        at = open_page(str(ROOT / "pages" / "2_Fine_tune.py"), model=model, method=method)
+        no_problem(at)
+        assert at.selectbox(key="ft:method").value == method
+        assert not at.button(key="ft_start").disabled

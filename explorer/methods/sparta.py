@@ -21,12 +21,12 @@ from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state,
 
 KNOBS = [
     Knob("targets", "multi", ["v", "o"], "target matrices (attention value and output in the paper)",
-         choices=ALL_TYPES),
+         choices=ALL_TYPES, label="target matrices"),
     Knob("sparsity", "float", 0.99, "paper's sparsity, of ALL model parameters (0.99 keeps 1 %); "
-         "ignored when density > 0", min=0.0, max=1.0),
+         "ignored when density > 0", min=0.0, max=1.0, label="sparsity (of all parameters)"),
     Knob("density", "float", 0.0, "fraction of the entries of the target matrices to train (0 = use sparsity)",
-         min=0.0, max=1.0),
-    Knob("seed", "int", 0, "seed for the random entries", min=0, max=2**31 - 1),
+         min=0.0, max=1.0, label="density (of the targets, 0 = use sparsity)"),
+    Knob("seed", "int", 0, "seed for the random entries", min=0, max=2**31 - 1, label="random seed"),
 ]
 DESCRIPTION = "Trains a random subset of single entries of the target weights as zero-initialised deltas."
 PAPER = "arXiv 2502.15975"

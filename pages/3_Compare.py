@@ -246,8 +246,8 @@ def import_export(hist) -> None:
     st.markdown("#### Keep your results")
     left, right = st.columns(2, gap="large")
     with left:
-        st.download_button("Download the history (JSON)", icon=":material/download:", hist.to_json(), file_name="peft-explorer-history.json",
-                           mime="application/json", key="cmp_export", disabled=not len(hist),
+        st.download_button("Download the history (JSON)", hist.to_json(), file_name="peft-explorer-history.json",
+                           icon=":material/download:", mime="application/json", key="cmp_export", disabled=not len(hist),
                            help="every run's config, summary and per-step records (adapters are downloaded per run "
                                 "on the Fine-tune page)")
         st.caption("A participant's results in one file: import it later, here or on another server.")

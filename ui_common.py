@@ -319,10 +319,16 @@ html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-ro
 [data-testid="stMarkdownContainer"] small, [data-testid="stTooltipIcon"] {
   color: #111318 !important; opacity: 1 !important; }
 [data-testid="stCaptionContainer"] { font-size: 0.95rem !important; }
+[data-testid="stMarkdownContainer"] code { font-size: 0.92em; }
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.1rem !important; font-weight: 600; }
 [data-testid="stMetricLabel"] p { font-size: 1.0rem !important; }
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; }
 .stApp, [data-testid="stMarkdownContainer"] { color: #111318; }
 [data-testid="stSidebar"] { min-width: 330px; }
+[data-testid="stMainBlockContainer"] { padding-left: 2.5rem !important; padding-right: 2.5rem !important;
+  max-width: none !important; }
+[data-testid="stBaseButton-primary"] { filter: invert(1) hue-rotate(180deg); }
 </style>"""
 
 

@@ -35,6 +35,7 @@ PROJ_FONT = 22  # px: tick labels, legends, hover; axis titles and titles are la
 PROJ_SCALE = 1.3  # figure heights grow with the type
 PROJ_TEXT = "#F4F6FA"
 PROJ_BG = "#14171F"
+PROJ_TITLE_CHARS = 52  # a title line at PROJ_FONT + 6 px fills ~850 px: longer titles wrap
 
 
 def _projector_template() -> go.layout.Template:
@@ -61,11 +62,21 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE) -> go.Figure:
     fig.update_layout(template=PROJECTOR_TEMPLATE, font=dict(size=PROJ_FONT, color=PROJ_TEXT),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor=PROJ_BG)
     fig.update_layout(legend=dict(font=dict(size=PROJ_FONT)), hoverlabel=dict(font=dict(size=PROJ_FONT)))
+    h0 = lay.height
+    if h0:
+        fig.update_layout(height=int(h0 * scale))
     if lay.title is not None and lay.title.text:
-        fig.update_layout(title=dict(font=dict(size=PROJ_FONT + 6)))
-        fig.update_layout(margin=dict(t=max(int(lay.margin.t or 0), 2 * (PROJ_FONT + 6) + 20)))
-    if lay.height:
-        fig.update_layout(height=int(lay.height * scale))
+        text = wrap_title(lay.title.text)
+        lines = text.count("<br>") + 1
+        # the title hangs from the top edge; below it room for subplot titles (annotations at the plots' top)
+        subtitles = any(a.yref == "paper" and a.y == 1.0 and a.yanchor == "bottom" for a in lay.annotations)
+        top = lines * (PROJ_FONT + 12) + (PROJ_FONT + 44 if subtitles else 24)
+        # plotly anchors a multi-line title's *last* line at y: move it down by the lines above it
+        h = int((h0 or 450) * scale)
+        y = 1.0 - (6 + (lines - 1) * 1.3 * (PROJ_FONT + 6)) / h
+        fig.update_layout(title=dict(text=text, font=dict(size=PROJ_FONT + 6), yref="container", y=y,
+                                     yanchor="top"),
+                          margin=dict(t=max(int(lay.margin.t or 0), top)))
     fig.update_xaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
                      zerolinecolor="#5A6270")
     fig.update_yaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
@@ -81,6 +92,23 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE) -> go.Figure:
         size = a.font.size if a.font and a.font.size else 16
         a.update(font=dict(size=max(PROJ_FONT, int(size * 1.6))))
     return fig
+
+
+def wrap_title(text: str, width: int = PROJ_TITLE_CHARS) -> str:
+    """Break a long title into lines of at most ``width`` characters (at spaces; plotly cuts, never wraps)."""
+    out = []
+    for para in str(text).split("<br>"):
+        n = -(-len(para) // width)  # lines needed; fill them evenly (no one-word last line)
+        target = -(-len(para) // n) if n > 1 else width
+        line = ""
+        for word in para.split(" "):
+            if line and len(line) + 1 + len(word) > target + 4:
+                out.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        out.append(line)
+    return "<br>".join(out)
 
 
 # ----------------------------------------------------------------------------- shared layout pieces
@@ -135,9 +163,8 @@ def factor_masks(ma: np.ndarray, mb: np.ndarray, title: str, template: str = "pl
     """
     ma, mb = np.asarray(ma, np.float32), np.asarray(mb, np.float32)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.17,
-                        subplot_titles=("B (d_out × r)", "A (r × d_in)" + (
-                            f": one cell = {factor_a} columns, B's = {factor_b} rows" if max(factor_a, factor_b) > 1
-                            else "")))
+                        subplot_titles=("B (d_out × r)" + (f", {factor_b} rows a cell" if factor_b > 1 else ""),
+                                        "A (r × d_in)" + (f", {factor_a} columns a cell" if factor_a > 1 else "")))
     binary = _is_binary(ma, mb)
     scale = [[0.0, FROZEN], [1.0, TRAINED]]  # frozen grey -> trained orange, mixed cells in between
     what = "trained" if binary else "trained fraction"

@@ -80,7 +80,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
                     f"{fmt.exact_bytes(s.optimizer_bytes)} · 2 fp32 moments = 8 B per trainable parameter"),
                    ("gradients", fmt.nbytes(s.gradient_bytes),
                     f"{fmt.exact_bytes(s.gradient_bytes)} · one fp32 gradient = 4 B per trainable parameter")]
-        n = 2 if compact else 3
+        n = 2 if compact or ui.projector_on() else 3  # large projector type: two metrics a row
         for i in range(0, len(metrics), n):
             for c, (lab, val, hlp) in zip(st.columns(n), metrics[i:i + n]):
                 c.metric(lab, val, help=hlp)
@@ -100,8 +100,9 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
 
 
 def _explain(compact: bool):
-    """Picture column and explanation column (stacked when two methods share the page)."""
-    if compact:
+    """Picture column and explanation column (stacked when two methods share the page, and in projector mode:
+    the charts get the whole width for their large type)."""
+    if compact or ui.projector_on():
         return st.container(), st.container()
     return st.columns([3, 2], vertical_alignment="center")
 

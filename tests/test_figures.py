@@ -216,3 +216,13 @@ def test_every_knob_has_a_human_label():
         for kn in info.knobs:
             assert kn.label and "_" not in kn.label, (name, kn.name)
             assert kn.shown == kn.label
+
+
+def test_wrap_title_balances_lines_and_keeps_words():
+    t = "Trained (orange) and frozen (grey) entries of B and A"
+    out = F.wrap_title(t, 52)
+    lines = out.split("<br>")
+    assert len(lines) == 2 and " ".join(lines) == t and abs(len(lines[0]) - len(lines[1])) <= 8
+    assert F.wrap_title("short title", 52) == "short title"
+    fig = F.for_projector(F.count_bars(["a"], [1], t))
+    assert fig.layout.title.text == out and fig.layout.margin.t >= 3 * F.PROJ_FONT

@@ -322,7 +322,8 @@ html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-ro
 [data-testid="stMarkdownContainer"] code { font-size: 0.92em; }
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.1rem !important; font-weight: 600; }
 [data-testid="stMetricLabel"] p { font-size: 1.0rem !important; }
-[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { white-space: normal !important;
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stMetricDelta"],
+[data-testid="stMetricDelta"] * { white-space: normal !important;
   overflow: visible !important; text-overflow: clip !important; }
 .stApp, [data-testid="stMarkdownContainer"] { color: #111318; }
 [data-testid="stSidebar"] { min-width: 330px; }
@@ -332,13 +333,12 @@ html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-ro
 </style>"""
 
 
-def plotly_template():
+def plotly_template() -> str | None:
     """The plotly template pages pass to figure builders: None (Streamlit's chart theme, which follows the app's
-    light or dark theme) or, in projector mode, ``explorer.figures.PROJECTOR_TEMPLATE`` (dark, large fonts).
+    light or dark theme) or, in projector mode, "plotly_dark" (a plain string: builders and caches take it as
+    is); ``show_fig`` then restyles the figure with ``explorer.figures.for_projector`` (dark, large type).
     ``explorer.figures.template_for(theme)`` gives a template for figures exported outside Streamlit."""
-    from explorer.figures import PROJECTOR_TEMPLATE
-
-    return PROJECTOR_TEMPLATE if projector_on() else None
+    return "plotly_dark" if projector_on() else None
 
 
 def show_fig(fig, key: str | None = None) -> None:

@@ -54,10 +54,13 @@ def _projector_template() -> go.layout.Template:
 PROJECTOR_TEMPLATE = _projector_template()
 
 
-def for_projector(fig: go.Figure, scale: float = PROJ_SCALE) -> go.Figure:
-    """Restyle a finished figure for a projector (in place, returned): the dark template, large type on every
-    text (layout, axes and their titles, colour bars, legends, annotations and subplot titles), a taller
-    figure and room for the larger title.  Trace colours and colour scales are kept."""
+def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) -> go.Figure:
+    """A projector version of a finished figure (a copy, so cached figures stay as they are; ``copy=False``:
+    in place): the dark template, large type on every text (layout, axes and their titles, colour bars,
+    legends, bar labels, annotations and subplot titles), a taller figure and room for the larger title.
+    Trace colours and colour scales are kept."""
+    if copy:
+        fig = go.Figure(fig)
     lay = fig.layout
     fig.update_layout(template=PROJECTOR_TEMPLATE, font=dict(size=PROJ_FONT, color=PROJ_TEXT),
                       paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor=PROJ_BG)
@@ -77,6 +80,9 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE) -> go.Figure:
         fig.update_layout(title=dict(text=text, font=dict(size=PROJ_FONT + 6), yref="container", y=y,
                                      yanchor="top"),
                           margin=dict(t=max(int(lay.margin.t or 0), top)))
+    elif any(a.yref == "paper" and a.yanchor == "bottom" and (a.y or 0) >= 0.99 for a in lay.annotations):
+        fig.update_layout(margin=dict(t=max(int(lay.margin.t or 0), PROJ_FONT + 24)))  # subplot titles fit
+    fig.update_layout(uniformtext=dict(minsize=PROJ_FONT - 4, mode="show"))  # bar labels never shrink away
     fig.update_xaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
                      zerolinecolor="#5A6270")
     fig.update_yaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
@@ -88,6 +94,8 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE) -> go.Figure:
                                     thickness=max(int(cb.thickness or 12), 18)))
         if getattr(tr, "textfont", None) is not None:
             tr.update(textfont=dict(size=PROJ_FONT))
+        if tr.type == "bar":  # labels keep a readable size beside thin bars
+            tr.update(constraintext="none", cliponaxis=False, textfont=dict(size=PROJ_FONT - 4))
     for a in fig.layout.annotations:
         size = a.font.size if a.font and a.font.size else 16
         a.update(font=dict(size=max(PROJ_FONT, int(size * 1.6))))

@@ -127,6 +127,8 @@ def test_projector_screenshots(server, browser, name, path, wait_for, height):  
             .filter(e => { const t = e.querySelector('div') || e; return t.scrollWidth > t.clientWidth + 1; })
             .map(e => e.innerText)""")
         assert not clipped, f"{name}: metric values cut off: {clipped}"
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus ring
+        page.mouse.move(5, 5)
         screenshot(page, name)
     finally:
         ctx.close()

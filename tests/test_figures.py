@@ -196,7 +196,9 @@ def test_for_projector_enlarges_every_text_and_goes_dark(tiny_bert):
         h0 = fig.layout.height
         ann0 = [a.font.size for a in fig.layout.annotations]
         out = F.for_projector(fig)
-        assert out is fig and fig.layout.template.layout.plot_bgcolor == F.PROJECTOR_TEMPLATE.layout.plot_bgcolor
+        assert out is not fig and fig.layout.height == h0  # a copy: a cached figure is not changed
+        fig = out
+        assert fig.layout.template.layout.plot_bgcolor == F.PROJECTOR_TEMPLATE.layout.plot_bgcolor
         assert fig.layout.font.size >= 20 and fig.layout.height == int(h0 * F.PROJ_SCALE)
         assert fig.layout.title.font.size > fig.layout.font.size
         assert fig.layout.xaxis.tickfont.size >= 20 and fig.layout.yaxis.title.font.size >= 20

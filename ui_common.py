@@ -6,7 +6,7 @@ How a page uses them::
     import ui_common as ui
     from explorer.urlstate import Field, Schema
 
-    ui.page_setup("Fine-tune", ":material/model_training:")  # set_page_config + sidebar (page links, instructor)
+    ui.page_setup("Fine-tune", ":material/model_training:")  # set_page_config + sidebar (links, modes)
     SCHEMA = Schema([Field("model", "str", "minilm"), Field("steps", "int", 30, min=1, max=500)])
 
     def body():
@@ -33,9 +33,13 @@ Helpers
   depends on a setting (e.g. the method decides the knob fields), read that setting from the URL while
   ``url_is_fresh(page)`` and from the widget state otherwise.
 - ``apply_preset(preset, page)``: load a lesson preset (``explorer.presets``) into the URL and rerun.
-- ``instructor_mode()``: the sidebar switch (URL key ``instr``); pages hide ``Knob.advanced`` knobs when on.
-- ``plotly_template()`` / ``show_fig(fig)``: light/dark plotly template (for exports), and drawing with Streamlit's
-  chart theme so light and dark app themes both read well.
+- ``instructor_mode()`` / ``projector_mode()``: the sidebar switches (URL keys ``instr`` / ``proj``), drawn by
+  ``page_setup``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's own state
+  when another page runs), rides along in every page link (``mode_params()``) and preset, and is in the URL.
+  Pages hide ``Knob.advanced`` knobs when instructor mode is on; ``projector_on()`` for layout choices.
+- Projector mode: ``PROJECTOR_CSS`` (dark by inverting the light app, charts inverted back; large type; no faint
+  captions) and ``show_fig``, which restyles figures with ``explorer.figures.for_projector`` (dark template,
+  large fonts); ``plotly_template()`` gives "plotly_dark" then, else None (Streamlit's chart theme).
 - ``model_choice(...)``: the model picker (registry names + a custom folder / hub id box).
 - ``knob_widget(page, prefix, knob, loaded, method)``: one widget per method ``Knob`` (rank as powers of two,
   SMT block sizes that divide every target, the blocks slider bounded by the blocks the targets hold,

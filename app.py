@@ -37,7 +37,9 @@ def overview(loaded):
     n = loaded.info.n_params
     rows = [(METHODS[k].label, c, (c / n) if c else err) for k, c, err in pg.default_counts(loaded)]
     good = [r for r in rows if r[1]]
-    left, right = st.columns([3, 2], vertical_alignment="center")
+    # projector mode: the chart takes the whole width (large type), the text goes under it
+    left, right = (st.container(), st.container()) if ui.projector_on() else \
+        st.columns([3, 2], vertical_alignment="center")
     with left:
         ui.show_fig(F.count_bars([r[0] for r in good], [r[1] for r in good],
                                  f"Trainable parameters at default knobs on {loaded.info.name}",

@@ -35,7 +35,8 @@ PROJ_FONT = 22  # px: tick labels, legends, hover; axis titles and titles are la
 PROJ_SCALE = 1.3  # figure heights grow with the type
 PROJ_TEXT = "#F4F6FA"
 PROJ_BG = "#14171F"
-PROJ_TITLE_CHARS = 52  # a title line at PROJ_FONT + 6 px fills ~850 px: longer titles wrap
+PROJ_TITLE_CHARS = 40  # a title line at PROJ_FONT + 6 px: ~560 px, the narrowest chart column; longer ones wrap
+PROJ_AXIS_CHARS = 36  # axis titles wrap too (plotly cuts, never wraps)
 
 
 def _projector_template() -> go.layout.Template:
@@ -87,6 +88,11 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) 
                      zerolinecolor="#5A6270")
     fig.update_yaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
                      zerolinecolor="#5A6270")
+    for ax in list(fig.select_xaxes()) + list(fig.select_yaxes()):
+        if ax.title is not None and ax.title.text and len(ax.title.text) > PROJ_AXIS_CHARS:
+            ax.title.text = wrap_title(ax.title.text, PROJ_AXIS_CHARS)
+        if ax.type == "log":  # one labelled tick per decade (the 2s and 5s crowd at this size)
+            ax.update(dtick=1)
     for tr in fig.data:
         cb = getattr(tr, "colorbar", None)
         if cb is not None and getattr(tr, "showscale", None) is not False:
@@ -98,7 +104,7 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) 
             tr.update(constraintext="none", cliponaxis=False, textfont=dict(size=PROJ_FONT - 4))
     for a in fig.layout.annotations:
         size = a.font.size if a.font and a.font.size else 16
-        a.update(font=dict(size=max(PROJ_FONT, int(size * 1.6))))
+        a.update(font=dict(size=max(PROJ_FONT - 6, int(size * 1.5))))  # labels inside boxes still fit them
     return fig
 
 

@@ -203,7 +203,7 @@ def test_for_projector_enlarges_every_text_and_goes_dark(tiny_bert):
         assert fig.layout.title.font.size > fig.layout.font.size
         assert fig.layout.xaxis.tickfont.size >= 20 and fig.layout.yaxis.title.font.size >= 20
         for a, before in zip(fig.layout.annotations, ann0):
-            assert a.font.size >= 20 and a.font.size >= (before or 0)
+            assert a.font.size >= 16 and a.font.size >= 1.5 * (before or 0) - 1
         for tr in fig.data:
             if getattr(tr, "showscale", None) and getattr(tr, "colorbar", None) is not None:
                 assert tr.colorbar.tickfont.size >= 20
@@ -228,3 +228,10 @@ def test_wrap_title_balances_lines_and_keeps_words():
     assert F.wrap_title("short title", 52) == "short title"
     fig = F.for_projector(F.count_bars(["a"], [1], t))
     assert fig.layout.title.text == out and fig.layout.margin.t >= 3 * F.PROJ_FONT
+
+
+def test_for_projector_log_axes_and_long_axis_titles():
+    fig = F.for_projector(F.count_bars(["a", "b"], [10, 10_000_000], "Trainable parameters at default knobs on minilm"))
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.dtick == 1  # one tick per decade
+    assert "<br>" in fig.layout.xaxis.title.text  # "trainable parameters (count, log scale)" is long: wrapped
+    assert all(len(line) <= F.PROJ_TITLE_CHARS + 4 for line in fig.layout.title.text.split("<br>"))

@@ -109,19 +109,26 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) 
 
 
 def wrap_title(text: str, width: int = PROJ_TITLE_CHARS) -> str:
-    """Break a long title into lines of at most ``width`` characters (at spaces; plotly cuts, never wraps)."""
-    out = []
-    for para in str(text).split("<br>"):
-        n = -(-len(para) // width)  # lines needed; fill them evenly (no one-word last line)
-        target = -(-len(para) // n) if n > 1 else width
-        line = ""
-        for word in para.split(" "):
-            if line and len(line) + 1 + len(word) > target + 4:
-                out.append(line)
+    """Break a long title into as few lines as ``width`` characters allow, of even length (at spaces; plotly
+    cuts titles, never wraps them).  A single word longer than ``width`` stays whole."""
+    def greedy(words, limit):
+        lines, line = [], ""
+        for word in words:
+            if line and len(line) + 1 + len(word) > limit:
+                lines.append(line)
                 line = word
             else:
                 line = f"{line} {word}" if line else word
-        out.append(line)
+        return lines + [line]
+
+    out = []
+    for para in str(text).split("<br>"):
+        words = para.split(" ")
+        n = len(greedy(words, width))  # the fewest lines
+        limit = -(-len(para) // n)  # even lines: the shortest limit that still needs only n lines
+        while len(greedy(words, limit)) > n:
+            limit += 1
+        out.extend(greedy(words, limit))
     return "<br>".join(out)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui_common as ui
+from explorer import fmt
 from explorer.methods import METHODS
 from explorer.models import DEFAULT_MODEL, REGISTRY
 
@@ -36,7 +37,9 @@ def overview(loaded):
     n = loaded.info.n_params
     rows = [(METHODS[k].label, c, (c / n) if c else err) for k, c, err in pg.default_counts(loaded)]
     good = [r for r in rows if r[1]]
-    left, right = st.columns([3, 2], vertical_alignment="center")
+    # projector mode: the chart takes the whole width (large type), the text goes under it
+    left, right = (st.container(), st.container()) if ui.projector_on() else \
+        st.columns([3, 2], vertical_alignment="center")
     with left:
         ui.show_fig(F.count_bars([r[0] for r in good], [r[1] for r in good],
                                  f"Trainable parameters at default knobs on {loaded.info.name}",
@@ -85,7 +88,8 @@ def body():
             loaded = ui.load_base_or_error(DEFAULT_MODEL)
             if loaded is not None:
                 inf = loaded.info
-                st.metric("parameters (counted from the loaded tensors)", f"{inf.n_params:,}")
+                st.metric("parameters (counted from the loaded tensors)", fmt.count(inf.n_params),
+                          help=f"{fmt.exact(inf.n_params)} exactly")
                 st.caption(f"**{inf.label}** · {inf.n_layers} layers · hidden {inf.hidden} · {inf.kind}  \n"
                            f"Source: {inf.source}  \n" + " ".join(inf.notes))
     if loaded is not None:
@@ -103,7 +107,7 @@ def body():
     pages = [p for p in ui.existing_pages() if p[0] != "app.py"]
     for i, (path, label, icon) in enumerate(pages):
         with cols[i % 2]:
-            st.page_link(path, label=label, icon=icon)
+            st.page_link(path, label=label, icon=icon, query_params=ui.mode_params() or None)
             st.caption(blurbs.get(path, ""))
     server_status_panel()
 

@@ -6,7 +6,7 @@ How a page uses them::
     import ui_common as ui
     from explorer.urlstate import Field, Schema
 
-    ui.page_setup("Fine-tune", ":material/model_training:")  # set_page_config + sidebar (page links, instructor)
+    ui.page_setup("Fine-tune", ":material/model_training:")  # set_page_config + sidebar (links, modes)
     SCHEMA = Schema([Field("model", "str", "minilm"), Field("steps", "int", 30, min=1, max=500)])
 
     def body():
@@ -33,9 +33,13 @@ Helpers
   depends on a setting (e.g. the method decides the knob fields), read that setting from the URL while
   ``url_is_fresh(page)`` and from the widget state otherwise.
 - ``apply_preset(preset, page)``: load a lesson preset (``explorer.presets``) into the URL and rerun.
-- ``instructor_mode()``: the sidebar switch (URL key ``instr``); pages hide ``Knob.advanced`` knobs when on.
-- ``plotly_template()`` / ``show_fig(fig)``: light/dark plotly template (for exports), and drawing with Streamlit's
-  chart theme so light and dark app themes both read well.
+- ``instructor_mode()`` / ``projector_mode()``: the sidebar switches (URL keys ``instr`` / ``proj``), drawn by
+  ``page_setup``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's own state
+  when another page runs), rides along in every page link (``mode_params()``) and preset, and is in the URL.
+  Pages hide ``Knob.advanced`` knobs when instructor mode is on; ``projector_on()`` for layout choices.
+- Projector mode: ``PROJECTOR_CSS`` (dark by inverting the light app, charts inverted back; large type; no faint
+  captions) and ``show_fig``, which restyles figures with ``explorer.figures.for_projector`` (dark template,
+  large fonts); ``plotly_template()`` gives "plotly_dark" then, else None (Streamlit's chart theme).
 - ``model_choice(...)``: the model picker (registry names + a custom folder / hub id box).
 - ``knob_widget(page, prefix, knob, loaded, method)``: one widget per method ``Knob`` (rank as powers of two,
   SMT block sizes that divide every target, the blocks slider bounded by the blocks the targets hold,
@@ -71,6 +75,7 @@ MODEL_CHOICES = ["minilm", "smollm2-135m", "tiny-bert", "tiny-llama"]
 BIG_MODEL_CHOICES = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "mistral-7b", "qwen2.5-0.5b",
                      "qwen2.5-7b", "gemma-2b", "gpt2", "bert-base", "bert-large"]
 CUSTOM = "custom folder or hub id…"
+_MODE_URL_KEYS = ("instr", "proj")  # = the URL keys of MODES
 
 
 # ----------------------------------------------------------------------------- page frame
@@ -80,12 +85,17 @@ def page_setup(title: str, icon: str = ":material/science:", layout: str = "wide
         st.set_page_config(page_title=f"{title} · PEFT Explorer", page_icon=icon, layout=layout)
     except Exception:  # noqa: BLE001 - already set (e.g. called twice)
         pass
+    _modes_from_url()
     with st.sidebar:
         st.markdown("**PEFT Explorer**")
         page_links()
         st.divider()
         instructor_mode()
+        projector_mode()
         st.caption("Every setting is in the page address: copy it to share this exact view.")
+    _modes_to_url()
+    if projector_on():
+        st.html(PROJECTOR_CSS)
 
 
 def existing_pages():
@@ -99,7 +109,7 @@ def page_links(exclude: str | None = None) -> None:
     for path, label, icon in existing_pages():
         if path != exclude:
             try:
-                st.page_link(path, label=label, icon=icon)
+                st.page_link(path, label=label, icon=icon, query_params=mode_params() or None)
             except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
                 pass
 
@@ -177,6 +187,8 @@ def wkey(page: str, field: str) -> str:
 
 
 def _sig(d: dict) -> str:
+    """A URL's signature for "did the URL change under the page"; the mode keys are not page settings."""
+    d = {k: v for k, v in d.items() if k not in _MODE_URL_KEYS}
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -229,8 +241,7 @@ def write_url(schema: Schema, page: str, values: dict | None = None, keep: tuple
     for k in keep:
         if k in st.query_params and k not in enc:
             enc[k] = st.query_params[k]
-    if st.session_state.get("instructor"):
-        enc["instr"] = "1"
+    enc.update(mode_params())
     if _raw_params() != enc:
         st.query_params.from_dict(enc)
     st.session_state[f"_urlsig:{page}"] = _sig(enc)
@@ -241,33 +252,127 @@ def apply_preset(values: dict, page: str) -> None:
     st.query_params.from_dict({k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else
                                    ("1" if v is True else "0" if v is False else str(v)))
                                for k, v in values.items()})
-    if st.session_state.get("instructor"):
-        st.query_params["instr"] = "1"
+    for kk, vv in mode_params().items():
+        st.query_params[kk] = vv
     st.session_state.pop(f"_urlsig:{page}", None)
     st.rerun()
 
 
-# ----------------------------------------------------------------------------- instructor mode, theme
+# ----------------------------------------------------------------------------- instructor and projector modes
+
+# mode -> (URL key, switch label, help).  A mode lives in session state under ``_mode_<name>`` (a plain key,
+# which survives page changes: Streamlit drops a widget's own state when another page runs), is copied into
+# the switch's key before the switch is drawn, rides along in every page link and preset, and is in the URL.
+MODES = {
+    "instructor": ("instr", "Instructor mode",
+                   "Hides advanced knobs (dropout, mask redraw, seeds) so a room sees the essentials."),
+    "projector": ("proj", "Projector mode",
+                  "Dark theme and large type for a projector: charts, numbers and captions readable from the "
+                  "back of the room."),
+}
+_TRUE = ("1", "true", "on", "yes")
+
+
+def _mode_key(name: str) -> str:
+    return f"_mode_{name}"
+
+
+def mode_on(name: str) -> bool:
+    return bool(st.session_state.get(_mode_key(name), False))
+
+
+def projector_on() -> bool:
+    return mode_on("projector")
+
+
+def mode_params() -> dict:
+    """The URL keys of the modes that are on (``{"instr": "1", "proj": "1"}``): page links and presets carry them."""
+    return {url: "1" for name, (url, _, _) in MODES.items() if mode_on(name)}
+
+
+def _modes_from_url() -> None:
+    """A new session takes its modes from the URL; later the session's own state rules (page links carry it)."""
+    for name, (url, _, _) in MODES.items():
+        mk = _mode_key(name)
+        if mk not in st.session_state:
+            st.session_state[mk] = str(st.query_params.get(url, "0")).lower() in _TRUE
+        st.session_state[name] = st.session_state[mk]  # re-seed the switch (its widget state is per page)
+
+
+def _modes_to_url() -> None:
+    for name, (url, _, _) in MODES.items():
+        on = mode_on(name)
+        if on and st.query_params.get(url) != "1":
+            st.query_params[url] = "1"
+        elif not on and url in st.query_params:
+            del st.query_params[url]
+
+
+def _mode_switch(name: str) -> bool:
+    url, label, help_ = MODES[name]
+
+    def keep():
+        st.session_state[_mode_key(name)] = bool(st.session_state.get(name))
+
+    return st.toggle(label, key=name, help=help_, on_change=keep)
+
 
 def instructor_mode() -> bool:
     """Sidebar switch (URL key ``instr``) that hides advanced knobs on every page."""
-    if "instructor" not in st.session_state:
-        st.session_state["instructor"] = st.query_params.get("instr", "0") in ("1", "true", "on", "yes")
-    return st.toggle("Instructor mode", key="instructor",
-                     help="Hides advanced knobs (dropout, mask redraw, seeds) so a room sees the essentials.")
+    return _mode_switch("instructor")
+
+
+def projector_mode() -> bool:
+    """Sidebar switch (URL key ``proj``): dark theme and large type (``PROJECTOR_CSS``, ``show_fig``)."""
+    return _mode_switch("projector")
+
+
+# Projector mode.  Streamlit has no per-session theme, so the light app is turned dark by inverting the whole
+# page (lightness inverted, hues kept by the 180° hue rotation: every widget, table and code block follows);
+# charts are inverted back and drawn with a real dark plotly template and large fonts (``show_fig``).  Type is
+# scaled through the root font size (Streamlit sizes text in rem); captions and labels lose their faint grey.
+PROJECTOR_CSS = """<style>
+html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-rotate(180deg); }
+[data-testid="stPlotlyChart"], img, video, [data-testid="stImage"] { filter: invert(1) hue-rotate(180deg); }
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] *,
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *,
+[data-testid="stMarkdownContainer"] small, [data-testid="stTooltipIcon"] {
+  color: #111318 !important; opacity: 1 !important; }
+[data-testid="stCaptionContainer"] { font-size: 0.95rem !important; }
+[data-testid="stMarkdownContainer"] code { font-size: 0.92em; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.1rem !important; font-weight: 600; }
+[data-testid="stMetricLabel"] p { font-size: 1.0rem !important; }
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stMetricDelta"],
+[data-testid="stMetricDelta"] * { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; }
+.stApp, [data-testid="stMarkdownContainer"] { color: #111318; }
+[data-testid="stSidebar"] { min-width: 330px; }
+[data-testid="stMainBlockContainer"] { padding-left: 2.5rem !important; padding-right: 2.5rem !important;
+  max-width: none !important; }
+[data-testid="stBaseButton-primary"] { filter: invert(1) hue-rotate(180deg); }
+[data-testid^="stBaseButton"] *, [data-testid="stPageLink"] * { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; }
+</style>"""
 
 
 def plotly_template() -> str | None:
-    """None: charts drawn with ``show_fig`` take Streamlit's chart theme, which follows the app's light or
-    dark theme in the browser (``explorer.figures.template_for(st.context.theme.type)`` gives a plotly
-    template for figures exported outside Streamlit)."""
-    return None
+    """The plotly template pages pass to figure builders: None (Streamlit's chart theme, which follows the app's
+    light or dark theme) or, in projector mode, "plotly_dark" (a plain string: builders and caches take it as
+    is); ``show_fig`` then restyles the figure with ``explorer.figures.for_projector`` (dark, large type).
+    ``explorer.figures.template_for(theme)`` gives a template for figures exported outside Streamlit."""
+    return "plotly_dark" if projector_on() else None
 
 
 def show_fig(fig, key: str | None = None) -> None:
-    """Draw with Streamlit's chart theme, which follows the light or dark app theme in the browser
-    (fonts, grid, background); colours and colour scales set on the traces are kept."""
-    st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
+    """Draw a plotly figure.  Normally with Streamlit's chart theme (follows the app's theme; colours and colour
+    scales set on the traces are kept); in projector mode restyled by ``explorer.figures.for_projector``
+    (dark template, large fonts, taller) and drawn as is."""
+    if projector_on():
+        from explorer.figures import for_projector
+
+        st.plotly_chart(for_projector(fig), theme=None, key=key, config={"displaylogo": False})
+    else:
+        st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
 
 
 # ----------------------------------------------------------------------------- method knobs (shared by pages)
@@ -301,22 +406,22 @@ def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
         return wkey(page, prefix + n)
 
     key = k(knob.name)
-    name, help_ = knob.name, knob.help
+    name, help_, label = knob.name, knob.help, knob.shown  # label: Knob.label ("frozen share of A and B")
     cur = st.session_state.get(key, knob.default)
     if name == "rank":
         opts = sorted(set(KNOB_RANKS) | {int(cur)})
-        st.select_slider("rank r", opts, key=key, help=help_)
+        st.select_slider(label, opts, key=key, help=help_)
     elif name == "alpha":
-        st.number_input("alpha", min_value=0.0, max_value=4096.0, step=1.0, key=key, help=help_)
+        st.number_input(label, min_value=0.0, max_value=4096.0, step=1.0, key=key, help=help_)
     elif name in ("freeze", "dropout"):
-        st.slider(name, 0.0, float(knob.max), step=0.01, key=key, help=help_)
+        st.slider(label, 0.0, float(knob.max), step=0.01, key=key, help=help_)
     elif name in ("density", "sparsity"):
-        st.slider(name, 0.0, 1.0, step=0.001, format="%.3f", key=key, help=help_)
+        st.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=key, help=help_)
     elif name == "targets":
         avail = available_types(loaded)
         st.session_state[key] = [t for t in st.session_state.get(key, []) if t in avail] or \
             [t for t in knob.default if t in avail] or avail[:1]
-        st.multiselect("target matrices", avail, key=key, help=help_, format_func=lambda t: type_label(loaded, t))
+        st.multiselect(label, avail, key=key, help=help_, format_func=lambda t: type_label(loaded, t))
     elif name == "block_size":
         from explorer.methods.smt import auto_block_size, valid_block_sizes
 
@@ -327,7 +432,7 @@ def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
         if cur not in opts:
             st.session_state[key] = 0
         auto = auto_block_size(shapes) if shapes else 0
-        st.select_slider("block size b", opts, key=key, help=help_ + " · only sizes that divide every target",
+        st.select_slider(label, opts, key=key, help=help_ + " · only sizes that divide every target",
                          format_func=lambda b: f"auto ({auto})" if b == 0 else str(b))
     elif name == "blocks":
         from explorer.methods.smt import auto_block_size
@@ -339,7 +444,7 @@ def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
         hi = max(1, total)
         if int(cur) > hi:
             st.session_state[key] = hi
-        st.slider("number of blocks (0 = auto)", 0, hi, key=key,
+        st.slider(label, 0, hi, key=key,
                   help=help_ + f" · {total:,} blocks of {b}×{b} in the targets" if b else help_)
     elif knob.kind == "bool":
         custom = st.session_state.get(k("preset")) == "custom"
@@ -348,23 +453,18 @@ def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
             from explorer.methods.tied_lora import PRESETS as TP
 
             st.session_state[key] = TP[st.session_state[k("preset")]][name]
-        st.toggle(_bool_label(name), key=key, help=help_, disabled=disabled)
+        st.toggle(label, key=key, help=help_, disabled=disabled)
     elif knob.kind == "choice":
         if len(knob.choices) <= 5:
-            st.radio(name, knob.choices, key=key, help=help_, horizontal=True)
+            st.radio(label, knob.choices, key=key, help=help_, horizontal=True)
         else:
-            st.selectbox(name, knob.choices, key=key, help=help_)
+            st.selectbox(label, knob.choices, key=key, help=help_)
     elif knob.kind == "int":
-        st.number_input(name, min_value=int(knob.min or 0), max_value=int(knob.max or 2**31 - 1), step=1,
+        st.number_input(label, min_value=int(knob.min or 0), max_value=int(knob.max or 2**31 - 1), step=1,
                         key=key, help=help_)
     else:
-        st.number_input(name, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
+        st.number_input(label, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
                         help=help_)
-
-
-def _bool_label(name: str) -> str:
-    return {"tied": "A, B tied across layers", "train_A": "train A", "train_B": "train B", "train_u": "train u",
-            "train_v": "train v"}.get(name, name)
 
 
 # ----------------------------------------------------------------------------- run history of this session

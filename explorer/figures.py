@@ -29,6 +29,123 @@ def template_for(theme_type: str | None) -> str:
     return "plotly_dark" if (theme_type or "").lower() == "dark" else "plotly_white"
 
 
+# ----------------------------------------------------------------------------- projector mode
+
+PROJ_FONT = 22  # px: tick labels, legends, hover; axis titles and titles are larger (read from ~10 m)
+PROJ_SCALE = 1.3  # figure heights grow with the type
+PROJ_TEXT = "#F4F6FA"
+PROJ_BG = "#14171F"
+PROJ_TITLE_CHARS = 40  # a title line at PROJ_FONT + 6 px: ~560 px, the narrowest chart column; longer ones wrap
+PROJ_AXIS_CHARS = 36  # axis titles wrap too (plotly cuts, never wraps)
+
+
+def _projector_template() -> go.layout.Template:
+    import plotly.io as pio
+
+    t = go.layout.Template(pio.templates["plotly_dark"])  # one copy, built once
+    t.layout.update(font=dict(size=PROJ_FONT, color=PROJ_TEXT), paper_bgcolor="rgba(0,0,0,0)",
+                    plot_bgcolor=PROJ_BG, title=dict(font=dict(size=PROJ_FONT + 6, color=PROJ_TEXT)),
+                    legend=dict(font=dict(size=PROJ_FONT)), hoverlabel=dict(font=dict(size=PROJ_FONT)))
+    for ax in ("xaxis", "yaxis"):
+        t.layout[ax].update(title=dict(font=dict(size=PROJ_FONT + 2)), tickfont=dict(size=PROJ_FONT),
+                            gridcolor="#3A4150", zerolinecolor="#5A6270", linecolor="#8A94A6")
+    return t
+
+
+PROJECTOR_TEMPLATE = _projector_template()
+
+
+def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) -> go.Figure:
+    """A projector version of a finished figure (a copy, so cached figures stay as they are; ``copy=False``:
+    in place): the dark template, large type on every text (layout, axes and their titles, colour bars,
+    legends, bar labels, annotations and subplot titles), a taller figure and room for the larger title.
+    Trace colours and colour scales are kept."""
+    if copy:
+        fig = go.Figure(fig)
+    lay = fig.layout
+    fig.update_layout(template=PROJECTOR_TEMPLATE, font=dict(size=PROJ_FONT, color=PROJ_TEXT),
+                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor=PROJ_BG)
+    fig.update_layout(legend=dict(font=dict(size=PROJ_FONT)), hoverlabel=dict(font=dict(size=PROJ_FONT)))
+    h0 = lay.height
+    if h0:
+        fig.update_layout(height=int(h0 * scale))
+    if lay.title is not None and lay.title.text:
+        text = wrap_title(lay.title.text)
+        lines = text.count("<br>") + 1
+        # the title hangs from the top edge; below it room for subplot titles (annotations at the plots' top)
+        subtitles = any(a.yref == "paper" and a.y == 1.0 and a.yanchor == "bottom" for a in lay.annotations)
+        top = lines * (PROJ_FONT + 12) + (PROJ_FONT + 44 if subtitles else 24)
+        # plotly anchors a multi-line title's *last* line at y: move it down by the lines above it
+        h = int((h0 or 450) * scale)
+        y = 1.0 - (6 + (lines - 1) * 1.3 * (PROJ_FONT + 6)) / h
+        fig.update_layout(title=dict(text=text, font=dict(size=PROJ_FONT + 6), yref="container", y=y,
+                                     yanchor="top"),
+                          margin=dict(t=max(int(lay.margin.t or 0), top)))
+    elif any(a.yref == "paper" and a.yanchor == "bottom" and (a.y or 0) >= 0.99 for a in lay.annotations):
+        fig.update_layout(margin=dict(t=max(int(lay.margin.t or 0), PROJ_FONT + 24)))  # subplot titles fit
+    fig.update_layout(uniformtext=dict(minsize=PROJ_FONT - 4, mode="show"))  # bar labels never shrink away
+    fig.update_xaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
+                     zerolinecolor="#5A6270")
+    fig.update_yaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
+                     zerolinecolor="#5A6270")
+    for ax in list(fig.select_xaxes()) + list(fig.select_yaxes()):
+        if ax.title is not None and ax.title.text and len(ax.title.text) > PROJ_AXIS_CHARS:
+            ax.title.text = wrap_title(ax.title.text, PROJ_AXIS_CHARS)
+        if ax.type == "log":  # one labelled tick per decade (the 2s and 5s crowd at this size)
+            ax.update(dtick=1)
+    for tr in fig.data:
+        cb = getattr(tr, "colorbar", None)
+        if cb is not None and getattr(tr, "showscale", None) is not False:
+            tr.update(colorbar=dict(tickfont=dict(size=PROJ_FONT), title=dict(font=dict(size=PROJ_FONT)),
+                                    thickness=max(int(cb.thickness or 12), 18)))
+        if getattr(tr, "textfont", None) is not None:
+            tr.update(textfont=dict(size=PROJ_FONT))
+        if tr.type == "bar":  # labels keep a readable size beside thin bars
+            tr.update(constraintext="none", cliponaxis=False, textfont=dict(size=PROJ_FONT - 4))
+    for a in fig.layout.annotations:
+        size = a.font.size if a.font and a.font.size else 16
+        a.update(font=dict(size=max(PROJ_FONT - 6, int(size * 1.5))))  # labels inside boxes still fit them
+    return fig
+
+
+def wrap_title(text: str, width: int = PROJ_TITLE_CHARS) -> str:
+    """Break a long title into as few lines as ``width`` characters allow, of even length (at spaces; plotly
+    cuts titles, never wraps them).  A single word longer than ``width`` stays whole."""
+    def greedy(words, limit):
+        lines, line = [], ""
+        for word in words:
+            if line and len(line) + 1 + len(word) > limit:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        return lines + [line]
+
+    out = []
+    for para in str(text).split("<br>"):
+        words = para.split(" ")
+        n = len(greedy(words, width))  # the fewest lines
+        limit = -(-len(para) // n)  # even lines: the shortest limit that still needs only n lines
+        while len(greedy(words, limit)) > n:
+            limit += 1
+        out.extend(greedy(words, limit))
+    return "<br>".join(out)
+
+
+# ----------------------------------------------------------------------------- shared layout pieces
+
+PCT_TICKS = dict(range=[0, 101], tickmode="array", tickvals=[0, 20, 40, 60, 80, 100])
+
+
+def legend_below(fig: go.Figure, rows: int = 1) -> go.Figure:
+    """A horizontal legend under the whole figure (anchored to the container's bottom edge, below the x-axis
+    title, which therefore never sits under it), with the bottom margin it needs."""
+    fig.update_layout(legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0,
+                                  xanchor="left"))
+    fig.update_layout(meta=dict(legend_rows=rows))
+    return fig
+
+
 def _base(fig: go.Figure, template: str | None, title: str | None, height: int, rev: str = "keep") -> go.Figure:
     """Common layout.  ``template=None`` leaves styling to the renderer (Streamlit's chart theme follows
     the app's light/dark theme; setting a plotly template by name costs a deep copy per figure)."""
@@ -59,22 +176,37 @@ def mask_heatmap(frac: np.ndarray, shape: tuple[int, int], factor: int, title: s
 
 def factor_masks(ma: np.ndarray, mb: np.ndarray, title: str, template: str = "plotly_white",
                  factor_a: int = 1, factor_b: int = 1, height: int = 380) -> go.Figure:
-    """LoRA-SP: which entries of A (r x d_in) and B (d_out x r) train (1) or are frozen (0)."""
+    """LoRA-SP: which entries of A (r x d_in) and B (d_out x r) train (orange, 1) or are frozen (grey, 0).
+
+    ``ma``/``mb`` may be reduced along their long side only (``reduce_mask(.., axis=)``: ``factor_a`` columns of
+    A, ``factor_b`` rows of B per cell); a cell's colour is then its trained fraction, from grey (0) to orange (1),
+    with a colour bar.  The rank side is never reduced, so its axis reads 0 … r-1.
+    """
+    ma, mb = np.asarray(ma, np.float32), np.asarray(mb, np.float32)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.17,
-                        subplot_titles=(f"B (d_out × r), cell = {factor_b} row(s)",
-                                        f"A (r × d_in), cell = {factor_a} column(s)"))
-    scale = [[0.0, FROZEN], [1.0, TRAINED]] if _is_binary(ma, mb) else MASK_SCALE
-    fig.add_trace(go.Heatmap(z=np.asarray(mb, np.float32), zmin=0, zmax=1, colorscale=scale, showscale=False,
-                             hovertemplate="B row %{y}, rank index %{x}: trained fraction %{z:.2f}<extra></extra>"),
+                        subplot_titles=("B (d_out × r)" + (f", {factor_b} rows a cell" if factor_b > 1 else ""),
+                                        "A (r × d_in)" + (f", {factor_a} columns a cell" if factor_a > 1 else "")))
+    binary = _is_binary(ma, mb)
+    scale = [[0.0, FROZEN], [1.0, TRAINED]]  # frozen grey -> trained orange, mixed cells in between
+    what = "trained" if binary else "trained fraction"
+    fig.add_trace(go.Heatmap(z=mb, zmin=0, zmax=1, colorscale=scale, showscale=False,
+                             hovertemplate="B row %{y}, rank index %{x}: " + what + " %{z:.2f}"
+                             + (f" (one cell = {factor_b} rows)" if factor_b > 1 else "") + "<extra></extra>",
+                             y=np.arange(mb.shape[0]) * factor_b),
                   1, 1)
-    fig.add_trace(go.Heatmap(z=np.asarray(ma, np.float32), zmin=0, zmax=1, colorscale=scale, showscale=False,
-                             hovertemplate="A rank index %{y}, column %{x}: trained fraction %{z:.2f}<extra></extra>"),
+    fig.add_trace(go.Heatmap(z=ma, zmin=0, zmax=1, colorscale=scale, showscale=not binary,
+                             colorbar=dict(title=dict(text="trained<br>fraction"), thickness=12),
+                             hovertemplate="A rank index %{y}, column %{x}: " + what + " %{z:.2f}"
+                             + (f" (one cell = {factor_a} columns)" if factor_a > 1 else "") + "<extra></extra>",
+                             x=np.arange(ma.shape[1]) * factor_a),
                   1, 2)
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="rank index", row=1, col=1)
-    fig.update_yaxes(title_text="output row (cells)", row=1, col=1)
-    fig.update_xaxes(title_text="input column (cells)", row=1, col=2)
-    fig.update_yaxes(title_text="rank index", row=1, col=2)
+    r = ma.shape[0]
+    rank_ticks = dict(tickmode="linear", tick0=0, dtick=1 if r <= 16 else max(1, r // 8))
+    fig.update_xaxes(title_text="rank index", row=1, col=1, **rank_ticks)
+    fig.update_yaxes(title_text="output row", row=1, col=1)
+    fig.update_xaxes(title_text="input column", row=1, col=2)
+    fig.update_yaxes(title_text="rank index", row=1, col=2, **rank_ticks)
     return _base(fig, template, title, height)
 
 
@@ -212,9 +344,9 @@ def memory_bars(rows: list[dict], title: str, template: str = "plotly_white", he
                               ("adapter", "adapter on disk", COLORS[2])):
         fig.add_trace(go.Bar(y=names, x=[r[key] / 2**20 for r in rows], name=label, orientation="h",
                              marker_color=color, hovertemplate="%{y}: %{x:,.2f} MiB<extra>" + label + "</extra>"))
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.3))
+    fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="MiB (2^20 bytes)")
-    return _base(fig, template, title, height)
+    return legend_below(_base(fig, template, title, height))
 
 
 def count_bars(names: list[str], counts: list[int], title: str, template: str = "plotly_white",
@@ -223,7 +355,7 @@ def count_bars(names: list[str], counts: list[int], title: str, template: str = 
     counts = [int(c) for c in counts]
     fig = go.Figure(go.Bar(y=names, x=counts, orientation="h", marker_color=[COLORS[i % len(COLORS)]
                                                                              for i in range(len(names))],
-                           text=[f"{c:,}" for c in counts], textposition="auto",
+                           text=[f"{c:,}" for c in counts], textposition="auto", textangle=0,
                            hovertemplate="%{y}: %{x:,} trainable parameters<extra></extra>"))
     fig.update_xaxes(type="log", title_text="trainable parameters (count, log scale)")
     fig.update_yaxes(autorange="reversed")

@@ -13,7 +13,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import COLORS, _base
+from .figures import COLORS, PCT_TICKS, _base, legend_below
 
 MIB = 2 ** 20
 MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
@@ -53,9 +53,9 @@ def live_curves(records: list[dict], template: str = "plotly_white", height: int
                              hovertemplate="step %{x}: accuracy %{y:.1f} %<extra></extra>"), secondary_y=True)
     fig.update_xaxes(title_text="optimizer step", rangemode="tozero")
     fig.update_yaxes(title_text="loss (cross-entropy, nats)", secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="held-out accuracy (%)", secondary_y=True, range=[0, 101], showgrid=False)
-    fig.update_layout(legend=dict(orientation="h", y=-0.25), hovermode="x unified")
-    return _base(fig, template, title, height)
+    fig.update_yaxes(title_text="held-out accuracy (%)", secondary_y=True, showgrid=False, **PCT_TICKS)
+    fig.update_layout(hovermode="x unified")
+    return legend_below(_base(fig, template, title, height))
 
 
 def memory_stack(records: list[dict], template: str = "plotly_white", height: int = 320,
@@ -69,8 +69,8 @@ def memory_stack(records: list[dict], template: str = "plotly_white", height: in
                                  hovertemplate="step %{x}: %{y:,.2f} MiB<extra>" + label + "</extra>"))
     fig.update_xaxes(title_text="optimizer step")
     fig.update_yaxes(title_text="MiB (2^20 bytes)", rangemode="tozero")
-    fig.update_layout(legend=dict(orientation="h", y=-0.25), hovermode="x unified")
-    return _base(fig, template, title, height)
+    fig.update_layout(hovermode="x unified")
+    return legend_below(_base(fig, template, title, height))
 
 
 def memory_bar(rows: list[dict], template: str = "plotly_white", height: int = 300,
@@ -81,10 +81,10 @@ def memory_bar(rows: list[dict], template: str = "plotly_white", height: int = 3
     for key, label, color in MEM_PARTS:
         fig.add_trace(go.Bar(y=names, x=[(r.get(key) or 0) / MIB for r in rows], name=label, orientation="h",
                              marker_color=color, hovertemplate="%{y}: %{x:,.2f} MiB<extra>" + label + "</extra>"))
-    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=-0.3))
+    fig.update_layout(barmode="stack")
     fig.update_xaxes(title_text="MiB (2^20 bytes)")
     fig.update_yaxes(autorange="reversed")
-    return _base(fig, template, title, height)
+    return legend_below(_base(fig, template, title, height))
 
 
 def overlay_curves(runs: list[tuple[str, list[dict]]], what: str = "loss", template: str = "plotly_white",
@@ -107,13 +107,13 @@ def overlay_curves(runs: list[tuple[str, list[dict]]], what: str = "loss", templ
     if what == "loss":
         fig.update_yaxes(title_text="training loss (nats)", rangemode="tozero")
     else:
-        fig.update_yaxes(title_text="held-out accuracy (%)", range=[0, 101])
+        fig.update_yaxes(title_text="held-out accuracy (%)", **PCT_TICKS)
     if len(runs) > 3:  # many runs: the legend goes to the right, one line each, so the plot keeps its height
         fig.update_layout(legend=dict(orientation="v", x=1.02, y=1, xanchor="left", yanchor="top",
                                       font=dict(size=11)))
-    else:
-        fig.update_layout(legend=dict(orientation="h", y=-0.25))
-    return _base(fig, template, title or ("Training loss" if what == "loss" else "Held-out accuracy"), height)
+        return _base(fig, template, title or ("Training loss" if what == "loss" else "Held-out accuracy"), height)
+    return legend_below(_base(fig, template, title or ("Training loss" if what == "loss" else "Held-out accuracy"),
+                              height))
 
 
 def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "plotly_white", height: int = 360,
@@ -143,8 +143,8 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
         fig.update_xaxes(title_text="trainable parameters (log scale)", type="log")
     else:
         fig.update_xaxes(title_text="peak memory of the run (MiB, byte account)")
-    fig.update_yaxes(title_text="final held-out accuracy (%)", range=[0, 101])
-    fig.update_layout(legend=dict(orientation="h", y=-0.28))
+    fig.update_yaxes(title_text="final held-out accuracy (%)", **PCT_TICKS)
+    legend_below(fig)
     default = "Accuracy against trainable parameters" if x == "trainable" else "Accuracy against peak memory"
     return _base(fig, template, title or default, height)
 

@@ -435,10 +435,14 @@ def formula(s: Summary) -> tuple[list[str], int]:
 
 # ----------------------------------------------------------------------------- pictures (numbers only)
 
-def reduce_mask(mask: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:
-    """Fraction of True entries per cell, at most ``max_cells`` per side; returns (float32 grid, factor)."""
+def reduce_mask(mask: np.ndarray, max_cells: int = MAX_CELLS, axis: int | None = None) -> tuple[np.ndarray, int]:
+    """Fraction of True entries per cell, at most ``max_cells`` per side; returns (float32 grid, factor).
+
+    ``axis=None``: square cells of factor x factor entries (a weight matrix).  ``axis=0`` / ``axis=1``: only the
+    rows / only the columns are pooled (a LoRA factor, whose short rank side must keep one cell per index).
+    """
     m = np.asarray(mask, dtype=np.float32)
-    return _reduce(m, max_cells, "mean")
+    return _reduce(m, max_cells, "mean", axis)
 
 
 def reduce_abs_max(mat: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndarray, int]:
@@ -446,16 +450,19 @@ def reduce_abs_max(mat: np.ndarray, max_cells: int = MAX_CELLS) -> tuple[np.ndar
     return _reduce(np.abs(np.asarray(mat, dtype=np.float32)), max_cells, "max")
 
 
-def _reduce(m: np.ndarray, max_cells: int, how: str) -> tuple[np.ndarray, int]:
+def _reduce(m: np.ndarray, max_cells: int, how: str, axis: int | None = None) -> tuple[np.ndarray, int]:
     if m.ndim != 2:
         raise ValueError("a 2-D matrix is needed")
-    f = max(1, math.ceil(max(m.shape) / max_cells))
+    if axis not in (None, 0, 1):
+        raise ValueError("axis must be None, 0 or 1")
+    f = max(1, math.ceil((max(m.shape) if axis is None else m.shape[axis]) / max_cells))
     if f == 1:
         return m.astype(np.float32, copy=False), 1
-    R, C = math.ceil(m.shape[0] / f), math.ceil(m.shape[1] / f)
-    pad = np.full((R * f, C * f), np.nan, dtype=np.float32)
+    fr, fc = (f if axis in (None, 0) else 1), (f if axis in (None, 1) else 1)
+    R, C = math.ceil(m.shape[0] / fr), math.ceil(m.shape[1] / fc)
+    pad = np.full((R * fr, C * fc), np.nan, dtype=np.float32)
     pad[: m.shape[0], : m.shape[1]] = m
-    blocks = pad.reshape(R, f, C, f)
+    blocks = pad.reshape(R, fr, C, fc)
     out = np.nanmean(blocks, axis=(1, 3)) if how == "mean" else np.nanmax(blocks, axis=(1, 3))
     return out.astype(np.float32), f
 

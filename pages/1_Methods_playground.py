@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui_common as ui
 from explorer import figures as F
+from explorer import fmt
 from explorer import playground as pg
 from explorer.methods import METHODS
 from explorer.presets import for_page
@@ -66,13 +67,20 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
         except Exception as exc:  # noqa: BLE001 - knob errors are shown, the page goes on
             ui.show_error(exc)
             return None
-        metrics = [("trainable parameters", f"{s.trainable:,}", "unique tensors the optimizer updates"),
-                   ("of all parameters", f"{s.fraction:.3%}", f"total {s.total:,} parameters in the model"),
-                   ("adapter on disk", pg.fmt_bytes(s.adapter_bytes), s.adapter_bytes_how),
-                   ("total parameters", f"{s.total:,}", "every parameter of the model (tied ones once)"),
-                   ("AdamW state", pg.fmt_bytes(s.optimizer_bytes), "2 fp32 moments = 8 B per trainable parameter"),
-                   ("gradients", pg.fmt_bytes(s.gradient_bytes), "one fp32 gradient = 4 B per trainable parameter")]
-        n = 2 if compact else 3
+        # compact values never get cut off; the help starts with the exact value
+        metrics = [("trainable parameters", fmt.count(s.trainable),
+                    f"{fmt.exact(s.trainable)} exactly · unique tensors the optimizer updates"),
+                   ("of all parameters", fmt.pct(s.fraction),
+                    f"{s.fraction:.6%} · total {s.total:,} parameters in the model"),
+                   ("adapter on disk", fmt.nbytes(s.adapter_bytes),
+                    f"{fmt.exact_bytes(s.adapter_bytes)} · {s.adapter_bytes_how}"),
+                   ("total parameters", fmt.count(s.total),
+                    f"{fmt.exact(s.total)} exactly · every parameter of the model (tied ones once)"),
+                   ("AdamW state", fmt.nbytes(s.optimizer_bytes),
+                    f"{fmt.exact_bytes(s.optimizer_bytes)} · 2 fp32 moments = 8 B per trainable parameter"),
+                   ("gradients", fmt.nbytes(s.gradient_bytes),
+                    f"{fmt.exact_bytes(s.gradient_bytes)} · one fp32 gradient = 4 B per trainable parameter")]
+        n = 2 if compact or ui.projector_on() else 3  # large projector type: two metrics a row
         for i in range(0, len(metrics), n):
             for c, (lab, val, hlp) in zip(st.columns(n), metrics[i:i + n]):
                 c.metric(lab, val, help=hlp)
@@ -98,8 +106,9 @@ def busiest_layout(s):
 
 
 def _explain(compact: bool):
-    """Picture column and explanation column (stacked when two methods share the page)."""
-    if compact:
+    """Picture column and explanation column (stacked when two methods share the page, and in projector mode:
+    the charts get the whole width for their large type)."""
+    if compact or ui.projector_on():
         return st.container(), st.container()
     return st.columns([3, 2], vertical_alignment="center")
 
@@ -149,8 +158,8 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
                                                        else ""))
     elif s.method == "lora-sp":
         ma, mb = lay.detail["masks"]()
-        ra, fa = pg.reduce_mask(ma)
-        rb, fb = pg.reduce_mask(mb)
+        ra, fa = pg.reduce_mask(ma, axis=1)  # A: r x d_in, the rank rows stay
+        rb, fb = pg.reduce_mask(mb, axis=0)  # B: d_out x r
         left, right = _explain(compact)
         with left:
             ui.show_fig(F.factor_masks(ra, rb, "Trained (orange) and frozen (grey) entries of B and A", tpl, fa, fb),

@@ -19,7 +19,7 @@ from explorer.verdicts import learning_verdict
 
 PAGE = "ft"
 RUN_KEY = "ft_run"
-ui.page_setup("Fine-tune", "🏋️")
+ui.page_setup("Fine-tune", ":material/model_training:")
 
 LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
@@ -219,7 +219,7 @@ def _live_panel() -> None:
     tpl = ui.plotly_template()
     if is_running(run):
         run["state"].heartbeat()  # the page is open; a run no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
-        st.button("⏹ Stop", key="ft_stop", on_click=stop_run, type="secondary",
+        st.button("Stop", icon=":material/stop_circle:", key="ft_stop", on_click=stop_run, type="secondary",
                   help="Ends the run within one step; the steps done so far are kept")
     draw_live(run, tpl)
     if not is_running(run) and not run["seen_done"]:
@@ -407,7 +407,7 @@ def body():
     b = st.columns([1, 1, 4], vertical_alignment="center")
     need = estimate_run_bytes(cfg, loaded)
     can = bool(cfg.task or src == "built-in")
-    b[0].button("▶ Start", key="ft_start", type="primary", disabled=running or not can,
+    b[0].button("Start", icon=":material/play_arrow:", key="ft_start", type="primary", disabled=running or not can,
                 on_click=start_run, args=(cfg, loaded, hist, label), width="stretch",
                 help="Runs in the background; the page stays usable")
     q = default_queue().stats()
@@ -467,8 +467,12 @@ def downloads(hist) -> None:
     st.divider()
     st.markdown("##### This session's runs")
     runs = list(hist)[::-1]
-    pick = st.selectbox("Run", [r.id for r in runs], key="ft_dl_pick",
-                        format_func=lambda i: f"{hist.get(i).title()} · {hist.get(i).status}")
+    ids = [r.id for r in runs]  # newest first
+    if st.session_state.get("ft_dl_pick") not in ids or not st.session_state.get("_ft_dl_user_pick"):
+        st.session_state["ft_dl_pick"] = ids[0]  # the newest run, until the user picks one by hand
+    pick = st.selectbox("Run", ids, key="ft_dl_pick",
+                        format_func=lambda i: f"{hist.get(i).title()} · {hist.get(i).status}",
+                        on_change=lambda: st.session_state.__setitem__("_ft_dl_user_pick", True))
     e = hist.get(pick)
     if e is None:
         return
@@ -485,7 +489,8 @@ def downloads(hist) -> None:
         c[2].caption("no adapter saved for this run")
     with c[3]:
         try:
-            st.page_link("pages/3_Compare.py", label="Compare runs", icon=":material/bar_chart:")
+            st.page_link("pages/3_Compare.py", label="Compare runs", icon=":material/bar_chart:",
+                         query_params=ui.mode_params() or None)
         except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
             pass
     s = e.summary

@@ -16,7 +16,7 @@ from explorer.verdicts import budget_verdict
 
 PAGE = "cmp"
 SWEEP_KEY = "cmp_sweep"
-ui.page_setup("Compare", "📊")
+ui.page_setup("Compare", ":material/leaderboard:")
 RANKS = (1, 2, 4, 8, 16, 32)
 SWEEP_MODELS = ("minilm", "tiny-bert", "tiny-llama", "smollm2-135m")
 # the sweep's task per model kind: one that the default sweep visibly learns in its default steps
@@ -251,7 +251,7 @@ def _sweep_panel() -> None:
     snap = sw.snapshot()
     if not sw.done:
         sw.heartbeat()  # the page is open; a sweep no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
-        st.button("⏹ Stop the sweep", key="cmp_sweep_stop", on_click=stop_sweep)
+        st.button("Stop the sweep", icon=":material/stop_circle:", key="cmp_sweep_stop", on_click=stop_sweep)
         cur = snap["current"]
         within = cur["progress"] if cur else 0.0
         txt = f"run {snap['index'] + 1} of {snap['total']}: {snap['current_label'] or ''}"
@@ -291,7 +291,7 @@ def sweep_section() -> None:
         vals = ui.widget_values(SCHEMA, PAGE)
         ranks = sorted(int(r) for r in vals["sw_ranks"])
         n_runs = len(vals["sw_methods"]) * len(ranks)
-        st.button(f"▶ Run the sweep ({n_runs} runs)", key="cmp_sweep_go", type="primary",
+        st.button(f"Run the sweep ({n_runs} runs)", icon=":material/play_arrow:", key="cmp_sweep_go", type="primary",
                   disabled=busy or not n_runs, on_click=start_sweep,
                   args=(vals["sw_model"], vals["sw_methods"], ranks, int(vals["sw_steps"]), int(vals["sw_seed"])))
     with right:
@@ -313,8 +313,8 @@ def import_export(hist) -> None:
     st.markdown("#### Keep your results")
     left, right = st.columns(2, gap="large")
     with left:
-        st.download_button("⬇ Download the history (JSON)", hist.to_json(), file_name="peft-explorer-history.json",
-                           mime="application/json", key="cmp_export", disabled=not len(hist),
+        st.download_button("Download the history (JSON)", hist.to_json(), file_name="peft-explorer-history.json",
+                           icon=":material/download:", mime="application/json", key="cmp_export", disabled=not len(hist),
                            help="every run's config, summary and per-step records (adapters are downloaded per run "
                                 "on the Fine-tune page)")
         st.caption("A participant's results in one file: import it later, here or on another server.")

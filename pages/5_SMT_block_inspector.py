@@ -25,6 +25,7 @@ import streamlit as st
 
 import ui_common as ui
 from explorer import data as D
+from explorer import fmt
 from explorer import smt_analysis as A
 from explorer import smt_views as V
 from explorer.errors import user_message
@@ -291,10 +292,12 @@ def views(an, rec, loaded, tpl: str) -> None:
     meta = rec.meta
     partial = bool(meta.get("stopped"))
     m = st.columns(5)
-    m[0].metric("selected blocks", f"{an.n_blocks:,}", help=f"of {an.total_blocks:,} blocks of {an.block_size}×"
-                f"{an.block_size} in the chosen matrices")
-    m[1].metric("trainable entries", f"{an.n_blocks * an.block_size ** 2:,}",
-                help="n × b² entries of W train (plus the classification head for encoders)")
+    n_entries = an.n_blocks * an.block_size ** 2  # compact values (never cut off), the exact one in the help
+    m[0].metric("selected blocks", fmt.count(an.n_blocks), help=f"{fmt.exact(an.n_blocks)} of {an.total_blocks:,} "
+                f"blocks of {an.block_size}×{an.block_size} in the chosen matrices")
+    m[1].metric("trainable entries", fmt.count(n_entries),
+                help=f"{fmt.exact(n_entries)} exactly: n × b² entries of W train (plus the classification head "
+                     "for encoders)")
     m[2].metric("density", f"{an.n_blocks / an.total_blocks:.2%}", help="share of the chosen matrices' blocks")
     m[3].metric("warm-up", f"{meta.get('steps_done')} steps", help=f"mode {meta.get('mode')}, "
                 f"batch {meta.get('batch_size')} × {meta.get('max_len')} tokens, task {meta.get('task_name')}")

@@ -30,9 +30,9 @@ try:
         page = ctx.new_page()
         def run(url, steps):
             page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-            page.get_by_role("button", name="▶ Start").wait_for(timeout=120_000)
+            page.get_by_role("button", name="Start").wait_for(timeout=120_000)
             tb.wait_idle(page)
-            tb._click(page, "▶ Start")
+            tb._click(page, "Start")
             page.get_by_text(f"Finished {steps} steps", exact=False).first.wait_for(timeout=400_000)
             tb.wait_idle(page)
         run(f"{base}/Fine_tune?model=minilm&task=colour-shape&method=tied-lora&steps=120&bs=16", 120)

@@ -185,9 +185,9 @@ def run_to_the_end(page, server: str, steps: int, batch: int) -> None:
     """Open Fine-tune (tiny-bert, LoRA) with a link that sets steps and batch, press Start, wait for Finished."""
     page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps={steps}&bs={batch}",
               wait_until="domcontentloaded", timeout=30_000)
-    page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Start").wait_for(timeout=60_000)
     wait_idle(page)
-    _click(page, "▶ Start")
+    _click(page, "Start")
     page.get_by_text(f"Finished {steps} steps", exact=False).first.wait_for(timeout=90_000)
     wait_idle(page)
 
@@ -199,15 +199,15 @@ def test_fine_tune_start_stop_and_compare(server, browser):
     try:
         page.goto(f"{server}/Fine_tune?model=tiny-bert&method=lora&steps=500&bs=4", wait_until="domcontentloaded",
                   timeout=30_000)
-        page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Start").wait_for(timeout=60_000)
         wait_idle(page)
-        _click(page, "▶ Start")
-        page.get_by_role("button", name="⏹ Stop").wait_for(timeout=60_000)
+        _click(page, "Start")
+        page.get_by_role("button", name="Stop").wait_for(timeout=60_000)
         page.get_by_text(re.compile(r"step [1-9][0-9]* of 500")).first.wait_for(timeout=60_000)
-        _click(page, "⏹ Stop")
+        _click(page, "Stop")
         page.get_by_text("Stopped:", exact=False).first.wait_for(timeout=60_000)
         wait_idle(page)
-        assert page.get_by_role("button", name="▶ Start").is_enabled()
+        assert page.get_by_role("button", name="Start").is_enabled()
         errs = page_errors(page)
         assert not errs, f"fine-tune: errors shown on the page: {errs}"
         screenshot(page, "fine_tune_stopped")
@@ -227,7 +227,7 @@ def test_fine_tune_start_stop_and_compare(server, browser):
         steps.press("Home")  # 4 steps per run: a quick sweep
         page.get_by_role("button", name=re.compile(r"Run the sweep")).wait_for(timeout=30_000)
         wait_idle(page)
-        _click(page, "▶ Run the sweep")
+        _click(page, "Run the sweep")
         page.get_by_text("Sweep finished", exact=False).first.wait_for(timeout=300_000)
         wait_idle(page)
         errs = page_errors(page)

@@ -130,3 +130,108 @@ def test_figures_fixed_ranges_and_units(tiny_bert):
     assert "MiB" in fig.layout.xaxis.title.text and fig.data[1].x[0] == pytest.approx(2.0)
     fig = F.block_scores(np.random.rand(4, 4).astype(np.float32), np.eye(4, dtype=bool), 16, "s")
     assert len(fig.data[1].x) == 4
+
+
+def test_reduce_mask_along_one_axis_keeps_the_rank_side():
+    """A LoRA factor (smollm2: A is 8 x 576, B 576 x 8): only the long side is pooled, r stays r."""
+    rng = np.random.default_rng(1)
+    a = rng.random((8, 1100)) < 0.5
+    red, f = pg.reduce_mask(a, 512, axis=1)
+    assert f == 3 and red.shape == (8, 367)
+    assert red[:, :366].sum() * 3 == pytest.approx(a[:, :1098].sum())  # whole cells: means of 3 columns
+    assert red[:, 366] == pytest.approx(a[:, 1098:].mean(axis=1))  # ragged edge: its 2 real columns
+    b = rng.random((1100, 8)) < 0.5
+    red_b, fb = pg.reduce_mask(b, 512, axis=0)
+    assert fb == 3 and red_b.shape == (367, 8)
+    assert np.allclose(red_b, pg.reduce_mask(b.T, 512, axis=1)[0].T)
+    assert pg.reduce_mask(a[:, :500], 512, axis=1)[1] == 1  # short enough: untouched
+    with pytest.raises(ValueError):
+        pg.reduce_mask(a, 512, axis=2)
+
+
+def test_factor_masks_colours_and_rank_axis():
+    """The title promises orange = trained, grey = frozen: the scale is grey -> orange whether the cells are
+    single entries (0/1) or pooled fractions, and the rank axis shows one tick per index 0 ... r-1."""
+    rng = np.random.default_rng(2)
+    ma, mb = rng.random((8, 576)) < 0.5, rng.random((576, 8)) < 0.5
+    ra, fa = pg.reduce_mask(ma, 512, axis=1)
+    rb, fb = pg.reduce_mask(mb, 512, axis=0)
+    assert ra.shape[0] == 8 and rb.shape[1] == 8
+    for grid_a, grid_b, f_a, f_b in ((ra, rb, fa, fb), (ma.astype(np.float32), mb.astype(np.float32), 1, 1)):
+        fig = F.factor_masks(grid_a, grid_b, "t", None, f_a, f_b)
+        for tr in fig.data:
+            scale = [tuple(c) for c in tr.colorscale]
+            assert scale == [(0.0, F.FROZEN), (1.0, F.TRAINED)]
+        assert fig.data[1].z.shape[0] == 8 and fig.layout.yaxis2.dtick == 1 and fig.layout.xaxis.dtick == 1
+        assert fig.data[1].x[-1] == (grid_a.shape[1] - 1) * f_a  # columns in real units
+    assert fig.data[1].showscale is False  # 0/1 cells: no colour bar needed
+    assert F.factor_masks(ra, rb, "t", None, fa, fb).data[1].showscale is True  # fractions: a colour bar
+
+
+def test_percent_axes_have_fixed_ticks_and_legends_stay_below_the_axis_title():
+    from explorer import figures_runs as FR
+
+    recs = [dict(step=s, phase="train", loss=1.0 / (s + 1), eval_accuracy=(0.5 if s % 5 == 0 else None))
+            for s in range(20)]
+    rows = [dict(name="a", method="LoRA", accuracy=0.62, trainable=1000, peak_bytes=2**20),
+            dict(name="b", method="SMT", accuracy=0.8, trainable=5000, peak_bytes=2**21)]
+    figs = [FR.accuracy_scatter(rows), FR.overlay_curves([("a", recs)], "accuracy"), FR.live_curves(recs)]
+    axes = [figs[0].layout.yaxis, figs[1].layout.yaxis, figs[2].layout.yaxis2]
+    for ax in axes:
+        assert list(ax.tickvals) == [0, 20, 40, 60, 80, 100] and ax.tickmode == "array"
+    for fig in figs:  # the legend sits on the container's bottom edge, under the x-axis title
+        lg = fig.layout.legend
+        assert lg.orientation == "h" and lg.yref == "container" and lg.y == 0 and lg.yanchor == "bottom"
+
+
+def test_for_projector_enlarges_every_text_and_goes_dark(tiny_bert):
+    from explorer import figures_runs as FR
+
+    s = pg.summarize(tiny_bert, "tied-lora", dict(rank=4, preset="TL5"))
+    recs = [dict(step=i, phase="train", loss=1.0, eval_accuracy=0.5) for i in range(3)]
+    red, f = pg.reduce_mask(np.eye(64, dtype=bool))
+    figs = [F.tied_diagram(pg.tied_structure(s), "tied"), FR.live_curves(recs),
+            F.mask_heatmap(red, (64, 64), f, "mask"), F.count_bars(["a", "b"], [10, 10_000], "c")]
+    for fig in figs:
+        h0 = fig.layout.height
+        ann0 = [a.font.size for a in fig.layout.annotations]
+        out = F.for_projector(fig)
+        assert out is not fig and fig.layout.height == h0  # a copy: a cached figure is not changed
+        fig = out
+        assert fig.layout.template.layout.plot_bgcolor == F.PROJECTOR_TEMPLATE.layout.plot_bgcolor
+        assert fig.layout.font.size >= 20 and fig.layout.height == int(h0 * F.PROJ_SCALE)
+        assert fig.layout.title.font.size > fig.layout.font.size
+        assert fig.layout.xaxis.tickfont.size >= 20 and fig.layout.yaxis.title.font.size >= 20
+        for a, before in zip(fig.layout.annotations, ann0):
+            assert a.font.size >= 16 and a.font.size >= 1.5 * (before or 0) - 1
+        for tr in fig.data:
+            if getattr(tr, "showscale", None) and getattr(tr, "colorbar", None) is not None:
+                assert tr.colorbar.tickfont.size >= 20
+    # dark: light text on a dark plot area
+    bg = F.PROJECTOR_TEMPLATE.layout.plot_bgcolor
+    assert sum(int(bg[i:i + 2], 16) for i in (1, 3, 5)) < 3 * 60
+    assert sum(int(F.PROJ_TEXT[i:i + 2], 16) for i in (1, 3, 5)) > 3 * 200
+
+
+def test_every_knob_has_a_human_label():
+    for name, info in METHODS.items():
+        for kn in info.knobs:
+            assert kn.label and "_" not in kn.label, (name, kn.name)
+            assert kn.shown == kn.label
+
+
+def test_wrap_title_balances_lines_and_keeps_words():
+    t = "Trained (orange) and frozen (grey) entries of B and A"
+    out = F.wrap_title(t, 52)
+    lines = out.split("<br>")
+    assert len(lines) == 2 and " ".join(lines) == t and abs(len(lines[0]) - len(lines[1])) <= 8
+    assert F.wrap_title("short title", 52) == "short title"
+    fig = F.for_projector(F.count_bars(["a"], [1], t))
+    assert fig.layout.title.text == out and fig.layout.margin.t >= 3 * F.PROJ_FONT
+
+
+def test_for_projector_log_axes_and_long_axis_titles():
+    fig = F.for_projector(F.count_bars(["a", "b"], [10, 10_000_000], "Trainable parameters at default knobs on minilm"))
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.dtick == 1  # one tick per decade
+    assert "<br>" in fig.layout.xaxis.title.text  # "trainable parameters (count, log scale)" is long: wrapped
+    assert all(len(line) <= F.PROJ_TITLE_CHARS + 4 for line in fig.layout.title.text.split("<br>"))

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from explorer import fmt
+
 ROOT = Path(__file__).resolve().parents[1]
 PLAYGROUND = str(ROOT / "pages" / "1_Methods_playground.py")
 TIMEOUT = 120
@@ -23,8 +25,11 @@ def run_pg(**params):
 
 
 def count(at: AppTest, i: int = 0) -> int:
-    vals = [m.value for m in at.metric if m.label == "trainable parameters"]
-    return int(vals[i].replace(",", ""))
+    """The exact count: the metric shows a compact form (134.5 M), its help starts with the exact value."""
+    ms = [m for m in at.metric if m.label == "trainable parameters"]
+    n = int(ms[i].help.split()[0].replace(",", ""))
+    assert ms[i].value == fmt.count(n)
+    return n
 
 
 def test_home_runs():
@@ -38,7 +43,7 @@ def test_home_runs():
     from explorer.models import load_model
 
     n = load_model("minilm").info.n_params
-    assert any(m.value == f"{n:,}" for m in at.metric)  # the real count of the loaded model
+    assert any(m.value == fmt.count(n) and m.help.startswith(f"{n:,} ") for m in at.metric)  # the real count
 
 
 def test_playground_default_and_url_written():

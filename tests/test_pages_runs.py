@@ -66,7 +66,7 @@ def test_default_page_runs():
     at = ft()
     no_problem(at)
     assert qp(at, "model") == "minilm" and qp(at, "method") == "lora" and qp(at, "seed") == "0"
-    assert any(b.label == "▶ Start" and not b.disabled for b in at.button)
+    assert any(b.label == "Start" and not b.disabled for b in at.button)
     assert "ft_run" not in at.session_state
 
 
@@ -102,7 +102,7 @@ def test_every_control_moved():
     no_problem(at)
     at.radio(key="ft:src").set_value("upload").run()
     no_problem(at)
-    start = next(b for b in at.button if b.label == "▶ Start")
+    start = next(b for b in at.button if b.label == "Start")
     assert start.disabled  # nothing uploaded yet
     # instructor mode hides advanced knobs and the seeds
     at.selectbox(key="ft:method").set_value("lora").run()
@@ -262,7 +262,7 @@ def test_compare_with_runs_and_controls(some_runs):
     no_problem(at)
     assert (qp(at, "x"), qp(at, "curve"), qp(at, "sw_model"), qp(at, "sw_steps"), qp(at, "sw_methods"),
             qp(at, "sw_ranks")) == ("memory", "loss", "tiny-llama", "8", "sparta", "1,2")
-    assert any(b.label.startswith("▶ Run the sweep (2 runs)") for b in at.button)
+    assert any(b.label.startswith("Run the sweep (2 runs)") for b in at.button)
 
 
 def test_compare_bad_url_clamped():

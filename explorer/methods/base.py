@@ -35,6 +35,12 @@ class Knob:
     max: float | None = None
     choices: list | None = None
     advanced: bool = False
+    label: str = ""  # what a page shows ("frozen share of A and B"); the name stays the URL / CLI key
+
+    @property
+    def shown(self) -> str:
+        """The human label (the name when none is set)."""
+        return self.label or self.name.replace("_", " ")
 
     def to_dict(self):
         return asdict(self)

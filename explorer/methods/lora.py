@@ -16,11 +16,13 @@ from ..targets import ALL_TYPES, head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
 
 KNOBS = [
-    Knob("rank", "int", 8, "rank r of B A", min=1, max=512),
-    Knob("alpha", "float", 16.0, "scale alpha (the update is multiplied by alpha / r)", min=0.0, max=4096.0),
-    Knob("targets", "multi", ["q", "v"], "target matrices", choices=ALL_TYPES),
-    Knob("dropout", "float", 0.0, "dropout on the adapter input", min=0.0, max=0.9, advanced=True),
-    Knob("seed", "int", 0, "seed for the random init of A", min=0, max=2**31 - 1),
+    Knob("rank", "int", 8, "rank r of B A", min=1, max=512, label="rank r"),
+    Knob("alpha", "float", 16.0, "scale alpha (the update is multiplied by alpha / r)", min=0.0, max=4096.0,
+         label="scale α"),
+    Knob("targets", "multi", ["q", "v"], "target matrices", choices=ALL_TYPES, label="target matrices"),
+    Knob("dropout", "float", 0.0, "dropout on the adapter input", min=0.0, max=0.9, advanced=True,
+         label="adapter dropout"),
+    Knob("seed", "int", 0, "seed for the random init of A", min=0, max=2**31 - 1, label="random seed"),
 ]
 DESCRIPTION = "Adds a trainable low-rank product B A (B starts at zero) to each target weight."
 PAPER = "arXiv 2106.09685"

@@ -23,13 +23,17 @@ from ..targets import ALL_TYPES, set_submodule
 from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
 KNOBS = [
-    Knob("rank", "int", 8, "rank r of B A", min=1, max=512),
-    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0),
-    Knob("targets", "multi", ["q", "v"], "target matrices", choices=ALL_TYPES),
-    Knob("freeze", "float", 0.5, "fraction of the entries of A and B frozen (0.5 in the paper)", min=0.0, max=0.99),
-    Knob("seed", "int", 0, "seed for the init and the masks", min=0, max=2**31 - 1),
+    Knob("rank", "int", 8, "rank r of B A", min=1, max=512, label="rank r"),
+    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0,
+         label="scale α"),
+    Knob("targets", "multi", ["q", "v"], "target matrices", choices=ALL_TYPES, label="target matrices"),
+    Knob("freeze", "float", 0.5, "fraction of the entries of A and B frozen (0.5 in the paper)", min=0.0, max=0.99,
+         label="frozen share of A and B"),
+    Knob("seed", "int", 0, "seed for the init and the masks", min=0, max=2**31 - 1,
+         label="random seed"),
     Knob("mask_mode", "choice", "fixed", "fixed: one mask drawn at init (default); per-step: redrawn after every "
-         "optimizer step (dropout-style variant)", choices=["fixed", "per-step"], advanced=True),
+         "optimizer step (dropout-style variant)", choices=["fixed", "per-step"], advanced=True,
+         label="frozen mask: fixed or redrawn"),
 ]
 DESCRIPTION = "LoRA in which a random half of the entries of A and B are frozen (only the rest are parameters)."
 PAPER = "arXiv 2403.08822"

@@ -34,20 +34,23 @@ SCORE_LABELS = {"abs-mean": "|mean| of the summed gradient (default)", "mean-abs
                 "l1": "L1 norm", "l2": "L2 norm"}
 
 KNOBS = [
-    Knob("targets", "multi", ["q", "k", "v"], "target matrices (q, k, v in the paper)", choices=ALL_TYPES),
+    Knob("targets", "multi", ["q", "k", "v"], "target matrices (q, k, v in the paper)", choices=ALL_TYPES,
+         label="target matrices"),
     Knob("block_size", "int", 0, "block size b (0 = auto: the largest of 256/64/32/16 that divides every target "
-         f"and leaves at least {MIN_AUTO_GRID} blocks in the smallest one)", min=0, max=4096),
+         f"and leaves at least {MIN_AUTO_GRID} blocks in the smallest one)", min=0, max=4096, label="block size b"),
     Knob("blocks", "int", 0, "number of blocks to train (0 = auto: about 1 % of all parameters, at most "
-         f"{AUTO_CAP:.0%} of the targets' blocks)", min=0, max=10_000_000),
+         f"{AUTO_CAP:.0%} of the targets' blocks)", min=0, max=10_000_000, label="number of blocks (0 = auto)"),
     Knob("density", "float", 0.0, "fraction of the target matrices to train, overrides blocks when > 0",
-         min=0.0, max=1.0),
-    Knob("score", "choice", "abs-mean", "block score", choices=SCORES),
+         min=0.0, max=1.0, label="density (overrides the number of blocks)"),
+    Knob("score", "choice", "abs-mean", "block score", choices=SCORES, label="block score"),
     Knob("selection", "choice", "global", "global top-n across all targets, or the same budget split evenly "
-         "per matrix", choices=["global", "per-matrix"]),
-    Knob("warmup_steps", "int", 100, "warm-up steps that sum the gradients", min=1, max=100_000),
+         "per matrix", choices=["global", "per-matrix"], label="top-n blocks taken"),
+    Knob("warmup_steps", "int", 100, "warm-up steps that sum the gradients", min=1, max=100_000,
+         label="warm-up steps"),
     Knob("warmup_mode", "choice", "full", "full: full fine-tuning during warm-up as in the public code; "
-         "gradient-only: weights unchanged (deviation)", choices=["full", "gradient-only"]),
-    Knob("seed", "int", 0, "seed (ties between equal scores are broken by position)", min=0, max=2**31 - 1),
+         "gradient-only: weights unchanged (deviation)", choices=["full", "gradient-only"], label="warm-up mode"),
+    Knob("seed", "int", 0, "seed (ties between equal scores are broken by position)", min=0, max=2**31 - 1,
+         label="random seed"),
 ]
 DESCRIPTION = "Scores gradient blocks during a warm-up, keeps the global top-n b x b blocks, trains only those."
 PAPER = "arXiv 2405.15525"

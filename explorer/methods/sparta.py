@@ -29,13 +29,13 @@ DEFAULT_DENSITY_CAP = 0.5  # the most of the target matrices the *default* budge
 
 KNOBS = [
     Knob("targets", "multi", ["v", "o"], "target matrices (attention value and output in the paper)",
-         choices=ALL_TYPES),
+         choices=ALL_TYPES, label="target matrices"),
     Knob("sparsity", "float", DEFAULT_SPARSITY, "paper's sparsity: the fraction of ALL model parameters that stay "
          "frozen, the trained classification head counted in the budget (0.99: 1 % train in total); "
-         "ignored when density > 0", min=0.0, max=1.0),
+         "ignored when density > 0", min=0.0, max=1.0, label="sparsity (of all parameters)"),
     Knob("density", "float", 0.0, "fraction of the entries of the target matrices to train, the head on top "
-         "(0 = use sparsity)", min=0.0, max=1.0),
-    Knob("seed", "int", 0, "seed for the random entries", min=0, max=2**31 - 1),
+         "(0 = use sparsity)", min=0.0, max=1.0, label="density (of the targets, 0 = use sparsity)"),
+    Knob("seed", "int", 0, "seed for the random entries", min=0, max=2**31 - 1, label="random seed"),
 ]
 DESCRIPTION = "Trains a random subset of single entries of the target weights as zero-initialised deltas."
 PAPER = "arXiv 2502.15975"

@@ -34,17 +34,19 @@ PRESETS = {
 
 KNOBS = [
     Knob("preset", "choice", "TL6", "a named combination (custom: use the switches below)",
-         choices=list(PRESETS) + ["custom"]),
-    Knob("rank", "int", 8, "rank r", min=1, max=512),
-    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0),
+         choices=list(PRESETS) + ["custom"], label="Tied-LoRA preset"),
+    Knob("rank", "int", 8, "rank r", min=1, max=512, label="rank r"),
+    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0,
+         label="scale α"),
     Knob("targets", "multi", ["q", "k", "v"], "target matrices (q, k, v are fused as in the paper)",
-         choices=ALL_TYPES),
-    Knob("tied", "bool", True, "one A and one B shared by all layers (custom preset only)"),
-    Knob("train_A", "bool", True, "A trained (custom preset only)"),
-    Knob("train_B", "bool", True, "B trained (custom preset only)"),
-    Knob("train_u", "bool", True, "u trained (custom preset only)"),
-    Knob("train_v", "bool", True, "v trained (custom preset only)"),
-    Knob("seed", "int", 0, "seed for the random init", min=0, max=2**31 - 1),
+         choices=ALL_TYPES, label="target matrices"),
+    Knob("tied", "bool", True, "one A and one B shared by all layers (custom preset only)",
+         label="A, B tied across layers"),
+    Knob("train_A", "bool", True, "A trained (custom preset only)", label="train A"),
+    Knob("train_B", "bool", True, "B trained (custom preset only)", label="train B"),
+    Knob("train_u", "bool", True, "u trained (custom preset only)", label="train u"),
+    Knob("train_v", "bool", True, "v trained (custom preset only)", label="train v"),
+    Knob("seed", "int", 0, "seed for the random init", min=0, max=2**31 - 1, label="random seed"),
 ]
 DESCRIPTION = "One low-rank A and B shared by all layers, with per-layer scaling vectors u and v."
 PAPER = "arXiv 2311.09578"

@@ -95,14 +95,19 @@ def test_default_page_computes_tiny_llama_and_every_control_moves():
     assert len(recs) == 2 and any(r.mode == "gradient-only" for r in recs.values())
     assert qp(at, "mode") == "gradient-only"
 
-    # block size: 16 and 32 are both valid for tiny-llama; the selection changes with it
+    # block size: 16 (auto: the largest that leaves >= 8 blocks in the smallest matrix) and 32 are both valid
+    # for tiny-llama; the selection changes with it
     sizes = at.select_slider(key="smt:b").options
-    assert "16" in sizes and "32" in sizes
+    assert "16" in sizes and "32" in sizes and v1["block_size"] == 16
+    at.select_slider(key="smt:b").set_value(32)
+    at.run()
+    v32 = wait_view(at)
+    assert v32["block_size"] == 32 and qp(at, "b") == "32"
+    assert sel_key(v32) != sel_key(v1)
     at.select_slider(key="smt:b").set_value(16)
     at.run()
     v16 = wait_view(at)
     assert v16["block_size"] == 16 and qp(at, "b") == "16"
-    assert sel_key(v16) != sel_key(v1)
 
     # number of blocks
     at.slider(key="smt:n").set_value(7)

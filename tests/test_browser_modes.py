@@ -101,7 +101,7 @@ SHOTS = [  # (name, URL path and query, an element that must be there, viewport 
     ("projector_home", "/?proj=1", '[data-testid="stPlotlyChart"]', 2600),
     ("projector_playground", "/Methods_playground?model=smollm2-135m&m1=lora-sp&m2=none&wt=v&layer=0&proj=1",
      '[data-testid="stPlotlyChart"]', 3000),
-    ("projector_fine_tune", "/Fine_tune?model=tiny-bert&method=lora&steps=40&bs=16&proj=1",
+    ("projector_fine_tune", "/Fine_tune?model=minilm&task=colour-shape-easy&method=lora&steps=60&bs=16&proj=1",
      '[data-testid="stButton"]', 3000),
 ]
 
@@ -119,7 +119,7 @@ def test_projector_screenshots(server, browser, name, path, wait_for, height):  
         assert not page_errors(page), page_errors(page)
         if name == "projector_fine_tune":  # a finished run: the live curves and metrics in projector mode
             page.get_by_role("button", name="Start").first.click()
-            page.get_by_text("Finished 40 steps", exact=False).first.wait_for(timeout=120_000)
+            page.get_by_text("Finished 60 steps", exact=False).first.wait_for(timeout=300_000)
             wait_idle(page, timeout=60)
             assert not page_errors(page), page_errors(page)
         # metric values are never cut off: each value's text fits its box

@@ -12,7 +12,7 @@ from explorer import memory_views as V
 from explorer.methods import METHODS
 
 PAGE = "mem"
-ui.page_setup("Memory calculator", "🧮")
+ui.page_setup("Memory calculator", ":material/calculate:")
 
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
@@ -159,9 +159,9 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
             c[3].metric("activations (largest)", V.fmt(max(r["activations_bytes"] for r in good), unit))
     for r in rows:
         if "error" in r:
-            st.warning(f"{r['label']}: n/a: {r['error']}", icon="⚠️")
+            st.warning(f"{r['label']}: n/a: {r['error']}", icon=":material/warning:")
     if not good:
-        st.info("No method to draw: pick at least one method that fits these settings.", icon="ℹ️")
+        st.info("No method to draw: pick at least one method that fits these settings.", icon=":material/info:")
         return
     left, right = st.columns([3, 2], gap="large")
     title = (f"{spec.name}, {V.PRECISION_LABELS[vals['prec']]}, batch {vals['batch']} × {vals['seq']} tokens"
@@ -299,7 +299,7 @@ def measured_section(vals: dict) -> None:
     st.subheader("Measured on this machine vs estimated")
     if name not in V.SMALL:
         st.info("Measurements need a model this machine can train: pick minilm, smollm2-135m, tiny-bert or "
-                "tiny-llama above to put measured bytes beside the estimates.", icon="ℹ️")
+                "tiny-llama above to put measured bytes beside the estimates.", icon=":material/info:")
         return
     cuda = torch.cuda.is_available()
     if not cuda and st.session_state.get(k("mdev")) == "cuda":
@@ -341,7 +341,7 @@ def measured_section(vals: dict) -> None:
         if not results:
             st.info("Press **Measure on this machine** to put measured bytes beside the estimates "
                     "(a few seconds for tiny models and minilm; results are kept per settings)." if methods else
-                    "Pick at least one method to measure.", icon="ℹ️")
+                    "Pick at least one method to measure.", icon=":material/info:")
             return
         rows = V.compare_rows(results)
         good = [r for r in rows if "error" not in r]
@@ -353,7 +353,7 @@ def measured_section(vals: dict) -> None:
                        f"{sum(r['seconds'] for r in good):.1f} s in all (cached per settings).")
     for r in rows:
         if "error" in r:
-            st.warning(f"{r['label']} was not measured: {r['error']}", icon="⚠️")
+            st.warning(f"{r['label']} was not measured: {r['error']}", icon=":material/warning:")
     if good:
         df = pd.DataFrame(V.compare_table(good, unit))
         cfg = {c: st.column_config.NumberColumn(format="%.5f") for c in df.columns if c.endswith(f"({unit})")}
@@ -379,13 +379,7 @@ def body():
                 "optimizer state and activations for each method on large published models or a shape of your "
                 "own; for the small models the **measured** bytes of a real training step sit beside the estimate.")
     schema = V.page_schema()
-    with st.sidebar:
-        st.subheader("Lesson presets")
-        pick = st.selectbox("Preset", ["—"] + list(V.PRESETS), key="mem_preset_pick", label_visibility="collapsed")
-        if pick != "—":
-            st.caption(V.PRESETS[pick].lesson)
-            if st.button("Load this preset", key="mem_preset_go", width="stretch"):
-                ui.apply_preset(V.PRESETS[pick].values, PAGE)
+    ui.preset_picker(V.PRESETS, PAGE, "mem")
     vals = ui.url_values(schema, PAGE)
     instr = bool(st.session_state.get("instructor"))
     settings_panel(vals, instr)
@@ -398,7 +392,7 @@ def body():
         return
     st.caption(spec_caption(spec))
     if not vals["methods"]:
-        st.info("Pick at least one method.", icon="ℹ️")
+        st.info("Pick at least one method.", icon=":material/info:")
     rows = V.estimate_rows(spec, vals)
     if rows:
         estimates_section(spec, vals, rows)

@@ -156,3 +156,28 @@ def test_default_fine_tune_run_learns(server, browser):  # noqa: F811
         screenshot(page, "fine_tune_default_run")
     finally:
         ctx.close()
+
+
+def _memory_presets():
+    from explorer.memory_views import PRESETS
+
+    return PRESETS
+
+
+@pytest.mark.parametrize("name", list(_memory_presets()))
+def test_memory_calculator_preset_from_a_fresh_session(server, browser, name):  # noqa: F811
+    p = _memory_presets()[name]
+    ctx, page = fresh_page(browser, 2600)
+    try:
+        page.goto(f"{server}/Memory_calculator", wait_until="domcontentloaded", timeout=30_000)
+        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=90_000)
+        wait_idle(page)
+        load_preset(page, name)
+        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=90_000)
+        wait_idle(page, timeout=120)
+        assert not page_errors(page), (name, page_errors(page))
+        for key in ("model", "prec", "batch", "seq"):  # the preset's settings are what the page now holds
+            if key in p.values:
+                assert re.search(rf"[?&]{key}={re.escape(str(p.values[key]))}(&|$)", page.url), (key, page.url)
+    finally:
+        ctx.close()

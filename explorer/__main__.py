@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-SUBCOMMAND_MODULES = ["explorer.cli_core", "explorer.cli_train", "explorer.cli_smt"]
+SUBCOMMAND_MODULES = ["explorer.cli_core", "explorer.cli_train", "explorer.cli_smt", "explorer.claims.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

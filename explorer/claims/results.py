@@ -1,0 +1,69 @@
+"""The shipped results (``assets/claims/<claim>.json``): load, validate, list (pure Python)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import DataError
+from . import specs
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSETS = ROOT / "assets" / "claims"
+
+
+def path_for(name: str, folder: Path | None = None) -> Path:
+    return Path(folder or ASSETS) / f"{name}.json"
+
+
+def load(name: str, folder: Path | None = None) -> dict | None:
+    """A claim's results document, or None when it has not been run; a broken file raises DataError."""
+    p = path_for(name, folder)
+    if not p.exists():
+        return None
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{p.name}: not a readable results file ({e.__class__.__name__})") from None
+    if not isinstance(doc, dict) or doc.get("claim") != name or "records" not in doc:
+        raise DataError(f"{p.name}: not a claims-lab results file for '{name}'")
+    return doc
+
+
+def _num(x, nd=4):
+    return None if x is None else round(float(x), nd)
+
+
+def brief(name: str, folder: Path | None = None) -> dict:
+    """One claim's verdict and the numbers behind it (for ``python -m explorer claims --json``)."""
+    exp = specs.EXPERIMENTS[name]
+    p = path_for(name, folder)
+    out = dict(claim=name, title=exp.title, statement=exp.claim, source=exp.source, results_file=str(p))
+    try:
+        doc = load(name, folder)
+    except DataError as e:
+        return dict(out, verdict=None, error=str(e))
+    if doc is None:
+        return dict(out, verdict=None, error="not run yet: python -m explorer claims --run " + name)
+    arms = [dict(arm=a["arm"], label=a["label"], n=len(a["accuracy"]), mean=_num(a["mean"]),
+                 ci95=[_num(a["lo"]), _num(a["hi"])], adapter_params=a["adapter_params"]) for a in doc["arms"]]
+    tests = []
+    for t in doc["tests"]:
+        row = dict(test=t["label"], verdict=t["verdict"], rule=t.get("rule"))
+        if "diff" in t:
+            row.update(diff=_num(t["diff"]), ci95=[_num(t["lo"]), _num(t["hi"])])
+        if "slope_b" in t:
+            row.update(slope_b=_num(t["slope_b"]["slope"]), slope_b_ci95=[_num(t["slope_b"]["lo"]), _num(t["slope_b"]["hi"])],
+                       slope_a=_num(t["slope_a"]["slope"]), slope_a_ci95=[_num(t["slope_a"]["lo"]), _num(t["slope_a"]["hi"])],
+                       slope_diff_ci95=[_num(t["slope_diff"]["lo"]), _num(t["slope_diff"]["hi"])])
+        if t.get("kind") == "above" and t.get("mean") is not None:
+            row.update(mean=_num(t["mean"]), ci95=[_num(t["lo"]), _num(t["hi"])], level=_num(t["level"]))
+        if t.get("note"):
+            row["note"] = t["note"]
+        tests.append(row)
+    return dict(out, verdict=doc.get("verdict"), size=doc.get("size"), settings=doc.get("settings"),
+                commit=doc.get("commit"), arms=arms, tests=tests)
+
+
+def all_briefs(folder: Path | None = None) -> list[dict]:
+    return [brief(n, folder) for n in specs.NAMES]

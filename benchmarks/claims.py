@@ -22,13 +22,14 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="*", help="claims to run (default: all)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=None)
+    p.add_argument("--cache", default=None, help="folder of finished runs to reuse (resume an interrupted suite)")
     a = p.parse_args(argv)
     from explorer.__main__ import main as explorer_main
 
     names = a.names or ["all"]
     rc = 0
     for n in names:
-        args = ["claims", "--run", n] + (["--quick"] if a.quick else []) + (["--out", a.out] if a.out else [])
+        args = ["claims", "--run", n] + (["--quick"] if a.quick else []) + (["--out", a.out] if a.out else []) + (["--cache", a.cache] if a.cache else [])
         rc = explorer_main(args) or rc
     return rc
 

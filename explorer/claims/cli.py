@@ -23,6 +23,9 @@ def add_parser(sub):
                                                         "verdicts then mean nothing)")
     p.add_argument("--out", default=None, help="folder for the results files (default: assets/claims; the "
                                                "quick size writes <name>.quick.json there)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="keep each finished run's record here and reuse it when the same run is asked again "
+                        "(resumes an interrupted suite; the key is the run's whole configuration)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -54,7 +57,7 @@ def run(args) -> int:
                     print(f"[{n} {i}/{total}] {label}: {rec['status']}"
                           + (f", accuracy {acc:.3f}" if acc is not None else f" ({rec.get('message')})")
                           + (" (reused)" if rec.get("reused") else ""), file=sys.stderr, flush=True)
-            doc = runner.run_claim(n, size=size, cache=cache, progress=progress,
+            doc = runner.run_claim(n, size=size, cache=cache, progress=progress, cache_dir=args.cache,
                                    command=f"python -m explorer claims --run {args.run}" + (" --quick" if args.quick else ""))
             suffix = ".quick.json" if args.quick else ".json"
             path = runner.write(doc, f"{folder}/{n}{suffix}")

@@ -105,12 +105,37 @@ def finish(doc: dict, exp: specs.Experiment, records: list[dict]) -> dict:
     return doc
 
 
+def _disk_get(folder, key: str):
+    import hashlib
+
+    if not folder:
+        return None
+    p = Path(folder) / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+    try:
+        d = json.loads(p.read_text())
+        return d["record"] if d.get("key") == key else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _disk_put(folder, key: str, rec: dict) -> None:
+    import hashlib
+
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    p = Path(folder) / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+    p.write_text(json.dumps(dict(key=key, record=rec), default=str))
+
+
 def run_claim(name: str, size: str = "full", cache: dict | None = None, progress=None, command: str | None = None,
-              loaded=None) -> dict:
+              loaded=None, cache_dir: str | os.PathLike | None = None) -> dict:
     """Train every (arm, seed) of a claim and return its results document.
 
     ``cache`` (a dict shared across claims) reuses a run whose TrainConfig is identical (LoRA rank 8 on q, v
-    is an arm of three claims); ``progress(i, n, label, record)`` is called after each run.
+    is an arm of three claims); ``cache_dir`` keeps every finished run's record on disk under a hash of its
+    full TrainConfig, so an interrupted suite resumes where it stopped; ``progress(i, n, label, record)`` is
+    called after each run.
     """
     import torch
 
@@ -120,12 +145,17 @@ def run_claim(name: str, size: str = "full", cache: dict | None = None, progress
     records = []
     cache = {} if cache is None else cache
     t0 = time.perf_counter()
-    if loaded is None and items:
+    if loaded is None and any(cfg_key(c) not in cache and _disk_get(cache_dir, cfg_key(c)) is None
+                              for *_, c in items):
         loaded, _task = load_for(items[0][3])  # once per claim (train() takes a private copy per run)
     for i, (label, arm, seed, cfg) in enumerate(items, 1):
         key = cfg_key(cfg)
+        on_disk = None if key in cache else _disk_get(cache_dir, key)
         if key in cache:
             rec = dict(cache[key], arm=arm.key, reused=True)
+        elif on_disk is not None:
+            rec = dict(on_disk, arm=arm.key, reused=True)
+            cache[key] = on_disk
         else:
             torch.manual_seed(seed)
             res = train(cfg, loaded=loaded)
@@ -133,6 +163,7 @@ def run_claim(name: str, size: str = "full", cache: dict | None = None, progress
             res.adapter = None
             if rec["status"] == "finished":
                 cache[key] = rec
+                _disk_put(cache_dir, key, rec)
         records.append(rec)
         if progress:
             progress(i, len(items), label, rec)

@@ -13,13 +13,13 @@ from . import analysis, runner, specs
 FINE_TUNE_PATH = "Fine_tune"  # Streamlit's URL path of pages/2_Fine_tune.py
 
 
-def finetune_params(exp: specs.Experiment, arm: specs.Arm, seed: int, size: str = "full") -> dict[str, str]:
+def finetune_params(exp: specs.Experiment, arm: specs.Arm, seed: int, size: "str | specs.Size" = "full") -> dict[str, str]:
     """The Fine-tune page's URL keys for one (arm, seed) run: model, task, method, steps, lr, bs, seed and
     every knob as ``k_<knob>`` (encoded by the page's own schema, so the page reads back the same values)."""
     from ..methods import METHODS
     from ..urlstate import Schema, knob_fields
 
-    cfg = runner.config_for(exp, arm, seed, specs.size(size))
+    cfg = runner.config_for(exp, arm, seed, specs.size(size) if isinstance(size, str) else size)
     out = dict(model=cfg.model, src="built-in", task=cfg.task, method=cfg.method, steps=str(cfg.steps),
                lr=repr(float(cfg.resolved_lr())), bs=str(cfg.batch_size), seed=str(cfg.seed))
     schema = Schema(knob_fields(METHODS[cfg.method].knobs, prefix="k_"))
@@ -27,7 +27,7 @@ def finetune_params(exp: specs.Experiment, arm: specs.Arm, seed: int, size: str 
     return out
 
 
-def finetune_link(exp: specs.Experiment, arm: specs.Arm, seed: int, size: str = "full") -> str:
+def finetune_link(exp: specs.Experiment, arm: specs.Arm, seed: int, size: "str | specs.Size" = "full") -> str:
     return f"{FINE_TUNE_PATH}?{urlencode(finetune_params(exp, arm, seed, size), safe=',')}"
 
 

@@ -80,7 +80,8 @@ def live_controls(name: str) -> None:
     lr = lives.get(name)
     c = st.columns([2, 2, 5], vertical_alignment="bottom")
     size = c[0].selectbox("Re-run size", list(specs.SIZES), key=f"claims_size_{name}",
-                          help="full: the shipped experiment (3 seeds per arm; tens of minutes on a CPU server). "
+                          help=f"full: the shipped experiment ({len(specs.SIZES['full'].seeds)} seeds per arm; tens "
+                               "of minutes on a CPU server). "
                                "quick: a few steps per run, to see the machinery (its verdicts mean nothing).")
     busy = lr is not None and not lr.done
     if busy:
@@ -116,12 +117,12 @@ def card_body(name: str, shipped: dict | None, error: str | None) -> None:
 def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
     exp = specs.get(name)
     lr = st.session_state.get(LIVE_KEY, {}).get(name)
-    doc, size = shipped, (shipped or {}).get("size", "full")
+    doc = shipped
     if lr is not None:
         snap = lr.document()
         show = st.radio("Show", ["this re-run", "shipped results"], horizontal=True, key=f"claims_show_{name}")
         if show == "this re-run":
-            doc, size = snap, lr.size
+            doc = snap
             live = snap["live"]
             if not lr.done:
                 lr.sweep.heartbeat()
@@ -152,8 +153,8 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
             st.markdown(f"- **The claim**: {doc.get('rule', S.rule_text('all'))}")
             st.caption("A = the reference arm, B = the arm the claim is about; 95 % intervals over seeds.")
     arms_table(doc)
-    st.caption("Each link opens the Fine-tune page with that arm's exact settings (same seed, same batches); the "
-               "page scores on 200 held-out sentences, this lab on all of them, so its figure differs slightly. "
+    st.caption("Each link opens the Fine-tune page with that arm's exact settings: same seed, same batches, same "
+               "held-out sentences, so on a CPU its final accuracy is this table's figure for that seed. "
                "Runs of a live re-run also appear on the Compare page.")
     ran = specs.from_dict(doc["experiment"])  # the experiment as the results file records it
     with st.expander("Caveats of scale, and how this was run"):

@@ -273,3 +273,24 @@ def test_cli_bad_name_is_one_line():
     r = cli("claims", "--run", "nope")
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "unknown claim 'nope'" in r.stderr
+
+
+def test_page_evaluations_and_memory_account_do_not_change_a_run():
+    """The Fine-tune page evaluates along the way and measures memory; the lab evaluates once at the end without
+    the byte account.  Neither may change the run, or a card's link would not reproduce its figure."""
+    import dataclasses
+
+    import torch
+
+    from explorer.claims import runner
+
+    torch.set_num_threads(1)
+    exp = specs.get("sparta")
+    cfg = runner.config_for(exp, exp.arm("sparta-vo"), 1, specs.SIZES["quick"])
+    a = runner.train(cfg)
+    b = runner.train(dataclasses.replace(cfg, eval_every=1, measure_memory=True))
+    assert a.summary["status"] == b.summary["status"] == "finished"
+    assert a.summary["final_accuracy"] == b.summary["final_accuracy"]
+    la = [r["loss"] for r in a.records if "loss" in r]
+    lb = [r["loss"] for r in b.records if "loss" in r]
+    assert la == lb and len(la) == cfg.steps

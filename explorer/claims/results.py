@@ -38,7 +38,11 @@ def brief(name: str, folder: Path | None = None) -> dict:
     """One claim's verdict and the numbers behind it (for ``python -m explorer claims --json``)."""
     exp = specs.EXPERIMENTS[name]
     p = path_for(name, folder)
-    out = dict(claim=name, title=exp.title, statement=exp.claim, source=exp.source, results_file=str(p))
+    try:
+        shown = str(p.resolve().relative_to(ROOT))  # relative to the repository when it lies inside it
+    except ValueError:
+        shown = str(p)
+    out = dict(claim=name, title=exp.title, statement=exp.claim, source=exp.source, results_file=shown)
     try:
         doc = load(name, folder)
     except DataError as e:

@@ -211,6 +211,10 @@ def test_quick_claim_end_to_end(tmp_path):
         assert key in back, key
     assert back["versions"]["torch"] and back["experiment"]["paper_figure"] and back["experiment"]["caveats"]
     assert R.load("lora-sp", tmp_path)["verdict"] == doc["verdict"]
+    md = R.markdown_table(tmp_path).splitlines()
+    assert md[2].startswith(f"| **lora-sp**: {doc['verdict']} | {t['label']} |")
+    assert f"{100 * t['diff']:+.1f} points [{100 * t['lo']:+.1f}, {100 * t['hi']:+.1f}]" in md[2]
+    assert sum("| not run |" in line for line in md) == len(specs.NAMES) - 1
 
 
 def test_broken_results_file_is_one_line(tmp_path):

@@ -2,6 +2,7 @@
 
     python -m explorer claims                       # one line per claim: verdict and results file
     python -m explorer claims --json                # every claim with its verdict, numbers and results file
+    python -m explorer claims --markdown            # the same as a markdown table
     python -m explorer claims --run lora-sp         # run one claim (3 seeds per arm) and write its results
     python -m explorer claims --run all --quick     # the whole suite at the quick size (machinery check)
 """
@@ -17,6 +18,8 @@ def add_parser(sub):
                                       "(seeds, error bars, computed verdicts)")
     p.add_argument("--json", action="store_true", help="print every claim with its verdict, the numbers behind it "
                                                        "and the path of its results file, as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the verdicts and their numbers as a markdown "
+                                                           "table (the README's)")
     p.add_argument("--run", metavar="NAME", default=None,
                    help="run a claim's experiment and write its results (NAME: lora-sp, tied-lora, smt, sparta, all)")
     p.add_argument("--quick", action="store_true", help="the quick size (a few steps: checks the machinery; the "
@@ -62,6 +65,9 @@ def run(args) -> int:
             suffix = ".quick.json" if args.quick else ".json"
             path = runner.write(doc, f"{folder}/{n}{suffix}")
             print(f"{n}: {doc['verdict']} -> {path}", flush=True)
+        return 0
+    if args.markdown:
+        print(results.markdown_table())
         return 0
     briefs = results.all_briefs()
     if args.json:

@@ -71,3 +71,39 @@ def brief(name: str, folder: Path | None = None) -> dict:
 
 def all_briefs(folder: Path | None = None) -> list[dict]:
     return [brief(n, folder) for n in specs.NAMES]
+
+
+def _pts(x) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def markdown_table(folder: Path | None = None) -> str:
+    """The verdicts and the numbers behind them as a markdown table (for the README), from the shipped results."""
+    lines = ["| claim | part | measured (95 % interval over seeds) | verdict |", "|---|---|---|---|"]
+    for name in specs.NAMES:
+        try:
+            doc = load(name, folder)
+        except DataError as e:
+            lines.append(f"| {name} | | {e} | |")
+            continue
+        if doc is None:
+            lines.append(f"| {name} | | not run | |")
+            continue
+        arms = {a["arm"]: a for a in doc["arms"]}
+        for i, t in enumerate(doc["tests"]):
+            if t.get("verdict") is None:
+                measured = t.get("note") or ""
+            elif "diff" in t:
+                a, b = arms.get(t["a"]), arms.get(t["b"])
+                measured = (f"{b['label']} {b['mean']:.3f} vs {a['label']} {a['mean']:.3f}: "
+                            f"{_pts(t['diff'])} points [{_pts(t['lo'])}, {_pts(t['hi'])}]")
+            elif "slope_b" in t:
+                sb, sa, sd = t["slope_b"], t["slope_a"], t["slope_diff"]
+                measured = (f"accuracy per doubling of the budget: {t['b']} {_pts(sb['slope'])} points "
+                            f"[{_pts(sb['lo'])}, {_pts(sb['hi'])}], {t['a']} {_pts(sa['slope'])} "
+                            f"[{_pts(sa['lo'])}, {_pts(sa['hi'])}]; difference [{_pts(sd['lo'])}, {_pts(sd['hi'])}]")
+            else:
+                measured = f"share {t['mean']:.2f} [{t['lo']:.2f}, {t['hi']:.2f}] vs {t['level']:.2f}"
+            head = f"**{name}**: {doc['verdict']}" if i == 0 else ""
+            lines.append(f"| {head} | {t['label']} | {measured} | {t['verdict'] or 'waiting'} |")
+    return "\n".join(lines)

@@ -72,7 +72,12 @@ def verdict_box(doc: dict) -> None:
         st.info("Verdict: waiting for seeds.", icon=":material/hourglass_top:")
         return
     box, icon = VERDICT_BOX[v]
-    box(f"**Verdict: {v}**", icon=icon)
+    n = len({r["seed"] for r in doc.get("records", []) if r.get("status") == "finished"})
+    box(f"**Verdict: {v}**" + (f" ({n} seeds per arm)" if n else ""), icon=icon)
+    first = doc.get("first_seeds")
+    if first and first.get("verdict"):
+        st.caption(f"The same rules on the first {len(first['seeds'])} seeds only: {first['verdict']} "
+                   f"({'; '.join(str(t['verdict']) for t in first['tests'])}).")
 
 
 def live_controls(name: str) -> None:

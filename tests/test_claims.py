@@ -212,9 +212,26 @@ def test_quick_claim_end_to_end(tmp_path):
     assert back["versions"]["torch"] and back["experiment"]["paper_figure"] and back["experiment"]["caveats"]
     assert R.load("lora-sp", tmp_path)["verdict"] == doc["verdict"]
     md = R.markdown_table(tmp_path).splitlines()
-    assert md[2].startswith(f"| **lora-sp**: {doc['verdict']} | {t['label']} |")
+    assert md[2].startswith(f"| **lora-sp** ({len(sz.seeds)} seeds): {doc['verdict']} | {t['label']} |")
     assert f"{100 * t['diff']:+.1f} points [{100 * t['lo']:+.1f}, {100 * t['hi']:+.1f}]" in md[2]
     assert sum("| not run |" in line for line in md) == len(specs.NAMES) - 1
+
+
+def test_first_three_seeds_are_judged_beside_all_seeds():
+    from explorer.claims import runner
+
+    exp = specs.get("sparta")
+    # seeds 0-2: Wv/Wo 6 points below LoRA (does not hold); seeds 3-4 far above: all 5 seeds straddle
+    lora = recs("lora-r8-qv", A3 + [0.91, 0.91])
+    vo = recs("sparta-vo", shifted(-0.06) + [0.99, 0.99])
+    qk = recs("sparta-qk", A3 + [0.91, 0.91])
+    doc = runner.finish({}, exp, lora + vo + qk)
+    first = {t["key"]: t for t in doc["first_seeds"]["tests"]}
+    assert doc["first_seeds"]["seeds"] == [0, 1, 2]
+    assert first["competes"]["verdict"] == S.FAILS  # hi = -0.06 + 0.0227 < -0.02 (derived above)
+    assert first["competes"]["lo"] == pytest.approx(-0.06 - HALF_EQ, abs=1e-6)
+    assert doc["tests"][0]["verdict"] == S.verdict_noninferior(A3 + [0.91, 0.91], shifted(-0.06) + [0.99, 0.99])["verdict"]
+    assert "first_seeds" not in runner.finish({}, exp, [r for r in lora + vo + qk if r["seed"] < 3])
 
 
 def test_broken_results_file_is_one_line(tmp_path):

@@ -79,17 +79,20 @@ def _pts(x) -> str:
 
 def markdown_table(folder: Path | None = None) -> str:
     """The verdicts and the numbers behind them as a markdown table (for the README), from the shipped results."""
-    lines = ["| claim | part | measured (95 % interval over seeds) | verdict |", "|---|---|---|---|"]
+    lines = ["| claim | part | measured (95 % interval over seeds) | verdict | with the first 3 seeds |",
+             "|---|---|---|---|---|"]
     for name in specs.NAMES:
         try:
             doc = load(name, folder)
         except DataError as e:
-            lines.append(f"| {name} | | {e} | |")
+            lines.append(f"| {name} | | {e} | | |")
             continue
         if doc is None:
-            lines.append(f"| {name} | | not run | |")
+            lines.append(f"| {name} | | not run | | |")
             continue
         arms = {a["arm"]: a for a in doc["arms"]}
+        first = {t["key"]: t for t in (doc.get("first_seeds") or {}).get("tests", [])}
+        n = len(doc.get("settings", {}).get("seeds") or [])
         for i, t in enumerate(doc["tests"]):
             if t.get("verdict") is None:
                 measured = t.get("note") or ""
@@ -104,6 +107,9 @@ def markdown_table(folder: Path | None = None) -> str:
                             f"[{_pts(sa['lo'])}, {_pts(sa['hi'])}]; difference [{_pts(sd['lo'])}, {_pts(sd['hi'])}]")
             else:
                 measured = f"share {t['mean']:.2f} [{t['lo']:.2f}, {t['hi']:.2f}] vs {t['level']:.2f}"
-            head = f"**{name}**: {doc['verdict']}" if i == 0 else ""
-            lines.append(f"| {head} | {t['label']} | {measured} | {t['verdict'] or 'waiting'} |")
+            head = f"**{name}** ({n} seeds): {doc['verdict']}" if i == 0 else ""
+            f3 = first.get(t["key"])
+            f3 = (f"{f3['verdict']} [{_pts(f3['lo'])}, {_pts(f3['hi'])}]" if f3 and f3.get("lo") is not None
+                  else (f3 or {}).get("verdict") or "—")
+            lines.append(f"| {head} | {t['label']} | {measured} | {t['verdict'] or 'waiting'} | {f3} |")
     return "\n".join(lines)

@@ -109,7 +109,11 @@ def markdown_table(folder: Path | None = None) -> str:
                 measured = f"share {t['mean']:.2f} [{t['lo']:.2f}, {t['hi']:.2f}] vs {t['level']:.2f}"
             head = f"**{name}** ({n} seeds): {doc['verdict']}" if i == 0 else ""
             f3 = first.get(t["key"])
-            f3 = (f"{f3['verdict']} [{_pts(f3['lo'])}, {_pts(f3['hi'])}]" if f3 and f3.get("lo") is not None
-                  else (f3 or {}).get("verdict") or "—")
+            if f3 and f3.get("lo") is not None:
+                ci = (f"[{f3['lo']:.2f}, {f3['hi']:.2f}]" if t.get("kind") == "above"
+                      else f"[{_pts(f3['lo'])}, {_pts(f3['hi'])}] points")
+                f3 = f"{f3['verdict']} {ci}"
+            else:
+                f3 = (f3 or {}).get("verdict") or "—"
             lines.append(f"| {head} | {t['label']} | {measured} | {t['verdict'] or 'waiting'} | {f3} |")
     return "\n".join(lines)

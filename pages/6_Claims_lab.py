@@ -151,12 +151,12 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
             st.caption("The chart appears when the first seed of an arm finishes.")
     with right:
         verdict_box(doc)
-        st.dataframe(tests_table(doc), hide_index=True, use_container_width=True)
         with st.expander("The rule"):
             for t in doc["tests"]:
                 st.markdown(f"- **{t['label']}**: {t.get('rule', '')}")
             st.markdown(f"- **The claim**: {doc.get('rule', S.rule_text('all'))}")
             st.caption("A = the reference arm, B = the arm the claim is about; 95 % intervals over seeds.")
+    st.dataframe(tests_table(doc), hide_index=True, use_container_width=True)
     arms_table(doc)
     st.caption("Each link opens the Fine-tune page with that arm's exact settings: same seed, same batches, same "
                "held-out sentences, so on a CPU its final accuracy is this table's figure for that seed. "

@@ -3,6 +3,8 @@ its 95 % t-interval as the error bar, every seed as a small dot."""
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]
@@ -38,6 +40,11 @@ def claim_figure(doc: dict, height: int = 380) -> go.Figure:
             fig.add_trace(go.Scatter(x=sx, y=sy, mode="markers", name=f"{g} (seeds)", showlegend=False,
                                      marker=dict(size=5, color=colour, opacity=0.45, symbol="circle-open"),
                                      hovertext=st, hoverinfo="text"))
+    xs_all = [a["adapter_params"] for a in arms if a.get("adapter_params") and a.get("mean") is not None]
+    if xs_all:  # a little room left and right of the extreme arms (log axis: in decades)
+        lo, hi = math.log10(min(xs_all)), math.log10(max(xs_all))
+        pad = max(0.12, 0.08 * (hi - lo))
+        fig.update_xaxes(range=[lo - pad, hi + pad])
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis=dict(title="trainable adapter parameters (classification head not counted)",
                                  type="log"),

@@ -13,7 +13,7 @@ import os
 import sys
 
 SUBCOMMAND_MODULES = ["explorer.cli_core", "explorer.cli_train", "explorer.cli_smt", "explorer.cli_memory",
-                      "explorer.cli_prepare"]
+                      "explorer.cli_prepare", "explorer.claims.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

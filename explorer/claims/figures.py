@@ -1,0 +1,53 @@
+"""Charts of the claims lab (plotly, no Streamlit): accuracy against trainable parameters, mean over seeds with
+its 95 % t-interval as the error bar, every seed as a small dot."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]
+
+
+def claim_figure(doc: dict, height: int = 380) -> go.Figure:
+    """``doc``: a results document (or the live partial one): its ``arms`` summaries and ``records``."""
+    arms = doc.get("arms") or []
+    groups: dict[str, list[dict]] = {}
+    for a in arms:
+        groups.setdefault(a["group"], []).append(a)
+    fig = go.Figure()
+    for i, (g, items) in enumerate(groups.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        items = sorted([a for a in items if a.get("adapter_params")], key=lambda a: a["adapter_params"])
+        xs = [a["adapter_params"] for a in items if a["mean"] is not None]
+        ys = [a["mean"] for a in items if a["mean"] is not None]
+        err = [a["half"] or 0.0 for a in items if a["mean"] is not None]
+        texts = [f"{a['label']}<br>mean {a['mean']:.3f} over {len(a['accuracy'])} seeds"
+                 + (f"<br>95 % CI [{a['lo']:.3f}, {a['hi']:.3f}]" if a["lo"] is not None else "")
+                 + f"<br>{a['adapter_params']:,} adapter parameters" for a in items if a["mean"] is not None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) > 1 else "markers", name=g,
+                                 marker=dict(size=10, color=colour), line=dict(color=colour),
+                                 error_y=dict(type="data", array=err, visible=True, thickness=1.5, width=6),
+                                 hovertext=texts, hoverinfo="text"))
+        sx, sy, st = [], [], []
+        for a in items:
+            for s, acc in zip(a.get("seeds") or [], a["accuracy"]):
+                sx.append(a["adapter_params"])
+                sy.append(acc)
+                st.append(f"{a['label']} · seed {s}: {acc:.3f}")
+        if sx:
+            fig.add_trace(go.Scatter(x=sx, y=sy, mode="markers", name=f"{g} (seeds)", showlegend=False,
+                                     marker=dict(size=5, color=colour, opacity=0.45, symbol="circle-open"),
+                                     hovertext=st, hoverinfo="text"))
+    xs_all = [a["adapter_params"] for a in arms if a.get("adapter_params") and a.get("mean") is not None]
+    if xs_all:  # a little room left and right of the extreme arms (log axis: in decades)
+        lo, hi = math.log10(min(xs_all)), math.log10(max(xs_all))
+        pad = max(0.12, 0.08 * (hi - lo))
+        fig.update_xaxes(range=[lo - pad, hi + pad])
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(title="trainable adapter parameters (classification head not counted)",
+                                 type="log"),
+                      yaxis=dict(title="held-out accuracy", tickformat=".0%"),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig

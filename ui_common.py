@@ -69,6 +69,7 @@ PAGES = [  # (path, label, icon) for links; pages that are not there yet are ski
     ("pages/3_Compare.py", "Compare", ":material/leaderboard:"),
     ("pages/4_Memory_calculator.py", "Memory calculator", ":material/calculate:"),
     ("pages/5_SMT_block_inspector.py", "SMT block inspector", ":material/grid_view:"),
+    ("pages/7_Class_board.py", "Class board", ":material/groups:"),
 ]
 MODEL_CHOICES = ["minilm", "smollm2-135m", "tiny-bert", "tiny-llama"]
 # config-only models (published config.json values, no weights): built on the meta device, inspected, never trained

@@ -107,7 +107,8 @@ def board_panel(tpl, x: str = "trainable", key: str = "board") -> None:
         st.markdown(f"**{len(entries)}** run{'s' if len(entries) != 1 else ''} shared by the room"
                     + (f", on {n_models} model/task pairs" if n_models > 1 else "") +
                     ". Each dot is one participant's run; the dotted lines join each method's mean at each budget. "
-                    "Share one of yours with the button above the charts.")
+                    "Share one of your finished runs from \"Share a run to the class board\" under the table above, "
+                    "or from the Fine-tune page.")
         page_link()
     with left:
         if entries:

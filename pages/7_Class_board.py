@@ -187,7 +187,8 @@ def body():
                    "account's largest step (weights + gradients + optimizer state + activations).")
         table(rows)
     else:
-        st.info("Nothing shared yet. Finish a run on **Fine-tune** (or a sweep on **Compare**) and press "
+        st.info((f"Nothing shown ({n_hidden} hidden by the instructor). " if n_hidden else "Nothing shared yet. ") +
+                "Finish a run on **Fine-tune** (or a sweep on **Compare**) and press "
                 "**Share to the class board** there or below.", icon=":material/groups:")
     with st.expander("Share one of your runs", expanded=not entries):
         UB.share_picker(hist, "board")

@@ -115,6 +115,14 @@ def test_clear_refused_without_token_accepted_with_it(hist, monkeypatch):
     at.text_input(key="board_token").input(TOKEN).run()
     at.button(key="board_unlock").click().run()
     no_problem(at)
+    [eid] = [e["id"] for e in board_entries()]
+    at.multiselect(key="board_to_hide").set_value([eid]).run()
+    at.button(key="board_hide").click().run()
+    assert [e["hidden"] for e in board_entries()] == [True]
+    assert any("Nothing shown (1 hidden by the instructor)" in i.value for i in at.info)  # hidden entries leave the chart and the table
+    at.multiselect(key="board_to_show").set_value([eid]).run()
+    at.button(key="board_show").click().run()
+    assert [e["hidden"] for e in board_entries()] == [False] and list(at.dataframe[0].value["name"]) == ["Bob"]
     assert at.button(key="board_clear").disabled  # until the confirmation box is ticked
     at.checkbox(key="board_confirm").check().run()
     at.button(key="board_clear").click().run()

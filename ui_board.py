@@ -60,20 +60,31 @@ def share_control(entry, prefix: str) -> None:
         why = None
     except B.BoardError as exc:
         why = str(exc)
-    done = why is None and b.is_shared(who(), entry.id)
+    if why:
+        st.caption(f"Class board: {why}.")
+        return
+    msg = st.session_state.get(f"{prefix}_board_msg")
+    msg = msg if msg and msg[2] == entry.id else None
+    if b.is_shared(who(), entry.id):  # shared once from this session: say so, no second button
+        c = st.columns([3, 2], vertical_alignment="center")
+        if msg and msg[0] == "ok":
+            c[0].success(msg[1])
+        else:
+            c[0].caption(f"{entry.id} is on the class board.")
+        if prefix != "board":
+            with c[1]:
+                page_link("See it on the class board")
+        return
     c = st.columns([3, 2], vertical_alignment="bottom")
     c[0].text_input("Your name on the class board", key=f"{prefix}_board_name", placeholder=B.ANONYMOUS,
-                    max_chars=B.MAX_NAME, disabled=bool(why) or done,
+                    max_chars=B.MAX_NAME,
                     help="blank: anonymous. Letters, digits, spaces and - . ' ! ? , only. The board keeps the name, "
                          "method, model, task, knobs, trainable parameters, final accuracy, peak memory and steps")
-    c[1].button("On the class board" if done else "Share to the class board", key=f"{prefix}_board_share",
-                icon=":material/groups:", disabled=bool(why) or done, on_click=_share, args=(entry, prefix),
-                width="stretch", help="opt-in: the whole room sees this run's dot on the class board")
-    msg = st.session_state.get(f"{prefix}_board_msg")
-    if msg and msg[2] == entry.id:
+    c[1].button("Share to the class board", key=f"{prefix}_board_share", icon=":material/groups:",
+                on_click=_share, args=(entry, prefix), width="stretch",
+                help="opt-in: the whole room sees this run's dot on the class board")
+    if msg:
         (st.success if msg[0] == "ok" else st.error)(msg[1])
-    elif why:
-        st.caption(f"Class board: {why}.")
 
 
 def share_picker(hist, prefix: str) -> None:

@@ -79,7 +79,7 @@ def test_share_from_history_then_seen_on_the_board(hist):
     df = at.dataframe[0].value
     assert list(df["name"]) == ["Ada Lovelace"] and list(df["trainable params"]) == [s["trainable_params"]]
     assert abs(df["final accuracy (%)"][0] - 100 * s["final_accuracy"]) < 1e-9
-    assert at.button(key="board_board_share").disabled  # shared once: the button says so
+    assert not [b for b in at.button if b.key == "board_board_share"]  # shared once: no second button
     # another participant's page (a fresh session) sees it too
     other = page(BOARD)
     no_problem(other)
@@ -141,6 +141,10 @@ def test_compare_shares_and_shows_the_board(hist):
     no_problem(at)
     assert any("as anonymous" in s.value for s in at.success)
     assert [e["name"] for e in board_entries()] == [""]
+    assert not [b for b in at.button if b.key == "cmp_board_share"]
+    fresh = page(CMP, hist)  # a new page of the same session id: the board remembers the run was shared
+    assert any(c.value == "run1 is on the class board." for c in fresh.caption)
+    assert not [b for b in fresh.button if b.key == "cmp_board_share"]
     assert any("**1** run shared by the room" in m.value for m in at.markdown)
 
 
@@ -151,5 +155,5 @@ def test_fine_tune_share_control(hist):
     at.button(key="ft_board_share").click().run()
     no_problem(at)
     assert [e["name"] for e in board_entries()] == ["Grace"]
-    at.run()
-    assert at.button(key="ft_board_share").label == "On the class board"
+    assert any(s.value == "Shared run1 to the class board as Grace." for s in at.success)
+    assert not [b for b in at.button if b.key == "ft_board_share"]

@@ -11,9 +11,18 @@ import ui_common as ui
 from explorer import board as B
 from explorer import figures_runs as FR
 from explorer.fmt import count, exact, nbytes
+from explorer.urlstate import Field, Schema
 
 ui.page_setup("Class board", ":material/groups:")
+PAGE = "board"
 ALL = "all shared runs"
+GROUP = ui.wkey(PAGE, "group")
+
+
+def schema(opts: list[str]) -> Schema:
+    """The page's URL setting: the model and task shown, one of the pairs on the board now (default: the pair most
+    of the room ran), so a link can point the projector at one pair.  The instructor token is never in the URL."""
+    return Schema([Field("group", "choice", opts[0], choices=tuple(opts), help="model · task shown")])
 
 
 def watch(board) -> None:
@@ -36,16 +45,22 @@ def group_of(e: dict) -> str:
     return f"{e['model']} · {e['task']}"
 
 
-def pick_group(entries: list[dict]) -> list[dict]:
+def groups_of(entries: list[dict]) -> dict[str, int]:
+    """{"model · task": runs}, the pair most runs are of first."""
     groups: dict[str, int] = {}
     for e in entries:
         groups[group_of(e)] = groups.get(group_of(e), 0) + 1
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+
+
+def pick_group(entries: list[dict]) -> list[dict]:
+    groups = groups_of(entries)
     if len(groups) < 2:
         return entries
-    opts = sorted(groups, key=lambda g: -groups[g]) + [ALL]
-    if st.session_state.get("board_group") not in opts:
-        st.session_state["board_group"] = opts[0]  # the model and task most of the room ran
-    g = st.selectbox("Runs of", opts, key="board_group",
+    opts = list(groups) + [ALL]
+    if st.session_state.get(GROUP) not in opts:
+        st.session_state[GROUP] = opts[0]  # the model and task most of the room ran
+    g = st.selectbox("Runs of", opts, key=GROUP,
                      format_func=lambda g: f"{g} ({groups[g]} runs)" if g in groups else f"{g} ({len(entries)})",
                      help="compare like with like: one model on one task (accuracies of different tasks differ)")
     return entries if g == ALL else [e for e in entries if group_of(e) == g]
@@ -161,6 +176,9 @@ def body():
         return
     watch(board)
     entries = board.entries()
+    groups = groups_of(entries)
+    sch = schema(list(groups) + [ALL] if len(groups) > 1 else [ALL])
+    ui.url_values(sch, PAGE)
     n_shown, n_hidden = board.counts()
     tpl = ui.plotly_template()
     if entries:
@@ -194,6 +212,7 @@ def body():
         UB.share_picker(hist, "board")
     st.divider()
     instructor(board)
+    ui.write_url(sch, PAGE, keep=("sid",))
 
 
 ui.run_page(body)

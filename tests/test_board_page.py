@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import no_problem
+from apptest_helpers import no_problem, qp
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = str(ROOT / "pages" / "7_Class_board.py")
@@ -157,3 +157,24 @@ def test_fine_tune_share_control(hist):
     assert [e["name"] for e in board_entries()] == ["Grace"]
     assert any(s.value == "Shared run1 to the class board as Grace." for s in at.success)
     assert not [b for b in at.button if b.key == "ft_board_share"]
+
+
+def test_groups_and_the_link_to_one(board_file):
+    from explorer.board import Board
+
+    b = Board(board_file, session_limit=(100, 60))
+    for i, (model, task) in enumerate([("minilm", "sst2-mini")] * 2 + [("tiny-bert", "colour-shape-easy")] * 3):
+        b.share(dict(method="lora", model=model, task=task, knobs=f"rank={2 ** i}", trainable=100 * 4 ** i,
+                     accuracy=0.5 + i / 20, peak_bytes=2**20 * (i + 1), steps=10), who="s")
+    at = page(BOARD)
+    no_problem(at)
+    assert at.selectbox(key="board:group").value == "tiny-bert · colour-shape-easy"  # the pair most runs are of
+    assert len(at.dataframe[0].value) == 3 and qp(at, "group") == "tiny-bert · colour-shape-easy"
+    at = page(BOARD, group="minilm · sst2-mini")  # a link for the projector
+    assert sorted(at.dataframe[0].value["knobs"]) == ["rank=1", "rank=2"]
+    at.selectbox(key="board:group").set_value("all shared runs").run()
+    assert len(at.dataframe[0].value) == 5 and qp(at, "group") == "all shared runs"
+    at = page(BOARD, group="<script>x</script>")  # not a pair on the board: the default, with a notice
+    no_problem(at)
+    assert at.selectbox(key="board:group").value == "tiny-bert · colour-shape-easy"
+    assert any("adjusted" in i.value for i in at.info)

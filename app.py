@@ -103,6 +103,7 @@ def body():
         "pages/3_Compare.py": "Runs side by side: accuracy against trainable parameters and memory.",
         "pages/4_Memory_calculator.py": "What a 7B–65B model needs per method, precision and batch.",
         "pages/5_SMT_block_inspector.py": "SMT's warm-up gradients and the blocks it picks.",
+        "pages/7_Class_board.py": "The runs the room shared, on one chart: the budget sweep built together.",
     }
     pages = [p for p in ui.existing_pages() if p[0] != "app.py"]
     for i, (path, label, icon) in enumerate(pages):

@@ -70,6 +70,7 @@ PAGES = [  # (path, label, icon) for links; pages that are not there yet are ski
     ("pages/4_Memory_calculator.py", "Memory calculator", ":material/calculate:"),
     ("pages/5_SMT_block_inspector.py", "SMT block inspector", ":material/grid_view:"),
     ("pages/6_Claims_lab.py", "Claims lab", ":material/fact_check:"),
+    ("pages/7_Class_board.py", "Class board", ":material/groups:"),
 ]
 MODEL_CHOICES = ["minilm", "smollm2-135m", "tiny-bert", "tiny-llama"]
 # config-only models (published config.json values, no weights): built on the meta device, inspected, never trained

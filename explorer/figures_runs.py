@@ -21,7 +21,18 @@ MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
              ("optimizer_bytes", "optimizer state (AdamW)", COLORS[1]),
              ("activations_bytes", "activations saved for backward", COLORS[2]))
 
-__all__ = ["live_curves", "memory_stack", "memory_bar", "overlay_curves", "accuracy_scatter", "MEM_PARTS"]
+# one colour per method on every run chart (Compare's scatter, the class board): the two methods of the default
+# sweep (LoRA, SMT) keep the first two colours; keys = explorer.methods.METHODS (checked by a test)
+METHOD_COLORS = {"lora": COLORS[0], "smt": COLORS[1], "dora": COLORS[2], "sparta": COLORS[3],
+                 "tied-lora": COLORS[4], "lora-sp": COLORS[5], "full": COLORS[6]}
+
+__all__ = ["live_curves", "memory_stack", "memory_bar", "overlay_curves", "accuracy_scatter", "board_scatter",
+           "method_color", "METHOD_COLORS", "MEM_PARTS"]
+
+
+def method_color(method: str, i: int = 0) -> str:
+    """The colour of a method on the run charts (an unknown name: the ``i``-th colour)."""
+    return METHOD_COLORS.get(method, COLORS[i % len(COLORS)])
 
 
 def _train_recs(records):
@@ -135,8 +146,8 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
         pts.sort(key=lambda r: r["trainable"] if x == "trainable" else r["peak_bytes"])
         xs = [r["trainable"] if x == "trainable" else r["peak_bytes"] / MIB for r in pts]
         fig.add_trace(go.Scatter(x=xs, y=[100 * r["accuracy"] for r in pts], mode="lines+markers", name=m,
-                                 text=[r["name"] for r in pts], marker=dict(size=11, color=COLORS[i % len(COLORS)]),
-                                 line=dict(width=1, dash="dot", color=COLORS[i % len(COLORS)]),
+                                 text=[r["name"] for r in pts], marker=dict(size=11, color=method_color(m, i)),
+                                 line=dict(width=1, dash="dot", color=method_color(m, i)),
                                  hovertemplate="%{text}<br>%{x:,.0f} " + ("params" if x == "trainable" else "MiB")
                                  + ": %{y:.1f} %<extra></extra>"))
     if x == "trainable":
@@ -146,6 +157,57 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
     fig.update_yaxes(title_text="final held-out accuracy (%)", **PCT_TICKS)
     legend_below(fig)
     default = "Accuracy against trainable parameters" if x == "trainable" else "Accuracy against peak memory"
+    return _base(fig, template, title or default, height)
+
+
+def board_scatter(entries: list[dict], x: str = "trainable", template: str = "plotly_white", height: int = 380,
+                  title: str | None = None) -> go.Figure:
+    """The class board: every shared run as a dot, final accuracy (%) against trainable parameters (log x) or
+    peak memory (MiB), one colour per method (``METHOD_COLORS``); a dotted line per method joins the room's mean
+    accuracy at each distinct budget, in budget order.
+
+    ``entries``: dicts of ``explorer.board.Board.entries`` (``name``, ``method``, ``model``, ``task``, ``knobs``,
+    ``trainable``, ``accuracy`` 0-1, ``peak_bytes``).
+    """
+    fig = go.Figure()
+    key = "trainable" if x == "trainable" else "peak_bytes"
+    scale = 1 if x == "trainable" else MIB
+    unit = "params" if x == "trainable" else "MiB"
+    methods = [m for m in METHOD_COLORS if any(e["method"] == m for e in entries)]
+    methods += sorted({e["method"] for e in entries} - set(methods))
+    for i, m in enumerate(methods):
+        pts = [e for e in entries if e["method"] == m and e.get("accuracy") is not None and e.get(key)]
+        if not pts:
+            continue
+        color = method_color(m, i)
+        fig.add_trace(go.Scatter(
+            x=[e[key] / scale for e in pts], y=[100 * e["accuracy"] for e in pts], mode="markers", name=m,
+            legendgroup=m, marker=dict(size=11, color=color, line=dict(width=1, color="white"), opacity=0.85),
+            customdata=[[e.get("name") or "anonymous", e.get("knobs") or "", f"{e.get('model')} · {e.get('task')}"]
+                        for e in pts],
+            hovertemplate="%{customdata[0]}: " + m + " %{customdata[1]}<br>%{customdata[2]}<br>%{x:,.0f} " + unit
+                          + ": %{y:.1f} %<extra></extra>"))
+        by_x: dict = {}
+        for e in pts:
+            by_x.setdefault(e[key], []).append(100 * e["accuracy"])
+        if len(by_x) > 1:
+            xs = sorted(by_x)
+            fig.add_trace(go.Scatter(x=[v / scale for v in xs], y=[sum(by_x[v]) / len(by_x[v]) for v in xs],
+                                     mode="lines", name=f"{m} (room mean)", legendgroup=m, showlegend=False,
+                                     line=dict(width=1.5, dash="dot", color=color),
+                                     customdata=[len(by_x[v]) for v in xs],
+                                     hovertemplate=m + ": room mean %{y:.1f} % over %{customdata} run(s)"
+                                                   "<extra></extra>"))
+    if x == "trainable":
+        fig.update_xaxes(title_text="trainable parameters (log scale)", type="log")
+    else:
+        fig.update_xaxes(title_text="peak memory of the run (MiB, byte account)")
+    fig.update_yaxes(title_text="final held-out accuracy (%)", **PCT_TICKS)
+    if not fig.data:
+        fig.add_annotation(text="No shared runs yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    legend_below(fig)
+    default = "Room: accuracy against trainable parameters" if x == "trainable" else \
+        "Room: accuracy against peak memory"
     return _base(fig, template, title or default, height)
 
 

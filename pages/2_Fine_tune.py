@@ -497,6 +497,14 @@ def downloads(hist) -> None:
     st.caption(f"{s.get('status')} · {s.get('steps_done')} steps · trainable {s.get('trainable_params') or 0:,} · "
                f"final accuracy {(s.get('final_accuracy') or 0):.1%} · wall {s.get('wall_time_s') or 0:.1f} s · "
                f"device {s.get('device')}")
+    share_section(e)
+
+
+def share_section(e) -> None:
+    """Share the picked run to the class board (opt-in; a blank name is anonymous)."""
+    import ui_board
+
+    ui_board.share_control(e, "ft")
 
 
 def tryout_section(hist) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import ui_board
 import ui_common as ui
 from explorer import data as D
 from explorer import figures_runs as FR
@@ -357,6 +358,8 @@ def body():
         if c[0].button("Clear the history", key="cmp_clear", help="removes every run of this session"):
             hist.clear()
             st.rerun()
+        with st.expander("Share a run to the class board"):
+            ui_board.share_picker(hist, "cmp")
         charts(rows, tpl)
     else:
         st.info("No runs yet. Start one on the **Fine-tune** page, run a sweep below, or import a history file.",
@@ -365,6 +368,9 @@ def body():
             st.page_link("pages/2_Fine_tune.py", label="Go to Fine-tune", icon=":material/model_training:")
         except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
             pass
+    st.divider()
+    ui_board.board_panel(tpl, "trainable" if st.session_state.get(k("x"), "trainable") == "trainable" else "memory",
+                         key="cmp-board")
     st.divider()
     sweep_section()
     st.divider()

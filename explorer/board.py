@@ -1,0 +1,441 @@
+"""The class board: finished runs that participants chose to share, for the whole room to see on one chart.
+
+Pure Python (no streamlit).  One SQLite file (Python's ``sqlite3``) per server, so the board survives a restart::
+
+    board = default_board()          # PEFT_EXPLORER_BOARD, else <cache>/class-board.sqlite
+    board.share(fields_from_run(run_entry), who=session_id, name="Ada")   # BoardError: one readable line
+    board.entries()                  # public entries, oldest first (hidden ones left out)
+    board.hide(entry_id, token=typed, who=session_id)    # instructor only
+    board.clear(token=typed, who=session_id)             # instructor only
+
+What an entry holds: the display name ("" = anonymous), method, model, task, a knobs summary, trainable
+parameters, final held-out accuracy (0-1), peak memory bytes, steps and the time it was shared; never a path
+or a session id.  The session id only feeds two keyed hashes (with a random salt kept in the file) that the
+rate limit and the "already shared" check compare; neither leaves this module.
+
+Limits (each refusal is a :class:`BoardError` with one line):
+
+- size: at most ``PEFT_EXPLORER_BOARD_MAX`` entries (default 500), the oldest dropped;
+- floods: at most ``SESSION_LIMIT`` shares per session and ``GLOBAL_LIMIT`` per room in a rolling window
+  (``PEFT_EXPLORER_BOARD_SESSION_RATE`` / ``PEFT_EXPLORER_BOARD_GLOBAL_RATE``: shares per minute);
+- names: :func:`clean_name` (no control characters, no HTML or markdown marks, at most ``MAX_NAME`` characters);
+- the instructor token (``PEFT_EXPLORER_INSTRUCTOR_TOKEN``, set by the server's operator): compared with
+  ``hmac.compare_digest``; without one, hiding and clearing are disabled; wrong tokens are limited per session.
+
+Concurrency: WAL journal, a connection per call, every write in one ``BEGIN IMMEDIATE`` transaction (the rate
+check and the insert cannot interleave between sessions or server processes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import unicodedata
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import DataError
+
+__all__ = ["Board", "BoardError", "clean_name", "clean_label", "fields_from_run", "knobs_text", "default_board",
+           "board_path", "instructor_token", "token_problem", "METHOD_NAMES", "MAX_NAME", "ANONYMOUS"]
+
+PATH_ENV = "PEFT_EXPLORER_BOARD"
+MAX_ENV = "PEFT_EXPLORER_BOARD_MAX"
+TOKEN_ENV = "PEFT_EXPLORER_INSTRUCTOR_TOKEN"
+SESSION_RATE_ENV = "PEFT_EXPLORER_BOARD_SESSION_RATE"
+GLOBAL_RATE_ENV = "PEFT_EXPLORER_BOARD_GLOBAL_RATE"
+DEFAULT_MAX = 500
+SESSION_LIMIT = (5, 60.0)  # at most 5 shares per session per 60 s
+GLOBAL_LIMIT = (60, 60.0)  # at most 60 shares per room per 60 s
+TOKEN_TRIES = (5, 300.0)  # at most 5 wrong instructor tokens per session per 5 minutes
+MIN_TOKEN = 8
+MAX_NAME = 40
+ANONYMOUS = "anonymous"
+NAME_PUNCT = " -.'!?,"
+METHOD_NAMES = ("full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta")  # = explorer.methods.METHODS
+SCHEMA_VERSION = 1
+PUBLIC = ("id", "name", "method", "model", "task", "knobs", "trainable", "accuracy", "peak_bytes", "steps",
+          "created", "hidden")
+
+
+class BoardError(DataError):
+    """A share, hide or clear that the board refuses (one line, safe to show)."""
+
+
+# ----------------------------------------------------------------------------- names and labels
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def clean_name(name) -> str:
+    """A participant's display name, cleaned; "" (blank or None) means anonymous.
+
+    Cleaning: Unicode NFKC, invisible format characters (zero-width, bidi overrides) removed, runs of spaces
+    made one.  Refused with one line: not text, control characters, anything but letters, digits, spaces and
+    ``- . ' ! ? ,`` (so no HTML, markdown or emoji shortcodes), more than ``MAX_NAME`` characters, or a name
+    that is empty after cleaning (only invisible characters)."""
+    if name is None:
+        return ""
+    if not isinstance(name, str):
+        raise BoardError("the display name must be text")
+    if len(name) > 8 * MAX_NAME:
+        raise BoardError(f"the display name is too long: at most {MAX_NAME} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise BoardError("the display name contains control characters (tabs, line breaks, escapes); "
+                         "use letters, digits and spaces")
+    if not name.strip():
+        return ""
+    n = unicodedata.normalize("NFKC", name)
+    n = "".join(ch for ch in n if unicodedata.category(ch) not in ("Cf", "Co", "Cs", "Cn"))
+    n = " ".join(n.split())
+    if not n:
+        raise BoardError("the display name is empty after removing invisible characters; type a name or leave "
+                         "it blank to share anonymously")
+    if len(n) > MAX_NAME:
+        raise BoardError(f"the display name has {len(n)} characters; at most {MAX_NAME} are shown on the board")
+    bad = [ch for ch in n if not (ch.isalnum() or unicodedata.category(ch).startswith("M") or ch in NAME_PUNCT)]
+    if bad:
+        first = unicodedata.name(bad[0], f"U+{ord(bad[0]):04X}").lower()
+        raise BoardError(f"the display name may hold only letters, digits, spaces and - . ' ! ? , "
+                         f"({_plural(len(bad), 'other character')}; the first: {first})")
+    return n
+
+
+def clean_label(s, limit: int = 60) -> str:
+    """Text that comes from a run (model, task, knobs): no control or format characters, no ``<``, ``>``, ``&``
+    (chart hover text reads HTML), spaces collapsed, at most ``limit`` characters."""
+    s = unicodedata.normalize("NFKC", str(s if s is not None else ""))
+    s = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in s
+                if unicodedata.category(ch) not in ("Cf", "Co", "Cs", "Cn") and ch not in "<>&")
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _no_path(s: str) -> str:
+    """A model or task name without the server's folders: a path keeps its last component; ``org/name`` hub ids
+    are kept as they are."""
+    s = str(s or "")
+    if s.startswith(("/", "~", ".")) or "\\" in s or ":" in s or s.count("/") > 1:
+        s = s.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return s
+
+
+def knobs_text(cfg: dict) -> str:
+    """The knobs of a run config as one short line ("rank=8 alpha=16 targets=query,value")."""
+    kn = cfg.get("knobs") or {}
+    skip = {"seed", "dropout", "mask_mode", "warmup_mode", "score", "selection"}
+    parts = []
+    for key, v in kn.items() if isinstance(kn, dict) else ():
+        if key in skip or (v in (0, 0.0, None, "") and key in ("blocks", "block_size", "density")):
+            continue
+        if isinstance(v, list):
+            v = ",".join(map(str, v))
+        parts.append(f"{key}={v:g}" if isinstance(v, float) else f"{key}={v}")
+    return " ".join(parts) or "—"
+
+
+def _num(v, what: str, integer: bool, lo: float, hi: float, optional: bool = False):
+    if v is None and optional:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise BoardError(f"this run has no valid {what} to share")
+    return int(v) if integer else float(v)
+
+
+def _checked(fields: dict) -> dict:
+    if not isinstance(fields, dict):
+        raise BoardError("nothing to share")
+    method = fields.get("method")
+    if method not in METHOD_NAMES:
+        raise BoardError(f"runs of method '{clean_label(method, 30)}' cannot be shared")
+    return dict(method=method, model=clean_label(_no_path(fields.get("model")), 60) or "?",
+                task=clean_label(_no_path(fields.get("task")), 60) or "?",
+                knobs=clean_label(fields.get("knobs") or "—", 120),
+                trainable=_num(fields.get("trainable"), "trainable parameter count", True, 1, 1e13),
+                accuracy=_num(fields.get("accuracy"), "final accuracy", False, 0.0, 1.0),
+                peak_bytes=_num(fields.get("peak_bytes"), "peak memory", True, 1, 2 ** 50, optional=True),
+                steps=_num(fields.get("steps"), "step count", True, 1, 10 ** 7))
+
+
+def fields_from_run(entry) -> dict:
+    """What the board keeps of an ``explorer.history.RunEntry``; BoardError for a run that is not finished or has
+    no final accuracy."""
+    status = getattr(entry, "status", "unknown")
+    if status != "finished":
+        raise BoardError(f"only finished runs can be shared; this one is {clean_label(status, 20)}")
+    s, c = entry.summary, entry.config
+    if s.get("final_accuracy") is None:
+        raise BoardError("this run has no final accuracy (no held-out evaluation), so it has no place on the chart")
+    return _checked(dict(method=c.get("method"), model=c.get("model"), task=s.get("task") or c.get("task"),
+                         knobs=knobs_text(c), trainable=s.get("trainable_params"), accuracy=s.get("final_accuracy"),
+                         peak_bytes=s.get("peak_memory_bytes"), steps=s.get("steps_done")))
+
+
+# ----------------------------------------------------------------------------- settings
+
+def board_path() -> Path:
+    p = os.environ.get(PATH_ENV)
+    if p:
+        return Path(p)
+    from .models import cache_dir
+
+    return cache_dir() / "class-board.sqlite"
+
+
+def _env_int(name: str, default: int, lo: int, hi: int) -> int:
+    try:
+        v = int(float(os.environ.get(name, default)))
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return min(hi, max(lo, v))
+
+
+def instructor_token() -> str | None:
+    t = os.environ.get(TOKEN_ENV, "")
+    return t if t.strip() else None
+
+
+def token_problem() -> str | None:
+    """Why hiding and clearing are disabled on this server (one line), or None when they are enabled."""
+    t = instructor_token()
+    if t is None:
+        return (f"Hiding and clearing are disabled: the server's operator has not set {TOKEN_ENV} "
+                "(set it before starting the server to enable them).")
+    if len(t) < MIN_TOKEN:
+        return (f"Hiding and clearing are disabled: {TOKEN_ENV} is shorter than {MIN_TOKEN} characters; the "
+                "operator should set a longer one.")
+    return None
+
+
+# ----------------------------------------------------------------------------- the board
+
+class Board:
+    """One board file.  Every method opens its own connection: a Board is safe to share between threads."""
+
+    def __init__(self, path=None, max_entries: int | None = None, session_limit: tuple | None = None,
+                 global_limit: tuple | None = None, clock=time.time):
+        self.path = Path(path) if path is not None else board_path()
+        self.max_entries = int(max_entries) if max_entries is not None else _env_int(MAX_ENV, DEFAULT_MAX, 1, 100_000)
+        self.session_limit = session_limit or (_env_int(SESSION_RATE_ENV, SESSION_LIMIT[0], 1, 10_000),
+                                               SESSION_LIMIT[1])
+        self.global_limit = global_limit or (_env_int(GLOBAL_RATE_ENV, GLOBAL_LIMIT[0], 1, 100_000), GLOBAL_LIMIT[1])
+        self.clock = clock
+        self._init()
+
+    # -- plumbing ------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(str(self.path), timeout=15.0, isolation_level=None)
+        con.execute("PRAGMA busy_timeout=15000")
+        return con
+
+    @contextmanager
+    def _tx(self, write: bool = True):
+        try:
+            con = self._connect()
+        except sqlite3.Error as e:
+            raise BoardError(f"the class board cannot be opened ({str(e)[:80]})") from None
+        try:
+            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield con
+            con.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            self._rollback(con)
+            if "locked" in str(e) or "busy" in str(e):
+                raise BoardError("the class board is busy; try again in a moment") from None
+            raise BoardError(f"the class board cannot be used ({str(e)[:80]})") from None
+        except sqlite3.DatabaseError as e:
+            self._rollback(con)
+            raise BoardError(f"the class board's file is unreadable ({str(e)[:60]}); the server's operator can "
+                             f"move it away to start a new board") from None
+        except BaseException:
+            self._rollback(con)
+            raise
+        finally:
+            con.close()
+
+    @staticmethod
+    def _rollback(con) -> None:
+        try:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _init(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BoardError(f"the class board's folder cannot be made ({e.strerror})") from None
+        new = not self.path.exists()
+        if new:  # private to the server's user
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as e:
+                raise BoardError(f"the class board's file cannot be made ({e.strerror})") from None
+        try:
+            con = self._connect()
+            try:
+                con.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as e:
+            raise BoardError(f"the class board's file is unreadable ({str(e)[:60]}); the server's operator can "
+                             f"move it away to start a new board") from None
+        with self._tx() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            con.execute("""CREATE TABLE IF NOT EXISTS entries (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, method TEXT NOT NULL, model TEXT NOT NULL,
+                task TEXT NOT NULL, knobs TEXT NOT NULL, trainable INTEGER NOT NULL, accuracy REAL NOT NULL,
+                peak_bytes INTEGER, steps INTEGER NOT NULL, created REAL NOT NULL, hidden INTEGER NOT NULL DEFAULT 0,
+                dedupe TEXT NOT NULL)""")
+            con.execute("CREATE INDEX IF NOT EXISTS entries_dedupe ON entries (dedupe)")
+            con.execute("CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL, who TEXT NOT NULL, t REAL NOT NULL)")
+            con.execute("CREATE INDEX IF NOT EXISTS events_kind_t ON events (kind, t)")
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(16),))
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
+            ver = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+            if ver != str(SCHEMA_VERSION):
+                raise BoardError(f"the class board's file has schema {clean_label(ver, 10)}; this server reads "
+                                 f"{SCHEMA_VERSION}")
+            self._salt = con.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0].encode()
+
+    def _hash(self, *parts) -> str:
+        msg = "\0".join(str(p) for p in parts).encode("utf-8", "replace")
+        return hmac.new(self._salt, msg, hashlib.sha256).hexdigest()[:32]
+
+    @staticmethod
+    def _bump(con) -> None:
+        con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='version'")
+
+    def _wait(self, con, kind: str, who: str | None, limit: tuple, now: float) -> float | None:
+        """Seconds until one more event of ``kind`` fits the limit (None: it fits now)."""
+        n, window = limit
+        q = "SELECT t FROM events WHERE kind=? AND t>?" + (" AND who=?" if who is not None else "") + " ORDER BY t"
+        ts = [r[0] for r in con.execute(q, (kind, now - window) + ((who,) if who is not None else ()))]
+        if len(ts) < n:
+            return None
+        return max(1.0, ts[len(ts) - n] + window - now)
+
+    # -- reading -------------------------------------------------------------------
+    def version(self) -> int:
+        """A counter that grows with every change (share, hide, clear): a page redraws when it moved."""
+        with self._tx(write=False) as con:
+            return int(con.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
+
+    def entries(self, include_hidden: bool = False) -> list[dict]:
+        """The shared runs, oldest first, as dicts with the keys of ``PUBLIC`` (``name`` "" = anonymous)."""
+        q = f"SELECT {', '.join(PUBLIC)} FROM entries" + ("" if include_hidden else " WHERE hidden=0") + " ORDER BY id"
+        with self._tx(write=False) as con:
+            rows = con.execute(q).fetchall()
+        return [dict(zip(PUBLIC, r), hidden=bool(r[-1])) for r in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """(shown entries, hidden entries)."""
+        with self._tx(write=False) as con:
+            shown, hidden = con.execute("SELECT COALESCE(SUM(hidden=0), 0), COALESCE(SUM(hidden=1), 0) "
+                                        "FROM entries").fetchone()
+        return int(shown), int(hidden)
+
+    def is_shared(self, who: str, run_key: str) -> bool:
+        with self._tx(write=False) as con:
+            return con.execute("SELECT 1 FROM entries WHERE dedupe=?",
+                               (self._hash("run", who, run_key),)).fetchone() is not None
+
+    # -- writing -------------------------------------------------------------------
+    def share(self, fields: dict, who: str, name: str | None = "", run_key: str = "") -> dict:
+        """Add one run (``fields``: see :func:`fields_from_run`) shared by session ``who`` under ``name``.
+
+        Refused (BoardError, one line) for a hostile name, invalid fields, a run this session already shared
+        (``run_key``: its id in the session), or when the session or the room shares too fast.  The oldest
+        entries beyond ``max_entries`` are dropped.  Returns the public entry."""
+        nm = clean_name(name)
+        f = _checked(fields)
+        who_h = self._hash("who", who or "")
+        dedupe = self._hash("run", who or "", run_key) if run_key else self._hash("nokey", secrets.token_hex(8))
+        with self._tx() as con:
+            now = float(self.clock())
+            if con.execute("SELECT 1 FROM entries WHERE dedupe=?", (dedupe,)).fetchone():
+                raise BoardError("this run is already on the class board")
+            w = self._wait(con, "share", who_h, self.session_limit, now)
+            if w is not None:
+                n, window = self.session_limit
+                raise BoardError(f"you shared {_plural(n, 'run')} in the last {window:.0f} s; wait {w:.0f} s "
+                                 "before sharing another")
+            w = self._wait(con, "share", None, self.global_limit, now)
+            if w is not None:
+                n, window = self.global_limit
+                raise BoardError(f"the room shared {_plural(n, 'run')} in the last {window:.0f} s, the most the "
+                                 f"board takes; try again in {w:.0f} s")
+            cur = con.execute("INSERT INTO entries (name, method, model, task, knobs, trainable, accuracy, "
+                              "peak_bytes, steps, created, hidden, dedupe) VALUES (?,?,?,?,?,?,?,?,?,?,0,?)",
+                              (nm, f["method"], f["model"], f["task"], f["knobs"], f["trainable"], f["accuracy"],
+                               f["peak_bytes"], f["steps"], now, dedupe))
+            eid = cur.lastrowid
+            con.execute("INSERT INTO events VALUES ('share', ?, ?)", (who_h, now))
+            keep = max(self.session_limit[1], self.global_limit[1], TOKEN_TRIES[1])
+            con.execute("DELETE FROM events WHERE t < ?", (now - keep,))
+            con.execute("DELETE FROM entries WHERE id NOT IN (SELECT id FROM entries ORDER BY id DESC LIMIT ?)",
+                        (self.max_entries,))
+            self._bump(con)
+        return dict(id=eid, name=nm, created=now, hidden=False, **f)
+
+    def authorize(self, token, who: str) -> None:
+        """Check the instructor token typed by session ``who`` (``hmac.compare_digest``); BoardError when hiding
+        and clearing are disabled, the token is wrong, or this session typed too many wrong ones."""
+        why = token_problem()
+        if why:
+            raise BoardError(why)
+        who_h = self._hash("who", who or "")
+        with self._tx() as con:
+            now = float(self.clock())
+            w = self._wait(con, "bad_token", who_h, TOKEN_TRIES, now)
+            if w is not None:
+                raise BoardError(f"too many wrong instructor tokens from this session; wait {w:.0f} s")
+            typed = token if isinstance(token, str) else ""
+            if hmac.compare_digest(typed.encode("utf-8", "replace"), instructor_token().encode("utf-8", "replace")):
+                return
+            con.execute("INSERT INTO events VALUES ('bad_token', ?, ?)", (who_h, now))
+        raise BoardError("wrong instructor token" if typed else "type the instructor token first")
+
+    def hide(self, entry_ids, token, who: str, hidden: bool = True) -> int:
+        """Hide (or show again) entries; instructor only.  Returns how many changed."""
+        self.authorize(token, who)
+        ids = [int(i) for i in ([entry_ids] if isinstance(entry_ids, int) else entry_ids)]
+        with self._tx() as con:
+            n = 0
+            for i in ids:
+                n += con.execute("UPDATE entries SET hidden=? WHERE id=? AND hidden<>?",
+                                 (int(hidden), i, int(hidden))).rowcount
+            self._bump(con)
+        return n
+
+    def clear(self, token, who: str) -> int:
+        """Delete every entry; instructor only.  Returns how many were deleted."""
+        self.authorize(token, who)
+        with self._tx() as con:
+            n = con.execute("DELETE FROM entries").rowcount
+            self._bump(con)
+        return n
+
+
+_BOARDS: dict[tuple, Board] = {}
+_BOARDS_LOCK = threading.Lock()
+
+
+def default_board() -> Board:
+    """The server's board (one object per file and settings; the environment is read on each call)."""
+    key = (str(board_path()), os.environ.get(MAX_ENV), os.environ.get(SESSION_RATE_ENV),
+           os.environ.get(GLOBAL_RATE_ENV))
+    with _BOARDS_LOCK:
+        b = _BOARDS.get(key)
+        if b is None or not b.path.exists():
+            b = _BOARDS[key] = Board(key[0])
+        return b

@@ -6,6 +6,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the class board of the tests lives in a temporary file, never in the user's cache folder
+if "PEFT_EXPLORER_BOARD" not in os.environ:
+    import tempfile
+
+    os.environ["PEFT_EXPLORER_BOARD"] = os.path.join(tempfile.mkdtemp(prefix="peftx-board-"), "board.sqlite")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

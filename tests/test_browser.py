@@ -53,6 +53,8 @@ PAGES = [
              slider=None, wait_for='[data-testid="stMetricValue"]', height=3000),
     PageCase("smt_block_inspector", "SMT_block_inspector", "model=tiny-llama&ws=16&b=16&n=40&layer=1",
              slider="Number of blocks", wait_for='[data-testid="stMetricValue"]', height=4200),
+    PageCase("claims_lab", "Claims_lab", wait_for='[data-testid="stPlotlyChart"]', height=5200),
+    PageCase("class_board", "Class_board", height=1600),
 ]
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

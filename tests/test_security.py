@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def source_files() -> list[Path]:
     files = sorted((ROOT / "explorer").rglob("*.py")) + sorted((ROOT / "pages").glob("*.py"))
-    files += [ROOT / "app.py", ROOT / "ui_common.py"] + sorted((ROOT / "benchmarks").glob("*.py"))
+    files += [ROOT / "app.py", ROOT / "ui_common.py", ROOT / "ui_board.py"] + sorted((ROOT / "benchmarks").glob("*.py"))
     return [f for f in files if f.exists()]
 
 
 def test_source_scan_covers_the_project():
     names = {f.name for f in source_files()}
-    assert {"models.py", "data.py", "train.py", "export.py", "app.py", "ui_common.py"} <= names
+    assert {"models.py", "data.py", "train.py", "export.py", "app.py", "ui_common.py", "ui_board.py", "board.py"} <= names
     assert any(f.parent.name == "pages" for f in source_files())
 
 

@@ -181,3 +181,28 @@ def test_memory_calculator_preset_from_a_fresh_session(server, browser, name):  
                 assert re.search(rf"[?&]{key}={re.escape(str(p.values[key]))}(&|$)", page.url), (key, page.url)
     finally:
         ctx.close()
+
+
+def test_try_your_model_after_a_run(server, browser):  # noqa: F811
+    """After a run: type a sentence, both models answer side by side (class probabilities in a table)."""
+    ctx, page = fresh_page(browser, 2600)
+    try:
+        page.goto(f"{server}/Fine_tune?model=tiny-bert&task=colour-shape-easy&method=lora&steps=6&bs=8",
+                  wait_until="domcontentloaded", timeout=30_000)
+        page.get_by_role("button", name="Start").wait_for(timeout=90_000)
+        wait_idle(page)
+        page.get_by_role("button", name="Start").click()
+        page.get_by_text("Finished 6 steps", exact=False).first.wait_for(timeout=120_000)
+        wait_idle(page)
+        page.get_by_text("Try your model", exact=False).first.wait_for(timeout=30_000)
+        box = page.get_by_label("Your sentence")
+        box.fill("we found the big blue ring near the door.")
+        page.get_by_role("button", name="Ask both").click()
+        page.get_by_text("Fine-tuned:", exact=False).first.wait_for(timeout=60_000)
+        wait_idle(page)
+        assert not page_errors(page), page_errors(page)
+        body = page.locator('[data-testid="stMain"]').inner_text()
+        assert re.search(r"Fine-tuned: (no|yes) \([0-9.]+%\) · base: (no|yes) \([0-9.]+%\)", body), body[-600:]
+        screenshot(page, "fine_tune_try_your_model")
+    finally:
+        ctx.close()

@@ -113,7 +113,8 @@ def method_row(res, cfg, loaded, spec, widths, device: str) -> dict:
         steps_done=s.get("steps_done"), train_steps=len(tr), warmup_steps=len(wu),
         trainable_params=s.get("trainable_params"), final_loss=s.get("final_loss"),
         final_accuracy=s.get("final_accuracy"),
-        account_peak_bytes=acct_peak, cuda_peak_bytes=cuda_peak, analytic_bytes=analytic,
+        account_peak_bytes=acct_peak, cuda_peak_bytes=cuda_peak,
+        weights_bytes=(peak_rec or {}).get("weights_bytes"), analytic_bytes=analytic,
         analytic_error=analytic_err, analytic_seq_len=width, batch_size=cfg.batch_size,
         cuda_vs_account=_ratio(cuda_peak, acct_peak), analytic_vs_account=_ratio(analytic, acct_peak),
         analytic_vs_cuda=_ratio(analytic, cuda_peak),
@@ -267,7 +268,8 @@ def checks(out: dict) -> list[dict]:
     for r in out.get("methods") or []:
         add(f"{r['method']} finished", r["status"] == "finished", r["message"] or r["status"])
         if cuda:
-            add(f"{r['method']} CUDA peak measured", (r["cuda_peak_bytes"] or 0) > 0, r["cuda_peak_bytes"])
+            add(f"{r['method']} CUDA peak measured and >= the weights' bytes",
+                (r["cuda_peak_bytes"] or 0) >= (r["weights_bytes"] or 1), [r["cuda_peak_bytes"], r["weights_bytes"]])
     q = out.get("queue")
     if q:
         add("queue run finished", q["job_status"] == "done" and q["run_status"] == "finished", q["run_status"])

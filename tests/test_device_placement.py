@@ -117,8 +117,9 @@ def _on_device(t):
     return isinstance(t, FakeTensor) and t.device == DEVICE
 
 
-def train_step(adapter, batch):
+def train_step(adapter, batch, on_device=None):
     """One step as ``explorer.train.train`` makes it: forward, backward, clip, AdamW, the adapter's hook."""
+    _on_device = on_device or globals()["_on_device"]
     params = adapter.trainable_parameters()
     assert params
     opt = torch.optim.AdamW(_param_groups(params, 0.01, adapter), lr=1e-3)
@@ -260,3 +261,24 @@ def test_index_buffers_follow_the_weight():
         y = mod(torch.ones(2, 8, device=DEVICE))
         y.sum().backward()
         assert _on_device(mod.delta.grad)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama"])
+@pytest.mark.parametrize("method,knobs", CASES, ids=[f"{m}-{'-'.join(map(str, k.values())) or 'default'}"
+                                                     for m, k in CASES])
+def test_step_on_cuda(setups, model, method, knobs):
+    """The same step on a real GPU (SMT with a given selection)."""
+    loaded, task, batch = setups[model]
+    torch.manual_seed(0)
+    base = prepare_base(loaded, task, 0)
+    sel = None
+    if method == "smt":
+        sel = _fixed_selection(apply_method(prepare_base(loaded, task, 0), method, n_base=loaded.info.n_params,
+                                            **knobs))
+    adapter = apply_method(base, method, n_base=loaded.info.n_params, smt_selection=sel, **knobs)
+    adapter.model.to("cuda").train()
+    b = {k: v.to("cuda") for k, v in batch.items()}
+    loss = train_step(adapter, b, on_device=lambda t: t.device.type == "cuda")
+    assert torch.isfinite(loss)

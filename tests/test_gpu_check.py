@@ -58,7 +58,8 @@ def test_cpu_dry_run_writes_json_and_table(tmp_path):
     for m, r in rows.items():
         assert r["status"] == "finished", (m, r["message"])
         assert r["cuda_peak_bytes"] is None and r["cuda_vs_account"] is None  # no CUDA figure on the CPU
-        assert r["account_peak_bytes"] >= 4 * n_params  # fp32 weights at least
+        assert r["weights_bytes"] >= 4 * n_params  # fp32 weights at least
+        assert r["account_peak_bytes"] > r["weights_bytes"]
         est = memory.estimate(spec, m, {}, precision="fp32", batch=16, seq_len=r["analytic_seq_len"], device="cpu")
         assert r["analytic_bytes"] == pytest.approx(est["total_bytes"])
         assert r["analytic_vs_account"] == pytest.approx(est["total_bytes"] / r["account_peak_bytes"])

@@ -40,19 +40,51 @@ from explorer.train import _param_groups, prepare_base
 BACKEND = "fakegpu"
 
 
+class _Backend:
+    """The ``torch.fakegpu`` device module: available only while this file's tests run (``_backend_on``), so
+    ``torch.accelerator.is_available()`` stays False for the rest of a test session in the same process."""
+
+    active = False
+
+    def is_available(self) -> bool:
+        return _Backend.active
+
+    def device_count(self) -> int:
+        return 1 if _Backend.active else 0
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def current_device(self) -> int:
+        return 0
+
+    def _is_in_bad_fork(self) -> bool:
+        return False
+
+    def manual_seed_all(self, seed: int) -> None:
+        pass
+
+
 def _register_backend():
     """PrivateUse1 as a Python backend named ``fakegpu`` (once per process; torch allows one rename)."""
     import torch.utils.backend_registration as br
 
     name = torch._C._get_privateuse1_backend_name()
     if name == "privateuseone":
-        br._setup_privateuseone_for_python_backend(BACKEND)
+        br._setup_privateuseone_for_python_backend(BACKEND, backend_module=_Backend())
     elif name != BACKEND:
         pytest.skip(f"torch's PrivateUse1 device is already registered as '{name}' in this process", allow_module_level=True)
 
 
 _register_backend()
 DEVICE = torch.device(BACKEND, 0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _backend_on():
+    _Backend.active = True
+    yield
+    _Backend.active = False
 MISMATCH = "Expected all tensors to be on the same device"
 
 # every method at its default knobs, plus the variants with their own device-sensitive code paths

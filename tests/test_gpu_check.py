@@ -36,11 +36,17 @@ def test_bad_device_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cpu_dry_run_writes_json_and_table(tmp_path):
-    out = tmp_path / "gc.json"
+@pytest.fixture(scope="module")
+def dry(tmp_path_factory):
+    n = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("gpu_check") / "gc.json"
     rc = gpu_check.main(["--device", "cpu", "--quick", "--out", str(out)])
-    data = json.loads(out.read_text())
-    md = out.with_suffix(".md").read_text()
+    torch.set_num_threads(n)
+    return rc, json.loads(out.read_text()), out.with_suffix(".md").read_text()
+
+
+def test_cpu_dry_run_writes_json_and_table(dry):
+    rc, data, md = dry
     assert rc == 0, data["errors"] or [c for c in data["checks"] if not c["ok"]]
     assert data["dry_run"] is True and data["model"] == "tiny-llama" and data["errors"] == []
     assert "DRY RUN" in md and data["versions"]["torch"] == torch.__version__
@@ -89,3 +95,39 @@ def test_quick_run_on_cuda(tmp_path):
         assert r["cuda_peak_bytes"] > 0 and r["cuda_vs_account"] == pytest.approx(
             r["cuda_peak_bytes"] / r["account_peak_bytes"])
     assert str(data["queue"]["run_device"]).startswith("cuda")
+
+
+def test_render_and_checks_with_cuda_figures(dry):
+    """The CUDA branch of the table and the checks, fed with figures of a GPU run's shape (made up here from the
+    dry run: this machine has no GPU), so that a GPU run does not meet an untested formatting path."""
+    import copy
+
+    data = copy.deepcopy(dry[1])
+    data.update(device="cuda", dry_run=False, skipped=[], gpus=[dict(index=0, name="Fake H200", total_memory_bytes=1,
+                                                                      capability="9.0", multiprocessors=1)])
+    data["finetune"].update(device="cuda:0", auto_device="cuda", peak_cuda_bytes=3 * 2**20)
+    for r in data["methods"]:
+        r["cuda_peak_bytes"] = r["account_peak_bytes"] // 2
+        r["cuda_vs_account"] = 0.5
+        r["analytic_vs_cuda"] = r["analytic_bytes"] / r["cuda_peak_bytes"]
+    lora = next(r for r in data["methods"] if r["method"] == "lora")
+    lora["cuda_peak_bytes"] = lora["weights_bytes"] - 1  # below the weights: impossible on a real GPU
+    data["queue"].update(run_device="cuda:0", free_bytes=1000, torch_mem_get_info_free_bytes=1010)
+    data["torchrun"] = dict(command="torchrun ...", returncode=0, wall_time_s=1.0, status="finished", world_size=2,
+                            device="cuda:0", ranks_identical=True)
+    checks = {c["check"]: c["ok"] for c in gpu_check.checks(data)}
+    assert checks["device auto resolves to cuda"] and checks["torchrun ranks ended with identical adapters"]
+    assert checks["free_bytes('cuda') = torch.cuda.mem_get_info free (within 5 %)"]
+    assert not checks["lora CUDA peak measured and >= the weights' bytes"]
+    assert checks["full CUDA peak measured and >= the weights' bytes"]
+    data["queue"]["torch_mem_get_info_free_bytes"] = 2000
+    assert not {c["check"]: c["ok"] for c in gpu_check.checks(data)}[
+        "free_bytes('cuda') = torch.cuda.mem_get_info free (within 5 %)"]
+    data["checks"] = gpu_check.checks(data)
+    md = gpu_check.render(data)
+    assert md.startswith("### GPU check: Fake H200 x 1")
+    assert (f"| lora | finished | {lora['trainable_params']:,} | {lora['account_peak_bytes'] / 2**20:,.1f} | "
+            f"{lora['cuda_peak_bytes'] / 2**20:,.1f} | {lora['analytic_bytes'] / 2**20:,.1f} | 0.500 |") in md
+    full = next(r for r in data["methods"] if r["method"] == "full")
+    assert f"| {full['analytic_bytes'] / full['account_peak_bytes']:.3f} | {full['analytic_vs_cuda']:.3f} |" in md
+    assert "world size 2" in md and "ranks' adapters identical: True" in md and "FAIL free_bytes" in md

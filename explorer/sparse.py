@@ -109,17 +109,16 @@ class _EntryDeltaLinear(torch.autograd.Function):
                 # gather the few needed columns: O(tokens x k)
                 gdelta = (gy2[:, rows.long()] * x2[:, cols.long()]).sum(0)
             else:
-                # many entries: a transient product per chunk of rows, gathered and freed at once
-                gdelta = torch.empty(k, dtype=torch.float32, device=gy.device)
+                # many entries: a transient product per chunk of rows, gathered and freed at once (no
+                # host-device sync: the entries of each chunk are picked with torch.where, not sliced by position)
+                gdelta = torch.zeros(k, dtype=torch.float32, device=gy.device)
                 r64, c64 = rows.long(), cols.long()
                 chunk = max(1, (1 << 22) // max(d_in, 1))
-                starts = torch.searchsorted(r64, torch.arange(0, d_out + chunk, chunk, device=r64.device))
                 for i in range(0, d_out, chunk):
-                    a, b = int(starts[i // chunk]), int(starts[i // chunk + 1])
-                    if a == b:
-                        continue
                     part = gy2[:, i:i + chunk].t() @ x2  # (chunk, d_in), transient
-                    gdelta[a:b] = part[r64[a:b] - i, c64[a:b]]
+                    r = r64 - i
+                    inside = (r >= 0) & (r < part.shape[0])
+                    gdelta = torch.where(inside, part[r.clamp(0, part.shape[0] - 1), c64], gdelta)
                     del part
             gdelta = gdelta.to(delta.dtype)
         return gx, None, None, None, None, gdelta
@@ -166,6 +165,13 @@ class _BlockDeltaLinear(torch.autograd.Function):
 # ----------------------------------------------------------------------------- modules
 
 
+def _index_device(base: nn.Linear) -> torch.device:
+    """Where a module's index buffers live: with its weight (indices made on the CPU for a model already on a GPU
+    would be copied to the GPU in every forward and backward); a config-only (meta) weight keeps them on the CPU."""
+    dev = base.weight.device
+    return torch.device("cpu") if dev.type == "meta" else dev
+
+
 class SparseDeltaLinear(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable sparse delta (entries or blocks).
 
@@ -187,18 +193,20 @@ class SparseDeltaLinear(nn.Module):
             brow, bcol = brow[order], bcol[order]
             ucols = torch.unique(bcol).to(torch.int32)
             colpos = torch.searchsorted(ucols.long(), bcol.long()).to(torch.int32)
-            self.register_buffer("brow", brow)
-            self.register_buffer("bcol", bcol)
-            self.register_buffer("ucols", ucols, persistent=False)
-            self.register_buffer("colpos", colpos, persistent=False)
+            dev = _index_device(base)
+            self.register_buffer("brow", brow.to(dev))
+            self.register_buffer("bcol", bcol.to(dev))
+            self.register_buffer("ucols", ucols.to(dev), persistent=False)
+            self.register_buffer("colpos", colpos.to(dev), persistent=False)
             self.delta = nn.Parameter(torch.zeros((brow.numel(), self.block, self.block), dtype=torch.float32,
                                                   device=base.weight.device))
         else:
             rows = torch.as_tensor(rows, dtype=torch.int32)
             cols = torch.as_tensor(cols, dtype=torch.int32)
             order = torch.argsort(rows.long() * self.shape[1] + cols.long())
-            self.register_buffer("rows", rows[order])
-            self.register_buffer("cols", cols[order])
+            dev = _index_device(base) if rows.device.type != "meta" else rows.device
+            self.register_buffer("rows", rows[order].to(dev))
+            self.register_buffer("cols", cols[order].to(dev))
             self.delta = nn.Parameter(torch.zeros(rows.numel(), dtype=torch.float32, device=base.weight.device))
 
     @property

@@ -146,12 +146,12 @@ def test_playground_page_on_a_config_only_model():
     for m in ("lora", "sparta", "smt", "lora-sp"):
         at = open_page(page, 300, model="llama-2-70b", m1=m)
         no_problem(at)
-        vals = {x.label: x.value for x in at.metric}
-        if m in expected:
-            assert int(vals["trainable parameters"].replace(",", "")) == expected[m]
+        if m in expected:  # the metric shows a compact form; its help starts with the exact count
+            tp = next(x for x in at.metric if x.label == "trainable parameters")
+            assert int(tp.help.split()[0].replace(",", "")) == expected[m]
         assert any("config only" in c.value for c in at.caption)
         assert any("Config-only model" in i.value for i in at.info)
         helps = [x.help for x in at.metric if x.label == "adapter on disk"]
-        assert helps and helps[0].startswith("analytic")
+        assert helps and "analytic" in helps[0]
         if m == "smt":
             assert any("needs a warm-up on real weights" in x.value for x in at.markdown)

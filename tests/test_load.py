@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from explorer import fmt
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 # figures go to tests/artifacts/load.json (ignored by git); UPDATE_RESULTS=1 (make loadtest) refreshes the
@@ -219,11 +221,11 @@ async def one_session(browser, url: str, i: int, exp_pg: dict, exp_run: dict, ou
         await page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=120_000)
         await settle(page, rec, 'step')
         rec["playground_count"] = await trainable_shown(page)
-        rec["playground_expected"] = f"{exp_pg[(method, rank)]:,}"
+        rec["playground_expected"] = fmt.count(exp_pg[(method, rank)])  # the metric's compact form
         cur = rank
         for _ in range(2):
             nxt = RANKS[RANKS.index(cur) + 1]
-            want = f"{exp_pg[(method, nxt)]:,}"
+            want = fmt.count(exp_pg[(method, nxt)])
             thumb = page.locator('[data-testid="stSlider"]').filter(has_text="rank r").locator('input[type="range"], [role="slider"]')
             await thumb.first.focus()
             t0 = time.perf_counter()

@@ -18,7 +18,7 @@ METHOD_KNOBS = {
     "dora": {"targets": "q,k,v,o,up,down"},  # q,v alone barely move a random tiny-bert in 24 steps
     "lora-sp": {"targets": "q,k,v,o,up,down"},
     "tied-lora": {},
-    "smt": {"block_size": 16, "blocks": 8, "warmup_steps": 6},
+    "smt": {"block_size": 16, "blocks": 24, "warmup_steps": 6},
     "sparta": {"density": 0.2},
 }
 
@@ -89,7 +89,7 @@ def test_smt_warmup_inside_budget_is_labelled(tiny_bert, keyword_csv):
     warm = [r for r in res.records if r.get("phase") == "warmup"][-1]
     tr = [r for r in res.records if r.get("phase") == "train"][-1]
     assert tr["optimizer_bytes"] < warm["optimizer_bytes"] / 10
-    assert res.summary["trainable_params"] == 8 * 16 * 16 + sum(p.numel() for p in res.adapter.model.classifier.parameters())
+    assert res.summary["trainable_params"] == 24 * 16 * 16 + sum(p.numel() for p in res.adapter.model.classifier.parameters())
 
 
 def _comparable(records):

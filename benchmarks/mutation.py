@@ -1,0 +1,221 @@
+"""Mutation testing as a benchmark of the suite: how many small bugs planted in the core do the tests catch?
+
+    make mutation                       # installs requirements-mutation.txt, then runs this module
+    python -m benchmarks.mutation [--scope all|methods|sparse|memory] [--resume] [--max-children 1]
+
+mutmut (requirements-mutation.txt) plants one small change at a time (``+`` -> ``-``, ``<`` -> ``<=``, a
+constant changed, an argument dropped, ...) in
+
+* ``explorer/methods/`` (every method),
+* ``explorer/sparse.py`` (the sparse mechanism of LoRA-SP, SpaRTA and SMT),
+* the analytic memory model in ``explorer/memory.py`` (mutmut mutates the whole file, since it cannot cut a
+  file in two; only the mutants of the analytic model's functions -- ``ANALYTIC`` below, the part after
+  the ``analytic`` banner -- are run and counted: the measured half is covered by the byte-account tests
+  and is outside this benchmark),
+
+and runs, for each mutant, only the tests that call the mutated function (mutmut records which ones in a
+first clean run), out of the selection in ``setup.cfg`` ([mutmut] pytest_add_cli_args_test_selection:
+tests/test_methods.py, tests/test_memory.py, tests/test_mutation_kills.py).  A mutant is *killed* when a
+test fails, *survived* when all pass.
+
+Writes ``benchmarks/results/mutation.json`` (totals, score, per-module figures, every survivor with its
+diff and, where one is known, the reason it is equivalent: ``EQUIVALENT`` below) and ``mutation.md``.
+Runs under ``nice -n 10`` with one worker by default (the project's CPUs are shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_JSON = ROOT / "benchmarks" / "results" / "mutation.json"
+OUT_MD = ROOT / "benchmarks" / "results" / "mutation.md"
+
+# the analytic memory model: functions and classes after the "analytic" banner in explorer/memory.py
+ANALYTIC = ["fmt_bytes", "to_gb", "to_gib", "ModelSpec", "spec_from_config", "spec_from_model", "spec_for",
+            "_Plan", "_plan", "_Acts", "_detailed_activations", "korthikanti_activations", "estimate",
+            "estimate_table"]
+
+SCOPES = {
+    "methods": ["explorer.methods.*"],
+    "sparse": ["explorer.sparse.*"],
+    # mutmut names a function's mutants module.x_name__mutmut_N and a method's module.xǁClassǁname__mutmut_N
+    "memory": [p for n in ANALYTIC for p in (f"explorer.memory.x_{n}__mutmut_*", f"explorer.memory.xǁ{n}ǁ*")],
+}
+SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
+for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "sparta"):  # one method file at a time
+    SCOPES[f"methods.{_m}"] = [f"explorer.methods.{_m}.*"]
+
+
+def scope_patterns(scope: str) -> list[str]:
+    """``all``, one scope, or several joined by commas (``sparse,methods.lora``)."""
+    out: list[str] = []
+    for part in scope.split(","):
+        if part.strip() not in SCOPES:
+            raise SystemExit(f"unknown scope '{part}': use {', '.join(SCOPES)} (or several, joined by commas)")
+        out += [p for p in SCOPES[part.strip()] if p not in out]
+    return out
+
+# Surviving mutants that cannot be killed because they do not change behaviour, each with its reason.
+# Keys are mutant names as mutmut prints them.  A survivor not listed here is a gap in the tests.
+EQUIVALENT: dict[str, str] = {}
+
+
+def _mutmut_cmd() -> list[str]:
+    exe = os.environ.get("MUTMUT") or shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    if not Path(exe).exists() and not shutil.which(exe):
+        sys.exit("mutmut is not installed: pip install -r requirements-mutation.txt (or make mutation)")
+    return [exe]
+
+
+def _module_of(name: str) -> str:
+    mod = name.split("__mutmut_")[0]
+    mod = mod.rsplit(".x_", 1)[0] if ".x_" in mod else mod.rsplit(".xǁ", 1)[0]
+    return mod
+
+
+def _function_of(name: str) -> str:
+    base = name.split("__mutmut_")[0]
+    if ".xǁ" in base:
+        return base.rsplit(".xǁ", 1)[1].replace("ǁ", ".")
+    return base.rsplit(".x_", 1)[1]
+
+
+def _in_scope(name: str, patterns: list[str]) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def _read_results(patterns: list[str]) -> dict[str, int | None]:
+    """mutant name -> mutmut's exit code, from the .meta files mutmut writes under mutants/."""
+    out: dict[str, int | None] = {}
+    for meta in sorted((ROOT / "mutants" / "explorer").rglob("*.meta")):
+        data = json.loads(meta.read_text())
+        for k, v in data["exit_code_by_key"].items():
+            if _in_scope(k, patterns):
+                out[k] = v
+    return out
+
+
+def _status(code) -> str:
+    # mutmut.stats.status_by_exit_code, the codes that matter here
+    return {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+            36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
+            None: "not checked", -11: "segfault", -9: "segfault"}.get(code, "suspicious")
+
+
+def _diff(name: str) -> str:
+    try:
+        r = subprocess.run(_mutmut_cmd() + ["show", name], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
+        return "\n".join(lines) or r.stdout.strip()[-400:]
+    except Exception as e:  # noqa: BLE001 - the report still lists the name
+        return f"(no diff: {e})"
+
+
+def report(patterns: list[str], scope: str, seconds: float | None, command: str) -> dict:
+    res = _read_results(patterns)
+    by_status: dict[str, int] = defaultdict(int)
+    per_module: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for k, v in res.items():
+        st = _status(v)
+        by_status[st] += 1
+        per_module[_module_of(k)][st] += 1
+    killed = by_status.get("killed", 0) + by_status.get("timeout", 0) + by_status.get("segfault", 0)
+    checked = killed + by_status.get("survived", 0) + by_status.get("suspicious", 0)
+    survivors = []
+    for k in sorted(k for k, v in res.items() if _status(v) in ("survived", "suspicious", "no tests")):
+        survivors.append(dict(mutant=k, status=_status(res[k]), module=_module_of(k), function=_function_of(k),
+                              diff=_diff(k), equivalent=EQUIVALENT.get(k)))
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    selection = cfg.get("mutmut", "pytest_add_cli_args_test_selection", fallback="").split()
+    doc = dict(
+        command=command, scope=scope, patterns=patterns, tests=selection,
+        date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        run_seconds=None if seconds is None else round(seconds, 1),
+        total=len(res), killed=killed, survived=by_status.get("survived", 0),
+        no_tests=by_status.get("no tests", 0), suspicious=by_status.get("suspicious", 0),
+        not_checked=by_status.get("not checked", 0), timeouts=by_status.get("timeout", 0),
+        score=round(killed / checked, 4) if checked else None,
+        score_counting_equivalent_as_killed=(round((killed + sum(1 for s in survivors if s["equivalent"]))
+                                                   / checked, 4) if checked else None),
+        per_module={m: dict(v) for m, v in sorted(per_module.items())},
+        survivors=survivors,
+    )
+    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+    OUT_JSON.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    OUT_MD.write_text(markdown(doc))
+    return doc
+
+
+def markdown(doc: dict) -> str:
+    pct = (lambda x: "n/a" if x is None else f"{100 * x:.1f} %")
+    mins = "n/a" if doc["run_seconds"] is None else f"{doc['run_seconds'] / 60:.1f} min"
+    lines = [
+        "# Mutation testing (mutmut)", "",
+        f"`{doc['command']}` on {doc['date']}, scope `{doc['scope']}`, run time {mins} (one worker, nice 10, "
+        "2-core machine shared with other jobs).", "",
+        "Tests run against each mutant (those of " + ", ".join(f"`{t}`" for t in doc["tests"])
+        + " that call the mutated function).", "",
+        f"**{doc['killed']} of {doc['total']} mutants killed ({pct(doc['score'])})**; "
+        f"{doc['survived']} survived, {doc['no_tests']} not reached by any selected test, "
+        f"{doc['timeouts']} killed by time-out, {doc['not_checked']} not checked. "
+        f"Counting the survivors listed as equivalent as killed: {pct(doc['score_counting_equivalent_as_killed'])}.",
+        "", "| module | killed | survived | no tests | other |", "|---|---:|---:|---:|---:|",
+    ]
+    for m, v in doc["per_module"].items():
+        other = sum(n for s, n in v.items() if s not in ("killed", "survived", "no tests"))
+        lines.append(f"| `{m}` | {v.get('killed', 0)} | {v.get('survived', 0)} | {v.get('no tests', 0)} | {other} |")
+    lines += ["", "## Surviving mutants", ""]
+    if not doc["survivors"]:
+        lines.append("None.")
+    for s in doc["survivors"]:
+        why = f" -- equivalent: {s['equivalent']}" if s["equivalent"] else " -- **not yet killed**"
+        lines.append(f"- `{s['mutant']}` ({s['status']}){why}")
+        if s["diff"]:
+            lines += ["  ```diff"] + ["  " + ln for ln in s["diff"].splitlines()[:8]] + ["  ```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scope", default="all", help="all, " + ", ".join(SCOPES) + "; several joined by commas")
+    ap.add_argument("--resume", action="store_true", help="keep mutants/ and earlier results (re-runs the scope)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from mutants/ without running")
+    ap.add_argument("--max-children", type=int, default=1)
+    a = ap.parse_args(argv)
+    patterns = scope_patterns(a.scope)
+    command = "make mutation" if a.scope == "all" else f"python -m benchmarks.mutation --scope {a.scope}"
+    seconds = None
+    if not a.report_only:
+        if not a.resume:
+            shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+        env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        cmd = ["nice", "-n", "10"] + _mutmut_cmd() + ["run", "--max-children", str(a.max_children)] + patterns
+        t0 = time.monotonic()
+        rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        seconds = time.monotonic() - t0
+        if rc != 0:
+            print(f"mutmut exited with {rc}", file=sys.stderr)
+    doc = report(patterns, a.scope, seconds, command)
+    print(f"{doc['killed']}/{doc['total']} killed ({doc['score']}), {doc['survived']} survived, "
+          f"{doc['no_tests']} no tests; {OUT_JSON.relative_to(ROOT)}, {OUT_MD.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Small, fast tests written against the mutants that ``make mutation`` (benchmarks/mutation.py) found alive.
+
+Every expected value here is written by hand (or from a paper's formula), never taken from the code under test.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from explorer import sparse
+
+
+def test_dense_from_blocks_places_each_block_by_hand():
+    # 4 x 6 matrix, blocks of 2: a 2 x 3 grid; block (1, 2) holds [[1, 2], [3, 4]], block (0, 0) holds 5..8
+    delta = torch.tensor([[[1., 2.], [3., 4.]], [[5., 6.], [7., 8.]]])
+    d = sparse.dense_from_blocks((4, 6), torch.tensor([1, 0]), torch.tensor([2, 0]), delta, 2)
+    want = torch.zeros(4, 6)
+    want[2:4, 4:6] = torch.tensor([[1., 2.], [3., 4.]])
+    want[0:2, 0:2] = torch.tensor([[5., 6.], [7., 8.]])
+    assert torch.equal(d, want)
+    m = sparse.block_mask((4, 6), [1, 0], [2, 0], 2)
+    assert m.sum() == 8 and m[2:4, 4:6].all() and m[0:2, 0:2].all() and not m[0:2, 2:6].any()
+
+
+def test_dense_from_entries_accumulates_by_hand():
+    d = sparse.dense_from_entries((2, 3), torch.tensor([0, 1, 1]), torch.tensor([2, 0, 0]), torch.tensor([1., 2., 3.]))
+    assert torch.equal(d, torch.tensor([[0., 0., 1.], [5., 0., 0.]]))
+    assert np.array_equal(sparse.entry_mask((2, 3), [0, 1], [2, 0]), np.array([[0, 0, 1], [1, 0, 0]], dtype=bool))
+
+
+# ----------------------------------------------------------------------------- SparseDeltaLinear by hand
+
+
+def _linear(d_in, d_out, seed=0, bias=True):
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(d_in, d_out, bias=bias)
+    with torch.no_grad():
+        lin.weight.normal_()
+        if bias:
+            lin.bias.normal_()
+    return lin
+
+
+def _check_against_dense(mod, base, D, x):
+    """forward = x (W + D)^T + b; the input gradient g (W + D); returns delta's gradient for the caller."""
+    W = base.weight.detach().clone()
+    b = base.bias.detach().clone() if base.bias is not None else 0.0
+    y = mod(x)
+    torch.testing.assert_close(y, x @ (W + D).t() + b, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    torch.testing.assert_close(x.grad, g @ (W + D), rtol=1e-5, atol=1e-5)
+    assert base.weight.grad is None and (base.bias is None or base.bias.grad is None)
+    assert torch.equal(base.weight, W)  # the frozen weight is never written
+    return g.reshape(-1, g.shape[-1]), x.detach().reshape(-1, x.shape[-1])
+
+
+@pytest.mark.parametrize("n_entries,bias", [(3, True), (20, True), (20, False)])
+def test_entry_delta_forward_and_gradients_by_hand(n_entries, bias):
+    # 8 x 6 matrix, 2 x 5 = 10 tokens: 3 entries take the gather path (10 x 3 <= 48), 20 the chunked product
+    base = _linear(6, 8, bias=bias)
+    coords = [(7, 5), (0, 0), (3, 2), (0, 5), (7, 0), (4, 4), (1, 3), (2, 2), (5, 1), (6, 3), (3, 5), (2, 0),
+              (1, 1), (4, 0), (6, 5), (5, 4), (0, 2), (7, 3), (2, 4), (3, 0)][:n_entries]  # unsorted on purpose
+    mod = sparse.SparseDeltaLinear(base, rows=[r for r, _ in coords], cols=[c for _, c in coords])
+    assert mod.delta.shape == (n_entries,) and mod.delta.dtype == torch.float32 and mod.delta.requires_grad
+    assert [p for p in mod.parameters() if p.requires_grad] == [mod.delta]
+    got = list(zip(mod.rows.tolist(), mod.cols.tolist()))
+    assert got == sorted(coords) and mod.rows.dtype == torch.int32 and mod.cols.dtype == torch.int32
+    with torch.no_grad():
+        mod.delta.copy_(torch.arange(1, n_entries + 1, dtype=torch.float32) / 10)
+    D = torch.zeros(8, 6)
+    for i, (r, c) in enumerate(got):
+        D[r, c] = (i + 1) / 10
+    x = torch.randn(2, 5, 6, requires_grad=True)
+    g, xs = _check_against_dense(mod, base, D, x)
+    want = torch.tensor([float((g[:, r] * xs[:, c]).sum()) for r, c in got])
+    torch.testing.assert_close(mod.delta.grad, want, rtol=1e-5, atol=1e-5)
+    # the merged weight, the dense delta, the mask and the plain Linear agree with D
+    torch.testing.assert_close(mod.delta_dense(), D)
+    torch.testing.assert_close(mod.merged_weight(), base.weight.detach() + D)
+    assert np.array_equal(mod.mask(), (D != 0).numpy())
+    lin = mod.to_linear()
+    assert isinstance(lin, torch.nn.Linear) and not any(p.requires_grad for p in lin.parameters())
+    assert (lin.bias is None) == (not bias)
+    with torch.no_grad():
+        torch.testing.assert_close(lin(x), mod(x), rtol=1e-5, atol=1e-5)
+    assert mod.extra_repr() == f"shape=(8, 6), trainable={n_entries} entries"
+    assert mod.weight is base.weight and mod.bias is base.bias
+
+
+@pytest.mark.parametrize("grid_blocks", [3, 70])
+def test_block_delta_forward_and_gradients_by_hand(grid_blocks):
+    # blocks of 2; 3 blocks on a 4 x 6 matrix, or 70 of the 72 blocks of an 18 x 16 matrix (more than the 64
+    # blocks the backward handles per batch)
+    d_out, d_in, b = (4, 6, 2) if grid_blocks == 3 else (18, 16, 2)
+    C = d_in // b
+    base = _linear(d_in, d_out, seed=1)
+    if grid_blocks == 3:
+        blocks = [(1, 2), (0, 1), (1, 0)]
+    else:
+        blocks = [(r, c) for r in range(d_out // b) for c in range(C)][::-1][:70]  # reverse order
+    mod = sparse.SparseDeltaLinear(base, brow=[r for r, _ in blocks], bcol=[c for _, c in blocks], block=b)
+    got = list(zip(mod.brow.tolist(), mod.bcol.tolist()))
+    assert got == sorted(blocks) and mod.brow.dtype == torch.int32
+    assert mod.delta.shape == (len(blocks), b, b) and mod.delta.requires_grad
+    assert sorted(set(mod.ucols.tolist())) == mod.ucols.tolist() == sorted({c for _, c in blocks})
+    vals = torch.randn(len(blocks), b, b)
+    with torch.no_grad():
+        mod.delta.copy_(vals)
+    D = torch.zeros(d_out, d_in)
+    for i, (r, c) in enumerate(got):
+        D[r * b:(r + 1) * b, c * b:(c + 1) * b] = vals[i]
+    x = torch.randn(3, 4, d_in, requires_grad=True)
+    g, xs = _check_against_dense(mod, base, D, x)
+    want = torch.stack([g[:, r * b:(r + 1) * b].t() @ xs[:, c * b:(c + 1) * b] for r, c in got])
+    torch.testing.assert_close(mod.delta.grad, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mod.delta_dense(), D)
+    torch.testing.assert_close(mod.merged_weight(), base.weight.detach() + D)
+    m = np.zeros((d_out, d_in), dtype=bool)
+    for r, c in got:
+        m[r * b:(r + 1) * b, c * b:(c + 1) * b] = True
+    assert np.array_equal(mod.mask(), m)
+    with torch.no_grad():
+        torch.testing.assert_close(mod.to_linear()(x), mod(x), rtol=1e-5, atol=1e-5)
+    assert mod.extra_repr() == f"shape=({d_out}, {d_in}), trainable={len(blocks)} blocks of 2x2"
+
+
+def test_only_the_input_gradient_or_only_the_delta_gradient():
+    base = _linear(6, 8)
+    mod = sparse.SparseDeltaLinear(base, rows=[1, 2], cols=[3, 4])
+    x = torch.randn(5, 6)  # no gradient asked for the input
+    mod(x).sum().backward()
+    assert mod.delta.grad is not None and mod.delta.grad.shape == (2,)
+    mod.delta.requires_grad_(False)
+    x = torch.randn(5, 6, requires_grad=True)
+    mod(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(5, 8) @ base.weight.detach())
+    blk = sparse.SparseDeltaLinear(_linear(4, 4), brow=[1], bcol=[0], block=2)
+    blk.delta.requires_grad_(False)
+    x = torch.randn(3, 4, requires_grad=True)
+    blk(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(3, 4) @ blk.base.weight.detach())
+
+
+# ----------------------------------------------------------------------------- helpers by hand
+
+
+def test_random_entries_are_distinct_sorted_int32_and_clamped():
+    g = torch.Generator().manual_seed(0)
+    r, c = sparse.random_entries((5, 7), 12, g)
+    assert r.dtype == torch.int32 and c.dtype == torch.int32 and len(r) == len(c) == 12
+    flat = (r.long() * 7 + c.long()).tolist()
+    assert flat == sorted(set(flat)) and all(0 <= v < 35 for v in flat)
+    assert int(r.max()) <= 4 and int(c.max()) <= 6
+    r, c = sparse.random_entries((5, 7), 99, torch.Generator().manual_seed(0))
+    assert (r.long() * 7 + c.long()).tolist() == list(range(35))  # k above n: every entry once
+    assert len(sparse.random_entries((5, 7), -3, torch.Generator().manual_seed(0))[0]) == 0
+    a = sparse.random_entries((50, 40), 30, torch.Generator().manual_seed(4))
+    b = sparse.random_entries((50, 40), 30, torch.Generator().manual_seed(4))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    # uniform over the whole matrix: 2,000 of 200,000 entries land in every half of it
+    r, c = sparse.random_entries((400, 500), 2000, torch.Generator().manual_seed(1))
+    assert 900 < int((r < 200).sum()) < 1100 and 900 < int((c < 250).sum()) < 1100
+
+
+def test_linear_from_copies_weight_and_bias_frozen():
+    base = _linear(3, 2)
+    w = torch.tensor([[1., 2., 3.], [4., 5., 6.]], dtype=torch.float64)
+    lin = sparse.linear_from(base, w)
+    assert lin.weight.dtype == torch.float32 and torch.equal(lin.weight, w.float())
+    assert torch.equal(lin.bias, base.bias) and lin.bias is not base.bias
+    assert (lin.in_features, lin.out_features) == (3, 2)
+    assert not lin.weight.requires_grad and not lin.bias.requires_grad
+    nob = sparse.linear_from(_linear(3, 2, bias=False), w)
+    assert nob.bias is None and torch.equal(nob.weight, w.float())
+    half = torch.nn.Linear(3, 2).to(torch.float16)
+    assert sparse.linear_from(half, w).weight.dtype == torch.float16
+
+
+def test_scatter_entries_replaces_only_the_given_entries():
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    vals = torch.tensor([100., 200.], requires_grad=True)
+    out = sparse.scatter_entries(base, torch.tensor([1, 10], dtype=torch.int32), vals)
+    want = base.clone()
+    want[0, 1], want[2, 2] = 100., 200.
+    assert torch.equal(out, want) and out.shape == (3, 4)
+    (out * torch.arange(12.).reshape(3, 4)).sum().backward()
+    assert torch.equal(vals.grad, torch.tensor([1., 10.]))
+    assert torch.equal(base, torch.arange(12, dtype=torch.float32).reshape(3, 4))  # base untouched
+    d = sparse.dense_from_entries((2, 2), torch.tensor([1]), torch.tensor([0]), torch.tensor([3.]),
+                                  dtype=torch.float64)
+    assert d.dtype == torch.float64 and torch.equal(d, torch.tensor([[0., 0.], [3., 0.]], dtype=torch.float64))
+    d = sparse.dense_from_blocks((2, 4), torch.tensor([0]), torch.tensor([1]), torch.ones(1, 2, 2), 2,
+                                 dtype=torch.float64)
+    assert d.dtype == torch.float64 and d[:, 2:].sum() == 4 and d[:, :2].sum() == 0

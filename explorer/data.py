@@ -359,8 +359,12 @@ def _load_dataset_file(path: Path):
         raise DataError(f"{path.name}: unsupported file type '{suffix}'; use .csv, .json or .jsonl")
     kwargs = {"sep": "\t"} if suffix == ".tsv" else {}
     datasets.disable_progress_bars()
+    # datasets resolves the data files and its download manager's base against the working directory unless
+    # told a folder: give it the file's own, so a load never depends on (or fails in) the process's cwd
+    folder = str(path.resolve().parent)
     try:
-        ds = datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
+        ds = datasets.load_dataset(fmt, data_files=str(path.resolve()), data_dir=folder, base_path=folder,
+                                   split="train", **kwargs)
     except Exception as e:  # noqa: BLE001 - any parser error is a malformed file
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         cause = e.__cause__ or e.__context__

@@ -193,3 +193,29 @@ def test_scatter_entries_replaces_only_the_given_entries():
     d = sparse.dense_from_blocks((2, 4), torch.tensor([0]), torch.tensor([1]), torch.ones(1, 2, 2), 2,
                                  dtype=torch.float64)
     assert d.dtype == torch.float64 and d[:, 2:].sum() == 4 and d[:, :2].sum() == 0
+
+
+@pytest.mark.parametrize("mode", ["entries", "blocks"])
+def test_sparse_delta_on_a_bf16_base_keeps_the_base_dtype(mode):
+    """The delta is fp32 while the frozen base may be bf16: the sum is made in the base's dtype."""
+    base = _linear(4, 4, seed=3).to(torch.bfloat16)
+    if mode == "entries":
+        mod = sparse.SparseDeltaLinear(base, rows=[0, 3], cols=[1, 2])
+    else:
+        mod = sparse.SparseDeltaLinear(base, brow=[1], bcol=[0], block=2)
+    assert mod.delta.dtype == torch.float32
+    with torch.no_grad():
+        mod.delta.fill_(0.5)
+    x = torch.randn(3, 4, dtype=torch.bfloat16, requires_grad=True)
+    y = mod(x)
+    assert y.dtype == torch.bfloat16
+    D = torch.zeros(4, 4)
+    if mode == "entries":
+        D[0, 1] = D[3, 2] = 0.5
+    else:
+        D[2:4, 0:2] = 0.5
+    want = x.detach().float() @ (base.weight.detach().float() + D).t() + base.bias.detach().float()
+    torch.testing.assert_close(y.float(), want, rtol=0.05, atol=0.05)
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and mod.delta.grad.dtype == torch.float32
+    assert mod.merged_weight().dtype == torch.bfloat16 and mod.to_linear().weight.dtype == torch.bfloat16

@@ -219,3 +219,64 @@ def test_sparse_delta_on_a_bf16_base_keeps_the_base_dtype(mode):
     y.float().sum().backward()
     assert x.grad.dtype == torch.bfloat16 and mod.delta.grad.dtype == torch.float32
     assert mod.merged_weight().dtype == torch.bfloat16 and mod.to_linear().weight.dtype == torch.bfloat16
+
+
+def test_index_buffers_are_int32_and_only_the_coordinates_are_saved():
+    blk = sparse.SparseDeltaLinear(_linear(6, 4), brow=[1, 0], bcol=[2, 1], block=2)
+    assert {blk.brow.dtype, blk.bcol.dtype, blk.ucols.dtype, blk.colpos.dtype} == {torch.int32}
+    assert blk.colpos.tolist() == [0, 1] and blk.ucols.tolist() == [1, 2]  # (0, 1) then (1, 2), sorted
+    # the helper buffers are rebuilt from brow/bcol, never saved
+    assert set(blk.state_dict()) == {"base.weight", "base.bias", "brow", "bcol", "delta"}
+    ent = sparse.SparseDeltaLinear(_linear(6, 4), rows=[1], cols=[2])
+    assert set(ent.state_dict()) == {"base.weight", "base.bias", "rows", "cols", "delta"}
+
+
+def test_the_delta_is_fp32_whatever_torch_s_default_dtype():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        base = torch.nn.Linear(4, 4).to(torch.float32)
+        assert sparse.SparseDeltaLinear(base, rows=[1], cols=[2]).delta.dtype == torch.float32
+        assert sparse.SparseDeltaLinear(base, brow=[1], bcol=[0], block=2).delta.dtype == torch.float32
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_masks_are_boolean():
+    m = sparse.entry_mask((2, 3), np.array([1], dtype=np.int32), np.array([2], dtype=np.int32))
+    assert m.dtype == bool and m.sum() == 1 and m[1, 2]
+    bm = sparse.block_mask((4, 4), np.array([1], dtype=np.int32), np.array([0], dtype=np.int32), 2)
+    assert bm.dtype == bool and bm.sum() == 4 and bm[2:, :2].all()
+
+
+def test_scatter_entries_casts_the_values_to_the_base_dtype():
+    out = sparse.scatter_entries(torch.zeros(2, 2), torch.tensor([3]), torch.tensor([2.5], dtype=torch.float64))
+    assert out.dtype == torch.float32 and out[1, 1] == 2.5
+
+
+def test_many_blocks_of_one_all_get_their_gradient():
+    # 200 blocks of 1 x 1 (more than three batches of 64 in the backward): each gradient is g[:, r] . x[:, c]
+    base = _linear(16, 16, seed=5)
+    coords = [(r, c) for r in range(16) for c in range(16)][:200]
+    mod = sparse.SparseDeltaLinear(base, brow=[r for r, _ in coords], bcol=[c for _, c in coords], block=1)
+    x = torch.randn(3, 16, requires_grad=True)
+    g = torch.randn(3, 16)
+    (mod(x) * g).sum().backward()
+    want = torch.tensor([float(g[:, r] @ x.detach()[:, c]) for r, c in coords])
+    torch.testing.assert_close(mod.delta.grad.reshape(-1), want, rtol=1e-4, atol=1e-5)
+
+
+def test_entry_gradient_in_row_chunks_of_a_very_wide_matrix():
+    """d_in = 2^21 makes the backward cut the rows in chunks of 2; only row 2 (the second chunk) holds entries,
+    every one of them, and 4 tokens x 2^21 entries exceeds the matrix, so the chunked product is used."""
+    d_in, d_out = 1 << 21, 3
+    base = torch.nn.Linear(d_in, d_out, bias=False)
+    with torch.no_grad():
+        base.weight.zero_()
+    cols = torch.arange(d_in)
+    mod = sparse.SparseDeltaLinear(base, rows=torch.full((d_in,), 2), cols=cols)
+    x = torch.randn(4, d_in)
+    g = torch.tensor([[0., 0., 1.], [0., 0., -2.], [0., 0., 0.5], [0., 0., 3.]])
+    (mod(x) * g).sum().backward()
+    want = (g[:, 2:3] * x).sum(0)
+    torch.testing.assert_close(mod.delta.grad, want, rtol=1e-4, atol=1e-4)

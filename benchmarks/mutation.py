@@ -56,6 +56,47 @@ for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "spart
     SCOPES[f"methods.{_m}"] = [f"explorer.methods.{_m}.*"]
 
 
+# the files each scope mutates, and the tests that cover them (the test selection of a scoped run; setup.cfg
+# lists the union, for a plain `mutmut run`)
+SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"], "memory": ["explorer/memory.py"]}
+SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py"],
+               "sparse": ["tests/test_mutation_kills.py"],
+               "memory": ["tests/test_memory.py"]}
+
+
+def _scope_parts(scope: str) -> list[str]:
+    return ["methods", "sparse", "memory"] if scope == "all" else [p.strip() for p in scope.split(",")]
+
+
+def scope_files_and_tests(scope: str) -> tuple[list[str], list[str]]:
+    files, tests = [], []
+    for part in _scope_parts(scope):
+        top = part.split(".")[0]
+        fs = [f"explorer/methods/{part.split('.', 1)[1]}.py"] if "." in part else SCOPE_FILES[top]
+        files += [f for f in fs if f not in files]
+        tests += [t for t in SCOPE_TESTS[top] if t not in tests]
+    return files, tests
+
+
+def _configure(files: list[str], tests: list[str]) -> str | None:
+    """Point setup.cfg's [mutmut] only_mutate and test selection at this scope; returns the text to restore."""
+    cfg = ROOT / "setup.cfg"
+    old = cfg.read_text() if cfg.exists() else None
+    lines, out, skip = (old or "[mutmut]\n").splitlines(), [], False
+    for ln in lines:
+        key = ln.split("=")[0].strip()
+        if skip and (ln.startswith((" ", "\t")) or not ln.strip()):
+            continue
+        skip = key in ("only_mutate", "pytest_add_cli_args_test_selection") and "=" in ln
+        if not skip:
+            out.append(ln)
+    i = out.index("[mutmut]") + 1
+    out[i:i] = ["only_mutate ="] + [f"    {f}" for f in files] + \
+               ["pytest_add_cli_args_test_selection ="] + [f"    {t}" for t in tests]
+    cfg.write_text("\n".join(out) + "\n")
+    return old
+
+
 def scope_patterns(scope: str) -> list[str]:
     """``all``, one scope, or several joined by commas (``sparse,methods.lora``)."""
     out: list[str] = []
@@ -172,7 +213,8 @@ def _diff(name: str) -> str:
         return f"(no diff: {e})"
 
 
-def report(patterns: list[str], scope: str, seconds: float | None, command: str) -> dict:
+def report(patterns: list[str], scope: str, seconds: float | None, command: str,
+           selection: list[str] | None = None) -> dict:
     res = _read_results(patterns)
     by_status: dict[str, int] = defaultdict(int)
     per_module: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -186,11 +228,8 @@ def report(patterns: list[str], scope: str, seconds: float | None, command: str)
     for k in sorted(k for k, v in res.items() if _status(v) in ("survived", "suspicious", "no tests")):
         survivors.append(dict(mutant=k, status=_status(res[k]), module=_module_of(k), function=_function_of(k),
                               diff=_diff(k), equivalent=EQUIVALENT.get(k)))
-    import configparser
-
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
-    selection = cfg.get("mutmut", "pytest_add_cli_args_test_selection", fallback="").split()
+    if selection is None:
+        selection = scope_files_and_tests(scope)[1]
     doc = dict(
         command=command, scope=scope, patterns=patterns, tests=selection,
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -247,10 +286,12 @@ def main(argv=None) -> int:
     ap.add_argument("--survivors", action="store_true",
                     help="re-run only the scope's surviving mutants (after adding tests; keeps mutants/)")
     ap.add_argument("--max-children", type=int, default=1)
+    ap.add_argument("--tests", help="test files to run against the mutants, comma-separated (default: the scope's, "
+                                    "SCOPE_TESTS)")
     a = ap.parse_args(argv)
     patterns = scope_patterns(a.scope)
     command = "make mutation" if a.scope == "all" else f"python -m benchmarks.mutation --scope {a.scope}"
-    seconds = None
+    seconds, selection = None, (a.tests.split(",") if a.tests else None)
     if not a.report_only:
         if a.survivors:
             names = [k for k, v in _read_results(patterns).items() if _status(v) in ("survived", "suspicious")]
@@ -264,16 +305,25 @@ def main(argv=None) -> int:
         env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         cmd = ["nice", "-n", "10"] + _mutmut_cmd() + ["run", "--max-children", str(a.max_children)] + patterns_run
+        files, tests = scope_files_and_tests(a.scope)
+        if a.tests:
+            tests = a.tests.split(",")
+        old_cfg = _configure(files, tests)
         t0 = time.monotonic()
-        rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
-        seconds = time.monotonic() - t0
+        try:
+            rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        finally:
+            seconds = time.monotonic() - t0
+            if old_cfg is not None:
+                (ROOT / "setup.cfg").write_text(old_cfg)
+        selection = tests
         if rc != 0:
             print(f"mutmut exited with {rc}", file=sys.stderr)
     if a.survivors and OUT_JSON.exists() and seconds is not None:  # the first run's time plus this re-run's
         prev = json.loads(OUT_JSON.read_text()).get("run_seconds")
         seconds += prev or 0.0
         command += " (then --survivors after new tests)"
-    doc = report(patterns, a.scope, seconds, command)
+    doc = report(patterns, a.scope, seconds, command, selection)
     print(f"{doc['killed']}/{doc['total']} killed ({doc['score']}), {doc['survived']} survived, "
           f"{doc['no_tests']} no tests; {OUT_JSON.relative_to(ROOT)}, {OUT_MD.relative_to(ROOT)}")
     return 0

@@ -258,7 +258,8 @@ def markdown(doc: dict) -> str:
         "2-core machine shared with other jobs).", "",
         "Tests run against each mutant (those of " + ", ".join(f"`{t}`" for t in doc["tests"])
         + " that call the mutated function).", "",
-        f"**{doc['killed']} of {doc['total']} mutants killed ({pct(doc['score'])})**; "
+        f"**{doc['killed']} of {doc['total']} mutants killed ({pct(doc['score'])} of the "
+        f"{doc['killed'] + doc['survived'] + doc['suspicious']} that a selected test reaches)**; "
         f"{doc['survived']} survived, {doc['no_tests']} not reached by any selected test, "
         f"{doc['timeouts']} killed by time-out, {doc['not_checked']} not checked. "
         f"Counting the survivors listed as equivalent as killed: {pct(doc['score_counting_equivalent_as_killed'])}.",

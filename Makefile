@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: install run test loadtest bench browser clean
+.PHONY: install run test loadtest bench browser clean mutation
 
 $(VENV)/.installed: requirements.txt requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +40,15 @@ loadtest: install browser
 bench: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.memory_honesty
 
+# mutation testing of methods/, sparse.py and the analytic memory model (slow: not part of make test);
+# report in benchmarks/results/mutation.{json,md}. SCOPE=sparse,methods.lora (etc.) runs a part.
+SCOPE ?= all
+$(VENV)/.mutation-installed: $(VENV)/.installed requirements-mutation.txt
+	$(PY) -m pip install -r requirements-mutation.txt
+	touch $@
+
+mutation: $(VENV)/.mutation-installed
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.mutation --scope $(SCOPE)
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) .cache .pytest_cache mutants

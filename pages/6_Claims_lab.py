@@ -12,6 +12,7 @@ from explorer.claims import live as L
 from explorer.claims import results as R
 from explorer.claims import specs
 from explorer.claims import stats as S
+from explorer.urlstate import Field, Schema
 
 ui.page_setup("Claims lab", ":material/fact_check:")
 LIVE_KEY = "claims_live"  # {claim name: LiveRun}
@@ -202,8 +203,16 @@ def body():
                 "not hold at this scale is a result too: the caveats say what differs from the paper.")
     st.caption("Shipped results: `assets/claims/` (made with `python -m benchmarks.claims`). "
                "`python -m explorer claims --json` lists the same verdicts and numbers.")
+    schema = Schema([Field("claim", "choice", "all", choices=("all",) + tuple(specs.NAMES),
+                           help="one claim's card only (a link for the projector), or all")])
+    vals = ui.url_values(schema, "claims")
+    st.radio("Claims shown", ("all",) + tuple(specs.NAMES), key=ui.wkey("claims", "claim"), horizontal=True,
+             help="one card only, e.g. for a link shown on the projector")
+    pick = ui.widget_values(schema, "claims")["claim"]
     for name in specs.NAMES:
-        card(name)
+        if pick in ("all", name):
+            card(name)
+    ui.write_url(schema, "claims", values=dict(claim=pick) if vals is not None else None)
 
 
 ui.run_page(body)

@@ -172,3 +172,29 @@ def test_colour_shape_rule_is_balanced_and_not_one_word():
     assert (len(t.train), len(t.eval)) == (2000, 500)
     assert not ({x for x, _ in t.train} & {x for x, _ in t.eval})
     assert 200 < sum(y for _, y in t.eval) < 300
+
+
+def test_a_csv_loads_whatever_the_working_directory(tmp_path, monkeypatch):
+    """load_task does not read project-relative paths or the cwd: it works from another folder, and from a
+    working directory that has been deleted (a server started in a temporary folder that is gone)."""
+    import os
+
+    from explorer.data import load_task
+
+    f = tmp_path / "files" / "t.csv"
+    f.parent.mkdir()
+    f.write_text("text,label\n" + "".join(f"good thing {i},pos\nbad thing {i},neg\n" for i in range(12)))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    task = load_task(str(f), "seq-cls")
+    assert len(task.train) + len(task.eval) == 24 and task.num_labels == 2
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    os.rmdir(gone)
+    task = load_task(str(f), "seq-cls")
+    assert len(task.train) + len(task.eval) == 24
+    tsv = tmp_path / "files" / "t.tsv"
+    tsv.write_text("text\tlabel\n" + "".join(f"good {i}\tpos\nbad {i}\tneg\n" for i in range(6)))
+    assert load_task(str(tsv), "seq-cls").num_labels == 2

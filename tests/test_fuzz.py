@@ -422,6 +422,9 @@ def data_file(draw):
         n = draw(st.integers(8, 60))
         rows = [[draw(cell) or "x", f"lab{i % n_labels}" if not causal else draw(label) or "y"] for i in range(n)]
         rows = [[c if c.strip() else "x" for c in r] for r in rows]
+        # distinct texts: a held-out split is drawn by distinct text (a text repeated on every row cannot be
+        # both trained on and held out, and is refused with one line)
+        rows = [[f"{r[0]} #{i}"] + r[1:] for i, r in enumerate(rows)]
         fmt = draw(st.sampled_from(["csv", "jsonl", "json"]))
         if fmt == "csv":
             body = csv_rows([header] + rows).encode()
@@ -481,6 +484,9 @@ def test_uploaded_file_gives_a_task_or_a_clear_message(tmp_path_factory, f, kind
     except UserError as e:
         msg = str(e)
         assert msg and "\n" not in msg.strip() and len(msg) < 1200 and "Traceback" not in msg, msg
+        # a file built to be valid (8+ rows, 2+ labels, every cell non-blank), loaded as the kind it was made
+        # for with its default columns, must load: a refusal there is a bug, not a clear message
+        assert not (fits and follow), f"a valid {fits} file was refused: {msg}"
         CASES["uploaded files (refused)"] += 1
         return
     CASES["uploaded files (loaded)"] += 1
@@ -501,12 +507,30 @@ def test_task_names_give_a_task_or_a_clear_message(name, kind):
     from explorer import data
 
     CASES["task names"] += 1
+    builtin_fit = name in data.BUILTIN and data.BUILTIN[name]["kind"] == kind
     try:
         task = data.load_task(name, kind)
     except UserError as e:
         assert str(e) and "\n" not in str(e).strip() and len(str(e)) < 1200
+        # a built-in task asked for with its own model kind must load; a bad kind must be refused
+        assert not builtin_fit, f"built-in task {name} ({kind}) refused: {e}"
         return
+    assert kind in ("seq-cls", "causal-lm"), f"model kind {kind!r} accepted"
     assert task.kind == kind and task.train
+
+
+@pytest.mark.parametrize("name,kind", [("colour-shape", "seq-cls"), ("colour-shape-easy", "seq-cls"),
+                                       ("size-compare", "seq-cls"), ("bbc-news", "seq-cls"),
+                                       ("word-category", "causal-lm")])
+def test_every_builtin_task_loads_for_its_model_kind(name, kind):
+    """The other half of the fuzz above: a valid name with its own kind is never refused."""
+    from explorer import data
+
+    task = data.load_task(name, kind)
+    assert task.kind == kind and len(task.train) >= data.MIN_ROWS and task.eval
+    other = "causal-lm" if kind == "seq-cls" else "seq-cls"
+    with pytest.raises(UserError, match=f"is a {kind} task"):
+        data.load_task(name, other)
 
 
 @settings(FAST, max_examples=40)
@@ -534,6 +558,44 @@ def test_knobs_give_an_adapter_or_a_clear_message(tiny_bert, method, knobs):
     CASES["method knobs (adapter made)"] += 1
     if getattr(ad, "needs_warmup", False):
         return  # SMT: blocks are chosen after a warm-up (exercised by the CLI cases)
+    assert 0 < ad.num_trainable() <= ad.num_total()
+
+
+# knobs inside the ranges each method's paper allows, written out by hand for tiny-bert (d = 64, intermediate 128,
+# 2 layers): every such combination must give an adapter, never a refusal
+_TARGET_SETS = st.lists(st.sampled_from(["q", "k", "v", "o", "up", "down"]), min_size=1, max_size=4, unique=True)
+_LORA = dict(rank=st.integers(1, 64), alpha=st.floats(0.5, 128), targets=_TARGET_SETS, dropout=st.floats(0, 0.5),
+             seed=st.integers(0, 1000))
+VALID_KNOBS = {
+    "lora": st.fixed_dictionaries({}, optional=_LORA),
+    "dora": st.fixed_dictionaries({}, optional=_LORA),
+    "lora-sp": st.fixed_dictionaries({}, optional=dict(_LORA, freeze=st.floats(0, 0.9))).map(
+        lambda k: {n: v for n, v in k.items() if n != "dropout"}),
+    "tied-lora": st.fixed_dictionaries({}, optional=dict(
+        preset=st.sampled_from(["vBuA", "TL5", "TL6", "VeRA-like"]), rank=st.integers(1, 64),
+        targets=st.lists(st.sampled_from(["q", "k", "v"]), min_size=1, max_size=3, unique=True))),
+    # blocks of 16, 32 or 64 divide every tiny-bert matrix; one target holds at least 2 blocks of 64 (2 layers)
+    # (a budget is given: the automatic 1 % of all parameters is more than tiny-bert's matrices hold)
+    "smt": st.tuples(st.fixed_dictionaries(dict(block_size=st.sampled_from([16, 32, 64]), targets=_TARGET_SETS)),
+                     st.one_of(st.fixed_dictionaries(dict(blocks=st.integers(1, 2))),
+                               st.fixed_dictionaries(dict(density=st.floats(0.3, 1.0))))).map(
+        lambda ab: {**ab[0], **ab[1]}),
+    # density inside the targets, or the paper's sparsity of all 2,041,282 parameters keeping 205-2,041 entries
+    "sparta": st.one_of(st.fixed_dictionaries(dict(density=st.floats(0.01, 1.0), targets=_TARGET_SETS)),
+                        st.fixed_dictionaries(dict(sparsity=st.floats(0.999, 0.9999), targets=_TARGET_SETS))),
+    "full": st.just({}),
+}
+
+
+@settings(FAST, max_examples=40)
+@given(data=st.data(), method=st.sampled_from(sorted(VALID_KNOBS)))
+def test_valid_knobs_always_give_an_adapter(tiny_bert, data, method):
+    from explorer.methods import apply_method
+    from explorer.playground import shared_weight_copy
+
+    knobs = data.draw(VALID_KNOBS[method])
+    ad = apply_method(shared_weight_copy(tiny_bert.model), method, n_base=tiny_bert.info.n_params, **knobs)
+    CASES["valid method knobs (adapter made)"] += 1
     assert 0 < ad.num_trainable() <= ad.num_total()
 
 

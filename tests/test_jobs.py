@@ -236,7 +236,20 @@ def test_server_config_turns_off_streamlits_gc_after_every_rerun():
 
     cfg = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
     assert cfg["runner"]["postScriptGC"] is False
-    assert st_config.get_option("runner.postScriptGC") in (True, False)  # the option still exists
+    # the option still exists in this Streamlit (a renamed option would be silently ignored), and the app's
+    # config file really sets it: loaded the way `streamlit run` loads it, the value is False
+    assert "runner.postScriptGC" in st_config._config_options_template
+    assert st_config._config_options_template["runner.postScriptGC"].default_val is True  # Streamlit's default
+    import copy
+
+    st_config.get_option("runner.postScriptGC")  # makes sure the options are loaded before the snapshot
+    saved = copy.deepcopy(st_config._config_options)
+    try:
+        st_config._update_config_with_toml(
+            (Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text(), "test")
+        assert st_config.get_option("runner.postScriptGC") is False
+    finally:
+        st_config._config_options = saved
     # a run's reference cycles are collected when it ends
     import gc
     import weakref

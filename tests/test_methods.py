@@ -111,13 +111,21 @@ def test_tied_lora_counts_from_real_shapes_gqa(tiny_llama):
                                    for b in (True, False) for u in (True, False) for v in (True, False)
                                    if a or b or u or v])
 def test_tied_lora_every_combination(tiny_llama, combo):
-    from explorer.methods.tied_lora import expected_count
-
     tied, a, b, u, v = combo
-    ad = adapt(tiny_llama, "tied-lora", preset="custom", rank=2, targets=["q", "k", "v", "o"], tied=tied,
+    r = 2
+    ad = adapt(tiny_llama, "tied-lora", preset="custom", rank=r, targets=["q", "k", "v", "o"], tied=tied,
                train_A=a, train_B=b, train_u=u, train_v=v)
-    sw = dict(tied=tied, train_A=a, train_B=b, train_u=u, train_v=v)
-    assert ad.num_trainable() == expected_count(ad.targets, 2, sw)
+    # the paper's notation, from the config: q, k, v read the same input (one A of r x d, one fused B of
+    # (d + 2 d_kv) x r); o is its own group (A r x d, B d x r).  A and B exist once (tied) or once per layer;
+    # u (r) and v (one entry per row of B) always exist once per layer.
+    cfg = tiny_llama.model.config
+    d, L = cfg.hidden_size, cfg.num_hidden_layers
+    d_kv = cfg.num_key_value_heads * (d // cfg.num_attention_heads)
+    n_ab = 1 if tied else L
+    want = 0
+    for d_in, d_out in ((d, d + 2 * d_kv), (d, d)):  # (q, k, v) fused, then o
+        want += n_ab * (a * r * d_in + b * d_out * r) + L * (u * r + v * d_out)
+    assert ad.num_trainable() == want
     assert sum(lay.trainable for lay in ad.layouts()) == ad.num_trainable()
     # the update is zero at step 0 whatever is frozen
     batch = make_batch(tiny_llama)
@@ -140,13 +148,39 @@ def test_tied_tensors_are_single_and_gradients_sum(tiny_bert):
     assert len(names) == len(set(names))
     params = [p for _, p in ad.trainable_parameters()]
     assert len({id(p) for p in params}) == len(params)
-    # B gets gradient only after a step (B = 0 kills A's gradient): set B non-zero and compare with per-layer sum
+    # B = 0 at step 0 kills A's gradient: set B non-zero, then compare the shared tensors' gradients with the
+    # sum of the per-use gradients worked out by hand from each use's input X and output gradient G:
+    # out = W x + s * B[rows] (A x) (u = v = 1 in TL5), so dA = sum_uses (s G B[rows])^T X and
+    # dB[rows] += s G^T (X A^T).
     grp = mods[0].group
     with torch.no_grad():
         grp.B.normal_()
+    uses = []
+
+    def keep(mod, inputs, out):
+        rec = {"mod": mod, "x": inputs[0].detach().reshape(-1, inputs[0].shape[-1])}
+        out.register_hook(lambda g: rec.__setitem__("g", g.detach().reshape(-1, g.shape[-1])))
+        uses.append(rec)
+
+    hooks = [m.register_forward_hook(keep) for m in mods]
     batch = make_batch(tiny_bert)
     ad.model(**batch).loss.backward()
-    assert grp.A.grad is not None and grp.A.grad.abs().sum() > 0
+    for h in hooks:
+        h.remove()
+    assert len(uses) == len(mods) == 3 * tiny_bert.model.config.num_hidden_layers
+    A, B = grp.A.detach()[0], grp.B.detach()[0]
+    want_A, want_B = torch.zeros_like(A), torch.zeros_like(B)
+    for rec in uses:
+        s_, rows = rec["mod"].scaling, rec["mod"].rows
+        want_A += (s_ * rec["g"] @ B[rows]).t() @ rec["x"]
+        want_B[rows] += s_ * rec["g"].t() @ (rec["x"] @ A.t())
+    assert want_A.abs().sum() > 0
+    torch.testing.assert_close(grp.A.grad[0], want_A, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grp.B.grad[0], want_B, rtol=1e-4, atol=1e-6)
+    # and it is the sum, not one layer's share: the last layer alone is far from it
+    last = [r for r in uses if r["mod"].layer == max(u["mod"].layer for u in uses)]
+    only_last = sum((r["mod"].scaling * r["g"] @ B[r["mod"].rows]).t() @ r["x"] for r in last)
+    assert not torch.allclose(only_last, want_A, rtol=1e-2, atol=1e-4)
 
 
 def test_smt_counts_and_block_size_rules(tiny_bert, tiny_llama):
@@ -275,9 +309,37 @@ def test_only_selected_entries_reach_the_optimizer(tiny_llama):
     assert state_numel == 2 * 4 * 16 * 16
     shapes = sorted(tuple(p.shape) for _, p in ad.trainable_parameters())
     assert all(s[1:] == (16, 16) for s in shapes) and sum(s[0] for s in shapes) == 4
-    # no dense weight gradient exists anywhere
+    # no dense weight gradient exists anywhere: after one more backward (grads kept) every frozen tensor has no
+    # .grad at all, every .grad that exists is a selected block, and no matrix product in the backward pass
+    # produces a d_out x d_in (or d_in x d_out) result for a target layer, i.e. no dense weight gradient is
+    # formed even transiently (the effective weight used for the input gradient is a sum, not a product)
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    dense_shapes = {(t.d_out, t.d_in) for t in ad.targets} | {(t.d_in, t.d_out) for t in ad.targets}
+    products = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
+                torch.ops.aten.matmul.default, torch.ops.aten.baddbmm.default}
+    seen = []
+
+    class Products(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in products:
+                seen.append(tuple(out.shape[-2:]))
+            return out
+
+    batch = make_batch(tiny_llama)
+    ad.model.train()
+    loss = ad.model(**batch).loss
+    with Products():
+        loss.backward()
+    assert seen, "the dispatch hook saw no matrix product in the backward pass"
+    assert not [s for s in seen if s in dense_shapes], seen
+    trainable = {id(p) for _, p in ad.trainable_parameters()}
     for name, p in ad.model.named_parameters():
-        assert p.grad is None or p.requires_grad, name
+        if id(p) in trainable:
+            assert p.grad is not None and tuple(p.grad.shape[1:]) == (16, 16), name
+        else:
+            assert p.grad is None, f"frozen {name} has a .grad of shape {tuple(p.grad.shape)}"
 
 
 # ----------------------------------------------------------------------------- SMT selection

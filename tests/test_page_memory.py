@@ -69,7 +69,12 @@ def test_figures_carry_exact_bytes_and_units():
     assert w.y[0] == pytest.approx(rows[0]["weights_bytes"] / 2 ** 30)
     assert w.customdata[0][0] == f"{int(rows[0]['weights_bytes']):,} B"
     assert "GiB = 2^30 bytes" in fig.layout.yaxis.title.text
-    assert V.measure_shape(64, 2048, 512) == (16, 512, V.measure_shape(64, 2048, 512)[2])
+    # 2048 tokens are cut to the model's 512 positions, and the batch to the token cap: 8192 / 512 = 16
+    assert V.MEASURE_TOKEN_CAP == 8192
+    b, s, note = V.measure_shape(64, 2048, 512)
+    assert (b, s) == (16, 512)
+    assert "batch 16 × 512 tokens instead of 64 × 2048" in note and "8,192 tokens" in note and "512 positions" in note
+    assert V.measure_shape(4, 2048, 512)[:2] == (4, 512) and "instead of 4 × 2048" in V.measure_shape(4, 2048, 512)[2]
     assert V.measure_shape(2, 32, 512) == (2, 32, "")
 
 

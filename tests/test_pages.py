@@ -53,31 +53,108 @@ def test_playground_default_and_url_written():
     assert qp(at, "m1") == "lora" and qp(at, "a_rank") == "8"
 
 
-def test_every_method_and_control_on_tiny_bert():
+# tiny-bert's target shapes (d = 64, intermediate 128, L = 2 layers; BERT has no gate), written out by hand
+TB_SHAPES = {"q": (64, 64), "k": (64, 64), "v": (64, 64), "o": (64, 64), "up": (128, 64), "down": (64, 128)}
+TB_L, TB_HEAD = 2, 64 * 2 + 2  # the classifier: 64 x 2 weights + 2 biases
+KNOB_DEFAULTS = {
+    "lora": dict(rank=8, targets="q,v"), "dora": dict(rank=8, targets="q,v"),
+    "lora-sp": dict(rank=8, targets="q,v", freeze=0.5),
+    "tied-lora": dict(preset="TL6", rank=8, targets="q,k,v", tied=True, train_A=True, train_B=True,
+                      train_u=True, train_v=True),
+    "smt": dict(targets="q,k,v", block_size=0, blocks=0, density=0.0),
+    "sparta": dict(targets="v,o", sparsity=0.99, density=0.0),
+}
+TIED_PRESETS = {"vBuA": (False, True, True, False, False), "TL5": (True, True, True, False, False),
+                "TL6": (True, True, True, True, True), "VeRA-like": (True, False, False, True, True)}
+
+
+def _knob(at, method, name):
+    try:
+        v = qp(at, "a_" + name)
+    except KeyError:
+        return KNOB_DEFAULTS[method][name]
+    d = KNOB_DEFAULTS[method][name]
+    if isinstance(d, bool):
+        return v in ("1", "true", "True")
+    return type(d)(v)
+
+
+def tiny_bert_count(at, method: str, n_params: int) -> int:
+    """The trainable count each method's paper formula gives on tiny-bert for the knobs in the URL."""
+    if method == "full":
+        return n_params
+    k = {n: _knob(at, method, n) for n in KNOB_DEFAULTS[method]}
+    ts = [TB_SHAPES[t] for t in k["targets"].split(",")] * TB_L  # (d_out, d_in) of every target matrix
+    if method in ("lora", "dora"):
+        return sum(k["rank"] * (o + i) + (o if method == "dora" else 0) for o, i in ts) + TB_HEAD
+    if method == "lora-sp":  # the kept fraction of each factor, rounded per factor
+        keep = 1 - k["freeze"]
+        return sum(round(keep * k["rank"] * i) + round(keep * k["rank"] * o) for o, i in ts) + TB_HEAD
+    if method == "tied-lora":
+        tied, a, b, u, v = (TIED_PRESETS[k["preset"]] if k["preset"] != "custom" else
+                            (k["tied"], k["train_A"], k["train_B"], k["train_u"], k["train_v"]))
+        r, types = k["rank"], k["targets"].split(",")
+        groups = [[t for t in types if t in ("q", "k", "v")]] + [[t] for t in types if t not in ("q", "k", "v")]
+        n = 0
+        for g in (g for g in groups if g):  # q, k, v read one input: one A, one fused B
+            d_in, d_out = TB_SHAPES[g[0]][1], sum(TB_SHAPES[t][0] for t in g)
+            n += (1 if tied else TB_L) * (a * r * d_in + b * d_out * r) + TB_L * (u * r + v * d_out)
+        return n + TB_HEAD
+    if method == "smt":
+        # auto block: the largest of 256/64/32/16 dividing 64x64 that leaves >= 8 blocks in a matrix: 16 (16
+        # blocks); auto budget: 1 % of all parameters, at most a quarter of the targets' blocks
+        bs = k["block_size"] or 16
+        total = sum((o // bs) * (i // bs) for o, i in ts)
+        auto = min(max(1, round(0.01 * n_params / bs ** 2)), max(1, int(0.25 * total)))
+        n = round(k["density"] * total) if k["density"] > 0 else (k["blocks"] or auto)
+        return n * bs * bs + TB_HEAD
+    if method == "sparta":  # the authors' budget: (1 - sparsity) x all parameters trains, the head inside it
+        total = sum(o * i for o, i in ts)
+        if k["density"] > 0:
+            return sum(round(k["density"] * o * i) for o, i in ts) + TB_HEAD
+        keep = round((1 - k["sparsity"]) * n_params)
+        if k["sparsity"] == 0.99 and not 1 <= keep - TB_HEAD <= 0.5 * total:
+            return round(0.5 * total) + TB_HEAD  # the default adapts: at most half of the targets' entries
+        return keep
+    raise AssertionError(method)
+
+
+def test_every_method_and_control_on_tiny_bert(tiny_bert):
+    n_params = sum(p.numel() for p in tiny_bert.model.parameters())
     at = run_pg(model="tiny-bert")
+    no_problem(at)
     base = count(at)
+    assert base == tiny_bert_count(at, "lora", n_params) == 8 * 128 * 4 + TB_HEAD
     at.select_slider(key="pg:a_rank").set_value(32).run()
     no_problem(at)
-    assert count(at) > base  # a slider changes the shown count
+    assert count(at) == 32 * 128 * 4 + TB_HEAD  # the slider changes the shown count as the formula says
     assert qp(at, "a_rank") == "32"  # and the URL follows
     at.multiselect(key="pg:a_targets").set_value(["q", "k", "v", "o"]).run()
     no_problem(at)
-    at.number_input(key="pg:a_alpha").set_value(3.0).run()
+    assert qp(at, "a_targets") == "q,k,v,o" and count(at) == 32 * 128 * 8 + TB_HEAD
+    shown = count(at)
+    at.number_input(key="pg:a_alpha").set_value(3.0).run()  # scale, dropout, seed: no effect on the count
     at.slider(key="pg:a_dropout").set_value(0.2).run()
     at.number_input(key="pg:a_seed").set_value(5).run()
+    no_problem(at)
+    assert count(at) == shown and qp(at, "a_alpha") == "3.0" and qp(at, "a_seed") == "5"
     at.selectbox(key="pg:wt").set_value("o").run()
     at.slider(key="pg:layer").set_value(1).run()
     no_problem(at)
+    assert count(at) == shown
     for method in METHODS_ORDER:
         at.selectbox(key="pg:m1").set_value(method).run()
         if method == "sparta":  # its default budget (1 % of all parameters) is capped to fit tiny-bert's v, o
             assert not at.exception and not at.error
             at.slider(key="pg:a_sparsity").set_value(0.999).run()
         no_problem(at)
-        assert count(at) > 0
-        # move every knob widget of this method once (looked up afresh after each rerun)
+        assert count(at) == tiny_bert_count(at, method, n_params), method
+        # move every knob widget of this method once (looked up afresh after each rerun): no error box, and
+        # the shown count is the formula's for the knobs the URL now holds (so a knob that should not change
+        # the count does not, and one that should, does: by the formula's amount)
         kinds = ("slider", "select_slider", "number_input", "radio", "toggle", "multiselect")
         keys = [(kind, w.key) for kind in kinds for w in getattr(at, kind) if (w.key or "").startswith("pg:a_")]
+        moved = 0
         for kind, key in keys:
             found = [w for w in getattr(at, kind) if w.key == key]
             if not found or getattr(found[0], "disabled", False):
@@ -86,8 +163,13 @@ def test_every_method_and_control_on_tiny_bert():
             new = _other_value(w)
             if new is None or new == w.value:
                 continue
+            if method == "sparta" and key == "pg:a_sparsity":
+                new = 0.9995  # a value tiny-bert's v, o can hold
             w.set_value(new).run()
-            assert not at.exception, (method, key, [e.value for e in at.exception])
+            moved += 1
+            no_problem(at)
+            assert count(at) == tiny_bert_count(at, method, n_params), (method, key, new)
+        assert moved >= (0 if method == "full" else 2), method
 
 
 METHODS_ORDER = ["full", "dora", "lora-sp", "tied-lora", "smt", "sparta"]
@@ -102,8 +184,8 @@ def _other_value(w):
     if t == "SelectSlider":
         opts = list(w.options)
         return opts[min(len(opts) - 1, 1)]
-    if t == "Multiselect":
-        return list(w.options[:2])
+    if t == "Multiselect":  # another set of targets: q and the first MLP matrix (another shape)
+        return ["q", "up"] if "up" in str(w.options) else ["q", "k"]
     if t == "Slider":
         lo, hi = w.min, w.max
         return type(w.value)(lo + (hi - lo) / 2) if isinstance(w.value, float) else int((lo + hi) // 2)
@@ -116,13 +198,20 @@ def test_tied_lora_switches_and_compare_on_tiny_llama():
     at = run_pg(model="tiny-llama", m1="tied-lora", m2="lora", a_preset="custom", a_rank=4, b_rank=4,
                 a_targets="q,k,v", b_targets="q,k,v", wt="q")
     no_problem(at)
+    # tiny-llama by hand: d = 64, L = 2, 4 query heads of 16, 2 key/value heads: d_kv = 32, fused q,k,v rows
+    # 64 + 32 + 32 = 128; rank 4.  Tied, all trained: A (r d) + B (128 r) + L (u: r + v: 128)
+    r, d, L, fused = 4, 64, 2, 128
     full = count(at, 0)
+    assert full == r * d + fused * r + L * (r + fused) == 1032
     at.toggle(key="pg:a_train_v").set_value(False).run()
     no_problem(at)
-    assert count(at, 0) < full  # freezing v removes L x d_out(fused) parameters
+    assert count(at, 0) == full - L * fused  # freezing v removes L x d_out(fused) parameters
+    tied_no_v = count(at, 0)
     at.toggle(key="pg:a_tied").set_value(False).run()
     no_problem(at)
-    assert count(at, 0) > full - 1  # untied: one A, B per layer
+    # untied: one A and one B per layer, so A and B count L times; u stays per layer
+    assert count(at, 0) == L * (r * d + fused * r) + L * r == 1544
+    assert count(at, 0) - L * r == L * (tied_no_v - L * r)
     assert len([m for m in at.metric if m.label == "trainable parameters"]) == 2  # two methods side by side
     # TL6 on the left is smaller than LoRA on the right at the same rank, here too
     at.radio(key="pg:a_preset").set_value("TL6").run()

@@ -1,0 +1,334 @@
+"""Mutation testing as a benchmark of the suite: how many small bugs planted in the core do the tests catch?
+
+    make mutation                       # installs requirements-mutation.txt, then runs this module
+    python -m benchmarks.mutation [--scope all|methods|sparse|memory] [--resume] [--max-children 1]
+
+mutmut (requirements-mutation.txt) plants one small change at a time (``+`` -> ``-``, ``<`` -> ``<=``, a
+constant changed, an argument dropped, ...) in
+
+* ``explorer/methods/`` (every method),
+* ``explorer/sparse.py`` (the sparse mechanism of LoRA-SP, SpaRTA and SMT),
+* the analytic memory model in ``explorer/memory.py`` (mutmut mutates the whole file, since it cannot cut a
+  file in two; only the mutants of the analytic model's functions -- ``ANALYTIC`` below, the part after
+  the ``analytic`` banner -- are run and counted: the measured half is covered by the byte-account tests
+  and is outside this benchmark),
+
+and runs, for each mutant, only the tests that call the mutated function (mutmut records which ones in a
+first clean run), out of the selection in ``setup.cfg`` ([mutmut] pytest_add_cli_args_test_selection:
+tests/test_methods.py, tests/test_memory.py, tests/test_mutation_kills.py).  A mutant is *killed* when a
+test fails, *survived* when all pass.
+
+Writes ``benchmarks/results/mutation.json`` (totals, score, per-module figures, every survivor with its
+diff and, where one is known, the reason it is equivalent: ``EQUIVALENT`` below) and ``mutation.md``.
+Runs under ``nice -n 10`` with one worker by default (the project's CPUs are shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_JSON = ROOT / "benchmarks" / "results" / "mutation.json"
+OUT_MD = ROOT / "benchmarks" / "results" / "mutation.md"
+
+# the analytic memory model: functions and classes after the "analytic" banner in explorer/memory.py
+ANALYTIC = ["fmt_bytes", "to_gb", "to_gib", "ModelSpec", "spec_from_config", "spec_from_model", "spec_for",
+            "_Plan", "_plan", "_Acts", "_detailed_activations", "korthikanti_activations", "estimate",
+            "estimate_table"]
+
+SCOPES = {
+    "methods": ["explorer.methods.*"],
+    "sparse": ["explorer.sparse.*"],
+    # mutmut names a function's mutants module.x_name__mutmut_N and a method's module.xǁClassǁname__mutmut_N
+    "memory": [p for n in ANALYTIC for p in (f"explorer.memory.x_{n}__mutmut_*", f"explorer.memory.xǁ{n}ǁ*")],
+}
+SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
+for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "sparta"):  # one method file at a time
+    SCOPES[f"methods.{_m}"] = [f"explorer.methods.{_m}.*"]
+
+
+# the files each scope mutates, and the tests that cover them (the test selection of a scoped run; setup.cfg
+# lists the union, for a plain `mutmut run`)
+SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"], "memory": ["explorer/memory.py"]}
+SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py"],
+               "sparse": ["tests/test_mutation_kills.py"],
+               "memory": ["tests/test_memory.py"]}
+
+
+def _scope_parts(scope: str) -> list[str]:
+    return ["methods", "sparse", "memory"] if scope == "all" else [p.strip() for p in scope.split(",")]
+
+
+def scope_files_and_tests(scope: str) -> tuple[list[str], list[str]]:
+    files, tests = [], []
+    for part in _scope_parts(scope):
+        top = part.split(".")[0]
+        fs = [f"explorer/methods/{part.split('.', 1)[1]}.py"] if "." in part else SCOPE_FILES[top]
+        files += [f for f in fs if f not in files]
+        tests += [t for t in SCOPE_TESTS[top] if t not in tests]
+    return files, tests
+
+
+def _configure(files: list[str], tests: list[str]) -> str | None:
+    """Point setup.cfg's [mutmut] only_mutate and test selection at this scope; returns the text to restore."""
+    cfg = ROOT / "setup.cfg"
+    old = cfg.read_text() if cfg.exists() else None
+    lines, out, skip = (old or "[mutmut]\n").splitlines(), [], False
+    for ln in lines:
+        key = ln.split("=")[0].strip()
+        if skip and (ln.startswith((" ", "\t")) or not ln.strip()):
+            continue
+        skip = key in ("only_mutate", "pytest_add_cli_args_test_selection") and "=" in ln
+        if not skip:
+            out.append(ln)
+    i = out.index("[mutmut]") + 1
+    out[i:i] = ["only_mutate ="] + [f"    {f}" for f in files] + \
+               ["pytest_add_cli_args_test_selection ="] + [f"    {t}" for t in tests]
+    cfg.write_text("\n".join(out) + "\n")
+    return old
+
+
+def scope_patterns(scope: str) -> list[str]:
+    """``all``, one scope, or several joined by commas (``sparse,methods.lora``)."""
+    out: list[str] = []
+    for part in scope.split(","):
+        if part.strip() not in SCOPES:
+            raise SystemExit(f"unknown scope '{part}': use {', '.join(SCOPES)} (or several, joined by commas)")
+        out += [p for p in SCOPES[part.strip()] if p not in out]
+    return out
+
+# Surviving mutants that cannot be killed because they do not change behaviour, each with its reason.
+# Keys are mutant names as mutmut prints them.  A survivor not listed here is a gap in the tests.
+_S = "explorer.sparse."
+_WHY = {
+    "device": "a device argument dropped or set to None: every tensor in the tests is on the CPU (no GPU on "
+              "this machine), where the default device is the same; only a CUDA run can tell them apart",
+    "mask_index": "the coordinates are always integer arrays (the int32 buffers' .numpy()); numpy indexes the "
+                  "same with or without the int64 cast",
+    "copy_cast": "Tensor.copy_ casts to the destination's dtype anyway",
+    "float_div": "true division then int32 truncation equals floor division for non-negative values below 2^24 "
+                 "(float32 is exact there); not equivalent above 16.7 M entries per matrix, which no bundled "
+                 "model reaches (largest: 1536 x 576) and a unit test cannot draw cheaply",
+    "argsort_div": "the sort key in float is exact below 2^24 blocks, so the order is the same",
+    "noop_to": "Tensor.to(None) is a no-op and the tensor already has that dtype (unique() of int32 is int32; "
+               "the gradient is computed in fp32 and delta is always fp32; gy has the weight's dtype outside "
+               "autocast)",
+    "persistent_none": "register_buffer(persistent=None) is falsy: the buffer stays out of the state dict, as "
+                       "with False (tested)",
+    "w_eff_dtype": "w_eff is cast to gy's dtype on the next line, so summing in fp32 instead of the weight's "
+                   "dtype changes nothing for fp32 weights and only the last bf16 rounding otherwise",
+    "default_dtype": "torch.empty without dtype gives torch's default float32, the dtype asked for",
+    "loop_step": "the number of blocks handled per batch in the backward: any step gives the same gradients",
+    "dead_store": "ctx.x_shape is never read (a dead store the code could drop)",
+    "path_choice": "only chooses between the gathered and the chunked gradient, which give the same values "
+                   "(both tested); it changes cost, not results",
+    "chunk_size": "the row-chunk size of the chunked gradient: any size >= 1 gives the same values",
+}
+EQUIVALENT: dict[str, str] = {
+    **{f"{_S}x_dense_from_blocks__mutmut_{i}": _WHY["device"] for i in (8, 11)},
+    **{f"{_S}x_dense_from_entries__mutmut_{i}": _WHY["device"] for i in (4, 7)},
+    **{f"{_S}x_linear_from__mutmut_{i}": _WHY["device"] for i in (5, 10)},
+    **{f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_{i}": _WHY["device"] for i in (68, 71, 103, 106)},
+    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["device"] for i in (38, 41)},
+    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["device"] for i in (46, 49, 74, 78)},
+    **{f"{_S}x_block_mask__mutmut_{i}": _WHY["mask_index"] for i in (11, 13, 15, 17)},
+    **{f"{_S}x_entry_mask__mutmut_{i}": _WHY["mask_index"] for i in (8, 10, 12, 14)},
+    f"{_S}x_linear_from__mutmut_14": _WHY["copy_cast"],
+    f"{_S}x_random_entries__mutmut_21": _WHY["float_div"],
+    f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_22": _WHY["argsort_div"],
+    f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_26": _WHY["noop_to"],
+    **{f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_{i}": _WHY["persistent_none"] for i in (48, 57)},
+    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["w_eff_dtype"] for i in (13, 19)},
+    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["w_eff_dtype"] for i in (11, 16)},
+    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["noop_to"] for i in (21, 80)},
+    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["noop_to"] for i in (18, 102)},
+    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (37, 40)},
+    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (45, 48)},
+    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["loop_step"] for i in (43, 49)},
+    f"{_S}xǁ_BlockDeltaLinearǁforward__mutmut_35": _WHY["dead_store"],
+    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["path_choice"] for i in (35, 36, 37, 38)},
+    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["chunk_size"] for i in (56, 58, 59, 60, 65)},
+}
+
+
+def _mutmut_cmd() -> list[str]:
+    exe = os.environ.get("MUTMUT") or shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    if not Path(exe).exists() and not shutil.which(exe):
+        sys.exit("mutmut is not installed: pip install -r requirements-mutation.txt (or make mutation)")
+    return [exe]
+
+
+def _module_of(name: str) -> str:
+    mod = name.split("__mutmut_")[0]
+    mod = mod.rsplit(".x_", 1)[0] if ".x_" in mod else mod.rsplit(".xǁ", 1)[0]
+    return mod
+
+
+def _function_of(name: str) -> str:
+    base = name.split("__mutmut_")[0]
+    if ".xǁ" in base:
+        return base.rsplit(".xǁ", 1)[1].replace("ǁ", ".")
+    return base.rsplit(".x_", 1)[1]
+
+
+def _in_scope(name: str, patterns: list[str]) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def _read_results(patterns: list[str]) -> dict[str, int | None]:
+    """mutant name -> mutmut's exit code, from the .meta files mutmut writes under mutants/."""
+    out: dict[str, int | None] = {}
+    for meta in sorted((ROOT / "mutants" / "explorer").rglob("*.meta")):
+        data = json.loads(meta.read_text())
+        for k, v in data["exit_code_by_key"].items():
+            if _in_scope(k, patterns):
+                out[k] = v
+    return out
+
+
+def _status(code) -> str:
+    # mutmut.stats.status_by_exit_code, the codes that matter here
+    return {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+            36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
+            None: "not checked", -11: "segfault", -9: "segfault"}.get(code, "suspicious")
+
+
+def _diff(name: str) -> str:
+    try:
+        r = subprocess.run(_mutmut_cmd() + ["show", name], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
+        return "\n".join(lines) or r.stdout.strip()[-400:]
+    except Exception as e:  # noqa: BLE001 - the report still lists the name
+        return f"(no diff: {e})"
+
+
+def report(patterns: list[str], scope: str, seconds: float | None, command: str,
+           selection: list[str] | None = None) -> dict:
+    res = _read_results(patterns)
+    by_status: dict[str, int] = defaultdict(int)
+    per_module: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for k, v in res.items():
+        st = _status(v)
+        by_status[st] += 1
+        per_module[_module_of(k)][st] += 1
+    killed = by_status.get("killed", 0) + by_status.get("timeout", 0) + by_status.get("segfault", 0)
+    checked = killed + by_status.get("survived", 0) + by_status.get("suspicious", 0)
+    survivors = []
+    for k in sorted(k for k, v in res.items() if _status(v) in ("survived", "suspicious", "no tests")):
+        survivors.append(dict(mutant=k, status=_status(res[k]), module=_module_of(k), function=_function_of(k),
+                              diff=_diff(k), equivalent=EQUIVALENT.get(k)))
+    if selection is None:
+        selection = scope_files_and_tests(scope)[1]
+    doc = dict(
+        command=command, scope=scope, patterns=patterns, tests=selection,
+        date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        run_seconds=None if seconds is None else round(seconds, 1),
+        total=len(res), killed=killed, survived=by_status.get("survived", 0),
+        no_tests=by_status.get("no tests", 0), suspicious=by_status.get("suspicious", 0),
+        not_checked=by_status.get("not checked", 0), timeouts=by_status.get("timeout", 0),
+        score=round(killed / checked, 4) if checked else None,
+        score_counting_equivalent_as_killed=(round((killed + sum(1 for s in survivors if s["equivalent"]))
+                                                   / checked, 4) if checked else None),
+        per_module={m: dict(v) for m, v in sorted(per_module.items())},
+        survivors=survivors,
+    )
+    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+    OUT_JSON.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    OUT_MD.write_text(markdown(doc))
+    return doc
+
+
+def markdown(doc: dict) -> str:
+    pct = (lambda x: "n/a" if x is None else f"{100 * x:.1f} %")
+    mins = "n/a" if doc["run_seconds"] is None else f"{doc['run_seconds'] / 60:.1f} min"
+    lines = [
+        "# Mutation testing (mutmut)", "",
+        f"`{doc['command']}` on {doc['date']}, scope `{doc['scope']}`, run time {mins} (one worker, nice 10, "
+        "2-core machine shared with other jobs).", "",
+        "Tests run against each mutant (those of " + ", ".join(f"`{t}`" for t in doc["tests"])
+        + " that call the mutated function).", "",
+        f"**{doc['killed']} of {doc['total']} mutants killed ({pct(doc['score'])} of the "
+        f"{doc['killed'] + doc['survived'] + doc['suspicious']} that a selected test reaches)**; "
+        f"{doc['survived']} survived, {doc['no_tests']} not reached by any selected test, "
+        f"{doc['timeouts']} killed by time-out, {doc['not_checked']} not checked. "
+        f"Counting the survivors listed as equivalent as killed: {pct(doc['score_counting_equivalent_as_killed'])}.",
+        "", "| module | killed | survived | no tests | other |", "|---|---:|---:|---:|---:|",
+    ]
+    for m, v in doc["per_module"].items():
+        other = sum(n for s, n in v.items() if s not in ("killed", "survived", "no tests"))
+        lines.append(f"| `{m}` | {v.get('killed', 0)} | {v.get('survived', 0)} | {v.get('no tests', 0)} | {other} |")
+    lines += ["", "## Surviving mutants", ""]
+    if not doc["survivors"]:
+        lines.append("None.")
+    for s in doc["survivors"]:
+        why = f" -- equivalent: {s['equivalent']}" if s["equivalent"] else " -- **not yet killed**"
+        lines.append(f"- `{s['mutant']}` ({s['status']}){why}")
+        if s["diff"]:
+            lines += ["  ```diff"] + ["  " + ln for ln in s["diff"].splitlines()[:8]] + ["  ```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scope", default="all", help="all, " + ", ".join(SCOPES) + "; several joined by commas")
+    ap.add_argument("--resume", action="store_true", help="keep mutants/ and earlier results (re-runs the scope)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from mutants/ without running")
+    ap.add_argument("--survivors", action="store_true",
+                    help="re-run only the scope's surviving mutants (after adding tests; keeps mutants/)")
+    ap.add_argument("--max-children", type=int, default=1)
+    ap.add_argument("--tests", help="test files to run against the mutants, comma-separated (default: the scope's, "
+                                    "SCOPE_TESTS)")
+    a = ap.parse_args(argv)
+    patterns = scope_patterns(a.scope)
+    command = "make mutation" if a.scope == "all" else f"python -m benchmarks.mutation --scope {a.scope}"
+    seconds, selection = None, (a.tests.split(",") if a.tests else None)
+    if not a.report_only:
+        if a.survivors:
+            names = [k for k, v in _read_results(patterns).items() if _status(v) in ("survived", "suspicious")]
+            if not names:
+                print("no surviving mutants to re-run")
+            patterns_run = names
+        else:
+            patterns_run = patterns
+        if not a.resume and not a.survivors:
+            shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+        env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        cmd = ["nice", "-n", "10"] + _mutmut_cmd() + ["run", "--max-children", str(a.max_children)] + patterns_run
+        files, tests = scope_files_and_tests(a.scope)
+        if a.tests:
+            tests = a.tests.split(",")
+        old_cfg = _configure(files, tests)
+        t0 = time.monotonic()
+        try:
+            rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        finally:
+            seconds = time.monotonic() - t0
+            if old_cfg is not None:
+                (ROOT / "setup.cfg").write_text(old_cfg)
+        selection = tests
+        if rc != 0:
+            print(f"mutmut exited with {rc}", file=sys.stderr)
+    if a.survivors and OUT_JSON.exists() and seconds is not None:  # the first run's time plus this re-run's
+        prev = json.loads(OUT_JSON.read_text()).get("run_seconds")
+        seconds += prev or 0.0
+        command += " (then --survivors after new tests)"
+    doc = report(patterns, a.scope, seconds, command, selection)
+    print(f"{doc['killed']}/{doc['total']} killed ({doc['score']}), {doc['survived']} survived, "
+          f"{doc['no_tests']} no tests; {OUT_JSON.relative_to(ROOT)}, {OUT_MD.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,10 @@ ui.page_setup("Compare", ":material/leaderboard:")
 RANKS = (1, 2, 4, 8, 16, 32)
 SWEEP_MODELS = ("minilm", "tiny-bert", "tiny-llama", "smollm2-135m")
 # the sweep's task per model kind: one that the default sweep visibly learns in its default steps
-SWEEP_TASKS = {"seq-cls": "colour-shape-easy", "causal-lm": "word-category"}
+# (measured on minilm, 60 steps, LoRA ranks 1/4/16 and SMT at the same budgets with a 15-step warm-up: every run
+# rose from 18.5 % at step 0 to 86.5-94.5 %; colour-shape-easy left SMT at chance in 60 steps)
+SWEEP_TASKS = {"seq-cls": "bbc-news", "causal-lm": "word-category"}
+SMT_WARMUP_SHARE = 4  # a sweep's SMT runs warm up for a quarter of their steps (full fine-tuning, as the paper)
 
 SCHEMA = Schema([
     Field("x", "choice", "trainable", choices=("trainable", "memory"), help="x axis of the accuracy chart"),
@@ -176,6 +179,9 @@ def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, se
     loaded = ui.get_base(model)
     plan = sweep_plan(loaded, methods=methods, ranks=ranks)
     task = SWEEP_TASKS[loaded.info.kind]
+    for p in plan:
+        if p["method"] == "smt":
+            p["knobs"]["warmup_steps"] = max(1, steps // SMT_WARMUP_SHARE)
     start_runs([(f"sweep · {p['label']}", TrainConfig(model=model, task=task, method=p["method"], knobs=p["knobs"],
                                                       steps=steps, seed=seed, eval_every=max(2, steps // 6),
                                                       eval_examples=200)) for p in plan], loaded, kind="sweep")

@@ -8,6 +8,7 @@ move must change the first metric shown, or None).  Screenshots go to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -67,16 +68,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def streamlit_server(env_extra: dict | None = None, args_extra: tuple = (), log_name: str = "browser_server.log"):
+    """The real server on a free port of 127.0.0.1 (as ``make run`` starts it); yields its URL."""
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
-    log = open(ROOT / ".pytest_cache" / "browser_server.log", "w") if (ROOT / ".pytest_cache").exists() \
-        else subprocess.DEVNULL
+               PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", **(env_extra or {}))
+    log = open(ROOT / ".pytest_cache" / log_name, "w") if (ROOT / ".pytest_cache").exists() else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"],
+                             "--browser.gatherUsageStats", "false", *args_extra],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -99,6 +100,12 @@ def server():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with streamlit_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,13 @@ run must be titled with the user's file name (never ``upload-<hex>`` or a server
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, LAUNCH_ARGS, _free_port, page_errors, wait_idle
+from test_browser import CHROMIUM, browser, page_errors, streamlit_server, wait_idle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "tests" / "artifacts" / "screenshots"
@@ -44,49 +40,10 @@ def sessions_root(tmp_path_factory):
 def server(sessions_root):
     from explorer.security import streamlit_max_upload_mb
 
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", PEFT_EXPLORER_SESSIONS=str(sessions_root))
-    log = open(ROOT / ".pytest_cache" / "browser_upload_server.log", "w") if (ROOT / ".pytest_cache").exists() \
-        else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.maxUploadSize", str(streamlit_max_upload_mb()),
-                             "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("the streamlit server did not become healthy within 60 s")
-            time.sleep(0.3)
+    with streamlit_server(dict(PEFT_EXPLORER_SESSIONS=str(sessions_root)),
+                          ("--server.maxUploadSize", str(streamlit_max_upload_mb())),
+                          log_name="browser_upload_server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_first_upload_of_a_fresh_session_with_a_windows_1252_file(server, browser, sessions_root):

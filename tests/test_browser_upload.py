@@ -10,7 +10,6 @@ run must be titled with the user's file name (never ``upload-<hex>`` or a server
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest

@@ -33,7 +33,7 @@ from .errors import DataError
 
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
 ADAPTER_SUFFIXES = (".safetensors", ".json")
-DEFAULT_MAX_UPLOAD_MB = 20
+from .limits import DEFAULT_MAX_UPLOAD_MB  # noqa: E402,F401
 MAX_NAME_LEN = 255
 
 
@@ -45,23 +45,7 @@ class UploadError(DataError):
     """An upload is too large, empty or of a type that is not read."""
 
 
-def max_upload_bytes() -> int:
-    """The upload limit in bytes: ``PEFT_EXPLORER_MAX_UPLOAD_MB`` MiB (default 20; a value that is
-    not a positive finite number falls back to the default)."""
-    try:
-        mb = float(os.environ.get("PEFT_EXPLORER_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
-        if not (mb > 0) or mb != mb or mb == float("inf"):
-            raise ValueError
-    except ValueError:
-        mb = DEFAULT_MAX_UPLOAD_MB
-    return max(1, int(mb * 1024 * 1024))
-
-
-def streamlit_max_upload_mb() -> int:
-    """The same limit in Streamlit's unit: ``server.maxUploadSize`` and ``file_uploader(max_upload_size=)``
-    are whole "megabytes" that Streamlit multiplies by 1024 * 1024 (MiB); rounded up, at least 1, so
-    Streamlit never refuses a file the core accepts (the core's byte check is the exact one)."""
-    return max(1, -(-max_upload_bytes() // 2**20))
+from .limits import max_upload_bytes, streamlit_max_upload_mb  # noqa: E402,F401 - one limit, importable alone
 
 
 def format_mib(n_bytes: int) -> str:

@@ -41,17 +41,26 @@ def load_preset(page, name: str) -> None:
     wait_idle(page, timeout=120)
 
 
+def open_with_preset(page, server: str, path: str, name: str, ready) -> None:
+    """A fresh page at ``path``; pick and load the preset ``name`` in its sidebar; wait for ``ready(page)``."""
+    page.goto(f"{server}/{path}", wait_until="domcontentloaded", timeout=30_000)
+    ready(page).wait_for(timeout=90_000)
+    wait_idle(page)
+    load_preset(page, name)
+    ready(page).wait_for(timeout=90_000)
+    wait_idle(page, timeout=120)
+
+
+def first_metric(page):
+    return page.locator('[data-testid="stMetricValue"]').first
+
+
 @pytest.mark.parametrize("name", list(for_page("playground")))
 def test_playground_preset_from_a_fresh_session(server, browser, name):  # noqa: F811
     p = for_page("playground")[name]
     ctx, page = fresh_page(browser, 2600)
     try:
-        page.goto(f"{server}/Methods_playground", wait_until="domcontentloaded", timeout=30_000)
-        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=90_000)
-        wait_idle(page)
-        load_preset(page, name)
-        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=90_000)
-        wait_idle(page, timeout=120)
+        open_with_preset(page, server, "Methods_playground", name, first_metric)
         assert not page_errors(page), (name, page_errors(page))
         # each side's heading names its method
         assert page.get_by_role("heading", name=METHODS[p.values["m1"]].label, exact=True).count() >= 1
@@ -69,12 +78,7 @@ def test_finetune_preset_starts_what_it_shows(server, browser, name):  # noqa: F
     p = for_page("finetune")[name]
     ctx, page = fresh_page(browser, 2000)
     try:
-        page.goto(f"{server}/Fine_tune", wait_until="domcontentloaded", timeout=30_000)
-        page.get_by_role("button", name="Start").wait_for(timeout=90_000)
-        wait_idle(page)
-        load_preset(page, name)
-        page.get_by_role("button", name="Start").wait_for(timeout=90_000)
-        wait_idle(page)
+        open_with_preset(page, server, "Fine_tune", name, lambda pg: pg.get_by_role("button", name="Start"))
         assert not page_errors(page), (name, page_errors(page))
         label = METHODS[p.values["method"]].label
         for key, val in p.values.items():  # every setting of the preset is in the URL the page wrote
@@ -99,10 +103,7 @@ def test_compare_lesson_runs_both(server, browser, name):  # noqa: F811
     p = for_page("compare")[name]
     ctx, page = fresh_page(browser, 2000)
     try:
-        page.goto(f"{server}/Compare", wait_until="domcontentloaded", timeout=30_000)
-        page.get_by_text("Compare runs").first.wait_for(timeout=60_000)
-        wait_idle(page)
-        load_preset(page, name)
+        open_with_preset(page, server, "Compare", name, lambda pg: pg.get_by_text("Compare runs").first)
         page.get_by_role("button", name=f"Run all {len(p.runs)}").click()
         first = f"{METHODS[p.runs[0]['method']].label} · {p.runs[0]['model']} · {p.runs[0]['task']}"
         page.get_by_text(re.compile(rf"run 1 of {len(p.runs)}: {re.escape(first)}")).first.wait_for(timeout=60_000)
@@ -169,12 +170,7 @@ def test_memory_calculator_preset_from_a_fresh_session(server, browser, name):  
     p = _memory_presets()[name]
     ctx, page = fresh_page(browser, 2600)
     try:
-        page.goto(f"{server}/Memory_calculator", wait_until="domcontentloaded", timeout=30_000)
-        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=90_000)
-        wait_idle(page)
-        load_preset(page, name)
-        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=90_000)
-        wait_idle(page, timeout=120)
+        open_with_preset(page, server, "Memory_calculator", name, first_metric)
         assert not page_errors(page), (name, page_errors(page))
         for key in ("model", "prec", "batch", "seq"):  # the preset's settings are what the page now holds
             if key in p.values:

@@ -15,8 +15,12 @@ Fine-tune URL keys (``pages/2_Fine_tune.py``): ``model``, ``src``, ``task``, ``m
 ``lr``, ``bs``, ``seed`` and the method's knobs as ``k_<knob>``.  A preset replaces the whole URL, so
 every setting it does not name takes its default: the page then shows, and Start runs, exactly
 the preset.  Compare presets carry ``runs``: the page starts them together (a comparison runs
-both methods).  Every preset's model and task were chosen so the run visibly learns (measured:
-``tests/test_presets.py`` and the numbers in each lesson text).
+both methods).  Every Fine-tune and Compare preset's model and task were chosen so the run visibly learns,
+measured on 2 CPU cores (held-out accuracy at step 0 -> at the end): LoRA on colour-shape-easy, 60 steps,
+0.575 -> 0.88; SMT on colour-shape, 150 steps with a 40-step warm-up, 0.535 -> 0.945; LoRA on colour-shape,
+150 steps, 0.535 -> 0.975 (``benchmarks/default_run.py``); Tied-LoRA TL6 on bbc-news reaches 0.90 after 60
+steps in the claims lab (``assets/claims/tied-lora.json``); full fine-tuning on colour-shape reaches 1.00 by
+150 steps (``benchmarks/train_compare.py``, 200-step table).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ browser:
 # Streamlit's own upload limit follows PEFT_EXPLORER_MAX_UPLOAD_MB (whole MiB, rounded up; the core checks bytes)
 run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
-	  --server.maxUploadSize $$($(PY) -m explorer.limits)
+	  --server.maxUploadSize $$($(PY) -m explorer.workshop.limits)
 
 # the whole suite, the 10-session load test (tests/test_load.py, ~2 min) included
 test: install browser

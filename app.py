@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui_common as ui
-from explorer import fmt
+from explorer.views import fmt
 from explorer.methods import METHODS
 from explorer.models import DEFAULT_MODEL, REGISTRY
 
@@ -31,8 +31,8 @@ def paper_link(p: str) -> str:
 
 def overview(loaded):
     """Trainable parameters of every method at its default knobs on the loaded model (computed, log scale)."""
-    from explorer import figures as F
-    from explorer import playground as pg
+    from explorer.views import figures as F
+    from explorer.views import playground as pg
 
     n = loaded.info.n_params
     rows = [(METHODS[k].label, c, (c / n) if c else err) for k, c, err in pg.default_counts(loaded)]
@@ -121,7 +121,7 @@ def server_status_panel():
         return
     import json
 
-    from explorer.sessions import server_status
+    from explorer.workshop.sessions import server_status
 
     with st.expander("Server status (debug)", expanded=True):
         st.code(json.dumps(server_status(settle=True), indent=1), language="json")

@@ -1,7 +1,7 @@
-"""Streamlit pieces of the class board (``explorer.board``), shared by the Class board, Fine-tune and Compare pages.
+"""Streamlit pieces of the class board (``explorer.workshop.board``), shared by the Class board, Fine-tune and Compare pages.
 
 - ``share_control(entry, prefix)``: a name field (blank = anonymous) and a "Share to the class board" button for
-  one run of the session's history (``explorer.history.RunEntry``); refusals are one line.
+  one run of the session's history (``explorer.workshop.history.RunEntry``); refusals are one line.
 - ``share_picker(hist, prefix)``: the same with a picker over the session's finished runs.
 - ``board_panel(tpl, x, key)``: a small chart of the board with a link to its page (Compare).
 - ``board_or_error()``: the server's board, or None after one readable line.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import board as B
+from explorer.workshop import board as B
 
 BOARD_PAGE = "pages/7_Class_board.py"
 
@@ -105,7 +105,7 @@ def share_picker(hist, prefix: str) -> None:
 def board_panel(tpl, x: str = "trainable", key: str = "board") -> None:
     """The room's shared runs on one small chart, with a count and a link to the board's page."""
     import ui_common as ui
-    from explorer import figures_runs as FR
+    from explorer.views import figures_runs as FR
 
     b = board_or_error()
     if b is None:

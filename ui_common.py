@@ -32,20 +32,20 @@ Helpers
   re-seeded from the URL only when the URL changed under the page (pasted link, preset).  When the schema
   depends on a setting (e.g. the method decides the knob fields), read that setting from the URL while
   ``url_is_fresh(page)`` and from the widget state otherwise.
-- ``apply_preset(preset, page)``: load a lesson preset (``explorer.presets``) into the URL and rerun.
+- ``apply_preset(preset, page)``: load a lesson preset (``explorer.workshop.presets``) into the URL and rerun.
 - ``instructor_mode()`` / ``projector_mode()``: the sidebar switches (URL keys ``instr`` / ``proj``), drawn by
   ``page_setup``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's own state
   when another page runs), rides along in every page link (``mode_params()``) and preset, and is in the URL.
   Pages hide ``Knob.advanced`` knobs when instructor mode is on; ``projector_on()`` for layout choices.
 - Projector mode: ``PROJECTOR_CSS`` (dark by inverting the light app, charts inverted back; large type; no faint
-  captions) and ``show_fig``, which restyles figures with ``explorer.figures.for_projector`` (dark template,
+  captions) and ``show_fig``, which restyles figures with ``explorer.views.figures.for_projector`` (dark template,
   large fonts); ``plotly_template()`` gives "plotly_dark" then, else None (Streamlit's chart theme).
 - ``model_choice(...)``: the model picker (registry names + a custom folder / hub id box).
 - ``knob_widget(page, prefix, knob, loaded, method)``: one widget per method ``Knob`` (rank as powers of two,
   SMT block sizes that divide every target, the blocks slider bounded by the blocks the targets hold,
   Tied-LoRA switches locked to the preset unless "custom"); ``available_types`` / ``type_label``.
 - ``session_history()``: the session's run history (Fine-tune / Compare).
-- Playground-only computations live in ``explorer.playground`` (cached summaries per model, method and knobs,
+- Playground-only computations live in ``explorer.views.playground`` (cached summaries per model, method and knobs,
   thread-safe, shared by all sessions; built on a shared-weight copy that never writes the cached base).
 """
 
@@ -58,7 +58,7 @@ from typing import Callable
 import streamlit as st
 
 from explorer.errors import user_message
-from explorer.figures import template_for
+from explorer.views.figures import template_for
 from explorer.urlstate import Schema
 
 PAGES = [  # (path, label, icon) for links; pages that are not there yet are skipped.  Material icons
@@ -136,7 +136,7 @@ def get_base(name: str, meta_ok: bool = False):
 
     ``meta_ok``: a config-only model is built on the meta device (inspecting pages); else it is refused."""
     from explorer.models import load_model
-    from explorer.sessions import register_base
+    from explorer.workshop.sessions import register_base
 
     loaded = load_model(name, meta_ok=meta_ok)
     register_base(name, loaded)  # weakly: the debug status panel shows its checksum
@@ -360,17 +360,17 @@ html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-ro
 def plotly_template() -> str | None:
     """The plotly template pages pass to figure builders: None (Streamlit's chart theme, which follows the app's
     light or dark theme) or, in projector mode, "plotly_dark" (a plain string: builders and caches take it as
-    is); ``show_fig`` then restyles the figure with ``explorer.figures.for_projector`` (dark, large type).
-    ``explorer.figures.template_for(theme)`` gives a template for figures exported outside Streamlit."""
+    is); ``show_fig`` then restyles the figure with ``explorer.views.figures.for_projector`` (dark, large type).
+    ``explorer.views.figures.template_for(theme)`` gives a template for figures exported outside Streamlit."""
     return "plotly_dark" if projector_on() else None
 
 
 def show_fig(fig, key: str | None = None) -> None:
     """Draw a plotly figure.  Normally with Streamlit's chart theme (follows the app's theme; colours and colour
-    scales set on the traces are kept); in projector mode restyled by ``explorer.figures.for_projector``
+    scales set on the traces are kept); in projector mode restyled by ``explorer.views.figures.for_projector``
     (dark template, large fonts, taller) and drawn as is."""
     if projector_on():
-        from explorer.figures import for_projector
+        from explorer.views.figures import for_projector
 
         st.plotly_chart(for_projector(fig), theme=None, key=key, config={"displaylogo": False})
     else:
@@ -490,16 +490,16 @@ def _page_is_live(page_session_id: str) -> bool:
 
 
 def session_history():
-    """This session's ``explorer.history.RunHistory``, persisted under a server-made session folder.
+    """This session's ``explorer.workshop.history.RunHistory``, persisted under a server-made session folder.
 
     The folder's id (32 hex characters, made with ``secrets``) is also written to the URL as
     ``sid``; after a page reload the new session starts from a *copy* of that folder's runs
     (validated id, existing folder only; the id never names a path by itself), under its own
     new id, so two sessions never write the same files.  A link copied from the address bar
-    while its owner's page is still open does not carry the runs (``explorer.history.may_restore``):
+    while its owner's page is still open does not carry the runs (``explorer.workshop.history.may_restore``):
     the receiver starts with an empty history and a one-line notice.
     """
-    from explorer import history as H
+    from explorer.workshop import history as H
 
     me = _page_session_id()
     if "run_history" not in st.session_state:

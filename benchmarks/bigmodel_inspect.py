@@ -1,8 +1,8 @@
 """Config-only big models: time of ``inspect`` (and the playground's summary) per method, in process.
 
 For each bundled config (default: llama-2-70b) and each method at its defaults: the meta-device build
-(once per model), then ``explorer.cli_core.inspect`` (apply the method to a copy, count, layouts, JSON-ready
-summary) and ``explorer.playground.summarize`` + the drawn layout's mask (the playground's work for one view).
+(once per model), then ``explorer.cli.core.inspect`` (apply the method to a copy, count, layouts, JSON-ready
+summary) and ``explorer.views.playground.summarize`` + the drawn layout's mask (the playground's work for one view).
 Wall and CPU seconds; the CPU time is what the machine's other users cannot inflate. The command-line wall
 time adds Python's start and the imports of torch, transformers and peft (measured once: ``--cli``).
 
@@ -31,8 +31,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    from explorer import playground as pg
-    from explorer.cli_core import inspect
+    from explorer.views import playground as pg
+    from explorer.cli.core import inspect
     from explorer.methods import METHODS
     from explorer.models import load_model
 
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                                 "--method", m, "--json"], cwd=ROOT, capture_output=True, text=True)
             t1 = time.perf_counter()
             t2 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import torch, transformers, peft, explorer.cli_core"], cwd=ROOT)
+            subprocess.run([sys.executable, "-c", "import torch, transformers, peft, explorer.cli.core"], cwd=ROOT)
             t3 = time.perf_counter()
             print(json.dumps(dict(cli=m, rc=r.returncode, cli_wall_s=round(t1 - t0, 2),
                                   imports_only_wall_s=round(t3 - t2, 2))))

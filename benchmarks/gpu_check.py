@@ -5,15 +5,15 @@
 
 Parts (each timed; a part that cannot run is listed under ``skipped`` with the reason):
 
-a. ``finetune``: a 100-step LoRA fine-tune of smollm2-135m on CUDA through ``explorer.train.train``
+a. ``finetune``: a 100-step LoRA fine-tune of smollm2-135m on CUDA through ``explorer.engine.train.train``
    (``device="cuda"``), plus what ``device="auto"`` resolves to.
 b. ``methods``: 30 steps of every method (``explorer.methods.METHODS``, default knobs) on smollm2-135m, side by
    side per method: the CUDA peak (``torch.cuda.max_memory_allocated`` after a reset at each step's forward,
    as recorded by the training loop: ``cuda_peak_bytes``), the byte account (``total_bytes``: weights +
-   gradients + optimizer state + saved activations) and the analytic model (``explorer.memory.estimate``, fp32,
+   gradients + optimizer state + saved activations) and the analytic model (``explorer.memory.model.estimate``, fp32,
    the padded length of the peak step's batch, ``device="cuda"``), with their ratios.  SMT's warm-up steps
    (full fine-tuning inside the budget) are reported apart from its sparse steps.
-c. ``queue``: the server's run queue (``explorer.jobs.default_queue()``) runs a fine-tune with
+c. ``queue``: the server's run queue (``explorer.workshop.jobs.default_queue()``) runs a fine-tune with
    ``device="cuda"``; its memory check reads ``free_bytes("cuda")`` (checked against ``torch.cuda.mem_get_info``),
    and a run that asks for more than the free GPU memory is refused at submit.
 d. ``torchrun``: ``torchrun --nproc_per_node=2 -m explorer train ... --device cuda`` (nccl), only when 2 CUDA
@@ -74,7 +74,7 @@ def _gpus() -> list[dict]:
 
 def _widths(loaded, task, cfg) -> list[int]:
     """The padded width of every training batch of a run (same seed and order as ``train``)."""
-    from explorer import data as data_mod
+    from explorer.data import tasks as data_mod
 
     return [int(b["input_ids"].shape[1]) for b in data_mod.iter_batches(
         task, loaded.tokenizer, "train", batch_size=cfg.batch_size, seed=cfg.seed, max_batches=cfg.steps,
@@ -93,7 +93,7 @@ def _phase_peaks(records, phase):
 
 def method_row(res, cfg, loaded, spec, widths, device: str) -> dict:
     """One method's figures: byte account, CUDA peak and the analytic model, steady (train) phase."""
-    from explorer import memory
+    from explorer.memory import model as memory
 
     s = res.summary
     tr, acct_peak, cuda_peak = _phase_peaks(res.records, "train")
@@ -125,7 +125,7 @@ def method_row(res, cfg, loaded, spec, widths, device: str) -> dict:
 def part_finetune(args, loaded, task) -> dict:
     import torch
 
-    from explorer.train import TrainConfig, pick_device, train
+    from explorer.engine.train import TrainConfig, pick_device, train
 
     cfg = TrainConfig(model=args.model, method="lora", steps=args.finetune_steps, device=args.device,
                       batch_size=args.batch_size, max_len=args.max_len, eval_every=0,
@@ -147,9 +147,9 @@ def part_finetune(args, loaded, task) -> dict:
 def part_methods(args, loaded, task, deadline) -> tuple[list[dict], list[dict]]:
     import torch
 
-    from explorer import memory
+    from explorer.memory import model as memory
     from explorer.methods import METHODS
-    from explorer.train import TrainConfig, train
+    from explorer.engine.train import TrainConfig, train
 
     spec = memory.spec_from_model(loaded.model, args.model)
     rows, skipped = [], []
@@ -174,8 +174,8 @@ def part_methods(args, loaded, task, deadline) -> tuple[list[dict], list[dict]]:
 def part_queue(args, loaded) -> dict:
     import torch
 
-    from explorer.jobs import MemoryRefused, default_queue, estimate_run_bytes, free_bytes
-    from explorer.train import RunState, TrainConfig, train
+    from explorer.workshop.jobs import MemoryRefused, default_queue, estimate_run_bytes, free_bytes
+    from explorer.engine.train import RunState, TrainConfig, train
 
     q = default_queue()
     cfg = TrainConfig(model=args.model, method="lora", steps=args.queue_steps, device=args.device,
@@ -332,7 +332,7 @@ def render(out: dict) -> str:
         lines += ["", "Byte account: weights + gradients + optimizer state + saved activations, counted tensor by "
                   "tensor (an upper bound: the terms do not all peak at once). CUDA peak: "
                   "`torch.cuda.max_memory_allocated` since the step's forward began (includes temporaries and the "
-                  "allocator's rounding). Analytic: `explorer.memory.estimate` (fp32, detailed activations) at the "
+                  "allocator's rounding). Analytic: `explorer.memory.model.estimate` (fp32, detailed activations) at the "
                   "padded length of the peak step's batch.", ""]
     q = out.get("queue")
     if q:
@@ -415,7 +415,7 @@ def main(argv=None) -> int:
                started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), skipped=[], errors=[])
     if dry:
         out["skipped"].append(dict(part="CUDA figures", reason="dry run on the CPU: no CUDA peak memory, no GPU"))
-    from explorer.train import TrainConfig, load_for
+    from explorer.engine.train import TrainConfig, load_for
 
     t0 = time.perf_counter()
     loaded, task = load_for(TrainConfig(model=args.model, method="lora", device=dev))

@@ -12,7 +12,7 @@ What one participant adds to the server's resident memory (RSS, sampled every 20
 
 The base model is loaded once (as the server caches it) and not counted per participant.
 Results: ``benchmarks/results/workshop_memory.json``.  The analytic estimate the run queue checks
-(``explorer.jobs.estimate_run_bytes``) is printed beside each measured peak.
+(``explorer.workshop.jobs.estimate_run_bytes``) is printed beside each measured peak.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def rss() -> int:
 
 
 def settled() -> int:
-    from explorer.sessions import settle_memory
+    from explorer.workshop.sessions import settle_memory
 
     settle_memory()
     time.sleep(0.2)
@@ -72,10 +72,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from explorer import playground as pg
-    from explorer.jobs import estimate_run_bytes
+    from explorer.views import playground as pg
+    from explorer.workshop.jobs import estimate_run_bytes
     from explorer.models import load_model
-    from explorer.train import TrainConfig, train
+    from explorer.engine.train import TrainConfig, train
 
     t0 = time.time()
     loaded = load_model(args.model)

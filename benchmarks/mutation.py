@@ -8,7 +8,7 @@ constant changed, an argument dropped, ...) in
 
 * ``explorer/methods/`` (every method),
 * ``explorer/sparse.py`` (the sparse mechanism of LoRA-SP, SpaRTA and SMT),
-* the analytic memory model in ``explorer/memory.py`` (mutmut mutates the whole file, since it cannot cut a
+* the analytic memory model in ``explorer/memory/model.py`` (mutmut mutates the whole file, since it cannot cut a
   file in two; only the mutants of the analytic model's functions -- ``ANALYTIC`` below, the part after
   the ``analytic`` banner -- are run and counted: the measured half is covered by the byte-account tests
   and is outside this benchmark),
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT_JSON = ROOT / "benchmarks" / "results" / "mutation.json"
 OUT_MD = ROOT / "benchmarks" / "results" / "mutation.md"
 
-# the analytic memory model: functions and classes after the "analytic" banner in explorer/memory.py
+# the analytic memory model: functions and classes after the "analytic" banner in explorer/memory/model.py
 ANALYTIC = ["fmt_bytes", "to_gb", "to_gib", "ModelSpec", "spec_from_config", "spec_from_model", "spec_for",
             "_Plan", "_plan", "_Acts", "_detailed_activations", "korthikanti_activations", "estimate",
             "estimate_table"]
@@ -49,7 +49,7 @@ SCOPES = {
     "methods": ["explorer.methods.*"],
     "sparse": ["explorer.sparse.*"],
     # mutmut names a function's mutants module.x_name__mutmut_N and a method's module.xǁClassǁname__mutmut_N
-    "memory": [p for n in ANALYTIC for p in (f"explorer.memory.x_{n}__mutmut_*", f"explorer.memory.xǁ{n}ǁ*")],
+    "memory": [p for n in ANALYTIC for p in (f"explorer.memory.model.x_{n}__mutmut_*", f"explorer.memory.model.xǁ{n}ǁ*")],
 }
 SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
 for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "sparta"):  # one method file at a time
@@ -58,7 +58,7 @@ for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "spart
 
 # the files each scope mutates, and the tests that cover them (the test selection of a scoped run; setup.cfg
 # lists the union, for a plain `mutmut run`)
-SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"], "memory": ["explorer/memory.py"]}
+SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"], "memory": ["explorer/memory/model.py"]}
 SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py"],
                "sparse": ["tests/test_mutation_kills.py"],
                "memory": ["tests/test_memory.py"]}

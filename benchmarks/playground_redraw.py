@@ -4,7 +4,7 @@ Two measurements per model:
 
 1. Core path, per method: the work a slider move triggers on the page -- apply the
    method to a shared-weight copy, count, save the adapter to measure its size
-   (``explorer.playground.summarize``), the formula, the mask / ΔW reductions and
+   (``explorer.views.playground.summarize``), the formula, the mask / ΔW reductions and
    rank, and building + serialising the plotly figures to JSON.
    *cold* = a knob value never seen before (nothing cached);
    *warm* = the same value again (the summary cache hits).
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explorer import figures as F
-from explorer import playground as pg
+from explorer.views import figures as F
+from explorer.views import playground as pg
 from explorer.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

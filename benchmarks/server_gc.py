@@ -54,7 +54,7 @@ def gc_cost(repeat: int = 5) -> float:
     import plotly.graph_objects  # noqa: F401
     import streamlit  # noqa: F401
 
-    from explorer import figures, figures_runs  # noqa: F401
+    from explorer.views import figures, figures_runs
     from explorer.models import load_model
 
     load_model("tiny-bert")

@@ -1,11 +1,11 @@
 """Side by side: every method on one model and task, N steps each, as ratios to full fine-tuning and to LoRA.
 
 For each method at its default knobs (the same seed, data order, batch size and length for all):
-``explorer.train.train`` runs N steps (default 200) of the model's built-in task, then
+``explorer.engine.train.train`` runs N steps (default 200) of the model's built-in task, then
 
 - final accuracy on the held-out split,
 - trainable parameters,
-- peak memory from the byte account (``explorer.memory``: weights + gradients + optimizer state + activations
+- peak memory from the byte account (``explorer.memory.model``: weights + gradients + optimizer state + activations
   saved for backward) in the steady state (training phase; SMT's warm-up steps are full fine-tuning and are
   reported apart), with the analytic model's figure beside it,
 - step time: the median of an interleaved timing pass after training: every method times one
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import torch
 
-from explorer import memory
+from explorer.memory import model as memory
 from explorer.methods import METHODS
-from explorer.train import TrainConfig, load_for, train
+from explorer.engine.train import TrainConfig, load_for, train
 
 OUT = Path(__file__).resolve().parent / "results" / "train_compare.json"
 PEFT = ["lora", "dora", "lora-sp", "tied-lora", "smt", "sparta"]
@@ -52,7 +52,7 @@ def _ratio(a, b):
 
 def interleaved_timing(results: dict, loaded, task, cfg_base: TrainConfig, rounds: int) -> dict:
     """Median seconds of one training step per method, methods taking turns within each round."""
-    from explorer import data as data_mod
+    from explorer.data import tasks as data_mod
 
     # a representative batch: the first training batch of median padded width
     batches = list(data_mod.iter_batches(task, loaded.tokenizer, "train", batch_size=cfg_base.batch_size,
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                        eval_examples=args.eval_examples, device="cpu")
     loaded, task = load_for(cfg0)
     spec = memory.spec_from_model(loaded.model, args.model)
-    from explorer import data as data_mod
+    from explorer.data import tasks as data_mod
 
     # the padded width of every training batch (the same seed and order as the runs)
     widths = [int(b["input_ids"].shape[1]) for b in data_mod.iter_batches(
@@ -248,7 +248,7 @@ def render(out: dict) -> str:
                      f"{memory.fmt_bytes(smt['peak_memory_warmup_bytes'], 'MiB')}; the table shows the steady "
                      "state after block selection.")
     lines.append("- Peak memory: max over the training steps of weights + gradients + optimizer state + saved "
-                 "activations (MiB = 2^20 bytes). The analytic column is the memory model (explorer.memory.estimate, "
+                 "activations (MiB = 2^20 bytes). The analytic column is the memory model (explorer.memory.model.estimate, "
                  "fp32, detailed activations) at the padded length of the peak step's batch.")
     lines.append(f"- Step time: median CPU time (time.process_time, 1 thread) of {out.get('timing_rounds', '?')} "
                  f"interleaved steps per method after training, on one batch of {out['batch_size']} x "

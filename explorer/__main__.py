@@ -12,8 +12,8 @@ import importlib
 import os
 import sys
 
-SUBCOMMAND_MODULES = ["explorer.cli_core", "explorer.cli_train", "explorer.cli_smt", "explorer.cli_memory",
-                      "explorer.cli_prepare", "explorer.claims.cli"]
+SUBCOMMAND_MODULES = ["explorer.cli.core", "explorer.cli.train", "explorer.cli.smt", "explorer.cli.memory",
+                      "explorer.cli.prepare", "explorer.claims.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from .errors import UserError
+    from explorer.errors import UserError
 
     try:
         return int(args.func(args) or 0)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .methods.base import KnobError
-from .models import ModelLoadError
+from explorer.methods.base import KnobError
+from explorer.models import ModelLoadError
 
 
 class DataError(ValueError):

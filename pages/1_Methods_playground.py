@@ -6,11 +6,11 @@ import numpy as np
 import streamlit as st
 
 import ui_common as ui
-from explorer import figures as F
-from explorer import fmt
-from explorer import playground as pg
+from explorer.views import figures as F
+from explorer.views import fmt
+from explorer.views import playground as pg
 from explorer.methods import METHODS
-from explorer.presets import for_page
+from explorer.workshop.presets import for_page
 from explorer.targets import find_targets
 
 PAGE = "pg"

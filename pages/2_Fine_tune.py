@@ -7,15 +7,15 @@ import time
 import streamlit as st
 
 import ui_common as ui
-from explorer import data as D
-from explorer import figures_runs as FR
-from explorer.history import entry_from_result, metrics_csv, metrics_json, new_session_id, session_folder
-from explorer.jobs import default_queue, estimate_run_bytes, ordinal
+from explorer.data import tasks as D
+from explorer.views import figures_runs as FR
+from explorer.workshop.history import entry_from_result, metrics_csv, metrics_json, new_session_id, session_folder
+from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
 from explorer.methods import METHODS
-from explorer.presets import for_page
-from explorer.train import DEFAULT_LR, RunState, TrainConfig, train
+from explorer.workshop.presets import for_page
+from explorer.engine.train import DEFAULT_LR, RunState, TrainConfig, train
 from explorer.urlstate import Field, Schema, knob_fields
-from explorer.verdicts import learning_verdict
+from explorer.views.verdicts import learning_verdict
 
 PAGE = "ft"
 RUN_KEY = "ft_run"
@@ -232,7 +232,7 @@ def _live_panel() -> None:
 
 def upload_task(kind: str):
     """The uploaded file saved in this session's folder and loaded as a Task (or None + a message)."""
-    from explorer.security import format_mib, max_upload_bytes, streamlit_max_upload_mb
+    from explorer.workshop.security import format_mib, max_upload_bytes, streamlit_max_upload_mb
 
     up = st.file_uploader("Data file (CSV, TSV, JSON or JSONL)", type=["csv", "tsv", "json", "jsonl"],
                           key="ft_upload", max_upload_size=streamlit_max_upload_mb(),
@@ -271,7 +271,7 @@ def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
     is stored and parsed once per session, not on every rerun."""
     import hashlib
 
-    from explorer.security import load_uploaded_task
+    from explorer.workshop.security import load_uploaded_task
 
     sig = (name, hashlib.sha256(data).hexdigest(), kind, tuple(sorted(cols_map.items())))
     cached = st.session_state.get("ft_upload_cache")
@@ -484,7 +484,7 @@ def downloads(hist) -> None:
     if e.adapter_zip:
         c[2].download_button("adapter (zip)", e.adapter_zip, file_name=f"{e.id}-adapter.zip",
                              mime="application/zip", key="ft_dl_zip", width="stretch",
-                             help="the method's safetensors + JSON files; reload with explorer.export.load_run_adapter")
+                             help="the method's safetensors + JSON files; reload with explorer.engine.export.load_run_adapter")
     else:
         c[2].caption("no adapter saved for this run")
     with c[3]:
@@ -509,7 +509,7 @@ def share_section(e) -> None:
 
 def tryout_section(hist) -> None:
     """Try your model: type a sentence; the fine-tuned and the base model answer side by side."""
-    from explorer import tryout as T
+    from explorer.workshop import tryout as T
 
     e = hist.get(st.session_state.get("ft_dl_pick")) if len(hist) else None
     if e is None or e.status not in ("finished", "stopped"):

@@ -6,14 +6,14 @@ import streamlit as st
 
 import ui_board
 import ui_common as ui
-from explorer import data as D
-from explorer import figures_runs as FR
-from explorer.jobs import SWEEP_METHODS, Sweep, default_queue, ordinal, sweep_plan
+from explorer.data import tasks as D
+from explorer.views import figures_runs as FR
+from explorer.workshop.jobs import SWEEP_METHODS, Sweep, default_queue, ordinal, sweep_plan
 from explorer.methods import METHODS
-from explorer.presets import for_page
-from explorer.train import TrainConfig
+from explorer.workshop.presets import for_page
+from explorer.engine.train import TrainConfig
 from explorer.urlstate import Field, Schema
-from explorer.verdicts import budget_verdict
+from explorer.views.verdicts import budget_verdict
 
 PAGE = "cmp"
 SWEEP_KEY = "cmp_sweep"
@@ -101,7 +101,7 @@ def table(rows: list[dict]) -> None:
 
 
 def trend_lines(rows: list[dict]) -> list[str]:
-    """One computed verdict per method over its runs of one model and task (explorer.verdicts)."""
+    """One computed verdict per method over its runs of one model and task (explorer.views.verdicts)."""
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r["method"], r["model"], r["task"]), []).append(
@@ -207,7 +207,7 @@ def start_runs(items: list, loaded, kind: str) -> None:
     hist = ui.session_history()
 
     def on_result(label, res, hist=hist):  # worker thread: no Streamlit calls
-        from explorer.history import entry_from_result
+        from explorer.workshop.history import entry_from_result
 
         hist.add(entry_from_result(res, run_id=hist.new_id(), label=label))
 
@@ -326,7 +326,7 @@ def import_export(hist) -> None:
                                 "on the Fine-tune page)")
         st.caption("A participant's results in one file: import it later, here or on another server.")
     with right:
-        from explorer.security import format_mib, max_upload_bytes, streamlit_max_upload_mb
+        from explorer.workshop.security import format_mib, max_upload_bytes, streamlit_max_upload_mb
 
         up = st.file_uploader("Import a history file (JSON)", type=["json"], key="cmp_import",
                               max_upload_size=streamlit_max_upload_mb(),

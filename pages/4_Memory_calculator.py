@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import ui_common as ui
-from explorer import memory_views as V
+from explorer.views import memory_views as V
 from explorer.methods import METHODS
 
 PAGE = "mem"
@@ -171,7 +171,7 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
     with left:
         ui.show_fig(V.stack_figure(good, unit, title, tpl), key="mem-stack")
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Hover a segment for its exact bytes. All figures from "
-                   "`explorer.memory.estimate` (an analytic model, not a measurement).")
+                   "`explorer.memory.model.estimate` (an analytic model, not a measurement).")
     with right:
         e = 4 if vals["prec"] == "fp32" else 2
         master = 4 if vals["prec"] != "fp32" and vals["master"] else 0
@@ -287,7 +287,7 @@ def worked_example_section(unit: str) -> None:
         f"QLoRA's 4-bit frozen base with LoRA r=64 on every linear layer keeps "
         f"{V.fmt(q['weights_bytes'], unit)} of weights and {V.fmt(q['grads_bytes'] + q['optimizer_bytes'], unit)} of "
         f"gradients and optimizer state ({q['trainable_params']:,} trainable parameters).")
-    st.caption("Every number above is computed by `explorer.memory.estimate` from the published config. The "
+    st.caption("Every number above is computed by `explorer.memory.model.estimate` from the published config. The "
                "metrics are in GB = 10^9 bytes (the unit of the claim: 1 TB = 1,000 GB; hover for GiB and exact "
                f"bytes); the text in {V.UNIT_WORDS[unit]}. The preset 'LLaMA-65B full fine-tuning > 1 TB' draws it.")
 

@@ -3,11 +3,11 @@
 Two kinds of settings:
 
 1. **Warm-up** (model, task, warm-up steps, batch size, max length, warm-up mode): "Compute gradients"
-   runs SMT's warm-up once (``explorer.smt_analysis.collect_gradients``) in a worker thread of the
+   runs SMT's warm-up once (``explorer.smt.analysis.collect_gradients``) in a worker thread of the
    server's run queue, with progress and a Stop; the record is cached per (model, task, settings) by the
    core (memory + disk) and in this session.  Tiny models start at once (under a second).
 2. **Selection** (block size, number of blocks or density, score, rule, matrix types): re-scored from the
-   cached record by ``explorer.smt_analysis.analyze``; never recomputes gradients.
+   cached record by ``explorer.smt.analysis.analyze``; never recomputes gradients.
 
 "Train with this selection" stores the selection in ``st.session_state[HANDOFF_KEY]``
 (``"smt_inspector_selection"``: a dict with model, task, block_size, types, n_blocks, score, rule and
@@ -24,12 +24,12 @@ import time
 import streamlit as st
 
 import ui_common as ui
-from explorer import data as D
-from explorer import fmt
-from explorer import smt_analysis as A
-from explorer import smt_views as V
+from explorer.data import tasks as D
+from explorer.views import fmt
+from explorer.smt import analysis as A
+from explorer.views import smt_views as V
 from explorer.errors import user_message
-from explorer.jobs import default_queue
+from explorer.workshop.jobs import default_queue
 from explorer.methods.smt import SCORE_LABELS, SCORES, auto_block_size, auto_blocks, valid_block_sizes
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema

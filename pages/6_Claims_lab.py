@@ -99,7 +99,7 @@ def live_controls(name: str) -> None:
         hist = ui.session_history()
 
         def on_result(label, res, hist=hist):  # worker thread: no Streamlit calls
-            from explorer.history import entry_from_result
+            from explorer.workshop.history import entry_from_result
 
             hist.add(entry_from_result(res, run_id=hist.new_id(), label=f"claims · {label}", keep_adapter=False))
 

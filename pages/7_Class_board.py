@@ -8,9 +8,9 @@ import streamlit as st
 
 import ui_board as UB
 import ui_common as ui
-from explorer import board as B
-from explorer import figures_runs as FR
-from explorer.fmt import count, exact, nbytes
+from explorer.workshop import board as B
+from explorer.views import figures_runs as FR
+from explorer.views.fmt import count, exact, nbytes
 from explorer.urlstate import Field, Schema
 
 ui.page_setup("Class board", ":material/groups:")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.memory import estimate, spec_for
+from explorer.memory.model import estimate, spec_for
 from explorer.methods import METHODS, KnobError, apply_method
 from explorer.models import ModelLoadError, build_meta, config_models, fresh_copy, load_model
 
@@ -97,7 +97,7 @@ def test_sparta_meta_never_materialises_indices(metas):
 
 
 def test_inspect_70b_every_method_fast():
-    from explorer.cli_core import inspect
+    from explorer.cli.core import inspect
 
     inspect("llama-2-70b", "lora", {})  # imports and first-use caches out of the measurement
     torch.set_num_threads(1)

@@ -1,5 +1,5 @@
-"""The class board's core (explorer.board): share / list / hide / clear, the size bound, a restart, concurrent
-writers, hostile names, floods, the instructor token; and its chart (explorer.figures_runs.board_scatter)."""
+"""The class board's core (explorer.workshop.board): share / list / hide / clear, the size bound, a restart, concurrent
+writers, hostile names, floods, the instructor token; and its chart (explorer.views.figures_runs.board_scatter)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from explorer import board as B
-from explorer.board import Board, BoardError, clean_name
+from explorer.workshop import board as B
+from explorer.workshop.board import Board, BoardError, clean_name
 
 TOKEN = "correct horse battery"
 
@@ -79,7 +79,7 @@ def test_same_run_twice_refused_and_bad_runs_refused(path):
 
 
 def test_fields_from_run_needs_a_finished_run_with_accuracy():
-    from explorer.history import RunEntry
+    from explorer.workshop.history import RunEntry
 
     cfg = dict(method="lora", model="tiny-bert", task="colour-shape-easy", knobs=dict(rank=4, alpha=8.0, seed=1))
     summ = dict(status="finished", final_accuracy=0.625, trainable_params=1234, peak_memory_bytes=4096,
@@ -272,7 +272,7 @@ def test_default_board_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_method_names_and_colours_match_the_methods():
-    from explorer.figures_runs import METHOD_COLORS
+    from explorer.views.figures_runs import METHOD_COLORS
     from explorer.methods import METHODS
 
     assert set(B.METHOD_NAMES) == set(METHODS) == set(METHOD_COLORS)
@@ -280,7 +280,7 @@ def test_method_names_and_colours_match_the_methods():
 
 
 def test_board_scatter_colours_and_means():
-    from explorer.figures_runs import METHOD_COLORS, board_scatter
+    from explorer.views.figures_runs import METHOD_COLORS, board_scatter
 
     es = [dict(fields(trainable=100, accuracy=0.5), name="a"), dict(fields(trainable=100, accuracy=0.7), name=""),
           dict(fields(trainable=400, accuracy=0.9), name="b"),

@@ -23,8 +23,8 @@ def hist(tiny_bert):
     """A real 4-step tiny-bert LoRA run (finished, with a final accuracy) in a history."""
     import torch
 
-    from explorer.history import RunHistory, entry_from_result
-    from explorer.train import TrainConfig, train
+    from explorer.workshop.history import RunHistory, entry_from_result
+    from explorer.engine.train import TrainConfig, train
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def page(path: str, hist=None, **params) -> AppTest:
 
 
 def board_entries():
-    from explorer.board import default_board
+    from explorer.workshop.board import default_board
 
     return default_board().entries(include_hidden=True)
 
@@ -98,7 +98,7 @@ def test_hostile_name_refused_in_one_line(hist):
 
 
 def test_clear_refused_without_token_accepted_with_it(hist, monkeypatch):
-    from explorer.board import default_board
+    from explorer.workshop.board import default_board
 
     default_board().share(dict(method="smt", model="minilm", task="t", knobs="k", trainable=10, accuracy=0.5,
                                peak_bytes=100, steps=3), who="someone", name="Bob")
@@ -160,7 +160,7 @@ def test_fine_tune_share_control(hist):
 
 
 def test_groups_and_the_link_to_one(board_file):
-    from explorer.board import Board
+    from explorer.workshop.board import Board
 
     b = Board(board_file, session_limit=(100, 60))
     for i, (model, task) in enumerate([("minilm", "sst2-mini")] * 2 + [("tiny-bert", "colour-shape-easy")] * 3):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from explorer.methods import METHODS
-from explorer.presets import for_page
+from explorer.workshop.presets import for_page
 from tests.test_browser import CHROMIUM, browser, page_errors, screenshot, server, wait_idle  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(),
@@ -139,7 +139,7 @@ def test_every_model_and_method_at_defaults_on_the_playground(server, browser): 
 
 def test_default_fine_tune_run_learns(server, browser):  # noqa: F811
     """No settings at all (minilm, LoRA, colour-shape, the default steps): accuracy >= 85 % at the end."""
-    from explorer.train import TrainConfig
+    from explorer.engine.train import TrainConfig
 
     ctx, page = fresh_page(browser, 2200)
     try:
@@ -160,7 +160,7 @@ def test_default_fine_tune_run_learns(server, browser):  # noqa: F811
 
 
 def _memory_presets():
-    from explorer.memory_views import PRESETS
+    from explorer.views.memory_views import PRESETS
 
     return PRESETS
 

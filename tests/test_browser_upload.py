@@ -37,7 +37,7 @@ def sessions_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(sessions_root):
-    from explorer.security import streamlit_max_upload_mb
+    from explorer.workshop.security import streamlit_max_upload_mb
 
     with streamlit_server(dict(PEFT_EXPLORER_SESSIONS=str(sessions_root)),
                           ("--server.maxUploadSize", str(streamlit_max_upload_mb())),

@@ -26,7 +26,7 @@ def isolated(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-    from explorer.jobs import default_queue
+    from explorer.workshop.jobs import default_queue
 
     default_queue().cancel_all()
 

@@ -1,4 +1,4 @@
-"""Built-in tasks, user files, hub names, batching and evaluation (explorer/data.py)."""
+"""Built-in tasks, user files, hub names, batching and evaluation (explorer/data/tasks.py)."""
 
 import json
 import time
@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from explorer import data
+from explorer.data import tasks as data
 from explorer.errors import DataError
 
 
@@ -179,7 +179,7 @@ def test_a_csv_loads_whatever_the_working_directory(tmp_path, monkeypatch):
     working directory that has been deleted (a server started in a temporary folder that is gone)."""
     import os
 
-    from explorer.data import load_task
+    from explorer.data.tasks import load_task
 
     f = tmp_path / "files" / "t.csv"
     f.parent.mkdir()

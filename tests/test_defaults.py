@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.cli_core import inspect
+from explorer.cli.core import inspect
 from explorer.methods import METHODS
-from explorer.train import TrainConfig, train
+from explorer.engine.train import TrainConfig, train
 from tests.apptest_helpers import ROOT, no_problem, open_page
 
 MODELS = ("tiny-bert", "tiny-llama", "minilm", "smollm2-135m")

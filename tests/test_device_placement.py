@@ -12,7 +12,7 @@ indexing and matmul with CPU tensors pass.  One check is added on top (``StrictI
 CPU used to index a tensor on the device fails.  On CUDA that works but copies the index to the GPU in every use;
 this test calls it a bug.
 
-The model (tiny-bert, tiny-llama) and the adapter are built on the CPU, as ``explorer.train.train`` does, then every
+The model (tiny-bert, tiny-llama) and the adapter are built on the CPU, as ``explorer.engine.train.train`` does, then every
 parameter and buffer moves to the device (as ``model.to(device)`` does), and so does the batch.  A tensor that a
 method keeps outside its parameters and buffers, or creates on the CPU inside forward, backward or its step hook,
 meets the device tensors and fails.
@@ -33,9 +33,9 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.overrides import TorchFunctionMode
 
-from explorer import data as data_mod
+from explorer.data import tasks as data_mod
 from explorer.methods import METHODS, apply_method
-from explorer.train import _param_groups, prepare_base
+from explorer.engine.train import _param_groups, prepare_base
 
 BACKEND = "fakegpu"
 
@@ -150,7 +150,7 @@ def _on_device(t):
 
 
 def train_step(adapter, batch, on_device=None):
-    """One step as ``explorer.train.train`` makes it: forward, backward, clip, AdamW, the adapter's hook."""
+    """One step as ``explorer.engine.train.train`` makes it: forward, backward, clip, AdamW, the adapter's hook."""
     _on_device = on_device or globals()["_on_device"]
     params = adapter.trainable_parameters()
     assert params

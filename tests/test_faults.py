@@ -3,7 +3,7 @@ adapted model and its worker thread, and leaves the session's finished runs alon
 
 Stop pressed mid-run, the tab closed mid-run (heartbeat timeout), an exception inside a method,
 out-of-memory (MemoryError and CUDA's "out of memory" RuntimeError injected at a step through
-``explorer.train.FAULT_HOOK``).  Page-level faults (two Starts, switching pages) are at the end,
+``explorer.engine.train.FAULT_HOOK``).  Page-level faults (two Starts, switching pages) are at the end,
 through AppTest, once the Fine-tune page exists.
 """
 
@@ -17,8 +17,8 @@ import weakref
 import pytest
 import torch
 
-from explorer import train as train_mod
-from explorer.train import TrainConfig, start_in_thread, train
+from explorer.engine import train as train_mod
+from explorer.engine.train import TrainConfig, start_in_thread, train
 
 TASK = "size-compare"
 
@@ -31,7 +31,7 @@ def cfg(steps=400, method="lora", **kw):
 
 
 def worker_threads():
-    from explorer.sessions import WORKER_PREFIXES  # train-* (start_in_thread), peft-run-* (the server queue)
+    from explorer.workshop.sessions import WORKER_PREFIXES  # train-* (start_in_thread), peft-run-* (the server queue)
 
     return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith(WORKER_PREFIXES)]
 
@@ -151,7 +151,7 @@ def test_tab_closed_mid_run_is_stopped_by_heartbeat(tiny_bert, hook, monkeypatch
 
 
 def test_sweep_whose_tab_closed_stops_with_its_current_run(tiny_bert, hook, monkeypatch, kept):
-    from explorer.jobs import RunQueue, Sweep
+    from explorer.workshop.jobs import RunQueue, Sweep
 
     monkeypatch.setenv(train_mod.ORPHAN_ENV, "0.4")
     hook(delay=0.02)
@@ -266,7 +266,7 @@ def page_env(tmp_path, monkeypatch):
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    from explorer.jobs import default_queue
+    from explorer.workshop.jobs import default_queue
 
     default_queue().cancel_all()
     torch.set_num_threads(torch_threads)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import figures as F
-from explorer import playground as pg
+from explorer.views import figures as F
+from explorer.views import playground as pg
 from explorer.methods import METHODS, apply_method
 from explorer.models import checksum, fresh_copy
 
@@ -169,7 +169,7 @@ def test_factor_masks_colours_and_rank_axis():
 
 
 def test_percent_axes_have_fixed_ticks_and_legends_stay_below_the_axis_title():
-    from explorer import figures_runs as FR
+    from explorer.views import figures_runs as FR
 
     recs = [dict(step=s, phase="train", loss=1.0 / (s + 1), eval_accuracy=(0.5 if s % 5 == 0 else None))
             for s in range(20)]
@@ -185,7 +185,7 @@ def test_percent_axes_have_fixed_ticks_and_legends_stay_below_the_axis_title():
 
 
 def test_for_projector_enlarges_every_text_and_goes_dark(tiny_bert):
-    from explorer import figures_runs as FR
+    from explorer.views import figures_runs as FR
 
     s = pg.summarize(tiny_bert, "tied-lora", dict(rank=4, preset="TL5"))
     recs = [dict(step=i, phase="train", loss=1.0, eval_accuracy=0.5) for i in range(3)]

@@ -1,4 +1,4 @@
-"""explorer.fmt: compact numbers that fit a metric box, exact ones for the tooltip."""
+"""explorer.views.fmt: compact numbers that fit a metric box, exact ones for the tooltip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from explorer import fmt
+from explorer.views import fmt
 
 
 @pytest.mark.parametrize("n, text", [

@@ -91,7 +91,7 @@ def _key(schema: Schema) -> tuple:
 
 def static_schemas() -> list[tuple[str, Schema]]:
     """Schemas the core defines (the playground's page and both sides of every method)."""
-    from explorer import playground as pg
+    from explorer.views import playground as pg
     from explorer.methods import METHODS
 
     out = [("playground", pg.page_schema())]
@@ -255,7 +255,7 @@ class FuzzBudget(Exception):
 
 @pytest.fixture
 def step_budget():
-    from explorer import train as train_mod
+    from explorer.engine import train as train_mod
 
     def hook(step, phase, model):
         if step > 2:
@@ -469,8 +469,8 @@ def data_file(draw):
                              {"text_col": "x" * 1000}]), follow=st.sampled_from([True, True, False]))
 def test_uploaded_file_gives_a_task_or_a_clear_message(tmp_path_factory, f, kind, cols, follow):
     """The Fine-tune page's path: history.save_upload (checks, server name) then data.load_task."""
-    from explorer import data
-    from explorer.history import save_upload
+    from explorer.data import tasks as data
+    from explorer.workshop.history import save_upload
 
     name, body, fits = f
     if fits and follow:  # the model kind the file was made for, default columns
@@ -504,7 +504,7 @@ def test_uploaded_file_gives_a_task_or_a_clear_message(tmp_path_factory, f, kind
                       st.text(max_size=60)),
        kind=st.sampled_from(["seq-cls", "causal-lm", "junk", ""]))
 def test_task_names_give_a_task_or_a_clear_message(name, kind):
-    from explorer import data
+    from explorer.data import tasks as data
 
     CASES["task names"] += 1
     builtin_fit = name in data.BUILTIN and data.BUILTIN[name]["kind"] == kind
@@ -524,7 +524,7 @@ def test_task_names_give_a_task_or_a_clear_message(name, kind):
                                        ("word-category", "causal-lm")])
 def test_every_builtin_task_loads_for_its_model_kind(name, kind):
     """The other half of the fuzz above: a valid name with its own kind is never refused."""
-    from explorer import data
+    from explorer.data import tasks as data
 
     task = data.load_task(name, kind)
     assert task.kind == kind and len(task.train) >= data.MIN_ROWS and task.eval
@@ -546,7 +546,7 @@ def test_every_builtin_task_loads_for_its_model_kind(name, kind):
 def test_knobs_give_an_adapter_or_a_clear_message(tiny_bert, method, knobs):
     """Negative ranks, density 0 and 1, block sizes that divide nothing, wrong types: KnobError or an adapter."""
     from explorer.methods import apply_method
-    from explorer.playground import shared_weight_copy
+    from explorer.views.playground import shared_weight_copy
 
     CASES["method knobs"] += 1
     try:
@@ -591,7 +591,7 @@ VALID_KNOBS = {
 @given(data=st.data(), method=st.sampled_from(sorted(VALID_KNOBS)))
 def test_valid_knobs_always_give_an_adapter(tiny_bert, data, method):
     from explorer.methods import apply_method
-    from explorer.playground import shared_weight_copy
+    from explorer.views.playground import shared_weight_copy
 
     knobs = data.draw(VALID_KNOBS[method])
     ad = apply_method(shared_weight_copy(tiny_bert.model), method, n_base=tiny_bert.info.n_params, **knobs)
@@ -602,7 +602,7 @@ def test_valid_knobs_always_give_an_adapter(tiny_bert, data, method):
 @pytest.mark.parametrize("name", ["a" * 300, "/" + "a" * 300, "b" * 5000 + ".csv", "./" + "c/" * 3000])
 def test_overlong_names_give_a_message(name):
     """Found by the fuzz: a name longer than the OS allows made Path.exists() raise OSError."""
-    from explorer import data
+    from explorer.data import tasks as data
     from explorer.models import load_model
 
     CASES["over-long names"] += 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_check
-from explorer import memory
+from explorer.memory import model as memory
 from explorer.methods import METHODS
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import io
 import pytest
 
 from explorer.errors import DataError
-from explorer.history import (RunEntry, RunHistory, atomic_write, entry_from_result, metrics_csv, metrics_json,
+from explorer.workshop.history import (RunEntry, RunHistory, atomic_write, entry_from_result, metrics_csv, metrics_json,
                               new_session_id, save_upload, session_folder)
 
 
@@ -101,7 +101,7 @@ def test_malformed_import_is_a_clear_error(data, needle):
 
 
 def test_import_size_limit(monkeypatch):
-    import explorer.history as H
+    import explorer.workshop.history as H
 
     monkeypatch.setenv("PEFT_EXPLORER_MAX_UPLOAD_MB", "0.0001")  # the one upload limit: 104 bytes
     assert H.max_import_bytes() == 104
@@ -132,7 +132,7 @@ def test_save_upload_safe_names_and_errors(tmp_path):
 
 
 def test_entry_from_real_run_with_adapter_zip(tiny_bert):
-    from explorer.train import TrainConfig, train
+    from explorer.engine.train import TrainConfig, train
 
     res = train(TrainConfig(model="tiny-bert", method="lora", knobs=dict(rank=2), steps=3, eval_every=0,
                             eval_examples=16, batch_size=4), loaded=tiny_bert)
@@ -165,7 +165,7 @@ def test_may_restore_only_when_the_holder_page_is_gone():
     import threading
     import time
 
-    from explorer import history as H
+    from explorer.workshop import history as H
 
     sid, other_sid = H.new_session_id(), H.new_session_id()
     live = {"page-a"}
@@ -188,7 +188,7 @@ def test_may_restore_only_when_the_holder_page_is_gone():
 
 
 def test_holders_stay_bounded_and_forget_closed_pages_first(monkeypatch):
-    from explorer import history as H
+    from explorer.workshop import history as H
 
     monkeypatch.setattr(H, "_HOLDERS", {})
     monkeypatch.setattr(H, "_MAX_HOLDERS", 10)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from explorer.jobs import MemoryRefused, RunQueue, Sweep, check_memory, estimate_run_bytes, ordinal, sweep_plan
-from explorer.train import RunState, TrainConfig
+from explorer.workshop.jobs import MemoryRefused, RunQueue, Sweep, check_memory, estimate_run_bytes, ordinal, sweep_plan
+from explorer.engine.train import RunState, TrainConfig
 
 BIG = 10 ** 15  # "free memory" that fits anything
 

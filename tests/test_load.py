@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer import fmt
+from explorer.views import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -63,7 +63,7 @@ def session_plan(i: int) -> tuple[str, int]:
 # ----------------------------------------------------------------------------- expected counts (the core)
 
 def expected_playground(method: str, rank: int) -> int:
-    from explorer import playground as pg
+    from explorer.views import playground as pg
     from explorer.models import load_model
 
     loaded = load_model("tiny-bert")
@@ -74,7 +74,7 @@ def expected_playground(method: str, rank: int) -> int:
 
 def expected_run(method: str, rank: int) -> int:
     from explorer.methods import METHODS as M, apply_method
-    from explorer.train import TrainConfig, load_for, prepare_base
+    from explorer.engine.train import TrainConfig, load_for, prepare_base
 
     knobs = {kn.name: kn.default for kn in M[method].knobs}
     knobs["rank"] = rank

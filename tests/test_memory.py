@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from explorer.memory import (PUBLISHED, MemoryAccountant, ModelSpec, account, estimate, fmt_bytes,
+from explorer.memory.model import (PUBLISHED, MemoryAccountant, ModelSpec, account, estimate, fmt_bytes,
                              korthikanti_activations, spec_for, spec_from_model)
 from explorer.methods import METHODS, KnobError, apply_method
 from explorer.models import fresh_copy

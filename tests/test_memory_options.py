@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer.cli_memory import breakdown
-from explorer.memory import GB, PUBLISHED, KnobError, ModelSpec, estimate
+from explorer.cli.memory import breakdown
+from explorer.memory.model import GB, PUBLISHED, KnobError, ModelSpec, estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_LIN = ["q", "k", "v", "o", "gate", "up", "down"]

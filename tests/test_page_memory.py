@@ -1,4 +1,4 @@
-"""The Memory calculator page (AppTest) and its pure helpers (explorer.memory_views)."""
+"""The Memory calculator page (AppTest) and its pure helpers (explorer.views.memory_views)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import memory_views as V
-from explorer.memory import PUBLISHED, estimate
+from explorer.views import memory_views as V
+from explorer.memory.model import PUBLISHED, estimate
 from explorer.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]

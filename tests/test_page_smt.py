@@ -12,8 +12,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import smt_analysis as A
-from explorer import smt_views as V
+from explorer.smt import analysis as A
+from explorer.views import smt_views as V
 from explorer.targets import Target
 from apptest_helpers import no_problem, qp
 
@@ -37,7 +37,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_EXPLORER_CACHE", str(tmp_path / "cache"))  # the gradients are really computed
     A.clear_memory_cache()
     yield
-    from explorer.jobs import default_queue
+    from explorer.workshop.jobs import default_queue
 
     default_queue().cancel_all()
 
@@ -241,7 +241,7 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
 
 
 def test_train_config_smt_selection_trains_exactly_those_blocks(tiny_bert):
-    from explorer.train import TrainConfig, train
+    from explorer.engine.train import TrainConfig, train
 
     from explorer.targets import find_targets
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import fmt
+from explorer.views import fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYGROUND = str(ROOT / "pages" / "1_Methods_playground.py")
@@ -226,7 +226,7 @@ def test_same_method_on_both_sides():
 
 
 def test_preset_url_restored():
-    from explorer.presets import PRESETS
+    from explorer.workshop.presets import PRESETS
 
     p = PRESETS["LoRA rank 1 vs 64"]
     at = run_pg(**{**p.values, "model": "tiny-bert"})

@@ -35,7 +35,7 @@ def one_thread():
 def sessions_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_EXPLORER_SESSIONS", str(tmp_path / "sessions"))
     yield
-    from explorer.jobs import default_queue
+    from explorer.workshop.jobs import default_queue
 
     q = default_queue()
     q.cancel_all()
@@ -176,7 +176,7 @@ def test_start_then_stop_keeps_partial_history():
 
 
 def test_two_starts_in_a_row_start_one_run():
-    from explorer.jobs import default_queue
+    from explorer.workshop.jobs import default_queue
 
     at = ft(model="tiny-bert", steps="400", bs="4")
     at.button(key="ft_start").click().run()
@@ -194,9 +194,9 @@ def test_two_starts_in_a_row_start_one_run():
 
 def test_malformed_upload_gives_clear_message(tmp_path):
     """The upload path of the page: save_upload + data.load_task (what load_upload calls)."""
-    from explorer.data import load_task
+    from explorer.data.tasks import load_task
     from explorer.errors import DataError, user_message
-    from explorer.history import save_upload
+    from explorer.workshop.history import save_upload
 
     cases = [(b"sentence;verdict\nfoo;1\n" * 20, "missing a text column"),
              (b"text,label\n" + b"a,1\n" * 20, "single class"),
@@ -226,8 +226,8 @@ def cmp(hist=None, **params) -> AppTest:
 
 @pytest.fixture(scope="module")
 def some_runs(tiny_bert):
-    from explorer.history import RunHistory, entry_from_result
-    from explorer.train import TrainConfig, train
+    from explorer.workshop.history import RunHistory, entry_from_result
+    from explorer.engine.train import TrainConfig, train
 
     h = RunHistory()
     for m, kn in [("lora", dict(rank=1)), ("lora", dict(rank=8)), ("sparta", dict(density=0.05))]:
@@ -287,7 +287,7 @@ def test_compare_sweep_runs(tmp_path):
 
 
 def test_export_import_round_trip_on_page(some_runs):
-    from explorer.history import RunHistory
+    from explorer.workshop.history import RunHistory
 
     text = some_runs.to_json()
     h = RunHistory()
@@ -317,7 +317,7 @@ def test_history_survives_a_reload_as_a_copy(some_runs):
 
 
 def test_memory_refusal_shown_with_estimate():
-    from explorer.jobs import default_queue
+    from explorer.workshop.jobs import default_queue
 
     q = default_queue()
     old = q.free_fn

@@ -37,7 +37,7 @@ def smol():
 
 def _adapt(smol, method, **knobs):
     from explorer.methods import apply_method
-    from explorer.playground import shared_weight_copy
+    from explorer.views.playground import shared_weight_copy
 
     return apply_method(shared_weight_copy(smol.model), method, n_base=smol.info.n_params, **knobs)
 

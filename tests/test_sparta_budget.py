@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explorer.memory import estimate, spec_for
+from explorer.memory.model import estimate, spec_for
 from explorer.methods import KnobError, apply_method
 from explorer.methods.sparta import apportion
 from explorer.models import fresh_copy
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import find_targets
-from explorer.train import _param_groups
+from explorer.engine.train import _param_groups
 
 
 def adapt(loaded, **knobs):

@@ -1,4 +1,4 @@
-"""The training loop (explorer/train.py) and run export/reload (explorer/export.py), on tiny models."""
+"""The training loop (explorer/engine/train.py) and run export/reload (explorer/engine/export.py), on tiny models."""
 
 import csv
 import math
@@ -8,9 +8,9 @@ import threading
 import pytest
 import torch
 
-from explorer import data
+from explorer.data import tasks as data
 from explorer.models import checksum
-from explorer.train import RunState, TrainConfig, start_in_thread, train
+from explorer.engine.train import RunState, TrainConfig, start_in_thread, train
 
 METHOD_KNOBS = {
     "full": {},
@@ -56,7 +56,7 @@ def _losses(res, phase=None):
 
 @pytest.mark.parametrize("method", list(METHOD_KNOBS))
 def test_loss_falls_and_saved_adapter_reproduces_final_eval(tiny_bert, keyword_csv, tmp_path, method):
-    from explorer.export import load_run_adapter, save_run
+    from explorer.engine.export import load_run_adapter, save_run
 
     before = checksum(tiny_bert.model)
     res = train(cfg(keyword_csv, method), loaded=tiny_bert)

@@ -2,9 +2,9 @@
 
 import torch
 
-from explorer.history import entry_from_result
-from explorer.train import TrainConfig, prepare_base, train
-from explorer.tryout import classify, complete, load_tryout
+from explorer.workshop.history import entry_from_result
+from explorer.engine.train import TrainConfig, prepare_base, train
+from explorer.workshop.tryout import classify, complete, load_tryout
 
 
 def test_classification_tryout_matches_the_trained_model(tiny_bert):

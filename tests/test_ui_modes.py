@@ -51,14 +51,14 @@ def test_a_fresh_session_starts_with_both_modes_off():
 
 
 def _entry(rid: str):
-    from explorer.history import RunEntry
+    from explorer.workshop.history import RunEntry
 
     return RunEntry(id=rid, config=dict(method="lora", model="tiny-bert"), records=[],
                     summary=dict(status="finished", steps_done=1, final_accuracy=0.5), label=f"run {rid}")
 
 
 def test_run_picker_follows_the_newest_run_until_the_user_picks():
-    from explorer.history import RunHistory
+    from explorer.workshop.history import RunHistory
 
     hist = RunHistory()
     for rid in ("r1", "r2"):

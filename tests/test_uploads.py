@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer import data, history, security, sessions
+from explorer.data import tasks as data
+from explorer.workshop import history, security, sessions
 from explorer.errors import DataError, user_message
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def test_one_session_folder_system(tmp_path):
 def test_stored_upload_keeps_the_users_name_everywhere(tmp_path, tiny_bert):
     """Task.name, the task a run loads again from the stored path, the run's summary, its history entry
     (config included) and its title: the user's file name, never the server's path or upload-<hex>."""
-    from explorer.train import TrainConfig, train
+    from explorer.engine.train import TrainConfig, train
 
     folder = history.session_folder(history.new_session_id(), create=True)
     body, _ = w1252_csv(24)
@@ -318,7 +319,7 @@ def test_streamlit_config_and_make_run_use_the_limit():
 def test_sizes_are_said_in_mib():
     assert security.format_mib(20 * 2**20) == "20 MiB" and security.format_mib(2**19) == "0.5 MiB"
     assert security.format_mib(1048) == "1,048 bytes" and security.format_mib(int(25.34 * 2**20)) == "25.3 MiB"
-    for f in ("explorer/data.py", "explorer/security.py", "explorer/history.py", "pages/2_Fine_tune.py",
+    for f in ("explorer/data/tasks.py", "explorer/workshop/security.py", "explorer/workshop/history.py", "pages/2_Fine_tune.py",
               "pages/3_Compare.py"):
         src = (ROOT / f).read_text()
         assert not re.search(r"\d\s*MB\b|\}\s*MB\b", src), f

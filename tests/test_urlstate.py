@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from explorer import playground as pg
+from explorer.views import playground as pg
 from explorer.methods import METHODS
-from explorer.presets import PRESETS, for_page
+from explorer.workshop.presets import PRESETS, for_page
 from explorer.urlstate import Field, Schema, knob_fields
 
 SCHEMA = Schema([

@@ -1,8 +1,8 @@
-"""Words on screen computed from the data (explorer.verdicts): each branch with numbers checked by hand."""
+"""Words on screen computed from the data (explorer.views.verdicts): each branch with numbers checked by hand."""
 
 import math
 
-from explorer.verdicts import Z, binomial_se, budget_verdict, differs, learning_verdict
+from explorer.views.verdicts import Z, binomial_se, budget_verdict, differs, learning_verdict
 
 
 def test_binomial_se_by_hand():

@@ -36,7 +36,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..errors import DataError
+    from explorer.errors import DataError
     from . import results, specs
 
     if args.run:

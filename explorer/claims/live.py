@@ -1,5 +1,5 @@
 """The claims lab on a server: links that open the Fine-tune page with an arm's exact settings, and a live
-re-run of an experiment through the server's run queue (``explorer.jobs``).  No Streamlit here: the page
+re-run of an experiment through the server's run queue (``explorer.workshop.jobs``).  No Streamlit here: the page
 polls :meth:`LiveRun.document`.
 """
 
@@ -16,8 +16,8 @@ FINE_TUNE_PATH = "Fine_tune"  # Streamlit's URL path of pages/2_Fine_tune.py
 def finetune_params(exp: specs.Experiment, arm: specs.Arm, seed: int, size: "str | specs.Size" = "full") -> dict[str, str]:
     """The Fine-tune page's URL keys for one (arm, seed) run: model, task, method, steps, lr, bs, seed and
     every knob as ``k_<knob>`` (encoded by the page's own schema, so the page reads back the same values)."""
-    from ..methods import METHODS
-    from ..urlstate import Schema, knob_fields
+    from explorer.methods import METHODS
+    from explorer.urlstate import Schema, knob_fields
 
     cfg = runner.config_for(exp, arm, seed, specs.size(size) if isinstance(size, str) else size)
     out = dict(model=cfg.model, src="built-in", task=cfg.task, method=cfg.method, steps=str(cfg.steps),
@@ -35,7 +35,7 @@ class LiveRun:
     """One experiment re-run through a ``jobs.Sweep`` (the run queue); records arrive as seeds finish."""
 
     def __init__(self, name: str, size: str = "full", queue=None, loaded=None, on_result=None, owner=None):
-        from ..jobs import Sweep, default_queue
+        from explorer.workshop.jobs import Sweep, default_queue
 
         self.name, self.size = name, size
         self.exp, self.sz = specs.get(name), specs.size(size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import DataError
+from explorer.errors import DataError
 from . import specs
 
 ROOT = Path(__file__).resolve().parents[2]

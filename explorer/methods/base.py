@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..targets import Target, find_targets, head_module_names
+from explorer.targets import Target, find_targets, head_module_names
 
 
 class KnobError(ValueError):
@@ -212,7 +212,7 @@ class Adapter:
 
         The default swaps every adapted target module for ``module.to_linear()`` (a frozen
         ``nn.Linear`` holding original + update, computed from the untouched original)."""
-        from ..targets import set_submodule
+        from explorer.targets import set_submodule
 
         for t in self.targets:
             mod = self.model.get_submodule(t.name)
@@ -261,7 +261,7 @@ def resolve_targets(model: nn.Module, types, method: str) -> list[Target]:
         raise KnobError(f"{method}: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses "
                         "q, k and v), which the PEFT methods here do not target; only full fine-tuning applies")
     if not targets:
-        from ..targets import available_types
+        from explorer.targets import available_types
 
         raise KnobError(f"{method}: no linear layers of type(s) {', '.join(types)} in this model; "
                         f"it has {', '.join(available_types(model)) or 'none'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..targets import find_targets
+from explorer.targets import find_targets
 from .base import Adapter, Knob, Layout
 
 KNOBS: list[Knob] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..targets import ALL_TYPES, head_module_names
+from explorer.targets import ALL_TYPES, head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
 
 KNOBS = [

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sparse import linear_from, scatter_entries
-from ..targets import ALL_TYPES, set_submodule
+from explorer.sparse import linear_from, scatter_entries
+from explorer.targets import ALL_TYPES, set_submodule
 from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
 KNOBS = [

@@ -21,8 +21,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from ..sparse import SparseDeltaLinear
-from ..targets import ALL_TYPES, Target, set_submodule
+from explorer.sparse import SparseDeltaLinear
+from explorer.targets import ALL_TYPES, Target, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
 SCORES = ["abs-mean", "mean-abs", "l1", "l2"]

@@ -20,8 +20,8 @@ import zlib
 import torch
 from torch import nn
 
-from ..sparse import SparseDeltaLinear, random_entries
-from ..targets import ALL_TYPES, set_submodule
+from explorer.sparse import SparseDeltaLinear, random_entries
+from explorer.targets import ALL_TYPES, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
 DEFAULT_SPARSITY = 0.99
@@ -65,7 +65,7 @@ def apportion(total: int, sizes: list[int]) -> list[int]:
 def budget(knobs: dict, n_base: int, head: int, sizes: list[int]) -> tuple[list[int], list[str]]:
     """Entries per target matrix (``sizes`` = d_out x d_in of each) and the notes that explain the budget.
 
-    The one budget rule of SpaRTA, shared by the adapter and the memory model (``explorer.memory``)."""
+    The one budget rule of SpaRTA, shared by the adapter and the memory model (``explorer.memory.model``)."""
     S = sum(sizes)
     notes: list[str] = []
     if knobs.get("density") and knobs["density"] > 0:

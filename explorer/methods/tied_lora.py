@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sparse import linear_from
-from ..targets import ALL_TYPES, INPUT_GROUPS, set_submodule
+from explorer.sparse import linear_from
+from explorer.targets import ALL_TYPES, INPUT_GROUPS, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
 
 PRESETS = {

@@ -1,6 +1,6 @@
 """The fine-tune loop: one loop for every method, device-agnostic, no Streamlit.
 
->>> from explorer.train import TrainConfig, train, start_in_thread
+>>> from explorer.engine.train import TrainConfig, train, start_in_thread
 >>> res = train(TrainConfig(model="tiny-bert", method="lora", steps=50))
 >>> res.summary["final_accuracy"], res.records[-1]
 
@@ -37,11 +37,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from . import data as data_mod
-from .errors import DataError, user_message
+from explorer.data import tasks as data_mod
+from explorer.errors import DataError, user_message
 
-try:  # measured byte account (explorer/memory.py, written in parallel)
-    from . import memory as memory_mod
+try:  # measured byte account (explorer/memory/model.py, written in parallel)
+    from explorer.memory import model as memory_mod
 except Exception:  # pragma: no cover - only while memory.py is missing or broken
     memory_mod = None
 
@@ -104,12 +104,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:0, mps
     warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = DEFAULT_LR["full"])
-    measure_memory: bool = True  # byte account per step (explorer.memory)
+    measure_memory: bool = True  # byte account per step (explorer.memory.model)
     text_col: str | None = None
     label_col: str | None = None
     prompt_col: str | None = None
     answer_col: str | None = None
-    encoding: str | None = None  # a data file's text encoding (None = detect it; see explorer.data.decode_text)
+    encoding: str | None = None  # a data file's text encoding (None = detect it; see explorer.data.tasks.decode_text)
     # SMT only: blocks chosen elsewhere (the SMT block inspector), {target: ([rows], [cols])}; no warm-up then
     smt_selection: dict | None = None
 
@@ -117,7 +117,7 @@ class TrainConfig:
         return float(self.lr) if self.lr is not None else DEFAULT_LR.get(self.method, 1e-3)
 
     def validate(self) -> None:
-        from .methods.base import KnobError
+        from explorer.methods.base import KnobError
 
         if int(self.steps) < 1:
             raise KnobError("steps must be at least 1")
@@ -241,15 +241,15 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        from .methods.base import KnobError
+        from explorer.methods.base import KnobError
 
         raise KnobError(f"Unknown device '{name[:30]}': use auto, cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from .methods.base import KnobError
+        from explorer.methods.base import KnobError
 
         raise KnobError("CUDA was asked for but no CUDA device is available here; use --device cpu or auto")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        from .methods.base import KnobError
+        from explorer.methods.base import KnobError
 
         raise KnobError("MPS was asked for but is not available here; use --device cpu or auto")
     return dev
@@ -291,7 +291,7 @@ def init_head(model: nn.Module, num_labels: int, seed: int) -> bool:
     Returns True when the head was replaced.  Works for BERT-style ``classifier`` and
     LLaMA-style ``score`` heads (a Linear, or a module whose last Linear is ``out_proj``).
     """
-    from .targets import head_module_names
+    from explorer.targets import head_module_names
 
     names = head_module_names(model)
     if not names:
@@ -325,7 +325,7 @@ def init_head(model: nn.Module, num_labels: int, seed: int) -> bool:
 
 def prepare_base(loaded, task, seed: int) -> nn.Module:
     """A private copy of the cached base model, ready for ``apply_method`` (the cache is never touched)."""
-    from .models import fresh_copy
+    from explorer.models import fresh_copy
 
     m = fresh_copy(loaded.model)
     if loaded.info.kind == "seq-cls":
@@ -356,7 +356,7 @@ def _schedule(total: int, warm: int):
 
 def load_for(cfg: TrainConfig, loaded=None):
     """(loaded model, task) for a config; the model loads with the task's number of labels."""
-    from .models import REGISTRY, load_model
+    from explorer.models import REGISTRY, load_model
 
     if loaded is None:
         kind = REGISTRY[cfg.model]["kind"] if cfg.model in REGISTRY else None
@@ -380,7 +380,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
 
     ``on_step(record)`` is called after every step (and after every evaluation) with the
     record dict; ``memory_fn(model, optimizer, device) -> dict`` (optional) adds fields to
-    every record when the byte account of ``explorer.memory`` is not wanted.
+    every record when the byte account of ``explorer.memory.model`` is not wanted.
     """
     state = state or RunState(cfg)
     state.cfg = cfg
@@ -403,7 +403,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
         if task.kind != kind:
             raise DataError(f"Task '{task.name}' is {task.kind} but model '{cfg.model}' is {kind}")
         rank, world = _dist()
-        from .methods import apply_method
+        from explorer.methods import apply_method
 
         torch.manual_seed(cfg.seed)
         base = prepare_base(loaded, task, cfg.seed)
@@ -643,7 +643,7 @@ def _rss():
 
 def _base_snapshot(adapter) -> dict:
     """The non-adapter weights after SMT's full-mode warm-up (they moved: export saves them)."""
-    from .sparse import SparseDeltaLinear
+    from explorer.sparse import SparseDeltaLinear
 
     out = {}
     inner = {}

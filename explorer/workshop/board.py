@@ -40,7 +40,7 @@ import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DataError
+from explorer.errors import DataError
 
 __all__ = ["Board", "BoardError", "clean_name", "clean_label", "fields_from_run", "knobs_text", "default_board",
            "board_path", "instructor_token", "token_problem", "METHOD_NAMES", "MAX_NAME", "ANONYMOUS"]
@@ -165,7 +165,7 @@ def _checked(fields: dict) -> dict:
 
 
 def fields_from_run(entry) -> dict:
-    """What the board keeps of an ``explorer.history.RunEntry``; BoardError for a run that is not finished or has
+    """What the board keeps of an ``explorer.workshop.history.RunEntry``; BoardError for a run that is not finished or has
     no final accuracy."""
     status = getattr(entry, "status", "unknown")
     if status != "finished":
@@ -184,7 +184,7 @@ def board_path() -> Path:
     p = os.environ.get(PATH_ENV)
     if p:
         return Path(p)
-    from .models import cache_dir
+    from explorer.models import cache_dir
 
     return cache_dir() / "class-board.sqlite"
 

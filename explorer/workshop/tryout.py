@@ -1,7 +1,7 @@
 """Try your model: the fine-tuned and the base model side by side on a sentence the user types.
 
 Pure Python.  A finished run keeps its adapter as zip bytes in the session history
-(``explorer.history.RunEntry.adapter_zip``); :func:`load_tryout` rebuilds it on a fresh copy of the
+(``explorer.workshop.history.RunEntry.adapter_zip``); :func:`load_tryout` rebuilds it on a fresh copy of the
 cached base model (the cache is never written) and :func:`compare` answers with both models:
 
 - sequence classification: the class probabilities of the fine-tuned model and of the base model with
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import DataError
+from explorer.errors import DataError
 
 MAX_TEXT = 500  # characters of user text looked at
 MAX_NEW_TOKENS = 12
@@ -41,9 +41,9 @@ class Tryout:
 
 def load_tryout(loaded, run_id: str, adapter_zip: bytes, max_len: int = 64) -> Tryout:
     """The run's adapter on a fresh copy of ``loaded`` (DataError when the run kept no adapter)."""
-    from .export import load_run_adapter
-    from .models import fresh_copy
-    from .train import init_head
+    from explorer.engine.export import load_run_adapter
+    from explorer.models import fresh_copy
+    from explorer.engine.train import init_head
 
     if not adapter_zip:
         raise DataError("this run kept no adapter (stopped during SMT's warm-up, failed, or too large to keep)")

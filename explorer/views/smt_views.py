@@ -1,8 +1,8 @@
 """Figures and tables of the SMT block inspector (no streamlit).
 
-Every builder takes an :class:`explorer.smt_analysis.SMTAnalysis` (scores are float32
+Every builder takes an :class:`explorer.smt.analysis.SMTAnalysis` (scores are float32
 grids of at most (d_out / b) x (d_in / b) cells: 96 x 36 for SmolLM2 at b = 16, far
-below the ~512 x 512 limit of :mod:`explorer.figures`) and a plotly ``template``.
+below the ~512 x 512 limit of :mod:`explorer.views.figures`) and a plotly ``template``.
 The colour range is fixed across every matrix of the analysis (``score_range``) so
 two heatmaps compare; ``log=True`` draws log10 of the score on the same fixed range.
 Selected blocks are outlined by one line trace (not one shape per block: fast with
@@ -18,8 +18,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import COLORS, FONT, FROZEN, TRAINED
-from .methods.smt import SCORE_LABELS
+from explorer.views.figures import COLORS, FONT, FROZEN, TRAINED
+from explorer.methods.smt import SCORE_LABELS
 
 SCALE = "Viridis"
 OUTLINE = "#FF3B30"  # selected blocks: a red outline reads on every Viridis colour

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .methods import METHODS, apply_method
-from .methods.base import Adapter, KnobError, Layout
-from .targets import ALL_TYPES, find_targets
-from .urlstate import Field, Schema, knob_fields
+from explorer.methods import METHODS, apply_method
+from explorer.methods.base import Adapter, KnobError, Layout
+from explorer.targets import ALL_TYPES, find_targets
+from explorer.urlstate import Field, Schema, knob_fields
 
 MAX_CELLS = 512  # figures are reduced to at most this many cells per side
 SIDES = ("a", "b")
@@ -222,11 +222,11 @@ def clear_cache() -> None:
 
 def warmup_batches(loaded, n: int, seed: int = 0):
     """Batches of the model's built-in task for SMT's warm-up, and where they came from."""
-    from .cli_core import smt_warmup_batches
+    from explorer.cli.core import smt_warmup_batches
 
     batches = smt_warmup_batches(loaded, n=n, batch_size=8, seed=seed)
     try:
-        from . import data
+        from explorer.data import tasks as data
 
         src = data.default_task_for(loaded.info.kind)
     except Exception:  # noqa: BLE001
@@ -288,11 +288,11 @@ def summarize(loaded, method: str, knobs: dict, warm: int = 2, use_cache: bool =
     adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
     warm_info = {}
     if method == "smt" and getattr(loaded.info, "meta", False):
-        from .cli_core import smt_meta_note
+        from explorer.cli.core import smt_meta_note
 
         adapter.notes.append(smt_meta_note(adapter))
     elif method == "smt":
-        from .methods.smt import block_scores, select_blocks
+        from explorer.methods.smt import block_scores, select_blocks
 
         g = smt_grad_sums(loaded, tuple(adapter.knobs["targets"]), warm, adapter.knobs["seed"])
         scores = {k: block_scores(v, adapter.block, adapter.knobs["score"]) for k, v in g["sums"].items()}
@@ -333,7 +333,7 @@ def default_counts(loaded) -> list[tuple[str, int | None, str]]:
             a = apply_method(shared_weight_copy(loaded.model), name, n_base=loaded.info.n_params)
             out.append((name, a.num_trainable(), ""))
         except Exception as exc:  # noqa: BLE001 - a default that does not fit this model is reported
-            from .errors import user_message
+            from explorer.errors import user_message
 
             out.append((name, None, user_message(exc)))
     with _LOCK:
@@ -378,7 +378,7 @@ def formula(s: Summary) -> tuple[list[str], int]:
                          f"× {c} matrices = {_n(per * c)}")
             total += per * c
     elif m == "tied-lora":
-        from .methods.tied_lora import _group_key, expected_count
+        from explorer.methods.tied_lora import _group_key, expected_count
 
         sw, r = a.switches, k["rank"]
         L = a.n_layers
@@ -407,7 +407,7 @@ def formula(s: Summary) -> tuple[list[str], int]:
                      f"({n} of {_n(a.total_blocks)} blocks of {b}×{b} in the targets)")
         total = n * b * b
     elif m == "sparta":
-        from .methods.sparta import budget
+        from explorer.methods.sparta import budget
 
         sizes = [t.d_out * t.d_in for t in a.targets]
         counts, _ = budget(k, s.total, s.head, sizes)

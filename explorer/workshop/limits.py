@@ -1,7 +1,7 @@
 """The upload limit, importable without torch (``make run`` reads it before starting the server).
 
 ``PEFT_EXPLORER_MAX_UPLOAD_MB`` (MiB, default 20) is the one limit of every upload path
-(``explorer.security``) and of Streamlit's ``server.maxUploadSize`` (``make run`` passes
+(``explorer.workshop.security``) and of Streamlit's ``server.maxUploadSize`` (``make run`` passes
 :func:`streamlit_max_upload_mb`).
 """
 
@@ -31,5 +31,5 @@ def streamlit_max_upload_mb() -> int:
     return max(1, -(-max_upload_bytes() // 2**20))
 
 
-if __name__ == "__main__":  # ``python -m explorer.limits``: Streamlit's value, for the Makefile
+if __name__ == "__main__":  # ``python -m explorer.workshop.limits``: Streamlit's value, for the Makefile
     print(streamlit_max_upload_mb())

@@ -1,7 +1,7 @@
 """The Memory calculator page's pure helpers: settings schema, knobs per method, tables, figures, live measurement.
 
 No streamlit here (``pages/4_Memory_calculator.py`` draws; this module computes).  Every number comes from
-``explorer.memory.estimate`` (the analytic model) or from ``explorer.memory.MemoryAccountant`` (bytes that really
+``explorer.memory.model.estimate`` (the analytic model) or from ``explorer.memory.model.MemoryAccountant`` (bytes that really
 exist after two AdamW steps); nothing is typed in.
 
 - :func:`page_schema`: every setting of the page as a whitelisted, clamped URL field.
@@ -22,12 +22,12 @@ import time
 
 import plotly.graph_objects as go
 
-from .figures import COLORS, _base
-from .memory import (GB, GIB, PUBLISHED, KnobError, ModelSpec, estimate, spec_for, spec_from_config,
+from explorer.views.figures import COLORS, _base
+from explorer.memory.model import (GB, GIB, PUBLISHED, KnobError, ModelSpec, estimate, spec_for, spec_from_config,
                      spec_from_model)
-from .methods import METHODS
-from .presets import Preset
-from .urlstate import Field, Schema
+from explorer.methods import METHODS
+from explorer.workshop.presets import Preset
+from explorer.urlstate import Field, Schema
 
 SMALL = ("minilm", "smollm2-135m", "tiny-bert", "tiny-llama")
 BIG = tuple(PUBLISHED)  # llama-7b, llama-13b, llama-65b, mistral-7b, gpt3-175b
@@ -129,7 +129,7 @@ def spec_for_choice(choice: str, values: dict | None = None) -> ModelSpec:
     if choice == "smollm2-135m":
         from transformers import AutoConfig
 
-        from .models import smollm2_folder
+        from explorer.models import smollm2_folder
 
         return spec_from_config(AutoConfig.from_pretrained(smollm2_folder()), "causal-lm", choice)
     if choice in SMALL or choice in CONFIGS:
@@ -480,9 +480,9 @@ def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, d
     """
     import torch
 
-    from .memory import MemoryAccountant
-    from .methods import apply_method
-    from .models import fresh_copy
+    from explorer.memory.model import MemoryAccountant
+    from explorer.methods import apply_method
+    from explorer.models import fresh_copy
 
     if device == "cuda" and not torch.cuda.is_available():
         raise KnobError("CUDA is not available on this machine: measure on cpu")
@@ -498,7 +498,7 @@ def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, d
     model = fresh_copy(loaded.model).to(device)
     adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup:
-        from .methods.smt import run_warmup
+        from explorer.methods.smt import run_warmup
 
         run_warmup(adapter, [_batch(kind, vocab, n_lab, batch, seq_len, 100 + i, device) for i in range(2)])
     m = adapter.model

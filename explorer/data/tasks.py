@@ -56,7 +56,7 @@ encoding is detected (UTF-8, UTF-8 or UTF-16 with a byte-order mark, UTF-16 with
 else Windows-1252 / Latin-1, or a non-Latin code page ``charset_normalizer`` is sure of) or
 chosen (``encoding=``), and said in the task's notes.  CSV/TSV are parsed by pandas (every
 cell as text), JSON/JSONL by the json module, with library loggers silenced: a malformed file
-gets one DataError line.  Size limit: ``explorer.security.max_upload_bytes()``
+gets one DataError line.  Size limit: ``explorer.workshop.security.max_upload_bytes()``
 (``PEFT_EXPLORER_MAX_UPLOAD_MB`` MiB, default 20).  Hub data sets by name (``glue/sst2``)
 only when the hub is reachable.
 """
@@ -78,7 +78,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import DataError
+from explorer.errors import DataError
 
 MIN_ROWS = 8
 SEQ_CLS = "seq-cls"
@@ -623,7 +623,7 @@ def _json_columns(text: str, name: str, lines: bool) -> tuple[list[str], dict]:
 
 def _read_file_columns(path: Path, encoding=None, name: str | None = None) -> tuple[list[str], dict, str]:
     """(columns, {column: values}, encoding note) of a CSV/TSV/JSON/JSONL file; one-line DataError otherwise."""
-    from .security import format_mib, max_upload_bytes
+    from explorer.workshop.security import format_mib, max_upload_bytes
 
     name = name or path.name
     suffix = path.suffix.lower()
@@ -648,7 +648,7 @@ def _read_file_columns(path: Path, encoding=None, name: str | None = None) -> tu
 
 
 def is_stored_upload(path) -> bool:
-    """Whether ``path`` names an upload stored by ``explorer.security.store_upload`` (server-made name)."""
+    """Whether ``path`` names an upload stored by ``explorer.workshop.security.store_upload`` (server-made name)."""
     if not isinstance(path, (str, os.PathLike)):
         return False
     p = Path(path)
@@ -659,7 +659,7 @@ def upload_meta(path) -> dict:
     """What ``store_upload`` kept beside a stored upload (the user's file name); {} for other files."""
     if not is_stored_upload(path):
         return {}
-    from .security import META_SUFFIX
+    from explorer.workshop.security import META_SUFFIX
 
     try:
         meta = json.loads(Path(path).with_name(Path(path).name + META_SUFFIX).read_text("utf-8"))
@@ -782,7 +782,7 @@ def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_
                    encoding=None) -> Task:
     """A CSV, TSV, JSON or JSONL file as a task.  ``encoding``: None/"auto" detects it (see
     :func:`decode_text`); the task's first note says which encoding was used.  A stored upload
-    (``explorer.security.store_upload``) is named by the user's own file name, never its server path."""
+    (``explorer.workshop.security.store_upload``) is named by the user's own file name, never its server path."""
     path = Path(path).expanduser()
     try:
         there = path.exists()
@@ -804,7 +804,7 @@ def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_
 
 def load_hub_task(name: str, model_kind: str, text_col=None, label_col=None, prompt_col=None,
                   answer_col=None) -> Task:
-    from .models import hub_reachable
+    from explorer.models import hub_reachable
 
     if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", name) or len(name) > 96:
         raise DataError(f"Unknown task '{name[:80]}': use one of {', '.join(BUILTIN)}, a .csv/.json/.jsonl file "

@@ -20,7 +20,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from . import models
+    from explorer import models
 
     t0 = time.perf_counter()
     was = models.smollm2_converted()

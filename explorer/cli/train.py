@@ -115,9 +115,9 @@ class Progress:
 
 
 def run(args) -> int:
-    from . import export
-    from .cli_core import parse_knobs
-    from .train import TrainConfig, train
+    from explorer.engine import export
+    from explorer.cli.core import parse_knobs
+    from explorer.engine.train import TrainConfig, train
 
     rank, world, device = _init_distributed(args.device)
     cfg = TrainConfig(model=args.model, task=args.task or "", method=args.method, knobs=parse_knobs(args.knob),

@@ -2,7 +2,7 @@
 
 Measured -- use it in any training loop, on any device::
 
-    from explorer.memory import MemoryAccountant
+    from explorer.memory.model import MemoryAccountant
 
     acct = MemoryAccountant(model, optimizer)      # optimizer may be None / set later
     for batch in batches:
@@ -265,7 +265,7 @@ class MemoryAccountant:
 
 # ============================================================================ analytic
 
-from .methods.base import KnobError  # noqa: E402  (a ValueError with a one-line user message)
+from explorer.methods.base import KnobError  # noqa: E402  (a ValueError with a one-line user message)
 
 GB = 10 ** 9
 GIB = 2 ** 30
@@ -463,7 +463,7 @@ def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
     for the tiny models and minilm)."""
     if name in PUBLISHED:
         return PUBLISHED[name]
-    from . import models
+    from explorer import models
 
     if name in models.config_models():  # bundled config-only models: the config is all it takes
         cfg = models.read_config(name)
@@ -512,7 +512,7 @@ class _Plan:
 
 
 def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
-    from .methods import get_method, validate_knobs
+    from explorer.methods import get_method, validate_knobs
 
     info = get_method(method)
     k = validate_knobs(info.knobs, dict(knobs or {}), method)
@@ -556,8 +556,8 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.per_target = {t: dict(rank=r, na=int(round((1 - fr) * r * one[t][1])),
                                    nb=int(round((1 - fr) * one[t][0] * r))) for t in types}
     elif method == "tied-lora":
-        from .methods.tied_lora import _group_key, expected_count, resolve_switches
-        from .targets import Target
+        from explorer.methods.tied_lora import _group_key, expected_count, resolve_switches
+        from explorer.targets import Target
 
         sw = resolve_switches(k)
         r = k["rank"]
@@ -579,7 +579,7 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.per_target = {t: dict(rank=r, first_in_group=(t == next(iter(groups[_group_key(t)]))), **sw)
                            for t in types}
     elif method == "smt":
-        from .methods.smt import auto_block_size, auto_blocks
+        from explorer.methods.smt import auto_block_size, auto_blocks
 
         b = k["block_size"] or auto_block_size([(o, i) for _, _, o, i in shapes])
         if b <= 0 or any(o % b or i % b for _, _, o, i in shapes):
@@ -605,7 +605,7 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.notes.append("SMT warm-up (full mode) costs full fine-tuning memory plus an fp32 gradient sum per "
                           "target for its warm-up steps; figures here are the steady state after selection.")
     elif method == "sparta":
-        from .methods.sparta import budget
+        from explorer.methods.sparta import budget
 
         counts, notes = budget(k, N, head, [o * i for _, _, o, i in shapes])
         n = sum(counts)
@@ -899,7 +899,7 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     ``*_total_bytes`` = per GPU x gpus (everything, across all GPUs).
     """
     if isinstance(spec, str):
-        from .models import config_models
+        from explorer.models import config_models
 
         if spec in config_models():
             spec = spec_for(spec)
@@ -1007,7 +1007,7 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
 
 def estimate_table(spec, methods=None, **kw) -> list[dict]:
     """``estimate`` for several methods (default: all seven) with the same settings."""
-    from .methods import METHODS
+    from explorer.methods import METHODS
 
     out = []
     for m in methods or list(METHODS):

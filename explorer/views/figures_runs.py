@@ -1,6 +1,6 @@
 """Plotly figure builders for fine-tune runs (live curves, memory breakdown, run comparison).
 
-No streamlit.  Inputs are the per-step records of ``explorer.train`` (dicts with
+No streamlit.  Inputs are the per-step records of ``explorer.engine.train`` (dicts with
 ``step``, ``phase``, ``loss``, ``eval_accuracy``, ``weights_bytes``, ``grads_bytes``,
 ``optimizer_bytes``, ``activations_bytes``, ...) and the summaries of the run history.
 Memory is drawn in MiB (2^20 bytes); accuracy in percent of held-out examples.
@@ -13,7 +13,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import COLORS, PCT_TICKS, _base, legend_below
+from explorer.views.figures import COLORS, PCT_TICKS, _base, legend_below
 
 MIB = 2 ** 20
 MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
@@ -166,7 +166,7 @@ def board_scatter(entries: list[dict], x: str = "trainable", template: str = "pl
     peak memory (MiB), one colour per method (``METHOD_COLORS``); a dotted line per method joins the room's mean
     accuracy at each distinct budget, in budget order.
 
-    ``entries``: dicts of ``explorer.board.Board.entries`` (``name``, ``method``, ``model``, ``task``, ``knobs``,
+    ``entries``: dicts of ``explorer.workshop.board.Board.entries`` (``name``, ``method``, ``model``, ``task``, ``knobs``,
     ``trainable``, ``accuracy`` 0-1, ``peak_bytes``).
     """
     fig = go.Figure()

@@ -56,10 +56,10 @@ def _write(path: str, text: str) -> None:
 def run(args) -> int:
     import torch
 
-    from .methods.base import KnobError
-    from .methods.smt import auto_block_size
-    from .models import load_model
-    from .smt_analysis import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
+    from explorer.methods.base import KnobError
+    from explorer.methods.smt import auto_block_size
+    from explorer.models import load_model
+    from explorer.smt.analysis import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
                                selection_csv)
 
     if args.threads:
@@ -85,7 +85,7 @@ def run(args) -> int:
     task = args.task
     if loaded.info.kind == "seq-cls":
         # a classification task may have more than two labels: load the model with the right head
-        from . import data
+        from explorer.data import tasks as data
 
         task = data.load_task(args.task or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
         if task.num_labels and task.num_labels != 2:
@@ -103,7 +103,7 @@ def run(args) -> int:
     density = args.density if args.density > 0 else None
     auto_note = None
     if blocks is None and density is None:
-        from .methods.smt import auto_blocks
+        from explorer.methods.smt import auto_blocks
 
         total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
         blocks, capped = auto_blocks(loaded.info.n_params, b, total)

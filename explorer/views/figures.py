@@ -1,7 +1,7 @@
 """Plotly figure builders (no streamlit).
 
 Every builder takes numbers (numpy float32, already reduced to at most ~512 x 512
-cells, see ``explorer.playground.reduce_mask``) and a ``template``
+cells, see ``explorer.views.playground.reduce_mask``) and a ``template``
 (``"plotly_white"`` or ``"plotly_dark"``, see :func:`template_for`).  Colour
 scales are theme-neutral (Viridis / Cividis work on both backgrounds) and their
 ranges are fixed, so two pictures side by side compare.  Axes say their units.

@@ -5,7 +5,7 @@ page's :class:`explorer.urlstate.Schema`, so a preset is clamped like any link);
 ``preset.url(base)`` gives a shareable link.  Presets that compare two methods
 fill both sides of the playground (``m1``/``a_*`` and ``m2``/``b_*``).
 
-Playground URL keys (see ``explorer.playground.page_schema``): ``model``, ``m1``
+Playground URL keys (see ``explorer.views.playground.page_schema``): ``model``, ``m1``
 and ``m2`` (methods; ``m2=none`` shows one), ``a_<knob>`` and ``b_<knob>`` (the
 knobs of each side), ``wt`` (matrix type drawn), ``layer`` (its layer), ``warm``
 (SMT warm-up batches); ``instr`` (instructor mode) is
@@ -35,7 +35,7 @@ class Preset:
     page: str  # "playground", "finetune", "compare", ... (the page whose schema reads the values)
     lesson: str  # one or two sentences: what to look at
     values: dict = field(default_factory=dict)
-    # Compare: the runs the lesson starts together, each a dict of ``explorer.train.TrainConfig`` fields
+    # Compare: the runs the lesson starts together, each a dict of ``explorer.engine.train.TrainConfig`` fields
     runs: tuple = ()
 
     def url(self, base: str = "") -> str:

@@ -1,16 +1,16 @@
 """Per-session folders and the server status (pure Python, no streamlit).
 
 The one implementation of session folders: a dashboard session's run history
-(``explorer.history``), its uploads and its exports live in one folder.  Its id is made
+(``explorer.workshop.history``), its uploads and its exports live in one folder.  Its id is made
 on the server (:func:`new_session_id`, 32 hex characters from ``secrets``), checked with a
 strict pattern before it names a folder, and every path inside it goes through
-:func:`explorer.security.safe_join`::
+:func:`explorer.workshop.security.safe_join`::
 
     sid = sessions.new_session_id()            # kept in st.session_state
     folder = sessions.session_dir(sid)         # <root>/<sid>, created 0700
     task = security.load_uploaded_task(folder, up.name, up, "seq-cls")
 
-``explorer.history.session_folder`` is this function (without creating the folder).
+``explorer.workshop.history.session_folder`` is this function (without creating the folder).
 Root: ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions`` (``explorer.models.cache_dir``).
 Folders older than ``max_age_s`` are removed by :func:`cleanup` (call it now and then).
 
@@ -29,7 +29,7 @@ import time
 import weakref
 from pathlib import Path
 
-from .security import UnsafePathError, safe_join
+from explorer.workshop.security import UnsafePathError, safe_join
 
 _SID = re.compile(r"[0-9a-f]{32}")
 WORKER_PREFIXES = ("train", "peft-run", "peft-sweep")
@@ -45,7 +45,7 @@ def root(base: Path | str | None = None) -> Path:
         if env:
             p = Path(env)
         else:
-            from .models import cache_dir
+            from explorer.models import cache_dir
 
             p = cache_dir() / "sessions"
     p.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def register_base(name: str, loaded) -> None:
 
 def worker_threads() -> list[str]:
     """Names of live threads that train: ``train-*`` (``start_in_thread``), ``peft-run-*`` and
-    ``peft-sweep`` (``explorer.jobs``)."""
+    ``peft-sweep`` (``explorer.workshop.jobs``)."""
     return sorted(t.name for t in threading.enumerate()
                   if t.is_alive() and t.name.startswith(WORKER_PREFIXES))
 
@@ -135,7 +135,7 @@ def server_status(checksums: bool = True, settle: bool = False) -> dict:
 
     ``settle=True`` first runs :func:`settle_memory` (gc + malloc_trim), labelled in the output.
     """
-    from . import train as train_mod
+    from explorer.engine import train as train_mod
 
     out = dict(pid=os.getpid(), time=time.time())
     if settle:
@@ -152,7 +152,7 @@ def server_status(checksums: bool = True, settle: bool = False) -> dict:
     for name, loaded in sorted(bases.items()):
         entry = dict(params=int(getattr(getattr(loaded, "info", None), "n_params", 0) or 0))
         if checksums:
-            from .models import checksum
+            from explorer.models import checksum
 
             entry["checksum"] = checksum(loaded.model)
         models[name] = entry

@@ -12,7 +12,7 @@ SCOPES = ("per-gpu", "total")
 
 
 def add_parser(sub):
-    from .memory import ACTIVATION_MODELS, OPTIMIZERS, PRECISIONS
+    from explorer.memory.model import ACTIVATION_MODELS, OPTIMIZERS, PRECISIONS
 
     p = sub.add_parser("memory", help="the analytic memory breakdown (weights, gradients, optimizer state, "
                                       "activations) of one model and method")
@@ -47,7 +47,7 @@ TERMS = (("weights_bytes", "weights"), ("grads_bytes", "gradients"), ("optimizer
 
 def breakdown(model: str, method: str, knobs: dict | None = None, scope: str = "per-gpu", **kw) -> dict:
     """``estimate`` for a model name with the terms in the chosen scope (per GPU, or x gpus for the total)."""
-    from .memory import KnobError, estimate, spec_for
+    from explorer.memory.model import KnobError, estimate, spec_for
 
     if scope not in SCOPES:
         raise KnobError(f"scope must be per-gpu or total (got '{str(scope)[:20]}')")
@@ -64,8 +64,8 @@ def breakdown(model: str, method: str, knobs: dict | None = None, scope: str = "
 
 
 def run(args) -> int:
-    from .cli_core import parse_knobs
-    from .memory import fmt_bytes
+    from explorer.cli.core import parse_knobs
+    from explorer.memory.model import fmt_bytes
 
     est = breakdown(args.model, args.method, parse_knobs(args.knob), scope=args.scope, precision=args.precision,
                     master_copy=not args.no_master_copy, optimizer=args.optimizer,

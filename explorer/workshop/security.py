@@ -16,8 +16,8 @@ Limits (environment):
 
 ``PEFT_EXPLORER_MAX_UPLOAD_MB``  largest upload in MiB (2^20 bytes; default 20).  One limit for
     every upload and data file: :func:`max_upload_bytes` is read by the Fine-tune data upload
-    (:func:`store_upload`), the history import of Compare (``explorer.history``), the data
-    loader's file size check (``explorer.data``) and, through :func:`streamlit_max_upload_mb`,
+    (:func:`store_upload`), the history import of Compare (``explorer.workshop.history``), the data
+    loader's file size check (``explorer.data.tasks``) and, through :func:`streamlit_max_upload_mb`,
     Streamlit's own ``server.maxUploadSize`` (``make run``) and each file uploader.
 """
 
@@ -29,11 +29,11 @@ import re
 import secrets
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .errors import DataError
+from explorer.errors import DataError
 
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
 ADAPTER_SUFFIXES = (".safetensors", ".json")
-from .limits import DEFAULT_MAX_UPLOAD_MB  # noqa: E402,F401
+from explorer.workshop.limits import DEFAULT_MAX_UPLOAD_MB  # noqa: E402,F401
 MAX_NAME_LEN = 255
 
 
@@ -45,7 +45,7 @@ class UploadError(DataError):
     """An upload is too large, empty or of a type that is not read."""
 
 
-from .limits import max_upload_bytes, streamlit_max_upload_mb  # noqa: E402,F401 - one limit, importable alone
+from explorer.workshop.limits import max_upload_bytes, streamlit_max_upload_mb  # noqa: E402,F401 - one limit, importable alone
 
 
 def format_mib(n_bytes: int) -> str:
@@ -202,7 +202,7 @@ def store_upload(folder, name, data, allowed=DATA_SUFFIXES, limit: int | None = 
                  refuse_binary: bool = False) -> Path:
     """Check an upload and store it under a server-generated name in ``folder/uploads``.
 
-    ``folder`` is the session's own folder (:func:`explorer.sessions.session_dir`); it is made
+    ``folder`` is the session's own folder (:func:`explorer.workshop.sessions.session_dir`); it is made
     (0700) when it does not exist yet (a session's first upload comes before its first run).
     Returns the stored path; the user's ``name`` is used only for its suffix and messages, and
     kept (for display) in ``<stored name>.meta.json`` beside the file.  ``refuse_binary``: data
@@ -210,7 +210,7 @@ def store_upload(folder, name, data, allowed=DATA_SUFFIXES, limit: int | None = 
     """
     suf, b = check_upload(name, data, allowed=allowed, limit=limit)
     if refuse_binary and suf in DATA_SUFFIXES:
-        from .data import binary_reason
+        from explorer.data.tasks import binary_reason
 
         why = binary_reason(b[:65536])
         if why:
@@ -226,13 +226,13 @@ def store_upload(folder, name, data, allowed=DATA_SUFFIXES, limit: int | None = 
 
 def load_uploaded_task(folder, name, data, model_kind: str, text_col=None, label_col=None, prompt_col=None,
                        answer_col=None, encoding=None):
-    """An uploaded CSV/TSV/JSON/JSONL file as a task (``explorer.data.Task``): checked, stored, loaded.
+    """An uploaded CSV/TSV/JSON/JSONL file as a task (``explorer.data.tasks.Task``): checked, stored, loaded.
 
     The page's upload path (Fine-tune).  The task's name is the user's file name (shown on screen,
     and read back from the stored copy's ``.meta.json`` when a run loads it again); ``task.path``
     is the stored copy.  ``encoding``: None or "auto" detects it (the task's notes say which).
     """
-    from . import data as data_mod
+    from explorer.data import tasks as data_mod
 
     path = store_upload(folder, name, data, allowed=DATA_SUFFIXES, refuse_binary=True)
     return data_mod.load_file_task(path, model_kind, text_col=text_col, label_col=label_col,

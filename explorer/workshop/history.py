@@ -33,7 +33,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from explorer.errors import DataError
 
 __all__ = ["RunEntry", "RunHistory", "entry_from_result", "new_session_id", "session_folder", "atomic_write",
            "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "valid_session_id", "FORMAT", "VERSION",
@@ -48,7 +48,7 @@ _RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCALAR = (str, int, float, bool, type(None))
 
 
-from .sessions import new_session_id, valid_session_id  # noqa: E402  (one id scheme for every session folder)
+from explorer.workshop.sessions import new_session_id, valid_session_id  # noqa: E402  (one id scheme for every session folder)
 
 
 # ----------------------------------------------------------------------------- who holds a history id
@@ -110,11 +110,11 @@ def may_restore(session_id: str, is_live, me: str | None = None, wait_s: float =
 def session_folder(session_id: str, root: Path | str | None = None, create: bool = False) -> Path:
     """``<sessions root>/<session id>`` for a server-made id (anything else is refused).
 
-    One implementation with ``explorer.sessions.session_dir`` (the root is ``root/sessions``
+    One implementation with ``explorer.workshop.sessions.session_dir`` (the root is ``root/sessions``
     when given, else ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions``).  ``create=True`` makes
     the folder (0700): a session's first upload needs it before its first run writes history.json.
     """
-    from .sessions import session_dir
+    from explorer.workshop.sessions import session_dir
 
     if not valid_session_id(session_id):
         raise DataError("invalid session id")
@@ -127,27 +127,27 @@ UPLOAD_TYPES = (".csv", ".tsv", ".json", ".jsonl")
 def save_upload(folder: Path | str, filename: str, data: bytes, max_bytes: int | None = None) -> Path:
     """Save an uploaded data file inside ``folder/uploads`` under a server-made name; returns its path.
 
-    The checks (type, size against ``explorer.security.max_upload_bytes()``, emptiness, binary
+    The checks (type, size against ``explorer.workshop.security.max_upload_bytes()``, emptiness, binary
     content) and the storing (the folder is made when missing; the user's file name is kept
-    beside the file for display only) are ``explorer.security.store_upload``'s.
+    beside the file for display only) are ``explorer.workshop.security.store_upload``'s.
     """
-    from .security import store_upload
+    from explorer.workshop.security import store_upload
 
     return store_upload(folder, filename, data, limit=max_bytes, refuse_binary=True)
 
 
-from .security import atomic_write  # noqa: E402  (one implementation, re-exported)
+from explorer.workshop.security import atomic_write  # noqa: E402  (one implementation, re-exported)
 
 
 def max_import_bytes() -> int:
-    """The largest history file imported: the upload limit (``explorer.security.max_upload_bytes``)."""
-    from .security import max_upload_bytes
+    """The largest history file imported: the upload limit (``explorer.workshop.security.max_upload_bytes``)."""
+    from explorer.workshop.security import max_upload_bytes
 
     return max_upload_bytes()
 
 
 def _mib(n: int) -> str:
-    from .security import format_mib
+    from explorer.workshop.security import format_mib
 
     return format_mib(n)
 
@@ -223,9 +223,9 @@ class RunEntry:
 
 
 def entry_from_result(result, run_id: str | None = None, label: str = "", keep_adapter: bool = True) -> RunEntry:
-    """A RunEntry from an ``explorer.train.RunResult`` (the adapter zipped when it can be saved)."""
-    from .data import is_stored_upload
-    from .export import metrics_dict
+    """A RunEntry from an ``explorer.engine.train.RunResult`` (the adapter zipped when it can be saved)."""
+    from explorer.data.tasks import is_stored_upload
+    from explorer.engine.export import metrics_dict
 
     d = metrics_dict(result)
     task = getattr(result, "task", None)
@@ -247,7 +247,7 @@ def entry_from_result(result, run_id: str | None = None, label: str = "", keep_a
 
 def adapter_zip(result) -> bytes | None:
     """The adapter of a run (safetensors + JSON files of ``export.save_adapter``) as zip bytes."""
-    from .export import save_adapter
+    from explorer.engine.export import save_adapter
 
     if getattr(result, "adapter", None) is None:
         return None

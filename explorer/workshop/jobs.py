@@ -5,8 +5,8 @@ Pure Python (no streamlit).  One :class:`RunQueue` per server process
 Start at once run at most ``max_running`` fine-tunes (default 2, environment variable
 ``PEFT_EXPLORER_MAX_RUNS``) and the others wait in line, first come first served::
 
-    from explorer.jobs import default_queue, estimate_run_bytes
-    from explorer.train import RunState, TrainConfig, train
+    from explorer.workshop.jobs import default_queue, estimate_run_bytes
+    from explorer.engine.train import RunState, TrainConfig, train
 
     cfg = TrainConfig(model="tiny-bert", method="lora", steps=20)
     state = RunState(cfg)
@@ -16,7 +16,7 @@ Start at once run at most ``max_running`` fine-tunes (default 2, environment var
     job.cancel()        # queued: never starts; running: sets the run's stop event
     job.wait(timeout=60)
 
-Memory check: ``need_bytes`` (an estimate from :func:`explorer.memory.estimate`, see
+Memory check: ``need_bytes`` (an estimate from :func:`explorer.memory.model.estimate`, see
 :func:`estimate_run_bytes`) times ``safety`` (default 1.5) must fit in the free memory
 (``psutil.virtual_memory().available``, or the free CUDA memory for a CUDA run) both when
 the run is submitted and again when it leaves the queue; otherwise :class:`MemoryRefused`
@@ -38,8 +38,8 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from .methods.base import KnobError
-from .train import Heartbeat
+from explorer.methods.base import KnobError
+from explorer.engine.train import Heartbeat
 
 __all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
            "check_memory", "ordinal", "DEFAULT_MAX_RUNS", "DEFAULT_SAFETY"]
@@ -95,12 +95,12 @@ def check_memory(need_bytes: float | None, free: int | None, safety: float = DEF
 
 
 def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
-    """Analytic fp32 estimate (``explorer.memory.estimate``) of one run's memory, or None if it cannot be made.
+    """Analytic fp32 estimate (``explorer.memory.model.estimate``) of one run's memory, or None if it cannot be made.
 
     Uses the shape of ``loaded.model`` when given, else ``memory.spec_for(cfg.model)``.
     """
     try:
-        from . import memory as M
+        from explorer.memory import model as M
 
         spec = M.spec_from_model(loaded.model, cfg.model) if loaded is not None else M.spec_for(cfg.model,
                                                                                                  num_labels)
@@ -136,7 +136,7 @@ class Job:
         self.id = next(Job._ids)
         self.queue = queue
         self.fn = fn
-        self.state = state  # an explorer.train.RunState (optional)
+        self.state = state  # an explorer.engine.train.RunState (optional)
         self.need_bytes = need_bytes
         self.label = label
         self.device = device
@@ -271,7 +271,7 @@ class RunQueue:
             if job.state is not None and hasattr(job.state, "set"):
                 job.state.set(status="failed", message=str(e), ended=time.time())
         except BaseException as e:  # noqa: BLE001 - the slot is released whatever happens
-            from .errors import user_message
+            from explorer.errors import user_message
 
             job.status, job.message, job.error = "failed", user_message(e), e
             if job.state is not None and hasattr(job.state, "set") and not getattr(job.state, "done", False):
@@ -350,9 +350,9 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     run is measured and shown).  Returns dicts with ``label``, ``method``, ``knobs``,
     ``budget`` (the LoRA-equivalent count) and ``rank``.
     """
-    from .methods.base import KnobError
-    from .methods.smt import auto_block_size, valid_block_sizes
-    from .targets import find_targets
+    from explorer.methods.base import KnobError
+    from explorer.methods.smt import auto_block_size, valid_block_sizes
+    from explorer.targets import find_targets
 
     tg = find_targets(loaded.model, list(targets))
     if not tg:
@@ -459,7 +459,7 @@ class Sweep(Heartbeat):
                         position=job.position() if job is not None else 0)
 
     def _work(self) -> None:
-        from .train import RunState, train
+        from explorer.engine.train import RunState, train
 
         try:
             orphaned = False
@@ -502,6 +502,6 @@ class Sweep(Heartbeat):
             elif self.status == "stopped":
                 self.message = f"stopped after {self.index} of {self.total} runs"
         except BaseException as e:  # noqa: BLE001 - a sweep ends with a status
-            from .errors import user_message
+            from explorer.errors import user_message
 
             self.status, self.message = "failed", user_message(e)

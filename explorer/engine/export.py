@@ -107,9 +107,9 @@ def load_run_adapter(loaded, folder, device="cpu"):
     import torch
     from safetensors.torch import load_file
 
-    from .methods import load_adapter
-    from .models import fresh_copy
-    from .train import init_head
+    from explorer.methods import load_adapter
+    from explorer.models import fresh_copy
+    from explorer.engine.train import init_head
 
     folder = Path(folder)
     info = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}

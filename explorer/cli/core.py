@@ -26,7 +26,7 @@ def add_parser(sub):
 
 
 def parse_knobs(pairs, extra=None) -> dict:
-    from .methods.base import KnobError
+    from explorer.methods.base import KnobError
 
     out = {}
     for item in pairs:
@@ -39,7 +39,7 @@ def parse_knobs(pairs, extra=None) -> dict:
 
 
 def run_methods(args) -> int:
-    from .methods import METHODS
+    from explorer.methods import METHODS
 
     data = [m.to_dict() for m in METHODS.values()]
     if args.json:
@@ -57,7 +57,7 @@ def run_methods(args) -> int:
 
 def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
     """Warm-up batches for SMT's block selection: the model's built-in task."""
-    from . import data
+    from explorer.data import tasks as data
 
     task = data.load_task(task_name or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
     return list(data.iter_batches(task, loaded.tokenizer, "train", batch_size=batch_size, seed=seed,
@@ -74,8 +74,8 @@ def smt_meta_note(adapter) -> str:
 
 
 def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
-    from .methods import apply_method
-    from .models import fresh_copy, load_model
+    from explorer.methods import apply_method
+    from explorer.models import fresh_copy, load_model
 
     loaded = load_model(model, meta_ok=True)
     m = fresh_copy(loaded.model)
@@ -83,7 +83,7 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     if adapter.needs_warmup and loaded.info.meta:
         adapter.notes.append(smt_meta_note(adapter))
     elif adapter.needs_warmup:
-        from .methods.smt import run_warmup
+        from explorer.methods.smt import run_warmup
 
         steps = adapter.knobs["warmup_steps"]
         batches = smt_warmup_batches(loaded, task, n=min(steps, 8))

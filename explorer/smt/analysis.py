@@ -40,9 +40,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .methods.base import KnobError
-from .methods.smt import SCORE_LABELS, SCORES, block_scores, select_blocks, valid_block_sizes
-from .targets import ALL_TYPES, Target, find_targets
+from explorer.methods.base import KnobError
+from explorer.methods.smt import SCORE_LABELS, SCORES, block_scores, select_blocks, valid_block_sizes
+from explorer.targets import ALL_TYPES, Target, find_targets
 
 FORMAT_VERSION = 1
 DEFAULT_CHECKPOINTS = (1, 5, 10, 25, 50, 100)
@@ -134,7 +134,7 @@ ANALYSIS_LRU_SIZE = 32
 
 
 def _cache_folder():
-    from .models import cache_dir
+    from explorer.models import cache_dir
 
     p = cache_dir() / "smt-analysis"
     p.mkdir(parents=True, exist_ok=True)
@@ -275,13 +275,13 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
                       cache_key: str | None = None) -> GradientRecord:
     """Run SMT's warm-up on a private copy of ``loaded.model`` and record block sums of the summed gradients.
 
-    ``task``: a task name or object from ``explorer.data`` (None: the model's default task).
+    ``task``: a task name or object from ``explorer.data.tasks`` (None: the model's default task).
     ``batches``: an iterable of ``model(**batch)`` dicts that replaces the task (tests,
     custom data); such a run is cached only when ``cache_key`` names it.
     ``progress(fraction, message)`` is called after every step; ``stop_event.is_set()``
     ends the warm-up early (the partial record is returned, labelled, and not cached).
     """
-    from .models import fresh_copy
+    from explorer.models import fresh_copy
 
     say = progress or (lambda f, m: None)
     if mode not in MODES:
@@ -305,7 +305,7 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
     info = loaded.info
     task_name = "custom batches"
     if batches is None:
-        from . import data
+        from explorer.data import tasks as data
 
         if task is None:
             task = data.default_task_for(info.kind)

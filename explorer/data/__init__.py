@@ -1,0 +1,1 @@
+"""Tasks and data files: bundled tasks, user files, encodings."""

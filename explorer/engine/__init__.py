@@ -1,0 +1,1 @@
+"""The training engine: configuration, the loop, adapter export."""

@@ -1,0 +1,1 @@
+"""Memory: the analytic model, the byte account, model specs."""

@@ -1,0 +1,1 @@
+"""SMT's block inspector: gradient collection, analysis, cache and export."""

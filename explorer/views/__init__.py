@@ -1,0 +1,1 @@
+"""Pure figure and page-state helpers (no Streamlit)."""

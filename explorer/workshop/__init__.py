@@ -1,0 +1,1 @@
+"""Serving a room: the run queue, sessions, history, security, the class board, presets."""

@@ -379,7 +379,7 @@ def show_fig(fig, key: str | None = None) -> None:
 
 # ----------------------------------------------------------------------------- method knobs (shared by pages)
 
-KNOB_RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+from explorer.methods.base import RANK_STEPS as KNOB_RANKS  # noqa: E402 - the rank slider's stops
 
 
 def available_types(loaded) -> list[str]:
@@ -397,76 +397,73 @@ def type_label(loaded, t: str) -> str:
     return f"{t} ({TYPE_NAMES[fam].get(t, t)})"
 
 
+def knob_context(page: str, prefix: str, loaded, method: str):
+    """What a knob's widget options may depend on (``explorer.methods.base.KnobContext``): the page's current
+    values of the method's knobs and the loaded model's target shapes."""
+    from explorer.methods import METHODS
+    from explorer.methods.base import KnobContext
+    from explorer.targets import find_targets
+
+    values = {kn.name: st.session_state.get(wkey(page, prefix + kn.name), kn.default)
+              for kn in METHODS[method].knobs}
+
+    def shapes(types):
+        return sorted({(t.d_out, t.d_in) for t in find_targets(loaded.model, list(types))})
+
+    def n_blocks(types, b):
+        return sum((t.d_out // b) * (t.d_in // b) for t in find_targets(loaded.model, list(types))) if b else 0
+
+    return KnobContext(values=values, shapes=shapes, n_blocks=n_blocks)
+
+
 def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
-    """One widget for a method Knob, bound to session key ``wkey(page, prefix + knob.name)``.
+    """One widget for a method Knob, bound to session key ``wkey(page, prefix + knob.name)``, drawn from the
+    knob's own hints (``Knob.widget_kind``, ``step``, ``format``, ``options``, ``locked``, ``model_types``).
 
     Used by the playground (prefix ``a_``/``b_``) and the fine-tune page (prefix ``k_``).
     """
-    from explorer.targets import find_targets
-
-    def k(n: str) -> str:
-        return wkey(page, prefix + n)
-
-    key = k(knob.name)
-    name, help_, label = knob.name, knob.help, knob.shown  # label: Knob.label ("frozen share of A and B")
+    key = wkey(page, prefix + knob.name)
+    help_, label = knob.help, knob.shown  # label: Knob.label ("frozen share of A and B")
     cur = st.session_state.get(key, knob.default)
-    if name == "rank":
-        opts = sorted(set(KNOB_RANKS) | {int(cur)})
-        st.select_slider(label, opts, key=key, help=help_)
-    elif name == "alpha":
-        st.number_input(label, min_value=0.0, max_value=4096.0, step=1.0, key=key, help=help_)
-    elif name in ("freeze", "dropout"):
-        st.slider(label, 0.0, float(knob.max), step=0.01, key=key, help=help_)
-    elif name in ("density", "sparsity"):
-        st.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=key, help=help_)
-    elif name == "targets":
+    w = knob.options(knob_context(page, prefix, loaded, method)) if knob.options else None
+    if w is not None:
+        help_ += w.help
+    kind = knob.widget_kind
+    if knob.model_types:  # the layer types this model has
         avail = available_types(loaded)
         st.session_state[key] = [t for t in st.session_state.get(key, []) if t in avail] or \
             [t for t in knob.default if t in avail] or avail[:1]
         st.multiselect(label, avail, key=key, help=help_, format_func=lambda t: type_label(loaded, t))
-    elif name == "block_size":
-        from explorer.methods.smt import auto_block_size, valid_block_sizes
-
-        shapes = sorted({(t.d_out, t.d_in) for t in
-                         find_targets(loaded.model, list(st.session_state.get(k("targets"), knob.default) or []))})
-        valid = [b for b in valid_block_sizes(shapes) if b >= 4] if shapes else []
-        opts = [0] + valid
+    elif kind == "select_slider":
+        opts = list(w.options) if w is not None and w.options is not None else list(knob.choices or [cur])
         if cur not in opts:
-            st.session_state[key] = 0
-        auto = auto_block_size(shapes) if shapes else 0
-        st.select_slider(label, opts, key=key, help=help_ + " · only sizes that divide every target",
-                         format_func=lambda b: f"auto ({auto})" if b == 0 else str(b))
-    elif name == "blocks":
-        from explorer.methods.smt import auto_block_size
-
-        tg = find_targets(loaded.model, list(st.session_state.get(k("targets"), ["q", "k", "v"]) or []))
-        shapes = sorted({(t.d_out, t.d_in) for t in tg})
-        b = st.session_state.get(k("block_size"), 0) or (auto_block_size(shapes) if shapes else 0)
-        total = sum((t.d_out // b) * (t.d_in // b) for t in tg) if b else 0
-        hi = max(1, total)
-        if int(cur) > hi:
-            st.session_state[key] = hi
-        st.slider(label, 0, hi, key=key,
-                  help=help_ + f" · {total:,} blocks of {b}×{b} in the targets" if b else help_)
-    elif knob.kind == "bool":
-        custom = st.session_state.get(k("preset")) == "custom"
-        disabled = method == "tied-lora" and not custom
-        if disabled:
-            from explorer.methods.tied_lora import PRESETS as TP
-
-            st.session_state[key] = TP[st.session_state[k("preset")]][name]
-        st.toggle(label, key=key, help=help_, disabled=disabled)
-    elif knob.kind == "choice":
-        if len(knob.choices) <= 5:
-            st.radio(label, knob.choices, key=key, help=help_, horizontal=True)
+            st.session_state[key] = w.fallback if w is not None and w.fallback is not None else knob.default
+        labels = w.labels if w is not None else {}
+        st.select_slider(label, opts, key=key, help=help_, format_func=lambda v: labels.get(v, str(v)))
+    elif kind == "slider":
+        lo = w.lo if w is not None and w.lo is not None else knob.min
+        hi = w.hi if w is not None and w.hi is not None else knob.max
+        if knob.kind == "int":
+            if int(cur) > int(hi):
+                st.session_state[key] = int(hi)
+            st.slider(label, int(lo), int(hi), key=key, help=help_)
         else:
-            st.selectbox(label, knob.choices, key=key, help=help_)
+            st.slider(label, float(lo), float(hi), step=knob.step, format=knob.format or None, key=key, help=help_)
+    elif kind == "toggle":
+        held = knob.locked(knob_context(page, prefix, loaded, method).values) if knob.locked else None
+        if held is not None:
+            st.session_state[key] = held
+        st.toggle(label, key=key, help=help_, disabled=held is not None)
+    elif kind == "radio":
+        st.radio(label, knob.choices, key=key, help=help_, horizontal=True)
+    elif kind == "select":
+        st.selectbox(label, knob.choices, key=key, help=help_)
     elif knob.kind == "int":
         st.number_input(label, min_value=int(knob.min or 0), max_value=int(knob.max or 2**31 - 1), step=1,
                         key=key, help=help_)
     else:
-        st.number_input(label, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
-                        help=help_)
+        st.number_input(label, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9),
+                        step=knob.step, key=key, help=help_)
 
 
 # ----------------------------------------------------------------------------- run history of this session

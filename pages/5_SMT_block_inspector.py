@@ -30,7 +30,7 @@ from explorer.smt import analysis as A
 from explorer.views import smt_views as V
 from explorer.errors import user_message
 from explorer.workshop.jobs import default_queue
-from explorer.methods.smt import SCORE_LABELS, SCORES, auto_block_size, auto_blocks, valid_block_sizes
+from explorer.methods.smt import SCORE_LABELS, SCORES, auto_block_size, block_budget, valid_block_sizes
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema
 
@@ -246,7 +246,7 @@ def selection_controls(loaded, instructor: bool) -> tuple[int, list[str], int]:
     total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
     right.radio("Budget", ["blocks", "density"], key=k("budget"), horizontal=True,
              format_func=lambda x: {"blocks": "number of blocks", "density": "density"}[x])
-    auto_n, capped = auto_blocks(loaded.info.n_params, b, total)
+    auto_n, capped = block_budget(dict(blocks=0), loaded.info.n_params, b, total)  # SMT's own auto rule
     if st.session_state[k("budget")] == "blocks":
         if int(st.session_state.get(k("n"), 0)) > total:
             st.session_state[k("n")] = total
@@ -272,10 +272,8 @@ def selection_controls(loaded, instructor: bool) -> tuple[int, list[str], int]:
 def budget_args(total: int, b: int, loaded) -> dict:
     if st.session_state[k("budget")] == "density":
         return dict(density=max(float(st.session_state[k("dens")]), 1.0 / total))
-    n = int(st.session_state.get(k("n"), 0))
-    if n <= 0:
-        n = min(auto_blocks(loaded.info.n_params, b, total)[0], total)
-    return dict(n_blocks=min(n, total))
+    n = max(0, int(st.session_state.get(k("n"), 0)))  # 0: SMT's automatic budget
+    return dict(n_blocks=min(block_budget(dict(blocks=n), loaded.info.n_params, b, total)[0], total))
 
 
 # ----------------------------------------------------------------------------- views

@@ -65,12 +65,9 @@ def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
 
 
 def smt_meta_note(adapter) -> str:
-    """What SMT can show on a config-only model: the budget and the block grid, not the selection."""
-    b = adapter.block
-    grids = sorted({f"{t.d_out // b}x{t.d_in // b}" for t in adapter.targets})
-    return (f"Config only: SMT's selection needs a warm-up on real weights (gradients), so no block is chosen "
-            f"here. Budget: {adapter.n_blocks:,} of {adapter.total_blocks:,} blocks of {b}x{b} "
-            f"({adapter.n_blocks * b * b:,} parameters); block grid per target: {', '.join(grids)}.")
+    """What a warm-up method can show on a config-only model (SMT: the budget and the block grid, not the
+    selection); the adapter says it (``Adapter.meta_note``)."""
+    return adapter.meta_note()
 
 
 def inspect(model: str, method: str, knobs: dict, task=None) -> dict:

@@ -12,7 +12,7 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -26,7 +26,31 @@ class KnobError(ValueError):
 
 
 @dataclass
+class KnobContext:
+    """What a knob's widget may depend on: the model's target shapes and the page's current knob values."""
+
+    values: dict  # the method's knob values as the page holds them now (name -> value)
+    shapes: Callable[[list], list]  # target types -> sorted unique (d_out, d_in) of the model's matching targets
+    n_blocks: Callable[[list, int], int] = lambda types, b: 0  # target types, block size -> b x b blocks in them
+
+
+@dataclass
+class Widget:
+    """A widget's options computed for one model and the page's current values (``Knob.options``)."""
+
+    options: list | None = None  # the allowed values (a select slider); None: a plain slider from lo to hi
+    lo: float | None = None
+    hi: float | None = None
+    labels: dict = field(default_factory=dict)  # value -> shown text (e.g. 0 -> "auto (16)")
+    help: str = ""  # appended to the knob's help
+    fallback: Any = None  # the value to use when the current one is not allowed (None: the knob's default)
+
+
+@dataclass
 class Knob:
+    """One knob of a method, described once: its type and range (validation, the CLI, the URL field derived
+    by :meth:`url_field`) and the widget a page draws for it (``widget``, ``step``, ``format``, ``options``)."""
+
     name: str
     kind: str  # int, float, bool, choice, multi
     default: Any
@@ -36,14 +60,85 @@ class Knob:
     choices: list | None = None
     advanced: bool = False
     label: str = ""  # what a page shows ("frozen share of A and B"); the name stays the URL / CLI key
+    # --- widget hints (pages draw from these; explorer/ never imports streamlit) ---
+    # slider, select_slider, number, toggle, radio, select, multiselect; "" = from the kind
+    widget: str = ""
+    step: float | None = None
+    format: str = ""  # printf-style format of a slider's value ("%.3f")
+    model_types: bool = False  # multi: the choices are the layer types the loaded model has
+    options: Callable[["KnobContext"], "Widget"] | None = None  # options that depend on the model / other knobs
+    locked: Callable[[dict], Any] | None = None  # values -> the value this knob is held at (None: free)
 
     @property
     def shown(self) -> str:
         """The human label (the name when none is set)."""
         return self.label or self.name.replace("_", " ")
 
+    @property
+    def widget_kind(self) -> str:
+        """The widget to draw: ``widget`` when set, else the plain one for the kind."""
+        if self.widget:
+            return self.widget
+        if self.kind == "bool":
+            return "toggle"
+        if self.kind == "choice":
+            return "radio" if len(self.choices or ()) <= 5 else "select"
+        if self.kind == "multi":
+            return "multiselect"
+        return "number"
+
+    def url_field(self, prefix: str = ""):
+        """The whitelisted URL field of this knob (``explorer.urlstate.Field``), named ``prefix + name``."""
+        from explorer.urlstate import Field
+
+        name = prefix + self.name
+        if self.kind == "int":
+            return Field(name, "int", int(self.default), min=self.min, max=self.max, help=self.help)
+        if self.kind == "float":
+            return Field(name, "float", float(self.default), min=self.min, max=self.max, help=self.help)
+        if self.kind == "bool":
+            return Field(name, "bool", bool(self.default), help=self.help)
+        if self.kind == "choice":
+            return Field(name, "choice", self.default, choices=tuple(self.choices), help=self.help)
+        if self.kind == "multi":
+            return Field(name, "multi", list(self.default), choices=tuple(self.choices), help=self.help)
+        return Field(name, "str", str(self.default), help=self.help)  # pragma: no cover - every kind is above
+
     def to_dict(self):
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not callable(v)}
+
+
+RANK_STEPS = [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the rank slider's stops (the current value is always one)
+
+
+def rank_options(ctx: KnobContext) -> Widget:
+    """A rank knob's stops: powers of two up to 256 and the current value."""
+    return Widget(options=sorted(set(RANK_STEPS) | {int(ctx.values.get("rank") or 8)}))
+
+
+def rank_knob(help_: str = "rank r of B A") -> Knob:
+    return Knob("rank", "int", 8, help_, min=1, max=512, label="rank r", widget="select_slider", options=rank_options)
+
+
+def alpha_knob(help_: str = "scale alpha (update multiplied by alpha / r)") -> Knob:
+    return Knob("alpha", "float", 16.0, help_, min=0.0, max=4096.0, label="scale α", widget="number", step=1.0)
+
+
+def targets_knob(default: list, help_: str) -> Knob:
+    from explorer.targets import ALL_TYPES
+
+    return Knob("targets", "multi", list(default), help_, choices=ALL_TYPES, label="target matrices",
+                model_types=True)
+
+
+def seed_knob(help_: str) -> Knob:
+    return Knob("seed", "int", 0, help_, min=0, max=2**31 - 1, label="random seed")
+
+
+def fraction_knob(name: str, default: float, help_: str, label: str) -> Knob:
+    """A share in [0, 1] on a fine slider (density, sparsity)."""
+    return Knob(name, "float", default, help_, min=0.0, max=1.0, label=label, widget="slider", step=0.001,
+                format="%.3f")
 
 
 def validate_knobs(knobs: list[Knob], values: dict, method: str) -> dict:
@@ -129,6 +224,79 @@ class Layout:
                     detail={k: v for k, v in self.detail.items() if isinstance(v, (int, float, str, bool, list))})
 
 
+@dataclass
+class Picture:
+    """One picture of the playground and the sentence beside it: numbers only (``explorer.views.playground``
+    turns ``kind`` + ``data`` into a figure).  Kinds: ``tied_diagram`` (data: the sharing structure),
+    ``lowrank_shapes`` (d_out, d_in, rank), ``factor_masks`` (masks of A and B), ``mask`` (mask: bool
+    d_out x d_in; the view adds how many entries a drawn cell averages), ``block_scores`` (scores, selected,
+    block)."""
+
+    kind: str
+    title: str
+    text: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class SweepGeometry:
+    """What a budget sweep knows of the targets, for ``sweep_point``: the target types, the block size every
+    target divides by (``b``), the b x b blocks they hold and their entries."""
+
+    targets: list
+    b: int
+    total_blocks: int
+    cells: int
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes of the tensors, each storage once (tied weights counted once)."""
+    seen, n = set(), 0
+    for t in tensors:
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel()) if t.device.type != "meta" else id(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        n += t.numel() * t.element_size()
+    return n
+
+
+def with_head(lines: list[str], total: int, head: int) -> tuple[list[str], int]:
+    """The formula's last line: the new classification head, trained fully (when the model has one)."""
+    if head:
+        lines.append(f"+ the new classification head, trained fully = {fmt_count(head)}")
+        total += head
+    return lines, total
+
+
+def fmt_count(x) -> str:
+    return f"{int(x):,}"
+
+
+def shape_groups(targets) -> "dict[tuple, int]":
+    """(type, d_out, d_in) -> how many target matrices have it, in target order."""
+    groups: dict[tuple, int] = {}
+    for t in targets:
+        groups[(t.type, t.d_out, t.d_in)] = groups.get((t.type, t.d_out, t.d_in), 0) + 1
+    return groups
+
+
+def mask_delta(adapter: "Adapter", target: str, gen: torch.Generator, what: str) -> tuple[torch.Tensor, None, str]:
+    """An illustrative ΔW for a method that trains selected entries of W: random values where the layout's
+    mask is True (the deltas start at zero), exactly zero elsewhere."""
+    t = next(t for t in adapter.targets if t.name == target)
+    mask = torch.from_numpy(next(lay for lay in adapter.layouts() if lay.target == target).mask())
+    d = torch.zeros(t.d_out, t.d_in)
+    d[mask] = torch.randn(int(mask.sum()), generator=gen)
+    return d, None, (f"The deltas start at zero; here the selected {what} hold random values: only they can change.")
+
+
+def mask_picture(layout: "Layout", text: str) -> Picture:
+    shape = tuple(layout.shape)
+    return Picture("mask", f"Entries of W that train ({layout.changeable:,} of {shape[0] * shape[1]:,})", text,
+                   dict(mask=layout.mask()))
+
+
 def unique_params(named):
     seen, out = set(), []
     for n, p in named:
@@ -143,7 +311,10 @@ class Adapter:
     """Base class: a method applied to one model."""
 
     method: str = ""
-    needs_warmup: bool = False
+    needs_warmup: bool = False  # True while the method must still select what trains from a warm-up (SMT)
+    warmup_moves_weights: bool = False  # the warm-up is full fine-tuning (its state is kept for the merge)
+    saves_whole_model: bool = False  # the saved file holds every weight (full fine-tuning)
+    delta_granule: int = 1  # ΔW's nonzero pattern comes in squares of this side (SMT: its block size)
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
         self.model = model
@@ -171,6 +342,27 @@ class Adapter:
 
     def layouts(self) -> list[Layout]:
         raise NotImplementedError
+
+    def analytic_bytes(self) -> int:
+        """Tensor bytes ``save()`` would write, from the shapes alone (config-only models on the meta device):
+        the tensors ``state_tensors()`` names, or the trainable ones when it has none of its own (peft)."""
+        try:
+            tensors = list(self.state_tensors().values())
+        except NotImplementedError:
+            return sum(p.numel() * p.element_size() for _, p in self.trainable_parameters())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def meta_note(self) -> str:
+        """What this method cannot show on a config-only model ("" when it shows everything)."""
+        return ""
+
+    def warmup_signature(self) -> tuple:
+        """What a warm-up's summed gradients depend on besides model, data and seed (methods with a warm-up)."""
+        return ()
+
+    def shortcut_note(self, batches: int, task: str) -> str:
+        """Said when a page selected from a short gradient-only warm-up (methods with a warm-up)."""
+        return ""
 
     def summary(self) -> dict:
         n = self.num_trainable()

@@ -11,15 +11,6 @@ from explorer.models import DEFAULT_MODEL, REGISTRY
 
 ui.page_setup("Home", ":material/home:")
 
-WHAT_TRAINS = {
-    "full": "every weight of the model",
-    "lora": "a low-rank pair B A beside each target W (B starts at 0)",
-    "dora": "LoRA's B A on the direction of W, plus one magnitude per output row",
-    "lora-sp": "LoRA's A and B with a random half of their entries frozen",
-    "tied-lora": "one A and one B shared by all layers, plus small per-layer vectors u, v",
-    "smt": "the b×b blocks of W with the largest warm-up gradients",
-    "sparta": "a random set of single entries of W (Wv, Wo by default)",
-}
 
 
 def paper_link(p: str) -> str:
@@ -66,8 +57,8 @@ def body():
         "and several tasks served from one base model. This dashboard lets you *see* what each method trains on "
         "small real models, fine-tune them live, and compare the results.")
 
-    st.subheader("The seven methods at a glance")
-    rows = [{"method": m.label, "what trains": WHAT_TRAINS.get(k, m.description), "trainable parameters": m.formula,
+    st.subheader(f"The {len(METHODS)} methods at a glance")
+    rows = [{"method": m.label, "what trains": m.what_trains, "trainable parameters": m.formula,
              "paper": paper_link(m.paper)} for k, m in METHODS.items()]
     head = "| Method | What trains | Trainable parameters | Paper |\n|---|---|---|---|\n"
     st.markdown(head + "\n".join(f"| **{r['method']}** | {r['what trains']} | `{r['trainable parameters']}` | "

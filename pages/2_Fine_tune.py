@@ -380,7 +380,7 @@ def body():
         info = METHODS[method]
         st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
         kv = visible_knobs(method, instructor)
-        if method == "smt" and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name), kn.default)
+        if info.takes_selection and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name), kn.default)
                                                        for kn in info.knobs}) == []:
             # the inspector's blocks replace the warm-up: its knobs do not apply to this run
             kv = [kn for kn in kv if not kn.name.startswith("warmup_")]
@@ -396,7 +396,7 @@ def body():
     knobs = {f.name[2:]: values[f.name] for f in knob_schema(method)}
     lr = float(values["lr"]) or None
     steps = int(values["steps"])
-    smt_sel = inspector_selection(method, name, knobs) if method == "smt" else None
+    smt_sel = inspector_selection(method, name, knobs) if METHODS[method].takes_selection else None
     cfg = TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
                       knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
                       device=values["device"], eval_every=max(2, steps // 6), eval_examples=200,
@@ -445,7 +445,7 @@ def inspector_selection(method: str, name: str, knobs: dict):
     """The blocks handed over by the SMT block inspector (``st.session_state["smt_inspector_selection"]``)
     when they fit this run (same model, block size, and targets that hold every selected block), else None."""
     h = st.session_state.get("smt_inspector_selection")
-    if not h or method != "smt":
+    if not h or not METHODS[method].takes_selection:
         return None
     why = handoff_mismatch(name, knobs)
     c = st.columns([5, 1], vertical_alignment="center")

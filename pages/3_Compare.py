@@ -130,7 +130,7 @@ def charts(rows: list[dict], tpl: str) -> None:
                     "show, computed from their accuracies:")
         for line in trend_lines(good):
             st.markdown(f"- {line}")
-        if any(r["method"] == "smt" for r in good):
+        if any(r["method"] in METHODS and METHODS[r["method"]].has_warmup for r in good):
             st.caption("SMT's peak memory includes its warm-up, which (in 'full' mode) trains every weight with "
                        "AdamW for a few steps; the table shows the peak after the warm-up beside it.")
         if len({r['model'] for r in good}) > 1 or len({r['task'] for r in good}) > 1:
@@ -180,7 +180,7 @@ def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, se
     plan = sweep_plan(loaded, methods=methods, ranks=ranks)
     task = SWEEP_TASKS[loaded.info.kind]
     for p in plan:
-        if p["method"] == "smt":
+        if METHODS[p["method"]].has_warmup:  # its warm-up takes a share of the steps
             p["knobs"]["warmup_steps"] = max(1, steps // SMT_WARMUP_SHARE)
     start_runs([(f"sweep · {p['label']}", TrainConfig(model=model, task=task, method=p["method"], knobs=p["knobs"],
                                                       steps=steps, seed=seed, eval_every=max(2, steps // 6),

@@ -12,7 +12,8 @@ Code outside this package asks :class:`MethodInfo` and never branches on a metho
 required (``REQUIRED_FACTS``; the test checks every module):
   ``LABEL`` (pages, legends), ``SHORT`` (narrow tables), ``DESCRIPTION`` (one sentence), ``WHAT_TRAINS`` (the
   Home table), ``PAPER`` ("arXiv ..." or "baseline"), ``FORMULA`` (the trainable count in words),
-  ``DEFAULT_LR`` (the fine-tune learning rate when none is given), ``KNOBS`` (list of ``base.Knob``: type, range,
+  ``DEFAULT_LR`` (the fine-tune learning rate when none is given), ``COLOR_SLOT`` (its colour on run charts:
+  an index into ``explorer.views.figures.COLORS``, distinct per method; an eighth method adds a colour), ``KNOBS`` (list of ``base.Knob``: type, range,
   widget hints; the URL field derives from it), ``apply(model, knobs, n_base, selection=None)`` -> Adapter,
   ``formula_lines(adapter, total)`` -> (lines, count) (the playground's formula with the real shapes; the head
   line is added by the caller), ``illustrative_delta(adapter, target, generator)`` -> (ΔW, factors or None,
@@ -24,7 +25,10 @@ optional (``OPTIONAL_FACTS``, default in brackets): ``overview_pictures(adapter)
   hides, e.g. SMT's gradient-only warm-up], ``PLAYGROUND_CAPTION`` [""; ``{warm}`` is filled in],
   ``sweep_point(rank, budget, geometry)`` [None: not in budget sweeps; else (knobs, label) for a LoRA-rank-matched
   budget], ``LOAD_FORMAT`` ["tensors": ``adapter.safetensors`` from ``state_tensors()``; "peft": peft's own files],
-  ``CLAIMS_KNOB`` [""].
+  ``warmup_is_full_finetuning(knobs)`` [False: with these knobs a warm-up phase costs what full fine-tuning
+  costs (SMT's "full" warm-up mode); memory checks take its peak], ``HAS_WARMUP`` [False: a warm-up phase,
+  knob ``warmup_steps``, picks what trains], ``TAKES_SELECTION`` [False: can train a selection handed over by
+  the SMT block inspector instead of warming up].
 
 Behaviour that differs per method lives on its ``Adapter`` subclass (``needs_warmup``, ``warmup_moves_weights``,
 ``delta_granule``, ``analytic_bytes()``, ``saves_whole_model``, ``meta_note()``, ...).
@@ -52,8 +56,8 @@ _MODULES = {
     "sparta": sparta,
 }
 
-REQUIRED_FACTS = ("LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "KNOBS",
-                  "apply", "formula_lines", "illustrative_delta", "matrix_pictures")
+REQUIRED_FACTS = ("LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "COLOR_SLOT",
+                  "KNOBS", "apply", "formula_lines", "illustrative_delta", "matrix_pictures")
 
 
 def _no_pictures(adapter) -> list:
@@ -64,8 +68,14 @@ def _no_fixed_knobs(warm: int) -> dict:
     return {}
 
 
+def _no_full_warmup(knobs: dict) -> bool:
+    return False
+
+
 OPTIONAL_FACTS: dict[str, Any] = {"overview_pictures": _no_pictures, "playground_knobs": _no_fixed_knobs,
-                                  "PLAYGROUND_CAPTION": "", "sweep_point": None, "LOAD_FORMAT": "tensors"}
+                                  "PLAYGROUND_CAPTION": "", "sweep_point": None, "LOAD_FORMAT": "tensors",
+                                  "warmup_is_full_finetuning": _no_full_warmup, "HAS_WARMUP": False,
+                                  "TAKES_SELECTION": False}
 
 
 class MethodInfo:
@@ -85,6 +95,7 @@ class MethodInfo:
         self.paper: str = module.PAPER
         self.formula: str = module.FORMULA
         self.default_lr: float = float(module.DEFAULT_LR)
+        self.color_slot: int = int(module.COLOR_SLOT)
         self.formula_lines: Callable = module.formula_lines
         self.illustrative_delta: Callable = module.illustrative_delta
         self.matrix_pictures: Callable = module.matrix_pictures
@@ -94,6 +105,9 @@ class MethodInfo:
         self.playground_caption: str = opt["PLAYGROUND_CAPTION"]
         self.sweep_point: Callable | None = opt["sweep_point"]
         self.load_format: str = opt["LOAD_FORMAT"]
+        self.warmup_is_full_finetuning: Callable[[dict], bool] = opt["warmup_is_full_finetuning"]
+        self.has_warmup: bool = bool(opt["HAS_WARMUP"])
+        self.takes_selection: bool = bool(opt["TAKES_SELECTION"])
 
     @property
     def sweepable(self) -> bool:

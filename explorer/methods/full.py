@@ -15,6 +15,7 @@ WHAT_TRAINS = "every weight of the model"
 PAPER = "baseline"
 FORMULA = "all parameters"
 DEFAULT_LR = 1e-4
+COLOR_SLOT = 6  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
 
 
 class FullAdapter(Adapter):

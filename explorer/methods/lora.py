@@ -32,6 +32,7 @@ WHAT_TRAINS = "a low-rank pair B A beside each target W (B starts at 0)"
 PAPER = "arXiv 2106.09685"
 FORMULA = "r (d_in + d_out) per target"
 DEFAULT_LR = 3e-3
+COLOR_SLOT = 0  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
 LOAD_FORMAT = "peft"  # saved with peft's save_pretrained, loaded with its state dict
 
 

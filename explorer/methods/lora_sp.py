@@ -41,6 +41,7 @@ WHAT_TRAINS = "LoRA's A and B with a random half of their entries frozen"
 PAPER = "arXiv 2403.08822"
 FORMULA = "about (1 - freeze) r (d_in + d_out) per target"
 DEFAULT_LR = 3e-3
+COLOR_SLOT = 5  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
 
 
 def _n_train(n: int, freeze: float) -> int:

@@ -79,6 +79,9 @@ WHAT_TRAINS = "the b×b blocks of W with the largest warm-up gradients"
 PAPER = "arXiv 2405.15525"
 FORMULA = "n_blocks x b^2"
 DEFAULT_LR = 2e-3
+HAS_WARMUP = True  # a warm-up phase (knob warmup_steps) picks what trains
+TAKES_SELECTION = True  # trains a selection handed over (the block inspector's) instead of warming up
+COLOR_SLOT = 1  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
 
 
 # ----------------------------------------------------------------------------- scoring and selection
@@ -408,6 +411,11 @@ def apply(model, knobs, n_base, selection=None, **_):
 PLAYGROUND_CAPTION = ("SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
                       "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
                       "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")
+
+
+def warmup_is_full_finetuning(knobs: dict) -> bool:
+    """SMT's default warm-up mode fine-tunes every weight (the public code): that phase costs full fine-tuning."""
+    return knobs.get("warmup_mode", "full") == "full"
 
 
 def playground_knobs(warm: int) -> dict:

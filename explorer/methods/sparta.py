@@ -45,6 +45,7 @@ WHAT_TRAINS = "a random set of single entries of W (Wv, Wo by default)"
 PAPER = "arXiv 2502.15975"
 FORMULA = "(1 - sparsity) x all parameters in total, head included (or density x d_out x d_in per target)"
 DEFAULT_LR = 5e-3
+COLOR_SLOT = 3  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
 
 SAMPLING_RULE = ("Sampling: an exact count, not the authors' Bernoulli draw. The deltas number "
                  "round((1 - sparsity) x all parameters) - head; they are split over the target matrices in "

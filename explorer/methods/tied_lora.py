@@ -65,6 +65,7 @@ WHAT_TRAINS = "one A and one B shared by all layers, plus small per-layer vector
 PAPER = "arXiv 2311.09578"
 FORMULA = "tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]"
 DEFAULT_LR = 3e-3
+COLOR_SLOT = 4  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
 
 
 def resolve_switches(knobs: dict) -> dict:

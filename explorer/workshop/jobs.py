@@ -38,6 +38,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from explorer.methods import METHODS
 from explorer.methods.base import KnobError
 from explorer.engine.train import Heartbeat
 
@@ -117,9 +118,8 @@ def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
         est = M.estimate(spec, cfg.method, dict(cfg.knobs or {}), **kw)
         total = float(est["total_bytes"])
         knobs = dict(cfg.knobs or {})
-        if (cfg.method == "smt" and knobs.get("warmup_mode", "full") == "full"
-                and getattr(cfg, "smt_selection", None) is None):
-            # SMT's warm-up is full fine-tuning (as in the public code): that phase sets the peak
+        if METHODS[cfg.method].warmup_is_full_finetuning(knobs) and getattr(cfg, "smt_selection", None) is None:
+            # a warm-up of full fine-tuning (SMT, as in the public code): that phase sets the peak
             total = max(total, float(M.estimate(spec, "full", {}, **kw)["total_bytes"]))
         return total
     except Exception:  # noqa: BLE001 - no estimate: the run itself reports bad knobs
@@ -337,7 +337,7 @@ def set_run_threads(max_running: int) -> int:
 
 # ----------------------------------------------------------------------------- budget sweeps
 
-SWEEP_METHODS = ("lora", "smt", "sparta")
+SWEEP_METHODS = tuple(k for k, m in METHODS.items() if m.sweepable)  # methods with a ``sweep_point``
 
 
 def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("q", "v")) -> list[dict]:
@@ -350,7 +350,7 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     run is measured and shown).  Returns dicts with ``label``, ``method``, ``knobs``,
     ``budget`` (the LoRA-equivalent count) and ``rank``.
     """
-    from explorer.methods.base import KnobError
+    from explorer.methods.base import KnobError, SweepGeometry
     from explorer.methods.smt import auto_block_size, valid_block_sizes
     from explorer.targets import find_targets
 
@@ -364,23 +364,15 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     fits = [v for v in valid_block_sizes(shapes) if v >= 4 and v * v <= rmin * per_rank]
     b = max(fits) if fits else auto_block_size(shapes)  # blocks small enough for the smallest budget
     total_blocks = sum((t.d_out // b) * (t.d_in // b) for t in tg)
+    geo = SweepGeometry(targets=list(targets), b=b, total_blocks=total_blocks, cells=cells)
     out = []
     for m in methods:
+        info = METHODS.get(m)
+        if info is None or not info.sweepable:
+            raise KnobError(f"sweeps support {', '.join(SWEEP_METHODS)} (got '{m}')")
         for r in sorted({int(x) for x in ranks if int(x) >= 1}):
             budget = r * per_rank
-            if m == "lora":
-                knobs = dict(rank=r, alpha=2.0 * r, targets=list(targets))
-                label = f"LoRA r={r}"
-            elif m == "smt":
-                n = max(1, min(total_blocks, round(budget / (b * b))))
-                knobs = dict(targets=list(targets), block_size=b, blocks=n, warmup_mode="full")
-                label = f"SMT {n} blocks of {b}×{b}"
-            elif m == "sparta":
-                dens = min(1.0, budget / cells)
-                knobs = dict(targets=list(targets), density=round(dens, 6))
-                label = f"SpaRTA density {dens:.3%}"
-            else:
-                raise KnobError(f"sweeps support {', '.join(SWEEP_METHODS)} (got '{m}')")
+            knobs, label = info.sweep_point(r, budget, geo)  # the method turns the budget into its knobs
             if any(o["method"] == m and o["knobs"] == knobs for o in out):
                 continue  # two budgets rounded to the same run
             out.append(dict(label=label, method=m, knobs=knobs, budget=budget, rank=r))

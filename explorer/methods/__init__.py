@@ -5,7 +5,7 @@
 >>> adapter.num_trainable(), adapter.layouts(), adapter.save("out/")
 >>> METHODS["smt"].label, METHODS["smt"].default_lr, METHODS["smt"].knobs
 
-**To add a method: write its module ``explorer/methods/<name>.py``, add one line to ``_MODULES`` below.**
+**To add a method: write its module ``explorer/methods/<name>.py``, add one line to ``_REGISTRY`` below.**
 Code outside this package asks :class:`MethodInfo` and never branches on a method's name
 (``tests/test_method_facts.py`` checks both).  A method module defines, at module level:
 
@@ -13,12 +13,13 @@ required (``REQUIRED_FACTS``; the test checks every module):
   ``LABEL`` (pages, legends), ``SHORT`` (narrow tables), ``DESCRIPTION`` (one sentence), ``WHAT_TRAINS`` (the
   Home table), ``PAPER`` ("arXiv ..." or "baseline"), ``FORMULA`` (the trainable count in words),
   ``DEFAULT_LR`` (the fine-tune learning rate when none is given), ``COLOR_SLOT`` (its colour on run charts:
-  an index into ``explorer.views.figures.COLORS``, distinct per method; an eighth method adds a colour), ``KNOBS`` (list of ``base.Knob``: type, range,
-  widget hints; the URL field derives from it), ``apply(model, knobs, n_base, selection=None)`` -> Adapter,
-  ``formula_lines(adapter, total)`` -> (lines, count) (the playground's formula with the real shapes; the head
-  line is added by the caller), ``illustrative_delta(adapter, target, generator)`` -> (ΔW, factors or None,
-  sentence), ``matrix_pictures(adapter, layout, warmup)`` -> list of ``base.Picture`` (what the playground draws
-  for one matrix).
+  an index into ``explorer.views.figures.COLORS``, distinct per method; an eighth method adds a colour),
+  ``KNOBS`` (list of ``base.Knob``: type, range, widget hints; the URL field derives from it),
+  ``apply(model, knobs, n_base, selection=None)`` -> Adapter, ``formula_lines(adapter, total, head)`` ->
+  (lines, count) (the playground's formula with the real shapes, computed from shapes and knobs, not from the
+  adapter's tensors; ``base.with_head`` adds the head line), ``illustrative_delta(adapter, target, generator)``
+  -> (ΔW, factors or None, sentence), ``matrix_pictures(adapter, layout, warmup)`` -> list of ``base.Picture``
+  (what the playground draws for one matrix, with the sentence beside it).
 
 optional (``OPTIONAL_FACTS``, default in brackets): ``overview_pictures(adapter)`` [no pictures: drawn before the
   matrix ones, e.g. Tied-LoRA's sharing diagram], ``playground_knobs(warm)`` [{}: knobs the playground fixes and
@@ -42,19 +43,21 @@ from typing import Any, Callable
 
 from torch import nn
 
-from . import dora, full, lora, lora_sp, smt, sparta, tied_lora
+from importlib import import_module
+
 from .base import Adapter, Knob, KnobError, Layout, Picture, validate_knobs
 
-# the registry: one line per method (name -> module), in the order pages list them
-_MODULES = {
-    "full": full,
-    "lora": lora,
-    "dora": dora,
-    "lora-sp": lora_sp,
-    "tied-lora": tied_lora,
-    "smt": smt,
-    "sparta": sparta,
+# the registry: one line per method (its name -> its module in this package), in the order pages list them
+_REGISTRY = {
+    "full": "full",
+    "lora": "lora",
+    "dora": "dora",
+    "lora-sp": "lora_sp",
+    "tied-lora": "tied_lora",
+    "smt": "smt",
+    "sparta": "sparta",
 }
+_MODULES = {name: import_module(f"{__name__}.{module}") for name, module in _REGISTRY.items()}
 
 REQUIRED_FACTS = ("LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "COLOR_SLOT",
                   "KNOBS", "apply", "formula_lines", "illustrative_delta", "matrix_pictures")

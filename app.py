@@ -65,6 +65,8 @@ def body():
                                  f"{r['paper']} |" for r in rows))
     st.caption("d_in, d_out: the input and output size of a target weight W; r: the rank; b: SMT's block size. "
                "Every count on these pages is computed from the real tensors of the loaded model.")
+    with st.expander("Where this project departs from the papers, and the defaults they leave open"):
+        st.markdown("\n".join(f"- **{m.label}**: {d}" for m in METHODS.values() for d in m.deviations))
 
     st.subheader("The model in use")
     left, right = st.columns([3, 2])

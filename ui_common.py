@@ -379,7 +379,7 @@ def show_fig(fig, key: str | None = None) -> None:
 
 # ----------------------------------------------------------------------------- method knobs (shared by pages)
 
-from explorer.methods.base import RANK_STEPS as KNOB_RANKS  # noqa: E402 - the rank slider's stops
+from explorer.methods.facts import RANK_STEPS as KNOB_RANKS  # noqa: E402 - the rank slider's stops
 
 
 def available_types(loaded) -> list[str]:
@@ -401,7 +401,7 @@ def knob_context(page: str, prefix: str, loaded, method: str):
     """What a knob's widget options may depend on (``explorer.methods.base.KnobContext``): the page's current
     values of the method's knobs and the loaded model's target shapes."""
     from explorer.methods import METHODS
-    from explorer.methods.base import KnobContext
+    from explorer.methods.facts import KnobContext
     from explorer.targets import find_targets
 
     values = {kn.name: st.session_state.get(wkey(page, prefix + kn.name), kn.default)

@@ -132,6 +132,7 @@ def test_every_method_provides_every_fact(name):
         assert hasattr(mod, fact), f"{mod.__name__} lacks {fact}"
     for text in ("LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA"):
         assert isinstance(getattr(mod, text), str) and getattr(mod, text).strip(), f"{name}: {text} is empty"
+    assert all(isinstance(d, str) and d.strip() for d in info.deviations)
     assert 0 < info.default_lr < 1
     for fn in ("apply", "formula_lines", "illustrative_delta", "matrix_pictures"):
         assert callable(getattr(mod, fn)), f"{name}: {fn} is not callable"
@@ -167,3 +168,33 @@ def test_smt_block_budget_is_the_one_rule():
     assert n == 250 and "capped" in note
     assert block_budget(dict(blocks=7), 10_000_000, 16, 1_000) == (7, "")
     assert block_budget(dict(blocks=7, density=0.1), 10_000_000, 16, 1_000) == (100, "")  # density wins
+
+
+def test_knob_widget_hints_from_the_method():
+    """The widget options a page draws come from the knob (no knob-name cases in ui_common): SMT's block size and
+    block count follow the model's shapes; Tied-LoRA's switches are held by a named preset."""
+    from explorer.methods.facts import KnobContext
+
+    smt = METHODS["smt"]
+    # two layers of q, k, v, each 64 x 64 (counted here by hand: 6 matrices)
+    shapes = {"q": (64, 64), "k": (64, 64), "v": (64, 64)}
+
+    def ctx(**values):
+        vals = {k.name: k.default for k in smt.knobs} | values
+        return KnobContext(values=vals, shapes=lambda types: sorted({shapes[t] for t in types}),
+                           n_blocks=lambda types, b: 2 * sum((shapes[t][0] // b) * (shapes[t][1] // b) for t in types))
+
+    bs = smt.knob("block_size").options(ctx())
+    assert bs.options == [0, 4, 8, 16, 32, 64]  # the sizes >= 4 that divide 64
+    assert bs.labels == {0: "auto (16)"}  # 64 and 32 leave fewer than 8 blocks in a 64 x 64 matrix; 16 leaves 16
+    assert smt.knob("blocks").options(ctx()).hi == 6 * 16  # auto b = 16: 16 blocks in each of the 6 matrices
+    assert smt.knob("blocks").options(ctx(block_size=32)).hi == 6 * 4
+    assert smt.knob("blocks").options(ctx(targets=["v"], block_size=32)).hi == 2 * 4
+    tied = METHODS["tied-lora"]
+    assert tied.knob("train_u").locked({"preset": "TL5"}) is False  # TL5: u, v frozen at 1
+    assert tied.knob("tied").locked({"preset": "vBuA"}) is False
+    assert tied.knob("train_u").locked({"preset": "custom"}) is None  # custom: the switch is free
+    lora = METHODS["lora"]
+    assert lora.knob("rank").options(KnobContext(values={"rank": 12}, shapes=lambda t: [])).options == \
+        [1, 2, 4, 8, 12, 16, 32, 64, 128, 256]
+    assert lora.knob("targets").model_types and lora.knob("rank").widget_kind == "select_slider"

@@ -64,12 +64,6 @@ def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
                                   max_batches=n, model_kind=loaded.info.kind))
 
 
-def smt_meta_note(adapter) -> str:
-    """What a warm-up method can show on a config-only model (SMT: the budget and the block grid, not the
-    selection); the adapter says it (``Adapter.meta_note``)."""
-    return adapter.meta_note()
-
-
 def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     from explorer.methods import apply_method
     from explorer.models import fresh_copy, load_model
@@ -78,7 +72,7 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     m = fresh_copy(loaded.model)
     adapter = apply_method(m, method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup and loaded.info.meta:
-        adapter.notes.append(smt_meta_note(adapter))
+        adapter.notes.append(adapter.meta_note())  # SMT: its budget and block grid, not a selection
     elif adapter.needs_warmup:
         from explorer.methods.smt import run_warmup
 

@@ -14,7 +14,8 @@ required (``REQUIRED_FACTS``; the test checks every module):
   Home table), ``PAPER`` ("arXiv ..." or "baseline"), ``FORMULA`` (the trainable count in words),
   ``DEFAULT_LR`` (the fine-tune learning rate when none is given), ``COLOR_SLOT`` (its colour on run charts:
   an index into ``explorer.views.figures.COLORS``, distinct per method; an eighth method adds a colour),
-  ``KNOBS`` (list of ``base.Knob``: type, range, widget hints; the URL field derives from it),
+  ``DEVIATIONS`` (sentences: where the project departs from the paper or picks a default it leaves open; [] when
+  none), ``KNOBS`` (list of ``base.Knob``: type, range, widget hints; the URL field derives from it),
   ``apply(model, knobs, n_base, selection=None)`` -> Adapter, ``formula_lines(adapter, total, head)`` ->
   (lines, count) (the playground's formula with the real shapes, computed from shapes and knobs, not from the
   adapter's tensors; ``base.with_head`` adds the head line), ``illustrative_delta(adapter, target, generator)``
@@ -45,7 +46,8 @@ from torch import nn
 
 from importlib import import_module
 
-from .base import Adapter, Knob, KnobError, Layout, Picture, validate_knobs
+from .base import Adapter, Knob, KnobError, Layout, validate_knobs
+from .facts import Picture
 
 # the registry: one line per method (its name -> its module in this package), in the order pages list them
 _REGISTRY = {
@@ -60,7 +62,7 @@ _REGISTRY = {
 _MODULES = {name: import_module(f"{__name__}.{module}") for name, module in _REGISTRY.items()}
 
 REQUIRED_FACTS = ("LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "COLOR_SLOT",
-                  "KNOBS", "apply", "formula_lines", "illustrative_delta", "matrix_pictures")
+                  "DEVIATIONS", "KNOBS", "apply", "formula_lines", "illustrative_delta", "matrix_pictures")
 
 
 def _no_pictures(adapter) -> list:
@@ -99,6 +101,7 @@ class MethodInfo:
         self.formula: str = module.FORMULA
         self.default_lr: float = float(module.DEFAULT_LR)
         self.color_slot: int = int(module.COLOR_SLOT)
+        self.deviations: list[str] = list(module.DEVIATIONS)
         self.formula_lines: Callable = module.formula_lines
         self.illustrative_delta: Callable = module.illustrative_delta
         self.matrix_pictures: Callable = module.matrix_pictures
@@ -122,7 +125,8 @@ class MethodInfo:
     def to_dict(self):
         return dict(name=self.name, label=self.label, short=self.short, description=self.description,
                     what_trains=self.what_trains, paper=self.paper, formula=self.formula,
-                    default_lr=self.default_lr, knobs=[k.to_dict() for k in self.knobs])
+                    default_lr=self.default_lr, deviations=list(self.deviations),
+                    knobs=[k.to_dict() for k in self.knobs])
 
 
 METHODS: dict[str, MethodInfo] = {k: MethodInfo(k, m) for k, m in _MODULES.items()}

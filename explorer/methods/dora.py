@@ -13,7 +13,8 @@ WHAT_TRAINS = "LoRA's B A on the direction of W, plus one magnitude per output r
 PAPER = "arXiv 2402.09353"
 FORMULA = "r (d_in + d_out) + d_out per target"
 DEFAULT_LR = 3e-3
-COLOR_SLOT = 2  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
+COLOR_SLOT = 2
+DEVIATIONS: list[str] = []  # peft's own implementation (LoraConfig(use_dora=True))
 LOAD_FORMAT = lora.LOAD_FORMAT
 # what the playground draws: LoRA's, with the magnitude vector (the adapter says use_dora)
 formula_lines = lora.formula_lines

@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from explorer.targets import find_targets
-from .base import Adapter, Knob, Layout, mask_picture, tensor_bytes
+from .base import Adapter, Knob, Layout
+from .facts import mask_picture, tensor_bytes
 
 LABEL = "Full fine-tuning"
 SHORT = "Full FT"
@@ -15,7 +16,8 @@ WHAT_TRAINS = "every weight of the model"
 PAPER = "baseline"
 FORMULA = "all parameters"
 DEFAULT_LR = 1e-4
-COLOR_SLOT = 6  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
+COLOR_SLOT = 6
+DEVIATIONS: list[str] = []  # the baseline: nothing to depart from
 
 
 class FullAdapter(Adapter):

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from explorer.targets import head_module_names
-from .base import (Adapter, Knob, Layout, Picture, alpha_knob, fmt_count, rank_knob, resolve_targets, seed_knob,
-                   shape_groups, targets_knob, with_head)
+from .base import Adapter, Knob, Layout, resolve_targets
+from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
 
 LABEL = "LoRA"
 SHORT = "LoRA"
@@ -32,7 +32,8 @@ WHAT_TRAINS = "a low-rank pair B A beside each target W (B starts at 0)"
 PAPER = "arXiv 2106.09685"
 FORMULA = "r (d_in + d_out) per target"
 DEFAULT_LR = 3e-3
-COLOR_SLOT = 0  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
+COLOR_SLOT = 0
+DEVIATIONS: list[str] = []  # peft's own implementation
 LOAD_FORMAT = "peft"  # saved with peft's save_pretrained, loaded with its state dict
 
 
@@ -104,13 +105,10 @@ def apply(model, knobs, n_base, **_):
 
 def formula_lines(adapter, total: int, head: int):
     r, dora = adapter.knobs["rank"], adapter.use_dora
-    lines, n = [], 0
-    for (ty, do, di), c in shape_groups(adapter.targets).items():
-        per = r * (di + do) + (do if dora else 0)
-        extra = f" + d_out {do}" if dora else ""
-        lines.append(f"{ty}: r (d_in + d_out){' + d_out' if dora else ''} = {r} × ({di} + {do}){extra} "
-                     f"= {fmt_count(per)}  × {c} matrices = {fmt_count(per * c)}")
-        n += per * c
+    lines, n = per_shape_lines(
+        adapter.targets, lambda do, di: r * (di + do) + (do if dora else 0),
+        lambda do, di: f"r (d_in + d_out){' + d_out' if dora else ''} = {r} × ({di} + {do})"
+                       + (f" + d_out {do}" if dora else ""))
     return with_head(lines, n, head)
 
 

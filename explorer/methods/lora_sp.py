@@ -20,8 +20,8 @@ from torch import nn
 
 from explorer.sparse import linear_from, scatter_entries
 from explorer.targets import set_submodule
-from .base import (Adapter, Knob, Layout, Picture, alpha_knob, fmt_count, head_state, load_head_state, rank_knob,
-                   resolve_targets, seed_knob, shape_groups, sparse_head_setup, targets_knob, with_head)
+from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
 
 LABEL = "LoRA-SP"
 SHORT = "LoRA-SP"
@@ -41,7 +41,12 @@ WHAT_TRAINS = "LoRA's A and B with a random half of their entries frozen"
 PAPER = "arXiv 2403.08822"
 FORMULA = "about (1 - freeze) r (d_in + d_out) per target"
 DEFAULT_LR = 3e-3
-COLOR_SLOT = 5  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
+COLOR_SLOT = 5
+DEVIATIONS = [
+    "No public code exists: one fixed, seeded mask per matrix drawn at initialisation is this project's default; a "
+    "mask redrawn after every optimizer step is a labelled dropout-style variant (mask_mode per-step).",
+    "Frozen entries are buffers, not parameters, so neither weight decay nor Adam's moments can move them.",
+]
 
 
 def _n_train(n: int, freeze: float) -> int:
@@ -217,12 +222,9 @@ def apply(model, knobs, n_base, **_):
 
 def formula_lines(adapter, total: int, head: int):
     r, f = adapter.knobs["rank"], adapter.knobs["freeze"]
-    lines, n = [], 0
-    for (ty, do, di), c in shape_groups(adapter.targets).items():
-        per = int(round((1 - f) * r * di)) + int(round((1 - f) * do * r))  # written out, not _n_train: a check
-        lines.append(f"{ty}: round((1 − {f:g}) × {r}×{di}) + round((1 − {f:g}) × {do}×{r}) = {fmt_count(per)}  "
-                     f"× {c} matrices = {fmt_count(per * c)}")
-        n += per * c
+    lines, n = per_shape_lines(  # written out, not with _n_train: the page checks one against the other
+        adapter.targets, lambda do, di: int(round((1 - f) * r * di)) + int(round((1 - f) * do * r)),
+        lambda do, di: f"round((1 − {f:g}) × {r}×{di}) + round((1 − {f:g}) × {do}×{r})")
     return with_head(lines, n, head)
 
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import Target, set_submodule
-from .base import (Adapter, Knob, KnobContext, KnobError, Layout, Picture, Widget, fmt_count, fraction_knob,
-                   head_state, load_head_state, mask_delta, mask_picture, resolve_targets, seed_knob,
-                   sparse_head_setup, targets_knob, with_head)
+from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import (KnobContext, Picture, Widget, fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob,
+                    targets_knob, with_head)
 
 SCORES = ["abs-mean", "mean-abs", "l1", "l2"]
 AUTO_SIZES = (256, 64, 32, 16)
@@ -81,7 +81,16 @@ FORMULA = "n_blocks x b^2"
 DEFAULT_LR = 2e-3
 HAS_WARMUP = True  # a warm-up phase (knob warmup_steps) picks what trains
 TAKES_SELECTION = True  # trains a selection handed over (the block inspector's) instead of warming up
-COLOR_SLOT = 1  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
+COLOR_SLOT = 1
+DEVIATIONS = [
+    "Warm-up mode gradient-only (weights unchanged) is a labelled deviation; the default, full, fine-tunes every "
+    "weight during the warm-up as the public code does.",
+    "Small models need small blocks: the automatic block size is the largest of 256/64/32/16 that divides every "
+    "target (the paper uses 256), and the automatic budget (about 1 % of all parameters) is capped at "
+    f"{AUTO_CAP:.0%} of the targets' blocks.",
+    "The Methods playground selects from a few gradient-only warm-up batches (said on the page); Fine-tune runs "
+    "the full warm-up.",
+]
 
 
 # ----------------------------------------------------------------------------- scoring and selection

@@ -22,9 +22,8 @@ from torch import nn
 
 from explorer.sparse import SparseDeltaLinear, random_entries
 from explorer.targets import set_submodule
-from .base import (Adapter, KnobError, Layout, fmt_count, fraction_knob, head_state, load_head_state, mask_delta,
-                   mask_picture, resolve_targets, seed_knob, shape_groups, sparse_head_setup, targets_knob,
-                   with_head)
+from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob, shape_groups, targets_knob, with_head
 
 DEFAULT_SPARSITY = 0.99
 DEFAULT_DENSITY_CAP = 0.5  # the most of the target matrices the *default* budget may take on a small model
@@ -45,7 +44,13 @@ WHAT_TRAINS = "a random set of single entries of W (Wv, Wo by default)"
 PAPER = "arXiv 2502.15975"
 FORMULA = "(1 - sparsity) x all parameters in total, head included (or density x d_out x d_in per target)"
 DEFAULT_LR = 5e-3
-COLOR_SLOT = 3  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
+COLOR_SLOT = 3
+DEVIATIONS = [
+    "An exact count of entries, split over the targets by size, instead of the authors' Bernoulli draw (same "
+    "expectation).",
+    f"At the default sparsity, a small model whose budget exceeds half of the target entries gets the density "
+    f"inside the targets capped at {DEFAULT_DENSITY_CAP:.0%} (said in the notes).",
+]
 
 SAMPLING_RULE = ("Sampling: an exact count, not the authors' Bernoulli draw. The deltas number "
                  "round((1 - sparsity) x all parameters) - head; they are split over the target matrices in "

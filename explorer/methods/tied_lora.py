@@ -23,8 +23,8 @@ from torch import nn
 
 from explorer.sparse import linear_from
 from explorer.targets import INPUT_GROUPS, set_submodule
-from .base import (Adapter, Knob, KnobError, Layout, Picture, alpha_knob, fmt_count, head_state, load_head_state,
-                   rank_knob, resolve_targets, seed_knob, sparse_head_setup, targets_knob, with_head)
+from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import Picture, alpha_knob, fmt_count, rank_knob, seed_knob, targets_knob, with_head
 
 PRESETS = {
     "vBuA": dict(tied=False, train_A=True, train_B=True, train_u=False, train_v=False),
@@ -65,7 +65,12 @@ WHAT_TRAINS = "one A and one B shared by all layers, plus small per-layer vector
 PAPER = "arXiv 2311.09578"
 FORMULA = "tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]"
 DEFAULT_LR = 3e-3
-COLOR_SLOT = 4  # its colour on every run chart: explorer.views.figures.COLORS[slot], one per method
+COLOR_SLOT = 4
+DEVIATIONS = [
+    "Only the TL5 and TL6 labels are attached (plus vBuA and VeRA-like): which trained/frozen combinations TL1-TL4 "
+    "are is not certain from public sources, so every combination is a switch (custom preset).",
+    "With grouped-query attention the fused q, k, v slices of B have the real, smaller k and v sizes.",
+]
 
 
 def resolve_switches(knobs: dict) -> dict:

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from explorer.methods import METHODS, apply_method
-from explorer.methods.base import Adapter, KnobError, Layout, Picture
+from explorer.methods.base import Adapter, KnobError, Layout
+from explorer.methods.facts import Picture
 from explorer.targets import ALL_TYPES, find_targets
 from explorer.urlstate import Field, Schema, knob_fields
 

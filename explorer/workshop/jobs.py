@@ -350,7 +350,8 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     run is measured and shown).  Returns dicts with ``label``, ``method``, ``knobs``,
     ``budget`` (the LoRA-equivalent count) and ``rank``.
     """
-    from explorer.methods.base import KnobError, SweepGeometry
+    from explorer.methods.base import KnobError
+    from explorer.methods.facts import SweepGeometry
     from explorer.methods.smt import auto_block_size, valid_block_sizes
     from explorer.targets import find_targets
 

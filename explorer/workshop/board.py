@@ -58,7 +58,6 @@ MIN_TOKEN = 8
 MAX_NAME = 40
 ANONYMOUS = "anonymous"
 NAME_PUNCT = " -.'!?,"
-METHOD_NAMES = ("full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta")  # = explorer.methods.METHODS
 SCHEMA_VERSION = 1
 PUBLIC = ("id", "name", "method", "model", "task", "knobs", "trainable", "accuracy", "peak_bytes", "steps",
           "created", "hidden")
@@ -153,7 +152,7 @@ def _checked(fields: dict) -> dict:
     if not isinstance(fields, dict):
         raise BoardError("nothing to share")
     method = fields.get("method")
-    if method not in METHOD_NAMES:
+    if method not in _method_names():
         raise BoardError(f"runs of method '{clean_label(method, 30)}' cannot be shared")
     return dict(method=method, model=clean_label(_no_path(fields.get("model")), 60) or "?",
                 task=clean_label(_no_path(fields.get("task")), 60) or "?",
@@ -439,3 +438,17 @@ def default_board() -> Board:
         if b is None or not b.path.exists():
             b = _BOARDS[key] = Board(key[0])
         return b
+
+
+def _method_names() -> tuple[str, ...]:
+    """The registered methods (``explorer.methods.METHODS``), imported when first needed: the board itself stays
+    free of torch until a share is checked."""
+    from explorer.methods import METHODS
+
+    return tuple(METHODS)
+
+
+def __getattr__(name: str):  # ``METHOD_NAMES``: the registry's names, read lazily (PEP 562)
+    if name == "METHOD_NAMES":
+        return _method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

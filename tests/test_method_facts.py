@@ -154,6 +154,9 @@ def test_facts_are_distinct_where_they_must_be():
     slots = [m.color_slot for m in METHODS.values()]
     assert len(set(labels)) == len(labels) and len(set(shorts)) == len(shorts)
     assert len(set(slots)) == len(slots), "two methods share a colour on the run charts"
+    from explorer.views.figures import COLORS
+
+    assert all(0 <= s < len(COLORS) for s in slots), "a COLOR_SLOT beyond the palette (add a colour to COLORS)"
 
 
 def test_smt_block_budget_is_the_one_rule():

@@ -13,7 +13,7 @@ required (``REQUIRED_FACTS``; the test checks every module):
   ``LABEL`` (pages, legends), ``SHORT`` (narrow tables), ``DESCRIPTION`` (one sentence), ``WHAT_TRAINS`` (the
   Home table), ``PAPER`` ("arXiv ..." or "baseline"), ``FORMULA`` (the trainable count in words),
   ``DEFAULT_LR`` (the fine-tune learning rate when none is given), ``COLOR_SLOT`` (its colour on run charts:
-  an index into ``explorer.views.figures.COLORS``, distinct per method; an eighth method adds a colour),
+  an index into ``explorer.views.figures.COLORS``, distinct per method, below ``len(COLORS)`` (9: two to spare)),
   ``DEVIATIONS`` (sentences: where the project departs from the paper or picks a default it leaves open; [] when
   none), ``KNOBS`` (list of ``base.Knob``: type, range, widget hints; the URL field derives from it),
   ``apply(model, knobs, n_base, selection=None)`` -> Adapter, ``formula_lines(adapter, total, head)`` ->

@@ -249,6 +249,8 @@ def adapter_zip(result) -> bytes | None:
     """The adapter of a run (safetensors + JSON files of ``export.save_adapter``) as zip bytes."""
     from explorer.engine.export import save_adapter
 
+    if getattr(result, "adapter_zip_bytes", None) is not None:
+        return result.adapter_zip_bytes  # zipped in the worker process that ran it
     if getattr(result, "adapter", None) is None:
         return None
     with tempfile.TemporaryDirectory(prefix="peft-adapter-") as tmp:

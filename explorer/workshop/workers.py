@@ -1,0 +1,358 @@
+"""Fine-tunes in worker processes, so that training never competes with the server's page redraws.
+
+One executor per server process (:func:`default_executor`), chosen by ``PEFT_EXPLORER_EXECUTOR``:
+
+* ``process`` (the dashboard's default): a small pool of **spawned** worker processes (one per concurrent
+  run), each with its own torch thread count and a lower CPU priority than the server (``nice``).  A worker
+  keeps the base models it loaded and reuses them for its next runs (no reload per run).
+* ``thread``: the run executes in the calling thread, in the server's process (what the first version did;
+  tests and the CLI use it).
+
+Either way the caller (a :class:`explorer.workshop.jobs.RunQueue` thread) calls
+:meth:`run_train` and gets a :class:`explorer.engine.train.RunResult` back; progress records and the status
+arrive in the caller's :class:`~explorer.engine.train.RunState` as the run goes, a stop (``state.stop()``,
+or a page that stopped polling: the heartbeat) reaches the worker within a poll (0.2 s) and the run ends
+within one step.  A worker that dies (killed, out of memory, a crash in native code) ends only its own run,
+with the status ``failed`` and a message saying so; the next run gets a fresh worker.
+
+The result that comes back from a worker holds the run's records, summary, configuration and notes, and the
+saved adapter as zip bytes (``adapter_zip_bytes``); the model copy stays in the worker and is freed there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ThreadExecutor", "ProcessExecutor", "default_executor", "executor_kind", "EXECUTOR_ENV",
+           "WorkerDied", "died_message"]
+
+EXECUTOR_ENV = "PEFT_EXPLORER_EXECUTOR"
+NICE_ENV = "PEFT_EXPLORER_WORKER_NICE"
+POLL_S = 0.2
+KINDS = ("thread", "process")
+
+
+class WorkerDied(RuntimeError):
+    """The worker process running a run ended without a result."""
+
+
+def died_message(exitcode: int | None) -> str:
+    """One line for a worker that ended without a result (``exitcode`` as multiprocessing reports it)."""
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        why = " (out of memory, or killed by the operator)" if -exitcode == signal.SIGKILL else ""
+        how = f"was killed by {name}{why}"
+    else:
+        how = f"exited with code {exitcode}"
+    return (f"failed: the worker process running this run {how}; the server, the other runs and your history "
+            "are unaffected")
+
+
+def executor_kind(default: str = "thread") -> str:
+    """``PEFT_EXPLORER_EXECUTOR`` (thread or process); an unknown value falls back to ``default``."""
+    raw = os.environ.get(EXECUTOR_ENV, "").strip().lower()
+    return raw if raw in KINDS else default
+
+
+# ----------------------------------------------------------------------------- the thread executor
+
+class ThreadExecutor:
+    """Runs in the calling thread (the server's process)."""
+
+    kind = "thread"
+
+    def run_train(self, cfg, state, loaded=None, keep_adapter: bool = True):
+        from explorer.engine.train import train
+
+        return train(cfg, loaded=loaded, state=state)
+
+    def stats(self) -> list[dict]:
+        return []
+
+    def shutdown(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- the worker side
+
+class _RemoteState:
+    """What ``train`` writes to, inside a worker: every change is sent to the server as a message."""
+
+    def __new__(cls, outbox, job_id, stop_event, cfg):
+        from explorer.engine.train import RunState
+
+        class Remote(RunState):
+            def set(self, **kw):
+                super().set(**kw)
+                msg = {k: v for k, v in kw.items() if k in ("status", "message", "started", "ended", "total_steps")}
+                if self.done:  # the final evaluation may have completed the last record in place
+                    msg["records"] = [dict(r) for r in self.records]
+                outbox.put(("set", job_id, msg))
+
+            def add_record(self, rec):
+                super().add_record(rec)
+                outbox.put(("rec", job_id, dict(rec)))
+
+            def orphaned(self):
+                return False  # the server watches the page's heartbeat and sets the stop event
+
+        st = Remote(cfg)
+        st.stop_event = stop_event
+        return st
+
+
+def _base_for(cfg, cache: dict):
+    """The worker's cached base model for ``cfg`` (loaded once per worker and number of labels)."""
+    from explorer.data import tasks as data_mod
+    from explorer.models import REGISTRY, load_model
+
+    kind = REGISTRY[cfg.model]["kind"] if cfg.model in REGISTRY else None
+    if kind is None:
+        return None  # a folder or hub id: train loads it (and says why when it cannot)
+    task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col, cfg.label_col,
+                              cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
+    key = (cfg.model, max(2, task.num_labels))
+    if key not in cache:
+        while len(cache) >= 2:  # two base models per worker at most
+            cache.pop(next(iter(cache)))
+        cache[key] = load_model(cfg.model, num_labels=key[1])
+    return cache[key]
+
+
+def _slim(res, keep_adapter: bool):
+    """The part of a RunResult that travels back: no model copy, the adapter as zip bytes."""
+    from explorer.engine.train import RunResult
+
+    zipped = None
+    if keep_adapter and res.adapter is not None:
+        try:
+            from explorer.workshop.history import adapter_zip
+
+            zipped = adapter_zip(res)
+        except Exception:  # noqa: BLE001 - no adapter to keep (e.g. SMT stopped in its warm-up)
+            zipped = None
+    from types import SimpleNamespace
+
+    task = None
+    if res.task is not None:
+        task = SimpleNamespace(name=res.task.name, num_labels=res.task.num_labels,
+                               label_names=list(getattr(res.task, "label_names", []) or []))
+    out = RunResult(records=list(res.records), summary=dict(res.summary), config=res.config, notes=list(res.notes),
+                    task=task)
+    out.adapter_zip_bytes = zipped
+    return out
+
+
+def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server stops the server, which ends us
+    try:
+        os.nice(niceness)
+    except OSError:
+        pass
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    from explorer.engine.train import train
+    from explorer.errors import user_message
+
+    cache: dict = {}
+    outbox.put(("ready", None, os.getpid()))
+    while True:
+        item = inbox.get()
+        if item is None:
+            return
+        job_id, cfg, keep_adapter = item
+        stop_event.clear()
+        state = _RemoteState(outbox, job_id, stop_event, cfg)
+        try:
+            before = set(cache)
+            try:
+                loaded = _base_for(cfg, cache)
+            except Exception:  # noqa: BLE001 - train loads it again and reports the reason as its status
+                loaded = None
+            res = train(cfg, loaded=loaded, state=state)
+            out = _slim(res, keep_adapter)
+            out.worker = dict(pid=os.getpid(), base_reused=loaded is not None and bool(before & set(cache)
+                                                                                         and len(cache) == len(before)))
+            outbox.put(("done", job_id, out))
+        except BaseException as e:  # noqa: BLE001 - one line back to the server, the worker lives on
+            outbox.put(("error", job_id, user_message(e)))
+
+
+# ----------------------------------------------------------------------------- the process executor
+
+@dataclass
+class _Worker:
+    proc: Any
+    inbox: Any
+    outbox: Any
+    stop: Any
+    runs: int = 0
+    busy: bool = False
+    started: float = field(default_factory=time.time)
+
+
+class ProcessExecutor:
+    """A pool of spawned worker processes; :meth:`run_train` blocks its caller until the run ends."""
+
+    kind = "process"
+
+    def __init__(self, workers: int = 2, threads: int | None = None, niceness: int | None = None):
+        self.size = max(1, int(workers))
+        cores = os.cpu_count() or 1
+        self.threads = max(1, int(threads)) if threads else max(1, cores // self.size)
+        if niceness is None:
+            try:
+                niceness = int(os.environ.get(NICE_ENV, "5"))
+            except ValueError:
+                niceness = 5
+        self.niceness = max(0, min(19, niceness))
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.Lock()
+        self._idle: queue_mod.Queue[_Worker] = queue_mod.Queue()
+        self._workers: list[_Worker] = []
+        self._ids = itertools.count(1)
+        self.died = 0
+
+    # -- pool ------------------------------------------------------------------------------
+    def _spawn(self) -> _Worker:
+        inbox, outbox, stop = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event()
+        proc = self._ctx.Process(target=_worker_main, args=(inbox, outbox, stop, self.threads, self.niceness),
+                                 name="peft-explorer-worker", daemon=True)
+        proc.start()
+        w = _Worker(proc, inbox, outbox, stop)
+        self._workers.append(w)
+        return w
+
+    def warm(self) -> None:
+        """Start the whole pool now (each worker imports torch once, a few seconds)."""
+        with self._lock:
+            while len(self._workers) < self.size:
+                self._idle.put(self._spawn())
+
+    def _acquire(self) -> _Worker:
+        with self._lock:
+            if self._idle.empty() and len(self._workers) < self.size:
+                self._idle.put(self._spawn())
+        w = self._idle.get()
+        w.busy = True
+        return w
+
+    def _release(self, w: _Worker) -> None:
+        w.busy = False
+        with self._lock:
+            if w.proc.is_alive():
+                self._idle.put(w)
+            elif w in self._workers:
+                self._workers.remove(w)
+
+    # -- running -----------------------------------------------------------------------------
+    def run_train(self, cfg, state, loaded=None, keep_adapter: bool = True):
+        """Run ``cfg`` in a worker; progress goes to ``state``; returns the slim result.
+
+        ``loaded`` is ignored: the worker uses its own cached copy of the base model.
+        """
+        w = self._acquire()
+        job_id = next(self._ids)
+        orphan_msg = None
+        try:
+            w.stop.clear()
+            w.inbox.put((job_id, cfg, keep_adapter))
+            while True:
+                if state.stop_event.is_set() and not w.stop.is_set():
+                    w.stop.set()
+                if orphan_msg is None and state.orphaned():
+                    orphan_msg = f"stopped: page closed (no page polled this run for {state.orphan_s:g} s)"
+                    w.stop.set()
+                try:
+                    kind, jid, payload = w.outbox.get(timeout=POLL_S)
+                except queue_mod.Empty:
+                    if not w.proc.is_alive():
+                        self.died += 1
+                        msg = died_message(w.proc.exitcode)
+                        state.set(status="failed", message=msg, ended=time.time())
+                        raise WorkerDied(msg) from None
+                    continue
+                if jid != job_id:
+                    continue  # "ready", or a late message of an earlier run
+                if kind == "rec":
+                    state.add_record(payload)
+                elif kind == "set":
+                    if orphan_msg and payload.get("status") == "stopped":
+                        payload = dict(payload, message=f"{orphan_msg} after step {state.step}")
+                    state.set(**payload)
+                elif kind == "done":
+                    w.runs += 1
+                    return payload
+                elif kind == "error":
+                    w.runs += 1
+                    state.set(status="failed", message=payload, ended=time.time())
+                    raise RuntimeError(payload)
+        finally:
+            self._release(w)
+
+    # -- views and shutdown --------------------------------------------------------------------
+    def stats(self) -> list[dict]:
+        """One row per worker: pid, resident memory (MiB), runs done, busy (for the debug panel)."""
+        rows = []
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - psutil ships with the requirements
+            psutil = None
+        for w in list(self._workers):
+            rss = None
+            if psutil is not None and w.proc.is_alive():
+                try:
+                    rss = psutil.Process(w.proc.pid).memory_info().rss / 2 ** 20
+                except Exception:  # noqa: BLE001 - it just ended
+                    rss = None
+            rows.append(dict(pid=w.proc.pid, alive=w.proc.is_alive(), rss_mib=rss, runs=w.runs, busy=w.busy,
+                             threads=self.threads, nice=self.niceness))
+        return rows
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for w in self._workers:
+                if w.proc.is_alive():
+                    w.stop.set()
+                    w.inbox.put(None)
+            for w in self._workers:
+                w.proc.join(timeout=5)
+                if w.proc.is_alive():
+                    w.proc.kill()
+            self._workers.clear()
+            while not self._idle.empty():
+                self._idle.get_nowait()
+
+
+_DEFAULT = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_executor(default_kind: str = "thread", workers: int | None = None):
+    """The server's executor (created on first use; kind from ``PEFT_EXPLORER_EXECUTOR``)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            kind = executor_kind(default_kind)
+            if kind == "process":
+                from explorer.workshop.jobs import _env_max_runs
+
+                _DEFAULT = ProcessExecutor(workers or _env_max_runs())
+            else:
+                _DEFAULT = ThreadExecutor()
+        return _DEFAULT

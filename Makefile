@@ -29,8 +29,12 @@ run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
 	  --server.maxUploadSize $$($(PY) -m explorer.workshop.limits)
 
-# the whole suite, the 10-session load test (tests/test_load.py, ~2 min) included
-test: install browser
+$(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install -q -r requirements-ray.txt
+	touch $@
+
+# the whole suite, the 10-session load test (tests/test_load.py, ~2 min) and the Ray tests included
+test: install browser $(VENV)/.ray-installed
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 # the load test alone, with its figures printed and written to benchmarks/results/load.json

@@ -5,6 +5,7 @@ One executor per server process (:func:`default_executor`), chosen by ``PEFT_EXP
 * ``process`` (the dashboard's default): a small pool of **spawned** worker processes (one per concurrent
   run), each with its own torch thread count and a lower CPU priority than the server (``nice``).  A worker
   keeps the base models it loaded and reuses them for its next runs (no reload per run).
+* ``ray``: runs go to a Ray cluster (:mod:`explorer.workshop.ray_executor`), for rooms that outgrow one machine.
 * ``thread``: the run executes in the calling thread, in the server's process (what the first version did;
   tests and the CLI use it).
 
@@ -36,7 +37,7 @@ __all__ = ["ThreadExecutor", "ProcessExecutor", "default_executor", "executor_ki
 EXECUTOR_ENV = "PEFT_EXPLORER_EXECUTOR"
 NICE_ENV = "PEFT_EXPLORER_WORKER_NICE"
 POLL_S = 0.2
-KINDS = ("thread", "process")
+KINDS = ("thread", "process", "ray")
 
 
 class WorkerDied(RuntimeError):
@@ -61,7 +62,7 @@ def died_message(exitcode: int | None) -> str:
 
 
 def executor_kind(default: str = "thread") -> str:
-    """``PEFT_EXPLORER_EXECUTOR`` (thread or process); an unknown value falls back to ``default``."""
+    """``PEFT_EXPLORER_EXECUTOR`` (thread, process or ray); an unknown value falls back to ``default``."""
     raw = os.environ.get(EXECUTOR_ENV, "").strip().lower()
     return raw if raw in KINDS else default
 
@@ -353,6 +354,10 @@ def default_executor(default_kind: str = "thread", workers: int | None = None):
                 from explorer.workshop.jobs import _env_max_runs
 
                 _DEFAULT = ProcessExecutor(workers or _env_max_runs())
+            elif kind == "ray":
+                from explorer.workshop.ray_executor import RayExecutor
+
+                _DEFAULT = RayExecutor()
             else:
                 _DEFAULT = ThreadExecutor()
         return _DEFAULT

@@ -53,6 +53,11 @@ def test_cli_train_on_ray_writes_the_same_files(tmp_path):
     cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert cfg["peft_type"] == "LORA"
     assert (out / "adapter" / "adapter_model.safetensors").stat().st_size > 0
+    # the same run in this process, same seed, on the CPU: the same final loss
+    from explorer.engine.train import TrainConfig, train
+
+    here = train(TrainConfig(model="tiny-bert", method="lora", steps=6, eval_every=3, seed=0))
+    assert abs(here.summary["final_loss"] - metrics["summary"]["final_loss"]) <= 1e-6
 
 
 SCRIPT = textwrap.dedent('''

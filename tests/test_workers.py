@@ -109,7 +109,7 @@ def test_a_worker_that_dies_ends_only_its_run(pool):
     os.kill(pid, signal.SIGKILL)
     th.join(30)
     assert isinstance(box.get("err"), WorkerDied)
-    assert state.status == "failed" and "killed by SIGKILL" in state.message
+    assert state.status == "failed" and state.message.startswith("worker died:") and "SIGKILL" in state.message
     assert "Traceback" not in state.message and "\n" not in state.message
     # the next run gets a fresh worker and finishes
     state2 = RunState(cfg(steps=2))
@@ -131,7 +131,29 @@ def test_executor_kind_reads_the_environment(monkeypatch):
     assert executor_kind("thread") == "thread"
 
 
-def test_the_thread_executor_runs_in_this_process():
-    state = RunState(cfg(steps=2))
-    res = ThreadExecutor().run_train(cfg(steps=2), state)
-    assert state.status == "finished" and res.adapter is not None
+def test_a_worker_gives_the_same_run_as_this_process(pool):
+    """Same seed, CPU: the worker's run and an in-process run end with the same loss."""
+    here = ThreadExecutor().run_train(cfg(steps=4), RunState(cfg(steps=4)))
+    there = pool.run_train(cfg(steps=4), RunState(cfg(steps=4)))
+    assert here.adapter is not None  # in this process the model copy is still there
+    assert abs(here.summary["final_loss"] - there.summary["final_loss"]) <= 1e-6
+
+
+def test_a_project_function_runs_in_a_worker_with_progress_and_stop(pool):
+    seen = []
+    out = pool.run_call("explorer.workshop.workers:selftest", dict(n=3), progress=lambda f, m: seen.append((f, m)))
+    assert out["pid"] != os.getpid() and out["done"] == 3
+    assert [f for f, _ in seen] == [1 / 3, 2 / 3, 1.0]
+    stop = threading.Event()
+    box = {}
+    th = threading.Thread(target=lambda: box.update(out=pool.run_call("explorer.workshop.workers:selftest",
+                                                                         dict(n=10_000, pause=0.01),
+                                                                         progress=lambda f, m: None,
+                                                                         stop_event=stop)), daemon=True)
+    th.start()
+    time.sleep(1.0)
+    stop.set()
+    th.join(10)
+    assert 0 < box["out"]["done"] < 10_000
+    with pytest.raises(Exception, match="not a project function"):
+        pool.run_call("os:system", dict(command="true"))

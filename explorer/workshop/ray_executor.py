@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from explorer.errors import UserError
+from explorer.errors import ServiceError
 
 __all__ = ["RayExecutor", "RAY_ADDRESS_ENV", "RAY_CPUS_ENV"]
 
@@ -126,7 +126,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise UserError("The Ray executor needs Ray: pip install -r requirements-ray.txt") from None
+        raise ServiceError("The Ray executor needs Ray: pip install -r requirements-ray.txt") from None
     return ray
 
 
@@ -149,7 +149,7 @@ class RayExecutor:
                 ray.init(address=address, **kw)
             except Exception as e:  # noqa: BLE001 - one line, whatever Ray says
                 where = address or "a local Ray"
-                raise UserError(f"Could not start or reach {where}: {str(e).splitlines()[0][:200]}") from None
+                raise ServiceError(f"Could not start or reach {where}: {str(e).splitlines()[0][:200]}") from None
         self.address = address
         self.threads = max(1, int(threads))
         self._idle: queue_mod.Queue = queue_mod.Queue()
@@ -208,7 +208,7 @@ class RayExecutor:
                     except ray.exceptions.RayActorError:
                         alive = False
                         self.died += 1
-                        msg = died_message(None).replace("exited with code None", "was lost by Ray")
+                        msg = died_message(None).replace("exited with code None", "was lost by Ray (its node or actor ended)")
                         state.set(status="failed", message=msg, ended=time.time())
                         raise WorkerDied(msg) from None
                     status = dict(status)

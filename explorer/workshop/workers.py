@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from explorer.errors import ServiceError
+
 __all__ = ["ThreadExecutor", "ProcessExecutor", "default_executor", "executor_kind", "EXECUTOR_ENV",
            "WorkerDied", "died_message"]
 
@@ -40,7 +42,7 @@ POLL_S = 0.2
 KINDS = ("thread", "process", "ray")
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(ServiceError):
     """The worker process running a run ended without a result."""
 
 
@@ -57,7 +59,7 @@ def died_message(exitcode: int | None) -> str:
         how = f"was killed by {name}{why}"
     else:
         how = f"exited with code {exitcode}"
-    return (f"failed: the worker process running this run {how}; the server, the other runs and your history "
+    return (f"worker died: the process running this run {how}; the server, the other runs and your history "
             "are unaffected")
 
 
@@ -78,6 +80,10 @@ class ThreadExecutor:
         from explorer.engine.train import train
 
         return train(cfg, loaded=loaded, state=state)
+
+    def run_call(self, target: str, kwargs: dict, progress=None, stop_event=None, state=None):
+        return resolve(target)(progress=progress or (lambda f, m="": None),
+                               stop_event=stop_event or threading.Event(), **kwargs)
 
     def stats(self) -> list[dict]:
         return []
@@ -117,19 +123,14 @@ class _RemoteState:
 def _base_for(cfg, cache: dict):
     """The worker's cached base model for ``cfg`` (loaded once per worker and number of labels)."""
     from explorer.data import tasks as data_mod
-    from explorer.models import REGISTRY, load_model
+    from explorer.models import REGISTRY
 
     kind = REGISTRY[cfg.model]["kind"] if cfg.model in REGISTRY else None
     if kind is None:
         return None  # a folder or hub id: train loads it (and says why when it cannot)
     task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col, cfg.label_col,
                               cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
-    key = (cfg.model, max(2, task.num_labels))
-    if key not in cache:
-        while len(cache) >= 2:  # two base models per worker at most
-            cache.pop(next(iter(cache)))
-        cache[key] = load_model(cfg.model, num_labels=key[1])
-    return cache[key]
+    return cached_model(cfg.model, task.num_labels)
 
 
 def _slim(res, keep_adapter: bool):
@@ -156,6 +157,31 @@ def _slim(res, keep_adapter: bool):
     return out
 
 
+_MODELS: dict = {}  # a worker's base models, kept between its runs
+
+
+def cached_model(name: str, num_labels: int = 2):
+    """A base model loaded once per process and kept (two at most): for work that runs in a worker."""
+    from explorer.models import load_model
+
+    key = (name, max(2, int(num_labels)))
+    if key not in _MODELS:
+        while len(_MODELS) >= 2:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = load_model(name, num_labels=key[1])
+    return _MODELS[key]
+
+
+def resolve(target: str):
+    """``"package.module:function"`` -> the function (only functions of this project may run in a worker)."""
+    import importlib
+
+    mod, _, fn = target.partition(":")
+    if not mod.startswith("explorer.") or not fn.isidentifier():
+        raise ValueError(f"not a project function: {target[:80]}")
+    return getattr(importlib.import_module(mod), fn)
+
+
 def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None:
     import signal
 
@@ -170,25 +196,33 @@ def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None
     from explorer.engine.train import train
     from explorer.errors import user_message
 
-    cache: dict = {}
     outbox.put(("ready", None, os.getpid()))
     while True:
         item = inbox.get()
         if item is None:
             return
-        job_id, cfg, keep_adapter = item
+        job_id, kind, payload = item
         stop_event.clear()
-        state = _RemoteState(outbox, job_id, stop_event, cfg)
         try:
-            before = set(cache)
-            try:
-                loaded = _base_for(cfg, cache)
-            except Exception:  # noqa: BLE001 - train loads it again and reports the reason as its status
-                loaded = None
-            res = train(cfg, loaded=loaded, state=state)
-            out = _slim(res, keep_adapter)
-            out.worker = dict(pid=os.getpid(), base_reused=loaded is not None and bool(before & set(cache)
-                                                                                         and len(cache) == len(before)))
+            if kind == "train":
+                cfg, keep_adapter = payload
+                state = _RemoteState(outbox, job_id, stop_event, cfg)
+                before = set(_MODELS)
+                try:
+                    loaded = _base_for(cfg, _MODELS)
+                except Exception:  # noqa: BLE001 - train loads it again and reports the reason as its status
+                    loaded = None
+                reused = loaded is not None and set(_MODELS) == before
+                res = train(cfg, loaded=loaded, state=state)
+                out = _slim(res, keep_adapter)
+                out.worker = dict(pid=os.getpid(), base_reused=reused)
+            else:  # "call": a project function with progress(fraction, message) and stop_event
+                target, kwargs = payload
+
+                def progress(frac, msg="", _id=job_id):
+                    outbox.put(("progress", _id, (float(frac), str(msg))))
+
+                out = resolve(target)(progress=progress, stop_event=stop_event, **kwargs)
             outbox.put(("done", job_id, out))
         except BaseException as e:  # noqa: BLE001 - one line back to the server, the worker lives on
             outbox.put(("error", job_id, user_message(e)))
@@ -267,42 +301,56 @@ class ProcessExecutor:
 
         ``loaded`` is ignored: the worker uses its own cached copy of the base model.
         """
+        return self._run("train", (cfg, keep_adapter), state=state, stop_event=state.stop_event)
+
+    def run_call(self, target: str, kwargs: dict, progress=None, stop_event=None, state=None):
+        """Run the project function ``target`` ("module:function") in a worker, as
+        ``function(progress=..., stop_event=..., **kwargs)``; its progress calls reach ``progress(frac, msg)``
+        here, ``stop_event`` (set here) reaches it.  Returns what it returns (picklable)."""
+        return self._run("call", (target, dict(kwargs)), state=state, stop_event=stop_event or threading.Event(),
+                         progress=progress)
+
+    def _run(self, kind, payload, state=None, stop_event=None, progress=None):
         w = self._acquire()
         job_id = next(self._ids)
         orphan_msg = None
         try:
             w.stop.clear()
-            w.inbox.put((job_id, cfg, keep_adapter))
+            w.inbox.put((job_id, kind, payload))
             while True:
-                if state.stop_event.is_set() and not w.stop.is_set():
+                if stop_event is not None and stop_event.is_set() and not w.stop.is_set():
                     w.stop.set()
-                if orphan_msg is None and state.orphaned():
+                if state is not None and orphan_msg is None and state.orphaned():
                     orphan_msg = f"stopped: page closed (no page polled this run for {state.orphan_s:g} s)"
                     w.stop.set()
                 try:
-                    kind, jid, payload = w.outbox.get(timeout=POLL_S)
+                    what, jid, data = w.outbox.get(timeout=POLL_S)
                 except queue_mod.Empty:
                     if not w.proc.is_alive():
                         self.died += 1
                         msg = died_message(w.proc.exitcode)
-                        state.set(status="failed", message=msg, ended=time.time())
+                        if state is not None:
+                            state.set(status="failed", message=msg, ended=time.time())
                         raise WorkerDied(msg) from None
                     continue
                 if jid != job_id:
                     continue  # "ready", or a late message of an earlier run
-                if kind == "rec":
-                    state.add_record(payload)
-                elif kind == "set":
-                    if orphan_msg and payload.get("status") == "stopped":
-                        payload = dict(payload, message=f"{orphan_msg} after step {state.step}")
-                    state.set(**payload)
-                elif kind == "done":
+                if what == "rec" and state is not None:
+                    state.add_record(data)
+                elif what == "set" and state is not None:
+                    if orphan_msg and data.get("status") == "stopped":
+                        data = dict(data, message=f"{orphan_msg} after step {state.step}")
+                    state.set(**data)
+                elif what == "progress" and progress is not None:
+                    progress(*data)
+                elif what == "done":
                     w.runs += 1
-                    return payload
-                elif kind == "error":
+                    return data
+                elif what == "error":
                     w.runs += 1
-                    state.set(status="failed", message=payload, ended=time.time())
-                    raise RuntimeError(payload)
+                    if state is not None:
+                        state.set(status="failed", message=data, ended=time.time())
+                    raise ServiceError(data)  # already one line, made in the worker
         finally:
             self._release(w)
 
@@ -361,3 +409,16 @@ def default_executor(default_kind: str = "thread", workers: int | None = None):
             else:
                 _DEFAULT = ThreadExecutor()
         return _DEFAULT
+
+
+def selftest(progress, stop_event, n: int = 3, pause: float = 0.0) -> dict:
+    """A tiny function for checking the worker channel (tests, the debug panel): counts to ``n``."""
+    done = 0
+    for i in range(int(n)):
+        if stop_event.is_set():
+            break
+        if pause:
+            time.sleep(pause)
+        done = i + 1
+        progress(done / n, f"{done} of {n}")
+    return dict(pid=os.getpid(), done=done)

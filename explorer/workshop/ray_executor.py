@@ -224,6 +224,9 @@ class RayExecutor:
         return [dict(actors=len(self._actors), idle=self._idle.qsize(), address=self.address or "local",
                      resources=self.ray.cluster_resources())]
 
+    def describe(self) -> dict:
+        return dict(kind=self.kind, workers=self.stats(), died=self.died)
+
     def shutdown(self) -> None:
         for a in self._actors:
             try:

@@ -88,6 +88,9 @@ class ThreadExecutor:
     def stats(self) -> list[dict]:
         return []
 
+    def describe(self) -> dict:
+        return dict(kind=self.kind, workers=[], died=0)
+
     def shutdown(self) -> None:
         pass
 
@@ -238,6 +241,7 @@ class _Worker:
     stop: Any
     runs: int = 0
     busy: bool = False
+    current: str = ""  # what it runs now (for the debug panel)
     started: float = field(default_factory=time.time)
 
 
@@ -288,7 +292,7 @@ class ProcessExecutor:
         return w
 
     def _release(self, w: _Worker) -> None:
-        w.busy = False
+        w.busy, w.current = False, ""
         with self._lock:
             if w.proc.is_alive():
                 self._idle.put(w)
@@ -301,17 +305,19 @@ class ProcessExecutor:
 
         ``loaded`` is ignored: the worker uses its own cached copy of the base model.
         """
-        return self._run("train", (cfg, keep_adapter), state=state, stop_event=state.stop_event)
+        what = f"{cfg.method} on {cfg.model}, {cfg.steps} steps"
+        return self._run("train", (cfg, keep_adapter), state=state, stop_event=state.stop_event, what=what)
 
     def run_call(self, target: str, kwargs: dict, progress=None, stop_event=None, state=None):
         """Run the project function ``target`` ("module:function") in a worker, as
         ``function(progress=..., stop_event=..., **kwargs)``; its progress calls reach ``progress(frac, msg)``
         here, ``stop_event`` (set here) reaches it.  Returns what it returns (picklable)."""
         return self._run("call", (target, dict(kwargs)), state=state, stop_event=stop_event or threading.Event(),
-                         progress=progress)
+                         progress=progress, what=target.rpartition(":")[2])
 
-    def _run(self, kind, payload, state=None, stop_event=None, progress=None):
+    def _run(self, kind, payload, state=None, stop_event=None, progress=None, what=""):
         w = self._acquire()
+        w.current = what
         job_id = next(self._ids)
         orphan_msg = None
         try:
@@ -370,8 +376,13 @@ class ProcessExecutor:
                 except Exception:  # noqa: BLE001 - it just ended
                     rss = None
             rows.append(dict(pid=w.proc.pid, alive=w.proc.is_alive(), rss_mib=rss, runs=w.runs, busy=w.busy,
-                             threads=self.threads, nice=self.niceness))
+                             current=w.current, threads=self.threads, nice=self.niceness))
         return rows
+
+    def describe(self) -> dict:
+        """For the debug panel: the kind, one row per worker, how many died."""
+        return dict(kind=self.kind, workers=self.stats(), died=self.died, threads_per_worker=self.threads,
+                    nice=self.niceness)
 
     def shutdown(self) -> None:
         with self._lock:

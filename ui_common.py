@@ -44,7 +44,8 @@ Helpers
 - ``knob_widget(page, prefix, knob, loaded, method)``: one widget per method ``Knob`` (rank as powers of two,
   SMT block sizes that divide every target, the blocks slider bounded by the blocks the targets hold,
   Tied-LoRA switches locked to the preset unless "custom"); ``available_types`` / ``type_label``.
-- ``session_history()``: the session's run history (Fine-tune / Compare).
+- ``session_history()``: the session's run history (Fine-tune / Compare); ``session_folder()`` its folder;
+  ``start_session_janitor()`` (from ``page_setup``) removes ended sessions' folders (``explorer.workshop.sessions``).
 - Playground-only computations live in ``explorer.views.playground`` (cached summaries per model, method and knobs,
   thread-safe, shared by all sessions; built on a shared-weight copy that never writes the cached base).
 """
@@ -88,6 +89,7 @@ def page_setup(title: str, icon: str = ":material/science:", layout: str = "wide
     except Exception:  # noqa: BLE001 - already set (e.g. called twice)
         pass
     _modes_from_url()
+    start_session_janitor()
     with st.sidebar:
         st.markdown("**PEFT Explorer**")
         page_links()
@@ -136,7 +138,7 @@ def get_base(name: str, meta_ok: bool = False):
 
     ``meta_ok``: a config-only model is built on the meta device (inspecting pages); else it is refused."""
     from explorer.models import load_model
-    from explorer.workshop.sessions import register_base
+    from explorer.workshop.status import register_base
 
     loaded = load_model(name, meta_ok=meta_ok)
     register_base(name, loaded)  # weakly: the debug status panel shows its checksum
@@ -490,29 +492,32 @@ def _page_is_live(page_session_id: str) -> bool:
 
 
 def session_history():
-    """This session's ``explorer.workshop.history.RunHistory``, persisted under a server-made session folder.
+    """This session's ``explorer.workshop.history.RunHistory``, persisted under a server-made session folder
+    (``explorer.workshop.sessions``: the one place for session ids, folders, holders and clean-up).
 
     The folder's id (32 hex characters, made with ``secrets``) is also written to the URL as
     ``sid``; after a page reload the new session starts from a *copy* of that folder's runs
     (validated id, existing folder only; the id never names a path by itself), under its own
     new id, so two sessions never write the same files.  A link copied from the address bar
-    while its owner's page is still open does not carry the runs (``explorer.workshop.history.may_restore``):
-    the receiver starts with an empty history and a one-line notice.
+    while its owner's page is still open does not carry the runs (``sessions.may_restore``):
+    the receiver starts with an empty history and a one-line notice.  The old folder is removed by the
+    janitor once its page has ended (``page_setup`` starts it).
     """
     from explorer.workshop import history as H
+    from explorer.workshop import sessions as S
 
     me = _page_session_id()
     if "run_history" not in st.session_state:
-        sid = H.new_session_id()
+        sid = S.new_session_id()
         try:
-            hist = H.RunHistory(H.session_folder(sid))
+            hist = H.RunHistory(S.session_dir(sid, create=False))
         except Exception:  # noqa: BLE001 - no folder: the history stays in memory
             hist = H.RunHistory()
         prev = st.query_params.get("sid")
-        if prev and H.valid_session_id(prev) and prev != sid:
-            if H.may_restore(prev, _page_is_live, me=me):
+        if prev and S.valid_session_id(prev) and prev != sid:
+            if S.may_restore(prev, _page_is_live, me=me):
                 try:
-                    old = H.session_folder(prev)
+                    old = S.session_dir(prev, create=False)
                     if old.is_dir():
                         hist.restore_from(old)
                 except Exception:  # noqa: BLE001 - an unreadable old folder: start empty
@@ -523,11 +528,35 @@ def session_history():
         st.session_state["session_id"] = sid
         st.session_state["run_history"] = hist
         if me:
-            H.hold(sid, me, is_live=_page_is_live)
+            S.hold(sid, me, is_live=_page_is_live)
     sid = st.session_state.get("session_id")
-    if H.valid_session_id(sid) and st.query_params.get("sid") != sid:
+    if S.valid_session_id(sid) and st.query_params.get("sid") != sid:
         st.query_params["sid"] = sid
     return st.session_state["run_history"]
+
+
+def session_folder(create: bool = True):
+    """This session's own folder (uploads, history), made on first use (``create``)."""
+    from explorer.workshop import sessions as S
+
+    if not S.valid_session_id(st.session_state.get("session_id")):
+        session_history()  # makes the session's id
+    return S.session_dir(st.session_state["session_id"], create=create)
+
+
+def start_session_janitor() -> None:
+    """Start the server's session-folder janitor (once per process; every page calls this through ``page_setup``):
+    it sweeps when the first page of a new server loads, then every ``PEFT_EXPLORER_SESSION_SWEEP_S`` seconds, and
+    asks Streamlit's runtime which pages are still open.  Not without a server (AppTest, scripts)."""
+    from streamlit import runtime
+
+    from explorer.workshop import sessions as S
+
+    try:
+        if runtime.exists():
+            S.start_janitor(is_live=_page_is_live)
+    except Exception:  # noqa: BLE001 - no sessions root (read-only disk): pages still work
+        pass
 
 
 def sidebar_model(page: str, current: str, big: bool = False):

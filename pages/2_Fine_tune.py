@@ -9,7 +9,7 @@ import streamlit as st
 import ui_common as ui
 from explorer.data import tasks as D
 from explorer.views import figures_runs as FR
-from explorer.workshop.history import entry_from_result, metrics_csv, metrics_json, new_session_id, session_folder
+from explorer.workshop.history import entry_from_result, metrics_csv, metrics_json
 from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
@@ -276,7 +276,7 @@ def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
     sig = (name, hashlib.sha256(data).hexdigest(), kind, tuple(sorted(cols_map.items())))
     cached = st.session_state.get("ft_upload_cache")
     if cached is None or cached[0] != sig:
-        folder = session_folder(st.session_state.get("session_id") or new_session_id(), create=True)
+        folder = ui.session_folder()
         try:
             cached = (sig, load_uploaded_task(folder, name, data, kind, **cols_map))
         except Exception as exc:  # noqa: BLE001 - kept: a refused file is not stored again on every rerun

@@ -31,7 +31,7 @@ def cfg(steps=400, method="lora", **kw):
 
 
 def worker_threads():
-    from explorer.workshop.sessions import WORKER_PREFIXES  # train-* (start_in_thread), peft-run-* (the server queue)
+    from explorer.workshop.status import WORKER_PREFIXES  # train-* (start_in_thread), peft-run-* (the server queue)
 
     return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith(WORKER_PREFIXES)]
 

@@ -27,16 +27,19 @@ Helpers
   Never call ``requires_grad_``, ``.train()`` or attach adapters on it; use ``fresh_copy``.
 - ``load_base_or_error(name)``: the same, showing ``ModelLoadError`` etc. as one readable line.
 - ``run_page(fn)`` / ``show_error(exc)``: error display (Streamlit's stop/rerun pass through).
-- ``url_values`` / ``write_url`` / ``wkey`` / ``widget_values`` / ``url_is_fresh``: URL state through an
+- ``url_values`` / ``write_url`` / ``wkey`` / ``widget_values`` / ``url_is_fresh`` / ``setting`` / ``raw_params``:
+  URL state through an
   ``explorer.urlstate.Schema``.  Widgets are bound by key (``wkey(page, field)``, no ``value=``); they are
   re-seeded from the URL only when the URL changed under the page (pasted link, preset).  When the schema
   depends on a setting (e.g. the method decides the knob fields), read that setting from the URL while
-  ``url_is_fresh(page)`` and from the widget state otherwise.
+  ``url_is_fresh(page)`` and from the widget state otherwise (``setting``); ``reset_on_method_change`` gives a newly
+  picked method its own knob defaults.
 - ``apply_preset(preset, page)``: load a lesson preset (``explorer.workshop.presets``) into the URL and rerun.
 - ``instructor_mode()`` / ``projector_mode()``: the sidebar switches (URL keys ``instr`` / ``proj``), drawn by
   ``page_setup``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's own state
   when another page runs), rides along in every page link (``mode_params()``) and preset, and is in the URL.
-  Pages hide ``Knob.advanced`` knobs when instructor mode is on; ``projector_on()`` for layout choices.
+  ``instructor_on()``, ``visible_knobs`` (hides ``Knob.advanced`` knobs and seeds in instructor mode) and
+  ``keep_hidden_values`` (hidden widgets keep their values); ``projector_on()`` for layout choices.
 - Projector mode: ``PROJECTOR_CSS`` (dark by inverting the light app, charts inverted back; large type; no faint
   captions) and ``show_fig``, which restyles figures with ``explorer.views.figures.for_projector`` (dark template,
   large fonts); ``plotly_template()`` gives "plotly_dark" then, else None (Streamlit's chart theme).
@@ -196,7 +199,8 @@ def _sig(d: dict) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _raw_params() -> dict:
+def raw_params() -> dict:
+    """The page address's query parameters as a plain dict (a key given twice: a list)."""
     qp = st.query_params
     out = {}
     for k in qp.keys():
@@ -208,7 +212,29 @@ def _raw_params() -> dict:
 def url_is_fresh(page: str) -> bool:
     """True when the URL differs from what this page last wrote (first visit, pasted link, preset):
     settings must then come from the URL, not from the widgets' session state."""
-    return st.session_state.get(f"_urlsig:{page}") != _sig(_raw_params())
+    return st.session_state.get(f"_urlsig:{page}") != _sig(raw_params())
+
+
+def setting(schema: Schema, page: str, name: str):
+    """A setting that decides the rest of the page's schema (e.g. the method decides its knob fields): from the
+    URL while it is fresh (a new link or preset: ``url_is_fresh``), else from the widget's state."""
+    url_value = schema.parse(raw_params())[0][name]
+    return url_value if url_is_fresh(page) else st.session_state.get(wkey(page, name), url_value)
+
+
+def reset_on_method_change(page: str, slot: str, method: str, fields) -> bool:
+    """A newly picked method starts from its own knob defaults: when ``method`` differs from the one this page's
+    ``slot`` (e.g. "method", or one side of the playground) showed on the last run, and the URL did not just
+    change (a link or preset brings its own knobs), the widgets of ``fields`` (``urlstate.Field``) are reset.
+    Returns True when they were."""
+    key = f"_prev_method:{page}:{slot}"
+    prev = st.session_state.get(key)
+    changed = prev is not None and prev != method and not st.session_state.get(f"_urlfresh:{page}")
+    if changed:
+        for f in fields:
+            st.session_state[wkey(page, f.name)] = f.default_value()
+    st.session_state[key] = method
+    return changed
 
 
 def url_values(schema: Schema, page: str, notice: bool = True) -> dict:
@@ -217,7 +243,7 @@ def url_values(schema: Schema, page: str, notice: bool = True) -> dict:
     The widgets are re-seeded only when the URL differs from what this page last
     wrote (first visit, a pasted link, a preset), so moving a widget is not undone.
     """
-    raw = _raw_params()
+    raw = raw_params()
     values, warnings = schema.parse(raw)
     sig_key = f"_urlsig:{page}"
     fresh = st.session_state.get(sig_key) != _sig(raw)  # a new link / preset / first visit
@@ -246,7 +272,7 @@ def write_url(schema: Schema, page: str, values: dict | None = None, keep: tuple
         if k in st.query_params and k not in enc:
             enc[k] = st.query_params[k]
     enc.update(mode_params())
-    if _raw_params() != enc:
+    if raw_params() != enc:
         st.query_params.from_dict(enc)
     st.session_state[f"_urlsig:{page}"] = _sig(enc)
 
@@ -324,6 +350,32 @@ def _mode_switch(name: str) -> bool:
 def instructor_mode() -> bool:
     """Sidebar switch (URL key ``instr``) that hides advanced knobs on every page."""
     return _mode_switch("instructor")
+
+
+def instructor_on() -> bool:
+    return mode_on("instructor")
+
+
+INSTRUCTOR_HIDDEN_KNOBS = ("seed",)  # hidden in instructor mode besides every Knob.advanced
+
+
+def visible_knobs(knobs, skip=()) -> list:
+    """The method knobs a page draws: all but ``skip``, and in instructor mode neither the advanced ones
+    (``Knob.advanced``) nor the seeds."""
+    hide = instructor_on()
+    return [kn for kn in knobs if kn.name not in skip
+            and not (hide and (kn.advanced or kn.name in INSTRUCTOR_HIDDEN_KNOBS))]
+
+
+def keep_hidden_values(page: str, names) -> None:
+    """In instructor mode some widgets are not drawn, and Streamlit drops the state of a widget that is not
+    drawn: re-assigning keeps their values (and so the URL keeps them).  ``names``: the page's field names."""
+    if not instructor_on():
+        return
+    for n in names:
+        key = wkey(page, n)
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def projector_mode() -> bool:

@@ -46,7 +46,7 @@ def sessions_dir(tmp_path, monkeypatch):
 
 
 def run_state(at: AppTest):
-    return at.session_state["ft_run"]["state"] if "ft_run" in at.session_state else None
+    return at.session_state["ft_run"].state if "ft_run" in at.session_state else None
 
 
 def wait_done(at: AppTest, timeout: float = 60.0) -> str:
@@ -54,7 +54,7 @@ def wait_done(at: AppTest, timeout: float = 60.0) -> str:
     while True:
         at.run()
         st = run_state(at)
-        if st is not None and st.done and at.session_state["ft_run"]["job"].done:  # history written too
+        if st is not None and st.done and at.session_state["ft_run"].job.done:  # history written too
             at.run()  # the page's redraw after the end
             return st.status
         if time.time() > deadline:
@@ -180,11 +180,11 @@ def test_two_starts_in_a_row_start_one_run():
 
     at = ft(model="tiny-bert", steps="400", bs="4")
     at.button(key="ft_start").click().run()
-    first = at.session_state["ft_run"]["job"]
+    first = at.session_state["ft_run"].job
     for _ in range(3):  # reruns (fragment polls, other widgets) never start another run
         at.slider(key="ft:steps").set_value(300).run()
         assert at.button(key="ft_start").disabled
-    assert at.session_state["ft_run"]["job"] is first
+    assert at.session_state["ft_run"].job is first
     sid = at.session_state["session_id"]
     mine = [j for j in default_queue().running() + default_queue().queued() if j.owner == sid]
     assert len(mine) == 1

@@ -151,7 +151,8 @@ def test_tab_closed_mid_run_is_stopped_by_heartbeat(tiny_bert, hook, monkeypatch
 
 
 def test_sweep_whose_tab_closed_stops_with_its_current_run(tiny_bert, hook, monkeypatch, kept):
-    from explorer.workshop.jobs import RunQueue, Sweep
+    from explorer.workshop.jobs import RunQueue
+    from explorer.workshop.sweeps import Sweep
 
     monkeypatch.setenv(train_mod.ORPHAN_ENV, "0.4")
     hook(delay=0.02)
@@ -163,21 +164,21 @@ def test_sweep_whose_tab_closed_stops_with_its_current_run(tiny_bert, hook, monk
     while time.monotonic() - t0 < 1.2:  # a polling page: alive past the timeout
         sw.heartbeat()
         time.sleep(0.05)
-    assert not sw.done and sw.snapshot()["current"]["status"] == "running"
+    assert not sw.done and sw.snapshot().current["status"] == "running"
     t_closed = time.monotonic()  # the tab closes: nobody polls any more
     sw.thread.join(timeout=30)
     assert not sw.thread.is_alive()
     snap = sw.snapshot()
-    assert snap["status"] == "stopped", snap
-    assert snap["message"].startswith("stopped: page closed") and "after 1 of 3 runs" in snap["message"], snap
+    assert snap.status == "stopped", snap
+    assert snap.message.startswith("stopped: page closed") and "after 1 of 3 runs" in snap.message, snap
     assert time.monotonic() - t_closed >= 0.4
     # the run that was going is stopped by the same timeout and kept (partial); the others never start
-    assert got == ["stopped"] and snap["results"][0]["message"].startswith("stopped: page closed")
+    assert got == ["stopped"] and snap.results[0].message.startswith("stopped: page closed")
     assert q.stats() == dict(running=0, queued=0, max_running=1, finished=1)
     # a sweep no page ever polled (a script) is never orphaned
     sw2 = Sweep([("lora r=1", cfg(steps=3))], q, loaded=tiny_bert).start()
     sw2.thread.join(timeout=30)
-    assert sw2.snapshot()["status"] == "finished"
+    assert sw2.snapshot().status == "finished"
     del sw, sw2
     gc.collect()
     assert_intact(kept)

@@ -1,4 +1,10 @@
-"""Shared helpers for every dashboard page (the one module besides pages that imports streamlit).
+"""Shared helpers for every dashboard page: the one module a page imports (``import ui_common as ui``).
+
+Streamlit is imported only here, in the ``ui_*.py`` modules beside it and in the pages.  Two parts live in their
+own modules and are re-exported here: ``ui_modes.py`` (instructor and projector modes, ``show_fig``) and
+``ui_session.py`` (the session's run history and folder).  Panels that one page draws live beside it:
+``ui_runs.py`` (Fine-tune's runs, downloads and "Try your model"), ``ui_smt.py`` (the SMT inspector's views),
+``ui_board.py`` (the class board's share control).
 
 How a page uses them::
 
@@ -62,8 +68,11 @@ from typing import Callable
 import streamlit as st
 
 from explorer.errors import user_message
-from explorer.views.figures import template_for
 from explorer.urlstate import Schema
+from ui_modes import (INSTRUCTOR_HIDDEN_KNOBS, MODES, PROJECTOR_CSS, _modes_from_url, _modes_to_url,  # noqa: F401
+                      instructor_mode, instructor_on, keep_hidden_values, mode_on, mode_params, plotly_template,
+                      projector_mode, projector_on, show_fig, visible_knobs)
+from ui_session import session_folder, session_history, start_session_janitor  # noqa: F401
 
 PAGES = [  # (path, label, icon) for links; pages that are not there yet are skipped.  Material icons
     # render everywhere (emoji need a font that headless browsers often lack).
@@ -288,149 +297,6 @@ def apply_preset(values: dict, page: str) -> None:
     st.rerun()
 
 
-# ----------------------------------------------------------------------------- instructor and projector modes
-
-# mode -> (URL key, switch label, help).  A mode lives in session state under ``_mode_<name>`` (a plain key,
-# which survives page changes: Streamlit drops a widget's own state when another page runs), is copied into
-# the switch's key before the switch is drawn, rides along in every page link and preset, and is in the URL.
-MODES = {
-    "instructor": ("instr", "Instructor mode",
-                   "Hides advanced knobs (dropout, mask redraw, seeds) so a room sees the essentials."),
-    "projector": ("proj", "Projector mode",
-                  "Dark theme and large type for a projector: charts, numbers and captions readable from the "
-                  "back of the room."),
-}
-_TRUE = ("1", "true", "on", "yes")
-
-
-def _mode_key(name: str) -> str:
-    return f"_mode_{name}"
-
-
-def mode_on(name: str) -> bool:
-    return bool(st.session_state.get(_mode_key(name), False))
-
-
-def projector_on() -> bool:
-    return mode_on("projector")
-
-
-def mode_params() -> dict:
-    """The URL keys of the modes that are on (``{"instr": "1", "proj": "1"}``): page links and presets carry them."""
-    return {url: "1" for name, (url, _, _) in MODES.items() if mode_on(name)}
-
-
-def _modes_from_url() -> None:
-    """A new session takes its modes from the URL; later the session's own state rules (page links carry it)."""
-    for name, (url, _, _) in MODES.items():
-        mk = _mode_key(name)
-        if mk not in st.session_state:
-            st.session_state[mk] = str(st.query_params.get(url, "0")).lower() in _TRUE
-        st.session_state[name] = st.session_state[mk]  # re-seed the switch (its widget state is per page)
-
-
-def _modes_to_url() -> None:
-    for name, (url, _, _) in MODES.items():
-        on = mode_on(name)
-        if on and st.query_params.get(url) != "1":
-            st.query_params[url] = "1"
-        elif not on and url in st.query_params:
-            del st.query_params[url]
-
-
-def _mode_switch(name: str) -> bool:
-    url, label, help_ = MODES[name]
-
-    def keep():
-        st.session_state[_mode_key(name)] = bool(st.session_state.get(name))
-
-    return st.toggle(label, key=name, help=help_, on_change=keep)
-
-
-def instructor_mode() -> bool:
-    """Sidebar switch (URL key ``instr``) that hides advanced knobs on every page."""
-    return _mode_switch("instructor")
-
-
-def instructor_on() -> bool:
-    return mode_on("instructor")
-
-
-INSTRUCTOR_HIDDEN_KNOBS = ("seed",)  # hidden in instructor mode besides every Knob.advanced
-
-
-def visible_knobs(knobs, skip=()) -> list:
-    """The method knobs a page draws: all but ``skip``, and in instructor mode neither the advanced ones
-    (``Knob.advanced``) nor the seeds."""
-    hide = instructor_on()
-    return [kn for kn in knobs if kn.name not in skip
-            and not (hide and (kn.advanced or kn.name in INSTRUCTOR_HIDDEN_KNOBS))]
-
-
-def keep_hidden_values(page: str, names) -> None:
-    """In instructor mode some widgets are not drawn, and Streamlit drops the state of a widget that is not
-    drawn: re-assigning keeps their values (and so the URL keeps them).  ``names``: the page's field names."""
-    if not instructor_on():
-        return
-    for n in names:
-        key = wkey(page, n)
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
-
-
-def projector_mode() -> bool:
-    """Sidebar switch (URL key ``proj``): dark theme and large type (``PROJECTOR_CSS``, ``show_fig``)."""
-    return _mode_switch("projector")
-
-
-# Projector mode.  Streamlit has no per-session theme, so the light app is turned dark by inverting the whole
-# page (lightness inverted, hues kept by the 180° hue rotation: every widget, table and code block follows);
-# charts are inverted back and drawn with a real dark plotly template and large fonts (``show_fig``).  Type is
-# scaled through the root font size (Streamlit sizes text in rem); captions and labels lose their faint grey.
-PROJECTOR_CSS = """<style>
-html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-rotate(180deg); }
-[data-testid="stPlotlyChart"], img, video, [data-testid="stImage"] { filter: invert(1) hue-rotate(180deg); }
-[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] *,
-[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *,
-[data-testid="stMarkdownContainer"] small, [data-testid="stTooltipIcon"] {
-  color: #111318 !important; opacity: 1 !important; }
-[data-testid="stCaptionContainer"] { font-size: 0.95rem !important; }
-[data-testid="stMarkdownContainer"] code { font-size: 0.92em; }
-[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.1rem !important; font-weight: 600; }
-[data-testid="stMetricLabel"] p { font-size: 1.0rem !important; }
-[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stMetricDelta"],
-[data-testid="stMetricDelta"] * { white-space: normal !important;
-  overflow: visible !important; text-overflow: clip !important; }
-.stApp, [data-testid="stMarkdownContainer"] { color: #111318; }
-[data-testid="stSidebar"] { min-width: 330px; }
-[data-testid="stMainBlockContainer"] { padding-left: 2.5rem !important; padding-right: 2.5rem !important;
-  max-width: none !important; }
-[data-testid="stBaseButton-primary"] { filter: invert(1) hue-rotate(180deg); }
-[data-testid^="stBaseButton"] *, [data-testid="stPageLink"] * { white-space: normal !important;
-  overflow: visible !important; text-overflow: clip !important; }
-</style>"""
-
-
-def plotly_template() -> str | None:
-    """The plotly template pages pass to figure builders: None (Streamlit's chart theme, which follows the app's
-    light or dark theme) or, in projector mode, "plotly_dark" (a plain string: builders and caches take it as
-    is); ``show_fig`` then restyles the figure with ``explorer.views.figures.for_projector`` (dark, large type).
-    ``explorer.views.figures.template_for(theme)`` gives a template for figures exported outside Streamlit."""
-    return "plotly_dark" if projector_on() else None
-
-
-def show_fig(fig, key: str | None = None) -> None:
-    """Draw a plotly figure.  Normally with Streamlit's chart theme (follows the app's theme; colours and colour
-    scales set on the traces are kept); in projector mode restyled by ``explorer.views.figures.for_projector``
-    (dark template, large fonts, taller) and drawn as is."""
-    if projector_on():
-        from explorer.views.figures import for_projector
-
-        st.plotly_chart(for_projector(fig), theme=None, key=key, config={"displaylogo": False})
-    else:
-        st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
-
-
 # ----------------------------------------------------------------------------- method knobs (shared by pages)
 
 KNOB_RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -521,94 +387,6 @@ def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
     else:
         st.number_input(label, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
                         help=help_)
-
-
-# ----------------------------------------------------------------------------- run history of this session
-
-def _page_session_id() -> str | None:
-    """Streamlit's id of this browser page's session (None outside a running server)."""
-    try:
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-        ctx = get_script_run_ctx()
-        return ctx.session_id if ctx is not None else None
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _page_is_live(page_session_id: str) -> bool:
-    """Whether that page session is connected to this server now (False without a runtime, as in AppTest)."""
-    from streamlit import runtime
-
-    return runtime.exists() and runtime.get_instance().is_active_session(page_session_id)
-
-
-def session_history():
-    """This session's ``explorer.workshop.history.RunHistory``, persisted under a server-made session folder
-    (``explorer.workshop.sessions``: the one place for session ids, folders, holders and clean-up).
-
-    The folder's id (32 hex characters, made with ``secrets``) is also written to the URL as
-    ``sid``; after a page reload the new session starts from a *copy* of that folder's runs
-    (validated id, existing folder only; the id never names a path by itself), under its own
-    new id, so two sessions never write the same files.  A link copied from the address bar
-    while its owner's page is still open does not carry the runs (``sessions.may_restore``):
-    the receiver starts with an empty history and a one-line notice.  The old folder is removed by the
-    janitor once its page has ended (``page_setup`` starts it).
-    """
-    from explorer.workshop import history as H
-    from explorer.workshop import sessions as S
-
-    me = _page_session_id()
-    if "run_history" not in st.session_state:
-        sid = S.new_session_id()
-        try:
-            hist = H.RunHistory(S.session_dir(sid, create=False))
-        except Exception:  # noqa: BLE001 - no folder: the history stays in memory
-            hist = H.RunHistory()
-        prev = st.query_params.get("sid")
-        if prev and S.valid_session_id(prev) and prev != sid:
-            if S.may_restore(prev, _page_is_live, me=me):
-                try:
-                    old = S.session_dir(prev, create=False)
-                    if old.is_dir():
-                        hist.restore_from(old)
-                except Exception:  # noqa: BLE001 - an unreadable old folder: start empty
-                    pass
-            else:
-                st.toast("Shared link: you get its settings; its owner's runs stay with them.",
-                         icon=":material/link:")
-        st.session_state["session_id"] = sid
-        st.session_state["run_history"] = hist
-        if me:
-            S.hold(sid, me, is_live=_page_is_live)
-    sid = st.session_state.get("session_id")
-    if S.valid_session_id(sid) and st.query_params.get("sid") != sid:
-        st.query_params["sid"] = sid
-    return st.session_state["run_history"]
-
-
-def session_folder(create: bool = True):
-    """This session's own folder (uploads, history), made on first use (``create``)."""
-    from explorer.workshop import sessions as S
-
-    if not S.valid_session_id(st.session_state.get("session_id")):
-        session_history()  # makes the session's id
-    return S.session_dir(st.session_state["session_id"], create=create)
-
-
-def start_session_janitor() -> None:
-    """Start the server's session-folder janitor (once per process; every page calls this through ``page_setup``):
-    it sweeps when the first page of a new server loads, then every ``PEFT_EXPLORER_SESSION_SWEEP_S`` seconds, and
-    asks Streamlit's runtime which pages are still open.  Not without a server (AppTest, scripts)."""
-    from streamlit import runtime
-
-    from explorer.workshop import sessions as S
-
-    try:
-        if runtime.exists():
-            S.start_janitor(is_live=_page_is_live)
-    except Exception:  # noqa: BLE001 - no sessions root (read-only disk): pages still work
-        pass
 
 
 def sidebar_model(page: str, current: str, big: bool = False):

@@ -15,20 +15,12 @@ from streamlit.testing.v1 import AppTest
 from explorer.smt import analysis as A
 from explorer.views import smt_views as V
 from explorer.targets import Target
-from apptest_helpers import no_problem, qp
+from apptest_helpers import no_problem, one_thread, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "5_SMT_block_inspector.py")
 FT = str(ROOT / "pages" / "2_Fine_tune.py")
 HANDOFF = "smt_inspector_selection"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +29,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_EXPLORER_CACHE", str(tmp_path / "cache"))  # the gradients are really computed
     A.clear_memory_cache()
     yield
-    from explorer.workshop.jobs import default_queue
-
-    default_queue().cancel_all()
+    stop_all_runs()
 
 
 

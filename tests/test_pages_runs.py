@@ -13,35 +13,18 @@ FT = str(ROOT / "pages" / "2_Fine_tune.py")
 CMP = str(ROOT / "pages" / "3_Compare.py")
 TIMEOUT = 90
 
-from apptest_helpers import open_page, no_problem, qp
+from apptest_helpers import no_problem, one_thread, open_page, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
 
 
 def ft(**params):
     return open_page(FT, TIMEOUT, **params)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Runs in worker threads share 2 busy cores: 1 intra-op thread each (as the server's queue sets it)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def sessions_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_EXPLORER_SESSIONS", str(tmp_path / "sessions"))
     yield
-    from explorer.workshop.jobs import default_queue
-
-    q = default_queue()
-    q.cancel_all()
-    deadline = time.time() + 30
-    while q.stats()["running"] and time.time() < deadline:
-        time.sleep(0.1)
+    stop_all_runs()
 
 
 

@@ -79,10 +79,10 @@ def _folder(age_s: float, owner: str | None = None):
 def test_cleanup_rules(sessions_root):
     live = {"open-page"}
     open_old = _folder(10_000, "open-page")          # its page is open: kept, however old
-    ended_old = _folder(1_000, "closed-page")        # its page ended 1000 s ago: past the 900 s grace
+    ended_old = _folder(4_000, "closed-page")        # its page ended 4000 s ago: past the hour of grace
     ended_new = _folder(100, "closed-page-2")        # ended 100 s ago: within the grace
     nobody_day = _folder(2 * 86400)                  # nobody holds it (before a restart), two days old
-    nobody_hour = _folder(3600)                      # nobody holds it, an hour old
+    nobody_hour = _folder(7200)                      # nobody holds it, two hours old
     other = sessions_root / "not-a-session"
     other.mkdir()
     os.utime(other, (1, 1))
@@ -91,10 +91,10 @@ def test_cleanup_rules(sessions_root):
     assert open_old.exists() and ended_new.exists() and nobody_hour.exists() and other.exists()
     assert time.time() - open_old.stat().st_mtime < 60  # touched: its age counts from the last time it was seen
     assert S.holder(ended_old.name) is None and S.holder(ended_new.name) == "closed-page-2"
-    # the page closes: 900 s later its folder goes
+    # the page closes: an hour later its folder goes
     live.clear()
     assert S.cleanup(is_live=live.__contains__) == 0
-    t = time.time() - 901
+    t = time.time() - 3601
     os.utime(open_old, (t, t))
     assert S.cleanup(is_live=live.__contains__) == 1 and not open_old.exists()
     # without is_live nobody is known to be open or ended: the age rule alone
@@ -102,17 +102,17 @@ def test_cleanup_rules(sessions_root):
 
 
 def test_policy_from_the_environment(monkeypatch):
-    assert S.CleanupPolicy.from_env() == S.CleanupPolicy(86400.0, 900.0, 300.0)
+    assert S.CleanupPolicy.from_env() == S.CleanupPolicy(86400.0, 3600.0, 300.0)
     monkeypatch.setenv("PEFT_EXPLORER_SESSION_MAX_AGE_S", "7200")
     monkeypatch.setenv("PEFT_EXPLORER_SESSION_GRACE_S", "-5")  # not a duration: the default
     monkeypatch.setenv("PEFT_EXPLORER_SESSION_SWEEP_S", "soon")
-    assert S.CleanupPolicy.from_env() == S.CleanupPolicy(7200.0, 900.0, 300.0)
+    assert S.CleanupPolicy.from_env() == S.CleanupPolicy(7200.0, 3600.0, 300.0)
 
 
 def test_janitor_sweeps_at_start_and_then_periodically():
     old = _folder(2 * 86400)
     assert S.janitor_stats() is None
-    assert S.start_janitor(policy=S.CleanupPolicy(max_age_s=86400, grace_s=900, interval_s=0.2))
+    assert S.start_janitor(policy=S.CleanupPolicy(max_age_s=86400, grace_s=3600, interval_s=0.2))
     assert not S.start_janitor()  # once per process
     deadline = time.time() + 10
     while old.exists() and time.time() < deadline:

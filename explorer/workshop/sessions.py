@@ -24,8 +24,9 @@ reload: the old page disconnects first) or unknown (e.g. after a restart): :func
 
 - a folder held by a page that is still open is touched and kept;
 - a folder whose page has ended (tab closed; a reload has copied its runs into the new session's folder) is
-  removed once it has been untouched for ``PEFT_EXPLORER_SESSION_GRACE_S`` seconds (default 900: longer than
-  Streamlit's 120 s reconnection window, and than a run's orphan timeout, whose last write touches it);
+  removed once it has been untouched for ``PEFT_EXPLORER_SESSION_GRACE_S`` seconds (default 3600: a laptop
+  closed over lunch comes back with its runs; far longer than Streamlit's 120 s reconnection window and a run's
+  orphan timeout, whose last write touches the folder);
 - a folder nobody holds (left from before a server restart, or made by scripts and tests) is removed once it
   has been untouched for ``PEFT_EXPLORER_SESSION_MAX_AGE_S`` seconds (default 86400: a day).
 """
@@ -164,7 +165,7 @@ class CleanupPolicy:
     """How long folders stay (seconds); :meth:`from_env` reads the ``PEFT_EXPLORER_SESSION_*`` variables."""
 
     max_age_s: float = 24 * 3600   # a folder nobody holds, untouched this long, goes
-    grace_s: float = 900.0         # a folder whose page has ended, untouched this long, goes
+    grace_s: float = 3600.0        # a folder whose page has ended, untouched this long, goes
     interval_s: float = 300.0      # the janitor's sweep period
 
     @classmethod

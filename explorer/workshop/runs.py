@@ -27,14 +27,11 @@ __all__ = ["FineTuneRun", "start_fine_tune", "train_into_history"]
 
 def train_into_history(cfg: TrainConfig, state: RunState, loaded, hist, label: str, job: Job | None = None) -> str:
     """Worker thread (no Streamlit calls): train, add the run to ``hist``, free the model copy; the entry's id."""
-    from explorer.workshop.history import entry_from_result
-
     from explorer.workshop.workers import default_executor
 
     res = default_executor().run_train(cfg, state, loaded=loaded)  # a worker process by default (the server draws)
     try:
-        entry = entry_from_result(res, run_id=hist.new_id(), label=label)
-        hist.add(entry)
+        entry = hist.add_result(res, label)
         state.set(entry_id=entry.id)
     finally:
         state.result = None  # drop the model copy: memory goes back

@@ -35,7 +35,9 @@ import torch
 
 from explorer.memory import model as memory
 from explorer.methods import METHODS
-from explorer.engine.train import TrainConfig, load_for, train
+from explorer.engine.config import TrainConfig
+from explorer.engine.prepare import load_for
+from explorer.engine.train import train
 
 OUT = Path(__file__).resolve().parent / "results" / "train_compare.json"
 PEFT = ["lora", "dora", "lora-sp", "tied-lora", "smt", "sparta"]

@@ -13,7 +13,9 @@ from explorer.workshop.history import entry_from_result, metrics_csv, metrics_js
 from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
-from explorer.engine.train import DEFAULT_LR, RunState, TrainConfig, train
+from explorer.engine.config import DEFAULT_LR, TrainConfig
+from explorer.engine.state import RunState
+from explorer.engine.train import train
 from explorer.urlstate import Field, Schema, knob_fields
 from explorer.views.verdicts import learning_verdict
 

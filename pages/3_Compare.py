@@ -11,7 +11,7 @@ from explorer.views import figures_runs as FR
 from explorer.workshop.jobs import SWEEP_METHODS, Sweep, default_queue, ordinal, sweep_plan
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
-from explorer.engine.train import TrainConfig
+from explorer.engine.config import TrainConfig
 from explorer.urlstate import Field, Schema
 from explorer.views.verdicts import budget_verdict
 

@@ -117,7 +117,8 @@ class Progress:
 def run(args) -> int:
     from explorer.engine import export
     from explorer.cli.core import parse_knobs
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     rank, world, device = _init_distributed(args.device)
     cfg = TrainConfig(model=args.model, task=args.task or "", method=args.method, knobs=parse_knobs(args.knob),

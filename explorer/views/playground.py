@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from explorer.engine.step import StepPlan, run_step
 from explorer.methods import METHODS, apply_method
 from explorer.methods.base import Adapter, KnobError, Layout
 from explorer.targets import ALL_TYPES, find_targets
@@ -250,12 +251,10 @@ def smt_grad_sums(loaded, targets: tuple[str, ...], n_batches: int, seed: int = 
     adapter.begin_warmup()
     model.train()
     torch.manual_seed(seed)
+    plan = StepPlan(sink=adapter.accumulate)  # gradient-only: no optimizer, the sums are the result
     for b in batches:
-        loss = model(**b).loss
-        if not math.isfinite(float(loss.detach())):
+        if not run_step(model, b, plan).ok:
             raise FloatingPointError("smt: the warm-up loss is not finite")
-        loss.backward()
-        adapter.accumulate()
     model.eval()
     sums = {k: v.detach().clone() for k, v in adapter.grad_sums.items()}
     out = dict(sums=sums, batches=len(batches), task=src, seconds=time.perf_counter() - t0)

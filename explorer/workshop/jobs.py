@@ -6,7 +6,9 @@ Start at once run at most ``max_running`` fine-tunes (default 2, environment var
 ``PEFT_EXPLORER_MAX_RUNS``) and the others wait in line, first come first served::
 
     from explorer.workshop.jobs import default_queue, estimate_run_bytes
-    from explorer.engine.train import RunState, TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.state import RunState
+    from explorer.engine.train import train
 
     cfg = TrainConfig(model="tiny-bert", method="lora", steps=20)
     state = RunState(cfg)
@@ -39,7 +41,7 @@ from collections import deque
 from typing import Any, Callable
 
 from explorer.methods.base import KnobError
-from explorer.engine.train import Heartbeat
+from explorer.engine.state import Heartbeat
 
 __all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
            "check_memory", "ordinal", "DEFAULT_MAX_RUNS", "DEFAULT_SAFETY"]
@@ -136,7 +138,7 @@ class Job:
         self.id = next(Job._ids)
         self.queue = queue
         self.fn = fn
-        self.state = state  # an explorer.engine.train.RunState (optional)
+        self.state = state  # an explorer.engine.state.RunState (optional)
         self.need_bytes = need_bytes
         self.label = label
         self.device = device
@@ -459,7 +461,8 @@ class Sweep(Heartbeat):
                         position=job.position() if job is not None else 0)
 
     def _work(self) -> None:
-        from explorer.engine.train import RunState, train
+        from explorer.engine.state import RunState
+        from explorer.engine.train import train
 
         try:
             orphaned = False

@@ -135,7 +135,7 @@ def server_status(checksums: bool = True, settle: bool = False) -> dict:
 
     ``settle=True`` first runs :func:`settle_memory` (gc + malloc_trim), labelled in the output.
     """
-    from explorer.engine import train as train_mod
+    from explorer.engine import state as run_state
 
     out = dict(pid=os.getpid(), time=time.time())
     if settle:
@@ -159,7 +159,7 @@ def server_status(checksums: bool = True, settle: bool = False) -> dict:
     out["base_models"] = models
     out["worker_threads"] = worker_threads()
     out["threads"] = len(threading.enumerate())
-    runs = train_mod.active_runs()
+    runs = run_state.active_runs()
     out["active_runs"] = [dict(method=getattr(r.cfg, "method", None), model=getattr(r.cfg, "model", None),
                                step=r.step, total=r.total_steps, status=r.status) for r in runs]
     return out

@@ -10,8 +10,8 @@ from explorer.methods import apply_method
 from explorer.methods.base import KnobError
 from explorer.methods.smt import block_scores, select_blocks
 from explorer.models import fresh_copy
-from explorer.smt.analysis import (analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
-                                   record_from_sums, score_maps, scores_csv, selection_csv, to_selection)
+from explorer.smt import (analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
+                          record_from_sums, score_maps, scores_csv, selection_csv, to_selection)
 from explorer.targets import Target, find_targets
 
 SCORES = ["abs-mean", "mean-abs", "l1", "l2"]
@@ -307,7 +307,7 @@ def test_cli_smt_blocks_writes_json(tmp_path, monkeypatch, capsys):
 
 
 def test_warmup_loss_equals_model_loss(tiny_llama):
-    from explorer.smt.analysis import warmup_loss
+    from explorer.smt import warmup_loss
 
     m = fresh_copy(tiny_llama.model)
     b = _batches(1, seed=11)[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterable
 
 import numpy as np
@@ -69,6 +70,37 @@ def warmup_loss(model, batch) -> torch.Tensor:
         return model(**batch).loss
     logits = model.lm_head(hidden[:, :-1][keep])
     return torch.nn.functional.cross_entropy(logits.float(), tgt[keep])
+
+
+@dataclass
+class WarmupSettings:
+    """What a warm-up record depends on.  Hashed (:meth:`key`), these fields name the record's cache file and
+    they open its metadata (``GradientRecord.meta``): keep their names and order."""
+
+    model: str
+    source: str
+    n_params: int
+    kind: str
+    task: str  # the task's name and a hash of its training examples, or "custom:<cache_key>"
+    warmup_steps: int
+    batch_size: int
+    max_len: int
+    mode: str  # "full" or "gradient-only"
+    checkpoints: list
+    lr: float
+    weight_decay: float
+    seed: int
+    grain: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WarmupSettings":
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+    def key(self) -> str:
+        return record_key(self.to_dict())
 
 
 def _check_args(mode, warmup_steps, batch_size, max_len, lr) -> None:
@@ -139,6 +171,57 @@ def _warmup_notes(mode, lr, weight_decay, done, warmup_steps, stopped) -> list[s
     return notes
 
 
+def _warmup_plan(model, weights, sums: _Sums, s: WarmupSettings) -> StepPlan:
+    """Full mode: every weight trains (AdamW) and the step's sink adds the target gradients to the sums.
+    Gradient-only: only the target weights take gradients, which autograd sums in ``.grad`` (no optimizer)."""
+    if s.mode != "full":
+        for w in weights:
+            w.requires_grad_(True)
+        return StepPlan(loss_fn=warmup_loss)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    params = [p for p in model.parameters()]
+    try:  # the fused kernel is about 10x faster than the default for-loop AdamW on CPU (measured on smollm2)
+        opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    return StepPlan(optimizer=opt, sink=sums.add, loss_fn=warmup_loss)
+
+
+def _warm_up(model, batches, plan: StepPlan, sums: _Sums, s: WarmupSettings, say: Progress, stop_event,
+             t_start: float) -> tuple[int, list[float], bool]:
+    """The warm-up steps, block reductions at the checkpoints; returns (steps done, losses, stopped)."""
+    losses = []
+    done = 0
+    stopped = False
+    it = iter(batches)
+    n, mode = s.warmup_steps, s.mode
+    say(0.0, f"warm-up 0/{n} ({mode})")
+    while done < n:
+        if stop_event is not None and stop_event.is_set():
+            stopped = True
+            break
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        out = run_step(model, batch, plan)
+        if not out.ok:
+            raise FloatingPointError(f"smt analysis: the warm-up loss is not finite at step {done + 1}")
+        done += 1
+        losses.append(out.loss)
+        if done in s.checkpoints:
+            sums.reduce(done)
+        el = time.perf_counter() - t_start
+        say(done / n, f"warm-up step {done}/{n} ({mode}), loss {out.loss:.4f}, {el:.1f} s")
+    if done == 0:
+        raise KnobError("smt analysis: the warm-up saw no batch" + (" (stopped)" if stopped else
+                                                                      "; the task gave no training batch"))
+    if not sums.steps or sums.steps[-1] != done:
+        sums.reduce(done)
+    return done, losses, stopped
+
+
 def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int = 4, max_len: int = 128,
                       mode: str = "full", checkpoints: Iterable[int] = DEFAULT_CHECKPOINTS, lr: float = 1e-4,
                       seed: int = 0, progress: Progress | None = None, stop_event=None, grain: int | None = None,
@@ -165,7 +248,6 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
     elif grain < 1 or not all(a % grain == 0 and b % grain == 0 for a, b in shapes):
         raise KnobError(f"smt analysis: grain {grain} does not divide every candidate matrix; valid: "
                         f"{', '.join(map(str, valid_block_sizes(shapes)[-8:]))}")
-    ckpts = sorted({int(c) for c in checkpoints if 1 <= int(c) < warmup_steps} | {int(warmup_steps)})
     info = loaded.info
     task_name = "custom batches"
     if batches is None:
@@ -176,13 +258,13 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
         if isinstance(task, str):
             task = data.load_task(task, model_kind=info.kind)
         task_name = _task_name(task)
-    # the record's identity: these settings, hashed, name its cache file (keep them as they are)
-    settings = dict(model=info.name, source=info.source, n_params=info.n_params, kind=info.kind,
-                    task=_task_identity(task) if batches is None else f"custom:{cache_key}",
-                    warmup_steps=int(warmup_steps), batch_size=int(batch_size), max_len=int(max_len), mode=mode,
-                    checkpoints=ckpts, lr=float(lr), weight_decay=float(weight_decay), seed=int(seed),
-                    grain=int(grain))
-    key = record_key(settings) if (cache and (batches is None or cache_key)) else None
+    s = WarmupSettings(model=info.name, source=info.source, n_params=info.n_params, kind=info.kind,
+                       task=_task_identity(task) if batches is None else f"custom:{cache_key}",
+                       warmup_steps=int(warmup_steps), batch_size=int(batch_size), max_len=int(max_len), mode=mode,
+                       checkpoints=sorted({int(c) for c in checkpoints if 1 <= int(c) < warmup_steps}
+                                          | {int(warmup_steps)}),
+                       lr=float(lr), weight_decay=float(weight_decay), seed=int(seed), grain=int(grain))
+    key = s.key() if (cache and (batches is None or cache_key)) else None
     if key is not None:
         rec = cached_record(key)
         if rec is not None:
@@ -192,76 +274,36 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     if batches is None:
-        batches = data.iter_batches(task, loaded.tokenizer, "train", batch_size=int(batch_size), seed=int(seed),
-                                    max_batches=int(warmup_steps), model_kind=info.kind, max_len=int(max_len))
+        batches = data.iter_batches(task, loaded.tokenizer, "train", batch_size=s.batch_size, seed=s.seed,
+                                    max_batches=s.warmup_steps, model_kind=info.kind, max_len=s.max_len)
 
     say(0.0, "copying the model")
-    torch.manual_seed(int(seed))
+    torch.manual_seed(s.seed)
     model = fresh_copy(loaded.model)
     model.train()
     weights = [model.get_submodule(t.name).weight for t in targets]
-    total_blocks = sum((t.d_out // grain) * (t.d_in // grain) for t in targets)
-    sums = _Sums(weights, int(grain), total_blocks, full=mode == "full")
-    if mode == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-        params = [p for p in model.parameters()]
-        try:  # the fused kernel is about 10x faster than the default for-loop AdamW on CPU (measured on smollm2)
-            opt = torch.optim.AdamW(params, lr=float(lr), weight_decay=float(weight_decay), fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            opt = torch.optim.AdamW(params, lr=float(lr), weight_decay=float(weight_decay))
-        plan = StepPlan(optimizer=opt, sink=sums.add, loss_fn=warmup_loss)
-    else:
-        for w in weights:
-            w.requires_grad_(True)
-        opt = None
-        plan = StepPlan(loss_fn=warmup_loss)
-
-    losses = []
-    done = 0
-    stopped = False
-    it = iter(batches)
-    say(0.0, f"warm-up 0/{warmup_steps} ({mode})")
-    while done < warmup_steps:
-        if stop_event is not None and stop_event.is_set():
-            stopped = True
-            break
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        out = run_step(model, batch, plan)
-        if not out.ok:
-            raise FloatingPointError(f"smt analysis: the warm-up loss is not finite at step {done + 1}")
-        done += 1
-        losses.append(out.loss)
-        if done in ckpts:
-            sums.reduce(done)
-        el = time.perf_counter() - t_start
-        say(done / warmup_steps, f"warm-up step {done}/{warmup_steps} ({mode}), loss {out.loss:.4f}, {el:.1f} s")
-    if done == 0:
-        raise KnobError("smt analysis: the warm-up saw no batch" + (" (stopped)" if stopped else
-                                                                      "; the task gave no training batch"))
-    if not sums.steps or sums.steps[-1] != done:
-        sums.reduce(done)
+    sums = _Sums(weights, s.grain, sum((t.d_out // s.grain) * (t.d_in // s.grain) for t in targets),
+                 full=mode == "full")
+    plan = _warmup_plan(model, weights, sums, s)
+    done, losses, stopped = _warm_up(model, batches, plan, sums, s, say, stop_event, t_start)
     notes = _warmup_notes(mode, lr, weight_decay, done, warmup_steps, stopped)
 
     with torch.no_grad():
         base = [loaded.model.get_submodule(t.name).weight.detach().float() for t in targets]
-        w_abs = np.concatenate([block_sum(w.abs(), grain).reshape(-1).cpu().numpy() for w in base])
+        w_abs = np.concatenate([block_sum(w.abs(), s.grain).reshape(-1).cpu().numpy() for w in base])
         dw_abs = None
         if mode == "full":
-            dw_abs = np.concatenate([block_sum((w.detach().float() - b).abs(), grain).reshape(-1).cpu().numpy()
+            dw_abs = np.concatenate([block_sum((w.detach().float() - b).abs(), s.grain).reshape(-1).cpu().numpy()
                                      for w, b in zip(weights, base)])
-    plan = opt = sums.run = None  # release the copy and the optimizer state before the record is built
+    plan = sums.run = None  # release the copy and the optimizer state before the record is built
     del model, weights
     seconds = time.perf_counter() - t_start
     cpu_seconds = time.process_time() - cpu_start  # all threads of this process: robust to a busy machine
-    meta = dict(settings, task_name=task_name, steps_done=done, stopped=stopped, losses=losses,
-                seconds=round(seconds, 3), cpu_seconds=round(cpu_seconds, 3), notes=notes, torch_threads=torch.get_num_threads(),
-                model_label=getattr(info, "label", info.name), family=getattr(info, "family", ""),
-                from_cache=None)
-    rec = GradientRecord(key=None if stopped else key, meta=meta, targets=targets, grain=int(grain), steps=sums.steps,
+    meta = dict(s.to_dict(), task_name=task_name, steps_done=done, stopped=stopped, losses=losses,
+                seconds=round(seconds, 3), cpu_seconds=round(cpu_seconds, 3), notes=notes,
+                torch_threads=torch.get_num_threads(), model_label=getattr(info, "label", info.name),
+                family=getattr(info, "family", ""), from_cache=None)
+    rec = GradientRecord(key=None if stopped else key, meta=meta, targets=targets, grain=s.grain, steps=sums.steps,
                          sums=sums.sums, abs_sums=sums.abs_sums, sq_sums=sums.sq_sums, w_abs=w_abs, dw_abs=dw_abs)
     if rec.key is not None:
         remember(rec)
@@ -273,4 +315,4 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
     return rec
 
 
-__all__ = ["collect_gradients", "warmup_loss", "DEFAULT_CHECKPOINTS", "MODES"]
+__all__ = ["collect_gradients", "warmup_loss", "WarmupSettings", "DEFAULT_CHECKPOINTS", "MODES"]

@@ -11,7 +11,7 @@ from explorer.methods import apply_method
 from explorer.methods.base import KnobError
 from explorer.methods.smt import block_scores, select_blocks
 from explorer.models import fresh_copy
-from explorer.smt import (WarmupSettings, analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
+from explorer.smt import (RecordSettings, analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
                           record_from_sums, score_maps, scores_csv, selection_csv, to_selection)
 from explorer.targets import Target, find_targets
 
@@ -236,8 +236,8 @@ def test_cache_hit_returns_identical_results(tiny_llama, tmp_path, monkeypatch):
     names = ["model", "source", "n_params", "kind", "task", "warmup_steps", "batch_size", "max_len", "mode",
              "checkpoints", "lr", "weight_decay", "seed", "grain"]
     blob = json.dumps(dict({k: r3.meta[k] for k in names}, format=1), sort_keys=True, default=str)
-    assert hashlib.sha256(blob.encode()).hexdigest()[:24] == r1.key == WarmupSettings.from_dict(r3.meta).key()
-    assert list(WarmupSettings.from_dict(r3.meta).to_dict()) == names and list(r3.meta)[:14] == names
+    assert hashlib.sha256(blob.encode()).hexdigest()[:24] == r1.key == RecordSettings.from_dict(r3.meta).key()
+    assert list(RecordSettings.from_dict(r3.meta).to_dict()) == names and list(r3.meta)[:14] == names
     for a, b in zip(r1.sums + r1.abs_sums + r1.sq_sums, r3.sums + r3.abs_sums + r3.sq_sums):
         np.testing.assert_array_equal(a, b)
     an3 = analyze(r3, 32, n_blocks=9, score="l2")

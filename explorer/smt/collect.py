@@ -73,7 +73,7 @@ def warmup_loss(model, batch) -> torch.Tensor:
 
 
 @dataclass
-class WarmupSettings:
+class RecordSettings:
     """What a warm-up record depends on.  Hashed (:meth:`key`), these fields name the record's cache file and
     they open its metadata (``GradientRecord.meta``): keep their names and order."""
 
@@ -96,7 +96,7 @@ class WarmupSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WarmupSettings":
+    def from_dict(cls, d: dict) -> "RecordSettings":
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
     def key(self) -> str:
@@ -171,7 +171,7 @@ def _warmup_notes(mode, lr, weight_decay, done, warmup_steps, stopped) -> list[s
     return notes
 
 
-def _warmup_plan(model, weights, sums: _Sums, s: WarmupSettings) -> StepPlan:
+def _warmup_plan(model, weights, sums: _Sums, s: RecordSettings) -> StepPlan:
     """Full mode: every weight trains (AdamW) and the step's sink adds the target gradients to the sums.
     Gradient-only: only the target weights take gradients, which autograd sums in ``.grad`` (no optimizer)."""
     if s.mode != "full":
@@ -188,7 +188,7 @@ def _warmup_plan(model, weights, sums: _Sums, s: WarmupSettings) -> StepPlan:
     return StepPlan(optimizer=opt, sink=sums.add, loss_fn=warmup_loss)
 
 
-def _warm_up(model, batches, plan: StepPlan, sums: _Sums, s: WarmupSettings, say: Progress, stop_event,
+def _warm_up(model, batches, plan: StepPlan, sums: _Sums, s: RecordSettings, say: Progress, stop_event,
              t_start: float) -> tuple[int, list[float], bool]:
     """The warm-up steps, block reductions at the checkpoints; returns (steps done, losses, stopped)."""
     losses = []
@@ -258,7 +258,7 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
         if isinstance(task, str):
             task = data.load_task(task, model_kind=info.kind)
         task_name = _task_name(task)
-    s = WarmupSettings(model=info.name, source=info.source, n_params=info.n_params, kind=info.kind,
+    s = RecordSettings(model=info.name, source=info.source, n_params=info.n_params, kind=info.kind,
                        task=_task_identity(task) if batches is None else f"custom:{cache_key}",
                        warmup_steps=int(warmup_steps), batch_size=int(batch_size), max_len=int(max_len), mode=mode,
                        checkpoints=sorted({int(c) for c in checkpoints if 1 <= int(c) < warmup_steps}
@@ -315,4 +315,4 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
     return rec
 
 
-__all__ = ["collect_gradients", "warmup_loss", "WarmupSettings", "DEFAULT_CHECKPOINTS", "MODES"]
+__all__ = ["collect_gradients", "warmup_loss", "RecordSettings", "DEFAULT_CHECKPOINTS", "MODES"]

@@ -121,7 +121,7 @@ def server_status_panel():
         return
     import json
 
-    from explorer.workshop.sessions import server_status
+    from explorer.workshop.status import server_status
 
     with st.expander("Server status (debug)", expanded=True):
         st.code(json.dumps(server_status(settle=True), indent=1), language="json")

@@ -34,7 +34,7 @@ def rss() -> int:
 
 
 def settled() -> int:
-    from explorer.workshop.sessions import settle_memory
+    from explorer.workshop.status import settle_memory
 
     settle_memory()
     time.sleep(0.2)

@@ -42,7 +42,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     info = METHODS[method]
     st.markdown(f"#### {info.label}")
     st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
-    knobs_vis = pg.visible_knobs(method, st.session_state.get("instructor", False))
+    knobs_vis = pg.visible_knobs(method, ui.instructor_on())
     if compact:
         kcol, mcol = st.container(), st.container()
     else:
@@ -234,21 +234,14 @@ def body():
     presets = for_page("playground")
     ui.preset_picker(presets, PAGE, "pg")
     # the method of each side decides which knob fields are whitelisted
-    pre, _ = base.parse(ui._raw_params())
-    fresh = ui.url_is_fresh(PAGE)  # a new link or preset: its methods decide which knobs are read
-    m1 = pre["m1"] if fresh else st.session_state.get(k("m1"), pre["m1"])
-    m2 = pre["m2"] if fresh else st.session_state.get(k("m2"), pre["m2"])
+    m1 = ui.setting(base, PAGE, "m1")  # a new link or preset: its methods decide which knobs are read
+    m2 = ui.setting(base, PAGE, "m2")
     m1 = m1 if m1 in METHODS else "lora"
     m2 = m2 if m2 in METHODS or m2 == "none" else "none"
     schema = base + pg.side_schema(m1, "a") + (pg.side_schema(m2, "b") if m2 != "none" else pg.Schema([]))
     vals = ui.url_values(schema, PAGE)
-    if not st.session_state.get(f"_urlfresh:{PAGE}"):
-        for side, method in (("a", m1), ("b", m2)):
-            prev = st.session_state.get(f"_pg_prev_{side}")
-            if prev is not None and prev != method and method != "none":
-                for f in pg.side_schema(method, side):  # a newly picked method starts from its own defaults
-                    st.session_state[k(f.name)] = f.default_value()
-    st.session_state["_pg_prev_a"], st.session_state["_pg_prev_b"] = m1, m2
+    for side, method in (("a", m1), ("b", m2)):  # a newly picked method starts from its own defaults
+        ui.reset_on_method_change(PAGE, side, method, pg.side_schema(method, side) if method != "none" else [])
 
     loaded = ui.sidebar_model(PAGE, vals["model"], big=True)  # config-only big models: counts, no values
     if loaded is None:

@@ -8,7 +8,8 @@ import ui_board
 import ui_common as ui
 from explorer.data import tasks as D
 from explorer.views import figures_runs as FR
-from explorer.workshop.jobs import SWEEP_METHODS, Sweep, default_queue, ordinal, sweep_plan
+from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_plan
+from explorer.workshop.sweeps import Sweep
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
@@ -259,27 +260,26 @@ def _sweep_panel() -> None:
     if not sw.done:
         sw.heartbeat()  # the page is open; a sweep no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("Stop the sweep", icon=":material/stop_circle:", key="cmp_sweep_stop", on_click=stop_sweep)
-        cur = snap["current"]
-        within = cur["progress"] if cur else 0.0
-        txt = f"run {snap['index'] + 1} of {snap['total']}: {snap['current_label'] or ''}"
+        cur = snap.current
+        txt = f"run {snap.index + 1} of {snap.total}: {snap.current_label or ''}"
         if cur and cur["status"] == "queued":
-            txt += f" · queued, {ordinal(max(1, snap['position']))} in line"
+            txt += f" · queued, {ordinal(max(1, snap.position))} in line"
         elif cur:
             txt += f" · step {cur['step']} of {cur['total_steps']}"
-        st.progress(min(1.0, (snap["index"] + within) / max(1, snap["total"])), text=txt)
+        st.progress(min(1.0, (snap.index + snap.within) / max(1, snap.total)), text=txt)
     else:
-        msg = {"finished": f"Sweep finished: {snap['index']} runs added to the history.",
-               "stopped": f"Sweep {snap['message']}.", "failed": f"Sweep failed: {snap['message']}"}[snap["status"]]
-        (st.success if snap["status"] == "finished" else st.warning)(msg)
-    if snap["results"]:
-        st.caption(" · ".join(f"{r['label'].replace('sweep · ', '')}: "
-                              + (f"{r['final_accuracy']:.1%}" if r["final_accuracy"] is not None else r["status"])
-                              for r in snap["results"]))
+        msg = {"finished": f"Sweep finished: {snap.index} runs added to the history.",
+               "stopped": f"Sweep {snap.message}.", "failed": f"Sweep failed: {snap.message}"}[snap.status]
+        (st.success if snap.status == "finished" else st.warning)(msg)
+    if snap.results:
+        st.caption(" · ".join(f"{r.label.replace('sweep · ', '')}: "
+                              + (f"{r.final_accuracy:.1%}" if r.final_accuracy is not None else r.status)
+                              for r in snap.results))
     if sw.done and not st.session_state.get("cmp_sweep_seen"):
         st.session_state["cmp_sweep_seen"] = True
         st.rerun(scope="app")
-    elif len(snap["results"]) != st.session_state.get("cmp_sweep_n", 0):
-        st.session_state["cmp_sweep_n"] = len(snap["results"])
+    elif len(snap.results) != st.session_state.get("cmp_sweep_n", 0):
+        st.session_state["cmp_sweep_n"] = len(snap.results)
         st.rerun(scope="app")  # a new run joined the history: redraw the table and the charts
 
 

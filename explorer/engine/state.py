@@ -50,7 +50,7 @@ def orphan_seconds() -> float:
 
 
 class Heartbeat:
-    """A page's heartbeat (shared by :class:`RunState` and ``jobs.Sweep``; needs ``self._lock``).
+    """A page's heartbeat (shared by :class:`RunState` and ``sweeps.Sweep``; needs ``self._lock``).
 
     ``last_seen`` is None until a page first polls; after that, work no page polled for
     ``orphan_s`` seconds (``PEFT_EXPLORER_ORPHAN_S``) is orphaned: its tab closed.

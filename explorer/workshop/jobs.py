@@ -28,6 +28,9 @@ upper bound of weights + gradients + optimizer state + activations (labelled as 
 
 Each job runs in its own daemon thread; a job's slot is released in a ``finally`` block,
 so a run that raises (or runs out of memory) never blocks the queue.
+
+A session's fine-tune through this queue is ``explorer.workshop.runs``'s; several in a row (Compare's sweeps,
+the Claims lab) are ``explorer.workshop.sweeps.Sweep``; :func:`sweep_plan` (below) sets a sweep's budgets.
 """
 
 from __future__ import annotations
@@ -387,124 +390,3 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
                 continue  # two budgets rounded to the same run
             out.append(dict(label=label, method=m, knobs=knobs, budget=budget, rank=r))
     return out
-
-
-class Sweep(Heartbeat):
-    """Runs a list of TrainConfigs one after another through a RunQueue, in a worker thread.
-
-    ``on_result(label, RunResult)`` is called after each run (e.g. to add it to a RunHistory).
-    No Streamlit calls: a page polls :meth:`snapshot`.
-    """
-
-    def __init__(self, items: list[tuple[str, Any]], queue: RunQueue | None = None, loaded=None, on_result=None,
-                 owner: str | None = None):
-        self.items = list(items)  # (label, TrainConfig)
-        self.queue = queue or default_queue()
-        self.loaded = loaded
-        self.on_result = on_result
-        self.owner = owner
-        self._lock = threading.Lock()
-        self.index = 0  # runs completed
-        self.status = "queued"  # running, finished, stopped, failed
-        self.message = ""
-        self.current_state = None
-        self.current_job: Job | None = None
-        self.results: list[dict] = []  # label, status, final_accuracy, trainable
-        self.stop_event = threading.Event()
-        self.thread: threading.Thread | None = None
-        # heartbeat, as for a single run (RunState.heartbeat): None until a page first polls; a sweep
-        # no page polled for PEFT_EXPLORER_ORPHAN_S seconds stops (tab closed), its current run too
-        self.last_seen: float | None = None
-        self.orphan_s: float | None = None
-
-    @property
-    def total(self) -> int:
-        return len(self.items)
-
-    def heartbeat(self) -> None:
-        """Called by the page's polling fragment: the page is still open (forwarded to the current run)."""
-        super().heartbeat()
-        cur = self.current_state
-        if cur is not None:
-            cur.heartbeat()
-
-    def _adopt_heartbeat(self, state) -> None:
-        """A new run of a polled sweep starts with the sweep's last heartbeat (not a fresh one)."""
-        with self._lock:
-            seen, orphan_s = self.last_seen, self.orphan_s
-        if seen is not None:
-            state.set(last_seen=seen, orphan_s=orphan_s)
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("finished", "stopped", "failed")
-
-    def start(self) -> "Sweep":
-        self.status = "running"
-        self.thread = threading.Thread(target=self._work, name="peft-sweep", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        job = self.current_job
-        if job is not None:
-            job.cancel()
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            cur = self.current_state.snapshot() if self.current_state is not None else None
-            job = self.current_job
-            return dict(status=self.status, message=self.message, index=self.index, total=self.total,
-                        results=list(self.results), current=cur,
-                        current_label=self.items[self.index][0] if self.index < self.total else None,
-                        position=job.position() if job is not None else 0)
-
-    def _work(self) -> None:
-        from explorer.engine.state import RunState
-        from explorer.engine.train import train
-
-        try:
-            orphaned = False
-            for label, cfg in self.items:
-                if self.stop_event.is_set():
-                    break
-                if self.orphaned():
-                    orphaned = True
-                    break
-                state = RunState(cfg)
-                self._adopt_heartbeat(state)
-                box: dict = {}
-
-                def fn(job, cfg=cfg, state=state, box=box):
-                    box["res"] = train(cfg, loaded=self.loaded, state=state)
-                    return box["res"]
-
-                job = self.queue.submit(fn, state=state, need_bytes=estimate_run_bytes(cfg, self.loaded),
-                                        label=label, device=cfg.device, owner=self.owner)
-                with self._lock:
-                    self.current_state, self.current_job = state, job
-                job.wait()
-                res = box.get("res")
-                if res is not None and self.on_result is not None:
-                    self.on_result(label, res)
-                with self._lock:
-                    self.results.append(dict(label=label, status=state.status, message=state.message,
-                                             final_accuracy=res.summary.get("final_accuracy") if res else None,
-                                             trainable=res.summary.get("trainable_params") if res else None))
-                    self.index += 1
-                    self.current_job = None
-                if res is not None:
-                    state.result = None
-                    res.adapter = None  # free the model copy
-            orphaned = orphaned or (self.orphaned() and self.index < self.total)
-            self.status = "stopped" if self.stop_event.is_set() or orphaned else "finished"
-            if orphaned:
-                self.message = (f"stopped: page closed (no page polled this sweep for {self.orphan_s:g} s) "
-                                f"after {self.index} of {self.total} runs")
-            elif self.status == "stopped":
-                self.message = f"stopped after {self.index} of {self.total} runs"
-        except BaseException as e:  # noqa: BLE001 - a sweep ends with a status
-            from explorer.errors import user_message
-
-            self.status, self.message = "failed", user_message(e)

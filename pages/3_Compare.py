@@ -206,13 +206,7 @@ def start_runs(items: list, loaded, kind: str) -> None:
     if sw is not None and not sw.done:
         return
     hist = ui.session_history()
-
-    def on_result(label, res, hist=hist):  # worker thread: no Streamlit calls
-        from explorer.workshop.history import entry_from_result
-
-        hist.add(entry_from_result(res, run_id=hist.new_id(), label=label))
-
-    st.session_state[SWEEP_KEY] = Sweep(items, default_queue(), loaded=loaded, on_result=on_result,
+    st.session_state[SWEEP_KEY] = Sweep(items, default_queue(), loaded=loaded, on_result=hist.sink(),
                                         owner=st.session_state.get("session_id")).start()
     st.session_state["cmp_sweep_seen"] = False
     st.session_state["cmp_sweep_kind"] = kind  # where its progress is drawn: the lesson card or the sweep

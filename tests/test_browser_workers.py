@@ -49,8 +49,8 @@ def status(browser, url) -> dict:
         ctx.close()
 
 
-def start(page, url, steps):
-    page.goto(f"{url}/Fine_tune?model=tiny-bert&method=lora&steps={steps}&bs=4", wait_until="domcontentloaded",
+def start(page, url, steps, model="tiny-bert"):
+    page.goto(f"{url}/Fine_tune?model={model}&method=lora&steps={steps}&bs=16", wait_until="domcontentloaded",
               timeout=60_000)
     page.get_by_role("button", name="Start").wait_for(timeout=90_000)
     wait_idle(page)
@@ -62,15 +62,16 @@ def test_a_killed_worker_ends_only_its_run(server, browser):
     b_ctx = browser.new_context(viewport={"width": 1300, "height": 2000})
     try:
         a, b = a_ctx.new_page(), b_ctx.new_page()
-        start(a, server, 5000)
-        a.get_by_text(re.compile(r"step [1-9][0-9]* of 5000")).first.wait_for(timeout=120_000)
+        start(a, server, 500, model="minilm")  # about a minute of training: time to kill its worker
+        a.get_by_text(re.compile(r"step [1-9][0-9]* of 500")).first.wait_for(timeout=120_000)
         start(b, server, 60)
         # which worker runs session A's 5000-step run: the debug panel says
         deadline, victim = time.time() + 60, None
         while victim is None and time.time() < deadline:
             st = status(browser, server)
             assert st["executor"]["kind"] == "process"
-            victim = next((w["pid"] for w in st["executor"]["workers"] if "5000 steps" in w.get("current", "")), None)
+            victim = next((w["pid"] for w in st["executor"]["workers"] if "minilm, 500 steps" in w.get("current", "")),
+                          None)
         assert victim is not None, st
         os.kill(victim, signal.SIGKILL)
         a.get_by_text("worker died", exact=False).first.wait_for(timeout=60_000)

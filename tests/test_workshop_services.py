@@ -159,3 +159,17 @@ def test_handoff_from_an_analysis_and_when_it_fits():
     assert h.mismatch("minilm", dict(block_size=32, targets=["q"])) == [
         "it was made on tiny-bert", "its block size is 16", "the targets lack v"]
     assert h.take_switch() and not h.take_switch()  # the inspector opens Fine-tune once
+
+
+def test_a_sweep_adds_each_run_to_the_history_through_its_sink(tiny_bert):
+    from explorer.workshop.sweeps import Sweep
+
+    q = RunQueue(max_running=1, free_fn=free_big)
+    hist = RunHistory()
+    items = [(f"r={r}", _cfg(steps=2, knobs=dict(rank=r))) for r in (1, 2)]
+    sw = Sweep(items, q, loaded=tiny_bert, on_result=hist.sink("sweep · ", keep_adapter=False)).start()
+    sw.thread.join(120)
+    assert sw.snapshot().status == "finished"
+    assert [e.label for e in hist] == ["sweep · r=1", "sweep · r=2"] and [e.id for e in hist] == ["run1", "run2"]
+    assert all(e.adapter_zip is None for e in hist)  # keep_adapter=False
+    assert [e.summary["trainable_params"] for e in hist] == [r.trainable for r in sw.snapshot().results]

@@ -248,6 +248,16 @@ class RunHistory:
             self.save(new_adapter=entry)
         return entry
 
+    def add_result(self, result, label: str = "", keep_adapter: bool = True) -> RunEntry:
+        """Add a finished (or stopped, failed) ``RunResult`` under a new id (:func:`entry_from_result`); worker
+        threads call this when a run ends."""
+        return self.add(entry_from_result(result, run_id=self.new_id(), label=label, keep_adapter=keep_adapter))
+
+    def sink(self, prefix: str = "", keep_adapter: bool = True):
+        """``on_result(label, result)`` for a ``sweeps.Sweep`` or a claims re-run: each run joins this history,
+        its label prefixed."""
+        return lambda label, result: self.add_result(result, f"{prefix}{label}", keep_adapter=keep_adapter)
+
     def remove(self, run_id: str) -> None:
         with self._lock:
             self.runs = [r for r in self.runs if r.id != run_id]

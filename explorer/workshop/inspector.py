@@ -106,7 +106,24 @@ class WarmupJob:
 
 
 def _warmup(loaded, ws: WarmupSettings, progress: WarmupProgress, job):
-    """Worker thread (no Streamlit calls): SMT's warm-up on the settings' task."""
+    """Queue thread (no Streamlit calls): SMT's warm-up on the settings' task, in a worker process by default."""
+    from explorer.workshop.workers import default_executor
+
+    ex = default_executor()
+    if ex.kind == "thread":
+        return _collect(loaded, ws, progress, job.stop_event)
+    return ex.run_call("explorer.workshop.inspector:warmup_in_worker", dict(ws=ws), progress=progress,
+                       stop_event=job.stop_event)
+
+
+def warmup_in_worker(progress, stop_event, ws: WarmupSettings):
+    """In a worker process: the same warm-up on the worker's cached copy of the base model."""
+    from explorer.workshop.workers import cached_model
+
+    return _collect(cached_model(ws.model), ws, progress, stop_event)
+
+
+def _collect(loaded, ws: WarmupSettings, progress, stop_event):
     from explorer.data.tasks import load_task
     from explorer import smt as A
 
@@ -118,7 +135,7 @@ def _warmup(loaded, ws: WarmupSettings, progress: WarmupProgress, job):
         base = load_model(ws.model, num_labels=task.num_labels)
     return A.collect_gradients(base, task, warmup_steps=ws.warmup_steps, batch_size=ws.batch_size,
                                max_len=ws.max_len, mode=ws.mode, seed=ws.seed, progress=progress,
-                               stop_event=job.stop_event)
+                               stop_event=stop_event)
 
 
 def start_warmup(loaded, ws: WarmupSettings, owner: str | None = None, queue=None) -> WarmupJob:

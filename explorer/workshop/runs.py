@@ -8,7 +8,8 @@ The Fine-tune page keeps one :class:`FineTuneRun` in its session state and calls
     run.eta_s(snap)        # seconds left from the measured pace, or None
     run.stop()
 
-The worker (:func:`train_into_history`) trains, adds a :class:`explorer.workshop.history.RunEntry` to the
+The queue's thread (:func:`train_into_history`) has the run trained by the server's executor (a worker
+process by default, see :mod:`explorer.workshop.workers`), adds a :class:`explorer.workshop.history.RunEntry` to the
 session's history and drops the run's model copy, so memory goes back when the run ends.
 """
 
@@ -19,10 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from explorer.engine.config import TrainConfig
-
 from explorer.engine.state import RunState
-
-from explorer.engine.train import train
 from explorer.workshop.jobs import Job, RunQueue, default_queue, estimate_run_bytes
 
 __all__ = ["FineTuneRun", "start_fine_tune", "train_into_history"]
@@ -30,12 +28,11 @@ __all__ = ["FineTuneRun", "start_fine_tune", "train_into_history"]
 
 def train_into_history(cfg: TrainConfig, state: RunState, loaded, hist, label: str, job: Job | None = None) -> str:
     """Worker thread (no Streamlit calls): train, add the run to ``hist``, free the model copy; the entry's id."""
-    from explorer.workshop.history import entry_from_result
+    from explorer.workshop.workers import default_executor
 
-    res = train(cfg, loaded=loaded, state=state)
+    res = default_executor().run_train(cfg, state, loaded=loaded)  # a worker process by default (the server draws)
     try:
-        entry = entry_from_result(res, run_id=hist.new_id(), label=label)
-        hist.add(entry)
+        entry = hist.add_result(res, label)
         state.set(entry_id=entry.id)
     finally:
         state.result = None  # drop the model copy: memory goes back

@@ -82,6 +82,10 @@ def server_status(checksums: bool = True, settle: bool = False) -> dict:
     from explorer.workshop import sessions
 
     out["session_janitor"] = sessions.janitor_stats()
+    from explorer.workshop.workers import current_executor
+
+    ex = current_executor()
+    out["executor"] = ex.describe() if ex is not None else dict(kind=None, workers=[], died=0)
     runs = run_state.active_runs()
     out["active_runs"] = [dict(method=getattr(r.cfg, "method", None), model=getattr(r.cfg, "model", None),
                                step=r.step, total=r.total_steps, status=r.status) for r in runs]

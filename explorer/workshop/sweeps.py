@@ -123,14 +123,14 @@ class Sweep(Heartbeat):
 
     def _run_one(self, label: str, cfg) -> None:
         from explorer.engine.state import RunState
-        from explorer.engine.train import train
+        from explorer.workshop.workers import default_executor
 
         state = RunState(cfg)
         self._adopt_heartbeat(state)
         done: list = []
 
         def fn(job, cfg=cfg, state=state):
-            done.append(train(cfg, loaded=self.loaded, state=state))
+            done.append(default_executor().run_train(cfg, state, loaded=self.loaded, keep_adapter=False))
             return done[0]
 
         job = self.queue.submit(fn, state=state, need_bytes=estimate_run_bytes(cfg, self.loaded), label=label,

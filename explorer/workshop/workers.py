@@ -2,7 +2,7 @@
 
 One executor per server process (:func:`default_executor`), chosen by ``PEFT_EXPLORER_EXECUTOR``:
 
-* ``process`` (the dashboard's default): a small pool of **spawned** worker processes (one per concurrent
+* ``process`` (the default): a small pool of **spawned** worker processes (one per concurrent
   run), each with its own torch thread count and a lower CPU priority than the server (``nice``).  A worker
   keeps the base models it loaded and reuses them for its next runs (no reload per run).
 * ``ray``: runs go to a Ray cluster (:mod:`explorer.workshop.ray_executor`), for rooms that outgrow one machine.
@@ -63,7 +63,7 @@ def died_message(exitcode: int | None) -> str:
             "are unaffected")
 
 
-def executor_kind(default: str = "thread") -> str:
+def executor_kind(default: str = "process") -> str:
     """``PEFT_EXPLORER_EXECUTOR`` (thread, process or ray); an unknown value falls back to ``default``."""
     raw = os.environ.get(EXECUTOR_ENV, "").strip().lower()
     return raw if raw in KINDS else default
@@ -233,6 +233,28 @@ def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None
 
 # ----------------------------------------------------------------------------- the process executor
 
+_MAIN_LOCK = threading.Lock()
+
+
+def _start_without_main(proc) -> None:
+    """Start a spawned process without re-running this process's ``__main__`` in it.
+
+    Under Streamlit, ``__main__`` is the page script being run: spawn would execute the whole page again in
+    the worker (outside any session).  The worker only needs :func:`_worker_main`, so ``__main__`` is replaced
+    by an empty module while the process starts."""
+    import sys
+    import types
+
+    with _MAIN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            proc.start()
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
 @dataclass
 class _Worker:
     proc: Any
@@ -272,7 +294,7 @@ class ProcessExecutor:
         inbox, outbox, stop = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event()
         proc = self._ctx.Process(target=_worker_main, args=(inbox, outbox, stop, self.threads, self.niceness),
                                  name="peft-explorer-worker", daemon=True)
-        proc.start()
+        _start_without_main(proc)
         w = _Worker(proc, inbox, outbox, stop)
         self._workers.append(w)
         return w
@@ -403,7 +425,12 @@ _DEFAULT = None
 _DEFAULT_LOCK = threading.Lock()
 
 
-def default_executor(default_kind: str = "thread", workers: int | None = None):
+def current_executor():
+    """The server's executor if one was made (the debug panel must not start workers)."""
+    return _DEFAULT
+
+
+def default_executor(default_kind: str = "process", workers: int | None = None):
     """The server's executor (created on first use; kind from ``PEFT_EXPLORER_EXECUTOR``)."""
     global _DEFAULT
     with _DEFAULT_LOCK:

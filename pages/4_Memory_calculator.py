@@ -98,7 +98,7 @@ def settings_panel(vals: dict, instr: bool) -> None:
         with st.expander("Method knobs (one main knob per method)", expanded=False):
             c = st.columns(4)
             cur = int(st.session_state.get(k("rank"), 8))
-            c[0].select_slider("LoRA / DoRA / LoRA-SP / Tied-LoRA rank r", sorted(set(RANKS) | {cur}), key=k("rank"))
+            c[0].select_slider(V.shared_knob_label("rank", "rank r"), sorted(set(RANKS) | {cur}), key=k("rank"))
             c[1].slider("LoRA-SP frozen fraction", 0.0, 0.99, step=0.01, key=k("freeze"))
             c[2].selectbox("Tied-LoRA preset", V.TL_PRESETS, key=k("tl"),
                            help="TL6: shared A, B + per-layer u, v all trained; TL5: u, v frozen; vBuA, VeRA-like: "
@@ -114,7 +114,7 @@ def settings_panel(vals: dict, instr: bool) -> None:
                                    help="auto: the largest of 256, 128, … that divides every target")
                 c[3].selectbox("Targets of the PEFT methods", V.TARGET_SETS, key=k("tg"),
                                format_func=lambda t: V.TARGET_LABELS[t],
-                               help="default: LoRA-family q,v; Tied-LoRA and SMT q,k,v; SpaRTA v,o")
+                               help="default: " + V.default_targets_text())
         if not instr:
             with st.expander("Advanced: activation model, attention kernel, device, master copy", expanded=False):
                 c = st.columns(4)

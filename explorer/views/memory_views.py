@@ -134,6 +134,22 @@ def spec_for_choice(choice: str, values: dict | None = None) -> ModelSpec:
     raise KnobError(f"unknown model '{choice}': choose one of {', '.join(MODELS)}")
 
 
+def shared_knob_label(key: str, text: str) -> str:
+    """A page field's label naming every method that reads it: "LoRA / DoRA / ... rank r"."""
+    return " / ".join(SHORT.get(m, m) for m, info in METHODS.items() if key in info.memory_page_knobs.values()) \
+        + " " + text
+
+
+def default_targets_text() -> str:
+    """Each method's default target matrices, from its knobs: "LoRA q,v; ...; SpaRTA v,o"."""
+    out = []
+    for m, info in METHODS.items():
+        tg = next((kn.default for kn in info.knobs if kn.name == "targets"), None)
+        if tg:
+            out.append(f"{SHORT.get(m, m)} {','.join(tg)}")
+    return "; ".join(out)
+
+
 def targets_for(choice: str, method: str, family: str) -> list[str] | None:
     """The target types of a shared target set for ``family`` (None: the method's own default)."""
     if choice == "default":

@@ -176,30 +176,10 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Hover a segment for its exact bytes. All figures from "
                    "`explorer.memory.analytic.estimate` (an analytic model, not a measurement).")
     with right:
-        e = 4 if vals["prec"] == "fp32" else 2
-        master = 4 if vals["prec"] != "fp32" and vals["master"] else 0
-        mom = 2 if vals["opt"] == "adamw-8bit" else 8
-        z, n = int(vals["zero"]), int(vals["gpus"])
-
-        def shard(stage):
-            return f" ÷ {n} GPUs (ZeRO-{z})" if z >= stage and n > 1 else ""
         st.markdown("**What each colour is**")
-        st.markdown(
-            f"- **Weights**: every parameter and buffer: N × {e} B"
-            + (" (the blocks' linear weights at 0.5 B + 0.127 bit of quantisation constants, the rest 2 B; the "
-               "adapters 2 B)" if vals["prec"] == "4bit" else "") +
-            " plus the adapter's own tensors (frozen ones too)" + shard(3) + ".\n"
-            f"- **Gradients**: one per *trainable* parameter: T × {e} B" + shard(2) + ".\n"
-            f"- **Optimizer state**: {'8-bit' if mom == 2 else 'fp32'} AdamW moments, T × {mom} B"
-            + (", plus the fp32 master copy T × 4 B" if master else "") + shard(1) + ".\n"
-            "- **Activations**: tensors the forward pass keeps for the backward pass; they grow with "
-            "batch × length (and length² for materialised attention scores)"
-            + ("; with checkpointing only each layer's input plus one rebuilt layer" if vals["ckpt"] else "")
-            + ("; per GPU, never sharded" if n > 1 else "") + ".")
-        st.markdown(f"So full fine-tuning costs **{e + e + mom + master} B per parameter** before activations"
-                    + (" and before sharding" if z and n > 1 else "") + "; a PEFT method pays that only for its T "
-                    "trainable parameters and keeps the frozen weights. Figures: **"
-                    + good[0]["scope_label"] + "**.")
+        terms, per_param = T.colour_legend(vals, good[0]["scope_label"])
+        st.markdown(terms)
+        st.markdown(per_param)
         st.caption("Approximations: the total adds terms that do not all peak at the same instant (an upper bound "
                    "of the tensors themselves); CUDA context, allocator caches, temporaries in the backward pass "
                    "and Adam's scalar step counters are left out.")

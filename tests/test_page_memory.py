@@ -307,3 +307,17 @@ def test_zero_preset_sets_every_new_option():
     e = estimate("llama-2-70b", "full", precision="bf16-mixed", batch=1, seq_len=2048, checkpointing=True,
                  zero=3, gpus=8)
     assert table(at).set_index("method").loc["Full FT", "total (GB)"] == pytest.approx(e["total_bytes"] / 1e9)
+
+
+def test_colour_legend_bytes_per_parameter_and_sharding():
+    d = V.page_schema().defaults()  # bf16 mixed, AdamW, master copy: 2 + 2 + 8 + 4
+    terms, per = T.colour_legend(d, "per GPU")
+    assert "**16 B per parameter**" in per and "N × 2 B" in terms and "T × 8 B" in terms and "T × 4 B" in terms
+    assert "÷" not in terms and "Figures: **per GPU**" in per
+    _, per = T.colour_legend({**d, "opt": "adamw-8bit", "master": False}, "per GPU")  # 2 + 2 + 2
+    assert "**6 B per parameter**" in per
+    terms, per = T.colour_legend({**d, "prec": "fp32", "zero": 2, "gpus": 4}, "per GPU")  # 4 + 4 + 8, no master
+    assert "**16 B per parameter** before activations and before sharding" in per
+    lines = terms.split("\n")
+    assert "÷ 4 GPUs (ZeRO-2)" in lines[1] and "÷ 4 GPUs (ZeRO-2)" in lines[2] and "÷" not in lines[0]
+    assert "master copy" not in terms and "per GPU, never sharded" in lines[3]

@@ -1,10 +1,12 @@
-"""The Memory calculator's tables: the on-screen compact table, the exact table, the CSV rows and the
-measured-vs-estimated table.  Pure Python; every number comes from the rows of ``memory_views``."""
+"""The Memory calculator's tables and texts: the on-screen compact table, the exact table, the CSV rows, the
+measured-vs-estimated table and what each colour of the bars counts.  Pure Python; every number comes from the
+rows of ``memory_views`` or from the settings' :class:`explorer.memory.options.Options`."""
 
 from __future__ import annotations
 
 from explorer.memory.units import compact_bytes, exact_bytes, in_unit
-from explorer.views.memory_views import SHORT, TERMS, rel_diff
+from explorer.memory.options import options
+from explorer.views.memory_views import SHORT, TERMS, estimate_kwargs, rel_diff
 
 
 def compact_count(n: float) -> str:
@@ -100,3 +102,29 @@ def compare_table(rows: list[dict], unit: str) -> list[dict]:
                         f"measured ({unit})": in_unit(r["cuda_peak"], unit), "measured (bytes)": int(r["cuda_peak"]),
                         "note": "allocator peak during the step: includes temporaries the model does not count"})
     return out
+
+
+def colour_legend(values: dict, scope_label: str) -> tuple[str, str]:
+    """What each colour of the stacked bars counts at the page's settings (markdown bullets), and the bytes per
+    parameter of full fine-tuning they add up to; the sharded terms say by how many GPUs."""
+    o = options(**estimate_kwargs(values))
+    e, mom, master, z, n = o.e, o.moments, o.master, o.zero, o.gpus
+
+    def shard(stage):
+        return f" ÷ {n} GPUs (ZeRO-{z})" if z >= stage and n > 1 else ""
+    terms = (
+        f"- **Weights**: every parameter and buffer: N × {e} B"
+        + (" (the blocks' linear weights at 0.5 B + 0.127 bit of quantisation constants, the rest 2 B; the "
+           "adapters 2 B)" if o.precision == "4bit" else "") +
+        " plus the adapter's own tensors (frozen ones too)" + shard(3) + ".\n"
+        f"- **Gradients**: one per *trainable* parameter: T × {e} B" + shard(2) + ".\n"
+        f"- **Optimizer state**: {'8-bit' if mom == 2 else 'fp32'} AdamW moments, T × {mom} B"
+        + (", plus the fp32 master copy T × 4 B" if master else "") + shard(1) + ".\n"
+        "- **Activations**: tensors the forward pass keeps for the backward pass; they grow with "
+        "batch × length (and length² for materialised attention scores)"
+        + ("; with checkpointing only each layer's input plus one rebuilt layer" if o.checkpointing else "")
+        + ("; per GPU, never sharded" if n > 1 else "") + ".")
+    per_param = (f"So full fine-tuning costs **{e + e + mom + master} B per parameter** before activations"
+                 + (" and before sharding" if z and n > 1 else "") + "; a PEFT method pays that only for its T "
+                 "trainable parameters and keeps the frozen weights. Figures: **" + scope_label + "**.")
+    return terms, per_param

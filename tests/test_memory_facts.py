@@ -86,12 +86,11 @@ def scale_method(monkeypatch):
     mod.memory_plan = _scale_plan
     mod.settings_text = lambda knobs: f"scales on {','.join(knobs.get('targets', ['q', 'v']))}"
     mod.MEMORY_PAGE_KNOBS = {"init": "freeze"}  # borrows an existing float field of the page
-    mod.MEASURE_KNOBS = {}
     info = MethodInfo.__new__(MethodInfo)  # only the facts the memory code reads (the registry builds the rest)
     info.name, info.module, info.label = "scale", mod, "Scale"
     info.knobs, info.description, info.paper, info.formula = mod.KNOBS, mod.DESCRIPTION, mod.PAPER, mod.FORMULA
     info.memory_plan, info.settings_text = mod.memory_plan, mod.settings_text
-    info.memory_page_knobs, info.measure_knobs = mod.MEMORY_PAGE_KNOBS, mod.MEASURE_KNOBS
+    info.memory_page_knobs, info.measure_knobs = mod.MEMORY_PAGE_KNOBS, {}
     monkeypatch.setitem(METHODS, "scale", info)
     return info
 
@@ -124,3 +123,12 @@ def test_full_fine_tuning_is_the_row_that_trains_everything():
     assert len(everything) == 1
     (full,) = [r for r in rows if r["trains_all"]]
     assert full["trainable_params"] == full["n_params"] and full["bytes_per_trainable_param"] == 16
+
+
+def test_a_measurement_applies_the_methods_own_overrides(tiny_bert):
+    with_overrides = [m for m, info in METHODS.items() if info.measure_knobs]
+    assert with_overrides  # SMT's short gradient-only warm-up
+    for m in with_overrides:
+        res = V.measure_method(tiny_bert, m, {}, batch=2, seq_len=8)  # the method's defaults
+        assert {k: res["knobs"][k] for k in METHODS[m].measure_knobs} == METHODS[m].measure_knobs
+        assert res["rec"]["trainable_params"] == res["est"]["trainable_params"]

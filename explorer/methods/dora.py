@@ -23,7 +23,6 @@ def apply(model, knobs, n_base, **_):
 # ----------------------------------------------------------------------------- memory facts
 
 MEMORY_PAGE_KNOBS = lora.MEMORY_PAGE_KNOBS
-MEASURE_KNOBS: dict = {}
 settings_text = lora.settings_text
 
 

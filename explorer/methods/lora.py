@@ -97,7 +97,6 @@ def apply(model, knobs, n_base, **_):
 # ----------------------------------------------------------------------------- memory facts
 
 MEMORY_PAGE_KNOBS = {"rank": "rank"}  # knob -> the Memory calculator's address key (see explorer.methods)
-MEASURE_KNOBS: dict = {}
 
 
 def settings_text(knobs: dict) -> str:

@@ -214,7 +214,6 @@ def apply(model, knobs, n_base, **_):
 # ----------------------------------------------------------------------------- memory facts
 
 MEMORY_PAGE_KNOBS = {"rank": "rank", "freeze": "freeze"}  # knob -> the Memory calculator's address key
-MEASURE_KNOBS: dict = {}
 _LABEL = "LoRA-SP: A x, assembled A and B, indices"
 
 

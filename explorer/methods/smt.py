@@ -338,7 +338,7 @@ def apply(model, knobs, n_base, selection=None, **_):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"blocks": "smt_blocks", "density": "smt_density", "block_size": "smt_bs"}  # knob -> address key
+MEMORY_PAGE_KNOBS = {"blocks": "smt_blocks", "density": "smt_density", "block_size": "smt_bs"}  # knob -> page key
 # a memory measurement picks its blocks after a short gradient-only warm-up (memory depends on how many, not which)
 MEASURE_KNOBS = dict(warmup_steps=2, warmup_mode="gradient-only")
 

@@ -261,7 +261,6 @@ def apply(model, knobs, n_base, **_):
 # ----------------------------------------------------------------------------- memory facts
 
 MEMORY_PAGE_KNOBS = {"rank": "rank", "preset": "tl"}  # knob -> the Memory calculator's address key
-MEASURE_KNOBS: dict = {}
 _LABEL = "Tied-LoRA: A x, u A x, v-scaled update"
 
 

@@ -40,10 +40,7 @@ from torch import nn
 from explorer.data import tasks as data_mod
 from explorer.errors import DataError, user_message
 
-try:  # measured byte account (explorer/memory/measured.py)
-    from explorer.memory import measured as memory_mod
-except Exception:  # pragma: no cover - only while memory.py is missing or broken
-    memory_mod = None
+from explorer.memory import measured as memory_mod  # the measured byte account (a stale import must fail loudly)
 
 DEFAULT_LR = {
     "full": 1e-4,

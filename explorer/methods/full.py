@@ -59,8 +59,6 @@ def apply(model, knobs, n_base, **_):
 
 # ----------------------------------------------------------------------------- memory facts
 
-
-
 def settings_text(knobs: dict) -> str:
     return "every parameter"
 

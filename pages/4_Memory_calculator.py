@@ -101,8 +101,8 @@ def settings_panel(vals: dict, instr: bool) -> None:
             c[0].select_slider(V.shared_knob_label("rank", "rank r"), sorted(set(RANKS) | {cur}), key=k("rank"))
             c[1].slider("LoRA-SP frozen fraction", 0.0, 0.99, step=0.01, key=k("freeze"))
             c[2].selectbox("Tied-LoRA preset", V.TL_PRESETS, key=k("tl"),
-                           help="TL6: shared A, B + per-layer u, v all trained; TL5: u, v frozen; vBuA, VeRA-like: "
-                                "see the playground")
+                           help="named combinations of which of A, B, u, v train and whether A, B are shared "
+                                "across layers (the playground draws each)")
             c[3].number_input("SpaRTA sparsity (of all parameters)", 0.0, 0.9999, step=0.001, format="%.4f",
                               key=k("sparsity"), help="0.99 trains 1 % of all parameters as single entries")
             c = st.columns(4)

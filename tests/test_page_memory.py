@@ -321,3 +321,12 @@ def test_colour_legend_bytes_per_parameter_and_sharding():
     lines = terms.split("\n")
     assert "÷ 4 GPUs (ZeRO-2)" in lines[1] and "÷ 4 GPUs (ZeRO-2)" in lines[2] and "÷" not in lines[0]
     assert "master copy" not in terms and "per GPU, never sharded" in lines[3]
+
+
+def test_tied_lora_presets_on_the_page_are_the_methods_own():
+    from explorer.methods import tied_lora
+
+    assert set(V.TL_PRESETS) == set(tied_lora.PRESETS) and V.TL_PRESETS[0] == "TL6"  # the knob's default first
+    assert V.page_schema().parse({"tl": "custom"})[0]["tl"] == "TL6"  # custom needs the switches: not offered here
+    for name in tied_lora.PRESETS:
+        assert V.method_knobs("tied-lora", {**V.page_schema().defaults(), "tl": name})["preset"] == name

@@ -51,7 +51,16 @@ PRECISION_LABELS = {"fp32": "fp32 (4 B weights)", "bf16-mixed": "bf16 mixed (2 B
                      "4bit": "4-bit weights (QLoRA-style)"}
 UNITS = ("GB", "GiB")
 UNIT_WORDS = {"GB": "GB = 10^9 bytes", "GiB": "GiB = 2^30 bytes"}
-TL_PRESETS = ("TL6", "TL5", "vBuA", "VeRA-like")
+
+
+def page_knob(key: str):
+    """The method knob behind a page field (``MEMORY_PAGE_KNOBS``: knob name -> field key), the first that reads it."""
+    return next(kn for info in METHODS.values() for name, k in info.memory_page_knobs.items() if k == key
+                for kn in info.knobs if kn.name == name)
+
+
+_TL = page_knob("tl")
+TL_PRESETS = tuple(sorted((c for c in _TL.choices if c != "custom"), key=lambda c: c != _TL.default))  # default 1st
 SMT_BLOCK_SIZES = ("auto", "16", "32", "64", "128", "256")
 TARGET_SETS = ("default", "qv", "attn", "all")
 TARGET_LABELS = {"default": "each method's default", "qv": "q, v", "attn": "attention: q, k, v, o",
@@ -90,7 +99,7 @@ def page_schema() -> Schema:
         Field("unit", "choice", "GB", choices=UNITS),
         Field("rank", "int", 8, min=1, max=512),
         Field("freeze", "float", 0.5, min=0.0, max=0.99),
-        Field("tl", "choice", "TL6", choices=TL_PRESETS),
+        Field("tl", "choice", _TL.default, choices=TL_PRESETS),
         Field("smt_blocks", "int", 0, min=0, max=10_000_000),
         Field("smt_density", "float", 0.0, min=0.0, max=1.0),
         Field("smt_bs", "choice", "auto", choices=SMT_BLOCK_SIZES),

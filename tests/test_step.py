@@ -11,7 +11,7 @@ from explorer.engine.config import TrainConfig
 from explorer.engine.records import RunSummary, StepRecord
 from explorer.engine.step import StepPlan, run_step
 from explorer.engine.train import train
-from explorer.memory.model import MemoryAccountant
+from explorer.memory.measured import MemoryAccountant
 from explorer.methods import apply_method
 from explorer.models import fresh_copy
 

@@ -35,7 +35,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:0, mps
     warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = DEFAULT_LR["full"])
-    measure_memory: bool = True  # byte account per step (explorer.memory.model)
+    measure_memory: bool = True  # byte account per step (explorer.memory.measured)
     text_col: str | None = None
     label_col: str | None = None
     prompt_col: str | None = None

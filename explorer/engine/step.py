@@ -49,7 +49,7 @@ class StepPlan:
     guard_grad: bool = False  # a non-finite gradient norm skips the update (status "bad-grad")
     sink: Callable[[], None] | None = None  # after backward, before the update (SMT's gradient sums)
     after_update: Callable[[object], None] | None = None  # after the optimizer step, e.g. adapter.on_step_end
-    accountant: object | None = None  # explorer.memory.model.MemoryAccountant: forward scope + snapshot
+    accountant: object | None = None  # explorer.memory.measured.MemoryAccountant: forward scope + snapshot
     measure: Callable[[], dict] | None = None  # a snapshot without the accountant (fields for the record)
     loss_fn: Callable = default_loss  # (model, batch) -> scalar loss
     world: int = 1  # data-parallel world size (torch.distributed)

@@ -48,10 +48,7 @@ from explorer.engine.state import RunResult, RunState, register, unregister
 from explorer.engine.step import StepPlan, run_step
 from explorer.errors import DataError, user_message
 
-try:  # measured byte account (explorer/memory/model.py, written in parallel)
-    from explorer.memory import model as memory_mod
-except Exception:  # pragma: no cover - only while memory.py is missing or broken
-    memory_mod = None
+from explorer.memory import measured as memory_mod  # the measured byte account (a stale import must fail loudly)
 
 # Test hook (fault injection): ``FAULT_HOOK(step=, phase=, model=)`` is called before every
 # training step's forward pass; raising from it simulates a failing method or out-of-memory.
@@ -240,7 +237,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
 
     ``on_step(record)`` is called after every step (and after every evaluation) with the
     record dict; ``memory_fn(model, optimizer, device) -> dict`` (optional) adds fields to
-    every record when the byte account of ``explorer.memory.model`` is not wanted.
+    every record when the byte account of ``explorer.memory.measured`` is not wanted.
     """
     state = state or RunState(cfg)
     state.cfg = cfg

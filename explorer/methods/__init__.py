@@ -3,6 +3,15 @@
 >>> from explorer.methods import apply_method, METHODS
 >>> adapter = apply_method(model_copy, "lora-sp", rank=8, freeze=0.5)
 >>> adapter.num_trainable(), adapter.layouts(), adapter.save("out/")
+
+Memory facts: the memory calculator (``explorer.memory``, ``explorer.views.memory_views``, page 4, the
+``memory`` command) never asks a method's name; ``MethodInfo`` exposes what the method's module provides.
+Required: ``memory_plan(spec, knobs) -> explorer.memory.plan.MemoryPlan`` (the trainable count by part from a
+``ModelSpec``'s shapes, frozen adapter floats and int32 index bytes, and per target type a save rule that
+records what the adapted layer keeps for backward; ``adapter_shapes`` finds the targets) and
+``settings_text(knobs) -> str`` (one short line for a table row).  Optional: ``MEMORY_PAGE_KNOBS`` (the knobs
+the Memory calculator shows: knob name -> its address key, e.g. ``{"rank": "rank"}``; default none) and
+``MEASURE_KNOBS`` (knobs a quick memory measurement overrides, e.g. SMT's short warm-up; default none).
 """
 
 from __future__ import annotations
@@ -45,6 +54,11 @@ class MethodInfo:
         self.description = module.DESCRIPTION
         self.paper = module.PAPER
         self.formula = module.FORMULA
+        # memory facts (see the module docstring)
+        self.memory_plan = module.memory_plan
+        self.settings_text = module.settings_text
+        self.memory_page_knobs: dict[str, str] = getattr(module, "MEMORY_PAGE_KNOBS", {})
+        self.measure_knobs: dict = getattr(module, "MEASURE_KNOBS", {})
 
     def to_dict(self):
         return dict(name=self.name, label=self.label, description=self.description, paper=self.paper,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from explorer.memory.plan import ORDER, MemoryPlan, trained_weight
 from explorer.targets import find_targets
 from .base import Adapter, Knob, Layout
 
@@ -54,3 +55,15 @@ class FullAdapter(Adapter):
 
 def apply(model, knobs, n_base, **_):
     return FullAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+def settings_text(knobs: dict) -> str:
+    return "every parameter"
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    """Every parameter trains: every linear layer keeps its input, norms and embeddings train too."""
+    return MemoryPlan(knobs, trainable_parts=dict(all=spec.n_params()), trains_base=True,
+                      save_rules={t: trained_weight for t in ORDER})

@@ -602,13 +602,3 @@ def tied_structure(s: Summary) -> dict:
                            v=list(grp.v.shape)))
     return dict(n_layers=a.n_layers, switches=dict(a.switches), rank=a.knobs["rank"], groups=groups,
                 layers=sorted({t.layer for t in a.targets}))
-
-
-def fmt_bytes(n: float) -> str:
-    """Binary units, said explicitly (KiB, MiB, GiB)."""
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

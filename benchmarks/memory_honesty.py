@@ -3,7 +3,7 @@
 For each method at its default knobs, on the real models ``smollm2-135m`` and
 ``minilm``: apply the method to a fresh copy, run two AdamW optimizer steps on
 batches of the model's built-in task (Adam allocates its state on the first
-step), then count the bytes that really exist (``explorer.memory.model.account``).
+step), then count the bytes that really exist (``explorer.memory.measured.account``).
 
 Checks printed beside the table:
 - SMT and SpaRTA: optimizer state = 8 bytes x trainable entries (fp32 Adam moments),
@@ -26,7 +26,8 @@ import time
 import torch
 
 from explorer.data import tasks as data
-from explorer.memory.model import account
+from explorer.engine.step import StepPlan, run_step
+from explorer.memory.measured import account
 from explorer.methods import METHODS as REGISTRY
 from explorer.methods import apply_method
 from explorer.methods.smt import run_warmup
@@ -46,13 +47,10 @@ def measure(loaded, method: str, batches) -> dict:
     params = [p for _, p in adapter.trainable_parameters()]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
     adapter.model.train()
+    plan = StepPlan(optimizer=opt, measure=lambda: account(adapter.model, opt))  # before zero_grad: grads exist
     t0 = time.perf_counter()
     for batch in batches[:2]:
-        loss = adapter.model(**batch).loss
-        loss.backward()
-        opt.step()
-        acc = account(adapter.model, opt)  # before zero_grad: the gradients still exist
-        opt.zero_grad(set_to_none=True)
+        acc = run_step(adapter.model, batch, plan).memory
     dt = (time.perf_counter() - t0) / 2
     n_train = adapter.num_trainable()
     moments = acc["optimizer_bytes"] - acc.get("optimizer_scalar_bytes", 0)

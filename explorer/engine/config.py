@@ -15,6 +15,8 @@ DEFAULT_LR = {
     "sparta": 5e-3,
 }
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # training precisions (explorer.engine.step.amp_for)
+
 
 @dataclass
 class TrainConfig:
@@ -36,6 +38,8 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:0, mps
     warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = DEFAULT_LR["full"])
     measure_memory: bool = True  # byte account per step (explorer.memory.measured)
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (autocast + gradient scaler, CUDA only)
+    checkpointing: bool = False  # gradient checkpointing of every transformer layer (explorer.engine.prepare)
     text_col: str | None = None
     label_col: str | None = None
     prompt_col: str | None = None
@@ -74,6 +78,8 @@ class TrainConfig:
             raise KnobError("warmup_ratio must be in [0, 1)")
         if self.weight_decay < 0:
             raise KnobError("weight decay must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{str(self.precision)[:20]}')")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -97,4 +103,4 @@ class TrainConfig:
         return cls(**kw)
 
 
-__all__ = ["TrainConfig", "DEFAULT_LR"]
+__all__ = ["TrainConfig", "DEFAULT_LR", "PRECISIONS"]

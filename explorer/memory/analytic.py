@@ -36,6 +36,11 @@ Where the model approximates (and says so in ``est["notes"]``):
 - Dropout masks are 1 byte on CUDA and a full float on CPU (PyTorch's CPU dropout keeps a float mask).
 - bf16-mixed / 4bit are modelled as 16-bit weights and activations with fp32 optimizer state (not autocast,
   which would also keep 16-bit copies of fp32 weights); adapter buffers are taken as 16-bit there too.
+- bf16-autocast models ``torch.autocast`` training (``train --precision bf16``): fp32 weights, gradients and
+  AdamW moments, no master copy; activations as autocast saves them, its bf16 weight copies included (see
+  :mod:`explorer.memory.activations`); the small bf16 copies of adapter factors are left out.
+- Checkpointing is modelled as the project trains it (reentrant, Hugging Face's ``enable_input_require_grads``):
+  the embeddings' output requires a gradient, so BERT's embedding norm and dropout keep their inputs.
 - Masked-LM BERT heads and architectures other than BERT-like and LLaMA-like are not modelled in detail.
 """
 
@@ -95,7 +100,7 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
              optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0, gpus: int = 1) -> dict:
     """The memory model of METHODS.md for one configuration; every term in bytes (see the module docstring).
 
-    ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit.
+    ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit | bf16-autocast.
     ``attention``: "auto" (cuda: fused kernels that keep no s^2 scores; cpu: the scores are kept when attention
     dropout is on), "flash" or "materialized".  ``device`` matters for dropout masks (1 byte on CUDA, a full float
     on CPU).  ``master_copy``: the fp32 master weights of mixed precision (16 B/param for full FT; False: 12 B).
@@ -119,13 +124,15 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     grads = T * e
     # ---- activations
     kernel = o.kernel(spec.attn_dropout)
-    act_detailed, act_terms, store = detailed_activations(spec, plan, o.batch, o.seq_len, e, o.mask_e, kernel,
-                                                          o.recompute)
-    if o.checkpointing:
-        act_detailed, act_terms = checkpointed(store, spec.n_layers, o.seq_len * o.batch * spec.hidden * e)
+    # checkpointing: the input embeddings' output requires a gradient (reentrant checkpointing, as trained here)
+    act_detailed, act_terms, store = detailed_activations(spec, plan, o.batch, o.seq_len, o.act_e, o.mask_e, kernel,
+                                                          o.recompute, o.autocast, o.checkpointing)
+    if o.checkpointing:  # the checkpoints are the residual stream: fp32 under autocast
+        ckpt_e = 4 if o.autocast else o.act_e
+        act_detailed, act_terms = checkpointed(store, spec.n_layers, o.seq_len * o.batch * spec.hidden * ckpt_e)
         notes.append("Full activation checkpointing: each layer keeps only its input (s b h); one layer's "
                      "activations are rebuilt at a time in the backward pass (the forward runs twice).")
-    act_k = korthikanti_activations(spec, o.batch, o.seq_len, e, o.recompute, o.checkpointing)
+    act_k = korthikanti_activations(spec, o.batch, o.seq_len, o.act_e, o.recompute, o.checkpointing)
     act = act_detailed if o.activation_model == "detailed" else act_k
     # ---- ZeRO: what each GPU holds
     unsharded = dict(weights_bytes=float(weights), grads_bytes=float(grads),

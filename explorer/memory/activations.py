@@ -17,7 +17,8 @@ layers compute in bf16, so (as measured with ``saved_tensors_hooks`` in PyTorch 
 whose input is an fp32 tensor (the norms' outputs: the residual stream stays fp32) keeps its **own** bf16
 copy of that input (q, k and v each one), a linear layer whose input needs a gradient keeps the bf16 copy of
 its weight (for the gradient of its input; a frozen weight is cast anew at every call, a trained one once),
-the norms keep fp32, the rotary tables are fp32, CPU attention's materialised path runs in fp32, and the
+(a custom autograd Function, ``MemoryPlan.uncast``: SMT's and SpaRTA's sparse layers, keeps its input as it
+comes and no copy), the norms keep fp32, the rotary tables are fp32, CPU attention's materialised path runs in fp32, and the
 outputs of linear layers (MLP hidden, attention) are bf16.  Embedding-layer dropout masks follow their fp32
 input.  ``input_grads=True`` (gradient checkpointing here: the input embeddings' output is made to require a
 gradient so that reentrant checkpointing passes gradients to the layers) walks the embeddings as needing one.
@@ -81,14 +82,19 @@ class Walk:
 
     def linear(self, t: str, key_in: str, d_in: int, d_out: int, rg_in: bool, out_key: str) -> bool:
         rule = self.plan.save_rules.get(t)
+        e = self.e
         if self.autocast:
-            if rg_in:  # the bf16 copy of the weight, kept to pass the gradient to the input
-                self.save(out_key + ".w16", d_in * d_out * 2, W16)
-            if key_in.endswith((".X", ".Y", ".N", ".M")):  # an fp32 input (a norm's output): its own bf16 copy
-                key_in = f"{key_in}.{t}16"
+            fp32_in = key_in.endswith((".X", ".Y", ".N", ".M"))  # a norm's output: the residual stream is fp32
+            if t in self.plan.uncast:  # a custom Function: keeps its input as it comes, no weight copy
+                e = 4 if fp32_in else e
+            else:
+                if rg_in:  # the bf16 copy of the weight, kept to pass the gradient to the input
+                    self.save(out_key + ".w16", d_in * d_out * 2, W16)
+                if fp32_in:  # its own bf16 copy of the fp32 input
+                    key_in = f"{key_in}.{t}16"
         if rule is None:  # a frozen linear layer keeps nothing of its own
             return rg_in
-        return rule(LinearCall(self.save, key_in, out_key, d_in, d_out, rg_in, self.sb, self.e, self.mask_e))
+        return rule(LinearCall(self.save, key_in, out_key, d_in, d_out, rg_in, self.sb, e, self.mask_e))
 
     def attention_core(self, layer, rg_q, rg_k, rg_v, q_key, k_key, v_key, out_key) -> bool:
         sb, e, dq, dkv = self.sb, self.e, self.dq, self.dkv

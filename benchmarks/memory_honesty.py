@@ -88,9 +88,10 @@ def measure_precision(loaded, method: str, batches, precision: str, ckpt: bool) 
     for batch in batches[:2]:
         rec = run_step(adapter.model, batch, plan).memory
     b, s = batches[1]["input_ids"].shape
+    padded = bool((batches[1]["attention_mask"] == 0).any())
     est = estimate(spec_from_model(loaded.model), method, adapter.knobs, precision=ANALYTIC_PRECISION[precision],
-                   batch=int(b), seq_len=int(s), device="cpu", checkpointing=ckpt)
-    return dict(method=method, precision=precision, checkpointing=ckpt, batch=int(b), seq_len=int(s),
+                   batch=int(b), seq_len=int(s), device="cpu", checkpointing=ckpt, padded=padded)
+    return dict(method=method, precision=precision, checkpointing=ckpt, batch=int(b), seq_len=int(s), padded=padded,
                 measured_total=rec["total_bytes"], analytic_total=est["total_bytes"],
                 measured_activations=rec["activations_bytes"], analytic_activations=est["activations_bytes"],
                 measured_kept=rec["activations_kept_bytes"], measured_rebuilt=rec["activations_recomputed_bytes"],
@@ -108,7 +109,8 @@ def precision_table(name: str, loaded, batches) -> list[dict]:
             rows.append(measure_precision(loaded, m, batches, prec, ckpt))
             print(f"  {name} {m} {prec} ckpt={ckpt}: done", file=sys.stderr)
     r0 = rows[0]
-    print(f"\n### {name}: measured vs analytic (batch {r0['batch']} x {r0['seq_len']} tokens, CPU, AdamW, after 2 "
+    print(f"\n### {name}: measured vs analytic (batch {r0['batch']} x {r0['seq_len']} tokens"
+          f"{', padded' if r0['padded'] else ''}, CPU, AdamW, after 2 "
           "steps; MiB = 2^20 B; analytic precision fp32 / bf16-autocast)\n")
     print("| method | precision | checkpointing | total measured MiB | total analytic MiB | diff | activations "
           "measured MiB | activations analytic MiB | diff | within 5 % |")

@@ -213,3 +213,25 @@ def test_analytic_model_matches_the_measured_run(model, method, precision, ckpt,
     if ckpt:
         assert rec["activations_recomputed_bytes"] > 0
         assert est["activation_terms"]["one layer rebuilt in the backward pass"] > 0
+
+
+@pytest.mark.parametrize("ckpt", [False, True])
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_padded_batch_on_grouped_query_attention(tiny_llama, method, ckpt):
+    """A batch with padding: transformers' sdpa path keeps a float mask per layer and expands k and v to every
+    head (tiny-llama: 4 query heads, 2 kv heads); the analytic model's ``padded`` says so, byte for byte."""
+    from explorer.memory.analytic import estimate
+    from explorer.memory.specs import spec_from_model
+
+    a = _adapter(tiny_llama, method, ckpt)
+    b = _batch(tiny_llama, b=4, s=10)
+    b["attention_mask"][0, 7:] = 0
+    rec = run_step(a.model, b, StepPlan(accountant=MemoryAccountant(a.model))).memory
+    spec = spec_from_model(tiny_llama.model)
+    est = estimate(spec, method, a.knobs, precision="fp32", batch=4, seq_len=10, device="cpu", checkpointing=ckpt,
+                   padded=True)
+    plain = estimate(spec, method, a.knobs, precision="fp32", batch=4, seq_len=10, device="cpu", checkpointing=ckpt)
+    assert est["activations_bytes"] == rec["activations_bytes"]
+    layers = 1 if ckpt else spec.n_layers  # checkpointing: one rebuilt layer holds them at a time
+    extra = layers * (4 * 10 * 10 * 4 + 2 * 4 * 10 * (spec.heads - spec.kv_heads) * spec.d_head * 4)
+    assert est["activations_bytes"] - plain["activations_bytes"] == extra

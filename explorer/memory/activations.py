@@ -66,8 +66,9 @@ class Walk:
     whether its output requires grad ("rg")."""
 
     def __init__(self, spec: ModelSpec, plan: MemoryPlan, b: int, s: int, e: int, mask_e: int, attention: str,
-                 recompute: bool, autocast: bool = False, input_grads: bool = False):
+                 recompute: bool, autocast: bool = False, input_grads: bool = False, padded: bool = False):
         self.spec, self.plan, self.acts = spec, plan, Acts()
+        self.padded = padded
         self.autocast, self.input_grads = autocast, input_grads
         self.fe = 4 if autocast else e  # bytes of what autocast keeps in fp32 (norms, rotary, CPU attention)
         self.b, self.s, self.sb, self.e, self.mask_e = b, s, s * b, e, mask_e
@@ -102,6 +103,9 @@ class Walk:
         if not (rg_qk or rg_v):
             return False
         if self.flash:
+            if self.padded and self.spec.family == "llama":  # a padding mask: the float mask, k and v per head
+                self.save(f"{layer}.pad_mask", self.b * self.s * self.s * 4, ATTN)
+                dkv = dq
             self.save(q_key, sb * dq * e, ATTN)
             self.save(k_key, sb * dkv * e, ATTN)
             self.save(v_key, sb * dkv * e, ATTN)
@@ -241,13 +245,13 @@ def _head(w: Walk, x_key: str, rg: bool) -> None:
 
 
 def detailed_activations(spec: ModelSpec, plan: MemoryPlan, b: int, s: int, e: int, mask_e: int, attention: str,
-                         recompute: bool, autocast: bool = False,
-                         input_grads: bool = False) -> tuple[float, dict, dict]:
+                         recompute: bool, autocast: bool = False, input_grads: bool = False,
+                         padded: bool = False) -> tuple[float, dict, dict]:
     """Walk one forward pass op by op and record what autograd saves (each storage once); ``autocast`` and
     ``input_grads``: see the module docstring.
 
     Returns (total bytes, bytes by label, the store {key: (bytes, label)})."""
-    w = Walk(spec, plan, b, s, e, mask_e, attention, recompute, autocast, input_grads)
+    w = Walk(spec, plan, b, s, e, mask_e, attention, recompute, autocast, input_grads, padded)
     rg = _embeddings(w)
     layer_fn = _bert_layer if spec.family == "bert" else _llama_layer
     x_key = "0.X"

@@ -97,7 +97,8 @@ def _weights(spec: ModelSpec, plan: MemoryPlan, precision: str, e: int) -> tuple
 def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = None, precision: str = "bf16-mixed",
              batch: int = 1, seq_len: int = 512, recompute: bool = False, activation_model: str = "detailed",
              attention: str = "auto", device: str = "cuda", master_copy: bool = True,
-             optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0, gpus: int = 1) -> dict:
+             optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0, gpus: int = 1,
+             padded: bool = False) -> dict:
     """The memory model of METHODS.md for one configuration; every term in bytes (see the module docstring).
 
     ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit | bf16-autocast.
@@ -107,6 +108,8 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     ``optimizer``: adamw (two fp32 moments, 8 B per trainable parameter), adamw-8bit (two 8-bit moments, 2 B;
     bitsandbytes' block-wise constants left out) or sgd (none).  ``checkpointing``: full activation checkpointing
     per layer (each layer keeps its input; one layer is rebuilt at a time in the backward pass).
+    ``padded``: the batch has padding; LLaMA-like attention then gets a float mask per layer and, with grouped-query
+    attention, k and v expanded to every head (transformers' sdpa path without ``enable_gqa``), as measured.
     ``zero``/``gpus``: ZeRO data parallelism (Rajbhandari et al., arXiv 1910.02054) over ``gpus`` GPUs; the
     returned terms are **per GPU**: stage 1 shards the optimizer state (moments and master copy), stage 2 also the
     gradients, stage 3 also the weights; activations are per GPU (each GPU runs its own batch of ``batch``).
@@ -114,7 +117,7 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     """
     spec = resolve_spec(spec)
     o = options(precision, batch, seq_len, recompute, activation_model, attention, device, master_copy, optimizer,
-                checkpointing, zero, gpus)
+                checkpointing, zero, gpus, padded)
     plan = memory_plan(spec, method, knobs)
     if o.precision == "4bit" and plan.trains_base:
         raise KnobError(FULL_4BIT)
@@ -126,7 +129,7 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     kernel = o.kernel(spec.attn_dropout)
     # checkpointing: the input embeddings' output requires a gradient (reentrant checkpointing, as trained here)
     act_detailed, act_terms, store = detailed_activations(spec, plan, o.batch, o.seq_len, o.act_e, o.mask_e, kernel,
-                                                          o.recompute, o.autocast, o.checkpointing)
+                                                          o.recompute, o.autocast, o.checkpointing, o.padded)
     if o.checkpointing:  # the checkpoints are the residual stream: fp32 under autocast
         ckpt_e = 4 if o.autocast else o.act_e
         act_detailed, act_terms = checkpointed(store, spec.n_layers, o.seq_len * o.batch * spec.hidden * ckpt_e)

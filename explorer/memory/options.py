@@ -47,6 +47,7 @@ class Options:
     checkpointing: bool = False
     zero: int = 0
     gpus: int = 1
+    padded: bool = False  # the batch has padding (an attention mask with zeros)
 
     @property
     def e(self) -> int:
@@ -87,7 +88,7 @@ class Options:
 def options(precision: str = "bf16-mixed", batch: int = 1, seq_len: int = 512, recompute: bool = False,
             activation_model: str = "detailed", attention: str = "auto", device: str = "cuda",
             master_copy: bool = True, optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0,
-            gpus: int = 1) -> Options:
+            gpus: int = 1, padded: bool = False) -> Options:
     """The settings checked, each refusal one line naming the setting."""
     if precision not in PRECISIONS:
         raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")
@@ -109,7 +110,7 @@ def options(precision: str = "bf16-mixed", batch: int = 1, seq_len: int = 512, r
     if batch < 1 or seq_len < 1:
         raise KnobError("batch and seq_len must be >= 1")
     return Options(precision, batch, seq_len, recompute, activation_model, attention, device, master_copy,
-                   optimizer, checkpointing, zero, gpus)
+                   optimizer, checkpointing, zero, gpus, bool(padded))
 
 
 def precision_notes(o: Options) -> list[str]:

@@ -235,3 +235,18 @@ def test_padded_batch_on_grouped_query_attention(tiny_llama, method, ckpt):
     layers = 1 if ckpt else spec.n_layers  # checkpointing: one rebuilt layer holds them at a time
     extra = layers * (4 * 10 * 10 * 4 + 2 * 4 * 10 * (spec.heads - spec.kv_heads) * spec.d_head * 4)
     assert est["activations_bytes"] - plain["activations_bytes"] == extra
+
+
+def test_memory_chart_splits_kept_and_rebuilt_activations():
+    from explorer.views.figures_runs import memory_stack
+
+    base = dict(phase="train", loss=1.0, weights_bytes=10 * 2**20, grads_bytes=2**20, optimizer_bytes=2 * 2**20)
+    plain = [dict(base, step=1, activations_bytes=3 * 2**20, activations_recomputed_bytes=0)]
+    ckpt = [dict(base, step=1, activations_bytes=3 * 2**20, activations_recomputed_bytes=2**20)]
+    names = [t.name for t in memory_stack(plain).data]
+    assert names[-1] == "activations saved for backward" and len(names) == 4
+    fig = memory_stack(ckpt)
+    ys = {t.name: t.y[0] for t in fig.data}
+    assert len(fig.data) == 5
+    assert ys["activations kept by the forward (checkpoints)"] == 2.0
+    assert ys["activations of the layer rebuilt in the backward"] == 1.0

@@ -67,6 +67,7 @@ from typing import Callable
 
 import streamlit as st
 
+from explorer.engine.config import PRECISIONS
 from explorer.errors import user_message
 from explorer.urlstate import Schema
 from ui_modes import (INSTRUCTOR_HIDDEN_KNOBS, MODES, PROJECTOR_CSS, _modes_from_url, _modes_to_url,  # noqa: F401
@@ -384,6 +385,22 @@ def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
     else:
         st.number_input(label, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9),
                         step=knob.step, key=key, help=help_)
+
+
+
+
+def precision_widgets(page: str, prec_field: str, ckpt_field: str, cuda: bool) -> None:
+    """The training precision (fp16 only where CUDA is) and the gradient-checkpointing switch of a fine-tune."""
+    opts = list(PRECISIONS) if cuda else [p for p in PRECISIONS if p != "fp16"]
+    key = wkey(page, prec_field)
+    if st.session_state.get(key) not in opts:
+        st.session_state[key] = "fp32"
+    c = st.columns(2)
+    c[0].radio("precision", opts, key=key, horizontal=True,
+               help="fp32; bf16: autocast (weights, gradients and AdamW states stay fp32; the forward runs in bf16)"
+                    + ("; fp16: autocast with a gradient scaler" if cuda else "; fp16 needs a CUDA GPU (none here)"))
+    c[1].toggle("gradient checkpointing", key=wkey(page, ckpt_field),
+                help="each layer keeps only its input; its activations are rebuilt in the backward pass")
 
 
 def sidebar_model(page: str, current: str, big: bool = False):

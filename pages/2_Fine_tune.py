@@ -46,6 +46,9 @@ def page_schema() -> Schema:
         Field("bs", "int", 16, min=1, max=64),
         Field("seed", "int", 0, min=0, max=2**31 - 1),
         Field("device", "choice", "auto", choices=DEVICES),
+        Field("prec", "choice", TrainConfig.precision, choices=ui.PRECISIONS,
+              help="fp32; bf16 autocast (CPU and CUDA); fp16 autocast with a gradient scaler (CUDA only)"),
+        Field("ckpt", "bool", TrainConfig.checkpointing, help="gradient checkpointing of every layer"),
     ])
 
 
@@ -322,6 +325,7 @@ def body():
             st.session_state[k("device")] = "auto"
         c[2].selectbox("device", devs, key=k("device"),
                        help="auto: CUDA when there is a GPU, else CPU" + ("" if cuda_ok() else " (no GPU here)"))
+        ui.precision_widgets(PAGE, "prec", "ckpt", cuda=cuda_ok())
 
     with right:
         st.markdown("##### Method")
@@ -351,6 +355,7 @@ def body():
     cfg = TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
                       knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
                       device=values["device"], eval_every=max(2, steps // 6), eval_examples=200,
+                      precision=values["prec"], checkpointing=bool(values["ckpt"]),
                       smt_selection=smt_sel, **cols_map)
     label = f"{info.label} · {name} · {D.display_name(cfg.task) if cfg.task else D.default_task_for(kind)}"
 

@@ -97,6 +97,29 @@ def test_every_control_moved():
     assert qp(at, "seed") == "7"  # hidden, not forgotten
 
 
+def test_precision_and_checkpointing_controls_reach_the_run():
+    """The two controls: URL fields like the others, fp16 offered only with CUDA, both settings in the run."""
+    import torch
+
+    at = ft(model="tiny-bert", steps="4", bs="8", prec="bf16", ckpt="1")
+    no_problem(at)
+    assert at.radio(key="ft:prec").value == "bf16" and at.toggle(key="ft:ckpt").value is True
+    assert ("fp16" in at.radio(key="ft:prec").options) == torch.cuda.is_available()
+    at.radio(key="ft:prec").set_value("fp32").run()
+    at.toggle(key="ft:ckpt").set_value(False).run()
+    assert (qp(at, "prec"), qp(at, "ckpt")) == ("fp32", "0")
+    at.radio(key="ft:prec").set_value("bf16").run()
+    at.toggle(key="ft:ckpt").set_value(True).run()
+    assert (qp(at, "prec"), qp(at, "ckpt")) == ("bf16", "1")
+    at.button(key="ft_start").click().run()
+    assert wait_done(at) == "finished", run_state(at).message
+    e = list(at.session_state["run_history"])[0]
+    assert e.config["precision"] == "bf16" and e.config["checkpointing"] is True
+    assert all(r["activations_recomputed_bytes"] > 0 for r in e.records if r.get("phase") == "train")
+    bad = ft(model="tiny-bert", prec="fp64", ckpt="maybe")
+    assert not bad.exception and qp(bad, "prec") == "fp32"
+
+
 def test_bad_url_values_clamped():
     at = ft(model="tiny-bert", steps="99999", method="bogus", k_rank="-5", lr="abc", bs="1e9", device="tpu",
             seed="-3", task="../../etc/passwd")

@@ -55,6 +55,10 @@ def add_parser(sub):
                    help="where the run executes: thread (this process, default), process (a spawned worker "
                         "process) or ray (a Ray cluster: PEFT_EXPLORER_RAY_ADDRESS, else a local Ray)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-step byte account")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32; bf16 autocast (CPU and CUDA); fp16 autocast with a gradient scaler (CUDA only)")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="gradient checkpointing: each layer keeps its input, rebuilt in the backward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=run)
@@ -128,7 +132,8 @@ def run(args) -> int:
                       steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
                       max_len=args.max_len, warmup_ratio=args.warmup_ratio, grad_clip=args.grad_clip,
                       eval_every=args.eval_every, eval_examples=(args.eval_examples or None), seed=args.seed,
-                      device=device, measure_memory=not args.no_memory, text_col=args.text_col,
+                      device=device, measure_memory=not args.no_memory, precision=args.precision,
+                      checkpointing=bool(args.checkpointing), text_col=args.text_col,
                       label_col=args.label_col, prompt_col=args.prompt_col, answer_col=args.answer_col,
                       encoding=None if str(args.encoding or "auto").lower() == "auto" else args.encoding)
     out = args.out or os.path.join("runs", f"{args.model.replace('/', '_')}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")

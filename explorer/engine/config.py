@@ -23,6 +23,8 @@ def __getattr__(name: str):  # ``DEFAULT_LR``: name -> rate of every registered 
         return {k: m.default_lr for k, m in METHODS.items()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # training precisions (explorer.engine.step.amp_for)
+
 
 @dataclass
 class TrainConfig:
@@ -44,6 +46,8 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:0, mps
     warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = DEFAULT_LR["full"])
     measure_memory: bool = True  # byte account per step (explorer.memory.measured)
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (autocast + gradient scaler, CUDA only)
+    checkpointing: bool = False  # gradient checkpointing of every transformer layer (explorer.engine.prepare)
     text_col: str | None = None
     label_col: str | None = None
     prompt_col: str | None = None
@@ -82,6 +86,8 @@ class TrainConfig:
             raise KnobError("warmup_ratio must be in [0, 1)")
         if self.weight_decay < 0:
             raise KnobError("weight decay must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{str(self.precision)[:20]}')")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -105,4 +111,4 @@ class TrainConfig:
         return cls(**kw)
 
 
-__all__ = ["TrainConfig", "DEFAULT_LR", "default_lr"]
+__all__ = ["TrainConfig", "DEFAULT_LR", "default_lr", "PRECISIONS"]

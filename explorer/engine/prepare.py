@@ -134,4 +134,29 @@ def load_for(cfg: TrainConfig, loaded=None):
 
 
 
-__all__ = ["pick_device", "dist_info", "init_head", "prepare_base", "param_groups", "schedule", "load_for"]
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Gradient checkpointing of every transformer layer of the Hugging Face model inside ``model``.
+
+    Reentrant checkpointing (``use_reentrant=True``): each layer saves only its inputs in the forward and is
+    rebuilt in the backward pass, under the same autocast and random state.  A reentrant layer passes gradients
+    to the parameters inside it only when one of its inputs requires a gradient, so the input embeddings'
+    output is made to require one (``enable_input_require_grads``): the adapters inside every layer get the
+    same gradients as without checkpointing.  Reentrant rather than non-reentrant: its saved inputs and the
+    rebuilt layers go through ``saved_tensors_hooks``, so the byte account sees them."""
+    from explorer.methods.base import KnobError
+
+    hf = next((m for m in model.modules() if getattr(m, "supports_gradient_checkpointing", False)), None)
+    if hf is None:
+        raise KnobError(f"gradient checkpointing: {type(model).__name__} has no Hugging Face layers to checkpoint")
+    kw = {"use_reentrant": True}
+    if hasattr(hf, "activation_checkpointing_enable"):
+        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else:  # pragma: no cover - transformers < 5
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+    hf.enable_input_require_grads()
+
+
+__all__ = ["pick_device", "dist_info", "init_head", "prepare_base", "param_groups", "schedule", "load_for",
+           "enable_checkpointing"]

@@ -42,10 +42,11 @@ import torch
 
 from explorer.data import tasks as data_mod
 from explorer.engine.config import TrainConfig
-from explorer.engine.prepare import dist_info, load_for, param_groups, pick_device, prepare_base, schedule
+from explorer.engine.prepare import (dist_info, enable_checkpointing, load_for, param_groups, pick_device,
+                                     prepare_base, schedule)
 from explorer.engine.records import Evaluation, RunSummary, StepRecord
 from explorer.engine.state import RunResult, RunState, register, unregister
-from explorer.engine.step import StepPlan, run_step
+from explorer.engine.step import StepPlan, amp_for, run_step
 from explorer.errors import DataError, user_message
 
 from explorer.memory import measured as memory_mod  # the measured byte account (a stale import must fail loudly)
@@ -78,6 +79,13 @@ class _Run:
         self.model = adapter.model
         self.model.to(device)
         self.model.train()
+        self.autocast, self.scaler = amp_for(cfg.precision, device)
+        if cfg.checkpointing:
+            enable_checkpointing(self.model)
+        if cfg.precision != "fp32" or cfg.checkpointing:
+            res.notes.append(f"Precision {cfg.precision}" + (" (autocast; weights, gradients and AdamW states stay "
+                             "fp32)" if cfg.precision != "fp32" else "") + "; gradient checkpointing "
+                             + ("on (reentrant, every layer)" if cfg.checkpointing else "off") + ".")
         self.lr = cfg.resolved_lr()
         self.steps = int(cfg.steps)
         self.warm_steps = 0
@@ -140,11 +148,12 @@ class _Run:
                             clip_params=([p for g in self.warm_opt.param_groups for p in g["params"]]
                                          if clip is not None else None),
                             clip=clip, sink=self.adapter.accumulate, accountant=self.acct, measure=measure,
-                            world=self.world, device=self.device)
+                            world=self.world, device=self.device, autocast=self.autocast,
+                            scaler=self.scaler if self.warm_opt is not None else None)
         return StepPlan(optimizer=self.opt, scheduler=self.sched, params=[p for _, p in self.train_params],
                         clip=self.cfg.grad_clip if self.cfg.grad_clip else float("inf"), guard_grad=True,
                         after_update=self.adapter.on_step_end, accountant=self.acct, measure=measure,
-                        world=self.world, device=self.device)
+                        world=self.world, device=self.device, autocast=self.autocast, scaler=self.scaler)
 
     def _measure(self) -> dict:
         """Record fields without the byte account: ``memory_fn``'s, the CUDA peak, the process RSS."""

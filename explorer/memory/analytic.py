@@ -36,6 +36,11 @@ Where the model approximates (and says so in ``est["notes"]``):
 - Dropout masks are 1 byte on CUDA and a full float on CPU (PyTorch's CPU dropout keeps a float mask).
 - bf16-mixed / 4bit are modelled as 16-bit weights and activations with fp32 optimizer state (not autocast,
   which would also keep 16-bit copies of fp32 weights); adapter buffers are taken as 16-bit there too.
+- bf16-autocast models ``torch.autocast`` training (``train --precision bf16``): fp32 weights, gradients and
+  AdamW moments, no master copy; activations as autocast saves them, its bf16 weight copies included (see
+  :mod:`explorer.memory.activations`); the small bf16 copies of adapter factors are left out.
+- Checkpointing is modelled as the project trains it (reentrant, Hugging Face's ``enable_input_require_grads``):
+  the embeddings' output requires a gradient, so BERT's embedding norm and dropout keep their inputs.
 - Masked-LM BERT heads and architectures other than BERT-like and LLaMA-like are not modelled in detail.
 """
 
@@ -92,16 +97,19 @@ def _weights(spec: ModelSpec, plan: MemoryPlan, precision: str, e: int) -> tuple
 def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = None, precision: str = "bf16-mixed",
              batch: int = 1, seq_len: int = 512, recompute: bool = False, activation_model: str = "detailed",
              attention: str = "auto", device: str = "cuda", master_copy: bool = True,
-             optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0, gpus: int = 1) -> dict:
+             optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0, gpus: int = 1,
+             padded: bool = False) -> dict:
     """The memory model of METHODS.md for one configuration; every term in bytes (see the module docstring).
 
-    ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit.
+    ``spec``: a ModelSpec or a key of PUBLISHED.  ``precision``: fp32 | bf16-mixed | 4bit | bf16-autocast.
     ``attention``: "auto" (cuda: fused kernels that keep no s^2 scores; cpu: the scores are kept when attention
     dropout is on), "flash" or "materialized".  ``device`` matters for dropout masks (1 byte on CUDA, a full float
     on CPU).  ``master_copy``: the fp32 master weights of mixed precision (16 B/param for full FT; False: 12 B).
     ``optimizer``: adamw (two fp32 moments, 8 B per trainable parameter), adamw-8bit (two 8-bit moments, 2 B;
     bitsandbytes' block-wise constants left out) or sgd (none).  ``checkpointing``: full activation checkpointing
     per layer (each layer keeps its input; one layer is rebuilt at a time in the backward pass).
+    ``padded``: the batch has padding; LLaMA-like attention then gets a float mask per layer and, with grouped-query
+    attention, k and v expanded to every head (transformers' sdpa path without ``enable_gqa``), as measured.
     ``zero``/``gpus``: ZeRO data parallelism (Rajbhandari et al., arXiv 1910.02054) over ``gpus`` GPUs; the
     returned terms are **per GPU**: stage 1 shards the optimizer state (moments and master copy), stage 2 also the
     gradients, stage 3 also the weights; activations are per GPU (each GPU runs its own batch of ``batch``).
@@ -109,7 +117,7 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     """
     spec = resolve_spec(spec)
     o = options(precision, batch, seq_len, recompute, activation_model, attention, device, master_copy, optimizer,
-                checkpointing, zero, gpus)
+                checkpointing, zero, gpus, padded)
     plan = memory_plan(spec, method, knobs)
     if o.precision == "4bit" and plan.trains_base:
         raise KnobError(FULL_4BIT)
@@ -119,13 +127,15 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     grads = T * e
     # ---- activations
     kernel = o.kernel(spec.attn_dropout)
-    act_detailed, act_terms, store = detailed_activations(spec, plan, o.batch, o.seq_len, e, o.mask_e, kernel,
-                                                          o.recompute)
-    if o.checkpointing:
-        act_detailed, act_terms = checkpointed(store, spec.n_layers, o.seq_len * o.batch * spec.hidden * e)
+    # checkpointing: the input embeddings' output requires a gradient (reentrant checkpointing, as trained here)
+    act_detailed, act_terms, store = detailed_activations(spec, plan, o.batch, o.seq_len, o.act_e, o.mask_e, kernel,
+                                                          o.recompute, o.autocast, o.checkpointing, o.padded)
+    if o.checkpointing:  # the checkpoints are the residual stream: fp32 under autocast
+        ckpt_e = 4 if o.autocast else o.act_e
+        act_detailed, act_terms = checkpointed(store, spec.n_layers, o.seq_len * o.batch * spec.hidden * ckpt_e)
         notes.append("Full activation checkpointing: each layer keeps only its input (s b h); one layer's "
                      "activations are rebuilt at a time in the backward pass (the forward runs twice).")
-    act_k = korthikanti_activations(spec, o.batch, o.seq_len, e, o.recompute, o.checkpointing)
+    act_k = korthikanti_activations(spec, o.batch, o.seq_len, o.act_e, o.recompute, o.checkpointing)
     act = act_detailed if o.activation_model == "detailed" else act_k
     # ---- ZeRO: what each GPU holds
     unsharded = dict(weights_bytes=float(weights), grads_bytes=float(grads),

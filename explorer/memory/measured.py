@@ -24,10 +24,21 @@
                        ends, each storage once, parameters and buffers excluded (they are weights)
     activations_packed_bytes  the same, counting also saved tensors whose graph was already freed inside
                        the forward (e.g. peft DoRA's throw-away lora_weight graph); >= activations_bytes
+    activations_kept_bytes  what the forward kept (``activations_bytes`` without the rebuilt part below)
+    activations_recomputed_bytes  gradient checkpointing: the peak of the live tensors saved while the backward
+                       pass rebuilds the checkpointed layers (one layer at a time: the largest rebuilt layer);
+                       0 without checkpointing.  ``activations_bytes`` = kept + recomputed.  Under autocast the
+                       saved tensors are the 16-bit copies autocast made, the 16-bit copies of the weights
+                       included (a linear layer keeps its cast weight to pass the gradient to its input): they
+                       are activations here, not weights (they live only as long as the step's graph)
     total_bytes        weights + grads + optimizer + activations (the memory model's sum: the terms do not all
                        peak at the same instant, so it is an upper bound of the tensors' own peak)
     cuda_peak_bytes    torch.cuda.max_memory_allocated() since the scope began (None off CUDA)
     rss_bytes          resident set size of this process (psutil), includes Python, libraries, allocator caches
+
+Gradient checkpointing: wrap ``loss.backward()`` in ``acct.backward_scope()`` (``explorer.engine.step.run_step``
+does) so that the layers rebuilt during the backward pass are counted too (reentrant checkpointing: each
+checkpointed layer saves only its inputs in the forward, seen by ``forward_scope``).
 
 ``acct.set_optimizer(opt)`` swaps the optimizer (SMT: after the warm-up); the model is walked again on every
 snapshot, so replaced modules are seen.  ``account(model, optimizer)`` gives the static part alone.  Loops that
@@ -134,6 +145,8 @@ class MemoryAccountant:
         self._records: list = []  # (weakref to the packed tensor, key, nbytes)
         self._act_live = 0
         self._act_packed = 0
+        self._act_recomputed = 0
+        self._kept: dict = {}  # storage key -> weak reference to a tensor the forward kept
         self._step_open = False
         self._grads_after_backward: int | None = None
         self.history: list[dict] = []
@@ -154,11 +167,7 @@ class MemoryAccountant:
         """Count the tensors autograd saves for backward while the forward runs."""
         if not self._step_open:
             self.begin_step()
-        excluded = set()
-        for t in _model_tensors(self.model):
-            key, _ = _storage_key(t)
-            if key is not None:
-                excluded.add(key)
+        excluded = self._excluded()
         records = []
 
         def pack(t):
@@ -186,7 +195,60 @@ class MemoryAccountant:
                 live[key] = max(live.get(key, 0), nb)
         self._act_live = sum(live.values())
         self._act_packed = sum(packed.values())
+        self._kept = {key: ref for ref, key, _ in records if ref is not None and ref() is not None}
         self._records = []
+
+    def _excluded(self) -> set:
+        excluded = set()
+        for t in _model_tensors(self.model):
+            key, _ = _storage_key(t)
+            if key is not None:
+                excluded.add(key)
+        return excluded
+
+    @contextmanager
+    def backward_scope(self):
+        """Count the tensors saved while the backward pass runs (gradient checkpointing rebuilds its layers
+        there): the peak of those alive at once, each storage once, parameters and buffers excluded, and so are
+        the storages the forward kept (a rebuilt layer saves its input again: the same storage as its checkpoint,
+        already counted)."""
+        excluded = self._excluded()
+        kept = self._kept
+        live: dict = {}  # storage key -> [alive aliases, bytes]
+        state = {"now": 0, "peak": 0}
+
+        def release(key):
+            ent = live.get(key)
+            if ent is None:
+                return
+            ent[0] -= 1
+            if ent[0] == 0:
+                state["now"] -= ent[1]
+                del live[key]
+
+        def pack(t):
+            d = t.detach()
+            key, nb = _storage_key(t)
+            ref = kept.get(key)
+            if ref is not None and ref() is None:  # freed since (its address may be reused): not the same storage
+                kept.pop(key, None)
+                ref = None
+            if key is not None and key not in excluded and ref is None:
+                ent = live.get(key)
+                if ent is None:
+                    live[key] = ent = [0, nb]
+                    state["now"] += nb
+                    state["peak"] = max(state["peak"], state["now"])
+                ent[0] += 1
+                weakref.finalize(d, release, key)
+            return d
+
+        def unpack(t):
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            yield self
+        self._act_recomputed = int(state["peak"])
 
     def after_backward(self) -> None:
         """Optional: remember the gradient bytes now (for loops that zero the grads before ``snapshot``)."""
@@ -196,8 +258,10 @@ class MemoryAccountant:
         rec = account(self.model, self.optimizer)
         if self._grads_after_backward is not None:
             rec["grads_bytes"] = max(rec["grads_bytes"], self._grads_after_backward)
-        rec["activations_bytes"] = int(self._act_live)
-        rec["activations_packed_bytes"] = int(self._act_packed)
+        rec["activations_kept_bytes"] = int(self._act_live)
+        rec["activations_recomputed_bytes"] = int(self._act_recomputed)
+        rec["activations_bytes"] = int(self._act_live + self._act_recomputed)
+        rec["activations_packed_bytes"] = int(self._act_packed + self._act_recomputed)
         rec["total_bytes"] = int(rec["weights_bytes"] + rec["grads_bytes"] + rec["optimizer_bytes"]
                                  + rec["activations_bytes"])
         rec["cuda_peak_bytes"] = None
@@ -207,6 +271,7 @@ class MemoryAccountant:
         rec["device"] = str(self.device)
         self._step_open = False
         self._grads_after_backward = None
+        self._act_recomputed = 0
         self.history.append(rec)
         return rec
 

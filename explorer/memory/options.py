@@ -1,7 +1,11 @@
 """The training options the memory model compares: precision, optimizer, activation checkpointing, ZeRO.
 
 - precision: fp32 (4 B weights and activations) | bf16-mixed (2 B, plus an fp32 master copy of the trainable
-  parameters unless ``master_copy`` is off) | 4bit (QLoRA: the blocks' linear weights at 0.5 B + constants).
+  parameters unless ``master_copy`` is off) | 4bit (QLoRA: the blocks' linear weights at 0.5 B + constants) |
+  bf16-autocast (``torch.autocast`` training as ``train --precision bf16`` runs it: fp32 weights, gradients and
+  AdamW states, no master copy; activations as autocast saves them: 16-bit linear inputs and outputs, fp32
+  norms, and the 16-bit copies autocast makes of the weights of every linear layer whose input needs a
+  gradient, see :mod:`explorer.memory.activations`).
 - optimizer: adamw (two fp32 moments, 8 B per trainable parameter) | adamw-8bit (two 1-byte moments, 2 B) | sgd.
 - checkpointing: full activation checkpointing per layer (:func:`explorer.memory.activations.checkpointed`).
 - ZeRO (Rajbhandari et al., arXiv 1910.02054) over N GPUs: stage 1 shards the optimizer state, 2 also the
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 from explorer.methods.base import KnobError
 
-PRECISIONS = ("fp32", "bf16-mixed", "4bit")
+PRECISIONS = ("fp32", "bf16-mixed", "4bit", "bf16-autocast")
 ACTIVATION_MODELS = ("detailed", "korthikanti")
 ATTENTIONS = ("auto", "flash", "materialized")
 OPTIMIZERS = ("adamw", "adamw-8bit", "sgd")
@@ -43,11 +47,21 @@ class Options:
     checkpointing: bool = False
     zero: int = 0
     gpus: int = 1
+    padded: bool = False  # the batch has padding (an attention mask with zeros)
 
     @property
     def e(self) -> int:
-        """Bytes per weight, gradient and activation element: 4 in fp32, else 2 (16-bit)."""
+        """Bytes per weight and gradient element: 4 in fp32 and bf16-autocast, else 2 (16-bit)."""
+        return 4 if self.precision in ("fp32", "bf16-autocast") else 2
+
+    @property
+    def act_e(self) -> int:
+        """Bytes per activation element: 4 in fp32, else 2 (16-bit; autocast's exceptions are in the walk)."""
         return 4 if self.precision == "fp32" else 2
+
+    @property
+    def autocast(self) -> bool:
+        return self.precision == "bf16-autocast"
 
     @property
     def moments(self) -> int:
@@ -56,12 +70,12 @@ class Options:
     @property
     def master(self) -> int:
         """Bytes of the fp32 master copy per trainable parameter (mixed precision only)."""
-        return 4 if (self.precision != "fp32" and self.master_copy) else 0
+        return 4 if (self.precision not in ("fp32", "bf16-autocast") and self.master_copy) else 0
 
     @property
     def mask_e(self) -> int:
         """Dropout masks: 1 byte per element on CUDA, a full float on CPU (PyTorch's CPU dropout)."""
-        return 1 if self.device == "cuda" else self.e
+        return 1 if self.device == "cuda" else self.act_e
 
     def kernel(self, attn_dropout: float) -> str:
         """"auto": fused kernels (no s^2 scores kept) on CUDA and on CPU without attention dropout, else the
@@ -74,7 +88,7 @@ class Options:
 def options(precision: str = "bf16-mixed", batch: int = 1, seq_len: int = 512, recompute: bool = False,
             activation_model: str = "detailed", attention: str = "auto", device: str = "cuda",
             master_copy: bool = True, optimizer: str = "adamw", checkpointing: bool = False, zero: int = 0,
-            gpus: int = 1) -> Options:
+            gpus: int = 1, padded: bool = False) -> Options:
     """The settings checked, each refusal one line naming the setting."""
     if precision not in PRECISIONS:
         raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")
@@ -96,12 +110,17 @@ def options(precision: str = "bf16-mixed", batch: int = 1, seq_len: int = 512, r
     if batch < 1 or seq_len < 1:
         raise KnobError("batch and seq_len must be >= 1")
     return Options(precision, batch, seq_len, recompute, activation_model, attention, device, master_copy,
-                   optimizer, checkpointing, zero, gpus)
+                   optimizer, checkpointing, zero, gpus, bool(padded))
 
 
 def precision_notes(o: Options) -> list[str]:
     notes = []
-    if o.precision != "fp32":
+    if o.autocast:
+        notes.append("bf16 autocast: fp32 weights, gradients and AdamW states (no master copy: the weights are "
+                     "fp32); the forward runs linear layers in bf16, so what it saves is 16-bit, norms and the loss "
+                     "fp32, plus the bf16 copy of each linear weight whose input needs a gradient (autocast casts "
+                     "the weight and the layer keeps the copy to pass the gradient on): activations, not weights.")
+    elif o.precision != "fp32":
         notes.append(f"bf16 weights and gradients, {'8-bit' if o.moments == 2 else 'fp32'} Adam moments "
                      f"({o.moments} B/param)" + (", fp32 master copy (4 B/param)" if o.master else ", no master copy")
                      + " for trainable parameters.")

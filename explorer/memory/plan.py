@@ -61,6 +61,9 @@ class MemoryPlan:
     extra_index_bytes: int = 0  # int32 index buffers, bytes
     head_copy: int = 0  # peft modules_to_save keeps the original head too
     save_rules: dict[str, SaveRule] = field(default_factory=dict)  # target type -> rule; absent: frozen
+    # target types whose adapted layer is a custom autograd Function (explorer.sparse): autocast casts neither its
+    # input nor its weight, so it keeps its input in the dtype it comes in and no 16-bit weight copy
+    uncast: frozenset = frozenset()
     notes: list = field(default_factory=list)
 
     @property

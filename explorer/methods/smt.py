@@ -240,7 +240,8 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     plan = MemoryPlan(knobs, trainable_parts=dict(blocks=nb * b * b, head=spec.head_params()),
                       extra_index_bytes=4 * 3 * nb + 4 * min(nb, sum(i // b for _, _, _, i in shapes)),
                       save_rules={t: partial(smt_saves, block=b, ucols=min(math.ceil(per_matrix), i // b))
-                                  for t, (o, i) in a.by_type.items()})
+                                  for t, (o, i) in a.by_type.items()},
+                      uncast=frozenset(a.by_type))
     plan.notes.append(f"SMT: {nb} blocks of {b}x{b}; which matrices they fall in depends on the warm-up, so the "
                       "input columns saved for backward assume the blocks spread evenly over the targets "
                       "(each matrix's blocks in distinct column blocks: an upper bound).")

@@ -263,4 +263,5 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     if n <= 0:
         raise KnobError("sparta: the budget selects no entries (sparsity 1.0 or density 0)")
     return MemoryPlan(knobs, trainable_parts=dict(entries=n, head=head), extra_index_bytes=8 * n,
-                      save_rules={t: trained_weight for t in a.types}, notes=list(notes))
+                      save_rules={t: trained_weight for t in a.types}, uncast=frozenset(a.types),
+                      notes=list(notes))

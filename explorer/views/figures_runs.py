@@ -73,10 +73,19 @@ def live_curves(records: list[dict], template: str = "plotly_white", height: int
 
 def memory_stack(records: list[dict], template: str = "plotly_white", height: int = 320,
                  title: str | None = "Memory per step (byte account)") -> go.Figure:
-    """Stacked areas: weights, gradients, optimizer state, activations (MiB) at each step."""
+    """Stacked areas: weights, gradients, optimizer state, activations (MiB) at each step.  With gradient
+    checkpointing the activations are drawn as two areas: what the forward kept (the checkpoints and what lies
+    outside the layers) and the layer rebuilt in the backward pass (``activations_recomputed_bytes``)."""
     recs = [r for r in _train_recs(records) if r.get("weights_bytes") is not None]
     fig = go.Figure()
-    for key, label, color in MEM_PARTS:
+    parts = list(MEM_PARTS)
+    if any(r.get("activations_recomputed_bytes") for r in recs):
+        parts[-1:] = [("activations_kept", "activations kept by the forward (checkpoints)", COLORS[2]),
+                      ("activations_recomputed_bytes", "activations of the layer rebuilt in the backward",
+                       COLORS[4])]
+        recs = [dict(r, activations_kept=(r.get("activations_bytes") or 0) -
+                     (r.get("activations_recomputed_bytes") or 0)) for r in recs]
+    for key, label, color in parts:
         fig.add_trace(go.Scatter(x=[r["step"] for r in recs], y=[(r.get(key) or 0) / MIB for r in recs],
                                  name=label, stackgroup="mem", mode="lines", line=dict(width=0.5, color=color),
                                  hovertemplate="step %{x}: %{y:,.2f} MiB<extra>" + label + "</extra>"))

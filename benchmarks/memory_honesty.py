@@ -76,7 +76,7 @@ def measure_precision(loaded, method: str, batches, precision: str, ckpt: bool) 
     """Two training steps through ``run_step`` (autocast, checkpointing) with the byte account, and the analytic
     model of the same configuration (batch and length of the measured step)."""
     torch.manual_seed(0)
-    knobs = dict(SMT_BENCH_KNOBS) if method == "smt" else {}
+    knobs = dict(SMT_BENCH_KNOBS) if REGISTRY[method].has_warmup else {}  # a short gradient-only warm-up
     adapter = apply_method(fresh_copy(loaded.model), method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup:
         run_warmup(adapter, batches[:4], max_steps=4)

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from explorer.data import tasks as data
+from explorer import data
 from explorer.memory.model import account
 from explorer.methods import apply_method
 from explorer.methods.smt import run_warmup

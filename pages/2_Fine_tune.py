@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 import ui_common as ui
-from explorer.data import tasks as D
+from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.history import entry_from_result, metrics_csv, metrics_json, new_session_id, session_folder
 from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal

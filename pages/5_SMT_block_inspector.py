@@ -24,7 +24,7 @@ import time
 import streamlit as st
 
 import ui_common as ui
-from explorer.data import tasks as D
+from explorer import data as D
 from explorer.views import fmt
 from explorer.smt import analysis as A
 from explorer.views import smt_views as V

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from explorer.data import tasks as data
+from explorer import data
 from explorer.models import checksum
 from explorer.engine.train import RunState, TrainConfig, start_in_thread, train
 

@@ -57,7 +57,7 @@ def run_methods(args) -> int:
 
 def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
     """Warm-up batches for SMT's block selection: the model's built-in task."""
-    from explorer.data import tasks as data
+    from explorer import data
 
     task = data.load_task(task_name or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
     return list(data.iter_batches(task, loaded.tokenizer, "train", batch_size=batch_size, seed=seed,

@@ -1,4 +1,4 @@
-"""The seven methods behind one interface.
+"""The methods behind one interface (one module each, one line each in ``_MODULES``).
 
 >>> from explorer.methods import apply_method, METHODS
 >>> adapter = apply_method(model_copy, "lora-sp", rank=8, freeze=0.5)
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from . import dora, full, lora, lora_sp, smt, sparta, tied_lora
+from . import dora, full, lora, lora_sp, smt, sparta, tied_lora, vera
 from .base import Adapter, Knob, KnobError, Layout, validate_knobs
 
 _MODULES = {
@@ -23,6 +23,7 @@ _MODULES = {
     "tied-lora": tied_lora,
     "smt": smt,
     "sparta": sparta,
+    "vera": vera,
 }
 
 LABELS = {
@@ -33,6 +34,7 @@ LABELS = {
     "tied-lora": "Tied-LoRA",
     "smt": "SMT (Sparse Matrix Tuning)",
     "sparta": "SpaRTA",
+    "vera": "VeRA",
 }
 
 
@@ -84,18 +86,16 @@ def load_adapter(model: nn.Module, folder) -> Adapter:
         method, knobs = cfg["method"], dict(cfg["knobs"])
     except (ValueError, KeyError) as e:
         raise ValueError(f"{cfg_path} is not a valid adapter config: {e}") from None
-    if method in ("lora", "dora"):
-        adapter = apply_method(model, method, n_base=cfg.get("n_base"), **knobs)
-        adapter.load_from(folder)
-        return adapter
-    tensors = load_file(str(folder / "adapter.safetensors"))
     if method == "smt":
         adapter = apply_method(model, method, n_base=cfg.get("n_base"), smt_selection={}, **knobs)
         adapter.modules = {}
-        adapter.load_state_tensors(tensors)
+        adapter.load_state_tensors(load_file(str(folder / "adapter.safetensors")))
         return adapter
     adapter = apply_method(model, method, n_base=cfg.get("n_base"), **knobs)
-    adapter.load_state_tensors(tensors)
+    if hasattr(adapter, "load_from"):  # saved in peft's own format (LoRA, DoRA, VeRA)
+        adapter.load_from(folder)
+    else:
+        adapter.load_state_tensors(load_file(str(folder / "adapter.safetensors")))
     return adapter
 
 

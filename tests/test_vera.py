@@ -63,12 +63,16 @@ def test_count_is_the_papers_formula(request, model_fixture, rank, targets):
 
 
 def test_defaults_count_on_minilm(minilm):
-    """The defaults (r = 256 on q and v) on all-MiniLM-L6 (6 layers, hidden 384, 2 labels):
-    6 layers x 2 targets x (256 + 384) + a head of 384 x 2 + 2."""
+    """The defaults (r = 512 on every linear layer; BERT has no gate) on all-MiniLM-L6 (6 layers, hidden 384,
+    intermediate 1536, 2 labels): per layer q, k, v, o and down give 512 + 384 each, up 512 + 1536;
+    plus a head of 384 x 2 + 2."""
     ad = adapt(minilm)
-    assert ad.knobs["rank"] == 256 and ad.knobs["targets"] == ["q", "v"] and ad.knobs["d_init"] == 0.1
-    assert (minilm.model.config.num_hidden_layers, minilm.model.config.hidden_size) == (6, 384)
-    assert ad.num_trainable() == 6 * 2 * (256 + 384) + (384 * 2 + 2) == 8_450
+    assert ad.knobs["rank"] == 512 and ad.knobs["d_init"] == 0.1
+    cfg = minilm.model.config
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size) == (6, 384, 1536)
+    assert ad.num_trainable() == 6 * (5 * (512 + 384) + (512 + 1536)) + (384 * 2 + 2) == 39_938
+    A, B = ad.shared_projections()
+    assert tuple(A.shape) == (512, 1536) and tuple(B.shape) == (1536, 512)
 
 
 def test_shared_frozen_projections_never_reach_the_optimizer(tiny_llama):

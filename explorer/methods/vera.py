@@ -24,10 +24,11 @@ from .base import Adapter, Knob, Layout, resolve_targets
 from .lora import LoraAdapter
 
 KNOBS = [
-    Knob("rank", "int", 256, "rank r of the shared frozen A and B (the paper uses 256 and 1024; "
-         "only d, of length r, trains per layer)", min=1, max=4096, label="rank r"),
-    Knob("targets", "multi", ["q", "v"], "target matrices (all share one A and one B)", choices=ALL_TYPES,
-         label="target matrices"),
+    Knob("rank", "int", 512, "rank r of the shared frozen A and B (the paper uses 256 to 1024; only d, of "
+         "length r, trains per target)", min=1, max=4096, label="rank r"),
+    Knob("targets", "multi", ["q", "k", "v", "o", "gate", "up", "down"],
+         "target matrices (all share one A and one B; the paper's instruction tuning adapts every linear layer)",
+         choices=ALL_TYPES, label="target matrices"),
     Knob("d_init", "float", 0.1, "initial value of every entry of d (b starts at 0; d = 0 would never learn)",
          min=1e-4, max=10.0, label="d initial value"),
     Knob("dropout", "float", 0.0, "dropout on the adapter input", min=0.0, max=0.9, advanced=True,
@@ -39,6 +40,10 @@ DESCRIPTION = ("One frozen random pair A, B shared by every layer; each layer tr
                "d (r) and b (d_out, starts at zero).")
 PAPER = "arXiv 2310.11454"
 FORMULA = "r + d_out per target (A and B frozen, shared)"
+# measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained 0.535):
+# every linear layer, r = 512: 0.81 at 3e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256:
+# 0.47 to 0.54 at 1e-2, 3e-2 and 1e-1 (it does not learn there in 150 steps)
+DEFAULT_LR = 3e-2
 
 
 def analytic_count(targets, rank: int) -> int:

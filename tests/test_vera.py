@@ -152,6 +152,11 @@ def test_saves_in_peft_format_and_loads_in_plain_peft(tiny_bert, tmp_path):
         assert torch.equal(plain(**batch).logits, out)
         assert torch.equal(again.model(**batch).logits, out)
     assert checksum(tiny_bert.model) == before
+    # the file holds d, b, the head and the shared A and B: its size is the analytic count plus a small header
+    size = (tmp_path / "adapter_model.safetensors").stat().st_size
+    A, B = ad.shared_projections()
+    want = 4 * (ad.num_trainable() + A.numel() + B.numel())
+    assert ad.analytic_bytes() == want and 0 < size - want < 16_384
 
 
 def test_bad_knobs_are_one_clear_line(tiny_bert):

@@ -83,6 +83,14 @@ class VeraAdapter(Adapter):
         vm = self.peft_model.base_model
         return vm.vera_A["default"], vm.vera_B["default"]
 
+    def analytic_bytes(self) -> int:
+        """Bytes of the tensors ``save()`` writes, from shapes alone: the trained d, b and head, and the shared
+        A and B (``save_projection=True``), in the trained tensors' dtype."""
+        r = self.knobs["rank"]
+        d_in, d_out = max(t.d_in for t in self.targets), max(t.d_out for t in self.targets)
+        size = next(p for _, p in self.trainable_parameters()).element_size()
+        return (self.num_trainable() + r * d_in + d_out * r) * size
+
     def layouts(self):
         r = self.knobs["rank"]
         return [Layout(t.name, t.type, t.layer, (t.d_out, t.d_in), "lowrank", r + t.d_out, t.d_out * t.d_in,

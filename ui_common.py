@@ -1,4 +1,10 @@
-"""Shared helpers for every dashboard page (the one module besides pages that imports streamlit).
+"""Shared helpers for every dashboard page: the one module a page imports (``import ui_common as ui``).
+
+Streamlit is imported only here, in the ``ui_*.py`` modules beside it and in the pages.  Two parts live in their
+own modules and are re-exported here: ``ui_modes.py`` (instructor and projector modes, ``show_fig``) and
+``ui_session.py`` (the session's run history and folder).  Panels that one page draws live beside it:
+``ui_runs.py`` (Fine-tune's runs, downloads and "Try your model"), ``ui_smt.py`` (the SMT inspector's views),
+``ui_board.py`` (the class board's share control).
 
 How a page uses them::
 
@@ -27,16 +33,19 @@ Helpers
   Never call ``requires_grad_``, ``.train()`` or attach adapters on it; use ``fresh_copy``.
 - ``load_base_or_error(name)``: the same, showing ``ModelLoadError`` etc. as one readable line.
 - ``run_page(fn)`` / ``show_error(exc)``: error display (Streamlit's stop/rerun pass through).
-- ``url_values`` / ``write_url`` / ``wkey`` / ``widget_values`` / ``url_is_fresh``: URL state through an
+- ``url_values`` / ``write_url`` / ``wkey`` / ``widget_values`` / ``url_is_fresh`` / ``setting`` / ``raw_params``:
+  URL state through an
   ``explorer.urlstate.Schema``.  Widgets are bound by key (``wkey(page, field)``, no ``value=``); they are
   re-seeded from the URL only when the URL changed under the page (pasted link, preset).  When the schema
   depends on a setting (e.g. the method decides the knob fields), read that setting from the URL while
-  ``url_is_fresh(page)`` and from the widget state otherwise.
+  ``url_is_fresh(page)`` and from the widget state otherwise (``setting``); ``reset_on_method_change`` gives a newly
+  picked method its own knob defaults.
 - ``apply_preset(preset, page)``: load a lesson preset (``explorer.workshop.presets``) into the URL and rerun.
 - ``instructor_mode()`` / ``projector_mode()``: the sidebar switches (URL keys ``instr`` / ``proj``), drawn by
   ``page_setup``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's own state
   when another page runs), rides along in every page link (``mode_params()``) and preset, and is in the URL.
-  Pages hide ``Knob.advanced`` knobs when instructor mode is on; ``projector_on()`` for layout choices.
+  ``instructor_on()``, ``visible_knobs`` (hides ``Knob.advanced`` knobs and seeds in instructor mode) and
+  ``keep_hidden_values`` (hidden widgets keep their values); ``projector_on()`` for layout choices.
 - Projector mode: ``PROJECTOR_CSS`` (dark by inverting the light app, charts inverted back; large type; no faint
   captions) and ``show_fig``, which restyles figures with ``explorer.views.figures.for_projector`` (dark template,
   large fonts); ``plotly_template()`` gives "plotly_dark" then, else None (Streamlit's chart theme).
@@ -44,7 +53,8 @@ Helpers
 - ``knob_widget(page, prefix, knob, loaded, method)``: one widget per method ``Knob`` (rank as powers of two,
   SMT block sizes that divide every target, the blocks slider bounded by the blocks the targets hold,
   Tied-LoRA switches locked to the preset unless "custom"); ``available_types`` / ``type_label``.
-- ``session_history()``: the session's run history (Fine-tune / Compare).
+- ``session_history()``: the session's run history (Fine-tune / Compare); ``session_folder()`` its folder;
+  ``start_session_janitor()`` (from ``page_setup``) removes ended sessions' folders (``explorer.workshop.sessions``).
 - Playground-only computations live in ``explorer.views.playground`` (cached summaries per model, method and knobs,
   thread-safe, shared by all sessions; built on a shared-weight copy that never writes the cached base).
 """
@@ -58,8 +68,11 @@ from typing import Callable
 import streamlit as st
 
 from explorer.errors import user_message
-from explorer.views.figures import template_for
 from explorer.urlstate import Schema
+from ui_modes import (INSTRUCTOR_HIDDEN_KNOBS, MODES, PROJECTOR_CSS, _modes_from_url, _modes_to_url,  # noqa: F401
+                      instructor_mode, instructor_on, keep_hidden_values, mode_on, mode_params, plotly_template,
+                      projector_mode, projector_on, show_fig, visible_knobs)
+from ui_session import session_folder, session_history, start_session_janitor  # noqa: F401
 
 PAGES = [  # (path, label, icon) for links; pages that are not there yet are skipped.  Material icons
     # render everywhere (emoji need a font that headless browsers often lack).
@@ -88,6 +101,7 @@ def page_setup(title: str, icon: str = ":material/science:", layout: str = "wide
     except Exception:  # noqa: BLE001 - already set (e.g. called twice)
         pass
     _modes_from_url()
+    start_session_janitor()
     with st.sidebar:
         st.markdown("**PEFT Explorer**")
         page_links()
@@ -136,7 +150,7 @@ def get_base(name: str, meta_ok: bool = False):
 
     ``meta_ok``: a config-only model is built on the meta device (inspecting pages); else it is refused."""
     from explorer.models import load_model
-    from explorer.workshop.sessions import register_base
+    from explorer.workshop.status import register_base
 
     loaded = load_model(name, meta_ok=meta_ok)
     register_base(name, loaded)  # weakly: the debug status panel shows its checksum
@@ -194,7 +208,8 @@ def _sig(d: dict) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _raw_params() -> dict:
+def raw_params() -> dict:
+    """The page address's query parameters as a plain dict (a key given twice: a list)."""
     qp = st.query_params
     out = {}
     for k in qp.keys():
@@ -206,7 +221,29 @@ def _raw_params() -> dict:
 def url_is_fresh(page: str) -> bool:
     """True when the URL differs from what this page last wrote (first visit, pasted link, preset):
     settings must then come from the URL, not from the widgets' session state."""
-    return st.session_state.get(f"_urlsig:{page}") != _sig(_raw_params())
+    return st.session_state.get(f"_urlsig:{page}") != _sig(raw_params())
+
+
+def setting(schema: Schema, page: str, name: str):
+    """A setting that decides the rest of the page's schema (e.g. the method decides its knob fields): from the
+    URL while it is fresh (a new link or preset: ``url_is_fresh``), else from the widget's state."""
+    url_value = schema.parse(raw_params())[0][name]
+    return url_value if url_is_fresh(page) else st.session_state.get(wkey(page, name), url_value)
+
+
+def reset_on_method_change(page: str, slot: str, method: str, fields) -> bool:
+    """A newly picked method starts from its own knob defaults: when ``method`` differs from the one this page's
+    ``slot`` (e.g. "method", or one side of the playground) showed on the last run, and the URL did not just
+    change (a link or preset brings its own knobs), the widgets of ``fields`` (``urlstate.Field``) are reset.
+    Returns True when they were."""
+    key = f"_prev_method:{page}:{slot}"
+    prev = st.session_state.get(key)
+    changed = prev is not None and prev != method and not st.session_state.get(f"_urlfresh:{page}")
+    if changed:
+        for f in fields:
+            st.session_state[wkey(page, f.name)] = f.default_value()
+    st.session_state[key] = method
+    return changed
 
 
 def url_values(schema: Schema, page: str, notice: bool = True) -> dict:
@@ -215,7 +252,7 @@ def url_values(schema: Schema, page: str, notice: bool = True) -> dict:
     The widgets are re-seeded only when the URL differs from what this page last
     wrote (first visit, a pasted link, a preset), so moving a widget is not undone.
     """
-    raw = _raw_params()
+    raw = raw_params()
     values, warnings = schema.parse(raw)
     sig_key = f"_urlsig:{page}"
     fresh = st.session_state.get(sig_key) != _sig(raw)  # a new link / preset / first visit
@@ -244,7 +281,7 @@ def write_url(schema: Schema, page: str, values: dict | None = None, keep: tuple
         if k in st.query_params and k not in enc:
             enc[k] = st.query_params[k]
     enc.update(mode_params())
-    if _raw_params() != enc:
+    if raw_params() != enc:
         st.query_params.from_dict(enc)
     st.session_state[f"_urlsig:{page}"] = _sig(enc)
 
@@ -260,126 +297,9 @@ def apply_preset(values: dict, page: str) -> None:
     st.rerun()
 
 
-# ----------------------------------------------------------------------------- instructor and projector modes
-
-# mode -> (URL key, switch label, help).  A mode lives in session state under ``_mode_<name>`` (a plain key,
-# which survives page changes: Streamlit drops a widget's own state when another page runs), is copied into
-# the switch's key before the switch is drawn, rides along in every page link and preset, and is in the URL.
-MODES = {
-    "instructor": ("instr", "Instructor mode",
-                   "Hides advanced knobs (dropout, mask redraw, seeds) so a room sees the essentials."),
-    "projector": ("proj", "Projector mode",
-                  "Dark theme and large type for a projector: charts, numbers and captions readable from the "
-                  "back of the room."),
-}
-_TRUE = ("1", "true", "on", "yes")
-
-
-def _mode_key(name: str) -> str:
-    return f"_mode_{name}"
-
-
-def mode_on(name: str) -> bool:
-    return bool(st.session_state.get(_mode_key(name), False))
-
-
-def projector_on() -> bool:
-    return mode_on("projector")
-
-
-def mode_params() -> dict:
-    """The URL keys of the modes that are on (``{"instr": "1", "proj": "1"}``): page links and presets carry them."""
-    return {url: "1" for name, (url, _, _) in MODES.items() if mode_on(name)}
-
-
-def _modes_from_url() -> None:
-    """A new session takes its modes from the URL; later the session's own state rules (page links carry it)."""
-    for name, (url, _, _) in MODES.items():
-        mk = _mode_key(name)
-        if mk not in st.session_state:
-            st.session_state[mk] = str(st.query_params.get(url, "0")).lower() in _TRUE
-        st.session_state[name] = st.session_state[mk]  # re-seed the switch (its widget state is per page)
-
-
-def _modes_to_url() -> None:
-    for name, (url, _, _) in MODES.items():
-        on = mode_on(name)
-        if on and st.query_params.get(url) != "1":
-            st.query_params[url] = "1"
-        elif not on and url in st.query_params:
-            del st.query_params[url]
-
-
-def _mode_switch(name: str) -> bool:
-    url, label, help_ = MODES[name]
-
-    def keep():
-        st.session_state[_mode_key(name)] = bool(st.session_state.get(name))
-
-    return st.toggle(label, key=name, help=help_, on_change=keep)
-
-
-def instructor_mode() -> bool:
-    """Sidebar switch (URL key ``instr``) that hides advanced knobs on every page."""
-    return _mode_switch("instructor")
-
-
-def projector_mode() -> bool:
-    """Sidebar switch (URL key ``proj``): dark theme and large type (``PROJECTOR_CSS``, ``show_fig``)."""
-    return _mode_switch("projector")
-
-
-# Projector mode.  Streamlit has no per-session theme, so the light app is turned dark by inverting the whole
-# page (lightness inverted, hues kept by the 180° hue rotation: every widget, table and code block follows);
-# charts are inverted back and drawn with a real dark plotly template and large fonts (``show_fig``).  Type is
-# scaled through the root font size (Streamlit sizes text in rem); captions and labels lose their faint grey.
-PROJECTOR_CSS = """<style>
-html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-rotate(180deg); }
-[data-testid="stPlotlyChart"], img, video, [data-testid="stImage"] { filter: invert(1) hue-rotate(180deg); }
-[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] *,
-[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *,
-[data-testid="stMarkdownContainer"] small, [data-testid="stTooltipIcon"] {
-  color: #111318 !important; opacity: 1 !important; }
-[data-testid="stCaptionContainer"] { font-size: 0.95rem !important; }
-[data-testid="stMarkdownContainer"] code { font-size: 0.92em; }
-[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.1rem !important; font-weight: 600; }
-[data-testid="stMetricLabel"] p { font-size: 1.0rem !important; }
-[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stMetricDelta"],
-[data-testid="stMetricDelta"] * { white-space: normal !important;
-  overflow: visible !important; text-overflow: clip !important; }
-.stApp, [data-testid="stMarkdownContainer"] { color: #111318; }
-[data-testid="stSidebar"] { min-width: 330px; }
-[data-testid="stMainBlockContainer"] { padding-left: 2.5rem !important; padding-right: 2.5rem !important;
-  max-width: none !important; }
-[data-testid="stBaseButton-primary"] { filter: invert(1) hue-rotate(180deg); }
-[data-testid^="stBaseButton"] *, [data-testid="stPageLink"] * { white-space: normal !important;
-  overflow: visible !important; text-overflow: clip !important; }
-</style>"""
-
-
-def plotly_template() -> str | None:
-    """The plotly template pages pass to figure builders: None (Streamlit's chart theme, which follows the app's
-    light or dark theme) or, in projector mode, "plotly_dark" (a plain string: builders and caches take it as
-    is); ``show_fig`` then restyles the figure with ``explorer.views.figures.for_projector`` (dark, large type).
-    ``explorer.views.figures.template_for(theme)`` gives a template for figures exported outside Streamlit."""
-    return "plotly_dark" if projector_on() else None
-
-
-def show_fig(fig, key: str | None = None) -> None:
-    """Draw a plotly figure.  Normally with Streamlit's chart theme (follows the app's theme; colours and colour
-    scales set on the traces are kept); in projector mode restyled by ``explorer.views.figures.for_projector``
-    (dark template, large fonts, taller) and drawn as is."""
-    if projector_on():
-        from explorer.views.figures import for_projector
-
-        st.plotly_chart(for_projector(fig), theme=None, key=key, config={"displaylogo": False})
-    else:
-        st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
-
-
 # ----------------------------------------------------------------------------- method knobs (shared by pages)
 
-KNOB_RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+from explorer.methods.facts import RANK_STEPS as KNOB_RANKS  # noqa: E402 - the rank slider's stops
 
 
 def available_types(loaded) -> list[str]:
@@ -397,137 +317,73 @@ def type_label(loaded, t: str) -> str:
     return f"{t} ({TYPE_NAMES[fam].get(t, t)})"
 
 
+def knob_context(page: str, prefix: str, loaded, method: str):
+    """What a knob's widget options may depend on (``explorer.methods.base.KnobContext``): the page's current
+    values of the method's knobs and the loaded model's target shapes."""
+    from explorer.methods import METHODS
+    from explorer.methods.facts import KnobContext
+    from explorer.targets import find_targets
+
+    values = {kn.name: st.session_state.get(wkey(page, prefix + kn.name), kn.default)
+              for kn in METHODS[method].knobs}
+
+    def shapes(types):
+        return sorted({(t.d_out, t.d_in) for t in find_targets(loaded.model, list(types))})
+
+    def n_blocks(types, b):
+        return sum((t.d_out // b) * (t.d_in // b) for t in find_targets(loaded.model, list(types))) if b else 0
+
+    return KnobContext(values=values, shapes=shapes, n_blocks=n_blocks)
+
+
 def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
-    """One widget for a method Knob, bound to session key ``wkey(page, prefix + knob.name)``.
+    """One widget for a method Knob, bound to session key ``wkey(page, prefix + knob.name)``, drawn from the
+    knob's own hints (``Knob.widget_kind``, ``step``, ``format``, ``options``, ``locked``, ``model_types``).
 
     Used by the playground (prefix ``a_``/``b_``) and the fine-tune page (prefix ``k_``).
     """
-    from explorer.targets import find_targets
-
-    def k(n: str) -> str:
-        return wkey(page, prefix + n)
-
-    key = k(knob.name)
-    name, help_, label = knob.name, knob.help, knob.shown  # label: Knob.label ("frozen share of A and B")
+    key = wkey(page, prefix + knob.name)
+    help_, label = knob.help, knob.shown  # label: Knob.label ("frozen share of A and B")
     cur = st.session_state.get(key, knob.default)
-    if name == "rank":
-        opts = sorted(set(KNOB_RANKS) | {int(cur)})
-        st.select_slider(label, opts, key=key, help=help_)
-    elif name == "alpha":
-        st.number_input(label, min_value=0.0, max_value=4096.0, step=1.0, key=key, help=help_)
-    elif name in ("freeze", "dropout"):
-        st.slider(label, 0.0, float(knob.max), step=0.01, key=key, help=help_)
-    elif name in ("density", "sparsity"):
-        st.slider(label, 0.0, 1.0, step=0.001, format="%.3f", key=key, help=help_)
-    elif name == "targets":
+    w = knob.options(knob_context(page, prefix, loaded, method)) if knob.options else None
+    if w is not None:
+        help_ += w.help
+    kind = knob.widget_kind
+    if knob.model_types:  # the layer types this model has
         avail = available_types(loaded)
         st.session_state[key] = [t for t in st.session_state.get(key, []) if t in avail] or \
             [t for t in knob.default if t in avail] or avail[:1]
         st.multiselect(label, avail, key=key, help=help_, format_func=lambda t: type_label(loaded, t))
-    elif name == "block_size":
-        from explorer.methods.smt import auto_block_size, valid_block_sizes
-
-        shapes = sorted({(t.d_out, t.d_in) for t in
-                         find_targets(loaded.model, list(st.session_state.get(k("targets"), knob.default) or []))})
-        valid = [b for b in valid_block_sizes(shapes) if b >= 4] if shapes else []
-        opts = [0] + valid
+    elif kind == "select_slider":
+        opts = list(w.options) if w is not None and w.options is not None else list(knob.choices or [cur])
         if cur not in opts:
-            st.session_state[key] = 0
-        auto = auto_block_size(shapes) if shapes else 0
-        st.select_slider(label, opts, key=key, help=help_ + " · only sizes that divide every target",
-                         format_func=lambda b: f"auto ({auto})" if b == 0 else str(b))
-    elif name == "blocks":
-        from explorer.methods.smt import auto_block_size
-
-        tg = find_targets(loaded.model, list(st.session_state.get(k("targets"), ["q", "k", "v"]) or []))
-        shapes = sorted({(t.d_out, t.d_in) for t in tg})
-        b = st.session_state.get(k("block_size"), 0) or (auto_block_size(shapes) if shapes else 0)
-        total = sum((t.d_out // b) * (t.d_in // b) for t in tg) if b else 0
-        hi = max(1, total)
-        if int(cur) > hi:
-            st.session_state[key] = hi
-        st.slider(label, 0, hi, key=key,
-                  help=help_ + f" · {total:,} blocks of {b}×{b} in the targets" if b else help_)
-    elif knob.kind == "bool":
-        custom = st.session_state.get(k("preset")) == "custom"
-        disabled = method == "tied-lora" and not custom
-        if disabled:
-            from explorer.methods.tied_lora import PRESETS as TP
-
-            st.session_state[key] = TP[st.session_state[k("preset")]][name]
-        st.toggle(label, key=key, help=help_, disabled=disabled)
-    elif knob.kind == "choice":
-        if len(knob.choices) <= 5:
-            st.radio(label, knob.choices, key=key, help=help_, horizontal=True)
+            st.session_state[key] = w.fallback if w is not None and w.fallback is not None else knob.default
+        labels = w.labels if w is not None else {}
+        st.select_slider(label, opts, key=key, help=help_, format_func=lambda v: labels.get(v, str(v)))
+    elif kind == "slider":
+        lo = w.lo if w is not None and w.lo is not None else knob.min
+        hi = w.hi if w is not None and w.hi is not None else knob.max
+        if knob.kind == "int":
+            if int(cur) > int(hi):
+                st.session_state[key] = int(hi)
+            st.slider(label, int(lo), int(hi), key=key, help=help_)
         else:
-            st.selectbox(label, knob.choices, key=key, help=help_)
+            st.slider(label, float(lo), float(hi), step=knob.step, format=knob.format or None, key=key, help=help_)
+    elif kind == "toggle":
+        held = knob.locked(knob_context(page, prefix, loaded, method).values) if knob.locked else None
+        if held is not None:
+            st.session_state[key] = held
+        st.toggle(label, key=key, help=help_, disabled=held is not None)
+    elif kind == "radio":
+        st.radio(label, knob.choices, key=key, help=help_, horizontal=True)
+    elif kind == "select":
+        st.selectbox(label, knob.choices, key=key, help=help_)
     elif knob.kind == "int":
         st.number_input(label, min_value=int(knob.min or 0), max_value=int(knob.max or 2**31 - 1), step=1,
                         key=key, help=help_)
     else:
-        st.number_input(label, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9), key=key,
-                        help=help_)
-
-
-# ----------------------------------------------------------------------------- run history of this session
-
-def _page_session_id() -> str | None:
-    """Streamlit's id of this browser page's session (None outside a running server)."""
-    try:
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-        ctx = get_script_run_ctx()
-        return ctx.session_id if ctx is not None else None
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _page_is_live(page_session_id: str) -> bool:
-    """Whether that page session is connected to this server now (False without a runtime, as in AppTest)."""
-    from streamlit import runtime
-
-    return runtime.exists() and runtime.get_instance().is_active_session(page_session_id)
-
-
-def session_history():
-    """This session's ``explorer.workshop.history.RunHistory``, persisted under a server-made session folder.
-
-    The folder's id (32 hex characters, made with ``secrets``) is also written to the URL as
-    ``sid``; after a page reload the new session starts from a *copy* of that folder's runs
-    (validated id, existing folder only; the id never names a path by itself), under its own
-    new id, so two sessions never write the same files.  A link copied from the address bar
-    while its owner's page is still open does not carry the runs (``explorer.workshop.history.may_restore``):
-    the receiver starts with an empty history and a one-line notice.
-    """
-    from explorer.workshop import history as H
-
-    me = _page_session_id()
-    if "run_history" not in st.session_state:
-        sid = H.new_session_id()
-        try:
-            hist = H.RunHistory(H.session_folder(sid))
-        except Exception:  # noqa: BLE001 - no folder: the history stays in memory
-            hist = H.RunHistory()
-        prev = st.query_params.get("sid")
-        if prev and H.valid_session_id(prev) and prev != sid:
-            if H.may_restore(prev, _page_is_live, me=me):
-                try:
-                    old = H.session_folder(prev)
-                    if old.is_dir():
-                        hist.restore_from(old)
-                except Exception:  # noqa: BLE001 - an unreadable old folder: start empty
-                    pass
-            else:
-                st.toast("Shared link: you get its settings; its owner's runs stay with them.",
-                         icon=":material/link:")
-        st.session_state["session_id"] = sid
-        st.session_state["run_history"] = hist
-        if me:
-            H.hold(sid, me, is_live=_page_is_live)
-    sid = st.session_state.get("session_id")
-    if H.valid_session_id(sid) and st.query_params.get("sid") != sid:
-        st.query_params["sid"] = sid
-    return st.session_state["run_history"]
+        st.number_input(label, min_value=float(knob.min or 0.0), max_value=float(knob.max or 1e9),
+                        step=knob.step, key=key, help=help_)
 
 
 def sidebar_model(page: str, current: str, big: bool = False):

@@ -48,10 +48,7 @@ def main(argv=None) -> int:
             w1, c1 = time.perf_counter(), time.process_time()
             s = pg.summarize(loaded, m, {}, use_cache=False)
             lay = pg.find_layout(s, "v", 0) or s.layouts()[0]
-            if m == "lora-sp":
-                lay.detail["masks"]()
-            elif m in ("sparta", "smt", "full"):
-                lay.mask()
+            pg.matrix_pictures(s, lay)  # the masks the page draws (each method says which)
             w2, c2 = time.perf_counter(), time.process_time()
             rows.append(dict(model=name, method=m, params=res["total_params"], trainable=res["trainable_params"],
                              build_s=round(build, 3), inspect_wall_s=round(w1 - w0, 3),

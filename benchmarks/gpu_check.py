@@ -323,10 +323,10 @@ def render(out: dict) -> str:
                 f"{_mib(r['cuda_peak_bytes'])} | {_mib(r['analytic_bytes'])} | {_f(r['cuda_vs_account'])} | "
                 f"{_f(r['analytic_vs_account'])} | {_f(r['analytic_vs_cuda'])} | "
                 f"{_f(r['mean_step_time_s'] and r['mean_step_time_s'] * 1000, '{:.1f}')} |")
-        smt = next((r for r in rows if r["method"] == "smt" and r.get("warmup_steps")), None)
+        smt = next((r for r in rows if r.get("warmup_steps")), None)
         if smt:
             lines.append("")
-            lines.append(f"SMT's {smt['warmup_steps']} warm-up steps (full fine-tuning inside the budget) peak at "
+            lines.append(f"{smt['method'].upper()}'s {smt['warmup_steps']} warm-up steps (full fine-tuning inside the budget) peak at "
                          f"{_mibu(smt['warmup_account_peak_bytes'])} (account) / "
                          f"{_mibu(smt['warmup_cuda_peak_bytes'])} (CUDA); the row shows its sparse steps.")
         lines += ["", "Byte account: weights + gradients + optimizer state + saved activations, counted tensor by "

@@ -34,7 +34,7 @@ def rss() -> int:
 
 
 def settled() -> int:
-    from explorer.workshop.sessions import settle_memory
+    from explorer.workshop.status import settle_memory
 
     settle_memory()
     time.sleep(0.2)
@@ -101,7 +101,9 @@ def main(argv=None) -> int:
     out["first_run_one_time_bytes"] = settled() - before
     # a fine-tune run per method, as the Fine-tune page starts it
     for m in args.methods.split(","):
-        knobs = {"warmup_steps": max(1, args.steps // 2)} if m == "smt" else {}
+        from explorer.methods import METHODS
+
+        knobs = {"warmup_steps": max(1, args.steps // 2)} if METHODS[m].has_warmup else {}
         cfg = TrainConfig(model=args.model, method=m, knobs=knobs, steps=args.steps, batch_size=16, max_len=64,
                           eval_every=max(1, args.steps // 8), eval_examples=200)
         est = estimate_run_bytes(cfg, loaded)

@@ -27,18 +27,19 @@ import torch
 
 from explorer import data
 from explorer.memory.model import account
+from explorer.methods import METHODS as REGISTRY
 from explorer.methods import apply_method
 from explorer.methods.smt import run_warmup
 from explorer.models import fresh_copy, load_model
 
-METHODS = ["full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta"]
+METHODS = list(REGISTRY)  # every registered method
 SMT_BENCH_KNOBS = dict(warmup_steps=4, warmup_mode="gradient-only")
 
 
 def measure(loaded, method: str, batches) -> dict:
     torch.manual_seed(0)
     model = fresh_copy(loaded.model)
-    knobs = dict(SMT_BENCH_KNOBS) if method == "smt" else {}
+    knobs = dict(SMT_BENCH_KNOBS) if REGISTRY[method].has_warmup else {}  # a short gradient-only warm-up
     adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup:
         run_warmup(adapter, batches[:4], max_steps=4)

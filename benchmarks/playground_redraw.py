@@ -24,48 +24,35 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from explorer.methods import METHODS
 from explorer.views import figures as F
 from explorer.views import playground as pg
 from explorer.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (method, knob that moves, sequence of values: first is the start, then the moves)
+# (method, knob that moves, sequence of values: first is the start, then the moves, knobs held fixed)
 MOVES = [
-    ("lora", "rank", [8, 16, 32, 64]),
-    ("dora", "rank", [8, 16, 32, 64]),
-    ("lora-sp", "freeze", [0.5, 0.6, 0.7, 0.8]),
-    ("tied-lora", "rank", [8, 16, 32, 64]),
-    ("sparta", "density", [0.01, 0.02, 0.03, 0.04]),
-    ("smt", "blocks", [20, 40, 60, 80]),
-    ("full", None, [None]),
+    ("lora", "rank", [8, 16, 32, 64], {}),
+    ("dora", "rank", [8, 16, 32, 64], {}),
+    ("lora-sp", "freeze", [0.5, 0.6, 0.7, 0.8], {}),
+    ("tied-lora", "rank", [8, 16, 32, 64], {}),
+    ("sparta", "density", [0.01, 0.02, 0.03, 0.04], {}),
+    ("smt", "blocks", [20, 40, 60, 80], dict(block_size=64)),
+    ("full", None, [None], {}),
 ]
 
 
 def draw(s: pg.Summary, wt: str = "v", layer: int = 0) -> int:
     """What the page draws for one side; returns the JSON size (bytes) of its figures."""
     tpl = "plotly_white"
-    figs = []
     pg.formula(s)
     lay = pg.find_layout(s, wt, layer) or s.layouts()[0]
     shape = tuple(lay.shape)
-    if s.method == "tied-lora":
-        figs.append(F.tied_diagram(pg.tied_structure(s), "t", tpl))
-    if s.method in ("lora", "dora"):
-        figs.append(F.lowrank_shapes(shape[0], shape[1], s.knobs["rank"], "s", tpl))
-    elif s.method == "lora-sp":
-        ma, mb = lay.detail["masks"]()
-        (ra, fa), (rb, fb) = pg.reduce_mask(ma), pg.reduce_mask(mb)
-        figs.append(F.factor_masks(ra, rb, "m", tpl, fa, fb))
-    elif s.method in ("sparta", "smt", "full"):  # as on the page: Tied-LoRA draws its diagram instead
-        frac, f = pg.reduce_mask(lay.mask())
-        figs.append(F.mask_heatmap(frac, shape, f, "m", tpl))
-        if s.method == "smt" and lay.target in s.adapter.scores:
-            sc = s.adapter.scores[lay.target].numpy()
-            figs.append(F.block_scores(sc / max(sc.max(), 1e-30), np.zeros(sc.shape, bool), s.adapter.block, "b", tpl))
+    # as on the page: the method's own pictures (Tied-LoRA's diagram, LoRA's shapes, masks, block scores)
+    figs = [pg.picture_figure(pic, tpl)[0] for pic in pg.overview_pictures(s) + pg.matrix_pictures(s, lay)]
     d, _ = pg.illustrative_delta(s, lay.target)
     red, f = pg.reduce_abs_max(d)
     pg.delta_rank(s, lay.target, d)
@@ -73,42 +60,36 @@ def draw(s: pg.Summary, wt: str = "v", layer: int = 0) -> int:
     return sum(len(fig.to_json()) for fig in figs)
 
 
-def knobs_for(method, knob, value, model_name):
-    k = {} if knob is None else {knob: value}
-    if method == "smt":
-        k.update(block_size=64)
-        if model_name == "smollm2-135m":
-            k.update(targets=["q", "k", "v"])
-    if method == "sparta":
-        k.update(targets=["v", "o"])
-    return k
+def knobs_for(knob, value, fixed: dict) -> dict:
+    return {**fixed, **({} if knob is None else {knob: value})}
 
 
 def time_core(loaded, repeat: int):
     rows = []
     name = loaded.info.name
-    for method, knob, values in MOVES:
+    for method, knob, values, fixed in MOVES:
+        warms_up = METHODS[method].has_warmup  # SMT: its warm-up gradients are computed once, then reused
         cold, warm = [], []
         wt = "v"
         # start position (and SMT's warm-up) outside the timing, as on the page before the move
         t0 = time.perf_counter()
-        pg.summarize(loaded, method, knobs_for(method, knob, values[0], name), warm=2)
+        pg.summarize(loaded, method, knobs_for(knob, values[0], fixed), warm=2)
         first = time.perf_counter() - t0
-        if method == "smt":
-            rows.append(dict(model=name, method="smt warm-up (once)", knob="2 gradient-only batches",
+        if warms_up:
+            rows.append(dict(model=name, method=f"{method} warm-up (once)", knob="2 gradient-only batches",
                              cold=first, warm=float("nan"), json_kb=float("nan")))
         for _ in range(repeat):
-            pg.clear_cache() if method != "smt" else None
-            if method == "smt":  # keep the warm-up gradients, drop the summaries
+            pg.clear_cache() if not warms_up else None
+            if warms_up:  # keep the warm-up gradients, drop the summaries
                 with pg._LOCK:
                     pg._SUMMARIES.clear()
             for v in values[1:] or values:
                 t0 = time.perf_counter()
-                s = pg.summarize(loaded, method, knobs_for(method, knob, v, name), warm=2)
+                s = pg.summarize(loaded, method, knobs_for(knob, v, fixed), warm=2)
                 size = draw(s, wt)
                 cold.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                s = pg.summarize(loaded, method, knobs_for(method, knob, v, name), warm=2)
+                s = pg.summarize(loaded, method, knobs_for(knob, v, fixed), warm=2)
                 draw(s, wt)
                 warm.append(time.perf_counter() - t0)
         rows.append(dict(model=name, method=method, knob=f"{knob} {values[0]}→{'/'.join(map(str, values[1:]))}"
@@ -175,7 +156,7 @@ def main(argv=None):
                   f"{p['warm2']:8.3f}")
     print(f"\nload average: {load0:.1f} at start, {os.getloadavg()[0]:.1f} at the end "
           "(other processes share these cores; a busy machine inflates every number)")
-    worst = max((r["cold"] for r in rows if r["method"] != "smt warm-up (once)"), default=0)
+    worst = max((r["cold"] for r in rows if not r["method"].endswith(" warm-up (once)")), default=0)
     print(f"\nslowest median cold move: {worst:.3f} s ({'under' if worst < 1 else 'OVER'} the 1 s target)")
 
 

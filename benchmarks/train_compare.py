@@ -38,7 +38,7 @@ from explorer.methods import METHODS
 from explorer.engine.train import TrainConfig, load_for, train
 
 OUT = Path(__file__).resolve().parent / "results" / "train_compare.json"
-PEFT = ["lora", "dora", "lora-sp", "tied-lora", "smt", "sparta"]
+PEFT = [m for m, info in METHODS.items() if info.paper != "baseline"]  # every method but the baseline
 
 
 def _median(xs):

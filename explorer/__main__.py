@@ -1,4 +1,5 @@
-"""Command line: ``python -m explorer <command> ...`` (``--help`` lists the commands).
+"""Command line: ``python -m explorer <command> ...`` or, after ``pip install -e .``, ``peft-explorer <command> ...``
+from any folder (``--help`` lists the commands).
 
 Every command can print JSON; errors are one clear line on stderr and exit code 2.
 Subcommands live in their own modules (``explorer/cli_*.py``), each with
@@ -16,8 +17,8 @@ SUBCOMMAND_MODULES = ["explorer.cli.core", "explorer.cli.train", "explorer.cli.s
                       "explorer.cli.prepare", "explorer.claims.cli"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m explorer",
+def build_parser(prog: str = "python -m explorer") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="PEFT Explorer: apply, inspect and train parameter-efficient "
                                             "fine-tuning methods on small real models.")
     p.add_argument("--offline", action="store_true", help="never contact a model or data hub")
@@ -33,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
+def main(argv=None, prog: str = "python -m explorer") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.offline:
         for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -52,6 +53,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
+
+
+def console() -> None:
+    """The ``peft-explorer`` command (``pyproject.toml``'s console script): the same commands from any folder."""
+    sys.exit(main(prog="peft-explorer"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ class DataError(ValueError):
     """A data file or data set is unusable; the message names the problem."""
 
 
-UserError = (KnobError, ModelLoadError, DataError, FileNotFoundError, FloatingPointError)
+class ServiceError(RuntimeError):
+    """A run service (worker process, Ray) refused or ended a run; the message is one line for the user."""
+
+
+UserError = (KnobError, ModelLoadError, DataError, FileNotFoundError, FloatingPointError, ServiceError)
 
 
 def user_message(exc: BaseException) -> str:

@@ -254,22 +254,6 @@ class Schema:
 
 
 def knob_fields(knobs, prefix: str = "", skip: Iterable[str] = ()) -> list[Field]:
-    """URL fields for a method's knobs (``explorer.methods.base.Knob``)."""
+    """URL fields for a method's knobs: each ``explorer.methods.base.Knob`` derives its own (``Knob.url_field``)."""
     skip = set(skip)
-    out = []
-    for k in knobs:
-        if k.name in skip:
-            continue
-        if k.kind == "int":
-            out.append(Field(prefix + k.name, "int", int(k.default), min=k.min, max=k.max, help=k.help))
-        elif k.kind == "float":
-            out.append(Field(prefix + k.name, "float", float(k.default), min=k.min, max=k.max, help=k.help))
-        elif k.kind == "bool":
-            out.append(Field(prefix + k.name, "bool", bool(k.default), help=k.help))
-        elif k.kind == "choice":
-            out.append(Field(prefix + k.name, "choice", k.default, choices=tuple(k.choices), help=k.help))
-        elif k.kind == "multi":
-            out.append(Field(prefix + k.name, "multi", list(k.default), choices=tuple(k.choices), help=k.help))
-        else:  # pragma: no cover - every knob kind is listed above
-            out.append(Field(prefix + k.name, "str", str(k.default), help=k.help))
-    return out
+    return [k.url_field(prefix) for k in knobs if k.name not in skip]

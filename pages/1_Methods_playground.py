@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 import ui_common as ui
@@ -42,7 +41,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     info = METHODS[method]
     st.markdown(f"#### {info.label}")
     st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
-    knobs_vis = pg.visible_knobs(method, st.session_state.get("instructor", False))
+    knobs_vis = pg.visible_knobs(method, ui.instructor_on())
     if compact:
         kcol, mcol = st.container(), st.container()
     else:
@@ -53,14 +52,12 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
                 for kn in knobs_vis:
                     knob_widget(side, kn, loaded, method)
         else:
-            st.caption("Full fine-tuning has no knobs: every parameter trains.")
+            st.caption(f"{info.label} has no knobs: every parameter trains.")
     values = ui.widget_values(pg.side_schema(method, side), PAGE)
     knobs = pg.side_knobs(values, method, side)
     with mcol:
-        if method == "smt" and not loaded.info.meta:
-            st.caption(f"SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
-                       "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
-                       "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")
+        if info.playground_caption and not loaded.info.meta:
+            st.caption(info.playground_caption.format(warm=warm))
         try:
             with st.spinner("Applying the method to a copy of the model…"):
                 s = pg.summarize(loaded, method, knobs, warm=warm)
@@ -113,22 +110,23 @@ def _explain(compact: bool):
     return st.columns([3, 2], vertical_alignment="center")
 
 
+def show_picture(pic, key: str, compact: bool, tpl: str) -> None:
+    """A method's picture (``explorer.methods.base.Picture``) beside its sentence."""
+    fig, extra = pg.picture_figure(pic, tpl)
+    left, right = _explain(compact)
+    with left:
+        ui.show_fig(fig, key=key)
+    with right:
+        st.markdown(pic.text + extra)
+
+
 def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
     tpl = ui.plotly_template()
     side_key = f"{side}-{s.method}"  # unique per side (both sides may hold the same cached summary)
     lay = pg.find_layout(s, wt, layer)
     st.markdown(f"**What can change in `{wt}` of layer {layer}**")
-    if s.method == "tied-lora":
-        left, right = _explain(compact)
-        with left:
-            ui.show_fig(F.tied_diagram(pg.tied_structure(s), "Sharing across layers", tpl), key=f"tied-{side_key}")
-        with right:
-            sw = s.adapter.switches
-            st.markdown(
-                f"One **A** and one **B** {'are shared by every layer' if sw['tied'] else 'per layer (untied)'}; "
-                "each layer keeps its own scaling vectors **u** (length r) and **v** (one per output row). "
-                "Orange boxes train, grey boxes are frozen buffers. Tied tensors are counted once and "
-                "their gradients sum over the layers.")
+    for pic in pg.overview_pictures(s):  # e.g. Tied-LoRA's sharing diagram
+        show_picture(pic, f"{pic.kind}-{side_key}", compact, tpl)
     if lay is None:
         types = sorted({t.type for t in s.adapter.targets})
         st.info(f"{METHODS[s.method].label} does not adapt `{wt}` in layer {layer} with these settings "
@@ -145,65 +143,8 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
             st.session_state["pg_goto"] = (best.type, best.layer)
             st.rerun()
         return
-    if s.method in ("lora", "dora"):
-        left, right = _explain(compact)
-        with left:
-            ui.show_fig(F.lowrank_shapes(shape[0], shape[1], s.knobs["rank"], f"W + (α/r)·B A, to scale", tpl),
-                        key=f"shapes-{side_key}")
-        with right:
-            st.markdown(f"W ({shape[0]}×{shape[1]}) stays frozen. LoRA trains **B** ({shape[0]}×{s.knobs['rank']}) and "
-                        f"**A** ({s.knobs['rank']}×{shape[1]}): {lay.trainable:,} numbers instead of "
-                        f"{shape[0] * shape[1]:,}. Every entry of W can change, but only inside a rank-"
-                        f"{s.knobs['rank']} update." + (" DoRA adds one magnitude per output row." if s.method == "dora"
-                                                       else ""))
-    elif s.method == "lora-sp":
-        ma, mb = lay.detail["masks"]()
-        ra, fa = pg.reduce_mask(ma, axis=1)  # A: r x d_in, the rank rows stay
-        rb, fb = pg.reduce_mask(mb, axis=0)  # B: d_out x r
-        left, right = _explain(compact)
-        with left:
-            ui.show_fig(F.factor_masks(ra, rb, "Trained (orange) and frozen (grey) entries of B and A", tpl, fa, fb),
-                        key=f"sp-{side_key}")
-        with right:
-            d = lay.detail
-            st.markdown(f"A random **{s.knobs['freeze']:.0%}** of the entries of A and B is frozen. "
-                        f"Trainable: A {d['a_trainable']:,} of {d['a_total']:,}, B {d['b_trainable']:,} of "
-                        f"{d['b_total']:,}. Frozen entries are buffers, so weight decay and Adam cannot move them; "
-                        "frozen entries of B stay zero.")
-    elif s.method in ("sparta", "smt", "full"):
-        frac, f = pg.reduce_mask(lay.mask())
-        left, right = _explain(compact)
-        with left:
-            ui.show_fig(F.mask_heatmap(frac, shape, f, f"Entries of W that train ({lay.changeable:,} of "
-                                       f"{shape[0] * shape[1]:,})", tpl), key=f"mask-{side_key}")
-        with right:
-            extra = f" Each drawn cell averages {f}×{f} entries." if f > 1 else ""
-            if s.method == "sparta":
-                st.markdown(f"SpaRTA trains **{lay.changeable:,}** randomly chosen single entries of this matrix "
-                            f"({lay.changeable / (shape[0] * shape[1]):.2%}); the colour is the fraction of trained "
-                            f"entries per cell (0 to 1).{extra}")
-            elif s.method == "smt":
-                st.markdown(f"SMT trains whole **{s.adapter.block}×{s.adapter.block} blocks**: "
-                            f"{lay.detail['blocks']} selected in this matrix, {s.adapter.n_blocks} in all targets. "
-                            f"Yellow = trained block, dark = frozen.{extra}")
-            else:
-                st.markdown("Full fine-tuning trains every entry." + extra)
-        if s.method == "smt" and lay.target in getattr(s.adapter, "scores", {}):
-            sc = s.adapter.scores[lay.target].numpy()
-            top = max(float(v.max()) for v in s.adapter.scores.values()) or 1.0
-            sel = np.zeros(sc.shape, bool)
-            mod = s.adapter.modules.get(lay.target)
-            if mod is not None:
-                sel[mod.brow.numpy(), mod.bcol.numpy()] = True
-            left, right = _explain(compact)
-            with left:
-                ui.show_fig(F.block_scores(sc / top, sel, s.adapter.block, "Warm-up score per block", tpl),
-                            key=f"score-{side_key}")
-            with right:
-                st.markdown(f"The score of a block is the **{s.knobs['score']}** of the gradient summed over the "
-                            f"warm-up ({s.warmup.get('batches', '?')} batches of `{s.warmup.get('task', '?')}`), "
-                            "divided by the largest score of all targets. Outlined blocks are the "
-                            f"{'global' if s.knobs['selection'] == 'global' else 'per-matrix'} top-n.")
+    for pic in pg.matrix_pictures(s, lay):  # what the method draws for this matrix, and why
+        show_picture(pic, f"{pic.kind}-{side_key}", compact, tpl)
     # the update ΔW
     if any(p.device.type == "meta" for p in s.adapter.model.parameters()):
         return  # a config-only model has no values to illustrate an update with
@@ -234,21 +175,14 @@ def body():
     presets = for_page("playground")
     ui.preset_picker(presets, PAGE, "pg")
     # the method of each side decides which knob fields are whitelisted
-    pre, _ = base.parse(ui._raw_params())
-    fresh = ui.url_is_fresh(PAGE)  # a new link or preset: its methods decide which knobs are read
-    m1 = pre["m1"] if fresh else st.session_state.get(k("m1"), pre["m1"])
-    m2 = pre["m2"] if fresh else st.session_state.get(k("m2"), pre["m2"])
+    m1 = ui.setting(base, PAGE, "m1")  # a new link or preset: its methods decide which knobs are read
+    m2 = ui.setting(base, PAGE, "m2")
     m1 = m1 if m1 in METHODS else "lora"
     m2 = m2 if m2 in METHODS or m2 == "none" else "none"
     schema = base + pg.side_schema(m1, "a") + (pg.side_schema(m2, "b") if m2 != "none" else pg.Schema([]))
     vals = ui.url_values(schema, PAGE)
-    if not st.session_state.get(f"_urlfresh:{PAGE}"):
-        for side, method in (("a", m1), ("b", m2)):
-            prev = st.session_state.get(f"_pg_prev_{side}")
-            if prev is not None and prev != method and method != "none":
-                for f in pg.side_schema(method, side):  # a newly picked method starts from its own defaults
-                    st.session_state[k(f.name)] = f.default_value()
-    st.session_state["_pg_prev_a"], st.session_state["_pg_prev_b"] = m1, m2
+    for side, method in (("a", m1), ("b", m2)):  # a newly picked method starts from its own defaults
+        ui.reset_on_method_change(PAGE, side, method, pg.side_schema(method, side) if method != "none" else [])
 
     loaded = ui.sidebar_model(PAGE, vals["model"], big=True)  # config-only big models: counts, no values
     if loaded is None:
@@ -282,10 +216,13 @@ def body():
         c[3].slider("Layer drawn", 0, n_layers - 1, key=k("layer"))
     else:
         st.session_state[k("layer")] = 0
-    if "smt" in (st.session_state[k("m1")], st.session_state[k("m2")]):
+    warming = [METHODS[m] for m in (st.session_state[k("m1")], st.session_state[k("m2")])
+               if m in METHODS and pg.page_fixed_knobs(m)]  # methods whose warm-up the page drives (SMT)
+    if warming:
         with st.sidebar:
-            st.slider("SMT warm-up batches", 1, 8, key=k("warm"),
-                      help="gradient-only warm-up batches of the model's built-in task used to pick SMT's blocks")
+            st.slider(f"{warming[0].short} warm-up batches", 1, 8, key=k("warm"),
+                      help="gradient-only warm-up batches of the model's built-in task used to pick "
+                           f"{warming[0].short}'s selection")
     wt, layer, warm = st.session_state[k("wt")], int(st.session_state[k("layer")]), int(st.session_state.get(k("warm"), 2))
 
     sides = [("a", m1)] + ([("b", m2)] if m2 != "none" else [])

@@ -7,18 +7,21 @@ import time
 import streamlit as st
 
 import ui_common as ui
+import ui_runs
 from explorer import data as D
 from explorer.views import figures_runs as FR
-from explorer.workshop.history import entry_from_result, metrics_csv, metrics_json, new_session_id, session_folder
+from explorer.workshop.inspector import SmtHandoff
 from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
+from explorer.workshop.runs import FineTuneRun, start_fine_tune
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
-from explorer.engine.train import DEFAULT_LR, RunState, TrainConfig, train
+from explorer.engine.train import DEFAULT_LR, TrainConfig
 from explorer.urlstate import Field, Schema, knob_fields
 from explorer.views.verdicts import learning_verdict
 
 PAGE = "ft"
-RUN_KEY = "ft_run"
+RUN_KEY = "ft_run"  # an explorer.workshop.runs.FineTuneRun
+HANDOFF_KEY = "smt_inspector_selection"  # an explorer.workshop.inspector.SmtHandoff (from the SMT inspector)
 ui.page_setup("Fine-tune", ":material/model_training:")
 
 LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
@@ -26,7 +29,6 @@ BATCHES = [1, 2, 4, 8, 16, 32, 64]
 TASK_NAMES = tuple(t["name"] for t in D.list_tasks())
 DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("built-in", "upload", "hub")
-INSTRUCTOR_HIDDEN = ("seed",)  # knob seeds hidden in instructor mode besides Knob.advanced
 
 def k(name: str) -> str:
     return ui.wkey(PAGE, name)
@@ -51,11 +53,6 @@ def knob_schema(method: str) -> Schema:
     return Schema(knob_fields(METHODS[method].knobs, prefix="k_"))
 
 
-def visible_knobs(method: str, instructor: bool):
-    return [kn for kn in METHODS[method].knobs
-            if not (instructor and (kn.advanced or kn.name in INSTRUCTOR_HIDDEN))]
-
-
 def cuda_ok() -> bool:
     try:
         import torch
@@ -65,89 +62,51 @@ def cuda_ok() -> bool:
         return False
 
 
-# ----------------------------------------------------------------------------- the run (worker side: no st.*)
+# ----------------------------------------------------------------------------- the run (explorer.workshop.runs)
 
 
-def active_run():
-    run = st.session_state.get(RUN_KEY)
-    if run is None:
-        return None
-    return run
-
-
-def is_running(run) -> bool:
-    # the job is done only after the worker has added the run to the history (train() ends first)
-    return run is not None and not (run["state"].done and run["job"].done)
+def active_run() -> FineTuneRun | None:
+    return st.session_state.get(RUN_KEY)
 
 
 def start_run(cfg: TrainConfig, loaded, hist, label: str) -> None:
     """Queue a run (refused with a readable message when it would not fit or one is active)."""
     run = active_run()
-    if is_running(run):
+    if run is not None and run.running:
         st.session_state["ft_notice"] = ("warning", "A run is already going in this session: stop it first.")
         return
-    state = RunState(cfg)
-    state.heartbeat()  # from now on the page must keep polling (or the run stops: tab closed)
-
-    def work(job, cfg=cfg, state=state, loaded=loaded, hist=hist, label=label):
-        # worker thread: no Streamlit calls here
-        res = train(cfg, loaded=loaded, state=state)
-        try:
-            entry = entry_from_result(res, run_id=hist.new_id(), label=label)
-            hist.add(entry)
-            state.set(entry_id=entry.id)
-        finally:
-            state.result = None  # drop the model copy: memory goes back
-            res.adapter = None
-        return entry.id
-
     try:
-        job = default_queue().submit(work, state=state, need_bytes=estimate_run_bytes(cfg, loaded), label=label,
-                                     device=cfg.device, owner=st.session_state.get("session_id"))
+        st.session_state[RUN_KEY] = start_fine_tune(cfg, loaded, hist, label, owner=st.session_state.get("session_id"))
     except Exception as exc:  # noqa: BLE001 - MemoryRefused and friends: one readable line
         from explorer.errors import user_message
 
         st.session_state["ft_notice"] = ("error", user_message(exc))
         return
-    st.session_state[RUN_KEY] = dict(state=state, job=job, cfg=cfg, label=label, seen_done=False,
-                                     t_submit=time.time())
     st.session_state.pop("ft_notice", None)
 
 
 def stop_run() -> None:
     run = active_run()
     if run is not None:
-        run["job"].cancel()
-        run["state"].stop()
+        run.stop()
 
 
 # ----------------------------------------------------------------------------- live view
 
 
-def eta(snap: dict, started_train: float | None) -> float | None:
-    recs = [r for r in snap["records"] if r.get("phase") in ("train", "warmup") and r.get("step_time_s")]
-    if not recs or started_train is None:
-        return None
-    done = snap["step"]
-    left = snap["total_steps"] - done
-    pace = (time.time() - started_train) / max(1, done)  # wall seconds per step, evaluations included
-    return max(0.0, pace * left)
-
-
-def draw_live(run, tpl: str) -> None:
-    state, job = run["state"], run["job"]
-    snap = state.snapshot()
+def draw_live(run: FineTuneRun, tpl: str) -> None:
+    snap = run.snapshot()
     status = snap["status"]
-    st.markdown(f"#### {run['label']}")
+    st.markdown(f"#### {run.label}")
     if status == "queued":
-        pos = job.position()
+        pos = run.position()
         q = default_queue().stats()
         st.info(f"Queued: **{ordinal(pos)} in line** (at most {q['max_running']} fine-tunes run at once on this "
                 f"server; {q['running']} running now). It starts by itself; Stop cancels it.", icon=":material/hourglass_top:")
     recs = snap["records"]
     if status in ("running", "queued"):
         frac = snap["progress"]
-        left = eta(snap, snap["started"])
+        left = run.eta_s(snap)
         txt = (f"step {snap['step']} of {snap['total_steps']} · about {FR.fmt_eta(left)} left "
                "(from the measured pace)" if snap["step"] else
                ("loading the model and the task, first evaluation…" if status == "running" else "waiting"))
@@ -178,7 +137,7 @@ def draw_live(run, tpl: str) -> None:
         return
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     with c1:
-        ui.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(state)}")
+        ui.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(run.state)}")
     with c2:
         tr = [r for r in recs if r.get("loss") is not None]
         ev = [r for r in recs if r.get("eval_accuracy") is not None]
@@ -195,7 +154,7 @@ def draw_live(run, tpl: str) -> None:
         c1, c2 = st.columns([3, 2], vertical_alignment="center")
         last = mem[-1]
         with c1:
-            ui.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(state)}")
+            ui.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(run.state)}")
         with c2:
             parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
             st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "
@@ -209,7 +168,8 @@ def draw_live(run, tpl: str) -> None:
 
 def live_panel() -> None:
     """Polls the run every 0.7 s while it is queued or running; a plain redraw otherwise (idle pages stay idle)."""
-    st.fragment(run_every=0.7 if is_running(active_run()) else None)(_live_panel)()
+    run = active_run()
+    st.fragment(run_every=0.7 if run is not None and run.running else None)(_live_panel)()
 
 
 def _live_panel() -> None:
@@ -217,13 +177,13 @@ def _live_panel() -> None:
     if run is None:
         return
     tpl = ui.plotly_template()
-    if is_running(run):
-        run["state"].heartbeat()  # the page is open; a run no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
+    if run.running:
+        run.heartbeat()  # the page is open; a run no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("Stop", icon=":material/stop_circle:", key="ft_stop", on_click=stop_run, type="secondary",
                   help="Ends the run within one step; the steps done so far are kept")
     draw_live(run, tpl)
-    if not is_running(run) and not run["seen_done"]:
-        run["seen_done"] = True
+    if not run.running and not run.seen_done:
+        run.seen_done = True
         st.rerun(scope="app")  # Start comes back, the history and downloads update
 
 
@@ -276,7 +236,7 @@ def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
     sig = (name, hashlib.sha256(data).hexdigest(), kind, tuple(sorted(cols_map.items())))
     cached = st.session_state.get("ft_upload_cache")
     if cached is None or cached[0] != sig:
-        folder = session_folder(st.session_state.get("session_id") or new_session_id(), create=True)
+        folder = ui.session_folder()
         try:
             cached = (sig, load_uploaded_task(folder, name, data, kind, **cols_map))
         except Exception as exc:  # noqa: BLE001 - kept: a refused file is not stored again on every rerun
@@ -299,18 +259,11 @@ def body():
     base = page_schema()
     presets = for_page("finetune")
     ui.preset_picker(presets, PAGE, "ft")
-    pre, _ = base.parse(ui._raw_params())
-    fresh = ui.url_is_fresh(PAGE)  # a new link or preset: its method decides which knobs are read
-    method = pre["method"] if fresh else st.session_state.get(k("method"), pre["method"])
+    method = ui.setting(base, PAGE, "method")  # a new link or preset: its method decides which knobs are read
     method = method if method in METHODS else "lora"
     schema = base + knob_schema(method)
     vals = ui.url_values(schema, PAGE)
-    fresh = st.session_state.get(f"_urlfresh:{PAGE}")
-    prev = st.session_state.get("_ft_prev_method")
-    if not fresh and prev is not None and prev != method:
-        for f in knob_schema(method):  # a newly picked method starts from its own defaults
-            st.session_state[k(f.name)] = f.default_value()
-    st.session_state["_ft_prev_method"] = method
+    ui.reset_on_method_change(PAGE, "method", method, knob_schema(method))
     loaded = ui.sidebar_model(PAGE, vals["model"])
     name = st.session_state.get(k("model"), vals["model"])
     if loaded is None:
@@ -322,12 +275,9 @@ def body():
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {kind} · "
                f"{'pretrained' if inf.pretrained else 'random weights'}")
     run = active_run()
-    running = is_running(run)
-    instructor = bool(st.session_state.get("instructor", False))
-    if instructor:  # hidden widgets keep their values (and the URL keeps them): the documented re-assignment
-        for f in schema:
-            if (f.name == "seed" or f.name.startswith("k_")) and k(f.name) in st.session_state:
-                st.session_state[k(f.name)] = st.session_state[k(f.name)]
+    running = run is not None and run.running
+    instructor = ui.instructor_on()
+    ui.keep_hidden_values(PAGE, [f.name for f in schema if f.name == "seed" or f.name.startswith("k_")])
 
     left, right = st.columns([1, 1], gap="large")
     with left:
@@ -379,8 +329,9 @@ def body():
                      label_visibility="collapsed")
         info = METHODS[method]
         st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
-        kv = visible_knobs(method, instructor)
-        if method == "smt" and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name), kn.default)
+        kv = ui.visible_knobs(info.knobs)
+        if info.takes_selection and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name),
+                                                                                          kn.default)
                                                        for kn in info.knobs}) == []:
             # the inspector's blocks replace the warm-up: its knobs do not apply to this run
             kv = [kn for kn in kv if not kn.name.startswith("warmup_")]
@@ -396,7 +347,7 @@ def body():
     knobs = {f.name[2:]: values[f.name] for f in knob_schema(method)}
     lr = float(values["lr"]) or None
     steps = int(values["steps"])
-    smt_sel = inspector_selection(method, name, knobs) if method == "smt" else None
+    smt_sel = inspector_selection(method, name, knobs) if METHODS[method].takes_selection else None
     cfg = TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
                       knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
                       device=values["device"], eval_every=max(2, steps // 6), eval_examples=200,
@@ -419,149 +370,36 @@ def body():
     if note:
         (st.error if note[0] == "error" else st.warning)(note[1], icon=":material/warning:")
     live_panel()
-    downloads(hist)
-    tryout_section(hist)
+    ui_runs.downloads(hist)
+    ui_runs.tryout_section(hist)
     ui.write_url(schema, PAGE, keep=("sid",))
 
 
 def handoff_mismatch(name: str, knobs: dict) -> list[str] | None:
     """Why the SMT inspector's hand-off does not fit a run of ``name`` with ``knobs`` ([] = it fits; None = there
     is no hand-off)."""
-    h = st.session_state.get("smt_inspector_selection")
-    if not h:
-        return None
-    why = []
-    if h.get("model") != name:
-        why.append(f"it was made on {h.get('model')}")
-    if int(knobs.get("block_size") or 0) != int(h.get("block_size", -1)):
-        why.append(f"its block size is {h.get('block_size')}")
-    missing = [t for t in h.get("used_types", []) if t not in (knobs.get("targets") or [])]
-    if missing:
-        why.append(f"the targets lack {', '.join(missing)}")
-    return why
+    h: SmtHandoff | None = st.session_state.get(HANDOFF_KEY)
+    return None if h is None else h.mismatch(name, knobs)
 
 
 def inspector_selection(method: str, name: str, knobs: dict):
-    """The blocks handed over by the SMT block inspector (``st.session_state["smt_inspector_selection"]``)
-    when they fit this run (same model, block size, and targets that hold every selected block), else None."""
-    h = st.session_state.get("smt_inspector_selection")
-    if not h or method != "smt":
+    """The blocks handed over by the SMT block inspector when they fit this run (same model, block size, and
+    targets that hold every selected block), else None."""
+    h: SmtHandoff | None = st.session_state.get(HANDOFF_KEY)
+    if h is None or not METHODS[method].takes_selection:
         return None
-    why = handoff_mismatch(name, knobs)
+    why = h.mismatch(name, knobs)
     c = st.columns([5, 1], vertical_alignment="center")
     if why:
         c[0].caption(f"The SMT block inspector's selection is not used: {'; '.join(why)}.")
         return None
-    c[0].info(f"Using the selection from the inspector ({h['n_blocks']} blocks of {h['block_size']}×{h['block_size']}, "
-              f"score {h.get('score')}, {h.get('rule')}): no warm-up, these blocks train from step 1.",
+    c[0].info(f"Using the selection from the inspector ({h.n_blocks} blocks of {h.block_size}×{h.block_size}, "
+              f"score {h.score}, {h.rule}): no warm-up, these blocks train from step 1.",
               icon=":material/grid_view:")
     if c[1].button("Forget it", key="ft_forget_smt_sel", help="SMT picks its own blocks with a warm-up again"):
-        st.session_state.pop("smt_inspector_selection", None)
+        st.session_state.pop(HANDOFF_KEY, None)
         st.rerun()
-    return h["selection"]
-
-
-def downloads(hist) -> None:
-    if not len(hist):
-        return
-    st.divider()
-    st.markdown("##### This session's runs")
-    runs = list(hist)[::-1]
-    ids = [r.id for r in runs]  # newest first
-    if st.session_state.get("ft_dl_pick") not in ids or not st.session_state.get("_ft_dl_user_pick"):
-        st.session_state["ft_dl_pick"] = ids[0]  # the newest run, until the user picks one by hand
-    pick = st.selectbox("Run", ids, key="ft_dl_pick",
-                        format_func=lambda i: f"{hist.get(i).title()} · {hist.get(i).status}",
-                        on_change=lambda: st.session_state.__setitem__("_ft_dl_user_pick", True))
-    e = hist.get(pick)
-    if e is None:
-        return
-    c = st.columns(4)
-    c[0].download_button("metrics (JSON)", metrics_json(e), file_name=f"{e.id}-metrics.json",
-                         mime="application/json", key="ft_dl_json", width="stretch")
-    c[1].download_button("metrics (CSV)", metrics_csv(e), file_name=f"{e.id}-metrics.csv", mime="text/csv",
-                         key="ft_dl_csv", width="stretch")
-    if e.adapter_zip:
-        c[2].download_button("adapter (zip)", e.adapter_zip, file_name=f"{e.id}-adapter.zip",
-                             mime="application/zip", key="ft_dl_zip", width="stretch",
-                             help="the method's safetensors + JSON files; reload with explorer.engine.export.load_run_adapter")
-    else:
-        c[2].caption("no adapter saved for this run")
-    with c[3]:
-        try:
-            st.page_link("pages/3_Compare.py", label="Compare runs", icon=":material/bar_chart:",
-                         query_params=ui.mode_params() or None)
-        except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
-            pass
-    s = e.summary
-    st.caption(f"{s.get('status')} · {s.get('steps_done')} steps · trainable {s.get('trainable_params') or 0:,} · "
-               f"final accuracy {(s.get('final_accuracy') or 0):.1%} · wall {s.get('wall_time_s') or 0:.1f} s · "
-               f"device {s.get('device')}")
-    share_section(e)
-
-
-def share_section(e) -> None:
-    """Share the picked run to the class board (opt-in; a blank name is anonymous)."""
-    import ui_board
-
-    ui_board.share_control(e, "ft")
-
-
-def tryout_section(hist) -> None:
-    """Try your model: type a sentence; the fine-tuned and the base model answer side by side."""
-    from explorer.workshop import tryout as T
-
-    e = hist.get(st.session_state.get("ft_dl_pick")) if len(hist) else None
-    if e is None or e.status not in ("finished", "stopped"):
-        return
-    st.markdown(f"##### Try your model: {e.title()}")
-    if not e.adapter_zip:
-        st.caption("This run kept no adapter to try (see its notes).")
-        return
-    loaded = ui.load_base_or_error(e.config.get("model", ""))
-    if loaded is None:
-        return
-    kind = loaded.info.kind
-    placeholder = "i saw the shiny red cube on the table." if kind == "seq-cls" else "the colour of a blick is"
-    with st.form("ft_try_form", border=False):
-        c = st.columns([5, 1], vertical_alignment="bottom")
-        text = c[0].text_input("Your sentence" if kind == "seq-cls" else "Your prompt", key="ft_try_text",
-                               placeholder=placeholder, max_chars=T.MAX_TEXT)
-        go = c[1].form_submit_button("Ask both", icon=":material/send:", width="stretch")
-    if not go:
-        st.caption("The fine-tuned model and the base model (the same new head, untrained: the model of step 0) "
-                   "answer side by side." if kind == "seq-cls" else
-                   "The fine-tuned model and the base model complete your prompt (greedy, a few tokens).")
-        return
-    held = st.session_state.get("ft_try")
-    try:
-        if held is None or held.run_id != e.id:
-            st.session_state.pop("ft_try", None)  # one rebuilt model per session at most
-            with st.spinner("Rebuilding the run's adapter on a copy of the base model…"):
-                held = T.load_tryout(loaded, e.id, e.adapter_zip, max_len=int(e.config.get("max_len") or 64))
-            st.session_state["ft_try"] = held
-        out = T.compare(held, text or placeholder)
-    except Exception as exc:  # noqa: BLE001 - a readable line
-        ui.show_error(exc, "Try your model: ")
-        return
-    if out["kind"] == "seq-cls":
-        import pandas as pd
-
-        df = pd.DataFrame([{"class": r["label"], "fine-tuned (%)": 100 * r["tuned"], "base (%)": 100 * r["base"]}
-                           for r in out["rows"]])
-        st.dataframe(df, hide_index=True, width="stretch",
-                     column_config={"fine-tuned (%)": st.column_config.ProgressColumn(format="%.1f", min_value=0,
-                                                                                      max_value=100),
-                                    "base (%)": st.column_config.ProgressColumn(format="%.1f", min_value=0,
-                                                                                max_value=100)})
-        best_t = max(out["rows"], key=lambda r: r["tuned"])
-        best_b = max(out["rows"], key=lambda r: r["base"])
-        st.caption(f"Fine-tuned: **{best_t['label']}** ({best_t['tuned']:.1%}) · base: **{best_b['label']}** "
-                   f"({best_b['base']:.1%}). Probabilities from a softmax over the head's outputs.")
-    else:
-        c = st.columns(2)
-        c[0].markdown(f"**Fine-tuned**  \n{text or placeholder} **{out['tuned'] or '∅'}**")
-        c[1].markdown(f"**Base**  \n{text or placeholder} **{out['base'] or '∅'}**")
+    return h.selection
 
 
 ui.run_page(body)

@@ -8,7 +8,8 @@ import ui_board
 import ui_common as ui
 from explorer import data as D
 from explorer.views import figures_runs as FR
-from explorer.workshop.jobs import SWEEP_METHODS, Sweep, default_queue, ordinal, sweep_plan
+from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_plan
+from explorer.workshop.sweeps import Sweep
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
 from explorer.engine.train import TrainConfig
@@ -130,7 +131,7 @@ def charts(rows: list[dict], tpl: str) -> None:
                     "show, computed from their accuracies:")
         for line in trend_lines(good):
             st.markdown(f"- {line}")
-        if any(r["method"] == "smt" for r in good):
+        if any(r["method"] in METHODS and METHODS[r["method"]].has_warmup for r in good):
             st.caption("SMT's peak memory includes its warm-up, which (in 'full' mode) trains every weight with "
                        "AdamW for a few steps; the table shows the peak after the warm-up beside it.")
         if len({r['model'] for r in good}) > 1 or len({r['task'] for r in good}) > 1:
@@ -180,7 +181,7 @@ def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, se
     plan = sweep_plan(loaded, methods=methods, ranks=ranks)
     task = SWEEP_TASKS[loaded.info.kind]
     for p in plan:
-        if p["method"] == "smt":
+        if METHODS[p["method"]].has_warmup:  # its warm-up takes a share of the steps
             p["knobs"]["warmup_steps"] = max(1, steps // SMT_WARMUP_SHARE)
     start_runs([(f"sweep · {p['label']}", TrainConfig(model=model, task=task, method=p["method"], knobs=p["knobs"],
                                                       steps=steps, seed=seed, eval_every=max(2, steps // 6),
@@ -205,13 +206,7 @@ def start_runs(items: list, loaded, kind: str) -> None:
     if sw is not None and not sw.done:
         return
     hist = ui.session_history()
-
-    def on_result(label, res, hist=hist):  # worker thread: no Streamlit calls
-        from explorer.workshop.history import entry_from_result
-
-        hist.add(entry_from_result(res, run_id=hist.new_id(), label=label))
-
-    st.session_state[SWEEP_KEY] = Sweep(items, default_queue(), loaded=loaded, on_result=on_result,
+    st.session_state[SWEEP_KEY] = Sweep(items, default_queue(), loaded=loaded, on_result=hist.sink(),
                                         owner=st.session_state.get("session_id")).start()
     st.session_state["cmp_sweep_seen"] = False
     st.session_state["cmp_sweep_kind"] = kind  # where its progress is drawn: the lesson card or the sweep
@@ -259,27 +254,26 @@ def _sweep_panel() -> None:
     if not sw.done:
         sw.heartbeat()  # the page is open; a sweep no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("Stop the sweep", icon=":material/stop_circle:", key="cmp_sweep_stop", on_click=stop_sweep)
-        cur = snap["current"]
-        within = cur["progress"] if cur else 0.0
-        txt = f"run {snap['index'] + 1} of {snap['total']}: {snap['current_label'] or ''}"
+        cur = snap.current
+        txt = f"run {snap.index + 1} of {snap.total}: {snap.current_label or ''}"
         if cur and cur["status"] == "queued":
-            txt += f" · queued, {ordinal(max(1, snap['position']))} in line"
+            txt += f" · queued, {ordinal(max(1, snap.position))} in line"
         elif cur:
             txt += f" · step {cur['step']} of {cur['total_steps']}"
-        st.progress(min(1.0, (snap["index"] + within) / max(1, snap["total"])), text=txt)
+        st.progress(min(1.0, (snap.index + snap.within) / max(1, snap.total)), text=txt)
     else:
-        msg = {"finished": f"Sweep finished: {snap['index']} runs added to the history.",
-               "stopped": f"Sweep {snap['message']}.", "failed": f"Sweep failed: {snap['message']}"}[snap["status"]]
-        (st.success if snap["status"] == "finished" else st.warning)(msg)
-    if snap["results"]:
-        st.caption(" · ".join(f"{r['label'].replace('sweep · ', '')}: "
-                              + (f"{r['final_accuracy']:.1%}" if r["final_accuracy"] is not None else r["status"])
-                              for r in snap["results"]))
+        msg = {"finished": f"Sweep finished: {snap.index} runs added to the history.",
+               "stopped": f"Sweep {snap.message}.", "failed": f"Sweep failed: {snap.message}"}[snap.status]
+        (st.success if snap.status == "finished" else st.warning)(msg)
+    if snap.results:
+        st.caption(" · ".join(f"{r.label.replace('sweep · ', '')}: "
+                              + (f"{r.final_accuracy:.1%}" if r.final_accuracy is not None else r.status)
+                              for r in snap.results))
     if sw.done and not st.session_state.get("cmp_sweep_seen"):
         st.session_state["cmp_sweep_seen"] = True
         st.rerun(scope="app")
-    elif len(snap["results"]) != st.session_state.get("cmp_sweep_n", 0):
-        st.session_state["cmp_sweep_n"] = len(snap["results"])
+    elif len(snap.results) != st.session_state.get("cmp_sweep_n", 0):
+        st.session_state["cmp_sweep_n"] = len(snap.results)
         st.rerun(scope="app")  # a new run joined the history: redraw the table and the charts
 
 

@@ -97,15 +97,9 @@ def live_controls(name: str) -> None:
                           "verdict redraw as seeds finish. The runs also join this session's history (Compare)."):
         exp = specs.get(name)
         hist = ui.session_history()
-
-        def on_result(label, res, hist=hist):  # worker thread: no Streamlit calls
-            from explorer.workshop.history import entry_from_result
-
-            hist.add(entry_from_result(res, run_id=hist.new_id(), label=f"claims · {label}", keep_adapter=False))
-
         loaded = ui.get_base(exp.model)
         st.session_state[f"claims_seen_{name}"] = False
-        lives[name] = L.LiveRun(name, size, loaded=loaded, on_result=on_result,
+        lives[name] = L.LiveRun(name, size, loaded=loaded, on_result=hist.sink("claims · ", keep_adapter=False),
                                 owner=st.session_state.get("session_id")).start()
         st.rerun()
     n = len(L.runner.plan(specs.get(name), specs.size(size)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +35,26 @@ def qp(at: AppTest, key: str) -> str:
 def metric(at: AppTest, label: str) -> str:
     """The value of the metric with this label."""
     return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Runs in worker threads share 2 busy cores: 1 intra-op thread each (as the server's queue sets it).
+    A test module uses it with ``from apptest_helpers import one_thread  # noqa: F401``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def stop_all_runs(timeout: float = 30.0) -> None:
+    """Cancel every queued and running job of the server's queue and wait until none runs."""
+    from explorer.workshop.jobs import default_queue
+
+    q = default_queue()
+    q.cancel_all()
+    deadline = time.time() + timeout
+    while q.stats()["running"] and time.time() < deadline:
+        time.sleep(0.1)

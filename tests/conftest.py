@@ -6,6 +6,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# runs execute in the test's own process (fast, inspectable); the worker-process executor, the dashboard's
+# default, is tested by test_workers.py, test_browser_workers.py, test_browser_lessons.py and the load test
+os.environ.setdefault("PEFT_EXPLORER_EXECUTOR", "thread")
 # the class board of the tests lives in a temporary file, never in the user's cache folder
 if "PEFT_EXPLORER_BOARD" not in os.environ:
     import tempfile

@@ -15,13 +15,20 @@ import pytest
 
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
-from tests.test_browser import CHROMIUM, browser, page_errors, screenshot, server, wait_idle  # noqa: F401
+from tests.test_browser import CHROMIUM, browser, page_errors, screenshot, streamlit_server, wait_idle  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(),
                                                       reason="Debian's chromium is absent (make browser)")]
 
 PAGE_PATHS = {"playground": "Methods_playground", "finetune": "Fine_tune", "compare": "Compare"}
 MODELS = ("minilm", "smollm2-135m", "tiny-bert", "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The dashboard as `make run` starts it: runs execute in worker processes (the default executor)."""
+    with streamlit_server(env_extra=dict(PEFT_EXPLORER_EXECUTOR="process"), log_name="lessons_server.log") as url:
+        yield url
 
 
 def fresh_page(browser, height=1800):  # noqa: F811 - the fixture imported above

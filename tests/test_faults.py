@@ -31,7 +31,7 @@ def cfg(steps=400, method="lora", **kw):
 
 
 def worker_threads():
-    from explorer.workshop.sessions import WORKER_PREFIXES  # train-* (start_in_thread), peft-run-* (the server queue)
+    from explorer.workshop.status import WORKER_PREFIXES  # train-* (start_in_thread), peft-run-* (the server queue)
 
     return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith(WORKER_PREFIXES)]
 
@@ -151,7 +151,8 @@ def test_tab_closed_mid_run_is_stopped_by_heartbeat(tiny_bert, hook, monkeypatch
 
 
 def test_sweep_whose_tab_closed_stops_with_its_current_run(tiny_bert, hook, monkeypatch, kept):
-    from explorer.workshop.jobs import RunQueue, Sweep
+    from explorer.workshop.jobs import RunQueue
+    from explorer.workshop.sweeps import Sweep
 
     monkeypatch.setenv(train_mod.ORPHAN_ENV, "0.4")
     hook(delay=0.02)
@@ -163,21 +164,21 @@ def test_sweep_whose_tab_closed_stops_with_its_current_run(tiny_bert, hook, monk
     while time.monotonic() - t0 < 1.2:  # a polling page: alive past the timeout
         sw.heartbeat()
         time.sleep(0.05)
-    assert not sw.done and sw.snapshot()["current"]["status"] == "running"
+    assert not sw.done and sw.snapshot().current["status"] == "running"
     t_closed = time.monotonic()  # the tab closes: nobody polls any more
     sw.thread.join(timeout=30)
     assert not sw.thread.is_alive()
     snap = sw.snapshot()
-    assert snap["status"] == "stopped", snap
-    assert snap["message"].startswith("stopped: page closed") and "after 1 of 3 runs" in snap["message"], snap
+    assert snap.status == "stopped", snap
+    assert snap.message.startswith("stopped: page closed") and "after 1 of 3 runs" in snap.message, snap
     assert time.monotonic() - t_closed >= 0.4
     # the run that was going is stopped by the same timeout and kept (partial); the others never start
-    assert got == ["stopped"] and snap["results"][0]["message"].startswith("stopped: page closed")
+    assert got == ["stopped"] and snap.results[0].message.startswith("stopped: page closed")
     assert q.stats() == dict(running=0, queued=0, max_running=1, finished=1)
     # a sweep no page ever polled (a script) is never orphaned
     sw2 = Sweep([("lora r=1", cfg(steps=3))], q, loaded=tiny_bert).start()
     sw2.thread.join(timeout=30)
-    assert sw2.snapshot()["status"] == "finished"
+    assert sw2.snapshot().status == "finished"
     del sw, sw2
     gc.collect()
     assert_intact(kept)
@@ -293,7 +294,7 @@ def run_of(at):
 
 def ended(run) -> bool:
     """The run ended and its job too (the job adds the run to the history after train() returns)."""
-    return run["state"].done and run["job"].done
+    return run.state.done and run.job.done
 
 
 def until(cond, timeout=60.0, every=0.05, on_wait=None):
@@ -321,19 +322,19 @@ def test_page_switched_mid_run_keeps_going_and_shows_again(page_env, hook):
     at = app(model="tiny-bert", steps="300", bs="4")
     at.button(key="ft_start").click().run()
     run = run_of(at)
-    until(lambda: run["state"].step >= 2, on_wait=at.run, every=0.3)
+    until(lambda: run.state.step >= 2, on_wait=at.run, every=0.3)
     at.switch_page("pages/3_Compare.py").run()  # another page: the run goes on in its thread
     assert not at.exception
-    s1 = run["state"].step
-    until(lambda: run["state"].step > s1 + 2)  # no page polls the run, it still advances
-    assert not run["state"].done and worker_threads()
+    s1 = run.state.step
+    until(lambda: run.state.step > s1 + 2)  # no page polls the run, it still advances
+    assert not run.state.done and worker_threads()
     at.switch_page(FT_PAGE).run()  # back: the same run is shown, with its Stop button
     assert not at.exception and run_of(at) is run
     assert at.button(key="ft_stop") is not None and at.button(key="ft_start").disabled
-    assert any(run["label"] in m.value for m in at.markdown)  # its live panel is drawn again
+    assert any(run.label in m.value for m in at.markdown)  # its live panel is drawn again
     at.button(key="ft_stop").click().run()
-    until(lambda: run["state"].done, on_wait=at.run, every=0.3)
-    assert run["state"].status == "stopped"
+    until(lambda: run.state.done, on_wait=at.run, every=0.3)
+    assert run.state.status == "stopped"
 
 
 def test_tab_closed_mid_run_through_the_page(page_env, hook, monkeypatch):
@@ -342,11 +343,11 @@ def test_tab_closed_mid_run_through_the_page(page_env, hook, monkeypatch):
     at = app(model="tiny-bert", steps="400", bs="4")
     at.button(key="ft_start").click().run()
     run = run_of(at)
-    until(lambda: run["state"].step >= 1, on_wait=at.run, every=0.3)
+    until(lambda: run.state.step >= 1, on_wait=at.run, every=0.3)
     # the tab is closed: nothing polls any more (no at.run())
-    until(lambda: run["state"].done, timeout=30)
-    assert run["state"].status == "stopped" and run["state"].message.startswith("stopped: page closed")
-    assert run["state"].step < 400
+    until(lambda: run.state.done, timeout=30)
+    assert run.state.status == "stopped" and run.state.message.startswith("stopped: page closed")
+    assert run.state.step < 400
     at.run()  # a session coming back (same session state) sees what happened, no traceback
     assert not at.exception and any("page closed" in w.value for w in at.warning)
 
@@ -362,7 +363,7 @@ def test_exception_and_oom_in_page_runs_keep_the_finished_run(page_env, hook):
         until(lambda: ended(run), on_wait=at.run, every=0.3)
         at.run()
         assert not at.exception
-        assert run["state"].status == "failed" and expect in run["state"].message
+        assert run.state.status == "failed" and expect in run.state.message
         assert any(expect in e.value for e in at.error), [e.value for e in at.error]
         assert not at.button(key="ft_start").disabled  # Start is back
         ids = [e.id for e in at.session_state["run_history"]]

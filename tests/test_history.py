@@ -11,7 +11,7 @@ import pytest
 
 from explorer.errors import DataError
 from explorer.workshop.history import (RunEntry, RunHistory, atomic_write, entry_from_result, metrics_csv, metrics_json,
-                              new_session_id, save_upload, session_folder)
+                                       save_upload)
 
 
 def entry(i: int, acc: float = 0.5) -> RunEntry:
@@ -112,15 +112,6 @@ def test_import_size_limit(monkeypatch):
         RunHistory.parse(b"x" * 104)
 
 
-def test_session_folder_only_for_server_ids(tmp_path):
-    sid = new_session_id()
-    f = session_folder(sid, root=tmp_path)
-    assert f == (tmp_path / "sessions" / sid).resolve()
-    for bad in ("../x", "a" * 31, sid + "/..", "/etc/passwd", "", "ABCDEF" * 6, None, 5):
-        with pytest.raises(DataError):
-            session_folder(bad, root=tmp_path)
-
-
 def test_save_upload_safe_names_and_errors(tmp_path):
     p = save_upload(tmp_path, "../../evil name.csv", b"text,label\na,0\n")
     assert p.parent == tmp_path / "uploads" and p.suffix == ".csv" and ".." not in p.name
@@ -159,43 +150,3 @@ def test_restore_from_copies_into_a_new_folder(tmp_path):
     b.add(entry(3))  # the new session writes only its own folder
     assert len(RunHistory(folder=tmp_path / "a")) == 2 and len(RunHistory(folder=tmp_path / "b")) == 3
     assert RunHistory(folder=tmp_path / "c").restore_from(tmp_path / "missing") == 0
-
-
-def test_may_restore_only_when_the_holder_page_is_gone():
-    import threading
-    import time
-
-    from explorer.workshop import history as H
-
-    sid, other_sid = H.new_session_id(), H.new_session_id()
-    live = {"page-a"}
-    is_live = live.__contains__
-    assert H.may_restore(sid, is_live, me="page-b")  # nobody holds it (e.g. after a server restart)
-    H.hold(sid, "page-a", is_live=is_live)
-    assert H.holder(sid) == "page-a"
-    assert H.may_restore(sid, is_live, me="page-a")  # its own page
-    t0 = time.monotonic()
-    assert not H.may_restore(sid, is_live, me="page-b", wait_s=0.2)  # a link opened while the owner is open
-    assert time.monotonic() - t0 >= 0.2
-    # a reload: the old page disconnects a moment after the new one asks
-    threading.Timer(0.1, live.discard, args=("page-a",)).start()
-    assert H.may_restore(sid, is_live, me="page-c", wait_s=5.0)
-    # an is_live that fails (no runtime) counts as not live; bad ids and owners are not recorded
-    assert H.may_restore(sid, lambda _o: 1 / 0, me="page-d", wait_s=0.0)
-    H.hold("../etc", "page-x")
-    H.hold(other_sid, "")
-    assert H.holder("../etc") is None and H.holder(other_sid) is None
-
-
-def test_holders_stay_bounded_and_forget_closed_pages_first(monkeypatch):
-    from explorer.workshop import history as H
-
-    monkeypatch.setattr(H, "_HOLDERS", {})
-    monkeypatch.setattr(H, "_MAX_HOLDERS", 10)
-    live = {f"page-{i}" for i in range(0, 11, 2)}  # 6 open pages, 5 closed
-    sids = [H.new_session_id() for _ in range(11)]
-    for i, sid in enumerate(sids):
-        H.hold(sid, f"page-{i}", is_live=live.__contains__)
-    # the 11th hold went over the limit: the closed pages' ids went first, then the oldest down to 5
-    assert len(H._HOLDERS) == 5
-    assert set(H._HOLDERS.values()) <= live and H.holder(sids[10]) == "page-10"

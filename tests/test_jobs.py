@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from explorer.workshop.jobs import MemoryRefused, RunQueue, Sweep, check_memory, estimate_run_bytes, ordinal, sweep_plan
+from explorer.workshop.jobs import MemoryRefused, RunQueue, check_memory, estimate_run_bytes, ordinal, sweep_plan
+from explorer.workshop.sweeps import Sweep, SweepResult
 from explorer.engine.train import RunState, TrainConfig
 
 BIG = 10 ** 15  # "free memory" that fits anything
@@ -193,7 +194,10 @@ def test_sweep_runs_through_the_queue(tiny_bert):
     sw.start()
     sw.thread.join(60)
     snap = sw.snapshot()
-    assert snap["status"] == "finished" and snap["index"] == 2
+    assert snap.status == "finished" and snap.index == 2 and snap.total == 2 and snap.current_label is None
+    assert [r.label for r in snap.results] == ["lora r=1", "lora r=2"] and all(isinstance(r, SweepResult) for r in snap.results)
+    assert [r.trainable for r in snap.results] == [g[1]["trainable_params"] for g in got]
+    assert [r.final_accuracy for r in snap.results] == [g[1]["final_accuracy"] for g in got]
     assert [g[0] for g in got] == ["lora r=1", "lora r=2"]
     assert got[0][1]["trainable_params"] < got[1][1]["trainable_params"]  # the budget grew
     assert q.stats()["finished"] == 2

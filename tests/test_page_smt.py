@@ -15,20 +15,12 @@ from streamlit.testing.v1 import AppTest
 from explorer.smt import analysis as A
 from explorer.views import smt_views as V
 from explorer.targets import Target
-from apptest_helpers import no_problem, qp
+from apptest_helpers import no_problem, one_thread, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "5_SMT_block_inspector.py")
 FT = str(ROOT / "pages" / "2_Fine_tune.py")
 HANDOFF = "smt_inspector_selection"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +29,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_EXPLORER_CACHE", str(tmp_path / "cache"))  # the gradients are really computed
     A.clear_memory_cache()
     yield
-    from explorer.workshop.jobs import default_queue
-
-    default_queue().cancel_all()
+    stop_all_runs()
 
 
 
@@ -50,7 +40,7 @@ def wait_view(at: AppTest, steps: int | None = None, timeout: float = 40.0) -> d
     while True:
         view = at.session_state["smt:view"] if "smt:view" in at.session_state else None
         job = at.session_state["smt:job"] if "smt:job" in at.session_state else None
-        idle = job is None or (job["job"].done and job["seen"])
+        idle = job is None or (job.job.done and job.seen)
         if view is not None and idle and (steps is None or view["steps_done"] == steps):
             return view
         assert time.time() < deadline, "the page never showed an analysis"
@@ -209,15 +199,16 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
     at.run()
     no_problem(at)
     h = at.session_state[HANDOFF]
-    assert h["model"] == "tiny-bert" and h["n_blocks"] == 5 == v["n_blocks"]
-    assert h["block_size"] == v["block_size"]
-    assert {kk: [list(r), list(c)] for kk, (r, c) in h["selection"].items()} == \
+    assert h.model == "tiny-bert" and h.n_blocks == 5 == v["n_blocks"]
+    assert h.block_size == v["block_size"]
+    assert {kk: [list(r), list(c)] for kk, (r, c) in h.selection.items()} == \
         {kk: [list(r), list(c)] for kk, (r, c) in v["selection"].items() if r}
 
     # Fine-tune with the query the inspector sends: the selection is used
     ft = AppTest.from_file(FT, default_timeout=60)
     ft.session_state[HANDOFF] = h
-    for kk, val in at.session_state["smt:ft_query"].items():
+    assert set(at.session_state) & {"smt:ft_query", "smt:go_ft"} == set()  # one session key for the hand-off
+    for kk, val in h.query.items():
         ft.query_params[kk] = str(val)
     ft.run()
     assert not ft.exception, [e.value for e in ft.exception]
@@ -229,7 +220,7 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
     assert any("Warm-up knobs hidden" in c.value for c in ft.caption)
 
     # another block size on Fine-tune: the selection is not used, and the page says why
-    other = [o for o in ft.select_slider(key="ft:k_block_size").options if o not in ("0", str(h["block_size"]))
+    other = [o for o in ft.select_slider(key="ft:k_block_size").options if o not in ("0", str(h.block_size))
              and not o.startswith("auto")]
     ft.select_slider(key="ft:k_block_size").set_value(int(other[0]))
     ft.run()
@@ -267,8 +258,8 @@ def test_stop_ends_a_long_warm_up():
     at.run()
     deadline = time.time() + 20
     j = at.session_state["smt:job"]
-    job = j["job"]
-    while j["prog"]["frac"] == 0 and not job.done and time.time() < deadline + 20:
+    job = j.job
+    while j.progress.frac == 0 and not job.done and time.time() < deadline + 20:
         time.sleep(0.05)  # stop after the first step: a partial result
     at.run()
     at.button(key="smt_stop").click()

@@ -70,16 +70,16 @@ def test_first_upload_in_a_fresh_session_runs_under_the_users_name(tmp_path):
     assert not start.disabled
     start.click().run()
     run = at.session_state["ft_run"]
-    assert run["label"].endswith(f"· tiny-bert · {NAME}") and str(folder) not in run["label"]
-    assert run["cfg"].task == str(stored[0])  # the run reads the stored copy
+    assert run.label.endswith(f"· tiny-bert · {NAME}") and str(folder) not in run.label
+    assert run.cfg.task == str(stored[0])  # the run reads the stored copy
     deadline = time.time() + 120
-    while not (run["state"].done and run["job"].done):
+    while not (run.state.done and run.job.done):
         assert time.time() < deadline, "the run did not end"
         time.sleep(0.3)
         at.run()
     at.run()
     no_problem(at)
-    assert run["state"].status == "finished", run["state"].message
+    assert run.state.status == "finished", run.state.message
     assert any(NAME in m.value for m in at.markdown if m.value.startswith("####"))
     e = list(at.session_state["run_history"])[0]
     assert e.summary["task"] == NAME and e.config["task"] == NAME

@@ -13,40 +13,23 @@ FT = str(ROOT / "pages" / "2_Fine_tune.py")
 CMP = str(ROOT / "pages" / "3_Compare.py")
 TIMEOUT = 90
 
-from apptest_helpers import open_page, no_problem, qp
+from apptest_helpers import no_problem, one_thread, open_page, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
 
 
 def ft(**params):
     return open_page(FT, TIMEOUT, **params)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Runs in worker threads share 2 busy cores: 1 intra-op thread each (as the server's queue sets it)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def sessions_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PEFT_EXPLORER_SESSIONS", str(tmp_path / "sessions"))
     yield
-    from explorer.workshop.jobs import default_queue
-
-    q = default_queue()
-    q.cancel_all()
-    deadline = time.time() + 30
-    while q.stats()["running"] and time.time() < deadline:
-        time.sleep(0.1)
+    stop_all_runs()
 
 
 
 def run_state(at: AppTest):
-    return at.session_state["ft_run"]["state"] if "ft_run" in at.session_state else None
+    return at.session_state["ft_run"].state if "ft_run" in at.session_state else None
 
 
 def wait_done(at: AppTest, timeout: float = 60.0) -> str:
@@ -54,7 +37,7 @@ def wait_done(at: AppTest, timeout: float = 60.0) -> str:
     while True:
         at.run()
         st = run_state(at)
-        if st is not None and st.done and at.session_state["ft_run"]["job"].done:  # history written too
+        if st is not None and st.done and at.session_state["ft_run"].job.done:  # history written too
             at.run()  # the page's redraw after the end
             return st.status
         if time.time() > deadline:
@@ -180,11 +163,11 @@ def test_two_starts_in_a_row_start_one_run():
 
     at = ft(model="tiny-bert", steps="400", bs="4")
     at.button(key="ft_start").click().run()
-    first = at.session_state["ft_run"]["job"]
+    first = at.session_state["ft_run"].job
     for _ in range(3):  # reruns (fragment polls, other widgets) never start another run
         at.slider(key="ft:steps").set_value(300).run()
         assert at.button(key="ft_start").disabled
-    assert at.session_state["ft_run"]["job"] is first
+    assert at.session_state["ft_run"].job is first
     sid = at.session_state["session_id"]
     mine = [j for j in default_queue().running() + default_queue().queued() if j.owner == sid]
     assert len(mine) == 1

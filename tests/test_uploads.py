@@ -57,13 +57,13 @@ def sessions_root(tmp_path, monkeypatch):
 def test_first_upload_of_a_fresh_session_is_stored_and_loaded(tmp_path):
     """The bug: the session folder is made lazily by the first run's history.json, and the page's upload
     went to it before: ``[Errno 2] No such file or directory: '.../sessions/<id>'``."""
-    sid = history.new_session_id()
-    folder = history.session_folder(sid)  # what the page had: a name, no folder yet
+    sid = sessions.new_session_id()
+    folder = sessions.session_dir(sid, create=False)  # what the page had: a name, no folder yet
     assert not folder.exists()
     body, texts = w1252_csv()
     path = history.save_upload(folder, "ventes.csv", body)  # raised FileNotFoundError before the fix
     assert path.parent == folder / "uploads" and path.read_bytes() == body
-    task = security.load_uploaded_task(history.session_folder(history.new_session_id()), "avis clients.csv",
+    task = security.load_uploaded_task(sessions.session_dir(sessions.new_session_id(), create=False), "avis clients.csv",
                                        body, "seq-cls")
     assert task.name == "avis clients.csv"
     assert sorted(t for t, _ in task.train + task.eval) == sorted(texts)
@@ -71,21 +71,24 @@ def test_first_upload_of_a_fresh_session_is_stored_and_loaded(tmp_path):
 
 
 def test_one_session_folder_system(tmp_path):
-    assert history.new_session_id is sessions.new_session_id and history.valid_session_id is sessions.valid_session_id
+    # ids and folders are made in one module only: the history keeps runs in a folder it is given
+    for name in ("new_session_id", "valid_session_id", "session_folder", "hold", "may_restore", "cleanup"):
+        assert not hasattr(history, name), name
     sid = sessions.new_session_id()
     assert re.fullmatch(r"[0-9a-f]{32}", sid)
-    a = history.session_folder(sid, root=tmp_path)
+    a = sessions.session_dir(sid, create=False, base=tmp_path)
     assert not a.exists()
     b = sessions.session_dir(sid, base=tmp_path)
     assert a == b == (tmp_path / "sessions" / sid).resolve() and b.is_dir()
-    assert history.session_folder(sid, create=True) == sessions.session_dir(sid)  # same default root
+    assert sessions.session_dir(sid, create=False) == sessions.root() / sid  # the default root
     for bad in ("../x", "A" * 32, "g" * 32, sid + "/..", "", None):
         with pytest.raises(DataError):
-            history.session_folder(bad)
+            sessions.session_dir(bad, create=False)
         with pytest.raises(DataError):
             sessions.session_dir(bad)
-    # cleanup sees the history's folders (same names), the uploads inside them included
-    old = history.session_folder(history.new_session_id(), create=True)
+    # cleanup sees the history's folders, the uploads inside them included
+    old = sessions.session_dir(sessions.new_session_id())
+    history.RunHistory(old).save()
     history.save_upload(old, "x.csv", b"text,label\na,b\n")
     os.utime(old, (1, 1))
     assert sessions.cleanup(max_age_s=3600) == 1 and not old.exists() and b.exists()
@@ -96,7 +99,7 @@ def test_stored_upload_keeps_the_users_name_everywhere(tmp_path, tiny_bert):
     (config included) and its title: the user's file name, never the server's path or upload-<hex>."""
     from explorer.engine.train import TrainConfig, train
 
-    folder = history.session_folder(history.new_session_id(), create=True)
+    folder = sessions.session_dir(sessions.new_session_id())
     body, _ = w1252_csv(24)
     task = security.load_uploaded_task(folder, "C:\\Users\\ana\\Mes avis\x07.csv", body, "seq-cls")
     assert task.name == "Mes avis?.csv"  # folders dropped, control characters shown as '?'

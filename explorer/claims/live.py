@@ -32,10 +32,11 @@ def finetune_link(exp: specs.Experiment, arm: specs.Arm, seed: int, size: "str |
 
 
 class LiveRun:
-    """One experiment re-run through a ``jobs.Sweep`` (the run queue); records arrive as seeds finish."""
+    """One experiment re-run through a ``sweeps.Sweep`` (the run queue); records arrive as seeds finish."""
 
     def __init__(self, name: str, size: str = "full", queue=None, loaded=None, on_result=None, owner=None):
-        from explorer.workshop.jobs import Sweep, default_queue
+        from explorer.workshop.jobs import default_queue
+        from explorer.workshop.sweeps import Sweep
 
         self.name, self.size = name, size
         self.exp, self.sz = specs.get(name), specs.size(size)

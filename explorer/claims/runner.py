@@ -53,7 +53,7 @@ def record_from(arm: specs.Arm, seed: int, res) -> dict:
             head = int(adapter.head_parameters())
         except Exception:  # noqa: BLE001 - an adapter without a head count: the x axis falls back to the budget
             head = None
-        if arm.method == "smt":
+        if any("blocks" in lay.detail for lay in adapter.layouts()):  # a block method (SMT): where they lie
             per: dict[str, int] = {}
             for lay in adapter.layouts():
                 per[lay.type] = per.get(lay.type, 0) + int(lay.detail.get("blocks", 0))

@@ -126,10 +126,13 @@ def tl6_params(rank: int, layers: int = LAYERS, d: int = HIDDEN) -> int:
 
 
 def _lora(rank: int, targets=QV, method: str = "lora", **extra) -> Arm:
-    label = {"lora": "LoRA", "dora": "DoRA", "lora-sp": "LoRA-SP"}[method]
+    from explorer.methods import METHODS
+
+    info = METHODS[method]
+    label = info.label
     budget = lora_params(rank, len(targets))
-    if method == "lora-sp":
-        budget = budget // 2
+    if info.knob("freeze") is not None:  # LoRA-SP: the frozen share of A and B does not train
+        budget = int(budget * (1.0 - float(extra.get("freeze", info.knob("freeze").default))))
     knobs = dict(rank=rank, targets=list(targets), **extra)
     return Arm(key=f"{method}-r{rank}-{''.join(targets)}", label=f"{label} r={rank} ({','.join(targets)})",
                method=method, knobs=knobs, budget=budget, group=label)
@@ -302,7 +305,9 @@ def arm_config_kwargs(exp: Experiment, arm: Arm, seed: int, sz: Size) -> dict:
     """The keyword arguments of the TrainConfig of one (arm, seed) run."""
     knobs = dict(arm.knobs)
     knobs["seed"] = int(seed)  # masks / init / tie-breaks differ per seed, like the data order and the head
-    if arm.method == "smt":
+    from explorer.methods import METHODS
+
+    if METHODS[arm.method].has_warmup:  # SMT: a quarter of the steps pick the blocks
         knobs["warmup_steps"] = max(1, sz.steps // 4)
     return dict(model=exp.model, task=exp.task, method=arm.method, knobs=knobs, steps=sz.steps, lr=arm.lr,
                 batch_size=exp.batch_size, max_len=sz.max_len, seed=int(seed), eval_every=0,

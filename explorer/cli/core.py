@@ -64,15 +64,6 @@ def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
                                   max_batches=n, model_kind=loaded.info.kind))
 
 
-def smt_meta_note(adapter) -> str:
-    """What SMT can show on a config-only model: the budget and the block grid, not the selection."""
-    b = adapter.block
-    grids = sorted({f"{t.d_out // b}x{t.d_in // b}" for t in adapter.targets})
-    return (f"Config only: SMT's selection needs a warm-up on real weights (gradients), so no block is chosen "
-            f"here. Budget: {adapter.n_blocks:,} of {adapter.total_blocks:,} blocks of {b}x{b} "
-            f"({adapter.n_blocks * b * b:,} parameters); block grid per target: {', '.join(grids)}.")
-
-
 def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     from explorer.methods import apply_method
     from explorer.models import fresh_copy, load_model
@@ -81,7 +72,7 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     m = fresh_copy(loaded.model)
     adapter = apply_method(m, method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup and loaded.info.meta:
-        adapter.notes.append(smt_meta_note(adapter))
+        adapter.notes.append(adapter.meta_note())  # SMT: its budget and block grid, not a selection
     elif adapter.needs_warmup:
         from explorer.methods.smt import run_warmup
 

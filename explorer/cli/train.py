@@ -51,6 +51,9 @@ def add_parser(sub):
                    help="text encoding of a --task file: auto (detects UTF-8, UTF-8/UTF-16 with BOM, UTF-16, "
                         "else Windows-1252/Latin-1; the output says which), utf-8, utf-8-sig, utf-16, cp1252, "
                         "latin-1 or another codec name")
+    p.add_argument("--executor", default="thread", choices=("thread", "process", "ray"),
+                   help="where the run executes: thread (this process, default), process (a spawned worker "
+                        "process) or ray (a Ray cluster: PEFT_EXPLORER_RAY_ADDRESS, else a local Ray)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-step byte account")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -129,8 +132,14 @@ def run(args) -> int:
                       encoding=None if str(args.encoding or "auto").lower() == "auto" else args.encoding)
     out = args.out or os.path.join("runs", f"{args.model.replace('/', '_')}-{args.method}-{time.strftime('%Y%m%d-%H%M%S')}")
     bar = Progress(cfg.steps) if rank == 0 and not args.quiet else None
+    executor = getattr(args, "executor", "thread") or "thread"
+    if executor != "thread" and (world > 1 or args.merged):
+        print(f"error: --executor {executor} runs one process elsewhere: "
+              + ("--merged needs the model in this process" if args.merged else "not under torchrun")
+              + "; use --executor thread", file=sys.stderr)
+        return 2
     try:
-        res = train(cfg, on_step=bar)
+        res = train(cfg, on_step=bar) if executor == "thread" else _run_elsewhere(executor, cfg, bar)
     finally:
         if bar:
             bar.close()
@@ -144,6 +153,8 @@ def run(args) -> int:
     paths = {}
     if rank == 0:
         paths = export.save_run(res, out, merged=args.merged)
+        if getattr(res, "adapter_zip_bytes", None):  # the adapter was saved where the run executed
+            paths["adapter"] = _unzip_adapter(res.adapter_zip_bytes, out)
     if world > 1 and os.environ.get("EXPLORER_SAVE_ALL_RANKS"):
         export.save_adapter(res, os.path.join(out, f"rank{rank}", "adapter"))
     if rank == 0:
@@ -175,6 +186,68 @@ def run(args) -> int:
             print(f"error: {res.summary['message']}", file=sys.stderr)
         return 3
     return 130 if status == "stopped" else 0
+
+
+def _run_elsewhere(kind: str, cfg, bar):
+    """Run ``cfg`` in a worker process or on Ray; the progress bar follows the streamed records."""
+    import threading
+
+    from explorer.engine.train import RunState
+    from explorer.errors import user_message
+    from explorer.workshop.workers import ProcessExecutor
+
+    if kind == "ray":
+        from explorer.workshop.ray_executor import RayExecutor
+
+        ex = RayExecutor()
+    else:
+        ex = ProcessExecutor(workers=1, niceness=0)
+    state, box = RunState(cfg), {}
+
+    def go():
+        try:
+            box["res"] = ex.run_train(cfg, state)
+        except BaseException as e:  # noqa: BLE001 - reported below as the run's status
+            box["err"] = e
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    shown = 0
+    try:
+        while th.is_alive():
+            th.join(0.2)
+            recs = state.records
+            for r in recs[shown:]:
+                if bar:
+                    bar(r)
+            shown = len(recs)
+    except KeyboardInterrupt:
+        state.stop()
+        th.join()
+    finally:
+        ex.shutdown()
+    if "res" in box:
+        return box["res"]
+    from explorer.engine.train import RunResult
+
+    msg = state.message or user_message(box.get("err") or RuntimeError("the run ended without a result"))
+    return RunResult(records=list(state.records), summary=dict(status="failed", message=msg), config=cfg)
+
+
+def _unzip_adapter(data: bytes, out) -> str:
+    import io
+    import zipfile
+    from pathlib import Path
+
+    out = Path(out)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for name in z.namelist():
+            target = (out / name).resolve()
+            if out.resolve() not in target.parents:  # only the adapter's own files, never a path out of DIR
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(name))
+    return str(out / "adapter")
 
 
 def _shutdown(world):

@@ -68,6 +68,7 @@ def save_adapter(result, folder) -> Path:
     folder = Path(folder)
     result.adapter.save(folder)
     cfg = result.config
+    name_base_model(folder, cfg.model)
     info = dict(model=cfg.model, task=result.task.name if result.task else cfg.task, method=cfg.method,
                 seed=cfg.seed, num_labels=(result.task.num_labels if result.task else 0),
                 label_names=(result.task.label_names if result.task else []),
@@ -77,6 +78,29 @@ def save_adapter(result, folder) -> Path:
         save_file({k: v.contiguous() for k, v in result.warmup_base.items()}, str(folder / "warmup_base.safetensors"))
     (folder / "run.json").write_text(json.dumps(_jsonable(info), indent=2))
     return folder
+
+
+def base_model_id(model: str) -> str:
+    """What a saved adapter names as its base: the registry name (``minilm``), a local folder as an absolute
+    path (so the file still points at it from elsewhere), else the id as given (a hub id)."""
+    from explorer.models import REGISTRY
+
+    model = str(model)
+    if model in REGISTRY:
+        return model
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.is_dir() else model
+
+
+def name_base_model(folder, model: str) -> None:
+    """Write the run's base model into peft's ``adapter_config.json`` (``base_model_name_or_path``; peft leaves
+    it null for models built in memory).  Adapters in the project's own format have no such file: nothing to do."""
+    p = Path(folder) / "adapter_config.json"
+    if not p.exists():
+        return
+    conf = json.loads(p.read_text())
+    conf["base_model_name_or_path"] = base_model_id(model)
+    p.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
 
 
 def save_merged(result, folder) -> Path:
@@ -128,4 +152,5 @@ def load_run_adapter(loaded, folder, device="cpu"):
     return adapter
 
 
-__all__ = ["save_run", "save_adapter", "save_merged", "write_metrics", "metrics_dict", "load_run_adapter"]
+__all__ = ["save_run", "save_adapter", "save_merged", "write_metrics", "metrics_dict", "load_run_adapter",
+           "base_model_id", "name_base_model"]

@@ -45,15 +45,11 @@ try:  # measured byte account (explorer/memory/model.py, written in parallel)
 except Exception:  # pragma: no cover - only while memory.py is missing or broken
     memory_mod = None
 
-DEFAULT_LR = {
-    "full": 1e-4,
-    "lora": 3e-3,
-    "dora": 3e-3,
-    "lora-sp": 3e-3,
-    "tied-lora": 3e-3,
-    "smt": 2e-3,
-    "sparta": 5e-3,
-}
+from explorer.methods import METHODS as _METHODS  # noqa: E402
+
+# each method's default learning rate (its module's DEFAULT_LR), name -> rate
+DEFAULT_LR = {k: m.default_lr for k, m in _METHODS.items()}
+WARMUP_LR = _METHODS["full"].default_lr  # a full-mode warm-up is full fine-tuning: its rate
 STATUSES = ("queued", "running", "finished", "stopped", "failed", "nan")
 
 # A run whose page has not polled (``RunState.heartbeat``) for this many seconds is stopped
@@ -142,7 +138,7 @@ class TrainConfig:
 
 
 class Heartbeat:
-    """A page's heartbeat (shared by :class:`RunState` and ``jobs.Sweep``; needs ``self._lock``).
+    """A page's heartbeat (shared by :class:`RunState` and ``sweeps.Sweep``; needs ``self._lock``).
 
     ``last_seen`` is None until a page first polls; after that, work no page polled for
     ``orphan_s`` seconds (``PEFT_EXPLORER_ORPHAN_S``) is orphaned: its tab closed.
@@ -408,7 +404,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
         torch.manual_seed(cfg.seed)
         base = prepare_base(loaded, task, cfg.seed)
         adapter = apply_method(base, cfg.method, n_base=loaded.info.n_params,
-                               smt_selection=cfg.smt_selection if cfg.method == "smt" else None, **dict(cfg.knobs))
+                               smt_selection=cfg.smt_selection, **dict(cfg.knobs))
         res.adapter = adapter
         res.notes.extend(adapter.notes)
         model = adapter.model
@@ -431,7 +427,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
             wparams = adapter.begin_warmup()
             model.to(device)  # begin_warmup allocates the sums on the weights' device
             if wparams:
-                wlr = cfg.warmup_lr if cfg.warmup_lr is not None else DEFAULT_LR["full"]
+                wlr = cfg.warmup_lr if cfg.warmup_lr is not None else WARMUP_LR
                 warm_opt = torch.optim.AdamW(_param_groups([(str(i), p) for i, p in enumerate(wparams)],
                                                            cfg.weight_decay), lr=wlr)
 
@@ -554,7 +550,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
                 if step == warm_steps:
                     adapter.finish_warmup()
                     model.to(device)
-                    if adapter.knobs.get("warmup_mode") == "full":
+                    if adapter.warmup_moves_weights:
                         res.warmup_base = _base_snapshot(adapter)
                     warm_opt = None
                     build_main(steps - warm_steps)

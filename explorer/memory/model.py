@@ -579,19 +579,13 @@ def _plan(spec: ModelSpec, method: str, knobs: dict) -> _Plan:
         plan.per_target = {t: dict(rank=r, first_in_group=(t == next(iter(groups[_group_key(t)]))), **sw)
                            for t in types}
     elif method == "smt":
-        from explorer.methods.smt import auto_block_size, auto_blocks
+        from explorer.methods.smt import block_budget, resolve_block_size
 
-        b = k["block_size"] or auto_block_size([(o, i) for _, _, o, i in shapes])
+        b = resolve_block_size(k["block_size"], [(o, i) for _, _, o, i in shapes])
         if b <= 0 or any(o % b or i % b for _, _, o, i in shapes):
             raise KnobError(f"smt: no block size divides every target of {spec.name}; set block_size")
         total_blocks = sum((o // b) * (i // b) for _, _, o, i in shapes)
-        if k["density"] and k["density"] > 0:
-            nb = int(round(k["density"] * total_blocks))
-        elif k["blocks"]:
-            nb = int(k["blocks"])
-        else:
-            nb = auto_blocks(N, b, total_blocks)[0]
-        nb = max(1, min(nb, total_blocks))
+        nb = max(1, min(block_budget(k, N, b, total_blocks)[0], total_blocks))
         n = nb * b * b
         plan.trainable_parts = dict(blocks=n, head=head)
         plan.extra_index_bytes = 4 * 3 * nb + 4 * min(nb, sum(i // b for _, _, _, i in shapes))

@@ -12,7 +12,7 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ class KnobError(ValueError):
 
 @dataclass
 class Knob:
+    """One knob of a method, described once: its type and range (validation, the CLI, the URL field derived
+    by :meth:`url_field`) and the widget a page draws for it (``widget``, ``step``, ``format``, ``options``)."""
+
     name: str
     kind: str  # int, float, bool, choice, multi
     default: Any
@@ -36,14 +39,52 @@ class Knob:
     choices: list | None = None
     advanced: bool = False
     label: str = ""  # what a page shows ("frozen share of A and B"); the name stays the URL / CLI key
+    # --- widget hints (pages draw from these; explorer/ never imports streamlit) ---
+    # slider, select_slider, number, toggle, radio, select, multiselect; "" = from the kind
+    widget: str = ""
+    step: float | None = None
+    format: str = ""  # printf-style format of a slider's value ("%.3f")
+    model_types: bool = False  # multi: the choices are the layer types the loaded model has
+    options: Callable[["KnobContext"], "Widget"] | None = None  # options that depend on the model / other knobs
+    locked: Callable[[dict], Any] | None = None  # values -> the value this knob is held at (None: free)
 
     @property
     def shown(self) -> str:
         """The human label (the name when none is set)."""
         return self.label or self.name.replace("_", " ")
 
+    @property
+    def widget_kind(self) -> str:
+        """The widget to draw: ``widget`` when set, else the plain one for the kind."""
+        if self.widget:
+            return self.widget
+        if self.kind == "bool":
+            return "toggle"
+        if self.kind == "choice":
+            return "radio" if len(self.choices or ()) <= 5 else "select"
+        if self.kind == "multi":
+            return "multiselect"
+        return "number"
+
+    def url_field(self, prefix: str = ""):
+        """The whitelisted URL field of this knob (``explorer.urlstate.Field``), named ``prefix + name``."""
+        from explorer.urlstate import Field
+
+        name = prefix + self.name
+        if self.kind == "int":
+            return Field(name, "int", int(self.default), min=self.min, max=self.max, help=self.help)
+        if self.kind == "float":
+            return Field(name, "float", float(self.default), min=self.min, max=self.max, help=self.help)
+        if self.kind == "bool":
+            return Field(name, "bool", bool(self.default), help=self.help)
+        if self.kind == "choice":
+            return Field(name, "choice", self.default, choices=tuple(self.choices), help=self.help)
+        if self.kind == "multi":
+            return Field(name, "multi", list(self.default), choices=tuple(self.choices), help=self.help)
+        return Field(name, "str", str(self.default), help=self.help)  # pragma: no cover - every kind is above
+
     def to_dict(self):
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not callable(v)}
 
 
 def validate_knobs(knobs: list[Knob], values: dict, method: str) -> dict:
@@ -143,7 +184,10 @@ class Adapter:
     """Base class: a method applied to one model."""
 
     method: str = ""
-    needs_warmup: bool = False
+    needs_warmup: bool = False  # True while the method must still select what trains from a warm-up (SMT)
+    warmup_moves_weights: bool = False  # the warm-up is full fine-tuning (its state is kept for the merge)
+    saves_whole_model: bool = False  # the saved file holds every weight (full fine-tuning)
+    delta_granule: int = 1  # ΔW's nonzero pattern comes in squares of this side (SMT: its block size)
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
         self.model = model
@@ -171,6 +215,27 @@ class Adapter:
 
     def layouts(self) -> list[Layout]:
         raise NotImplementedError
+
+    def analytic_bytes(self) -> int:
+        """Tensor bytes ``save()`` would write, from the shapes alone (config-only models on the meta device):
+        the tensors ``state_tensors()`` names, or the trainable ones when it has none of its own (peft)."""
+        try:
+            tensors = list(self.state_tensors().values())
+        except NotImplementedError:
+            return sum(p.numel() * p.element_size() for _, p in self.trainable_parameters())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def meta_note(self) -> str:
+        """What this method cannot show on a config-only model ("" when it shows everything)."""
+        return ""
+
+    def warmup_signature(self) -> tuple:
+        """What a warm-up's summed gradients depend on besides model, data and seed (methods with a warm-up)."""
+        return ()
+
+    def shortcut_note(self, batches: int, task: str) -> str:
+        """Said when a page selected from a short gradient-only warm-up (methods with a warm-up)."""
+        return ""
 
     def summary(self) -> dict:
         n = self.num_trainable()

@@ -5,10 +5,21 @@ from __future__ import annotations
 from . import lora
 from .lora import LoraAdapter
 
+LABEL = "DoRA"
+SHORT = "DoRA"
 KNOBS = lora.KNOBS
 DESCRIPTION = "LoRA on the direction of W plus a trainable magnitude per output row."
+WHAT_TRAINS = "LoRA's B A on the direction of W, plus one magnitude per output row"
 PAPER = "arXiv 2402.09353"
 FORMULA = "r (d_in + d_out) + d_out per target"
+DEFAULT_LR = 3e-3
+COLOR_SLOT = 2
+DEVIATIONS: list[str] = []  # peft's own implementation (LoraConfig(use_dora=True))
+LOAD_FORMAT = lora.LOAD_FORMAT
+# what the playground draws: LoRA's, with the magnitude vector (the adapter says use_dora)
+formula_lines = lora.formula_lines
+illustrative_delta = lora.illustrative_delta
+matrix_pictures = lora.matrix_pictures
 
 
 class DoraAdapter(LoraAdapter):

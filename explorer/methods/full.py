@@ -6,15 +6,26 @@ from torch import nn
 
 from explorer.targets import find_targets
 from .base import Adapter, Knob, Layout
+from .facts import mask_picture, tensor_bytes
 
+LABEL = "Full fine-tuning"
+SHORT = "Full FT"
 KNOBS: list[Knob] = []
 DESCRIPTION = "Every parameter trains. AdamW in fp32 keeps 16 bytes per parameter (weights, grads, two moments)."
+WHAT_TRAINS = "every weight of the model"
 PAPER = "baseline"
 FORMULA = "all parameters"
+DEFAULT_LR = 1e-4
+COLOR_SLOT = 6
+DEVIATIONS: list[str] = []  # the baseline: nothing to depart from
 
 
 class FullAdapter(Adapter):
     method = "full"
+    saves_whole_model = True
+
+    def analytic_bytes(self) -> int:
+        return tensor_bytes(self.model.state_dict().values())
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
         super().__init__(model, knobs, n_base)
@@ -54,3 +65,21 @@ class FullAdapter(Adapter):
 
 def apply(model, knobs, n_base, **_):
     return FullAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- what the playground draws
+
+def formula_lines(adapter, total: int, head: int):
+    return [f"all parameters of the model = {total:,}"], total  # the head is among them
+
+
+def illustrative_delta(adapter, target: str, gen):
+    import torch
+
+    t = next(t for t in adapter.targets if t.name == target)
+    return (torch.randn(t.d_out, t.d_in, generator=gen), None,
+            "Full fine-tuning: every entry can change (random values drawn for illustration).")
+
+
+def matrix_pictures(adapter, layout, warmup):
+    return [mask_picture(layout, "Full fine-tuning trains every entry.")]

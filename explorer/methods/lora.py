@@ -7,26 +7,34 @@ so they load with ``PeftModel.from_pretrained`` anywhere peft runs.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from explorer.targets import ALL_TYPES, head_module_names
+from explorer.targets import head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
+from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
 
+LABEL = "LoRA"
+SHORT = "LoRA"
 KNOBS = [
-    Knob("rank", "int", 8, "rank r of B A", min=1, max=512, label="rank r"),
-    Knob("alpha", "float", 16.0, "scale alpha (the update is multiplied by alpha / r)", min=0.0, max=4096.0,
-         label="scale α"),
-    Knob("targets", "multi", ["q", "v"], "target matrices", choices=ALL_TYPES, label="target matrices"),
+    rank_knob("rank r of B A"),
+    alpha_knob("scale alpha (the update is multiplied by alpha / r)"),
+    targets_knob(["q", "v"], "target matrices"),
     Knob("dropout", "float", 0.0, "dropout on the adapter input", min=0.0, max=0.9, advanced=True,
-         label="adapter dropout"),
-    Knob("seed", "int", 0, "seed for the random init of A", min=0, max=2**31 - 1, label="random seed"),
+         label="adapter dropout", widget="slider", step=0.01),
+    seed_knob("seed for the random init of A"),
 ]
 DESCRIPTION = "Adds a trainable low-rank product B A (B starts at zero) to each target weight."
+WHAT_TRAINS = "a low-rank pair B A beside each target W (B starts at 0)"
 PAPER = "arXiv 2106.09685"
 FORMULA = "r (d_in + d_out) per target"
+DEFAULT_LR = 3e-3
+COLOR_SLOT = 0
+DEVIATIONS: list[str] = []  # peft's own implementation
+LOAD_FORMAT = "peft"  # saved with peft's save_pretrained, loaded with its state dict
 
 
 class LoraAdapter(Adapter):
@@ -90,3 +98,42 @@ class LoraAdapter(Adapter):
 
 def apply(model, knobs, n_base, **_):
     return LoraAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- what the playground draws
+# (DoRA reuses these: ``adapter.use_dora`` adds its magnitude vector)
+
+def formula_lines(adapter, total: int, head: int):
+    r, dora = adapter.knobs["rank"], adapter.use_dora
+    lines, n = per_shape_lines(
+        adapter.targets, lambda do, di: r * (di + do) + (do if dora else 0),
+        lambda do, di: f"r (d_in + d_out){' + d_out' if dora else ''} = {r} × ({di} + {do})"
+                       + (f" + d_out {do}" if dora else ""))
+    return with_head(lines, n, head)
+
+
+def illustrative_delta(adapter, target: str, gen):
+    t = next(t for t in adapter.targets if t.name == target)
+    mod = adapter.peft_model.base_model.model.get_submodule(target)
+    A = mod.lora_A["default"].weight.detach().float()
+    r = A.shape[0]
+    B = torch.randn(t.d_out, r, generator=gen) / math.sqrt(r)
+    k = adapter.knobs["alpha"] / adapter.knobs["rank"]
+    note = (f"B starts at zero, so the real ΔW is 0 until training. Here B is random and A is its real "
+            f"initial value: ΔW = {k:g} · B A has rank ≤ {r}, yet every entry of W can change.")
+    if adapter.use_dora:
+        note += " DoRA also rescales each output row by a trained magnitude (not drawn)."
+    return k * (B @ A), (B, A), note
+
+
+def matrix_pictures(adapter, layout, warmup):
+    (d_out, d_in), r = layout.shape, adapter.knobs["rank"]
+    text = (f"W ({d_out}×{d_in}) stays frozen. LoRA trains **B** ({d_out}×{r}) and **A** ({r}×{d_in}): "
+            f"{layout.trainable:,} numbers instead of {d_out * d_in:,}. Every entry of W can change, but only inside "
+            f"a rank-{r} update." + (" DoRA adds one magnitude per output row." if adapter.use_dora else ""))
+    return [Picture("lowrank_shapes", "W + (α/r)·B A, to scale", text, dict(d_out=d_out, d_in=d_in, rank=r))]
+
+
+def sweep_point(rank: int, budget: int, geo):
+    """LoRA at rank r is the budget (alpha = 2 r, the project's sweep convention)."""
+    return dict(rank=rank, alpha=2.0 * rank, targets=list(geo.targets)), f"LoRA r={rank}"

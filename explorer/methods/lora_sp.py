@@ -19,25 +19,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.sparse import linear_from, scatter_entries
-from explorer.targets import ALL_TYPES, set_submodule
+from explorer.targets import set_submodule
 from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
 
+LABEL = "LoRA-SP"
+SHORT = "LoRA-SP"
 KNOBS = [
-    Knob("rank", "int", 8, "rank r of B A", min=1, max=512, label="rank r"),
-    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0,
-         label="scale α"),
-    Knob("targets", "multi", ["q", "v"], "target matrices", choices=ALL_TYPES, label="target matrices"),
+    rank_knob("rank r of B A"),
+    alpha_knob("scale alpha (update multiplied by alpha / r)"),
+    targets_knob(["q", "v"], "target matrices"),
     Knob("freeze", "float", 0.5, "fraction of the entries of A and B frozen (0.5 in the paper)", min=0.0, max=0.99,
-         label="frozen share of A and B"),
-    Knob("seed", "int", 0, "seed for the init and the masks", min=0, max=2**31 - 1,
-         label="random seed"),
+         label="frozen share of A and B", widget="slider", step=0.01),
+    seed_knob("seed for the init and the masks"),
     Knob("mask_mode", "choice", "fixed", "fixed: one mask drawn at init (default); per-step: redrawn after every "
          "optimizer step (dropout-style variant)", choices=["fixed", "per-step"], advanced=True,
          label="frozen mask: fixed or redrawn"),
 ]
 DESCRIPTION = "LoRA in which a random half of the entries of A and B are frozen (only the rest are parameters)."
+WHAT_TRAINS = "LoRA's A and B with a random half of their entries frozen"
 PAPER = "arXiv 2403.08822"
 FORMULA = "about (1 - freeze) r (d_in + d_out) per target"
+DEFAULT_LR = 3e-3
+COLOR_SLOT = 5
+DEVIATIONS = [
+    "No public code exists: one fixed, seeded mask per matrix drawn at initialisation is this project's default; a "
+    "mask redrawn after every optimizer step is a labelled dropout-style variant (mask_mode per-step).",
+    "Frozen entries are buffers, not parameters, so neither weight decay nor Adam's moments can move them.",
+]
 
 
 def _n_train(n: int, freeze: float) -> int:
@@ -207,3 +216,35 @@ class LoRASPAdapter(Adapter):
 
 def apply(model, knobs, n_base, **_):
     return LoRASPAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- what the playground draws
+
+def formula_lines(adapter, total: int, head: int):
+    r, f = adapter.knobs["rank"], adapter.knobs["freeze"]
+    lines, n = per_shape_lines(  # written out, not with _n_train: the page checks one against the other
+        adapter.targets, lambda do, di: int(round((1 - f) * r * di)) + int(round((1 - f) * do * r)),
+        lambda do, di: f"round((1 − {f:g}) × {r}×{di}) + round((1 − {f:g}) × {do}×{r})")
+    return with_head(lines, n, head)
+
+
+def illustrative_delta(adapter, target: str, gen):
+    t = next(t for t in adapter.targets if t.name == target)
+    mod = adapter.model.get_submodule(target)
+    _, mb = mod.masks()
+    A = mod.a0.detach().float().clone()
+    B = torch.zeros(t.d_out, mod.rank)
+    B[torch.from_numpy(mb)] = torch.randn(int(mb.sum()), generator=gen) / math.sqrt(mod.rank)
+    return (mod.scaling * (B @ A), (B, A),
+            "Only the trainable entries of B (drawn at random here; B starts at zero) can move: a row of "
+            "ΔW stays zero when its whole row of B is frozen. Rank ≤ r.")
+
+
+def matrix_pictures(adapter, layout, warmup):
+    ma, mb = layout.detail["masks"]()
+    d = layout.detail
+    text = (f"A random **{adapter.knobs['freeze']:.0%}** of the entries of A and B is frozen. "
+            f"Trainable: A {d['a_trainable']:,} of {d['a_total']:,}, B {d['b_trainable']:,} of "
+            f"{d['b_total']:,}. Frozen entries are buffers, so weight decay and Adam cannot move them; "
+            "frozen entries of B stay zero.")
+    return [Picture("factor_masks", "Trained (orange) and frozen (grey) entries of B and A", text, dict(a=ma, b=mb))]

@@ -22,10 +22,12 @@ import torch
 from torch import nn
 
 from explorer.sparse import SparseDeltaLinear
-from explorer.targets import ALL_TYPES, Target, set_submodule
+from explorer.targets import Target, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import (KnobContext, Picture, Widget, fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob,
+                    targets_knob, with_head)
+from .smt_blocks import SCORES, block_scores, select_blocks  # noqa: F401 - scoring and selection, re-exported
 
-SCORES = ["abs-mean", "mean-abs", "l1", "l2"]
 AUTO_SIZES = (256, 64, 32, 16)
 MIN_AUTO_GRID = 8  # auto block size: the smallest target keeps at least this many blocks (a 64x64 matrix is 16 of 16)
 AUTO_FRACTION = 0.01  # auto budget: about 1 % of all parameters (the paper's 0.86 % on LLaMA-2-7B)
@@ -33,15 +35,36 @@ AUTO_CAP = 0.25  # ... but never more than this share of the targets' blocks (ti
 SCORE_LABELS = {"abs-mean": "|mean| of the summed gradient (default)", "mean-abs": "mean of |gradient|",
                 "l1": "L1 norm", "l2": "L2 norm"}
 
+def _block_size_widget(ctx: KnobContext) -> Widget:
+    """The block size slider: auto, or a size (>= 4) that divides every target of the loaded model."""
+    shapes = ctx.shapes(list(ctx.values.get("targets") or []))
+    valid = [b for b in valid_block_sizes(shapes) if b >= 4] if shapes else []
+    auto = auto_block_size(shapes) if shapes else 0
+    return Widget(options=[0] + valid, labels={0: f"auto ({auto})"}, help=" · only sizes that divide every target",
+                  fallback=0)
+
+
+def _blocks_widget(ctx: KnobContext) -> Widget:
+    """The number-of-blocks slider: 0 (auto) up to the blocks the targets hold at the current block size."""
+    types = list(ctx.values.get("targets") or [])
+    shapes = ctx.shapes(types)
+    b = resolve_block_size(ctx.values.get("block_size") or 0, shapes) if shapes else 0
+    total = ctx.n_blocks(types, b) if b else 0
+    return Widget(lo=0, hi=max(1, total), help=f" · {total:,} blocks of {b}×{b} in the targets" if b else "")
+
+
+LABEL = "SMT (Sparse Matrix Tuning)"
+SHORT = "SMT"
 KNOBS = [
-    Knob("targets", "multi", ["q", "k", "v"], "target matrices (q, k, v in the paper)", choices=ALL_TYPES,
-         label="target matrices"),
+    targets_knob(["q", "k", "v"], "target matrices (q, k, v in the paper)"),
     Knob("block_size", "int", 0, "block size b (0 = auto: the largest of 256/64/32/16 that divides every target "
-         f"and leaves at least {MIN_AUTO_GRID} blocks in the smallest one)", min=0, max=4096, label="block size b"),
+         f"and leaves at least {MIN_AUTO_GRID} blocks in the smallest one)", min=0, max=4096, label="block size b",
+         widget="select_slider", options=_block_size_widget),
     Knob("blocks", "int", 0, "number of blocks to train (0 = auto: about 1 % of all parameters, at most "
-         f"{AUTO_CAP:.0%} of the targets' blocks)", min=0, max=10_000_000, label="number of blocks (0 = auto)"),
-    Knob("density", "float", 0.0, "fraction of the target matrices to train, overrides blocks when > 0",
-         min=0.0, max=1.0, label="density (overrides the number of blocks)"),
+         f"{AUTO_CAP:.0%} of the targets' blocks)", min=0, max=10_000_000, label="number of blocks (0 = auto)",
+         widget="slider", options=_blocks_widget),
+    fraction_knob("density", 0.0, "fraction of the target matrices to train, overrides blocks when > 0",
+                  "density (overrides the number of blocks)"),
     Knob("score", "choice", "abs-mean", "block score", choices=SCORES, label="block score"),
     Knob("selection", "choice", "global", "global top-n across all targets, or the same budget split evenly "
          "per matrix", choices=["global", "per-matrix"], label="top-n blocks taken"),
@@ -49,12 +72,25 @@ KNOBS = [
          label="warm-up steps"),
     Knob("warmup_mode", "choice", "full", "full: full fine-tuning during warm-up as in the public code; "
          "gradient-only: weights unchanged (deviation)", choices=["full", "gradient-only"], label="warm-up mode"),
-    Knob("seed", "int", 0, "seed (ties between equal scores are broken by position)", min=0, max=2**31 - 1,
-         label="random seed"),
+    seed_knob("seed (ties between equal scores are broken by position)"),
 ]
 DESCRIPTION = "Scores gradient blocks during a warm-up, keeps the global top-n b x b blocks, trains only those."
+WHAT_TRAINS = "the b×b blocks of W with the largest warm-up gradients"
 PAPER = "arXiv 2405.15525"
 FORMULA = "n_blocks x b^2"
+DEFAULT_LR = 2e-3
+HAS_WARMUP = True  # a warm-up phase (knob warmup_steps) picks what trains
+TAKES_SELECTION = True  # trains a selection handed over (the block inspector's) instead of warming up
+COLOR_SLOT = 1
+DEVIATIONS = [
+    "Warm-up mode gradient-only (weights unchanged) is a labelled deviation; the default, full, fine-tunes every "
+    "weight during the warm-up as the public code does.",
+    "Small models need small blocks: the automatic block size is the largest of 256/64/32/16 that divides every "
+    "target (the paper uses 256), and the automatic budget (about 1 % of all parameters) is capped at "
+    f"{AUTO_CAP:.0%} of the targets' blocks.",
+    "The Methods playground selects from a few gradient-only warm-up batches (said on the page); Fine-tune runs "
+    "the full warm-up.",
+]
 
 
 # ----------------------------------------------------------------------------- scoring and selection
@@ -84,62 +120,26 @@ def auto_blocks(n_base: int, b: int, total_blocks: int) -> tuple[int, str]:
                  "Small models: the embeddings hold most parameters.")
 
 
+def resolve_block_size(block_size: int, shapes: Iterable[tuple[int, int]]) -> int:
+    """The block size in use: the knob's value, or the automatic one when it is 0."""
+    return int(block_size) or auto_block_size(shapes)
+
+
+def block_budget(knobs: dict, n_base: int, b: int, total_blocks: int) -> tuple[int, str]:
+    """How many b x b blocks train: ``density`` of the targets' blocks when > 0, else ``blocks`` when > 0, else
+    the automatic budget (:func:`auto_blocks`: about 1 % of all parameters).  The one budget rule of SMT, used
+    by the adapter, the memory model and the block inspector.  Returns (blocks, a note when the cap applied)."""
+    if knobs.get("density") and knobs["density"] > 0:
+        return int(round(knobs["density"] * total_blocks)), ""
+    if knobs.get("blocks"):
+        return int(knobs["blocks"]), ""
+    return auto_blocks(n_base, b, total_blocks)
+
+
 def valid_block_sizes(shapes: Iterable[tuple[int, int]], limit: int = 512) -> list[int]:
     shapes = list(shapes)
     return [b for b in range(1, limit + 1)
             if all(d_out % b == 0 and d_in % b == 0 for d_out, d_in in shapes)]
-
-
-def block_scores(grad_sum: torch.Tensor, b: int, score: str = "abs-mean") -> torch.Tensor:
-    """Scores of every b x b block of a summed gradient, shape (d_out / b, d_in / b), fp32."""
-    d_out, d_in = grad_sum.shape
-    g = grad_sum.float().reshape(d_out // b, b, d_in // b, b)
-    if score == "abs-mean":
-        return g.mean(dim=(1, 3)).abs()
-    if score == "mean-abs":
-        return g.abs().mean(dim=(1, 3))
-    if score == "l1":
-        return g.abs().sum(dim=(1, 3))
-    if score == "l2":
-        return g.pow(2).sum(dim=(1, 3)).sqrt()
-    raise KnobError(f"smt: unknown score '{score}'; choose from {', '.join(SCORES)}")
-
-
-def select_blocks(scores: dict[str, torch.Tensor], n: int, rule: str = "global") -> dict[str, tuple]:
-    """Top-n blocks: ``{name: (rows int32, cols int32)}``.  Ties are broken by position (stable)."""
-    names = list(scores)
-    total = sum(s.numel() for s in scores.values())
-    n = max(0, min(int(n), total))
-    out = {}
-    if rule == "global":
-        flat = torch.cat([scores[k].reshape(-1).float() for k in names])
-        # stable: descending score, then ascending position
-        order = torch.sort(flat, descending=True, stable=True).indices[:n]
-        offs, start = {}, 0
-        for k in names:
-            offs[k] = (start, start + scores[k].numel())
-            start += scores[k].numel()
-        for k in names:
-            a, b = offs[k]
-            sel = order[(order >= a) & (order < b)] - a
-            C = scores[k].shape[1]
-            out[k] = ((sel // C).to(torch.int32), (sel % C).to(torch.int32))
-    elif rule == "per-matrix":
-        m = len(names)
-        quota = [n // m + (1 if i < n % m else 0) for i in range(m)]
-        # a matrix with fewer blocks than its quota passes the rest on
-        spare = 0
-        for i, k in enumerate(names):
-            q = quota[i] + spare
-            cap = scores[k].numel()
-            take = min(q, cap)
-            spare = q - take
-            order = torch.sort(scores[k].reshape(-1).float(), descending=True, stable=True).indices[:take]
-            C = scores[k].shape[1]
-            out[k] = ((order // C).to(torch.int32), (order % C).to(torch.int32))
-    else:
-        raise KnobError(f"smt: unknown selection rule '{rule}'; choose global or per-matrix")
-    return out
 
 
 # ----------------------------------------------------------------------------- adapter
@@ -152,7 +152,7 @@ class SMTAdapter(Adapter):
         super().__init__(model, knobs, n_base)
         self.targets: list[Target] = resolve_targets(model, knobs["targets"], self.method)
         shapes = [(t.d_out, t.d_in) for t in self.targets]
-        b = knobs["block_size"] or auto_block_size(shapes)
+        b = resolve_block_size(knobs["block_size"], shapes)
         if b <= 0 or not all(d_out % b == 0 and d_in % b == 0 for d_out, d_in in shapes):
             valid = [v for v in valid_block_sizes(shapes) if v >= 4]
             raise KnobError(f"smt: block size {knobs['block_size'] or 'auto'} does not divide every target "
@@ -160,14 +160,9 @@ class SMTAdapter(Adapter):
                             f"valid sizes: {', '.join(map(str, valid[-8:])) or 'none'}")
         self.block = b
         total_blocks = sum((t.d_out // b) * (t.d_in // b) for t in self.targets)
-        if knobs["density"] and knobs["density"] > 0:
-            n = int(round(knobs["density"] * total_blocks))
-        elif knobs["blocks"]:
-            n = int(knobs["blocks"])
-        else:
-            n, capped = auto_blocks(n_base, b, total_blocks)
-            if capped:
-                self.notes.append(capped)
+        n, capped = block_budget(knobs, n_base, b, total_blocks)
+        if capped:
+            self.notes.append(capped)
         if n < 1:
             raise KnobError("smt: the budget selects no block; raise the number of blocks or the density")
         if n > total_blocks:
@@ -196,6 +191,37 @@ class SMTAdapter(Adapter):
     def needs_warmup(self) -> bool:  # type: ignore[override]
         return not self.modules
 
+    @property
+    def warmup_moves_weights(self) -> bool:  # type: ignore[override]
+        return self.knobs.get("warmup_mode") == "full"
+
+    @property
+    def delta_granule(self) -> int:  # type: ignore[override]
+        return self.block
+
+    def warmup_signature(self) -> tuple:
+        """What the warm-up's summed gradients depend on besides the model, data and seed (its targets)."""
+        return tuple(self.knobs["targets"])
+
+    def analytic_bytes(self) -> int:
+        n = super().analytic_bytes()
+        if self.needs_warmup:  # before the selection: its budget of fp32 blocks and their int32 coordinates
+            n += self.n_blocks * (self.block ** 2 * 4 + 2 * 4)
+        return n
+
+    def meta_note(self) -> str:
+        b = self.block
+        grids = sorted({f"{t.d_out // b}x{t.d_in // b}" for t in self.targets})
+        return (f"Config only: SMT's selection needs a warm-up on real weights (gradients), so no block is chosen "
+                f"here. Budget: {self.n_blocks:,} of {self.total_blocks:,} blocks of {b}x{b} "
+                f"({self.n_blocks * b * b:,} parameters); block grid per target: {', '.join(grids)}.")
+
+    def shortcut_note(self, batches: int, task: str) -> str:
+        """Said when the playground selected from a short gradient-only warm-up."""
+        return (f"Playground warm-up: {batches} batch(es) of '{task}', gradient-only "
+                "(a labelled deviation: the public code fine-tunes fully for ~100 steps). "
+                "Training on the Fine-tune page runs the full warm-up.")
+
     def begin_warmup(self) -> list[nn.Parameter]:
         """Set which tensors need gradients; return the ones the warm-up optimizer updates."""
         self.grad_sums = {t.name: torch.zeros(t.d_out, t.d_in, dtype=torch.float32,
@@ -223,9 +249,12 @@ class SMTAdapter(Adapter):
                     w.grad = None
         self.warmup_done += 1
 
-    def finish_warmup(self) -> dict:
-        assert self.grad_sums is not None, "call begin_warmup() first"
-        self.scores = {k: block_scores(g, self.block, self.knobs["score"]).cpu() for k, g in self.grad_sums.items()}
+    def finish_warmup(self, sums: dict | None = None) -> dict:
+        """Score, select and install the blocks from the summed gradients (``sums``: ones computed earlier)."""
+        if sums is None:
+            assert self.grad_sums is not None, "call begin_warmup() first"
+            sums = self.grad_sums
+        self.scores = {k: block_scores(g, self.block, self.knobs["score"]).cpu() for k, g in sums.items()}
         sel = select_blocks(self.scores, self.n_blocks, self.knobs["selection"])
         self.grad_sums = None
         for p in self.model.parameters():
@@ -332,3 +361,62 @@ def run_warmup(adapter: SMTAdapter, batches: Iterable[dict], loss_fn: Callable |
 
 def apply(model, knobs, n_base, selection=None, **_):
     return SMTAdapter(model, knobs, n_base, selection=selection)
+
+
+# ----------------------------------------------------------------------------- what the playground draws
+
+PLAYGROUND_CAPTION = ("SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
+                      "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
+                      "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")
+
+
+def warmup_is_full_finetuning(knobs: dict) -> bool:
+    """SMT's default warm-up mode fine-tunes every weight (the public code): that phase costs full fine-tuning."""
+    return knobs.get("warmup_mode", "full") == "full"
+
+
+def playground_knobs(warm: int) -> dict:
+    """The playground drives the warm-up itself: gradient-only, ``warm`` batches (these knobs are hidden there)."""
+    return dict(warmup_mode="gradient-only", warmup_steps=int(warm))
+
+
+def formula_lines(adapter, total: int, head: int):
+    b, n = adapter.block, adapter.n_blocks
+    lines = [f"n_blocks × b² = {fmt_count(n)} × {b}² = {fmt_count(n * b * b)}  "
+             f"({n} of {fmt_count(adapter.total_blocks)} blocks of {b}×{b} in the targets)"]
+    return with_head(lines, n * b * b, head)
+
+
+def illustrative_delta(adapter, target: str, gen):
+    return mask_delta(adapter, target, gen, "blocks")
+
+
+def matrix_pictures(adapter, layout, warmup):
+    out = [mask_picture(layout, f"SMT trains whole **{adapter.block}×{adapter.block} blocks**: "
+                                f"{layout.detail['blocks']} selected in this matrix, {adapter.n_blocks} in all "
+                                "targets. Yellow = trained block, dark = frozen.")]
+    if layout.target in adapter.scores:
+        import numpy as np
+
+        sc = adapter.scores[layout.target].numpy()
+        top = max(float(v.max()) for v in adapter.scores.values()) or 1.0
+        sel = np.zeros(sc.shape, bool)
+        mod = adapter.modules.get(layout.target)
+        if mod is not None:
+            sel[mod.brow.numpy(), mod.bcol.numpy()] = True
+        k = adapter.knobs
+        out.append(Picture("block_scores", "Warm-up score per block",
+                           f"The score of a block is the **{k['score']}** of the gradient summed over the "
+                           f"warm-up ({warmup.get('batches', '?')} batches of `{warmup.get('task', '?')}`), "
+                           "divided by the largest score of all targets. Outlined blocks are the "
+                           f"{'global' if k['selection'] == 'global' else 'per-matrix'} top-n.",
+                           dict(scores=sc / top, selected=sel, block=adapter.block)))
+    return out
+
+
+def sweep_point(rank: int, budget: int, geo):
+    """The number of b x b blocks nearest the budget (full warm-up, as in the public code)."""
+    b = geo.b
+    n = max(1, min(geo.total_blocks, round(budget / (b * b))))
+    return (dict(targets=list(geo.targets), block_size=b, blocks=n, warmup_mode="full"),
+            f"SMT {n} blocks of {b}×{b}")

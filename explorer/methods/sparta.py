@@ -21,25 +21,36 @@ import torch
 from torch import nn
 
 from explorer.sparse import SparseDeltaLinear, random_entries
-from explorer.targets import ALL_TYPES, set_submodule
-from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from explorer.targets import set_submodule
+from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob, shape_groups, targets_knob, with_head
 
 DEFAULT_SPARSITY = 0.99
 DEFAULT_DENSITY_CAP = 0.5  # the most of the target matrices the *default* budget may take on a small model
 
+LABEL = "SpaRTA"
+SHORT = "SpaRTA"
 KNOBS = [
-    Knob("targets", "multi", ["v", "o"], "target matrices (attention value and output in the paper)",
-         choices=ALL_TYPES, label="target matrices"),
-    Knob("sparsity", "float", DEFAULT_SPARSITY, "paper's sparsity: the fraction of ALL model parameters that stay "
-         "frozen, the trained classification head counted in the budget (0.99: 1 % train in total); "
-         "ignored when density > 0", min=0.0, max=1.0, label="sparsity (of all parameters)"),
-    Knob("density", "float", 0.0, "fraction of the entries of the target matrices to train, the head on top "
-         "(0 = use sparsity)", min=0.0, max=1.0, label="density (of the targets, 0 = use sparsity)"),
-    Knob("seed", "int", 0, "seed for the random entries", min=0, max=2**31 - 1, label="random seed"),
+    targets_knob(["v", "o"], "target matrices (attention value and output in the paper)"),
+    fraction_knob("sparsity", DEFAULT_SPARSITY, "paper's sparsity: the fraction of ALL model parameters that stay "
+                  "frozen, the trained classification head counted in the budget (0.99: 1 % train in total); "
+                  "ignored when density > 0", "sparsity (of all parameters)"),
+    fraction_knob("density", 0.0, "fraction of the entries of the target matrices to train, the head on top "
+                  "(0 = use sparsity)", "density (of the targets, 0 = use sparsity)"),
+    seed_knob("seed for the random entries"),
 ]
 DESCRIPTION = "Trains a random subset of single entries of the target weights as zero-initialised deltas."
+WHAT_TRAINS = "a random set of single entries of W (Wv, Wo by default)"
 PAPER = "arXiv 2502.15975"
 FORMULA = "(1 - sparsity) x all parameters in total, head included (or density x d_out x d_in per target)"
+DEFAULT_LR = 5e-3
+COLOR_SLOT = 3
+DEVIATIONS = [
+    "An exact count of entries, split over the targets by size, instead of the authors' Bernoulli draw (same "
+    "expectation).",
+    f"At the default sparsity, a small model whose budget exceeds half of the target entries gets the density "
+    f"inside the targets capped at {DEFAULT_DENSITY_CAP:.0%} (said in the notes).",
+]
 
 SAMPLING_RULE = ("Sampling: an exact count, not the authors' Bernoulli draw. The deltas number "
                  "round((1 - sparsity) x all parameters) - head; they are split over the target matrices in "
@@ -186,3 +197,47 @@ class SpartaAdapter(Adapter):
 
 def apply(model, knobs, n_base, **_):
     return SpartaAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- what the playground draws
+
+def formula_lines(adapter, total: int, head: int):
+    k = adapter.knobs
+    sizes = [t.d_out * t.d_in for t in adapter.targets]
+    counts, _ = budget(k, total, head, sizes)
+    lines = []
+    if k.get("density", 0) > 0:
+        lines.append(f"density {k['density']:g} of every target matrix, rounded per matrix")
+    else:
+        tot = int(round((1 - k["sparsity"]) * total))
+        lines.append(f"budget: round((1 − sparsity {k['sparsity']:g}) × {fmt_count(total)} all parameters) = "
+                     f"{fmt_count(tot)}, head included → {fmt_count(tot - head)} deltas"
+                     + ("" if sum(counts) == tot - head else
+                        f"; this model's default is capped at 50 % of the {fmt_count(sum(sizes))} target entries"))
+        lines.append("split over the target matrices in proportion to their size (largest remainder):")
+    per: dict[tuple, int] = {}
+    for t, c in zip(adapter.targets, counts):
+        per[(t.type, t.d_out, t.d_in)] = per.get((t.type, t.d_out, t.d_in), 0) + c
+    n_all = 0
+    for (ty, do, di), c in shape_groups(adapter.targets).items():
+        n = per[(ty, do, di)]
+        lines.append(f"{ty}: {c} matrices of {do}×{di} → {fmt_count(n)} entries ({n / (c * do * di):.4%})")
+        n_all += n
+    return with_head(lines, n_all, head)
+
+
+def illustrative_delta(adapter, target: str, gen):
+    return mask_delta(adapter, target, gen, "entries")
+
+
+def matrix_pictures(adapter, layout, warmup):
+    n = layout.shape[0] * layout.shape[1]
+    return [mask_picture(layout, f"SpaRTA trains **{layout.changeable:,}** randomly chosen single entries of this "
+                                 f"matrix ({layout.changeable / n:.2%}); the colour is the fraction of trained "
+                                 "entries per cell (0 to 1).")]
+
+
+def sweep_point(rank: int, budget: int, geo):
+    """The density of the targets that holds about the budget."""
+    dens = min(1.0, budget / geo.cells)
+    return dict(targets=list(geo.targets), density=round(dens, 6)), f"SpaRTA density {dens:.3%}"

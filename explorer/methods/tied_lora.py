@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.sparse import linear_from
-from explorer.targets import ALL_TYPES, INPUT_GROUPS, set_submodule
+from explorer.targets import INPUT_GROUPS, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .facts import Picture, alpha_knob, fmt_count, rank_knob, seed_knob, targets_knob, with_head
 
 PRESETS = {
     "vBuA": dict(tied=False, train_A=True, train_B=True, train_u=False, train_v=False),
@@ -32,31 +33,50 @@ PRESETS = {
     "VeRA-like": dict(tied=True, train_A=False, train_B=False, train_u=True, train_v=True),
 }
 
+SWITCHES = ("tied", "train_A", "train_B", "train_u", "train_v")
+
+
+def _held_by_preset(name: str):
+    """A switch is held at the named preset's value; only the custom preset frees it."""
+    def locked(values: dict):
+        preset = values.get("preset", "custom")
+        return PRESETS[preset][name] if preset in PRESETS else None
+    return locked
+
+
+LABEL = "Tied-LoRA"
+SHORT = "Tied-LoRA"
 KNOBS = [
     Knob("preset", "choice", "TL6", "a named combination (custom: use the switches below)",
          choices=list(PRESETS) + ["custom"], label="Tied-LoRA preset"),
-    Knob("rank", "int", 8, "rank r", min=1, max=512, label="rank r"),
-    Knob("alpha", "float", 16.0, "scale alpha (update multiplied by alpha / r)", min=0.0, max=4096.0,
-         label="scale α"),
-    Knob("targets", "multi", ["q", "k", "v"], "target matrices (q, k, v are fused as in the paper)",
-         choices=ALL_TYPES, label="target matrices"),
+    rank_knob("rank r"),
+    alpha_knob("scale alpha (update multiplied by alpha / r)"),
+    targets_knob(["q", "k", "v"], "target matrices (q, k, v are fused as in the paper)"),
     Knob("tied", "bool", True, "one A and one B shared by all layers (custom preset only)",
-         label="A, B tied across layers"),
-    Knob("train_A", "bool", True, "A trained (custom preset only)", label="train A"),
-    Knob("train_B", "bool", True, "B trained (custom preset only)", label="train B"),
-    Knob("train_u", "bool", True, "u trained (custom preset only)", label="train u"),
-    Knob("train_v", "bool", True, "v trained (custom preset only)", label="train v"),
-    Knob("seed", "int", 0, "seed for the random init", min=0, max=2**31 - 1, label="random seed"),
+         label="A, B tied across layers", locked=_held_by_preset("tied")),
+    Knob("train_A", "bool", True, "A trained (custom preset only)", label="train A", locked=_held_by_preset("train_A")),
+    Knob("train_B", "bool", True, "B trained (custom preset only)", label="train B", locked=_held_by_preset("train_B")),
+    Knob("train_u", "bool", True, "u trained (custom preset only)", label="train u", locked=_held_by_preset("train_u")),
+    Knob("train_v", "bool", True, "v trained (custom preset only)", label="train v", locked=_held_by_preset("train_v")),
+    seed_knob("seed for the random init"),
 ]
 DESCRIPTION = "One low-rank A and B shared by all layers, with per-layer scaling vectors u and v."
+WHAT_TRAINS = "one A and one B shared by all layers, plus small per-layer vectors u, v"
 PAPER = "arXiv 2311.09578"
 FORMULA = "tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]"
+DEFAULT_LR = 3e-3
+COLOR_SLOT = 4
+DEVIATIONS = [
+    "Only the TL5 and TL6 labels are attached (plus vBuA and VeRA-like): which trained/frozen combinations TL1-TL4 "
+    "are is not certain from public sources, so every combination is a switch (custom preset).",
+    "With grouped-query attention the fused q, k, v slices of B have the real, smaller k and v sizes.",
+]
 
 
 def resolve_switches(knobs: dict) -> dict:
     if knobs.get("preset", "custom") != "custom":
         return dict(PRESETS[knobs["preset"]])
-    return {k: bool(knobs[k]) for k in ("tied", "train_A", "train_B", "train_u", "train_v")}
+    return {k: bool(knobs[k]) for k in SWITCHES}
 
 
 class TiedGroup(nn.Module):
@@ -254,3 +274,71 @@ def expected_count(targets, rank: int, sw: dict) -> int:
 
 def apply(model, knobs, n_base, **_):
     return TiedLoRAAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- what the playground draws
+
+def formula_lines(adapter, total: int, head: int):
+    sw, r, L = adapter.switches, adapter.knobs["rank"], adapter.n_layers
+    by: dict[str, dict] = {}
+    for t in adapter.targets:
+        by.setdefault(_group_key(t.type), {}).setdefault(t.type, (t.d_out, t.d_in))
+    lines = []
+    for shapes in by.values():
+        d_out = sum(v[0] for v in shapes.values())
+        d_in = next(iter(shapes.values()))[1]
+        n_ab = 1 if sw["tied"] else L
+        parts = []
+        if sw["train_A"]:
+            parts.append(f"A {n_ab}×{r}×{d_in} = {fmt_count(n_ab * r * d_in)}")
+        if sw["train_B"]:
+            parts.append(f"B {n_ab}×{d_out}×{r} = {fmt_count(n_ab * d_out * r)}")
+        if sw["train_u"]:
+            parts.append(f"u {L}×{r} = {fmt_count(L * r)}")
+        if sw["train_v"]:
+            parts.append(f"v {L}×{d_out} = {fmt_count(L * d_out)}")
+        lines.append(f"{'+'.join(shapes)} (fused, d_out = {d_out}): " + (" + ".join(parts) or "nothing trained"))
+    return with_head(lines, expected_count(adapter.targets, r, sw), head)
+
+
+def illustrative_delta(adapter, target: str, gen):
+    t = next(t for t in adapter.targets if t.name == target)
+    mod = adapter.model.get_submodule(target)
+    grp = mod.group
+    A, B = (x.detach().float().clone() for x in grp.ab(t.layer))
+    u = grp.u[t.layer].detach().float().clone()
+    v = grp.v[t.layer, mod.rows].detach().float().clone()
+    B = B[mod.rows]
+    if float(B.abs().max()) == 0:
+        B = torch.randn(B.shape, generator=gen) / math.sqrt(B.shape[1])
+    if float(v.abs().max()) == 0:
+        v = torch.randn(v.shape, generator=gen)
+    if float(u.abs().max()) == 0:
+        u = torch.randn(u.shape, generator=gen)
+    if float(A.abs().max()) == 0:
+        A = torch.randn(A.shape, generator=gen) / math.sqrt(A.shape[1])
+    d = mod.scaling * ((v[:, None] * B) @ (u[:, None] * A))
+    return (d, (v[:, None] * B, u[:, None] * A),
+            "ΔW_l = diag(v_l) B diag(u_l) A with the shared A and B; factors that start at zero are drawn "
+            "at random here. Every layer's update lies in the same rank-r column space of B.")
+
+
+def structure(adapter) -> dict:
+    """What the sharing diagram draws: layers, groups, which of A, B, u, v train."""
+    groups = [dict(key=key, A=list(grp.A.shape), B=list(grp.B.shape), u=list(grp.u.shape), v=list(grp.v.shape))
+              for key, grp in adapter.groups.items()]
+    return dict(n_layers=adapter.n_layers, switches=dict(adapter.switches), rank=adapter.knobs["rank"],
+                groups=groups, layers=sorted({t.layer for t in adapter.targets}))
+
+
+def overview_pictures(adapter):
+    sw = adapter.switches
+    text = (f"One **A** and one **B** {'are shared by every layer' if sw['tied'] else 'per layer (untied)'}; "
+            "each layer keeps its own scaling vectors **u** (length r) and **v** (one per output row). "
+            "Orange boxes train, grey boxes are frozen buffers. Tied tensors are counted once and "
+            "their gradients sum over the layers.")
+    return [Picture("tied_diagram", "Sharing across layers", text, dict(structure=structure(adapter)))]
+
+
+def matrix_pictures(adapter, layout, warmup):
+    return []  # the sharing diagram (overview_pictures) says it for every matrix

@@ -17,33 +17,62 @@ anywhere peft runs.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from explorer.targets import ALL_TYPES, head_module_names
+from explorer.targets import head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
+from .facts import (KnobContext, Picture, Widget, fmt_count, per_shape_lines, seed_knob, targets_knob,
+                    with_head)
 from .lora import LoraAdapter
 
+RANK_STEPS = [16, 64, 128, 256, 512, 1024, 2048]  # the rank slider's stops (the current value is always one)
+
+
+def rank_options(ctx: KnobContext) -> Widget:
+    return Widget(options=sorted(set(RANK_STEPS) | {int(ctx.values.get("rank") or 512)}))
+
+
+LABEL = "VeRA"
+SHORT = "VeRA"
 KNOBS = [
     Knob("rank", "int", 512, "rank r of the shared frozen A and B (the paper uses 256 to 1024; only d, of "
-         "length r, trains per target)", min=1, max=4096, label="rank r"),
-    Knob("targets", "multi", ["q", "k", "v", "o", "gate", "up", "down"],
-         "target matrices (all share one A and one B; the paper's instruction tuning adapts every linear layer)",
-         choices=ALL_TYPES, label="target matrices"),
+         "length r, trains per target)", min=1, max=4096, label="rank r", widget="select_slider",
+         options=rank_options),
+    targets_knob(["q", "k", "v", "o", "gate", "up", "down"],
+                 "target matrices (all share one A and one B; the paper's instruction tuning adapts every linear "
+                 "layer)"),
     Knob("d_init", "float", 0.1, "initial value of every entry of d (b starts at 0; d = 0 would never learn)",
-         min=1e-4, max=10.0, label="d initial value"),
+         min=1e-4, max=10.0, label="d initial value", widget="number", step=0.05, format="%.4g"),
     Knob("dropout", "float", 0.0, "dropout on the adapter input", min=0.0, max=0.9, advanced=True,
-         label="adapter dropout"),
-    Knob("seed", "int", 0, "seed of the shared random A and B (peft's projection_prng_key)", min=0,
-         max=2**31 - 1, label="random seed"),
+         label="adapter dropout", widget="slider", step=0.01),
+    seed_knob("seed of the shared random A and B (peft's projection_prng_key)"),
 ]
 DESCRIPTION = ("One frozen random pair A, B shared by every layer; each layer trains only two scaling vectors, "
                "d (r) and b (d_out, starts at zero).")
+WHAT_TRAINS = "two scaling vectors per target, d (r) and b (d_out, starts at 0), around one frozen random B A " \
+              "shared by all layers"
 PAPER = "arXiv 2310.11454"
 FORMULA = "r + d_out per target (A and B frozen, shared)"
 # measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained 0.535):
-# every linear layer, r = 512: 0.81 at 3e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256:
-# 0.47 to 0.54 at 1e-2, 3e-2 and 1e-1 (it does not learn there in 150 steps)
+# every linear layer, r = 512: 0.81 at 3e-2, 0.57 at 2e-2, 0.49 at 5e-2 (seeds 1 and 2 at 3e-2: 0.54, 0.605);
+# r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at 1e-2, 3e-2 and 1e-1.  bbc-news, 60 steps: 0.935
 DEFAULT_LR = 3e-2
+COLOR_SLOT = 7
+LOAD_FORMAT = "peft"  # saved with peft's save_pretrained (A and B included), loaded with its state dict
+DEVIATIONS = [
+    "One learning rate serves d, b and the new classification head (the paper tunes the head's rate "
+    "separately); the default, 3e-2, is ten times LoRA's: only scaling vectors train.",
+    "Defaults: r = 512 on every linear layer (the paper uses r = 1024 on q and v for RoBERTa and r = 256 on "
+    "every linear layer for instruction tuning; q and v alone did not learn colour-shape here in 150 steps).",
+    "peft draws A and B once, Kaiming-uniform, at the largest target's sizes, and each target slices its own "
+    "shape from them.",
+]
+
+
+def shared_shape(targets) -> tuple[int, int]:
+    """(d_in, d_out) of the shared A and B: the largest input and output size among the targets."""
+    return max(t.d_in for t in targets), max(t.d_out for t in targets)
 
 
 def analytic_count(targets, rank: int) -> int:
@@ -65,8 +94,7 @@ class VeraAdapter(Adapter):
                          d_initial=knobs["d_init"], modules_to_save=heads or None, bias="none")
         self.peft_model = get_peft_model(model, cfg)
         self.model = self.peft_model
-        d_in = max(t.d_in for t in self.targets)
-        d_out = max(t.d_out for t in self.targets)
+        d_in, d_out = shared_shape(self.targets)
         self.notes.append(f"Implemented with the peft library (VeraConfig): one frozen A ({knobs['rank']} x {d_in}) "
                           f"and B ({d_out} x {knobs['rank']}) shared by all {len(self.targets)} targets, sliced "
                           "to each target's shape; they are buffers, not trained.")
@@ -87,7 +115,7 @@ class VeraAdapter(Adapter):
         """Bytes of the tensors ``save()`` writes, from shapes alone: the trained d, b and head, and the shared
         A and B (``save_projection=True``), in the trained tensors' dtype."""
         r = self.knobs["rank"]
-        d_in, d_out = max(t.d_in for t in self.targets), max(t.d_out for t in self.targets)
+        d_in, d_out = shared_shape(self.targets)
         size = next(p for _, p in self.trainable_parameters()).element_size()
         return (self.num_trainable() + r * d_in + d_out * r) * size
 
@@ -100,3 +128,42 @@ class VeraAdapter(Adapter):
 
 def apply(model, knobs, n_base, **_):
     return VeraAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- what the playground draws
+
+def formula_lines(adapter, total: int, head: int):
+    r = adapter.knobs["rank"]
+    lines, n = per_shape_lines(adapter.targets, lambda do, di: r + do,
+                               lambda do, di: f"d (r) + b (d_out) = {r} + {do}")
+    d_in, d_out = shared_shape(adapter.targets)
+    lines.append(f"frozen and shared by all {len(adapter.targets)} matrices, not trained: A {r}×{d_in} and "
+                 f"B {d_out}×{r} ({fmt_count(r * d_in + d_out * r)} numbers, each matrix slices its shape)")
+    return with_head(lines, n, head)
+
+
+def illustrative_delta(adapter, target: str, gen):
+    t = next(t for t in adapter.targets if t.name == target)
+    mod = adapter.peft_model.base_model.model.get_submodule(target)
+    A = mod.vera_A["default"][:, : t.d_in].detach().float()
+    B = mod.vera_B["default"][: t.d_out].detach().float()
+    d = mod.vera_lambda_d["default"].detach().float()
+    b = mod.vera_lambda_b["default"].detach().float()
+    if float(b.abs().max()) == 0:
+        b = torch.randn(t.d_out, generator=gen)
+    bB, dA = b[:, None] * B, d[:, None] * A
+    note = (f"b starts at zero, so the real ΔW is 0 until training. Here b is random; A and B (frozen, the same "
+            f"for every target) and d are their real values: ΔW = diag(b) B diag(d) A has rank ≤ "
+            f"{min(A.shape[0], t.d_out, t.d_in)} and "
+            "every entry of W can change, but only through the r + d_out numbers that scale fixed random "
+            "directions.")
+    return bB @ dA, (bB, dA), note
+
+
+def matrix_pictures(adapter, layout, warmup):
+    (d_out, d_in), r = layout.shape, adapter.knobs["rank"]
+    text = (f"W ({d_out}×{d_in}) stays frozen, and so do **B** ({d_out}×{r}) and **A** ({r}×{d_in}): random, drawn "
+            f"once and shared by every target. VeRA trains only **d** ({r} numbers, scaling the rows of A) and "
+            f"**b** ({d_out}, scaling the rows of B): {layout.trainable:,} numbers instead of {d_out * d_in:,}.")
+    return [Picture("lowrank_shapes", "W + diag(b)·B·diag(d)·A, to scale", text,
+                    dict(d_out=d_out, d_in=d_in, rank=r))]

@@ -20,7 +20,8 @@ TRAINED = "#E4572E"  # trained: warm orange-red
 FROZEN = "#8A94A6"  # frozen: mid grey
 SHARED = "#2E86AB"  # shared / tied: blue
 ACCENT = "#F3A712"
-COLORS = ["#2E86AB", "#E4572E", "#17BEBB", "#F3A712", "#8E6CCF", "#76B041", "#D1495B"]
+COLORS = ["#2E86AB", "#E4572E", "#17BEBB", "#F3A712", "#8E6CCF", "#76B041", "#D1495B",
+          "#8C564B", "#5C6B73"]  # one per method on run charts (a method's COLOR_SLOT), two to spare
 MASK_SCALE = "Viridis"
 FONT = dict(size=13)
 

@@ -13,6 +13,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.methods import METHODS
 from explorer.views.figures import COLORS, PCT_TICKS, _base, legend_below
 
 MIB = 2 ** 20
@@ -23,8 +24,9 @@ MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
 
 # one colour per method on every run chart (Compare's scatter, the class board): the two methods of the default
 # sweep (LoRA, SMT) keep the first two colours; keys = explorer.methods.METHODS (checked by a test)
-METHOD_COLORS = {"lora": COLORS[0], "smt": COLORS[1], "dora": COLORS[2], "sparta": COLORS[3],
-                 "tied-lora": COLORS[4], "lora-sp": COLORS[5], "full": COLORS[6]}
+# (each method's COLOR_SLOT; the board's legend lists the methods in slot order)
+METHOD_COLORS = {k: COLORS[m.color_slot % len(COLORS)]
+                 for k, m in sorted(METHODS.items(), key=lambda km: km[1].color_slot)}
 
 __all__ = ["live_curves", "memory_stack", "memory_bar", "overlay_curves", "accuracy_scatter", "board_scatter",
            "method_color", "METHOD_COLORS", "MEM_PARTS"]

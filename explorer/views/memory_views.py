@@ -62,8 +62,7 @@ TARGET_LABELS = {"default": "each method's default", "qv": "q, v", "attn": "atte
 TERMS = (("weights_bytes", "weights", COLORS[0]), ("grads_bytes", "gradients", COLORS[1]),
          ("optimizer_bytes", "optimizer state", COLORS[3]), ("activations_bytes", "activations", COLORS[2]))
 MEASURE_DEVICES = ("cpu", "cuda")
-SHORT = {"full": "Full FT", "lora": "LoRA", "dora": "DoRA", "lora-sp": "LoRA-SP", "tied-lora": "Tied-LoRA",
-         "smt": "SMT", "sparta": "SpaRTA"}
+SHORT = {k: m.short for k, m in METHODS.items()}  # each method's SHORT label
 MEASURE_TOKEN_CAP = 8192  # batch x seq_len measured at most (CPU time), said on the page
 MEASURE_STEPS = 2  # AdamW allocates its state on the first step
 ADVANCED = ("act", "attn", "dev", "master", "smt_density", "smt_bs", "tg")

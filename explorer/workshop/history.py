@@ -5,16 +5,16 @@ downloads need from a finished (or stopped, failed, NaN) run: an id, the config,
 the summary, the per-step records and the notes; the adapter (a zip of the
 method's safetensors + JSON files) is kept beside it when it was saved.
 
-    hist = RunHistory(folder=session_folder(new_session_id()))   # or RunHistory() in memory only
+    hist = RunHistory(folder=sessions.session_dir(sid, create=False))   # or RunHistory() in memory only
     hist.add(entry_from_result(result))                         # persisted atomically
     text = hist.to_json()                                       # a file a participant downloads
     RunHistory().import_json(text)                              # validated; DataError on a bad file
 
 Files: ``<cache>/sessions/<session id>/history.json`` and ``<run id>.adapter.zip``,
 written through a temporary file in the same folder and ``os.replace`` (a reader never
-sees half a file).  The session id is made here (:func:`new_session_id`, 32 hex
-characters) and checked with a strict pattern before it names a folder; ids from an
-imported file are re-checked the same way and never name a path on their own.
+sees half a file).  The session folder, its id, who holds it and when it is removed are
+``explorer.workshop.sessions``'s; run ids from an imported file are checked with a strict
+pattern and never name a path on their own.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import secrets
 import tempfile
@@ -35,9 +34,8 @@ from pathlib import Path
 
 from explorer.errors import DataError
 
-__all__ = ["RunEntry", "RunHistory", "entry_from_result", "new_session_id", "session_folder", "atomic_write",
-           "metrics_json", "metrics_csv", "adapter_zip", "save_upload", "valid_session_id", "FORMAT", "VERSION",
-           "max_import_bytes", "hold", "holder", "may_restore"]
+__all__ = ["RunEntry", "RunHistory", "entry_from_result", "atomic_write", "metrics_json", "metrics_csv",
+           "adapter_zip", "save_upload", "FORMAT", "VERSION", "max_import_bytes"]
 
 FORMAT = "peft-explorer-history"
 VERSION = 1
@@ -46,79 +44,6 @@ MAX_RECORDS = 200_000
 MAX_ADAPTER_ZIP = 64 * 2 ** 20  # adapters larger than this are not kept (full fine-tuning of a big model)
 _RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCALAR = (str, int, float, bool, type(None))
-
-
-from explorer.workshop.sessions import new_session_id, valid_session_id  # noqa: E402  (one id scheme for every session folder)
-
-
-# ----------------------------------------------------------------------------- who holds a history id
-
-# A page session writes its history id into its URL (``sid``) so that a reload can restore the runs.
-# A link copied from the address bar carries that id too; it must not hand the runs to someone else
-# while their owner's page is still open.  The server remembers which live page session holds each
-# id (an opaque token: the Streamlit session id); a new page may restore the runs of an id only when
-# its holder is gone (a reload: the old page disconnects first) or unknown (e.g. after a restart).
-_HOLDERS: dict[str, str] = {}
-_HOLDERS_LOCK = threading.Lock()
-_MAX_HOLDERS = 20_000
-
-
-def hold(session_id: str, owner: str, is_live=None) -> None:
-    """Record that the page session ``owner`` holds the history ``session_id`` (server-wide)."""
-    if not valid_session_id(session_id) or not isinstance(owner, str) or not owner:
-        return
-    with _HOLDERS_LOCK:
-        _HOLDERS[session_id] = owner
-        if len(_HOLDERS) > _MAX_HOLDERS:  # forget the holders whose page is gone, then the oldest
-            for k in [k for k, v in _HOLDERS.items() if is_live is None or not _safe_live(is_live, v)]:
-                del _HOLDERS[k]
-            for k in list(_HOLDERS)[: max(0, len(_HOLDERS) - _MAX_HOLDERS // 2)]:
-                del _HOLDERS[k]
-
-
-def holder(session_id: str) -> str | None:
-    with _HOLDERS_LOCK:
-        return _HOLDERS.get(session_id)
-
-
-def _safe_live(is_live, owner: str) -> bool:
-    try:
-        return bool(is_live(owner))
-    except Exception:  # noqa: BLE001 - no runtime (tests, scripts): nobody is live
-        return False
-
-
-def may_restore(session_id: str, is_live, me: str | None = None, wait_s: float = 2.0) -> bool:
-    """Whether a new page may start from a copy of ``session_id``'s runs.
-
-    True when nobody holds the id, the holder is ``me``, or the holder's page is not connected
-    (``is_live(owner)`` False) within ``wait_s`` seconds (a reload's old page may disconnect a
-    moment after the new one connects).  False while the holder's page stays open: the id came
-    from a shared link, and the runs stay with their owner.
-    """
-    owner = holder(session_id)
-    if owner is None or owner == me:
-        return True
-    deadline = time.monotonic() + max(0.0, float(wait_s))
-    while _safe_live(is_live, owner):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def session_folder(session_id: str, root: Path | str | None = None, create: bool = False) -> Path:
-    """``<sessions root>/<session id>`` for a server-made id (anything else is refused).
-
-    One implementation with ``explorer.workshop.sessions.session_dir`` (the root is ``root/sessions``
-    when given, else ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions``).  ``create=True`` makes
-    the folder (0700): a session's first upload needs it before its first run writes history.json.
-    """
-    from explorer.workshop.sessions import session_dir
-
-    if not valid_session_id(session_id):
-        raise DataError("invalid session id")
-    return session_dir(session_id, create=create, base=root)
 
 
 UPLOAD_TYPES = (".csv", ".tsv", ".json", ".jsonl")
@@ -249,6 +174,8 @@ def adapter_zip(result) -> bytes | None:
     """The adapter of a run (safetensors + JSON files of ``export.save_adapter``) as zip bytes."""
     from explorer.engine.export import save_adapter
 
+    if getattr(result, "adapter_zip_bytes", None) is not None:
+        return result.adapter_zip_bytes  # zipped in the worker process that ran it
     if getattr(result, "adapter", None) is None:
         return None
     with tempfile.TemporaryDirectory(prefix="peft-adapter-") as tmp:
@@ -320,6 +247,16 @@ class RunHistory:
             del self.runs[:-MAX_RUNS]
             self.save(new_adapter=entry)
         return entry
+
+    def add_result(self, result, label: str = "", keep_adapter: bool = True) -> RunEntry:
+        """Add a finished (or stopped, failed) ``RunResult`` under a new id (:func:`entry_from_result`); worker
+        threads call this when a run ends."""
+        return self.add(entry_from_result(result, run_id=self.new_id(), label=label, keep_adapter=keep_adapter))
+
+    def sink(self, prefix: str = "", keep_adapter: bool = True):
+        """``on_result(label, result)`` for a ``sweeps.Sweep`` or a claims re-run: each run joins this history,
+        its label prefixed."""
+        return lambda label, result: self.add_result(result, f"{prefix}{label}", keep_adapter=keep_adapter)
 
     def remove(self, run_id: str) -> None:
         with self._lock:

@@ -26,6 +26,9 @@ upper bound of weights + gradients + optimizer state + activations (labelled as 
 
 Each job runs in its own daemon thread; a job's slot is released in a ``finally`` block,
 so a run that raises (or runs out of memory) never blocks the queue.
+
+A session's fine-tune through this queue is ``explorer.workshop.runs``'s; several in a row (Compare's sweeps,
+the Claims lab) are ``explorer.workshop.sweeps.Sweep``; :func:`sweep_plan` (below) sets a sweep's budgets.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from explorer.methods import METHODS
 from explorer.methods.base import KnobError
 from explorer.engine.train import Heartbeat
 
@@ -117,9 +121,8 @@ def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
         est = M.estimate(spec, cfg.method, dict(cfg.knobs or {}), **kw)
         total = float(est["total_bytes"])
         knobs = dict(cfg.knobs or {})
-        if (cfg.method == "smt" and knobs.get("warmup_mode", "full") == "full"
-                and getattr(cfg, "smt_selection", None) is None):
-            # SMT's warm-up is full fine-tuning (as in the public code): that phase sets the peak
+        if METHODS[cfg.method].warmup_is_full_finetuning(knobs) and getattr(cfg, "smt_selection", None) is None:
+            # a warm-up of full fine-tuning (SMT, as in the public code): that phase sets the peak
             total = max(total, float(M.estimate(spec, "full", {}, **kw)["total_bytes"]))
         return total
     except Exception:  # noqa: BLE001 - no estimate: the run itself reports bad knobs
@@ -337,7 +340,7 @@ def set_run_threads(max_running: int) -> int:
 
 # ----------------------------------------------------------------------------- budget sweeps
 
-SWEEP_METHODS = ("lora", "smt", "sparta")
+SWEEP_METHODS = tuple(k for k, m in METHODS.items() if m.sweepable)  # methods with a ``sweep_point``
 
 
 def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("q", "v")) -> list[dict]:
@@ -351,6 +354,7 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     ``budget`` (the LoRA-equivalent count) and ``rank``.
     """
     from explorer.methods.base import KnobError
+    from explorer.methods.facts import SweepGeometry
     from explorer.methods.smt import auto_block_size, valid_block_sizes
     from explorer.targets import find_targets
 
@@ -364,144 +368,16 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     fits = [v for v in valid_block_sizes(shapes) if v >= 4 and v * v <= rmin * per_rank]
     b = max(fits) if fits else auto_block_size(shapes)  # blocks small enough for the smallest budget
     total_blocks = sum((t.d_out // b) * (t.d_in // b) for t in tg)
+    geo = SweepGeometry(targets=list(targets), b=b, total_blocks=total_blocks, cells=cells)
     out = []
     for m in methods:
+        info = METHODS.get(m)
+        if info is None or not info.sweepable:
+            raise KnobError(f"sweeps support {', '.join(SWEEP_METHODS)} (got '{m}')")
         for r in sorted({int(x) for x in ranks if int(x) >= 1}):
             budget = r * per_rank
-            if m == "lora":
-                knobs = dict(rank=r, alpha=2.0 * r, targets=list(targets))
-                label = f"LoRA r={r}"
-            elif m == "smt":
-                n = max(1, min(total_blocks, round(budget / (b * b))))
-                knobs = dict(targets=list(targets), block_size=b, blocks=n, warmup_mode="full")
-                label = f"SMT {n} blocks of {b}×{b}"
-            elif m == "sparta":
-                dens = min(1.0, budget / cells)
-                knobs = dict(targets=list(targets), density=round(dens, 6))
-                label = f"SpaRTA density {dens:.3%}"
-            else:
-                raise KnobError(f"sweeps support {', '.join(SWEEP_METHODS)} (got '{m}')")
+            knobs, label = info.sweep_point(r, budget, geo)  # the method turns the budget into its knobs
             if any(o["method"] == m and o["knobs"] == knobs for o in out):
                 continue  # two budgets rounded to the same run
             out.append(dict(label=label, method=m, knobs=knobs, budget=budget, rank=r))
     return out
-
-
-class Sweep(Heartbeat):
-    """Runs a list of TrainConfigs one after another through a RunQueue, in a worker thread.
-
-    ``on_result(label, RunResult)`` is called after each run (e.g. to add it to a RunHistory).
-    No Streamlit calls: a page polls :meth:`snapshot`.
-    """
-
-    def __init__(self, items: list[tuple[str, Any]], queue: RunQueue | None = None, loaded=None, on_result=None,
-                 owner: str | None = None):
-        self.items = list(items)  # (label, TrainConfig)
-        self.queue = queue or default_queue()
-        self.loaded = loaded
-        self.on_result = on_result
-        self.owner = owner
-        self._lock = threading.Lock()
-        self.index = 0  # runs completed
-        self.status = "queued"  # running, finished, stopped, failed
-        self.message = ""
-        self.current_state = None
-        self.current_job: Job | None = None
-        self.results: list[dict] = []  # label, status, final_accuracy, trainable
-        self.stop_event = threading.Event()
-        self.thread: threading.Thread | None = None
-        # heartbeat, as for a single run (RunState.heartbeat): None until a page first polls; a sweep
-        # no page polled for PEFT_EXPLORER_ORPHAN_S seconds stops (tab closed), its current run too
-        self.last_seen: float | None = None
-        self.orphan_s: float | None = None
-
-    @property
-    def total(self) -> int:
-        return len(self.items)
-
-    def heartbeat(self) -> None:
-        """Called by the page's polling fragment: the page is still open (forwarded to the current run)."""
-        super().heartbeat()
-        cur = self.current_state
-        if cur is not None:
-            cur.heartbeat()
-
-    def _adopt_heartbeat(self, state) -> None:
-        """A new run of a polled sweep starts with the sweep's last heartbeat (not a fresh one)."""
-        with self._lock:
-            seen, orphan_s = self.last_seen, self.orphan_s
-        if seen is not None:
-            state.set(last_seen=seen, orphan_s=orphan_s)
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("finished", "stopped", "failed")
-
-    def start(self) -> "Sweep":
-        self.status = "running"
-        self.thread = threading.Thread(target=self._work, name="peft-sweep", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        job = self.current_job
-        if job is not None:
-            job.cancel()
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            cur = self.current_state.snapshot() if self.current_state is not None else None
-            job = self.current_job
-            return dict(status=self.status, message=self.message, index=self.index, total=self.total,
-                        results=list(self.results), current=cur,
-                        current_label=self.items[self.index][0] if self.index < self.total else None,
-                        position=job.position() if job is not None else 0)
-
-    def _work(self) -> None:
-        from explorer.engine.train import RunState, train
-
-        try:
-            orphaned = False
-            for label, cfg in self.items:
-                if self.stop_event.is_set():
-                    break
-                if self.orphaned():
-                    orphaned = True
-                    break
-                state = RunState(cfg)
-                self._adopt_heartbeat(state)
-                box: dict = {}
-
-                def fn(job, cfg=cfg, state=state, box=box):
-                    box["res"] = train(cfg, loaded=self.loaded, state=state)
-                    return box["res"]
-
-                job = self.queue.submit(fn, state=state, need_bytes=estimate_run_bytes(cfg, self.loaded),
-                                        label=label, device=cfg.device, owner=self.owner)
-                with self._lock:
-                    self.current_state, self.current_job = state, job
-                job.wait()
-                res = box.get("res")
-                if res is not None and self.on_result is not None:
-                    self.on_result(label, res)
-                with self._lock:
-                    self.results.append(dict(label=label, status=state.status, message=state.message,
-                                             final_accuracy=res.summary.get("final_accuracy") if res else None,
-                                             trainable=res.summary.get("trainable_params") if res else None))
-                    self.index += 1
-                    self.current_job = None
-                if res is not None:
-                    state.result = None
-                    res.adapter = None  # free the model copy
-            orphaned = orphaned or (self.orphaned() and self.index < self.total)
-            self.status = "stopped" if self.stop_event.is_set() or orphaned else "finished"
-            if orphaned:
-                self.message = (f"stopped: page closed (no page polled this sweep for {self.orphan_s:g} s) "
-                                f"after {self.index} of {self.total} runs")
-            elif self.status == "stopped":
-                self.message = f"stopped after {self.index} of {self.total} runs"
-        except BaseException as e:  # noqa: BLE001 - a sweep ends with a status
-            from explorer.errors import user_message
-
-            self.status, self.message = "failed", user_message(e)

@@ -1,0 +1,95 @@
+"""The server status (``PEFT_EXPLORER_DEBUG=1`` shows it on Home; pure Python, no streamlit).
+
+The checksum of every cached base model registered with :func:`register_base`, live worker threads, active
+runs, RSS, and what the session-folder janitor did (``explorer.workshop.sessions.janitor_stats``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+
+WORKER_PREFIXES = ("train", "peft-run", "peft-sweep")
+
+
+_BASES: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
+_BASES_LOCK = threading.Lock()
+
+
+def register_base(name: str, loaded) -> None:
+    """Remember a cached base model (weakly) so the status can show its checksum."""
+    with _BASES_LOCK:
+        try:
+            _BASES[str(name)] = loaded
+        except TypeError:  # not weak-referenceable
+            pass
+
+
+def worker_threads() -> list[str]:
+    """Names of live threads that train: ``train-*`` (``start_in_thread``), ``peft-run-*`` and
+    ``peft-sweep`` (``explorer.workshop.jobs``)."""
+    return sorted(t.name for t in threading.enumerate()
+                  if t.is_alive() and t.name.startswith(WORKER_PREFIXES))
+
+
+def settle_memory() -> bool:
+    """``gc.collect()`` and glibc's ``malloc_trim(0)`` (freed heap pages go back to the OS, so RSS
+    shows what is really held).  Returns True when malloc_trim was available."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def server_status(checksums: bool = True, settle: bool = False) -> dict:
+    """What the debug panel shows: pid, RSS, cached base models with checksums, threads, runs.
+
+    ``settle=True`` first runs :func:`settle_memory` (gc + malloc_trim), labelled in the output.
+    """
+    from explorer.engine import train as train_mod
+
+    out = dict(pid=os.getpid(), time=time.time())
+    if settle:
+        out["settled"] = "gc.collect() + malloc_trim(0) before reading RSS" if settle_memory() else "gc.collect()"
+    try:
+        import psutil
+
+        out["rss_bytes"] = int(psutil.Process().memory_info().rss)
+    except Exception:  # noqa: BLE001
+        out["rss_bytes"] = None
+    with _BASES_LOCK:
+        bases = dict(_BASES.items())
+    models = {}
+    for name, loaded in sorted(bases.items()):
+        entry = dict(params=int(getattr(getattr(loaded, "info", None), "n_params", 0) or 0))
+        if checksums:
+            from explorer.models import checksum
+
+            entry["checksum"] = checksum(loaded.model)
+        models[name] = entry
+    out["base_models"] = models
+    out["worker_threads"] = worker_threads()
+    out["threads"] = len(threading.enumerate())
+    from explorer.workshop import sessions
+
+    out["session_janitor"] = sessions.janitor_stats()
+    from explorer.workshop.workers import current_executor
+
+    ex = current_executor()
+    out["executor"] = ex.describe() if ex is not None else dict(kind=None, workers=[], died=0)
+    runs = train_mod.active_runs()
+    out["active_runs"] = [dict(method=getattr(r.cfg, "method", None), model=getattr(r.cfg, "model", None),
+                               step=r.step, total=r.total_steps, status=r.status) for r in runs]
+    return out
+
+
+__all__ = ["register_base", "server_status", "worker_threads", "settle_memory", "WORKER_PREFIXES"]

@@ -1,0 +1,159 @@
+"""Fine-tunes in spawned worker processes: progress, stop, heartbeat, reuse of the base model, a worker that dies."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+import zipfile
+
+import pytest
+
+from explorer.engine.train import RunState, TrainConfig
+from explorer.workshop.history import entry_from_result
+from explorer.workshop.workers import (ProcessExecutor, ThreadExecutor, WorkerDied, died_message,
+                                       executor_kind)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    ex = ProcessExecutor(workers=1, threads=1)
+    yield ex
+    ex.shutdown()
+
+
+def cfg(steps=6, method="lora", **kw):
+    return TrainConfig(model="tiny-bert", method=method, task="colour-shape", steps=steps, eval_every=steps,
+                       seed=0, **kw)
+
+
+def run_in_thread(ex, c, state):
+    box = {}
+
+    def go():
+        try:
+            box["res"] = ex.run_train(c, state)
+        except BaseException as e:  # noqa: BLE001
+            box["err"] = e
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    return th, box
+
+
+def wait_for(pred, timeout=120.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_run_in_a_worker_streams_records_and_returns_its_adapter(pool):
+    state = RunState(cfg())
+    res = pool.run_train(cfg(), state)
+    assert state.status == "finished", state.message
+    steps = [r["step"] for r in state.records if r.get("phase") == "train"]
+    assert steps == list(range(1, 7))  # every step's record reached the server's state, in order
+    assert res.summary["status"] == "finished" and res.records == state.records
+    assert res.adapter is None  # the model copy stayed in the worker
+    with zipfile.ZipFile(io.BytesIO(res.adapter_zip_bytes)) as z:
+        assert any(n.endswith(".safetensors") for n in z.namelist())
+    entry = entry_from_result(res, run_id="r1", label="lora")
+    assert entry.adapter_zip == res.adapter_zip_bytes and entry.summary["final_accuracy"] is not None
+    assert res.worker["pid"] != os.getpid()
+    # the worker runs at a lower priority than the server
+    assert os.getpriority(os.PRIO_PROCESS, res.worker["pid"]) > os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_the_worker_keeps_its_base_model_for_the_next_run(pool):
+    first = pool.run_train(cfg(steps=2), RunState(cfg(steps=2)))
+    second = pool.run_train(cfg(steps=2, method="smt"), RunState(cfg(steps=2)))
+    assert first.worker["pid"] == second.worker["pid"]
+    assert second.worker["base_reused"] is True
+
+
+def test_stop_reaches_the_worker_within_a_step(pool):
+    c = cfg(steps=5000)
+    state = RunState(c)
+    th, box = run_in_thread(pool, c, state)
+    assert wait_for(lambda: state.step >= 2)
+    state.stop()
+    t0 = time.time()
+    th.join(60)
+    assert not th.is_alive() and time.time() - t0 < 10
+    assert state.status == "stopped" and 2 <= state.step < 5000
+    assert "err" not in box
+
+
+def test_a_closed_tab_stops_its_run(pool):
+    c = cfg(steps=5000)
+    state = RunState(c)
+    state.heartbeat()
+    state.orphan_s = 1.0  # the page polls once, then never again
+    th, box = run_in_thread(pool, c, state)
+    th.join(120)
+    assert state.status == "stopped"
+    assert state.message.startswith("stopped: page closed (no page polled this run for 1 s)")
+
+
+def test_a_worker_that_dies_ends_only_its_run(pool):
+    c = cfg(steps=5000)
+    state = RunState(c)
+    th, box = run_in_thread(pool, c, state)
+    assert wait_for(lambda: state.step >= 1)
+    pid = pool.stats()[0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    th.join(30)
+    assert isinstance(box.get("err"), WorkerDied)
+    assert state.status == "failed" and state.message.startswith("worker died:") and "SIGKILL" in state.message
+    assert "Traceback" not in state.message and "\n" not in state.message
+    # the next run gets a fresh worker and finishes
+    state2 = RunState(cfg(steps=2))
+    res = pool.run_train(cfg(steps=2), state2)
+    assert state2.status == "finished" and res.worker["pid"] != pid
+    assert pool.died == 1
+
+
+def test_died_message_names_the_signal():
+    assert "killed by SIGKILL (out of memory" in died_message(-9)
+    assert "SIGSEGV" in died_message(-11)
+    assert "exited with code 3" in died_message(3)
+
+
+def test_executor_kind_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("PEFT_EXPLORER_EXECUTOR", "process")
+    assert executor_kind() == "process"
+    monkeypatch.setenv("PEFT_EXPLORER_EXECUTOR", "bogus")
+    assert executor_kind("thread") == "thread"
+
+
+def test_a_worker_gives_the_same_run_as_this_process(pool):
+    """Same seed, CPU: the worker's run and an in-process run end with the same loss."""
+    here = ThreadExecutor().run_train(cfg(steps=4), RunState(cfg(steps=4)))
+    there = pool.run_train(cfg(steps=4), RunState(cfg(steps=4)))
+    assert here.adapter is not None  # in this process the model copy is still there
+    assert abs(here.summary["final_loss"] - there.summary["final_loss"]) <= 1e-6
+
+
+def test_a_project_function_runs_in_a_worker_with_progress_and_stop(pool):
+    seen = []
+    out = pool.run_call("explorer.workshop.workers:selftest", dict(n=3), progress=lambda f, m: seen.append((f, m)))
+    assert out["pid"] != os.getpid() and out["done"] == 3
+    assert [f for f, _ in seen] == [1 / 3, 2 / 3, 1.0]
+    stop = threading.Event()
+    box = {}
+    th = threading.Thread(target=lambda: box.update(out=pool.run_call("explorer.workshop.workers:selftest",
+                                                                         dict(n=10_000, pause=0.01),
+                                                                         progress=lambda f, m: None,
+                                                                         stop_event=stop)), daemon=True)
+    th.start()
+    time.sleep(1.0)
+    stop.set()
+    th.join(10)
+    assert 0 < box["out"]["done"] < 10_000
+    with pytest.raises(Exception, match="not a project function"):
+        pool.run_call("os:system", dict(command="true"))

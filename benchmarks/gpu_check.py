@@ -10,7 +10,7 @@ a. ``finetune``: a 100-step LoRA fine-tune of smollm2-135m on CUDA through ``exp
 b. ``methods``: 30 steps of every method (``explorer.methods.METHODS``, default knobs) on smollm2-135m, side by
    side per method: the CUDA peak (``torch.cuda.max_memory_allocated`` after a reset at each step's forward,
    as recorded by the training loop: ``cuda_peak_bytes``), the byte account (``total_bytes``: weights +
-   gradients + optimizer state + saved activations) and the analytic model (``explorer.memory.model.estimate``, fp32,
+   gradients + optimizer state + saved activations) and the analytic model (``explorer.memory.analytic.estimate``, fp32,
    the padded length of the peak step's batch, ``device="cuda"``), with their ratios.  SMT's warm-up steps
    (full fine-tuning inside the budget) are reported apart from its sparse steps.
 c. ``queue``: the server's run queue (``explorer.workshop.jobs.default_queue()``) runs a fine-tune with
@@ -93,7 +93,7 @@ def _phase_peaks(records, phase):
 
 def method_row(res, cfg, loaded, spec, widths, device: str) -> dict:
     """One method's figures: byte account, CUDA peak and the analytic model, steady (train) phase."""
-    from explorer.memory import model as memory
+    from explorer.memory.analytic import estimate
 
     s = res.summary
     tr, acct_peak, cuda_peak = _phase_peaks(res.records, "train")
@@ -101,7 +101,7 @@ def method_row(res, cfg, loaded, spec, widths, device: str) -> dict:
     peak_rec = max(tr, key=lambda r: r.get("total_bytes") or 0) if tr else None
     width = widths[peak_rec["step"] - 1] if peak_rec and 0 < peak_rec["step"] <= len(widths) else cfg.max_len
     try:
-        est = memory.estimate(spec, cfg.method, dict(cfg.knobs), precision="fp32", batch=cfg.batch_size,
+        est = estimate(spec, cfg.method, dict(cfg.knobs), precision="fp32", batch=cfg.batch_size,
                               seq_len=width, device="cuda" if device.startswith("cuda") else "cpu")
         analytic = float(est["total_bytes"])
         analytic_err = None
@@ -147,11 +147,11 @@ def part_finetune(args, loaded, task) -> dict:
 def part_methods(args, loaded, task, deadline) -> tuple[list[dict], list[dict]]:
     import torch
 
-    from explorer.memory import model as memory
+    from explorer.memory.specs import spec_from_model
     from explorer.methods import METHODS
     from explorer.engine.train import TrainConfig, train
 
-    spec = memory.spec_from_model(loaded.model, args.model)
+    spec = spec_from_model(loaded.model, args.model)
     rows, skipped = [], []
     for m in METHODS:
         if time.monotonic() > deadline:
@@ -332,7 +332,7 @@ def render(out: dict) -> str:
         lines += ["", "Byte account: weights + gradients + optimizer state + saved activations, counted tensor by "
                   "tensor (an upper bound: the terms do not all peak at once). CUDA peak: "
                   "`torch.cuda.max_memory_allocated` since the step's forward began (includes temporaries and the "
-                  "allocator's rounding). Analytic: `explorer.memory.model.estimate` (fp32, detailed activations) at the "
+                  "allocator's rounding). Analytic: `explorer.memory.analytic.estimate` (fp32, detailed activations) at the "
                   "padded length of the peak step's batch.", ""]
     q = out.get("queue")
     if q:

@@ -3,7 +3,7 @@
 For each method at its default knobs, on the real models ``smollm2-135m`` and
 ``minilm``: apply the method to a fresh copy, run two AdamW optimizer steps on
 batches of the model's built-in task (Adam allocates its state on the first
-step), then count the bytes that really exist (``explorer.memory.model.account``).
+step), then count the bytes that really exist (``explorer.memory.measured.account``).
 
 Checks printed beside the table:
 - SMT and SpaRTA: optimizer state = 8 bytes x trainable entries (fp32 Adam moments),
@@ -26,7 +26,7 @@ import time
 import torch
 
 from explorer import data
-from explorer.memory.model import account
+from explorer.memory.measured import account
 from explorer.methods import METHODS as REGISTRY
 from explorer.methods import apply_method
 from explorer.methods.smt import run_warmup

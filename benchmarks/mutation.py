@@ -8,10 +8,10 @@ constant changed, an argument dropped, ...) in
 
 * ``explorer/methods/`` (every method),
 * ``explorer/sparse.py`` (the sparse mechanism of LoRA-SP, SpaRTA and SMT),
-* the analytic memory model in ``explorer/memory/model.py`` (mutmut mutates the whole file, since it cannot cut a
-  file in two; only the mutants of the analytic model's functions -- ``ANALYTIC`` below, the part after
-  the ``analytic`` banner -- are run and counted: the measured half is covered by the byte-account tests
-  and is outside this benchmark),
+* the analytic memory model in ``explorer/memory/`` (every module but ``measured.py``, the byte account, which
+  the byte-account tests cover) and each method's memory facts in its module (``memory_plan``, its save rule,
+  ``settings_text``): only the functions in ``ANALYTIC`` below are run and counted (mutmut mutates whole
+  files),
 
 and runs, for each mutant, only the tests that call the mutated function (mutmut records which ones in a
 first clean run), out of the selection in ``setup.cfg`` ([mutmut] pytest_add_cli_args_test_selection:
@@ -40,16 +40,30 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT_JSON = ROOT / "benchmarks" / "results" / "mutation.json"
 OUT_MD = ROOT / "benchmarks" / "results" / "mutation.md"
 
-# the analytic memory model: functions and classes after the "analytic" banner in explorer/memory/model.py
-ANALYTIC = ["fmt_bytes", "to_gb", "to_gib", "ModelSpec", "spec_from_config", "spec_from_model", "spec_for",
-            "_Plan", "_plan", "_Acts", "_detailed_activations", "korthikanti_activations", "estimate",
-            "estimate_table"]
+# the analytic memory model: module -> its functions and classes (explorer/memory/ and each method's memory facts)
+ANALYTIC = {
+    "explorer.memory.units": ["fmt_bytes", "to_gb", "to_gib"],
+    "explorer.memory.specs": ["ModelSpec", "spec_from_config", "spec_from_model", "spec_for"],
+    "explorer.memory.plan": ["LinearCall", "trained_weight", "MemoryPlan", "adapter_shapes", "targets_text"],
+    "explorer.memory.activations": ["Acts", "Walk", "_embeddings", "_bert_layer", "_llama_layer", "_head",
+                                    "detailed_activations", "checkpointed", "korthikanti_activations"],
+    "explorer.memory.options": ["Options", "options", "precision_notes", "shard"],
+    "explorer.memory.analytic": ["resolve_spec", "memory_plan", "_weights", "estimate", "estimate_table"],
+    "explorer.methods.full": ["memory_plan"],
+    "explorer.methods.lora": ["lora_saves", "lora_memory_plan", "memory_plan"],
+    "explorer.methods.dora": ["memory_plan"],
+    "explorer.methods.lora_sp": ["lora_sp_saves", "memory_plan"],
+    "explorer.methods.tied_lora": ["tied_saves", "memory_plan"],
+    "explorer.methods.smt": ["smt_saves", "memory_plan"],
+    "explorer.methods.sparta": ["memory_plan"],
+}
 
 SCOPES = {
     "methods": ["explorer.methods.*"],
     "sparse": ["explorer.sparse.*"],
     # mutmut names a function's mutants module.x_name__mutmut_N and a method's module.xǁClassǁname__mutmut_N
-    "memory": [p for n in ANALYTIC for p in (f"explorer.memory.model.x_{n}__mutmut_*", f"explorer.memory.model.xǁ{n}ǁ*")],
+    "memory": [p for mod, names in ANALYTIC.items() for n in names
+               for p in (f"{mod}.x_{n}__mutmut_*", f"{mod}.xǁ{n}ǁ*")],
 }
 SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
 for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "sparta"):  # one method file at a time
@@ -58,10 +72,11 @@ for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "spart
 
 # the files each scope mutates, and the tests that cover them (the test selection of a scoped run; setup.cfg
 # lists the union, for a plain `mutmut run`)
-SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"], "memory": ["explorer/memory/model.py"]}
-SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py"],
+SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"],
+               "memory": sorted({m.replace(".", "/") + ".py" for m in ANALYTIC})}
+SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py", "tests/test_memory.py"],
                "sparse": ["tests/test_mutation_kills.py"],
-               "memory": ["tests/test_memory.py"]}
+               "memory": ["tests/test_memory.py", "tests/test_memory_options.py"]}
 
 
 def _scope_parts(scope: str) -> list[str]:

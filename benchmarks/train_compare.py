@@ -5,7 +5,7 @@ For each method at its default knobs (the same seed, data order, batch size and 
 
 - final accuracy on the held-out split,
 - trainable parameters,
-- peak memory from the byte account (``explorer.memory.model``: weights + gradients + optimizer state + activations
+- peak memory from the byte account (``explorer.memory.measured``: weights + gradients + optimizer state + activations
   saved for backward) in the steady state (training phase; SMT's warm-up steps are full fine-tuning and are
   reported apart), with the analytic model's figure beside it,
 - step time: the median of an interleaved timing pass after training: every method times one
@@ -33,7 +33,9 @@ from pathlib import Path
 
 import torch
 
-from explorer.memory import model as memory
+from explorer.memory.analytic import estimate
+from explorer.memory.specs import spec_from_model
+from explorer.memory.units import fmt_bytes
 from explorer.methods import METHODS
 from explorer.engine.train import TrainConfig, load_for, train
 
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
                        batch_size=args.batch_size, max_len=args.max_len, seed=args.seed, eval_every=0,
                        eval_examples=args.eval_examples, device="cpu")
     loaded, task = load_for(cfg0)
-    spec = memory.spec_from_model(loaded.model, args.model)
+    spec = spec_from_model(loaded.model, args.model)
     from explorer import data as data_mod
 
     # the padded width of every training batch (the same seed and order as the runs)
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
         peak_rec = max(tr, key=lambda r: r.get("total_bytes") or 0) if tr else None
         width = widths[peak_rec["step"] - 1] if peak_rec and peak_rec["step"] - 1 < len(widths) else args.max_len
         try:
-            est = memory.estimate(spec, m, {}, precision="fp32", batch=args.batch_size, seq_len=width,
+            est = estimate(spec, m, {}, precision="fp32", batch=args.batch_size, seq_len=width,
                                   device="cpu")
             est_total = est["total_bytes"]
         except Exception as e:  # noqa: BLE001
@@ -173,7 +175,7 @@ def main(argv=None) -> int:
         results[m] = res
         r = rows[m]
         print(f"[{m}] {r['status']} acc={r['final_accuracy']} trainable={r['trainable_params']} "
-              f"peak={memory.fmt_bytes(r['peak_memory_bytes'], 'MiB')} "
+              f"peak={fmt_bytes(r['peak_memory_bytes'], 'MiB', 1)} "
               f"step(run)={r['step_time_run_median_s']:.3f}s wall={r['wall_time_s']:.0f}s", flush=True)
     times, timing_width = interleaved_timing(results, loaded, task, cfg0, args.timing_rounds)
     for m, ts in times.items():
@@ -245,10 +247,10 @@ def render(out: dict) -> str:
     smt = rows.get("smt", {})
     if smt.get("peak_memory_warmup_bytes"):
         lines.append(f"- SMT's {smt['warmup_steps']} warm-up steps (full fine-tuning, inside the step budget) peak at "
-                     f"{memory.fmt_bytes(smt['peak_memory_warmup_bytes'], 'MiB')}; the table shows the steady "
+                     f"{fmt_bytes(smt['peak_memory_warmup_bytes'], 'MiB', 1)}; the table shows the steady "
                      "state after block selection.")
     lines.append("- Peak memory: max over the training steps of weights + gradients + optimizer state + saved "
-                 "activations (MiB = 2^20 bytes). The analytic column is the memory model (explorer.memory.model.estimate, "
+                 "activations (MiB = 2^20 bytes). The analytic column is the memory model (explorer.memory.analytic.estimate, "
                  "fp32, detailed activations) at the padded length of the peak step's batch.")
     lines.append(f"- Step time: median CPU time (time.process_time, 1 thread) of {out.get('timing_rounds', '?')} "
                  f"interleaved steps per method after training, on one batch of {out['batch_size']} x "

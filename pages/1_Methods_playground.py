@@ -253,7 +253,7 @@ def body():
             st.markdown(f"The left method trains **{ratio:.3g}×** as many parameters as the right one "
                         f"({a.trainable:,} vs {b.trainable:,}). Gradients (4 B) and AdamW's two moments (8 B) exist "
                         "only for trainable parameters; the frozen fp32 weights "
-                        f"({pg.fmt_bytes(a.weight_bytes)}) and the activations come on top for both.")
+                        f"({fmt.nbytes(a.weight_bytes)}) and the activations come on top for both.")
     ui.write_url(schema, PAGE)
 
 

@@ -8,6 +8,9 @@ import pandas as pd
 import streamlit as st
 
 import ui_common as ui
+from explorer.memory import units as U
+from explorer.views import memory_figures as F
+from explorer.views import memory_tables as T
 from explorer.views import memory_views as V
 from explorer.methods import METHODS
 
@@ -95,11 +98,11 @@ def settings_panel(vals: dict, instr: bool) -> None:
         with st.expander("Method knobs (one main knob per method)", expanded=False):
             c = st.columns(4)
             cur = int(st.session_state.get(k("rank"), 8))
-            c[0].select_slider("LoRA / DoRA / LoRA-SP / Tied-LoRA rank r", sorted(set(RANKS) | {cur}), key=k("rank"))
+            c[0].select_slider(V.shared_knob_label("rank", "rank r"), sorted(set(RANKS) | {cur}), key=k("rank"))
             c[1].slider("LoRA-SP frozen fraction", 0.0, 0.99, step=0.01, key=k("freeze"))
             c[2].selectbox("Tied-LoRA preset", V.TL_PRESETS, key=k("tl"),
-                           help="TL6: shared A, B + per-layer u, v all trained; TL5: u, v frozen; vBuA, VeRA-like: "
-                                "see the playground")
+                           help="named combinations of which of A, B, u, v train and whether A, B are shared "
+                                "across layers (the playground draws each)")
             c[3].number_input("SpaRTA sparsity (of all parameters)", 0.0, 0.9999, step=0.001, format="%.4f",
                               key=k("sparsity"), help="0.99 trains 1 % of all parameters as single entries")
             c = st.columns(4)
@@ -111,7 +114,7 @@ def settings_panel(vals: dict, instr: bool) -> None:
                                    help="auto: the largest of 256, 128, … that divides every target")
                 c[3].selectbox("Targets of the PEFT methods", V.TARGET_SETS, key=k("tg"),
                                format_func=lambda t: V.TARGET_LABELS[t],
-                               help="default: LoRA-family q,v; Tied-LoRA and SMT q,k,v; SpaRTA v,o")
+                               help="default: " + V.default_targets_text())
         if not instr:
             with st.expander("Advanced: activation model, attention kernel, device, master copy", expanded=False):
                 c = st.columns(4)
@@ -143,20 +146,20 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
     tpl = ui.plotly_template()
     if good:
         cheapest = min(good, key=lambda r: r["total_bytes"])
-        full = next((r for r in good if r["method"] == "full"), None)
+        full = next((r for r in good if r["trains_all"]), None)  # the row that trains every parameter
         c = st.columns(4)
-        c[0].metric("parameters", V.compact_count(spec.n_params()),
+        c[0].metric("parameters", T.compact_count(spec.n_params()),
                     help=f"{spec.n_params():,}, counted from the config (tied embeddings once)")
-        c[1].metric("smallest total", V.fmt(cheapest["total_bytes"], unit), help=f"{cheapest['label']}: "
-                    f"{V.exact_bytes(cheapest['total_bytes'])}")
+        c[1].metric("smallest total", U.fmt_bytes(cheapest["total_bytes"], unit), help=f"{cheapest['label']}: "
+                    f"{U.exact_bytes(cheapest['total_bytes'])}")
         if full is not None:
-            c[2].metric("full fine-tuning total", V.fmt(full["total_bytes"], unit),
-                        help=V.exact_bytes(full["total_bytes"]))
+            c[2].metric("full fine-tuning total", U.fmt_bytes(full["total_bytes"], unit),
+                        help=U.exact_bytes(full["total_bytes"]))
             c[3].metric("full FT: bytes per parameter", f"{full['bytes_per_trainable_param']} B",
                         help="weight + gradient + optimizer state, activations not included")
         else:
-            c[2].metric("largest total", V.fmt(max(r["total_bytes"] for r in good), unit))
-            c[3].metric("activations (largest)", V.fmt(max(r["activations_bytes"] for r in good), unit))
+            c[2].metric("largest total", U.fmt_bytes(max(r["total_bytes"] for r in good), unit))
+            c[3].metric("activations (largest)", U.fmt_bytes(max(r["activations_bytes"] for r in good), unit))
     for r in rows:
         if "error" in r:
             st.warning(f"{r['label']}: n/a: {r['error']}", icon=":material/warning:")
@@ -169,42 +172,22 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
              + (f"<br>ZeRO-{vals['zero']} × {vals['gpus']} GPUs, {good[0]['scope_label']}"
                 if vals["zero"] or vals["gpus"] > 1 else ""))
     with left:
-        ui.show_fig(V.stack_figure(good, unit, title, tpl), key="mem-stack")
+        ui.show_fig(F.stack_figure(good, unit, title, tpl), key="mem-stack")
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Hover a segment for its exact bytes. All figures from "
-                   "`explorer.memory.model.estimate` (an analytic model, not a measurement).")
+                   "`explorer.memory.analytic.estimate` (an analytic model, not a measurement).")
     with right:
-        e = 4 if vals["prec"] == "fp32" else 2
-        master = 4 if vals["prec"] != "fp32" and vals["master"] else 0
-        mom = 2 if vals["opt"] == "adamw-8bit" else 8
-        z, n = int(vals["zero"]), int(vals["gpus"])
-
-        def shard(stage):
-            return f" ÷ {n} GPUs (ZeRO-{z})" if z >= stage and n > 1 else ""
         st.markdown("**What each colour is**")
-        st.markdown(
-            f"- **Weights**: every parameter and buffer: N × {e} B"
-            + (" (the blocks' linear weights at 0.5 B + 0.127 bit of quantisation constants, the rest 2 B; the "
-               "adapters 2 B)" if vals["prec"] == "4bit" else "") +
-            " plus the adapter's own tensors (frozen ones too)" + shard(3) + ".\n"
-            f"- **Gradients**: one per *trainable* parameter: T × {e} B" + shard(2) + ".\n"
-            f"- **Optimizer state**: {'8-bit' if mom == 2 else 'fp32'} AdamW moments, T × {mom} B"
-            + (", plus the fp32 master copy T × 4 B" if master else "") + shard(1) + ".\n"
-            "- **Activations**: tensors the forward pass keeps for the backward pass; they grow with "
-            "batch × length (and length² for materialised attention scores)"
-            + ("; with checkpointing only each layer's input plus one rebuilt layer" if vals["ckpt"] else "")
-            + ("; per GPU, never sharded" if n > 1 else "") + ".")
-        st.markdown(f"So full fine-tuning costs **{e + e + mom + master} B per parameter** before activations"
-                    + (" and before sharding" if z and n > 1 else "") + "; a PEFT method pays that only for its T "
-                    "trainable parameters and keeps the frozen weights. Figures: **"
-                    + good[0]["scope_label"] + "**.")
+        terms, per_param = T.colour_legend(vals, good[0]["scope_label"])
+        st.markdown(terms)
+        st.markdown(per_param)
         st.caption("Approximations: the total adds terms that do not all peak at the same instant (an upper bound "
                    "of the tensors themselves); CUDA context, allocator caches, temporaries in the backward pass "
                    "and Adam's scalar step counters are left out.")
-    show = pd.DataFrame(V.display_rows(rows, unit))
+    show = pd.DataFrame(T.display_rows(rows, unit))
     st.table(show.set_index("method"))  # a static table wraps its text: nothing is ever cut off
     st.caption(f"Compact forms (k/M/B for counts; {'kB, MB, GB, TB = powers of 10' if unit == 'GB' else 'KiB, MiB, GiB, TiB = powers of 2'}); "
                "the exact values are in the last column, in 'Exact values' below and in the CSV.")
-    df = pd.DataFrame(V.table_rows(rows, unit))
+    df = pd.DataFrame(T.table_rows(rows, unit))
     cfg = {"settings": st.column_config.TextColumn(width="medium"),
            "trainable params": st.column_config.NumberColumn(format="localized", width="medium"),
            "trainable %": st.column_config.NumberColumn(format="%.4f %%")}
@@ -213,7 +196,7 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
             cfg[col] = st.column_config.NumberColumn(format="%.3f", width="medium")
     with st.expander(f"Exact values (in {unit})", expanded=False):
         st.dataframe(df, hide_index=True, column_config=cfg, width="stretch")
-    exact = pd.DataFrame(V.bytes_rows(rows))
+    exact = pd.DataFrame(T.bytes_rows(rows))
     st.download_button("Download the exact bytes (CSV)", exact.to_csv(index=False).encode(),
                        file_name=f"memory_{spec.name}.csv".replace(" ", "_"), mime="text/csv", key="mem_csv")
     notes = sorted({n for r in good for n in r.get("notes", [])})
@@ -244,17 +227,17 @@ def activations_section(spec, vals: dict, rows: list[dict]) -> None:
             f"Here s = {s}, b = {b}, h = {h}, a = {a}: "
             f"{per_layer:,.0f} B per layer × {L} layers"
             + (" × 2 (fp32)" if vals["prec"] == "fp32" else "") +
-            f" = **{V.fmt(r['activations_korthikanti_bytes'], unit)}**. It assumes a GPT block (4h MLP, dropout, "
+            f" = **{U.fmt_bytes(r['activations_korthikanti_bytes'], unit)}**. It assumes a GPT block (4h MLP, dropout, "
             "attention scores kept) and leaves out the embeddings, the head and the logits: an approximation.")
         st.markdown(
             f"The **detailed model** (default) walks the real {spec.family} block tensor by tensor, with what this "
-            f"method adds: **{V.fmt(r['activations_detailed_bytes'], unit)}**. A frozen layer whose input needs no "
-            "gradient saves nothing, so PEFT methods keep less than full fine-tuning.")
+            f"method adds: **{U.fmt_bytes(r['activations_detailed_bytes'], unit)}**. A frozen layer whose input "
+            "needs no gradient saves nothing, so PEFT methods keep less than full fine-tuning.")
         if r["attention"] == "flash":
             st.caption("Attention kernel: flash/SDPA keeps no s² scores, so recomputation changes nothing in the "
                        "detailed model here; pick 'materialized' under Advanced to see the a·s² term.")
     with left:
-        ui.show_fig(V.activation_figure(r, unit, f"Saved for backward by {r['label']}: the detailed model's terms", ui.plotly_template()), key="mem-acts")
+        ui.show_fig(F.activation_figure(r, unit, f"Saved for backward by {r['label']}: the detailed model's terms", ui.plotly_template()), key="mem-acts")
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Terms of the detailed model; hover for exact bytes.")
 
 
@@ -266,28 +249,28 @@ def worked_example_section(unit: str) -> None:
     gb = "GB"  # the claim is in GB (10^9 bytes, 1 TB = 1,000 GB); GiB in the hover and the text
 
     def both(x):
-        return f"{V.fmt(x, 'GB')} = {V.fmt(x, 'GiB')} = {V.exact_bytes(x)}"
+        return f"{U.fmt_bytes(x, 'GB')} = {U.fmt_bytes(x, 'GiB')} = {U.exact_bytes(x)}"
 
     c = st.columns(4)
     c[0].metric("LLaMA-65B parameters", f"{N:,}", help="counted from huggyllama/llama-65b's config")
-    c[1].metric("16 B/param (bf16 mixed + AdamW)", V.fmt(w["static16"], gb), help=both(w["static16"]))
-    c[2].metric("12 B/param (no master copy)", V.fmt(w["static12"], gb), help=both(w["static12"]))
-    c[3].metric("QLoRA: 4-bit + LoRA r=64", V.fmt(w["static_qlora"], gb), help=both(w["static_qlora"]))
+    c[1].metric("16 B/param (bf16 mixed + AdamW)", U.fmt_bytes(w["static16"], gb), help=both(w["static16"]))
+    c[2].metric("12 B/param (no master copy)", U.fmt_bytes(w["static12"], gb), help=both(w["static12"]))
+    c[3].metric("QLoRA: 4-bit + LoRA r=64", U.fmt_bytes(w["static_qlora"], gb), help=both(w["static_qlora"]))
     other = "GiB" if unit == "GB" else "GB"
     st.markdown(
         f"Per parameter: a bf16 weight (2 B) + a bf16 gradient (2 B) + AdamW's two fp32 moments (8 B) + the fp32 "
         f"master copy (4 B) = **{w['bpp16']} B**. Times {N:,} parameters: "
-        f"{V.fmt(wm['weights_bytes'], unit)} weights + {V.fmt(wm['grads_bytes'], unit)} gradients + "
-        f"{V.fmt(wm['optimizer_bytes'], unit)} optimizer state = **{V.fmt(w['static16'], unit)}** "
-        f"({V.fmt(w['static16'], other)}), before a single activation "
-        f"(batch 1 × 512 tokens adds {V.fmt(wm['activations_bytes'], unit)}: total "
-        f"{V.fmt(wm['total_bytes'], unit)}). Without the master copy, as the QLoRA paper counts "
-        f"(\"more than 780 GB\"): {w['bpp12']} B/param = **{V.fmt(w['static12'], unit)}** "
-        f"({V.fmt(w['static12'], other)}). "
+        f"{U.fmt_bytes(wm['weights_bytes'], unit)} weights + {U.fmt_bytes(wm['grads_bytes'], unit)} gradients + "
+        f"{U.fmt_bytes(wm['optimizer_bytes'], unit)} optimizer state = **{U.fmt_bytes(w['static16'], unit)}** "
+        f"({U.fmt_bytes(w['static16'], other)}), before a single activation "
+        f"(batch 1 × 512 tokens adds {U.fmt_bytes(wm['activations_bytes'], unit)}: total "
+        f"{U.fmt_bytes(wm['total_bytes'], unit)}). Without the master copy, as the QLoRA paper counts "
+        f"(\"more than 780 GB\"): {w['bpp12']} B/param = **{U.fmt_bytes(w['static12'], unit)}** "
+        f"({U.fmt_bytes(w['static12'], other)}). "
         f"QLoRA's 4-bit frozen base with LoRA r=64 on every linear layer keeps "
-        f"{V.fmt(q['weights_bytes'], unit)} of weights and {V.fmt(q['grads_bytes'] + q['optimizer_bytes'], unit)} of "
-        f"gradients and optimizer state ({q['trainable_params']:,} trainable parameters).")
-    st.caption("Every number above is computed by `explorer.memory.model.estimate` from the published config. The "
+        f"{U.fmt_bytes(q['weights_bytes'], unit)} of weights and "
+        f"{U.fmt_bytes(q['grads_bytes'] + q['optimizer_bytes'], unit)} of gradients and optimizer state ({q['trainable_params']:,} trainable parameters).")
+    st.caption("Every number above is computed by `explorer.memory.analytic.estimate` from the published config. The "
                "metrics are in GB = 10^9 bytes (the unit of the claim: 1 TB = 1,000 GB; hover for GiB and exact "
                f"bytes); the text in {V.UNIT_WORDS[unit]}. The preset 'LLaMA-65B full fine-tuning > 1 TB' draws it.")
 
@@ -346,7 +329,7 @@ def measured_section(vals: dict) -> None:
         rows = V.compare_rows(results)
         good = [r for r in rows if "error" not in r]
         if good:
-            ui.show_fig(V.compare_figure(good, unit, f"{name}: estimated vs measured, fp32, batch {b} × {s}",
+            ui.show_fig(F.compare_figure(good, unit, f"{name}: estimated vs measured, fp32, batch {b} × {s}",
                                          ui.plotly_template()), key="mem-compare")
             st.caption(f"Units: {V.UNIT_WORDS[unit]}. Measured = bytes of real tensors after step "
                        f"{V.MEASURE_STEPS}; hover for exact bytes. Measuring took "
@@ -355,7 +338,7 @@ def measured_section(vals: dict) -> None:
         if "error" in r:
             st.warning(f"{r['label']} was not measured: {r['error']}", icon=":material/warning:")
     if good:
-        df = pd.DataFrame(V.compare_table(good, unit))
+        df = pd.DataFrame(T.compare_table(good, unit))
         cfg = {c: st.column_config.NumberColumn(format="%.5f") for c in df.columns if c.endswith(f"({unit})")}
         cfg["difference %"] = st.column_config.NumberColumn(format="%+.2f %%",
                                                             help="(estimated − measured) / measured")

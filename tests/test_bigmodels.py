@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.memory.model import estimate, spec_for
+from explorer.memory.analytic import estimate
+from explorer.memory.specs import spec_for
 from explorer.methods import METHODS, KnobError, apply_method
 from explorer.models import ModelLoadError, build_meta, config_models, fresh_copy, load_model
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from benchmarks import gpu_check
-from explorer.memory import model as memory
+from explorer.memory.analytic import estimate
+from explorer.memory.specs import spec_from_model
 from explorer.methods import METHODS
 
 @pytest.fixture(autouse=True)
@@ -60,13 +61,13 @@ def test_cpu_dry_run_writes_json_and_table(dry):
     from explorer.models import load_model
 
     n_params = load_model("tiny-llama").info.n_params
-    spec = memory.spec_from_model(load_model("tiny-llama").model)
+    spec = spec_from_model(load_model("tiny-llama").model)
     for m, r in rows.items():
         assert r["status"] == "finished", (m, r["message"])
         assert r["cuda_peak_bytes"] is None and r["cuda_vs_account"] is None  # no CUDA figure on the CPU
         assert r["weights_bytes"] >= 4 * n_params  # fp32 weights at least
         assert r["account_peak_bytes"] > r["weights_bytes"]
-        est = memory.estimate(spec, m, {}, precision="fp32", batch=16, seq_len=r["analytic_seq_len"], device="cpu")
+        est = estimate(spec, m, {}, precision="fp32", batch=16, seq_len=r["analytic_seq_len"], device="cpu")
         assert r["analytic_bytes"] == pytest.approx(est["total_bytes"])
         assert r["analytic_vs_account"] == pytest.approx(est["total_bytes"] / r["account_peak_bytes"])
         assert f"| {m} | finished | {r['trainable_params']:,} | {r['account_peak_bytes'] / 2**20:,.1f} | n/a |" in md

@@ -8,8 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from explorer.memory.model import (PUBLISHED, MemoryAccountant, ModelSpec, account, estimate, fmt_bytes,
-                             korthikanti_activations, spec_for, spec_from_model)
+from explorer.memory.activations import korthikanti_activations
+from explorer.memory.analytic import estimate
+from explorer.memory.measured import MemoryAccountant, account
+from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for, spec_from_model
+from explorer.memory.units import fmt_bytes
 from explorer.methods import METHODS, KnobError, apply_method
 from explorer.models import fresh_copy
 

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from explorer.cli.memory import breakdown
-from explorer.memory.model import GB, PUBLISHED, KnobError, ModelSpec, estimate
+from explorer.memory.analytic import estimate
+from explorer.memory.specs import PUBLISHED, ModelSpec
+from explorer.memory.units import GB
+from explorer.methods import KnobError
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_LIN = ["q", "k", "v", "o", "gate", "up", "down"]

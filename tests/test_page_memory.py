@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from explorer.memory import units as U
+from explorer.views import memory_figures as F
+from explorer.views import memory_tables as T
 from explorer.views import memory_views as V
-from explorer.memory.model import PUBLISHED, estimate
+from explorer.memory.analytic import estimate
+from explorer.memory.specs import PUBLISHED
 from explorer.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +66,7 @@ def test_schema_clamps_and_knobs_feed_the_model():
 def test_figures_carry_exact_bytes_and_units():
     d = V.page_schema().defaults()
     rows = V.estimate_rows(PUBLISHED["mistral-7b"], d, methods=["full", "lora"])
-    fig = V.stack_figure(rows, "GiB", "t")
+    fig = F.stack_figure(rows, "GiB", "t")
     bars = [t for t in fig.data if t.type == "bar"]
     assert [t.name for t in bars] == ["weights", "gradients", "optimizer state", "activations"]
     w = bars[0]
@@ -93,14 +97,14 @@ def test_compare_table_relative_difference_and_cuda_peak():
     rec = dict(weights_bytes=100, grads_bytes=10, optimizer_bytes=24, activations_bytes=40, total_bytes=174,
                trainable_params=5, optimizer_scalar_bytes=4, cuda_peak_bytes=999)
     rows = V.compare_rows([dict(method="lora", label="LoRA", settings="", rec=rec, est=est, seconds=0.1)])
-    t = {r["term"]: r for r in V.compare_table(rows, "GB")}
+    t = {r["term"]: r for r in T.compare_table(rows, "GB")}
     assert t["activations"]["difference %"] == pytest.approx(25.0)
     assert t["optimizer state"]["difference %"] == pytest.approx(-100 * 4 / 24)
     assert t["CUDA peak (max_memory_allocated)"]["measured (bytes)"] == 999
     assert rows[0]["meas_opt_scalar"] == 4
     rec["cuda_peak_bytes"] = None  # off CUDA: no peak row
     rows = V.compare_rows([dict(method="lora", label="LoRA", settings="", rec=rec, est=est, seconds=0.1)])
-    assert not any("CUDA" in r["term"] for r in V.compare_table(rows, "GB"))
+    assert not any("CUDA" in r["term"] for r in T.compare_table(rows, "GB"))
 
 
 # ----------------------------------------------------------------------------- the page
@@ -240,14 +244,14 @@ def test_measure_tiny_bert_shows_measured_vs_estimated():
 
 
 def test_compact_forms_never_cut_and_exact_kept():
-    assert V.compact_count(65_285_660_672) == "65.3 B" and V.compact_count(4226) == "4,226"
-    assert V.compact_count(16_384_000) == "16.4 M"
-    assert V.compact_bytes(1_044_570_571_264, "GB") == "1.04 TB" and V.compact_bytes(349.5e9, "GB") == "350 GB"
-    assert V.compact_bytes(2 ** 30 * 13.5, "GiB") == "13.5 GiB" and V.compact_bytes(812 * 2 ** 20, "GiB") == "812 MiB"
+    assert T.compact_count(65_285_660_672) == "65.3 B" and T.compact_count(4226) == "4,226"
+    assert T.compact_count(16_384_000) == "16.4 M"
+    assert U.compact_bytes(1_044_570_571_264, "GB") == "1.04 TB" and U.compact_bytes(349.5e9, "GB") == "350 GB"
+    assert U.compact_bytes(2 ** 30 * 13.5, "GiB") == "13.5 GiB" and U.compact_bytes(812 * 2 ** 20, "GiB") == "812 MiB"
     d = V.page_schema().defaults()
     d.update(prec="4bit")
     rows = V.estimate_rows(PUBLISHED["llama-65b"], d, methods=["full", "lora"])
-    shown = {r["method"]: r for r in V.display_rows(rows, "GB")}
+    shown = {r["method"]: r for r in T.display_rows(rows, "GB")}
     full = shown["Full FT"]
     assert full["total"] == "n/a" and full["exact values / note"].startswith("n/a: a 4-bit base cannot be fully")
     assert all(v is not None for v in full.values())
@@ -303,3 +307,26 @@ def test_zero_preset_sets_every_new_option():
     e = estimate("llama-2-70b", "full", precision="bf16-mixed", batch=1, seq_len=2048, checkpointing=True,
                  zero=3, gpus=8)
     assert table(at).set_index("method").loc["Full FT", "total (GB)"] == pytest.approx(e["total_bytes"] / 1e9)
+
+
+def test_colour_legend_bytes_per_parameter_and_sharding():
+    d = V.page_schema().defaults()  # bf16 mixed, AdamW, master copy: 2 + 2 + 8 + 4
+    terms, per = T.colour_legend(d, "per GPU")
+    assert "**16 B per parameter**" in per and "N × 2 B" in terms and "T × 8 B" in terms and "T × 4 B" in terms
+    assert "÷" not in terms and "Figures: **per GPU**" in per
+    _, per = T.colour_legend({**d, "opt": "adamw-8bit", "master": False}, "per GPU")  # 2 + 2 + 2
+    assert "**6 B per parameter**" in per
+    terms, per = T.colour_legend({**d, "prec": "fp32", "zero": 2, "gpus": 4}, "per GPU")  # 4 + 4 + 8, no master
+    assert "**16 B per parameter** before activations and before sharding" in per
+    lines = terms.split("\n")
+    assert "÷ 4 GPUs (ZeRO-2)" in lines[1] and "÷ 4 GPUs (ZeRO-2)" in lines[2] and "÷" not in lines[0]
+    assert "master copy" not in terms and "per GPU, never sharded" in lines[3]
+
+
+def test_tied_lora_presets_on_the_page_are_the_methods_own():
+    from explorer.methods import tied_lora
+
+    assert set(V.TL_PRESETS) == set(tied_lora.PRESETS) and V.TL_PRESETS[0] == "TL6"  # the knob's default first
+    assert V.page_schema().parse({"tl": "custom"})[0]["tl"] == "TL6"  # custom needs the switches: not offered here
+    for name in tied_lora.PRESETS:
+        assert V.method_knobs("tied-lora", {**V.page_schema().defaults(), "tl": name})["preset"] == name

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explorer.memory.model import estimate, spec_for
+from explorer.memory.analytic import estimate
+from explorer.memory.specs import spec_for
 from explorer.methods import KnobError, apply_method
 from explorer.methods.sparta import apportion
 from explorer.models import fresh_copy

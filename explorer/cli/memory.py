@@ -12,14 +12,15 @@ SCOPES = ("per-gpu", "total")
 
 
 def add_parser(sub):
-    from explorer.memory.model import ACTIVATION_MODELS, OPTIMIZERS, PRECISIONS
+    from explorer.memory.options import ACTIVATION_MODELS, ATTENTIONS, OPTIMIZERS, PRECISIONS
+    from explorer.methods import METHODS
 
     p = sub.add_parser("memory", help="the analytic memory breakdown (weights, gradients, optimizer state, "
                                       "activations) of one model and method")
     p.add_argument("--model", default="llama-2-7b",
                    help="a bundled config (llama-2-7b, llama-2-70b, …), a published spec (llama-65b, gpt3-175b, …), "
                         "a small registry model (minilm, tiny-bert, …) or a folder with a config.json")
-    p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
+    p.add_argument("--method", default="lora", help=", ".join(METHODS))
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a method knob, repeatable (e.g. -k rank=64 -k targets=q,k,v,o,gate,up,down)")
     p.add_argument("--precision", default="bf16-mixed", choices=PRECISIONS)
@@ -34,7 +35,7 @@ def add_parser(sub):
     p.add_argument("--batch", type=int, default=1, help="sequences per GPU per step")
     p.add_argument("--seq-len", type=int, default=512, help="tokens per sequence")
     p.add_argument("--activation-model", default="detailed", choices=ACTIVATION_MODELS)
-    p.add_argument("--attention", default="auto", choices=("auto", "flash", "materialized"))
+    p.add_argument("--attention", default="auto", choices=ATTENTIONS)
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="the device assumed (dropout masks)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
@@ -47,7 +48,9 @@ TERMS = (("weights_bytes", "weights"), ("grads_bytes", "gradients"), ("optimizer
 
 def breakdown(model: str, method: str, knobs: dict | None = None, scope: str = "per-gpu", **kw) -> dict:
     """``estimate`` for a model name with the terms in the chosen scope (per GPU, or x gpus for the total)."""
-    from explorer.memory.model import KnobError, estimate, spec_for
+    from explorer.memory.analytic import estimate
+    from explorer.memory.specs import spec_for
+    from explorer.methods import KnobError
 
     if scope not in SCOPES:
         raise KnobError(f"scope must be per-gpu or total (got '{str(scope)[:20]}')")
@@ -65,7 +68,7 @@ def breakdown(model: str, method: str, knobs: dict | None = None, scope: str = "
 
 def run(args) -> int:
     from explorer.cli.core import parse_knobs
-    from explorer.memory.model import fmt_bytes
+    from explorer.memory.units import fmt_bytes
 
     est = breakdown(args.model, args.method, parse_knobs(args.knob), scope=args.scope, precision=args.precision,
                     master_copy=not args.no_master_copy, optimizer=args.optimizer,

@@ -40,10 +40,7 @@ from torch import nn
 from explorer import data as data_mod
 from explorer.errors import DataError, user_message
 
-try:  # measured byte account (explorer/memory/model.py, written in parallel)
-    from explorer.memory import model as memory_mod
-except Exception:  # pragma: no cover - only while memory.py is missing or broken
-    memory_mod = None
+from explorer.memory import measured as memory_mod  # the measured byte account (a stale import must fail loudly)
 
 from explorer.methods import METHODS as _METHODS  # noqa: E402
 
@@ -100,7 +97,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:0, mps
     warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = DEFAULT_LR["full"])
-    measure_memory: bool = True  # byte account per step (explorer.memory.model)
+    measure_memory: bool = True  # byte account per step (explorer.memory.measured)
     text_col: str | None = None
     label_col: str | None = None
     prompt_col: str | None = None
@@ -376,7 +373,7 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
 
     ``on_step(record)`` is called after every step (and after every evaluation) with the
     record dict; ``memory_fn(model, optimizer, device) -> dict`` (optional) adds fields to
-    every record when the byte account of ``explorer.memory.model`` is not wanted.
+    every record when the byte account of ``explorer.memory.measured`` is not wanted.
     """
     state = state or RunState(cfg)
     state.cfg = cfg

@@ -34,6 +34,15 @@ optional (``OPTIONAL_FACTS``, default in brackets): ``overview_pictures(adapter)
 
 Behaviour that differs per method lives on its ``Adapter`` subclass (``needs_warmup``, ``warmup_moves_weights``,
 ``delta_granule``, ``analytic_bytes()``, ``saves_whole_model``, ``meta_note()``, ...).
+
+Memory facts: the memory calculator (``explorer.memory``, ``explorer.views.memory_views``, page 4, the
+``memory`` command) never asks a method's name; ``MethodInfo`` exposes what the method's module provides.
+Required: ``memory_plan(spec, knobs) -> explorer.memory.plan.MemoryPlan`` (the trainable count by part from a
+``ModelSpec``'s shapes, frozen adapter floats and int32 index bytes, and per target type a save rule that
+records what the adapted layer keeps for backward; ``adapter_shapes`` finds the targets) and
+``settings_text(knobs) -> str`` (one short line for a table row).  Optional: ``MEMORY_PAGE_KNOBS`` (the knobs
+the Memory calculator shows: knob name -> its address key, e.g. ``{"rank": "rank"}``; default none) and
+``MEASURE_KNOBS`` (knobs a quick memory measurement overrides, e.g. SMT's short warm-up; default none).
 """
 
 from __future__ import annotations
@@ -63,7 +72,8 @@ _REGISTRY = {
 _MODULES = {name: import_module(f"{__name__}.{module}") for name, module in _REGISTRY.items()}
 
 REQUIRED_FACTS = ("LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "COLOR_SLOT",
-                  "DEVIATIONS", "KNOBS", "apply", "formula_lines", "illustrative_delta", "matrix_pictures")
+                  "DEVIATIONS", "KNOBS", "apply", "formula_lines", "illustrative_delta", "matrix_pictures",
+                  "memory_plan", "settings_text")
 
 
 def _no_pictures(adapter) -> list:
@@ -115,6 +125,11 @@ class MethodInfo:
         self.warmup_is_full_finetuning: Callable[[dict], bool] = opt["warmup_is_full_finetuning"]
         self.has_warmup: bool = bool(opt["HAS_WARMUP"])
         self.takes_selection: bool = bool(opt["TAKES_SELECTION"])
+        # memory facts (see the module docstring)
+        self.memory_plan = module.memory_plan
+        self.settings_text = module.settings_text
+        self.memory_page_knobs: dict[str, str] = getattr(module, "MEMORY_PAGE_KNOBS", {})
+        self.measure_knobs: dict = getattr(module, "MEASURE_KNOBS", {})
 
     @property
     def sweepable(self) -> bool:

@@ -29,3 +29,13 @@ class DoraAdapter(LoraAdapter):
 
 def apply(model, knobs, n_base, **_):
     return DoraAdapter(model, knobs, n_base)
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+MEMORY_PAGE_KNOBS = lora.MEMORY_PAGE_KNOBS
+settings_text = lora.settings_text
+
+
+def memory_plan(spec, knobs: dict):
+    return lora.lora_memory_plan(spec, knobs, "dora", magnitude=True)

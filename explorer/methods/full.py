@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from explorer.memory.plan import ORDER, MemoryPlan, trained_weight
 from explorer.targets import find_targets
 from .base import Adapter, Knob, Layout
 from .facts import mask_picture, tensor_bytes
@@ -83,3 +84,15 @@ def illustrative_delta(adapter, target: str, gen):
 
 def matrix_pictures(adapter, layout, warmup):
     return [mask_picture(layout, "Full fine-tuning trains every entry.")]
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+def settings_text(knobs: dict) -> str:
+    return "every parameter"
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    """Every parameter trains: every linear layer keeps its input, norms and embeddings train too."""
+    return MemoryPlan(knobs, trainable_parts=dict(all=spec.n_params()), trains_base=True,
+                      save_rules={t: trained_weight for t in ORDER})

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from explorer.targets import head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
 from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
@@ -137,3 +139,51 @@ def matrix_pictures(adapter, layout, warmup):
 def sweep_point(rank: int, budget: int, geo):
     """LoRA at rank r is the budget (alpha = 2 r, the project's sweep convention)."""
     return dict(rank=rank, alpha=2.0 * rank, targets=list(geo.targets)), f"LoRA r={rank}"
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+MEMORY_PAGE_KNOBS = {"rank": "rank"}  # knob -> the Memory calculator's address key (see explorer.methods)
+
+
+def settings_text(knobs: dict) -> str:
+    return f"r={knobs.get('rank')} on {targets_text(knobs, KNOBS)}"
+
+
+def lora_saves(call: LinearCall, rank: int, dropout: float, magnitude: bool = False) -> bool:
+    """peft's LoRA layer: the adapter's own input (or its dropout output and mask), the r-wide A x; DoRA adds
+    its base and LoRA outputs (both (s b d_out) operands of products) and the d_out-sized norm vectors."""
+    te = call.tokens * call.e
+    if dropout > 0:  # peft: each target's own dropout (mask only if x needs a gradient)
+        if call.needs_grad_in:
+            call.save(f"{call.out_key}.lora_drop_mask", call.tokens * call.d_in * call.mask_e, "LoRA: adapter dropout")
+        call.save(f"{call.out_key}.lora_drop_out", te * call.d_in, "LoRA: adapter dropout")
+    else:
+        call.save_input()
+    call.save(f"{call.out_key}.lora_h", te * rank, "LoRA: A x (r wide)")
+    if magnitude:
+        # peft DoRA: (m/||W+dW|| - 1) * base_out + m/||W+dW|| * lora_out; both products save their
+        # (s b d_out) operand, plus the d_out-sized norm vectors
+        label = "DoRA: base output and LoRA output"
+        call.save(f"{call.out_key}.dora_base", te * call.d_out, label)
+        call.save(f"{call.out_key}.dora_lora", te * call.d_out, label)
+        call.save(f"{call.out_key}.dora_vec", 3 * call.d_out * call.e, label)
+    return True
+
+
+def lora_memory_plan(spec, knobs: dict, method: str = "lora", magnitude: bool = False) -> MemoryPlan:
+    """LoRA (DoRA with ``magnitude``: one more d_out vector per target) on ``spec``'s target shapes."""
+    a = adapter_shapes(spec, method, knobs["targets"])
+    r, head = knobs["rank"], spec.head_params()
+    n = sum(r * (i + o) + (o if magnitude else 0) for _, _, o, i in a.shapes)
+    rule = partial(lora_saves, rank=r, dropout=knobs["dropout"], magnitude=magnitude)
+    plan = MemoryPlan(knobs, trainable_parts=dict(adapters=n, head=head), head_copy=head,
+                      save_rules={t: rule for t in a.types})
+    if head:
+        plan.notes.append("peft modules_to_save keeps a frozen copy of the original head besides the trained "
+                          "one (counted in weights).")
+    return plan
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    return lora_memory_plan(spec, knobs)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 import zlib
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from explorer.sparse import linear_from, scatter_entries
 from explorer.targets import set_submodule
 from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
@@ -248,3 +250,42 @@ def matrix_pictures(adapter, layout, warmup):
             f"{d['b_total']:,}. Frozen entries are buffers, so weight decay and Adam cannot move them; "
             "frozen entries of B stay zero.")
     return [Picture("factor_masks", "Trained (orange) and frozen (grey) entries of B and A", text, dict(a=ma, b=mb))]
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+MEMORY_PAGE_KNOBS = {"rank": "rank", "freeze": "freeze"}  # knob -> the Memory calculator's address key
+_LABEL = "LoRA-SP: A x, assembled A and B, indices"
+
+
+def settings_text(knobs: dict) -> str:
+    return f"r={knobs.get('rank')}, {knobs.get('freeze', 0.5):.0%} frozen, on {targets_text(knobs, KNOBS)}"
+
+
+def lora_sp_saves(call: LinearCall, rank: int, n_a: int, n_b: int) -> bool:
+    """The input, the assembled A (when x needs a gradient: F.linear(x, A_eff) keeps it), the r-wide A x, the
+    assembled B and the int32 indices of the trainable entries."""
+    call.save_input()
+    if call.needs_grad_in:
+        call.save(f"{call.out_key}.a_eff", rank * call.d_in * 4, _LABEL)
+    call.save(f"{call.out_key}.lora_h", call.tokens * rank * call.e, _LABEL)
+    call.save(f"{call.out_key}.b_eff", call.d_out * rank * 4, _LABEL)
+    call.save(f"{call.out_key}.idx", 8 * (n_a + n_b), _LABEL)
+    return True
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    """Trainable entries of A and B as parameters; A and B whole as frozen buffers; int32 indices."""
+    a = adapter_shapes(spec, "lora-sp", knobs["targets"])
+    r, fr = knobs["rank"], knobs["freeze"]
+    plan = MemoryPlan(knobs)
+    n = 0
+    for _, _, o, i in a.shapes:
+        na, nb = _n_train(r * i, fr), _n_train(o * r, fr)
+        n += na + nb
+        plan.extra_float += r * i + o * r  # a0, b0 buffers hold every entry (frozen values)
+        plan.extra_index_bytes += 4 * (na + nb)
+    plan.trainable_parts = dict(adapters=n, head=spec.head_params())
+    plan.save_rules = {t: partial(lora_sp_saves, rank=r, n_a=_n_train(r * i, fr), n_b=_n_train(o * r, fr))
+                       for t, (o, i) in a.by_type.items()}
+    return plan

@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import Target, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
@@ -420,3 +422,50 @@ def sweep_point(rank: int, budget: int, geo):
     n = max(1, min(geo.total_blocks, round(budget / (b * b))))
     return (dict(targets=list(geo.targets), block_size=b, blocks=n, warmup_mode="full"),
             f"SMT {n} blocks of {b}×{b}")
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+MEMORY_PAGE_KNOBS = {"blocks": "smt_blocks", "density": "smt_density", "block_size": "smt_bs"}  # knob -> page key
+# a memory measurement picks its blocks after a short gradient-only warm-up (memory depends on how many, not which)
+MEASURE_KNOBS = dict(warmup_steps=2, warmup_mode="gradient-only")
+
+
+def settings_text(knobs: dict) -> str:
+    bs = knobs.get("block_size") or "auto"
+    if knobs.get("density"):
+        budget = f"density {knobs['density']:.3g}"
+    elif knobs.get("blocks"):
+        budget = f"{knobs['blocks']:,} blocks"
+    else:
+        budget = "auto ≈1 % of all params"
+    return f"{budget}, block {bs}, on {targets_text(knobs, KNOBS)}"
+
+
+def smt_saves(call: LinearCall, block: int, ucols: int) -> bool:
+    """A compact copy of the input columns the selected blocks read (``ucols`` column blocks of width b)."""
+    call.save(f"{call.out_key}.xc", call.tokens * ucols * block * call.e, "SMT: input column blocks")
+    return True
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    """n b x b blocks (the same budget rule as the adapter, clamped to the blocks that exist), int32 block
+    coordinates and column indices; the blocks are assumed spread evenly over the targets."""
+    a = adapter_shapes(spec, "smt", knobs["targets"])
+    shapes = a.shapes
+    b = resolve_block_size(knobs["block_size"], [(o, i) for _, _, o, i in shapes])
+    if b <= 0 or any(o % b or i % b for _, _, o, i in shapes):
+        raise KnobError(f"smt: no block size divides every target of {spec.name}; set block_size")
+    total_blocks = sum((o // b) * (i // b) for _, _, o, i in shapes)
+    nb = max(1, min(block_budget(knobs, spec.n_params(), b, total_blocks)[0], total_blocks))
+    per_matrix = nb / len(shapes)  # the selection is data-dependent: assume an even spread over the targets
+    plan = MemoryPlan(knobs, trainable_parts=dict(blocks=nb * b * b, head=spec.head_params()),
+                      extra_index_bytes=4 * 3 * nb + 4 * min(nb, sum(i // b for _, _, _, i in shapes)),
+                      save_rules={t: partial(smt_saves, block=b, ucols=min(math.ceil(per_matrix), i // b))
+                                  for t, (o, i) in a.by_type.items()})
+    plan.notes.append(f"SMT: {nb} blocks of {b}x{b}; which matrices they fall in depends on the warm-up, so the "
+                      "input columns saved for backward assume the blocks spread evenly over the targets "
+                      "(each matrix's blocks in distinct column blocks: an upper bound).")
+    plan.notes.append("SMT warm-up (full mode) costs full fine-tuning memory plus an fp32 gradient sum per "
+                      "target for its warm-up steps; figures here are the steady state after selection.")
+    return plan

@@ -20,6 +20,7 @@ import zlib
 import torch
 from torch import nn
 
+from explorer.memory.plan import MemoryPlan, adapter_shapes, targets_text, trained_weight
 from explorer.sparse import SparseDeltaLinear, random_entries
 from explorer.targets import set_submodule
 from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
@@ -76,7 +77,7 @@ def apportion(total: int, sizes: list[int]) -> list[int]:
 def budget(knobs: dict, n_base: int, head: int, sizes: list[int]) -> tuple[list[int], list[str]]:
     """Entries per target matrix (``sizes`` = d_out x d_in of each) and the notes that explain the budget.
 
-    The one budget rule of SpaRTA, shared by the adapter and the memory model (``explorer.memory.model``)."""
+    The one budget rule of SpaRTA, shared by the adapter and the memory model (:func:`memory_plan`)."""
     S = sum(sizes)
     notes: list[str] = []
     if knobs.get("density") and knobs["density"] > 0:
@@ -241,3 +242,25 @@ def sweep_point(rank: int, budget: int, geo):
     """The density of the targets that holds about the budget."""
     dens = min(1.0, budget / geo.cells)
     return dict(targets=list(geo.targets), density=round(dens, 6)), f"SpaRTA density {dens:.3%}"
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+MEMORY_PAGE_KNOBS = {"sparsity": "sparsity"}  # knob -> the Memory calculator's address key (see explorer.methods)
+
+
+def settings_text(knobs: dict) -> str:
+    return f"sparsity {knobs.get('sparsity')} on {targets_text(knobs, KNOBS)}"
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    """The budget rule of :func:`budget`; each entry is an fp32 delta with an int32 row and column; the custom
+    function keeps its input (``trained_weight``'s rule)."""
+    a = adapter_shapes(spec, "sparta", knobs["targets"])
+    head = spec.head_params()
+    counts, notes = budget(knobs, spec.n_params(), head, [o * i for _, _, o, i in a.shapes])
+    n = sum(counts)
+    if n <= 0:
+        raise KnobError("sparta: the budget selects no entries (sparsity 1.0 or density 0)")
+    return MemoryPlan(knobs, trainable_parts=dict(entries=n, head=head), extra_index_bytes=8 * n,
+                      save_rules={t: trained_weight for t in a.types}, notes=list(notes))

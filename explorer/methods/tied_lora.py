@@ -16,11 +16,13 @@ is not certain from public sources.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from explorer.sparse import linear_from
 from explorer.targets import INPUT_GROUPS, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
@@ -342,3 +344,51 @@ def overview_pictures(adapter):
 
 def matrix_pictures(adapter, layout, warmup):
     return []  # the sharing diagram (overview_pictures) says it for every matrix
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+MEMORY_PAGE_KNOBS = {"rank": "rank", "preset": "tl"}  # knob -> the Memory calculator's address key
+_LABEL = "Tied-LoRA: A x, u A x, v-scaled update"
+
+
+def settings_text(knobs: dict) -> str:
+    return f"{knobs.get('preset')}, r={knobs.get('rank')} on {targets_text(knobs, KNOBS)}"
+
+
+def tied_saves(call: LinearCall, rank: int, sw: dict) -> bool:
+    """x when A trains, A x when u trains, u A x when B trains, the (s b d_out) update when v trains."""
+    te = call.tokens * call.e
+    if sw["train_A"]:
+        call.save_input()
+    rg_h = call.needs_grad_in or sw["train_A"]
+    if sw["train_u"]:
+        call.save(f"{call.out_key}.h", te * rank, _LABEL)
+    rg_h = rg_h or sw["train_u"]
+    if sw["train_B"]:
+        call.save(f"{call.out_key}.hu", te * rank, _LABEL)
+    rg_upd = rg_h or sw["train_B"]
+    if sw["train_v"]:
+        call.save(f"{call.out_key}.upd", te * call.d_out, _LABEL)
+    return rg_upd or sw["train_v"] or call.needs_grad_in
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    """The paper's count from real shapes; every tensor of A, B, u, v exists, the frozen ones as buffers."""
+    from explorer.targets import Target
+
+    a = adapter_shapes(spec, "tied-lora", knobs["targets"])
+    sw, r, L = resolve_switches(knobs), knobs["rank"], spec.n_layers
+    n = expected_count([Target(f"{layer}.{t}", layer, t, o, i) for layer, t, o, i in a.shapes], r, sw)
+    groups: dict[str, dict] = {}
+    for _, t, o, i in a.shapes:
+        groups.setdefault(_group_key(t), {})[t] = (o, i)
+    total = 0
+    for g in groups.values():
+        d_out = sum(s[0] for s in g.values())
+        d_in = next(iter(g.values()))[1]
+        n_ab = 1 if sw["tied"] else L
+        total += n_ab * (r * d_in + d_out * r) + L * (r + d_out)
+    rule = partial(tied_saves, rank=r, sw=sw)
+    return MemoryPlan(knobs, trainable_parts=dict(adapters=n, head=spec.head_params()), extra_float=total - n,
+                      save_rules={t: rule for t in a.types})

@@ -17,9 +17,12 @@ anywhere peft runs.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
+from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from explorer.targets import head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
 from .facts import (KnobContext, Picture, Widget, fmt_count, per_shape_lines, seed_knob, targets_knob,
@@ -167,3 +170,38 @@ def matrix_pictures(adapter, layout, warmup):
             f"**b** ({d_out}, scaling the rows of B): {layout.trainable:,} numbers instead of {d_out * d_in:,}.")
     return [Picture("lowrank_shapes", "W + diag(b)·B·diag(d)·A, to scale", text,
                     dict(d_out=d_out, d_in=d_in, rank=r))]
+
+
+# ----------------------------------------------------------------------------- memory facts
+
+def settings_text(knobs: dict) -> str:
+    return f"r={knobs.get('rank')} on {targets_text(knobs, KNOBS)}"
+
+
+def vera_saves(call: LinearCall, rank: int, dropout: float) -> bool:
+    """peft's VeRA layer, b ⊙ (B_slice (d ⊙ (A_slice x))): A and B are frozen, so x is not kept for them
+    (a product with a frozen weight keeps the weight, a view of the shared buffer); d ⊙ h keeps h = A x
+    (r wide) for d's gradient, b ⊙ z keeps z = B (d ⊙ h) (d_out wide) for b's; dropout keeps its mask when x
+    needs a gradient."""
+    te = call.tokens * call.e
+    if dropout > 0 and call.needs_grad_in:
+        call.save(f"{call.out_key}.vera_drop_mask", call.tokens * call.d_in * call.mask_e, "VeRA: adapter dropout")
+    call.save(f"{call.out_key}.vera_h", te * rank, "VeRA: A x (r wide), for d")
+    call.save(f"{call.out_key}.vera_z", te * call.d_out, "VeRA: B diag(d) A x (d_out wide), for b")
+    return True
+
+
+def memory_plan(spec, knobs: dict) -> MemoryPlan:
+    """Σ (r + d_out) trained per target; the shared A (r x largest d_in) and B (largest d_out x r) are frozen
+    floats; peft's modules_to_save keeps a frozen copy of the head."""
+    a = adapter_shapes(spec, "vera", knobs["targets"])
+    r, head = knobs["rank"], spec.head_params()
+    n = sum(r + o for _, _, o, _ in a.shapes)
+    d_in, d_out = max(i for _, _, _, i in a.shapes), max(o for _, _, o, _ in a.shapes)  # as shared_shape
+    rule = partial(vera_saves, rank=r, dropout=knobs["dropout"])
+    plan = MemoryPlan(knobs, trainable_parts=dict(adapters=n, head=head), head_copy=head,
+                      extra_float=r * d_in + d_out * r, save_rules={t: rule for t in a.types})
+    if head:
+        plan.notes.append("peft modules_to_save keeps a frozen copy of the original head besides the trained "
+                          "one (counted in weights).")
+    return plan

@@ -1,18 +1,18 @@
-"""The Memory calculator page's pure helpers: settings schema, knobs per method, tables, figures, live measurement.
+"""The Memory calculator page's pure helpers: settings schema, knobs per method, estimate rows, live measurement.
 
 No streamlit here (``pages/4_Memory_calculator.py`` draws; this module computes).  Every number comes from
-``explorer.memory.model.estimate`` (the analytic model) or from ``explorer.memory.model.MemoryAccountant`` (bytes that really
-exist after two AdamW steps); nothing is typed in.
+``explorer.memory.analytic.estimate`` (the analytic model) or from ``explorer.memory.measured.MemoryAccountant``
+(bytes that really exist after two AdamW steps); nothing is typed in.  No method is named here: a method's knobs
+on this page, its settings line and its measurement overrides are facts of its module (``explorer.methods``).
 
 - :func:`page_schema`: every setting of the page as a whitelisted, clamped URL field.
 - :func:`spec_for_choice`: a ModelSpec for a published config, a real small model (read from its config) or the
   custom shape typed on the page.
-- :func:`method_knobs`: the page's main knob per method (rank, freeze, Tied-LoRA preset, SMT blocks/density/block
-  size, SpaRTA sparsity, shared targets) as the method's knob dict.
-- :func:`estimate_rows` / :func:`table_rows` / :func:`stack_figure`: the estimates, their table and the stacked bars.
+- :func:`method_knobs`: the page's knobs of one method (its ``MEMORY_PAGE_KNOBS``; shared targets) as its knob dict.
+- :func:`estimate_rows`: the estimates (tables: ``memory_tables``; figures: ``memory_figures``).
 - :func:`worked_example`: the ">1 TB for LLaMA-65B full fine-tuning" numbers, computed by ``estimate``.
-- :func:`measure_method` / :func:`compare_rows` / :func:`compare_figure`: a live measurement on a small model and
-  its comparison with the estimate at the same settings.
+- :func:`measure_method` / :func:`compare_rows`: a live measurement on a small model and its comparison with the
+  estimate at the same settings.
 - :data:`PRESETS`: lesson presets for the page.
 """
 
@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import time
 
-import plotly.graph_objects as go
-
-from explorer.views.figures import COLORS, _base
-from explorer.memory.model import (GB, GIB, PUBLISHED, KnobError, ModelSpec, estimate, spec_for, spec_from_config,
-                     spec_from_model)
-from explorer.methods import METHODS
+from explorer.memory.analytic import estimate
+from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for, spec_from_config, spec_from_model
+from explorer.methods import METHODS, KnobError
+from explorer.views.figures import COLORS
 from explorer.workshop.presets import Preset
 from explorer.urlstate import Field, Schema
 
@@ -52,9 +50,17 @@ SCOPE_LABELS = {"per-gpu": "per GPU", "total": "all GPUs together"}
 PRECISION_LABELS = {"fp32": "fp32 (4 B weights)", "bf16-mixed": "bf16 mixed (2 B + fp32 master)",
                      "4bit": "4-bit weights (QLoRA-style)"}
 UNITS = ("GB", "GiB")
-UNIT_BYTES = {"GB": GB, "GiB": GIB}
 UNIT_WORDS = {"GB": "GB = 10^9 bytes", "GiB": "GiB = 2^30 bytes"}
-TL_PRESETS = ("TL6", "TL5", "vBuA", "VeRA-like")
+
+
+def page_knob(key: str):
+    """The method knob behind a page field (``MEMORY_PAGE_KNOBS``: knob name -> field key), the first that reads it."""
+    return next(kn for info in METHODS.values() for name, k in info.memory_page_knobs.items() if k == key
+                for kn in info.knobs if kn.name == name)
+
+
+_TL = page_knob("tl")
+TL_PRESETS = tuple(sorted((c for c in _TL.choices if c != "custom"), key=lambda c: c != _TL.default))  # default 1st
 SMT_BLOCK_SIZES = ("auto", "16", "32", "64", "128", "256")
 TARGET_SETS = ("default", "qv", "attn", "all")
 TARGET_LABELS = {"default": "each method's default", "qv": "q, v", "attn": "attention: q, k, v, o",
@@ -92,7 +98,7 @@ def page_schema() -> Schema:
         Field("unit", "choice", "GB", choices=UNITS),
         Field("rank", "int", 8, min=1, max=512),
         Field("freeze", "float", 0.5, min=0.0, max=0.99),
-        Field("tl", "choice", "TL6", choices=TL_PRESETS),
+        Field("tl", "choice", _TL.default, choices=TL_PRESETS),
         Field("smt_blocks", "int", 0, min=0, max=10_000_000),
         Field("smt_density", "float", 0.0, min=0.0, max=1.0),
         Field("smt_bs", "choice", "auto", choices=SMT_BLOCK_SIZES),
@@ -136,6 +142,22 @@ def spec_for_choice(choice: str, values: dict | None = None) -> ModelSpec:
     raise KnobError(f"unknown model '{choice}': choose one of {', '.join(MODELS)}")
 
 
+def shared_knob_label(key: str, text: str) -> str:
+    """A page field's label naming every method that reads it: "LoRA / DoRA / ... rank r"."""
+    return " / ".join(SHORT.get(m, m) for m, info in METHODS.items() if key in info.memory_page_knobs.values()) \
+        + " " + text
+
+
+def default_targets_text() -> str:
+    """Each method's default target matrices, from its knobs: "LoRA q,v; ...; SpaRTA v,o"."""
+    out = []
+    for m, info in METHODS.items():
+        tg = next((kn.default for kn in info.knobs if kn.name == "targets"), None)
+        if tg:
+            out.append(f"{SHORT.get(m, m)} {','.join(tg)}")
+    return "; ".join(out)
+
+
 def targets_for(choice: str, method: str, family: str) -> list[str] | None:
     """The target types of a shared target set for ``family`` (None: the method's own default)."""
     if choice == "default":
@@ -148,22 +170,22 @@ def targets_for(choice: str, method: str, family: str) -> list[str] | None:
 
 
 def method_knobs(method: str, values: dict, family: str = "llama") -> dict:
-    """The page's main knob(s) of ``method`` as its knob dict (the rest stay at the method's defaults)."""
+    """The page's knobs of ``method`` (its module's ``MEMORY_PAGE_KNOBS``: knob name -> address key) as its knob
+    dict; alpha follows the rank (2r, as in the presets: it does not change memory); the shared target set goes
+    to every method with targets.  The rest stay at the method's defaults."""
+    info = METHODS[method]
+    kinds = {kn.name: kn for kn in info.knobs}
     k: dict = {}
-    if method in ("lora", "dora", "lora-sp", "tied-lora"):
-        k["rank"] = int(values["rank"])
-        k["alpha"] = 2.0 * int(values["rank"])  # alpha does not change memory; 2r as in the presets
-    if method == "lora-sp":
-        k["freeze"] = float(values["freeze"])
-    if method == "tied-lora":
-        k["preset"] = values["tl"]
-    if method == "smt":
-        k["blocks"] = int(values["smt_blocks"])
-        k["density"] = float(values["smt_density"])
-        k["block_size"] = 0 if values["smt_bs"] == "auto" else int(values["smt_bs"])
-    if method == "sparta":
-        k["sparsity"] = float(values["sparsity"])
-    if method != "full":
+    for name, key in info.memory_page_knobs.items():
+        v = values[key]
+        if kinds[name].kind == "int":
+            v = kinds[name].default if v == "auto" else int(v)
+        elif kinds[name].kind == "float":
+            v = float(v)
+        k[name] = v
+        if name == "rank" and "alpha" in kinds:
+            k["alpha"] = 2.0 * int(v)
+    if "targets" in kinds:
         tg = targets_for(values.get("tg", "default"), method, family)
         if tg:
             k["targets"] = tg
@@ -171,31 +193,8 @@ def method_knobs(method: str, values: dict, family: str = "llama") -> dict:
 
 
 def knob_summary(method: str, knobs: dict) -> str:
-    """A short human description of the knobs used for one row."""
-    info = METHODS[method]
-    defaults = {kn.name: kn.default for kn in info.knobs}
-    tg = knobs.get("targets", defaults.get("targets"))
-    tgs = ",".join(tg) if tg else ""
-    if method == "full":
-        return "every parameter"
-    if method in ("lora", "dora"):
-        return f"r={knobs.get('rank')} on {tgs}"
-    if method == "lora-sp":
-        return f"r={knobs.get('rank')}, {knobs.get('freeze', 0.5):.0%} frozen, on {tgs}"
-    if method == "tied-lora":
-        return f"{knobs.get('preset')}, r={knobs.get('rank')} on {tgs}"
-    if method == "smt":
-        bs = knobs.get("block_size") or "auto"
-        if knobs.get("density"):
-            budget = f"density {knobs['density']:.3g}"
-        elif knobs.get("blocks"):
-            budget = f"{knobs['blocks']:,} blocks"
-        else:
-            budget = "auto ≈1 % of all params"
-        return f"{budget}, block {bs}, on {tgs}"
-    if method == "sparta":
-        return f"sparsity {knobs.get('sparsity')} on {tgs}"
-    return ""
+    """A short human description of the knobs used for one row (the method's ``settings_text``)."""
+    return METHODS[method].settings_text(knobs)
 
 
 def estimate_kwargs(values: dict) -> dict:
@@ -236,190 +235,6 @@ def estimate_rows(spec: ModelSpec, values: dict, methods=None) -> list[dict]:
         except ValueError as e:  # KnobError is a ValueError
             out.append(dict(method=m, label=METHODS[m].label, settings=knob_summary(m, knobs), error=str(e)))
     return out
-
-
-# ----------------------------------------------------------------------------- numbers as text
-
-
-def in_unit(n: float, unit: str) -> float:
-    return float(n) / UNIT_BYTES[unit]
-
-
-def fmt(n: float | None, unit: str, digits: int | None = None) -> str:
-    """``n`` bytes in ``unit`` with a sensible number of digits (more for small numbers)."""
-    if n is None:
-        return "n/a"
-    v = in_unit(n, unit)
-    if digits is None:
-        digits = 1 if abs(v) >= 100 else 2 if abs(v) >= 1 else 3 if abs(v) >= 0.01 else 5
-    return f"{v:,.{digits}f} {unit}"
-
-
-def compact_count(n: float) -> str:
-    """A count in at most 4 significant characters: 4,226 / 65.3 M / 6.74 B (exact value elsewhere)."""
-    n = float(n)
-    for div, suf in ((1e12, " T"), (1e9, " B"), (1e6, " M")):
-        if abs(n) >= div:
-            v = n / div
-            return f"{v:.3g}{suf}" if v < 1000 else f"{v:,.0f}{suf}"
-    return f"{n:,.0f}"
-
-
-def compact_bytes(n: float | None, unit: str) -> str:
-    """Bytes in the prefix that fits, of the unit's family (GB: kB, MB, GB, TB; GiB: KiB, MiB, GiB, TiB),
-    3 significant digits: 1.04 TB, 13.5 GB, 350 GB, 812 MiB."""
-    if n is None:
-        return "n/a"
-    n = float(n)
-    steps = ((10 ** 12, "TB"), (10 ** 9, "GB"), (10 ** 6, "MB"), (10 ** 3, "kB")) if unit == "GB" else \
-        ((2 ** 40, "TiB"), (2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB"))
-    for div, name in steps:
-        if abs(n) >= div:
-            v = n / div
-            return f"{v:.3g} {name}" if v < 1000 else f"{v:,.0f} {name}"
-    return f"{n:,.0f} B"
-
-
-def display_rows(rows: list[dict], unit: str) -> list[dict]:
-    """The on-screen table: short, never cut off (compact forms), the exact values in the last column;
-    a method that cannot run shows "n/a" and says why."""
-    out = []
-    for r in rows:
-        if "error" in r:
-            reason = r["error"] if r["error"].startswith("n/a") else f"n/a: {r['error']}"
-            out.append({"method": SHORT[r["method"]], "settings": r["settings"], "trainable": "n/a",
-                        "trainable %": "n/a", "weights": "n/a", "gradients": "n/a", "optimizer state": "n/a",
-                        "activations": "n/a", "total": "n/a", "B / trainable param": "n/a",
-                        "exact values / note": reason})
-            continue
-        n, t = r["n_params"], r["trainable_params"]
-        out.append({
-            "method": SHORT[r["method"]], "settings": r["settings"], "trainable": compact_count(t),
-            "trainable %": f"{100.0 * t / n:.4g} %" if n else "0 %",
-            "weights": compact_bytes(r["weights_bytes"], unit), "gradients": compact_bytes(r["grads_bytes"], unit),
-            "optimizer state": compact_bytes(r["optimizer_bytes"], unit),
-            "activations": compact_bytes(r["activations_bytes"], unit),
-            "total": compact_bytes(r["total_bytes"], unit),
-            "B / trainable param": str(r["bytes_per_trainable_param"]),
-            "exact values / note": f"trainable {t:,} of {n:,}; total {exact_bytes(r['total_bytes'])} "
-                                   f"({r.get('scope_label', 'per GPU')})",
-        })
-    return out
-
-
-def exact_bytes(n: float) -> str:
-    """Exact bytes; a fractional count (4-bit constants) is shown with one decimal."""
-    return f"{int(n):,} B" if float(n).is_integer() else f"{n:,.1f} B"
-
-
-def table_rows(rows: list[dict], unit: str) -> list[dict]:
-    """One dict per method for the exact table: counts, each term and the total in ``unit`` (named in the keys).
-    Methods that cannot run are left out here (the on-screen table says why, :func:`display_rows`)."""
-    out = []
-    for r in rows:
-        if "error" in r:
-            continue
-        n, t = r["n_params"], r["trainable_params"]
-        out.append({
-            "method": SHORT[r["method"]], "settings": r["settings"], "trainable params": t,
-            "trainable %": 100.0 * t / n if n else 0.0,
-            f"weights ({unit})": in_unit(r["weights_bytes"], unit),
-            f"gradients ({unit})": in_unit(r["grads_bytes"], unit),
-            f"optimizer state ({unit})": in_unit(r["optimizer_bytes"], unit),
-            f"activations ({unit})": in_unit(r["activations_bytes"], unit),
-            f"total ({unit})": in_unit(r["total_bytes"], unit),
-            "B per trainable param": r["bytes_per_trainable_param"],
-            f"activations, Korthikanti ({unit})": in_unit(r["activations_korthikanti_bytes"], unit),
-        })
-    return out
-
-
-def bytes_rows(rows: list[dict]) -> list[dict]:
-    """Exact bytes per term (for a CSV download)."""
-    out = []
-    for r in rows:
-        if "error" in r:
-            continue
-        out.append(dict(model=r["model"], method=r["method"], settings=r["settings"], precision=r["precision"],
-                        optimizer=r["optimizer"], checkpointing=r["checkpointing"], zero=r["zero"], gpus=r["gpus"],
-                        scope=r.get("scope_label", "per GPU"),
-                        batch=r["batch"], seq_len=r["seq_len"], recompute=r["recompute"],
-                        activation_model=r["activation_model"], n_params=r["n_params"],
-                        trainable_params=r["trainable_params"],
-                        **{k: r[k] for k, _, _ in TERMS}, total_bytes=r["total_bytes"]))
-    return out
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def stack_figure(rows: list[dict], unit: str, title: str, template: str = "plotly_white",
-                 height: int = 440) -> go.Figure:
-    """One stacked bar per method: weights, gradients, optimizer state, activations (in ``unit``).
-
-    Hover shows the exact bytes of each term; the total is written above each bar.
-    """
-    good = [r for r in rows if "error" not in r]
-    names = [SHORT.get(r["method"], r["method"]) for r in good]
-    fig = go.Figure()
-    for key, label, color in TERMS:
-        fig.add_trace(go.Bar(
-            x=names, y=[in_unit(r[key], unit) for r in good], name=label, marker_color=color,
-            customdata=[[exact_bytes(r[key]), fmt(r[key], unit)] for r in good],
-            hovertemplate="<b>%{x}</b><br>" + label + ": %{customdata[1]}<br>= %{customdata[0]}<extra></extra>"))
-    tops = [in_unit(r["total_bytes"], unit) for r in good]
-    fig.add_trace(go.Scatter(
-        x=names, y=tops, mode="text", text=[fmt(r["total_bytes"], unit) for r in good], textposition="top center",
-        showlegend=False, customdata=[exact_bytes(r["total_bytes"]) for r in good],
-        hovertemplate="<b>%{x}</b><br>total: %{text}<br>= %{customdata}<extra></extra>"))
-    ymax = max(tops) if tops else 1.0
-    fig.update_yaxes(title_text=f"memory ({UNIT_WORDS[unit]})", range=[0, ymax * 1.15 or 1], rangemode="tozero")
-    fig.update_xaxes(title_text=None)
-    return _legend_top(_base(fig, template, title, height))
-
-
-def _legend_top(fig: go.Figure) -> go.Figure:
-    """Stacked bars: legend in stacking order above the plot, below the title."""
-    top = 84 if fig.layout.title.text else 40
-    fig.update_layout(barmode="stack", bargap=0.3, margin=dict(t=top),
-                      legend=dict(orientation="h", y=1.0, x=0, xanchor="left", yanchor="bottom",
-                                  traceorder="normal"))
-    if fig.layout.title.text:
-        fig.update_layout(title=dict(y=0.97, yanchor="top"))
-    return fig
-
-
-def activation_figure(row: dict, unit: str, title: str, template: str = "plotly_white",
-                      height: int = 340) -> go.Figure:
-    """What the detailed activation model counts for one method, term by term (largest first)."""
-    terms = sorted(row.get("activation_terms", {}).items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(
-        y=[k for k, _ in terms], x=[in_unit(v, unit) for _, v in terms], orientation="h", marker_color=COLORS[2],
-        customdata=[[exact_bytes(v), fmt(v, unit)] for _, v in terms],
-        hovertemplate="%{y}: %{customdata[1]}<br>= %{customdata[0]}<extra></extra>"))
-    fig.update_xaxes(title_text=f"saved for backward ({UNIT_WORDS[unit]})")
-    return _base(fig, template, title, height)
-
-
-def compare_figure(rows: list[dict], unit: str, title: str, template: str = "plotly_white",
-                   height: int = 420) -> go.Figure:
-    """Estimated and measured stacked bars side by side for each measured method."""
-    good = [r for r in rows if "error" not in r]
-    x = [[SHORT.get(r["method"], r["method"]) for r in good for _ in (0, 1)], ["est.", "meas."] * len(good)]
-    fig = go.Figure()
-    for key, label, color in TERMS:
-        ys, cd = [], []
-        for r in good:
-            for src in ("est", "meas"):
-                v = r[src][key]
-                ys.append(in_unit(v, unit))
-                cd.append([exact_bytes(v), fmt(v, unit, 3)])
-        fig.add_trace(go.Bar(x=x, y=ys, name=label, marker_color=color, customdata=cd,
-                             hovertemplate="%{x}<br>" + label + ": %{customdata[1]}<br>= %{customdata[0]}"
-                                           "<extra></extra>"))
-    fig.update_yaxes(title_text=f"memory ({UNIT_WORDS[unit]})", rangemode="tozero")
-    fig.update_xaxes(tickangle=0)
-    return _legend_top(_base(fig, template, title, height))
 
 
 # ----------------------------------------------------------------------------- worked example
@@ -479,7 +294,7 @@ def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, d
     """
     import torch
 
-    from explorer.memory.model import MemoryAccountant
+    from explorer.memory.measured import MemoryAccountant
     from explorer.methods import apply_method
     from explorer.models import fresh_copy
 
@@ -492,8 +307,7 @@ def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, d
     vocab = int(getattr(cfg, "vocab_size", 30522))
     n_lab = int(getattr(cfg, "num_labels", 2) or 2)
     knobs = dict(knobs)
-    if method == "smt":
-        knobs.update(warmup_steps=2, warmup_mode="gradient-only")
+    knobs.update(METHODS[method].measure_knobs)  # e.g. SMT: a 2-batch gradient-only warm-up
     model = fresh_copy(loaded.model).to(device)
     adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup:
@@ -543,26 +357,6 @@ def compare_rows(results: list[dict]) -> list[dict]:
                         trainable_est=r["est"]["trainable_params"], trainable_meas=r["rec"]["trainable_params"],
                         cuda_peak=r["rec"].get("cuda_peak_bytes"), seconds=r["seconds"],
                         meas_opt_scalar=int(r["rec"].get("optimizer_scalar_bytes", 0) or 0)))
-    return out
-
-
-def compare_table(rows: list[dict], unit: str) -> list[dict]:
-    """Measured vs estimated per term with the relative difference (estimate − measured) / measured."""
-    out = []
-    for r in rows:
-        if "error" in r:
-            out.append({"method": SHORT[r["method"]], "term": "—", "note": r["error"]})
-            continue
-        for key, label in [(k, lab) for k, lab, _ in TERMS] + [("total_bytes", "total")]:
-            e, m = r["est"][key], r["meas"][key]
-            d = rel_diff(e, m)
-            out.append({"method": SHORT[r["method"]], "term": label, f"estimated ({unit})": in_unit(e, unit),
-                        f"measured ({unit})": in_unit(m, unit), "estimated (bytes)": int(round(e)),
-                        "measured (bytes)": int(m), "difference %": None if d is None else 100.0 * d})
-        if r.get("cuda_peak") is not None:
-            out.append({"method": SHORT[r["method"]], "term": "CUDA peak (max_memory_allocated)",
-                        f"measured ({unit})": in_unit(r["cuda_peak"], unit), "measured (bytes)": int(r["cuda_peak"]),
-                        "note": "allocator peak during the step: includes temporaries the model does not count"})
     return out
 
 

@@ -318,13 +318,3 @@ def default_counts(loaded) -> list[tuple[str, int | None, str]]:
     with _LOCK:
         _SUMMARIES[key] = out
     return out
-
-
-def fmt_bytes(n: float) -> str:
-    """Binary units, said explicitly (KiB, MiB, GiB)."""
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

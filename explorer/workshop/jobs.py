@@ -16,7 +16,7 @@ Start at once run at most ``max_running`` fine-tunes (default 2, environment var
     job.cancel()        # queued: never starts; running: sets the run's stop event
     job.wait(timeout=60)
 
-Memory check: ``need_bytes`` (an estimate from :func:`explorer.memory.model.estimate`, see
+Memory check: ``need_bytes`` (an estimate from :func:`explorer.memory.analytic.estimate`, see
 :func:`estimate_run_bytes`) times ``safety`` (default 1.5) must fit in the free memory
 (``psutil.virtual_memory().available``, or the free CUDA memory for a CUDA run) both when
 the run is submitted and again when it leaves the queue; otherwise :class:`MemoryRefused`
@@ -99,15 +99,15 @@ def check_memory(need_bytes: float | None, free: int | None, safety: float = DEF
 
 
 def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
-    """Analytic fp32 estimate (``explorer.memory.model.estimate``) of one run's memory, or None if it cannot be made.
+    """Analytic fp32 estimate (``explorer.memory.analytic.estimate``) of one run's memory, or None if it cannot be made.
 
-    Uses the shape of ``loaded.model`` when given, else ``memory.spec_for(cfg.model)``.
+    Uses the shape of ``loaded.model`` when given, else ``explorer.memory.specs.spec_for(cfg.model)``.
     """
     try:
-        from explorer.memory import model as M
+        from explorer.memory.analytic import estimate
+        from explorer.memory.specs import spec_for, spec_from_model
 
-        spec = M.spec_from_model(loaded.model, cfg.model) if loaded is not None else M.spec_for(cfg.model,
-                                                                                                 num_labels)
+        spec = spec_from_model(loaded.model, cfg.model) if loaded is not None else spec_for(cfg.model, num_labels)
         dev = (cfg.device or "auto").lower()
         if dev == "auto":
             try:
@@ -118,12 +118,12 @@ def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
                 dev = "cpu"
         kw = dict(precision="fp32", batch=int(cfg.batch_size), seq_len=int(cfg.max_len),
                   device="cuda" if dev.startswith("cuda") else "cpu")
-        est = M.estimate(spec, cfg.method, dict(cfg.knobs or {}), **kw)
+        est = estimate(spec, cfg.method, dict(cfg.knobs or {}), **kw)
         total = float(est["total_bytes"])
         knobs = dict(cfg.knobs or {})
         if METHODS[cfg.method].warmup_is_full_finetuning(knobs) and getattr(cfg, "smt_selection", None) is None:
             # a warm-up of full fine-tuning (SMT, as in the public code): that phase sets the peak
-            total = max(total, float(M.estimate(spec, "full", {}, **kw)["total_bytes"]))
+            total = max(total, float(estimate(spec, "full", {}, **kw)["total_bytes"]))
         return total
     except Exception:  # noqa: BLE001 - no estimate: the run itself reports bad knobs
         return None

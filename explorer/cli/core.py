@@ -15,7 +15,9 @@ def add_parser(sub):
                    "a bundled config-only model (llama-2-7b, llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b, "
                    "qwen2.5-0.5b, qwen2.5-7b, gemma-2b, gpt2, bert-base, bert-large: built on the meta device), "
                    "a local folder (a config.json alone is enough) or a hub id")
-    p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
+    from explorer.methods import METHODS
+
+    p.add_argument("--method", default="lora", help=", ".join(METHODS))
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a method knob, repeatable (e.g. -k rank=4 -k targets=q,v)")
     p.add_argument("--task", default=None, help="task for SMT's warm-up batches (default: the model's built-in task)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui_common as ui
-from explorer.smt import analysis as A
+from explorer import smt as A
 from explorer.views import fmt
 from explorer.views import smt_views as V
 from explorer.methods.smt import SCORE_LABELS

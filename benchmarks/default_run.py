@@ -1,6 +1,6 @@
 """The default fine-tune, as a room first sees it: does it learn, and how long does it take?
 
-The Fine-tune page's defaults and the CLI's ``train`` defaults are both ``explorer.engine.train.TrainConfig()``
+The Fine-tune page's defaults and the CLI's ``train`` defaults are both ``explorer.engine.config.TrainConfig()``
 (minilm, LoRA at its default knobs, the model's built-in task, 150 steps, batch 16, evaluation every 25
 steps on 200 held-out examples).  This runs that exact configuration side by side with 1 torch thread (what
 a run gets on the server: cores / PEFT_EXPLORER_MAX_RUNS = 2 / 2) and with 2 threads, and reports held-out
@@ -22,7 +22,11 @@ from pathlib import Path
 
 import torch
 
-from explorer.engine.train import TrainConfig, load_for, train
+from explorer.engine.config import TrainConfig
+
+from explorer.engine.prepare import load_for
+
+from explorer.engine.train import train
 
 OUT = Path(__file__).resolve().parent / "results" / "default_run.json"
 TARGET_ACC, TARGET_S = 0.85, 45.0

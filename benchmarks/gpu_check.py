@@ -125,7 +125,9 @@ def method_row(res, cfg, loaded, spec, widths, device: str) -> dict:
 def part_finetune(args, loaded, task) -> dict:
     import torch
 
-    from explorer.engine.train import TrainConfig, pick_device, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.prepare import pick_device
+    from explorer.engine.train import train
 
     cfg = TrainConfig(model=args.model, method="lora", steps=args.finetune_steps, device=args.device,
                       batch_size=args.batch_size, max_len=args.max_len, eval_every=0,
@@ -149,7 +151,8 @@ def part_methods(args, loaded, task, deadline) -> tuple[list[dict], list[dict]]:
 
     from explorer.memory.specs import spec_from_model
     from explorer.methods import METHODS
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     spec = spec_from_model(loaded.model, args.model)
     rows, skipped = [], []
@@ -175,7 +178,9 @@ def part_queue(args, loaded) -> dict:
     import torch
 
     from explorer.workshop.jobs import MemoryRefused, default_queue, estimate_run_bytes, free_bytes
-    from explorer.engine.train import RunState, TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.state import RunState
+    from explorer.engine.train import train
 
     q = default_queue()
     cfg = TrainConfig(model=args.model, method="lora", steps=args.queue_steps, device=args.device,
@@ -415,7 +420,8 @@ def main(argv=None) -> int:
                started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), skipped=[], errors=[])
     if dry:
         out["skipped"].append(dict(part="CUDA figures", reason="dry run on the CPU: no CUDA peak memory, no GPU"))
-    from explorer.engine.train import TrainConfig, load_for
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.prepare import load_for
 
     t0 = time.perf_counter()
     loaded, task = load_for(TrainConfig(model=args.model, method="lora", device=dev))

@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     from explorer.views import playground as pg
     from explorer.workshop.jobs import estimate_run_bytes
     from explorer.models import load_model
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     t0 = time.time()
     loaded = load_model(args.model)

@@ -26,6 +26,7 @@ import time
 import torch
 
 from explorer import data
+from explorer.engine.step import StepPlan, run_step
 from explorer.memory.measured import account
 from explorer.methods import METHODS as REGISTRY
 from explorer.methods import apply_method
@@ -46,13 +47,10 @@ def measure(loaded, method: str, batches) -> dict:
     params = [p for _, p in adapter.trainable_parameters()]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
     adapter.model.train()
+    plan = StepPlan(optimizer=opt, measure=lambda: account(adapter.model, opt))  # before zero_grad: grads exist
     t0 = time.perf_counter()
     for batch in batches[:2]:
-        loss = adapter.model(**batch).loss
-        loss.backward()
-        opt.step()
-        acc = account(adapter.model, opt)  # before zero_grad: the gradients still exist
-        opt.zero_grad(set_to_none=True)
+        acc = run_step(adapter.model, batch, plan).memory
     dt = (time.perf_counter() - t0) / 2
     n_train = adapter.num_trainable()
     moments = acc["optimizer_bytes"] - acc.get("optimizer_scalar_bytes", 0)

@@ -37,7 +37,10 @@ from explorer.memory.analytic import estimate
 from explorer.memory.specs import spec_from_model
 from explorer.memory.units import fmt_bytes
 from explorer.methods import METHODS
-from explorer.engine.train import TrainConfig, load_for, train
+from explorer.engine.config import TrainConfig
+from explorer.engine.prepare import load_for
+from explorer.engine.step import StepPlan, run_step
+from explorer.engine.train import train
 
 OUT = Path(__file__).resolve().parent / "results" / "train_compare.json"
 PEFT = [m for m, info in METHODS.items() if info.paper != "baseline"]  # every method but the baseline
@@ -75,15 +78,12 @@ def interleaved_timing(results: dict, loaded, task, cfg_base: TrainConfig, round
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
-    def one(m):
+    def one(m):  # the fine-tune's step: forward, backward, clip, AdamW, the adapter's hook
         ad, params, opt = setups[m]
+        plan = StepPlan(optimizer=opt, params=params, clip=cfg_base.grad_clip or float("inf"),
+                        after_update=ad.on_step_end)
         c0, t0 = time.process_time(), time.perf_counter()
-        loss = ad.model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg_base.grad_clip or float("inf"))
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        ad.on_step_end(opt)
+        run_step(ad.model, batch, plan)
         return time.process_time() - c0, time.perf_counter() - t0
 
     for m in setups:  # first step allocates Adam's state: untimed

@@ -15,7 +15,7 @@ from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
 from explorer.workshop.runs import FineTuneRun, start_fine_tune
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
-from explorer.engine.train import DEFAULT_LR, TrainConfig
+from explorer.engine.config import TrainConfig
 from explorer.urlstate import Field, Schema, knob_fields
 from explorer.views.verdicts import learning_verdict
 
@@ -308,7 +308,7 @@ def body():
         cur_lr = float(st.session_state.get(k("lr"), 0.0))
         lr_opts = [0.0] + sorted(set(LRS) | ({cur_lr} if cur_lr > 0 else set()))
         c[1].select_slider("learning rate", lr_opts, key=k("lr"),
-                           format_func=lambda x: f"default ({DEFAULT_LR.get(method, 1e-3):g})" if x == 0 else f"{x:g}",
+                           format_func=lambda x: f"default ({METHODS[method].default_lr:g})" if x == 0 else f"{x:g}",
                            help="AdamW peak rate; linear warm-up then linear decay")
         c = st.columns(3)
         if int(st.session_state.get(k("bs"), 16)) not in BATCHES:

@@ -12,7 +12,7 @@ from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_
 from explorer.workshop.sweeps import Sweep
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
-from explorer.engine.train import TrainConfig
+from explorer.engine.config import TrainConfig
 from explorer.urlstate import Field, Schema
 from explorer.views.verdicts import budget_verdict
 

@@ -3,7 +3,7 @@
 Two kinds of settings:
 
 1. **Warm-up** (model, task, warm-up steps, batch size, max length, warm-up mode): "Compute gradients"
-   runs SMT's warm-up once (``explorer.smt.analysis.collect_gradients``) in a worker thread of the
+   runs SMT's warm-up once (``explorer.smt.collect.collect_gradients``) in a worker thread of the
    server's run queue, with progress and a Stop; the record is cached per (model, task, settings) by the
    core (memory + disk) and in this session.  Tiny models start at once (under a second).
 2. **Selection** (block size, number of blocks or density, score, rule, matrix types): re-scored from the
@@ -27,7 +27,7 @@ import streamlit as st
 import ui_common as ui
 import ui_smt
 from explorer import data as D
-from explorer.smt import analysis as A
+from explorer import smt as A
 from explorer.views import smt_views as V
 from explorer.errors import user_message
 from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup

@@ -24,7 +24,8 @@ def hist(tiny_bert):
     import torch
 
     from explorer.workshop.history import RunHistory, entry_from_result
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

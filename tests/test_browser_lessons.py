@@ -146,7 +146,7 @@ def test_every_model_and_method_at_defaults_on_the_playground(server, browser): 
 
 def test_default_fine_tune_run_learns(server, browser):  # noqa: F811
     """No settings at all (minilm, LoRA, colour-shape, the default steps): accuracy >= 85 % at the end."""
-    from explorer.engine.train import TrainConfig
+    from explorer.engine.config import TrainConfig
 
     ctx, page = fresh_page(browser, 2200)
     try:

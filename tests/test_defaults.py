@@ -7,7 +7,8 @@ import pytest
 
 from explorer.cli.core import inspect
 from explorer.methods import METHODS
-from explorer.engine.train import TrainConfig, train
+from explorer.engine.config import TrainConfig
+from explorer.engine.train import train
 from tests.apptest_helpers import ROOT, no_problem, open_page
 
 MODELS = ("tiny-bert", "tiny-llama", "minilm", "smollm2-135m")

@@ -35,7 +35,7 @@ from torch.overrides import TorchFunctionMode
 
 from explorer import data as data_mod
 from explorer.methods import METHODS, apply_method
-from explorer.engine.train import _param_groups, prepare_base
+from explorer.engine.prepare import param_groups, prepare_base
 
 BACKEND = "fakegpu"
 
@@ -154,7 +154,7 @@ def train_step(adapter, batch, on_device=None):
     _on_device = on_device or globals()["_on_device"]
     params = adapter.trainable_parameters()
     assert params
-    opt = torch.optim.AdamW(_param_groups(params, 0.01, adapter), lr=1e-3)
+    opt = torch.optim.AdamW(param_groups(params, 0.01, adapter), lr=1e-3)
     loss = adapter.model(**batch).loss
     assert _on_device(loss)
     loss.backward()

@@ -17,8 +17,10 @@ import weakref
 import pytest
 import torch
 
+from explorer.engine import state as state_mod
 from explorer.engine import train as train_mod
-from explorer.engine.train import TrainConfig, start_in_thread, train
+from explorer.engine.config import TrainConfig
+from explorer.engine.train import start_in_thread, train
 
 TASK = "size-compare"
 
@@ -64,10 +66,10 @@ def hook():
 def no_threads_left():
     yield
     deadline = time.time() + 20
-    while (worker_threads() or train_mod.active_runs()) and time.time() < deadline:
+    while (worker_threads() or state_mod.active_runs()) and time.time() < deadline:
         time.sleep(0.05)
     assert not worker_threads(), f"worker threads left running: {[t.name for t in worker_threads()]}"
-    assert not train_mod.active_runs()
+    assert not state_mod.active_runs()
 
 
 def wait_step(state, n, timeout=60.0):
@@ -121,7 +123,7 @@ def test_stop_pressed_mid_run(tiny_bert, hook, kept):
 
 
 def test_tab_closed_mid_run_is_stopped_by_heartbeat(tiny_bert, hook, monkeypatch, kept):
-    monkeypatch.setenv(train_mod.ORPHAN_ENV, "0.4")
+    monkeypatch.setenv(state_mod.ORPHAN_ENV, "0.4")
     seen = hook(delay=0.02)
     # a page that keeps polling: not stopped although it runs longer than the timeout
     alive, th1 = start_in_thread(cfg(steps=60), loaded=tiny_bert)
@@ -154,7 +156,7 @@ def test_sweep_whose_tab_closed_stops_with_its_current_run(tiny_bert, hook, monk
     from explorer.workshop.jobs import RunQueue
     from explorer.workshop.sweeps import Sweep
 
-    monkeypatch.setenv(train_mod.ORPHAN_ENV, "0.4")
+    monkeypatch.setenv(state_mod.ORPHAN_ENV, "0.4")
     hook(delay=0.02)
     q = RunQueue(max_running=1, free_fn=lambda _dev: 10 ** 15)
     got = []
@@ -338,7 +340,7 @@ def test_page_switched_mid_run_keeps_going_and_shows_again(page_env, hook):
 
 
 def test_tab_closed_mid_run_through_the_page(page_env, hook, monkeypatch):
-    monkeypatch.setenv(train_mod.ORPHAN_ENV, "1.0")
+    monkeypatch.setenv(state_mod.ORPHAN_ENV, "1.0")
     hook(delay=0.02)
     at = app(model="tiny-bert", steps="400", bs="4")
     at.button(key="ft_start").click().run()

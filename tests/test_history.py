@@ -123,7 +123,8 @@ def test_save_upload_safe_names_and_errors(tmp_path):
 
 
 def test_entry_from_real_run_with_adapter_zip(tiny_bert):
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     res = train(TrainConfig(model="tiny-bert", method="lora", knobs=dict(rank=2), steps=3, eval_every=0,
                             eval_examples=16, batch_size=4), loaded=tiny_bert)

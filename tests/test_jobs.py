@@ -9,7 +9,8 @@ import pytest
 
 from explorer.workshop.jobs import MemoryRefused, RunQueue, check_memory, estimate_run_bytes, ordinal, sweep_plan
 from explorer.workshop.sweeps import Sweep, SweepResult
-from explorer.engine.train import RunState, TrainConfig
+from explorer.engine.config import TrainConfig
+from explorer.engine.state import RunState
 
 BIG = 10 ** 15  # "free memory" that fits anything
 

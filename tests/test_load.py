@@ -74,7 +74,8 @@ def expected_playground(method: str, rank: int) -> int:
 
 def expected_run(method: str, rank: int) -> int:
     from explorer.methods import METHODS as M, apply_method
-    from explorer.engine.train import TrainConfig, load_for, prepare_base
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.prepare import load_for, prepare_base
 
     knobs = {kn.name: kn.default for kn in M[method].knobs}
     knobs["rank"] = rank

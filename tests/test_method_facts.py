@@ -29,9 +29,6 @@ from explorer.methods import METHODS, OPTIONAL_FACTS, REQUIRED_FACTS
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = set(METHODS)
 TABLES_ALLOWED = {"explorer/workshop/presets.py", "explorer/claims/specs.py"}
-# files another helper (task M, branch memfacts) is rewriting; the lead drops each entry when that work merges
-# (test_pending_files_still_branch fails as soon as an entry is stale)
-PENDING: set[str] = set()  # task M's memory work has merged (branch vera): no file is exempt any more
 
 
 def _names_in(node) -> list[str]:
@@ -106,22 +103,14 @@ U = {"full": 1, "quick": 2}
 
 
 def test_no_method_name_branches_outside_methods():
-    found = [f"{rel}:{ln}: {code}" for rel, tree in _files() if rel not in PENDING for ln, code in branches(tree)]
+    found = [f"{rel}:{ln}: {code}" for rel, tree in _files() for ln, code in branches(tree)]
     assert not found, "branch on a method's name (ask explorer.methods.METHODS[name] instead):\n" + "\n".join(found)
 
 
 def test_no_per_method_tables_outside_methods():
-    found = [f"{rel}:{ln}: keys {keys}" for rel, tree in _files() if rel not in TABLES_ALLOWED | PENDING
+    found = [f"{rel}:{ln}: keys {keys}" for rel, tree in _files() if rel not in TABLES_ALLOWED
              for ln, keys in tables(tree)]
     assert not found, "per-method table (make it a fact of each method module):\n" + "\n".join(found)
-
-
-def test_pending_files_still_branch():
-    """An exemption is only for files that still need it: when task M's work lands, drop the entry."""
-    trees = dict(_files())
-    for rel in PENDING:
-        assert rel in trees, f"{rel} is gone: drop it from PENDING"
-        assert branches(trees[rel]) or tables(trees[rel]), f"{rel} no longer branches on names: drop it from PENDING"
 
 
 @pytest.mark.parametrize("name", list(METHODS))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer.smt import analysis as A
+from explorer import smt as A
 from explorer.views import smt_views as V
 from explorer.targets import Target
 from apptest_helpers import no_problem, one_thread, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
@@ -232,7 +232,8 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
 
 
 def test_train_config_smt_selection_trains_exactly_those_blocks(tiny_bert):
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     from explorer.targets import find_targets
 

@@ -210,7 +210,8 @@ def cmp(hist=None, **params) -> AppTest:
 @pytest.fixture(scope="module")
 def some_runs(tiny_bert):
     from explorer.workshop.history import RunHistory, entry_from_result
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     h = RunHistory()
     for m, kn in [("lora", dict(rank=1)), ("lora", dict(rank=8)), ("sparta", dict(density=0.05))]:

@@ -54,7 +54,8 @@ def test_cli_train_on_ray_writes_the_same_files(tmp_path):
     assert cfg["peft_type"] == "LORA"
     assert (out / "adapter" / "adapter_model.safetensors").stat().st_size > 0
     # the same run in this process, same seed, on the CPU: the same final loss
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     here = train(TrainConfig(model="tiny-bert", method="lora", steps=6, eval_every=3, seed=0))
     assert abs(here.summary["final_loss"] - metrics["summary"]["final_loss"]) <= 1e-6
@@ -62,7 +63,8 @@ def test_cli_train_on_ray_writes_the_same_files(tmp_path):
 
 SCRIPT = textwrap.dedent('''
     import json, sys, threading, time
-    from explorer.engine.train import RunState, TrainConfig
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.state import RunState
     from explorer.workshop.ray_executor import RayExecutor
 
     ex = RayExecutor()

@@ -1,5 +1,6 @@
 """SMT's gradient-block analysis: planted gradients, re-aggregation, checkpoints, stability, cache, CLI."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -10,8 +11,8 @@ from explorer.methods import apply_method
 from explorer.methods.base import KnobError
 from explorer.methods.smt import block_scores, select_blocks
 from explorer.models import fresh_copy
-from explorer.smt.analysis import (analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
-                                   record_from_sums, score_maps, scores_csv, selection_csv, to_selection)
+from explorer.smt import (RecordSettings, analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
+                          record_from_sums, score_maps, scores_csv, selection_csv, to_selection)
 from explorer.targets import Target, find_targets
 
 SCORES = ["abs-mean", "mean-abs", "l1", "l2"]
@@ -231,6 +232,12 @@ def test_cache_hit_returns_identical_results(tiny_llama, tmp_path, monkeypatch):
     r3 = collect_gradients(tiny_llama, batches=_batches(3, seed=99), **kw)
     assert r3 is not r1 and r3.meta["from_cache"] == "disk"
     assert r3.steps == r1.steps and r3.grain == r1.grain and r3.targets == r1.targets
+    # the file's name: sha256 of the settings (these 14 fields, as in every cache written so far) + format 1
+    names = ["model", "source", "n_params", "kind", "task", "warmup_steps", "batch_size", "max_len", "mode",
+             "checkpoints", "lr", "weight_decay", "seed", "grain"]
+    blob = json.dumps(dict({k: r3.meta[k] for k in names}, format=1), sort_keys=True, default=str)
+    assert hashlib.sha256(blob.encode()).hexdigest()[:24] == r1.key == RecordSettings.from_dict(r3.meta).key()
+    assert list(RecordSettings.from_dict(r3.meta).to_dict()) == names and list(r3.meta)[:14] == names
     for a, b in zip(r1.sums + r1.abs_sums + r1.sq_sums, r3.sums + r3.abs_sums + r3.sq_sums):
         np.testing.assert_array_equal(a, b)
     an3 = analyze(r3, 32, n_blocks=9, score="l2")
@@ -307,7 +314,7 @@ def test_cli_smt_blocks_writes_json(tmp_path, monkeypatch, capsys):
 
 
 def test_warmup_loss_equals_model_loss(tiny_llama):
-    from explorer.smt.analysis import warmup_loss
+    from explorer.smt import warmup_loss
 
     m = fresh_copy(tiny_llama.model)
     b = _batches(1, seed=11)[0]

@@ -15,7 +15,7 @@ from explorer.methods.sparta import apportion
 from explorer.models import fresh_copy
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import find_targets
-from explorer.engine.train import _param_groups
+from explorer.engine.prepare import param_groups
 
 
 def adapt(loaded, **knobs):
@@ -86,14 +86,14 @@ def test_explicit_impossible_sparsity_is_one_line(tiny_bert):
 def test_decay_groups_deltas_yes_head_no(tiny_bert):
     ad = adapt(tiny_bert, sparsity=0.999)
     params = ad.trainable_parameters()
-    groups = _param_groups(params, 0.1, ad)
+    groups = param_groups(params, 0.1, ad)
     decay = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     no_decay = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
     deltas = {id(m.delta) for m in ad.modules.values()}
     head = {id(p) for p in ad.model.classifier.parameters()}
     assert decay == deltas and no_decay == head
     # without the adapter the old rule (matrices decay, vectors not) would put the 1-D deltas in no-decay
-    old = _param_groups(params, 0.1)
+    old = param_groups(params, 0.1)
     assert deltas <= {id(p) for g in old if g["weight_decay"] == 0 for p in g["params"]}
 
 
@@ -103,7 +103,7 @@ def test_weight_decay_moves_deltas_not_head_and_frozen_entries_stay(tiny_bert):
     originals = {n: m.base.weight.detach().clone() for n, m in ad.modules.items()}
     head_before = {n: p.detach().clone() for n, p in ad.model.classifier.named_parameters()}
     lr, wd = 1e-2, 0.5
-    opt = torch.optim.AdamW(_param_groups(ad.trainable_parameters(), wd, ad), lr=lr)
+    opt = torch.optim.AdamW(param_groups(ad.trainable_parameters(), wd, ad), lr=lr)
     # 1) a step with zero gradients: only decoupled weight decay acts -> deltas shrink by lr*wd, the head does not
     with torch.no_grad():
         for m in ad.modules.values():

@@ -10,7 +10,9 @@ import torch
 
 from explorer import data
 from explorer.models import checksum
-from explorer.engine.train import RunState, TrainConfig, start_in_thread, train
+from explorer.engine.config import TrainConfig
+from explorer.engine.state import RunState
+from explorer.engine.train import start_in_thread, train
 
 METHOD_KNOBS = {
     "full": {},

@@ -3,7 +3,9 @@
 import torch
 
 from explorer.workshop.history import entry_from_result
-from explorer.engine.train import TrainConfig, prepare_base, train
+from explorer.engine.config import TrainConfig
+from explorer.engine.prepare import prepare_base
+from explorer.engine.train import train
 from explorer.workshop.tryout import classify, complete, load_tryout
 
 

@@ -97,7 +97,8 @@ def test_one_session_folder_system(tmp_path):
 def test_stored_upload_keeps_the_users_name_everywhere(tmp_path, tiny_bert):
     """Task.name, the task a run loads again from the stored path, the run's summary, its history entry
     (config included) and its title: the user's file name, never the server's path or upload-<hex>."""
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     folder = sessions.session_dir(sessions.new_session_id())
     body, _ = w1252_csv(24)

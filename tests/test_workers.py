@@ -11,7 +11,9 @@ import zipfile
 
 import pytest
 
-from explorer.engine.train import RunState, TrainConfig
+from explorer.engine.config import TrainConfig
+
+from explorer.engine.state import RunState
 from explorer.workshop.history import entry_from_result
 from explorer.workshop.workers import (ProcessExecutor, ThreadExecutor, WorkerDied, died_message,
                                        executor_kind)

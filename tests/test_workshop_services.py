@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from explorer.engine.train import TrainConfig
+from explorer.engine.config import TrainConfig
 from explorer.workshop.history import RunHistory
 from explorer.workshop.inspector import (BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup,
                                          warmup_need_bytes)
@@ -135,7 +135,7 @@ def test_block_grid_and_budget(tiny_bert):
 def _an():
     import torch
 
-    from explorer.smt import analysis as A
+    from explorer import smt as A
     from explorer.targets import Target
 
     ts = [Target("l0.v", 0, "v", 64, 32), Target("l0.q", 0, "q", 64, 32), Target("l1.v", 1, "v", 64, 32)]

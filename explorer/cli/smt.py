@@ -59,8 +59,8 @@ def run(args) -> int:
     from explorer.methods.base import KnobError
     from explorer.methods.smt import auto_block_size
     from explorer.models import load_model
-    from explorer.smt.analysis import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
-                               selection_csv)
+    from explorer.smt import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
+                              selection_csv)
 
     if args.threads:
         torch.set_num_threads(max(1, int(args.threads)))

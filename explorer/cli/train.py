@@ -122,7 +122,8 @@ class Progress:
 def run(args) -> int:
     from explorer.engine import export
     from explorer.cli.core import parse_knobs
-    from explorer.engine.train import TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.train import train
 
     rank, world, device = _init_distributed(args.device)
     cfg = TrainConfig(model=args.model, task=args.task or "", method=args.method, knobs=parse_knobs(args.knob),
@@ -194,7 +195,7 @@ def _run_elsewhere(kind: str, cfg, bar):
     """Run ``cfg`` in a worker process or on Ray; the progress bar follows the streamed records."""
     import threading
 
-    from explorer.engine.train import RunState
+    from explorer.engine.state import RunState
     from explorer.errors import user_message
     from explorer.workshop.workers import ProcessExecutor
 
@@ -230,7 +231,7 @@ def _run_elsewhere(kind: str, cfg, bar):
         ex.shutdown()
     if "res" in box:
         return box["res"]
-    from explorer.engine.train import RunResult
+    from explorer.engine.state import RunResult
 
     msg = state.message or user_message(box.get("err") or RuntimeError("the run ended without a result"))
     return RunResult(records=list(state.records), summary=dict(status="failed", message=msg), config=cfg)

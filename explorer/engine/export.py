@@ -133,7 +133,7 @@ def load_run_adapter(loaded, folder, device="cpu"):
 
     from explorer.methods import load_adapter
     from explorer.models import fresh_copy
-    from explorer.engine.train import init_head
+    from explorer.engine.prepare import init_head
 
     folder = Path(folder)
     info = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}

@@ -1,6 +1,7 @@
 """The fine-tune loop: one loop for every method, device-agnostic, no Streamlit.
 
->>> from explorer.engine.train import TrainConfig, train, start_in_thread
+>>> from explorer.engine.config import TrainConfig
+>>> from explorer.engine.train import train, start_in_thread
 >>> res = train(TrainConfig(model="tiny-bert", method="lora", steps=50))
 >>> res.summary["final_accuracy"], res.records[-1]
 
@@ -24,348 +25,211 @@ Choices (labelled, shown in ``RunResult.notes``):
 - A classification head that the base model does not have with the task's number of
   labels (all registry models: their heads are new) is (re)initialised from
   ``seed`` (normal, std 0.02; bias 0), so runs and reloads agree.
+
+The engine, one concern per module: ``config`` (:class:`TrainConfig`), ``prepare`` (device, model and
+task, head, optimizer groups, schedule), ``step`` (the one training step), ``records`` (typed step
+records and the run summary), ``state`` (:class:`RunState`, :class:`RunResult`, the running-runs
+registry) and this module, the loop.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import nn
 
 from explorer import data as data_mod
+from explorer.engine.config import TrainConfig
+from explorer.engine.prepare import dist_info, load_for, param_groups, pick_device, prepare_base, schedule
+from explorer.engine.records import Evaluation, RunSummary, StepRecord
+from explorer.engine.state import RunResult, RunState, register, unregister
+from explorer.engine.step import StepPlan, run_step
 from explorer.errors import DataError, user_message
 
 from explorer.memory import measured as memory_mod  # the measured byte account (a stale import must fail loudly)
-
-from explorer.methods import METHODS as _METHODS  # noqa: E402
-
-# each method's default learning rate (its module's DEFAULT_LR), name -> rate
-DEFAULT_LR = {k: m.default_lr for k, m in _METHODS.items()}
-WARMUP_LR = _METHODS["full"].default_lr  # a full-mode warm-up is full fine-tuning: its rate
-STATUSES = ("queued", "running", "finished", "stopped", "failed", "nan")
-
-# A run whose page has not polled (``RunState.heartbeat``) for this many seconds is stopped
-# by the worker with the message "stopped: page closed" (Streamlit has no tab-close event).
-# 180 s, not less: browsers throttle the timers of hidden tabs (Chrome: one wake-up a minute
-# after 5 minutes hidden), so a participant who switches to the slides must not lose a run.
-ORPHAN_ENV = "PEFT_EXPLORER_ORPHAN_S"
-DEFAULT_ORPHAN_S = 180.0
 
 # Test hook (fault injection): ``FAULT_HOOK(step=, phase=, model=)`` is called before every
 # training step's forward pass; raising from it simulates a failing method or out-of-memory.
 FAULT_HOOK = None
 
-_RUNNING_LOCK = threading.Lock()
-_RUNNING: dict[int, "RunState"] = {}  # id -> RunState of runs inside train() right now
 
+class _Run:
+    """The objects of one fine-tune while it runs: model, adapter, optimizers, byte account, step plans."""
 
-def active_runs() -> list["RunState"]:
-    """RunStates of the runs executing in this process now (for the server status panel)."""
-    with _RUNNING_LOCK:
-        return list(_RUNNING.values())
+    def __init__(self, cfg: TrainConfig, loaded, device: torch.device, res: RunResult, summary: RunSummary,
+                 memory_fn=None):
+        self.cfg, self.device, self.res, self.summary, self.memory_fn = cfg, device, res, summary, memory_fn
+        loaded, task = load_for(cfg, loaded)
+        res.loaded, res.task = loaded, task
+        self.loaded, self.task, self.kind = loaded, task, loaded.info.kind
+        if task.kind != self.kind:
+            raise DataError(f"Task '{task.name}' is {task.kind} but model '{cfg.model}' is {self.kind}")
+        self.rank, self.world = dist_info()
+        from explorer.methods import apply_method
 
+        torch.manual_seed(cfg.seed)
+        base = prepare_base(loaded, task, cfg.seed)
+        adapter = apply_method(base, cfg.method, n_base=loaded.info.n_params,
+                               smt_selection=cfg.smt_selection, **dict(cfg.knobs))
+        res.adapter = self.adapter = adapter
+        res.notes.extend(adapter.notes)
+        self.model = adapter.model
+        self.model.to(device)
+        self.model.train()
+        self.lr = cfg.resolved_lr()
+        self.steps = int(cfg.steps)
+        self.warm_steps = 0
+        self.warm_opt = self.opt = self.sched = None
+        self.train_params = []
+        if getattr(adapter, "needs_warmup", False):  # SMT: its warm-up runs inside the step budget
+            self._begin_warmup()
+        if self.warm_steps == 0:
+            self._build_main(self.steps)
+        self.acct = None
+        if cfg.measure_memory and memory_fn is None and memory_mod is not None and \
+                hasattr(memory_mod, "MemoryAccountant"):
+            self.acct = memory_mod.MemoryAccountant(self.model, self.warm_opt or self.opt, device=device)
+        elif device.type == "cuda":
+            res.notes.append("Memory: CUDA peak allocated per step only (byte account off).")
+        summary.trainable_params = int(adapter.num_trainable())
+        summary.total_params = int(adapter.num_total())
 
-def orphan_seconds() -> float:
-    try:
-        v = float(os.environ.get(ORPHAN_ENV, DEFAULT_ORPHAN_S))
-        return v if v > 0 and math.isfinite(v) else DEFAULT_ORPHAN_S
-    except ValueError:
-        return DEFAULT_ORPHAN_S
+    # --- phases -----------------------------------------------------------------
+    def _begin_warmup(self) -> None:
+        cfg, adapter, steps, res = self.cfg, self.adapter, self.steps, self.res
+        asked = int(adapter.knobs.get("warmup_steps", 100))
+        self.warm_steps = min(asked, max(1, steps // 2))
+        if self.warm_steps < asked:
+            res.notes.append(f"SMT warm-up shortened from {asked} to {self.warm_steps} steps so that half of the "
+                             f"{steps}-step budget is left for sparse training.")
+        res.notes.append(f"SMT: the first {self.warm_steps} of {steps} steps are the warm-up (phase 'warmup', "
+                         "inside the step budget); the sparse blocks train in the remaining steps.")
+        wparams = adapter.begin_warmup()
+        self.model.to(self.device)  # begin_warmup allocates the sums on the weights' device
+        if wparams:
+            self.warm_opt = torch.optim.AdamW(param_groups([(str(i), p) for i, p in enumerate(wparams)],
+                                                           cfg.weight_decay), lr=cfg.resolved_warmup_lr())
 
+    def _build_main(self, n_main: int) -> None:
+        self.train_params = self.adapter.trainable_parameters()
+        if not self.train_params:
+            raise DataError(f"{self.cfg.method}: the adapter has no trainable parameters")
+        self.opt = torch.optim.AdamW(param_groups(self.train_params, self.cfg.weight_decay, self.adapter), lr=self.lr)
+        warm = int(round(self.cfg.warmup_ratio * n_main))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule(n_main, warm))
 
-@dataclass
-class TrainConfig:
-    model: str = "minilm"
-    task: str = ""  # "" = the model's built-in default task
-    method: str = "lora"
-    knobs: dict = field(default_factory=dict)
-    steps: int = 150
-    lr: float | None = None  # None = DEFAULT_LR[method]
-    weight_decay: float = 0.01
-    batch_size: int = 16
-    max_len: int = 64
-    warmup_ratio: float = 0.06
-    grad_clip: float = 1.0
-    eval_every: int = 25  # 0 = evaluate at the end only
-    eval_examples: int | None = 200  # None = the whole held-out split
-    eval_batch_size: int = 32
-    seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda, cuda:0, mps
-    warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = DEFAULT_LR["full"])
-    measure_memory: bool = True  # byte account per step (explorer.memory.measured)
-    text_col: str | None = None
-    label_col: str | None = None
-    prompt_col: str | None = None
-    answer_col: str | None = None
-    encoding: str | None = None  # a data file's text encoding (None = detect it; see explorer.data.encodings.decode_text)
-    # SMT only: blocks chosen elsewhere (the SMT block inspector), {target: ([rows], [cols])}; no warm-up then
-    smt_selection: dict | None = None
+    def _finish_warmup(self) -> None:
+        self.adapter.finish_warmup()
+        self.model.to(self.device)
+        if self.adapter.warmup_moves_weights:
+            self.res.warmup_base = _base_snapshot(self.adapter)
+        self.warm_opt = None
+        self._build_main(self.steps - self.warm_steps)
+        if self.acct is not None:
+            self.acct.set_optimizer(self.opt)
+        self.summary.trainable_params = int(self.adapter.num_trainable())
 
-    def resolved_lr(self) -> float:
-        return float(self.lr) if self.lr is not None else DEFAULT_LR.get(self.method, 1e-3)
+    def plan(self, phase: str) -> StepPlan:
+        """The step plan of a phase: the warm-up (SMT's sums, its own AdamW) or the training phase."""
+        measure = self._measure if self.acct is None else None
+        if phase == "warmup":
+            clip = self.cfg.grad_clip if (self.warm_opt is not None and self.cfg.grad_clip) else None
+            return StepPlan(optimizer=self.warm_opt, params=[p for p in self.model.parameters() if p.requires_grad],
+                            clip_params=([p for g in self.warm_opt.param_groups for p in g["params"]]
+                                         if clip is not None else None),
+                            clip=clip, sink=self.adapter.accumulate, accountant=self.acct, measure=measure,
+                            world=self.world, device=self.device)
+        return StepPlan(optimizer=self.opt, scheduler=self.sched, params=[p for _, p in self.train_params],
+                        clip=self.cfg.grad_clip if self.cfg.grad_clip else float("inf"), guard_grad=True,
+                        after_update=self.adapter.on_step_end, accountant=self.acct, measure=measure,
+                        world=self.world, device=self.device)
 
-    def validate(self) -> None:
-        from explorer.methods.base import KnobError
-
-        if int(self.steps) < 1:
-            raise KnobError("steps must be at least 1")
-        if int(self.batch_size) < 1:
-            raise KnobError("batch size must be at least 1")
-        if int(self.max_len) < 4:
-            raise KnobError("max length must be at least 4 tokens")
-        lr = self.resolved_lr()
-        if not (lr > 0 and math.isfinite(lr)):
-            raise KnobError(f"learning rate must be a positive number (got {lr})")
-        if not (0 <= self.warmup_ratio < 1):
-            raise KnobError("warmup_ratio must be in [0, 1)")
-        if self.weight_decay < 0:
-            raise KnobError("weight decay must be >= 0")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["lr"] = self.resolved_lr()
-        if self.smt_selection is not None:  # the block lists can be long: the history keeps their count
-            d["smt_selection"] = f"{sum(len(r) for r, _ in self.smt_selection.values())} blocks given"
+    def _measure(self) -> dict:
+        """Record fields without the byte account: ``memory_fn``'s, the CUDA peak, the process RSS."""
+        d = dict(self.memory_fn(self.model, self.opt or self.warm_opt, self.device) or {}) if self.memory_fn else {}
+        if self.device.type == "cuda" and "cuda_peak_bytes" not in d:
+            d["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated(self.device))
+        if "rss_bytes" not in d:
+            d["rss_bytes"] = _rss()
         return d
 
+    def evaluate(self) -> Evaluation:
+        cfg = self.cfg
+        ev = data_mod.evaluate(self.model, self.task, self.loaded.tokenizer, self.kind, batch_size=cfg.eval_batch_size,
+                               max_examples=cfg.eval_examples, max_len=cfg.max_len, device=self.device)
+        return Evaluation(accuracy=ev["accuracy"], loss=ev["loss"], n=ev["n"])
 
-class Heartbeat:
-    """A page's heartbeat (shared by :class:`RunState` and ``sweeps.Sweep``; needs ``self._lock``).
+    def batches(self):
+        cfg = self.cfg
+        return data_mod.iter_batches(self.task, self.loaded.tokenizer, "train", batch_size=cfg.batch_size,
+                                     seed=cfg.seed, max_batches=self.steps, model_kind=self.kind, max_len=cfg.max_len,
+                                     rank=self.rank, world_size=self.world)
 
-    ``last_seen`` is None until a page first polls; after that, work no page polled for
-    ``orphan_s`` seconds (``PEFT_EXPLORER_ORPHAN_S``) is orphaned: its tab closed.
-    """
+    # --- the loop ---------------------------------------------------------------
+    def loop(self, state: RunState, stop_event, on_step) -> tuple[str, str]:
+        """Step 0's evaluation, then the steps; returns (status, message)."""
+        cfg, steps = self.cfg, self.steps
 
-    last_seen: float | None = None
-    orphan_s: float | None = None
+        def publish(rec: dict):
+            state.add_record(rec)
+            if on_step:
+                on_step(rec)
 
-    def heartbeat(self) -> None:
-        """Called by the page's polling fragment: the page is still open."""
-        with self._lock:
-            if self.orphan_s is None:
-                self.orphan_s = orphan_seconds()
-            self.last_seen = time.monotonic()
+        rec0 = StepRecord(step=0, phase="eval", eval=self.evaluate())  # the untrained adapted model: the base line
+        publish(rec0.to_dict())
+        self.summary.base_accuracy = rec0.eval.accuracy
+        batches = self.batches()
+        plans = {}
+        for step in range(1, steps + 1):
+            if stop_event.is_set():
+                return "stopped", f"stopped by the user after {step - 1} of {steps} steps"
+            if state.orphaned():
+                return "stopped", (f"stopped: page closed (no page polled this run for {state.orphan_s:g} s) after "
+                                   f"{step - 1} of {steps} steps")
+            phase = "warmup" if step <= self.warm_steps else "train"
+            try:
+                batch = next(batches)
+            except StopIteration:  # pragma: no cover - iter_batches repeats the split
+                return "finished", ""
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            n_tokens = int(batch["attention_mask"].sum()) * self.world if "attention_mask" in batch else 0
+            if FAULT_HOOK is not None:
+                FAULT_HOOK(step=step, phase=phase, model=self.model)
+            if phase not in plans:
+                plans[phase] = self.plan(phase)
+            out = run_step(self.model, batch, plans[phase])
+            if not out.ok:  # a non-finite loss (no backward) or gradient norm (no update): the run ends
+                state.add_record(StepRecord(step=step, phase=phase, loss=out.loss).to_dict())
+                what, v = ("loss", out.loss) if out.status == "bad-loss" else ("gradient", out.grad_norm)
+                return "nan", (f"The {what} became {'NaN' if v != v else 'infinite'} at step {step}: lower the "
+                               f"learning rate (now {self.lr:g}) and try again")
+            dt = out.seconds
+            memory = out.memory if self.acct is None else \
+                {k: v for k, v in out.memory.items() if k.endswith("_bytes") or k == "trainable_params"}
+            rec = StepRecord(step=step, phase=phase, loss=out.loss, lr=out.lr if out.lr is not None else 0.0,
+                             step_time_s=dt, tokens_per_s=(n_tokens / dt if dt > 0 else None),
+                             grad_norm=out.grad_norm if phase == "train" else None, memory=memory)
+            if phase == "warmup" and step == self.warm_steps:
+                self._finish_warmup()
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != steps:
+                rec.eval = self.evaluate()
+            publish(rec.to_dict())
+        return "finished", ""
 
-    def orphaned(self) -> bool:
-        """True when a page polled once and then stopped polling for ``orphan_s`` seconds."""
-        with self._lock:
-            return (self.last_seen is not None and self.orphan_s is not None
-                    and time.monotonic() - self.last_seen > self.orphan_s)
-
-
-class RunState(Heartbeat):
-    """What a worker thread writes and a page reads (thread-safe)."""
-
-    def __init__(self, cfg: TrainConfig | None = None):
-        self._lock = threading.Lock()
-        self.cfg = cfg
-        self.status = "queued"
-        self.message = ""
-        self.records: list[dict] = []
-        self.step = 0
-        self.total_steps = int(cfg.steps) if cfg else 0
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.stop_event = threading.Event()
-        self.result: RunResult | None = None
-        # heartbeat (Heartbeat): None until a page first polls; then a run unpolled for orphan_s is stopped
-        self.last_seen: float | None = None
-        self.orphan_s: float | None = None
-
-    # writer side
-    def set(self, **kw) -> None:
-        with self._lock:
-            for k, v in kw.items():
-                setattr(self, k, v)
-
-    def add_record(self, rec: dict) -> None:
-        with self._lock:
-            self.records.append(rec)
-            self.step = max(self.step, int(rec.get("step", 0)))
-
-    # reader side
-    @property
-    def progress(self) -> float:
-        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("finished", "stopped", "failed", "nan")
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            return dict(status=self.status, message=self.message, records=list(self.records), step=self.step,
-                        total_steps=self.total_steps, progress=self.progress, started=self.started,
-                        ended=self.ended)
-
-
-@dataclass
-class RunResult:
-    records: list[dict]
-    summary: dict
-    adapter: object = None
-    task: object = None
-    loaded: object = None
-    config: TrainConfig | None = None
-    notes: list[str] = field(default_factory=list)
-    warmup_base: dict | None = None  # SMT full-mode warm-up: base weights after the warm-up (for export)
-
-    @property
-    def status(self) -> str:
-        return self.summary.get("status", "failed")
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def pick_device(name: str = "auto") -> torch.device:
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        from explorer.methods.base import KnobError
-
-        raise KnobError(f"Unknown device '{name[:30]}': use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        from explorer.methods.base import KnobError
-
-        raise KnobError("CUDA was asked for but no CUDA device is available here; use --device cpu or auto")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        from explorer.methods.base import KnobError
-
-        raise KnobError("MPS was asked for but is not available here; use --device cpu or auto")
-    return dev
-
-
-def _dist():
-    """(rank, world_size) of an initialised torch.distributed group, else (0, 1)."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except Exception:  # pragma: no cover
-        pass
-    return 0, 1
-
-
-def _allreduce_grads(params, world: int) -> None:
-    if world <= 1:
-        return
-    import torch.distributed as dist
-
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    off = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[off: off + n].view_as(g))
-        off += n
-
-
-def init_head(model: nn.Module, num_labels: int, seed: int) -> bool:
-    """(Re)initialise a sequence-classification head from ``seed``; resize it to ``num_labels``.
-
-    Returns True when the head was replaced.  Works for BERT-style ``classifier`` and
-    LLaMA-style ``score`` heads (a Linear, or a module whose last Linear is ``out_proj``).
-    """
-    from explorer.targets import head_module_names
-
-    names = head_module_names(model)
-    if not names:
-        return False
-    g = torch.Generator().manual_seed(int(seed) + 424242)
-    for name in names:
-        head = getattr(model, name)
-        lin = head if isinstance(head, nn.Linear) else getattr(head, "out_proj", None)
-        if not isinstance(lin, nn.Linear):
-            continue
-        new = nn.Linear(lin.in_features, num_labels, bias=lin.bias is not None)
-        with torch.no_grad():
-            new.weight.copy_(torch.randn(new.weight.shape, generator=g) * 0.02)
-            if new.bias is not None:
-                new.bias.zero_()
-        new.to(lin.weight.device, lin.weight.dtype)
-        new.weight.requires_grad_(False)
-        if new.bias is not None:
-            new.bias.requires_grad_(False)
-        if lin is head:
-            setattr(model, name, new)
+    def final_eval(self, state: RunState, on_step) -> None:
+        final = self.evaluate()
+        last = state.records[-1] if state.records else None
+        if last is not None and last.get("phase") != "eval" and "eval_accuracy" not in last:
+            last.update(final.to_dict())
         else:
-            head.out_proj = new
-    model.num_labels = num_labels
-    if getattr(model, "config", None) is not None:
-        model.config.num_labels = num_labels
-        model.config.id2label = {i: str(i) for i in range(num_labels)}
-        model.config.label2id = {str(i): i for i in range(num_labels)}
-    return True
+            state.add_record(StepRecord(step=state.step, phase="eval", eval=final).to_dict())
+        self.summary.final_accuracy = final.accuracy
+        self.summary.final_eval_loss = final.loss
+        if on_step:
+            on_step(state.records[-1])
 
-
-def prepare_base(loaded, task, seed: int) -> nn.Module:
-    """A private copy of the cached base model, ready for ``apply_method`` (the cache is never touched)."""
-    from explorer.models import fresh_copy
-
-    m = fresh_copy(loaded.model)
-    if loaded.info.kind == "seq-cls":
-        init_head(m, max(2, task.num_labels), seed)
-    return m
-
-
-def _param_groups(params, wd: float, adapter=None):
-    """AdamW groups: the adapter says which tensors take weight decay (default: matrices yes, vectors no)."""
-    rule = adapter.takes_weight_decay if adapter is not None else (lambda n, p: p.dim() >= 2)
-    decay = [p for n, p in params if rule(n, p)]
-    no_decay = [p for n, p in params if not rule(n, p)]
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": wd})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
-
-
-def _schedule(total: int, warm: int):
-    def f(i):  # i = number of scheduler steps taken so far (0-based)
-        if warm > 0 and i < warm:
-            return (i + 1) / warm
-        return max(0.0, (total - i) / max(1, total - warm))
-    return f
-
-
-def load_for(cfg: TrainConfig, loaded=None):
-    """(loaded model, task) for a config; the model loads with the task's number of labels."""
-    from explorer.models import REGISTRY, load_model
-
-    if loaded is None:
-        kind = REGISTRY[cfg.model]["kind"] if cfg.model in REGISTRY else None
-        if kind is not None:
-            task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col,
-                                      cfg.label_col, cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
-            loaded = load_model(cfg.model, num_labels=max(2, task.num_labels))
-            return loaded, task
-        loaded = load_model(cfg.model)
-    kind = loaded.info.kind
-    task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col, cfg.label_col,
-                              cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
-    return loaded, task
-
-
-# ----------------------------------------------------------------------------- the loop
 
 def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = None, on_step=None,
           state: RunState | None = None, memory_fn=None) -> RunResult:
@@ -380,202 +244,21 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
     state.total_steps = int(cfg.steps)
     stop_event = stop_event or state.stop_event
     state.set(status="running", started=time.time(), message="")
-    with _RUNNING_LOCK:
-        _RUNNING[id(state)] = state
+    register(state)
     t_start = time.perf_counter()
     res = RunResult(records=state.records, summary={}, config=cfg)
+    summary = RunSummary()
     status, message = "running", ""
-    adapter = None
+    run = None
     device = None
     try:
         cfg.validate()
         device = pick_device(cfg.device)
-        loaded, task = load_for(cfg, loaded)
-        res.loaded, res.task = loaded, task
-        kind = loaded.info.kind
-        if task.kind != kind:
-            raise DataError(f"Task '{task.name}' is {task.kind} but model '{cfg.model}' is {kind}")
-        rank, world = _dist()
-        from explorer.methods import apply_method
-
-        torch.manual_seed(cfg.seed)
-        base = prepare_base(loaded, task, cfg.seed)
-        adapter = apply_method(base, cfg.method, n_base=loaded.info.n_params,
-                               smt_selection=cfg.smt_selection, **dict(cfg.knobs))
-        res.adapter = adapter
-        res.notes.extend(adapter.notes)
-        model = adapter.model
-        model.to(device)
-        model.train()
-        lr = cfg.resolved_lr()
-        steps = int(cfg.steps)
-
-        # SMT warm-up inside the budget
-        warm_steps = 0
-        warm_opt = None
-        if getattr(adapter, "needs_warmup", False):
-            asked = int(adapter.knobs.get("warmup_steps", 100))
-            warm_steps = min(asked, max(1, steps // 2))
-            if warm_steps < asked:
-                res.notes.append(f"SMT warm-up shortened from {asked} to {warm_steps} steps so that half of the "
-                                 f"{steps}-step budget is left for sparse training.")
-            res.notes.append(f"SMT: the first {warm_steps} of {steps} steps are the warm-up (phase 'warmup', "
-                             "inside the step budget); the sparse blocks train in the remaining steps.")
-            wparams = adapter.begin_warmup()
-            model.to(device)  # begin_warmup allocates the sums on the weights' device
-            if wparams:
-                wlr = cfg.warmup_lr if cfg.warmup_lr is not None else WARMUP_LR
-                warm_opt = torch.optim.AdamW(_param_groups([(str(i), p) for i, p in enumerate(wparams)],
-                                                           cfg.weight_decay), lr=wlr)
-
-        opt = sched = None
-        train_params = []
-
-        def build_main(n_main: int):
-            nonlocal opt, sched, train_params
-            train_params = adapter.trainable_parameters()
-            if not train_params:
-                raise DataError(f"{cfg.method}: the adapter has no trainable parameters")
-            opt = torch.optim.AdamW(_param_groups(train_params, cfg.weight_decay, adapter), lr=lr)
-            warm = int(round(cfg.warmup_ratio * n_main))
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(n_main, warm))
-
-        if warm_steps == 0:
-            build_main(steps)
-        acct = None
-        if cfg.measure_memory and memory_fn is None and memory_mod is not None and hasattr(memory_mod, "MemoryAccountant"):
-            acct = memory_mod.MemoryAccountant(model, warm_opt or opt, device=device)
-        elif device.type == "cuda":
-            res.notes.append("Memory: CUDA peak allocated per step only (byte account off).")
-
-        res.summary.update(trainable_params=int(adapter.num_trainable()), total_params=int(adapter.num_total()))
-        batches = data_mod.iter_batches(task, loaded.tokenizer, "train", batch_size=cfg.batch_size, seed=cfg.seed,
-                                        max_batches=steps, model_kind=kind, max_len=cfg.max_len, rank=rank,
-                                        world_size=world)
-
-        def do_eval(step):
-            ev = data_mod.evaluate(model, task, loaded.tokenizer, kind, batch_size=cfg.eval_batch_size,
-                                   max_examples=cfg.eval_examples, max_len=cfg.max_len, device=device)
-            return dict(eval_accuracy=ev["accuracy"], eval_loss=ev["loss"], eval_n=ev["n"])
-
-        # evaluation of the untrained adapted model (step 0): the base line
-        rec0 = dict(step=0, phase="eval", **do_eval(0))
-        state.add_record(rec0)
-        if on_step:
-            on_step(rec0)
-        res.summary["base_accuracy"] = rec0["eval_accuracy"]
-
-        for step in range(1, steps + 1):
-            if stop_event.is_set():
-                status, message = "stopped", f"stopped by the user after {step - 1} of {steps} steps"
-                break
-            if state.orphaned():
-                status = "stopped"
-                message = (f"stopped: page closed (no page polled this run for {state.orphan_s:g} s) after "
-                           f"{step - 1} of {steps} steps")
-                break
-            phase = "warmup" if step <= warm_steps else "train"
-            try:
-                batch = next(batches)
-            except StopIteration:  # pragma: no cover - iter_batches repeats the split
-                break
-            batch = {k: v.to(device) for k, v in batch.items()}
-            n_tokens = int(batch["attention_mask"].sum()) * world if "attention_mask" in batch else 0
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                if acct is None:
-                    torch.cuda.reset_peak_memory_stats(device)
-            t0 = time.perf_counter()
-            if FAULT_HOOK is not None:
-                FAULT_HOOK(step=step, phase=phase, model=model)
-            if acct is not None:
-                with acct.forward_scope():
-                    loss = model(**batch).loss
-            else:
-                loss = model(**batch).loss
-            loss_val = float(loss.detach())
-            if not math.isfinite(loss_val):
-                status = "nan"
-                message = (f"The loss became {'NaN' if loss_val != loss_val else 'infinite'} at step {step}: "
-                           f"lower the learning rate (now {lr:g}) and try again")
-                state.add_record(dict(step=step, phase=phase, loss=loss_val))
-                break
-            loss.backward()
-            if phase == "warmup":
-                _allreduce_grads([p for p in model.parameters() if p.requires_grad], world)
-                adapter.accumulate()
-                cur_lr = warm_opt.param_groups[0]["lr"] if warm_opt else 0.0
-                if warm_opt is not None:
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_([p for g in warm_opt.param_groups for p in g["params"]],
-                                                       cfg.grad_clip)
-                    warm_opt.step()
-                grad_norm = None
-            else:
-                params = [p for _, p in train_params]
-                _allreduce_grads(params, world)
-                gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else float("inf"))
-                grad_norm = float(gn)
-                if not math.isfinite(grad_norm):
-                    status = "nan"
-                    message = (f"The gradient became {'NaN' if grad_norm != grad_norm else 'infinite'} at step "
-                               f"{step}: lower the learning rate (now {lr:g}) and try again")
-                    state.add_record(dict(step=step, phase=phase, loss=loss_val))
-                    break
-                cur_lr = opt.param_groups[0]["lr"]
-                opt.step()
-                sched.step()
-                adapter.on_step_end(opt)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            dt = time.perf_counter() - t0
-            rec = dict(step=step, phase=phase, loss=loss_val, lr=cur_lr, step_time_s=dt,
-                       tokens_per_s=(n_tokens / dt if dt > 0 else None), grad_norm=grad_norm)
-            if acct is not None:
-                snap = acct.snapshot()
-                rec.update({k: v for k, v in snap.items() if k.endswith("_bytes") or k == "trainable_params"})
-            elif memory_fn is not None:
-                rec.update(memory_fn(model, opt or warm_opt, device) or {})
-            if device.type == "cuda" and "cuda_peak_bytes" not in rec:
-                rec["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated(device))
-            if acct is None and "rss_bytes" not in rec:
-                rec["rss_bytes"] = _rss()
-            # zero the grads after the snapshot (it counts them)
-            if phase == "warmup":
-                if warm_opt is not None:
-                    warm_opt.zero_grad(set_to_none=True)
-                if step == warm_steps:
-                    adapter.finish_warmup()
-                    model.to(device)
-                    if adapter.warmup_moves_weights:
-                        res.warmup_base = _base_snapshot(adapter)
-                    warm_opt = None
-                    build_main(steps - warm_steps)
-                    if acct is not None:
-                        acct.set_optimizer(opt)
-                    res.summary["trainable_params"] = int(adapter.num_trainable())
-            else:
-                opt.zero_grad(set_to_none=True)
-            if cfg.eval_every and step % cfg.eval_every == 0 and step != steps:
-                rec.update(do_eval(step))
-            state.add_record(rec)
-            if on_step:
-                on_step(rec)
-        else:
-            status = "finished"
+        run = _Run(cfg, loaded, device, res, summary, memory_fn)
+        status, message = run.loop(state, stop_event, on_step)
         closed = status == "stopped" and message.startswith("stopped: page closed")  # nobody to show it to
-        if status in ("finished", "stopped") and not closed and \
-                not (adapter is not None and getattr(adapter, "needs_warmup", False)):
-            final = do_eval(steps)
-            last = state.records[-1] if state.records else None
-            if last is not None and last.get("phase") != "eval" and "eval_accuracy" not in last:
-                last.update(final)
-            else:
-                state.add_record(dict(step=state.step, phase="eval", **final))
-            res.summary["final_accuracy"] = final["eval_accuracy"]
-            res.summary["final_eval_loss"] = final["eval_loss"]
-            if on_step:
-                on_step(state.records[-1])
+        if status in ("finished", "stopped") and not closed and not getattr(run.adapter, "needs_warmup", False):
+            run.final_eval(state, on_step)
         elif status == "stopped" and not closed:
             message += " (stopped during SMT's warm-up: no blocks were selected, nothing to evaluate)"
     except Exception as e:  # noqa: BLE001 - a run ends with a status, never a hung worker
@@ -585,43 +268,29 @@ def train(cfg: TrainConfig, loaded=None, stop_event: threading.Event | None = No
             import traceback
 
             traceback.print_exc()
-    # release the model and optimizer of a run that did not finish: locals die when train() returns;
-    # the result drops the adapted model too (a user-stopped run keeps it for download)
+    # release the model and optimizer of a run that did not finish: the result drops the adapted model too
+    # (a user-stopped run keeps it for download)
     if status in ("failed", "nan") or (status == "stopped" and message.startswith("stopped: page closed")):
         res.adapter = None
         res.warmup_base = None
-        adapter = model = opt = sched = warm_opt = acct = train_params = None  # noqa: F841
+        run = None  # noqa: F841
         import gc
 
         gc.collect()
         if device is not None and device.type == "cuda":
             torch.cuda.empty_cache()
-    wall = time.perf_counter() - t_start
-    recs = state.records
-    evals = [r["eval_accuracy"] for r in recs if r.get("eval_accuracy") is not None]
-    trained = [r for r in recs if r.get("phase") in ("train", "warmup") and r.get("step_time_s") is not None]
-
-    def _peak(key, phase=None):
-        vals = [r[key] for r in trained if r.get(key) is not None and (phase is None or r["phase"] == phase)]
-        return max(vals) if vals else None
-
-    res.summary.update(
-        status=status, message=message, steps_done=max([r["step"] for r in trained], default=0),
-        steps=int(cfg.steps), method=cfg.method, model=cfg.model, task=(res.task.name if res.task else cfg.task),
-        best_accuracy=max(evals) if evals else None, wall_time_s=wall,
-        device=str(device) if device is not None else None, lr=_safe_lr(cfg),
-        peak_memory_bytes=_peak("total_bytes"), peak_memory_train_bytes=_peak("total_bytes", "train"),
-        peak_cuda_bytes=_peak("cuda_peak_bytes"), peak_rss_bytes=_peak("rss_bytes"),
-        mean_step_time_s=(sum(r["step_time_s"] for r in trained[1:]) / max(1, len(trained) - 1)
-                          if len(trained) > 1 else (trained[0]["step_time_s"] if trained else None)),
-        final_loss=(trained[-1]["loss"] if trained else None),
-        notes=list(res.notes),
-    )
-    res.summary.setdefault("final_accuracy", None)
+    summary.status, summary.message = status, message
+    summary.steps, summary.method, summary.model = int(cfg.steps), cfg.method, cfg.model
+    summary.task = res.task.name if res.task else cfg.task
+    summary.wall_time_s = time.perf_counter() - t_start
+    summary.device = str(device) if device is not None else None
+    summary.lr = cfg.safe_lr()
+    summary.add_records(state.records)
+    summary.notes = list(res.notes)
+    res.summary = summary.to_dict()
     state.result = res
     state.set(status=status, message=message, ended=time.time())
-    with _RUNNING_LOCK:
-        _RUNNING.pop(id(state), None)
+    unregister(state)
     return res
 
 
@@ -663,12 +332,4 @@ def start_in_thread(cfg: TrainConfig, loaded=None, on_step=None, memory_fn=None)
     return state, th
 
 
-__all__ = ["TrainConfig", "RunState", "RunResult", "train", "start_in_thread", "pick_device", "DEFAULT_LR",
-           "init_head", "prepare_base", "load_for", "active_runs", "orphan_seconds", "ORPHAN_ENV"]
-
-
-def _safe_lr(cfg):
-    try:
-        return cfg.resolved_lr()
-    except (TypeError, ValueError):
-        return None
+__all__ = ["train", "start_in_thread", "FAULT_HOOK"]

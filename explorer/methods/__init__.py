@@ -35,25 +35,24 @@ optional (``OPTIONAL_FACTS``, default in brackets): ``overview_pictures(adapter)
 Behaviour that differs per method lives on its ``Adapter`` subclass (``needs_warmup``, ``warmup_moves_weights``,
 ``delta_granule``, ``analytic_bytes()``, ``saves_whole_model``, ``meta_note()``, ...).
 
-Memory facts: the memory calculator (``explorer.memory``, ``explorer.views.memory_views``, page 4, the
-``memory`` command) never asks a method's name; ``MethodInfo`` exposes what the method's module provides.
-Required: ``memory_plan(spec, knobs) -> explorer.memory.plan.MemoryPlan`` (the trainable count by part from a
+Memory facts (``REQUIRED_FACTS`` / ``OPTIONAL_FACTS`` too): the memory calculator (``explorer.memory``,
+``explorer.views.memory_views``, page 4, the ``memory`` command) never asks a method's name.  Required:
+``memory_plan(spec, knobs) -> explorer.memory.plan.MemoryPlan`` (the trainable count by part from a
 ``ModelSpec``'s shapes, frozen adapter floats and int32 index bytes, and per target type a save rule that
-records what the adapted layer keeps for backward; ``adapter_shapes`` finds the targets) and
-``settings_text(knobs) -> str`` (one short line for a table row).  Optional: ``MEMORY_PAGE_KNOBS`` (the knobs
-the Memory calculator shows: knob name -> its address key, e.g. ``{"rank": "rank"}``; default none) and
-``MEASURE_KNOBS`` (knobs a quick memory measurement overrides, e.g. SMT's short warm-up; default none).
+records what the adapted layer keeps for backward; ``explorer.memory.plan.adapter_shapes`` finds the targets)
+and ``settings_text(knobs) -> str`` (one short line for a table row).  Optional: ``MEMORY_PAGE_KNOBS`` [{}: the
+knobs the Memory calculator shows, knob name -> its address key, e.g. ``{"rank": "rank"}``] and
+``MEASURE_KNOBS`` [{}: knobs a quick memory measurement overrides, e.g. SMT's short warm-up].
 """
 
 from __future__ import annotations
 
 import json
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
-
-from importlib import import_module
 
 from .base import Adapter, Knob, KnobError, Layout, validate_knobs
 from .facts import Picture
@@ -91,7 +90,7 @@ def _no_full_warmup(knobs: dict) -> bool:
 OPTIONAL_FACTS: dict[str, Any] = {"overview_pictures": _no_pictures, "playground_knobs": _no_fixed_knobs,
                                   "PLAYGROUND_CAPTION": "", "sweep_point": None, "LOAD_FORMAT": "tensors",
                                   "warmup_is_full_finetuning": _no_full_warmup, "HAS_WARMUP": False,
-                                  "TAKES_SELECTION": False}
+                                  "TAKES_SELECTION": False, "MEMORY_PAGE_KNOBS": {}, "MEASURE_KNOBS": {}}
 
 
 class MethodInfo:
@@ -126,10 +125,10 @@ class MethodInfo:
         self.has_warmup: bool = bool(opt["HAS_WARMUP"])
         self.takes_selection: bool = bool(opt["TAKES_SELECTION"])
         # memory facts (see the module docstring)
-        self.memory_plan = module.memory_plan
-        self.settings_text = module.settings_text
-        self.memory_page_knobs: dict[str, str] = getattr(module, "MEMORY_PAGE_KNOBS", {})
-        self.measure_knobs: dict = getattr(module, "MEASURE_KNOBS", {})
+        self.memory_plan: Callable = module.memory_plan
+        self.settings_text: Callable[[dict], str] = module.settings_text
+        self.memory_page_knobs: dict[str, str] = opt["MEMORY_PAGE_KNOBS"]
+        self.measure_knobs: dict = opt["MEASURE_KNOBS"]
 
     @property
     def sweepable(self) -> bool:

@@ -335,10 +335,13 @@ class SMTAdapter(Adapter):
 def run_warmup(adapter: SMTAdapter, batches: Iterable[dict], loss_fn: Callable | None = None, lr: float = 1e-4,
                weight_decay: float = 0.0, max_steps: int | None = None) -> dict:
     """A self-contained warm-up (for the command line and the playground):
-    ``warmup_steps`` batches, then selection.  Returns the selection."""
-    loss_fn = loss_fn or (lambda m, b: m(**b).loss)
+    ``warmup_steps`` batches, then selection.  Returns the selection.  Each batch is one
+    ``explorer.engine.step.run_step`` with the adapter's gradient sums as its sink."""
+    from explorer.engine.step import StepPlan, default_loss, run_step
+
     params = adapter.begin_warmup()
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if params else None
+    plan = StepPlan(optimizer=opt, sink=adapter.accumulate, loss_fn=loss_fn or default_loss)
     was_training = adapter.model.training
     adapter.model.train()
     steps = max_steps or adapter.knobs["warmup_steps"]
@@ -346,14 +349,8 @@ def run_warmup(adapter: SMTAdapter, batches: Iterable[dict], loss_fn: Callable |
     for batch in batches:
         if done >= steps:
             break
-        loss = loss_fn(adapter.model, batch)
-        if not math.isfinite(float(loss.detach())):
+        if not run_step(adapter.model, batch, plan).ok:
             raise FloatingPointError("smt: the warm-up loss is not finite")
-        loss.backward()
-        adapter.accumulate()
-        if opt is not None:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
         done += 1
     adapter.model.train(was_training)
     if done == 0:
@@ -457,7 +454,7 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     if b <= 0 or any(o % b or i % b for _, _, o, i in shapes):
         raise KnobError(f"smt: no block size divides every target of {spec.name}; set block_size")
     total_blocks = sum((o // b) * (i // b) for _, _, o, i in shapes)
-    nb = max(1, min(block_budget(knobs, spec.n_params(), b, total_blocks)[0], total_blocks))
+    nb = max(1, min(block_budget(knobs, spec.n_params(), b, total_blocks)[0], total_blocks))  # the one rule
     per_matrix = nb / len(shapes)  # the selection is data-dependent: assume an even spread over the targets
     plan = MemoryPlan(knobs, trainable_parts=dict(blocks=nb * b * b, head=spec.head_params()),
                       extra_index_bytes=4 * 3 * nb + 4 * min(nb, sum(i // b for _, _, _, i in shapes)),

@@ -1,1 +1,16 @@
-"""SMT's block inspector: gradient collection, analysis, cache and export."""
+"""SMT's gradient-block inspector, by concern: ``record`` (block sums of a warm-up), ``collect`` (the warm-up
+that makes a record), ``cache`` (memory and disk caches), ``analysis`` (scores, selection, shares, stability,
+overlaps) and ``export`` (JSON and CSV).  The names below are the package's public interface."""
+
+from explorer.smt.analysis import (RULES, Setting, SMTAnalysis, analyze, check_request, jaccard, score_maps,
+                                   to_selection, weight_change_maps, weight_magnitude_maps)
+from explorer.smt.cache import cached_record, clear_memory_cache, load_record, record_key, save_record
+from explorer.smt.collect import DEFAULT_CHECKPOINTS, MODES, RecordSettings, collect_gradients, warmup_loss
+from explorer.smt.export import analysis_to_dict, analysis_to_json, scores_csv, selection_csv
+from explorer.smt.record import GradientRecord, default_grain, record_from_sums
+
+__all__ = ["RULES", "MODES", "DEFAULT_CHECKPOINTS", "Setting", "SMTAnalysis", "GradientRecord", "analyze",
+           "check_request", "jaccard", "score_maps", "to_selection", "weight_change_maps", "weight_magnitude_maps",
+           "cached_record", "clear_memory_cache", "load_record", "record_key", "save_record", "collect_gradients",
+           "warmup_loss", "analysis_to_dict", "analysis_to_json", "scores_csv", "selection_csv", "default_grain",
+           "record_from_sums", "RecordSettings"]

@@ -294,6 +294,7 @@ def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, d
     """
     import torch
 
+    from explorer.engine.step import StepPlan, run_step
     from explorer.memory.measured import MemoryAccountant
     from explorer.methods import apply_method
     from explorer.models import fresh_copy
@@ -318,15 +319,13 @@ def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, d
     m.train()
     opt = torch.optim.AdamW([p for _, p in adapter.trainable_parameters()], lr=1e-4, weight_decay=0.1)
     acct = MemoryAccountant(m, opt)
+    plan = StepPlan(optimizer=opt, after_update=adapter.on_step_end, accountant=acct)
     rec = None
-    for step in range(MEASURE_STEPS):
-        with acct.forward_scope():
-            loss = m(**_batch(kind, vocab, n_lab, batch, seq_len, step, device)).loss
-        loss.backward()
-        opt.step()
-        rec = acct.snapshot()  # before zero_grad: the gradients still exist
-        opt.zero_grad(set_to_none=True)
-        adapter.on_step_end(opt)
+    for step in range(MEASURE_STEPS):  # the snapshot is taken before zero_grad: the gradients still exist
+        out = run_step(m, _batch(kind, vocab, n_lab, batch, seq_len, step, device), plan)
+        if not out.ok:
+            raise KnobError(f"{method}: the loss is not finite at measurement step {step + 1}; nothing to measure")
+        rec = out.memory
     seconds = time.perf_counter() - t0
     spec = spec_from_model(loaded.model)
     est = estimate(spec, method, knobs, precision="fp32", batch=batch, seq_len=seq_len, device=device)

@@ -22,7 +22,6 @@ which is safe on it.  What the page draws from a summary (formula, pictures, ΔW
 from __future__ import annotations
 
 import copy
-import math
 import os
 import tempfile
 import threading
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from explorer.engine.step import StepPlan, run_step
 from explorer.methods import METHODS, apply_method
 from explorer.methods.base import Adapter, KnobError, Layout
 from explorer.targets import ALL_TYPES
@@ -233,12 +233,10 @@ def warmup_grad_sums(loaded, adapter: Adapter, n_batches: int, seed: int = 0) ->
     adapter.begin_warmup()
     model.train()
     torch.manual_seed(seed)
+    plan = StepPlan(sink=adapter.accumulate)  # gradient-only: no optimizer, the sums are the result
     for b in batches:
-        loss = model(**b).loss
-        if not math.isfinite(float(loss.detach())):
+        if not run_step(model, b, plan).ok:
             raise FloatingPointError(f"{adapter.method}: the warm-up loss is not finite")
-        loss.backward()
-        adapter.accumulate()
     model.eval()
     sums = {k: v.detach().clone() for k, v in adapter.grad_sums.items()}
     out = dict(sums=sums, batches=len(batches), task=src, seconds=time.perf_counter() - t0)

@@ -148,7 +148,7 @@ class RunEntry:
 
 
 def entry_from_result(result, run_id: str | None = None, label: str = "", keep_adapter: bool = True) -> RunEntry:
-    """A RunEntry from an ``explorer.engine.train.RunResult`` (the adapter zipped when it can be saved)."""
+    """A RunEntry from an ``explorer.engine.state.RunResult`` (the adapter zipped when it can be saved)."""
     from explorer.data import is_stored_upload
     from explorer.engine.export import metrics_dict
 

@@ -125,7 +125,7 @@ def warmup_in_worker(progress, stop_event, ws: WarmupSettings):
 
 def _collect(loaded, ws: WarmupSettings, progress, stop_event):
     from explorer.data import load_task
-    from explorer.smt import analysis as A
+    from explorer import smt as A
 
     task = load_task(ws.task, model_kind=loaded.info.kind)
     base = loaded
@@ -186,7 +186,7 @@ def block_grid(loaded, types: list[str], block_size: int = 0) -> BlockGrid:
     """The grid of ``types``'s matrices of ``loaded`` for ``block_size`` (0 = auto, or a size that is not valid
     for these matrices)."""
     from explorer.methods.smt import auto_block_size, auto_blocks, valid_block_sizes
-    from explorer.smt.analysis import default_grain
+    from explorer.smt import default_grain
     from explorer.targets import find_targets
 
     all_t = find_targets(loaded.model)

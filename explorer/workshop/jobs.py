@@ -6,7 +6,9 @@ Start at once run at most ``max_running`` fine-tunes (default 2, environment var
 ``PEFT_EXPLORER_MAX_RUNS``) and the others wait in line, first come first served::
 
     from explorer.workshop.jobs import default_queue, estimate_run_bytes
-    from explorer.engine.train import RunState, TrainConfig, train
+    from explorer.engine.config import TrainConfig
+    from explorer.engine.state import RunState
+    from explorer.engine.train import train
 
     cfg = TrainConfig(model="tiny-bert", method="lora", steps=20)
     state = RunState(cfg)
@@ -43,7 +45,7 @@ from typing import Any, Callable
 
 from explorer.methods import METHODS
 from explorer.methods.base import KnobError
-from explorer.engine.train import Heartbeat
+from explorer.engine.state import Heartbeat
 
 __all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
            "check_memory", "ordinal", "DEFAULT_MAX_RUNS", "DEFAULT_SAFETY"]
@@ -139,7 +141,7 @@ class Job:
         self.id = next(Job._ids)
         self.queue = queue
         self.fn = fn
-        self.state = state  # an explorer.engine.train.RunState (optional)
+        self.state = state  # an explorer.engine.state.RunState (optional)
         self.need_bytes = need_bytes
         self.label = label
         self.device = device

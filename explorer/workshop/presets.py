@@ -35,7 +35,7 @@ class Preset:
     page: str  # "playground", "finetune", "compare", ... (the page whose schema reads the values)
     lesson: str  # one or two sentences: what to look at
     values: dict = field(default_factory=dict)
-    # Compare: the runs the lesson starts together, each a dict of ``explorer.engine.train.TrainConfig`` fields
+    # Compare: the runs the lesson starts together, each a dict of ``explorer.engine.config.TrainConfig`` fields
     runs: tuple = ()
 
     def url(self, base: str = "") -> str:

@@ -50,7 +50,8 @@ class _RunActor:
         self.stop_event = threading.Event()
 
     def run(self, cfg, keep_adapter: bool, data: bytes | None, data_name: str | None):
-        from explorer.engine.train import RunState, train
+        from explorer.engine.state import RunState
+        from explorer.engine.train import train
         from explorer.workshop.workers import _base_for, _slim
 
         actor = self

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from explorer.engine.train import RunState, TrainConfig
+from explorer.engine.config import TrainConfig
+from explorer.engine.state import RunState
 from explorer.workshop.jobs import Job, RunQueue, default_queue, estimate_run_bytes
 
 __all__ = ["FineTuneRun", "start_fine_tune", "train_into_history"]

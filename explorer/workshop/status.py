@@ -55,7 +55,7 @@ def server_status(checksums: bool = True, settle: bool = False) -> dict:
 
     ``settle=True`` first runs :func:`settle_memory` (gc + malloc_trim), labelled in the output.
     """
-    from explorer.engine import train as train_mod
+    from explorer.engine import state as run_state
 
     out = dict(pid=os.getpid(), time=time.time())
     if settle:
@@ -86,7 +86,7 @@ def server_status(checksums: bool = True, settle: bool = False) -> dict:
 
     ex = current_executor()
     out["executor"] = ex.describe() if ex is not None else dict(kind=None, workers=[], died=0)
-    runs = train_mod.active_runs()
+    runs = run_state.active_runs()
     out["active_runs"] = [dict(method=getattr(r.cfg, "method", None), model=getattr(r.cfg, "model", None),
                                step=r.step, total=r.total_steps, status=r.status) for r in runs]
     return out

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.engine.train import Heartbeat
+from explorer.engine.state import Heartbeat
 from explorer.workshop.jobs import Job, RunQueue, default_queue, estimate_run_bytes
 
 __all__ = ["Sweep", "SweepResult", "SweepSnapshot"]
@@ -122,7 +122,7 @@ class Sweep(Heartbeat):
                                  position=job.position() if job is not None else 0)
 
     def _run_one(self, label: str, cfg) -> None:
-        from explorer.engine.train import RunState
+        from explorer.engine.state import RunState
         from explorer.workshop.workers import default_executor
 
         state = RunState(cfg)

@@ -43,7 +43,7 @@ def load_tryout(loaded, run_id: str, adapter_zip: bytes, max_len: int = 64) -> T
     """The run's adapter on a fresh copy of ``loaded`` (DataError when the run kept no adapter)."""
     from explorer.engine.export import load_run_adapter
     from explorer.models import fresh_copy
-    from explorer.engine.train import init_head
+    from explorer.engine.prepare import init_head
 
     if not adapter_zip:
         raise DataError("this run kept no adapter (stopped during SMT's warm-up, failed, or too large to keep)")

@@ -10,8 +10,8 @@ One executor per server process (:func:`default_executor`), chosen by ``PEFT_EXP
   tests and the CLI use it).
 
 Either way the caller (a :class:`explorer.workshop.jobs.RunQueue` thread) calls
-:meth:`run_train` and gets a :class:`explorer.engine.train.RunResult` back; progress records and the status
-arrive in the caller's :class:`~explorer.engine.train.RunState` as the run goes, a stop (``state.stop()``,
+:meth:`run_train` and gets a :class:`explorer.engine.state.RunResult` back; progress records and the status
+arrive in the caller's :class:`~explorer.engine.state.RunState` as the run goes, a stop (``state.stop()``,
 or a page that stopped polling: the heartbeat) reaches the worker within a poll (0.2 s) and the run ends
 within one step.  A worker that dies (killed, out of memory, a crash in native code) ends only its own run,
 with the status ``failed`` and a message saying so; the next run gets a fresh worker.
@@ -101,7 +101,7 @@ class _RemoteState:
     """What ``train`` writes to, inside a worker: every change is sent to the server as a message."""
 
     def __new__(cls, outbox, job_id, stop_event, cfg):
-        from explorer.engine.train import RunState
+        from explorer.engine.state import RunState
 
         class Remote(RunState):
             def set(self, **kw):
@@ -138,7 +138,7 @@ def _base_for(cfg, cache: dict):
 
 def _slim(res, keep_adapter: bool):
     """The part of a RunResult that travels back: no model copy, the adapter as zip bytes."""
-    from explorer.engine.train import RunResult
+    from explorer.engine.state import RunResult
 
     zipped = None
     if keep_adapter and res.adapter is not None:

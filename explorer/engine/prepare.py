@@ -1,0 +1,137 @@
+"""Getting a fine-tune ready: the device, the model and task, the head, the optimizer's groups and the
+learning-rate schedule (no Streamlit)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from explorer import data as data_mod
+from explorer.engine.config import TrainConfig
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        from explorer.methods.base import KnobError
+
+        raise KnobError(f"Unknown device '{name[:30]}': use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from explorer.methods.base import KnobError
+
+        raise KnobError("CUDA was asked for but no CUDA device is available here; use --device cpu or auto")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        from explorer.methods.base import KnobError
+
+        raise KnobError("MPS was asked for but is not available here; use --device cpu or auto")
+    return dev
+
+
+def dist_info():
+    """(rank, world_size) of an initialised torch.distributed group, else (0, 1)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except Exception:  # pragma: no cover
+        pass
+    return 0, 1
+
+
+def init_head(model: nn.Module, num_labels: int, seed: int) -> bool:
+    """(Re)initialise a sequence-classification head from ``seed``; resize it to ``num_labels``.
+
+    Returns True when the head was replaced.  Works for BERT-style ``classifier`` and
+    LLaMA-style ``score`` heads (a Linear, or a module whose last Linear is ``out_proj``).
+    """
+    from explorer.targets import head_module_names
+
+    names = head_module_names(model)
+    if not names:
+        return False
+    g = torch.Generator().manual_seed(int(seed) + 424242)
+    for name in names:
+        head = getattr(model, name)
+        lin = head if isinstance(head, nn.Linear) else getattr(head, "out_proj", None)
+        if not isinstance(lin, nn.Linear):
+            continue
+        new = nn.Linear(lin.in_features, num_labels, bias=lin.bias is not None)
+        with torch.no_grad():
+            new.weight.copy_(torch.randn(new.weight.shape, generator=g) * 0.02)
+            if new.bias is not None:
+                new.bias.zero_()
+        new.to(lin.weight.device, lin.weight.dtype)
+        new.weight.requires_grad_(False)
+        if new.bias is not None:
+            new.bias.requires_grad_(False)
+        if lin is head:
+            setattr(model, name, new)
+        else:
+            head.out_proj = new
+    model.num_labels = num_labels
+    if getattr(model, "config", None) is not None:
+        model.config.num_labels = num_labels
+        model.config.id2label = {i: str(i) for i in range(num_labels)}
+        model.config.label2id = {str(i): i for i in range(num_labels)}
+    return True
+
+
+def prepare_base(loaded, task, seed: int) -> nn.Module:
+    """A private copy of the cached base model, ready for ``apply_method`` (the cache is never touched)."""
+    from explorer.models import fresh_copy
+
+    m = fresh_copy(loaded.model)
+    if loaded.info.kind == "seq-cls":
+        init_head(m, max(2, task.num_labels), seed)
+    return m
+
+
+def param_groups(params, wd: float, adapter=None):
+    """AdamW groups: the adapter says which tensors take weight decay (default: matrices yes, vectors no)."""
+    rule = adapter.takes_weight_decay if adapter is not None else (lambda n, p: p.dim() >= 2)
+    decay = [p for n, p in params if rule(n, p)]
+    no_decay = [p for n, p in params if not rule(n, p)]
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": wd})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def schedule(total: int, warm: int):
+    def f(i):  # i = number of scheduler steps taken so far (0-based)
+        if warm > 0 and i < warm:
+            return (i + 1) / warm
+        return max(0.0, (total - i) / max(1, total - warm))
+    return f
+
+
+def load_for(cfg: TrainConfig, loaded=None):
+    """(loaded model, task) for a config; the model loads with the task's number of labels."""
+    from explorer.models import REGISTRY, load_model
+
+    if loaded is None:
+        kind = REGISTRY[cfg.model]["kind"] if cfg.model in REGISTRY else None
+        if kind is not None:
+            task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col,
+                                      cfg.label_col, cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
+            loaded = load_model(cfg.model, num_labels=max(2, task.num_labels))
+            return loaded, task
+        loaded = load_model(cfg.model)
+    kind = loaded.info.kind
+    task = data_mod.load_task(cfg.task or data_mod.default_task_for(kind), kind, cfg.text_col, cfg.label_col,
+                              cfg.prompt_col, cfg.answer_col, encoding=cfg.encoding)
+    return loaded, task
+
+
+
+
+__all__ = ["pick_device", "dist_info", "init_head", "prepare_base", "param_groups", "schedule", "load_for"]

@@ -208,3 +208,21 @@ def test_the_check_finds_a_mention():
     pat = re.compile(r"(?<![a-z])vera(?![a-z])", re.I)
     assert pat.search('if method == "vera":') and pat.search("VeRA (arXiv 2310.11454)")
     assert not pat.search("several averaged values") and not pat.search(TIED_LORA_NAMES.sub("", "VeRA-like"))
+
+
+def test_pages_offer_it_without_naming_it():
+    """The registry line is enough: the playground and the fine-tune page offer it, the memory calculator has
+    its row, and the Home table lists what it trains (every text from the module)."""
+    from apptest_helpers import no_problem, open_page
+
+    info = METHODS["vera"]
+    at = open_page(str(ROOT / "app.py"))
+    no_problem(at)
+    assert info.what_trains in " ".join(str(t.value) for t in at.table) + " ".join(str(m.value) for m in at.markdown)
+    for page, key in (("pages/1_Methods_playground.py", "pg:m1"), ("pages/2_Fine_tune.py", "ft:method")):
+        at = open_page(str(ROOT / page))
+        no_problem(at)
+        assert info.label in at.selectbox(key=key).options  # the widget shows the module's LABEL
+    at = open_page(str(ROOT / "pages/4_Memory_calculator.py"))
+    no_problem(at)
+    assert {info.label, info.short} & set(at.multiselect(key="mem:methods").options)

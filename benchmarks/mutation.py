@@ -66,7 +66,8 @@ SCOPES = {
                for p in (f"{mod}.x_{n}__mutmut_*", f"{mod}.xǁ{n}ǁ*")],
 }
 SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
-for _m in ("base", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "sparta"):  # one method file at a time
+for _m in ("base", "facts", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "smt_adapter", "smt_blocks",
+           "sparta"):  # one method file at a time
     SCOPES[f"methods.{_m}"] = [f"explorer.methods.{_m}.*"]
 
 

@@ -74,7 +74,7 @@ def _gpus() -> list[dict]:
 
 def _widths(loaded, task, cfg) -> list[int]:
     """The padded width of every training batch of a run (same seed and order as ``train``)."""
-    from explorer.data import tasks as data_mod
+    from explorer import data as data_mod
 
     return [int(b["input_ids"].shape[1]) for b in data_mod.iter_batches(
         task, loaded.tokenizer, "train", batch_size=cfg.batch_size, seed=cfg.seed, max_batches=cfg.steps,

@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from explorer.data import tasks as data
+from explorer import data
 from explorer.engine.step import StepPlan, run_step
 from explorer.engine.prepare import enable_checkpointing
 from explorer.memory.analytic import estimate

@@ -57,7 +57,7 @@ def _ratio(a, b):
 
 def interleaved_timing(results: dict, loaded, task, cfg_base: TrainConfig, rounds: int) -> dict:
     """Median seconds of one training step per method, methods taking turns within each round."""
-    from explorer.data import tasks as data_mod
+    from explorer import data as data_mod
 
     # a representative batch: the first training batch of median padded width
     batches = list(data_mod.iter_batches(task, loaded.tokenizer, "train", batch_size=cfg_base.batch_size,
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                        eval_examples=args.eval_examples, device="cpu")
     loaded, task = load_for(cfg0)
     spec = spec_from_model(loaded.model, args.model)
-    from explorer.data import tasks as data_mod
+    from explorer import data as data_mod
 
     # the padded width of every training batch (the same seed and order as the runs)
     widths = [int(b["input_ids"].shape[1]) for b in data_mod.iter_batches(

@@ -8,7 +8,7 @@ import streamlit as st
 
 import ui_common as ui
 import ui_runs
-from explorer.data import tasks as D
+from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
 from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal

@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui_board
 import ui_common as ui
-from explorer.data import tasks as D
+from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_plan
 from explorer.workshop.sweeps import Sweep

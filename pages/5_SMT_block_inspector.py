@@ -26,7 +26,7 @@ import streamlit as st
 
 import ui_common as ui
 import ui_smt
-from explorer.data import tasks as D
+from explorer import data as D
 from explorer import smt as A
 from explorer.views import smt_views as V
 from explorer.errors import user_message

@@ -253,7 +253,7 @@ def test_broken_results_file_is_one_line(tmp_path):
 def test_finetune_link_reads_back_with_the_pages_schema():
     from urllib.parse import parse_qsl, urlsplit
 
-    from explorer.data import tasks as D
+    from explorer import data as D
     from explorer.claims import live
     from explorer.methods import METHODS
     from explorer.urlstate import Schema, knob_fields

@@ -21,7 +21,7 @@ def test_methods_json_lists_all_with_knobs():
     r = run("methods", "--json")
     assert r.returncode == 0, r.stderr
     data = {m["name"]: m for m in json.loads(r.stdout)}
-    assert set(data) == {"full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta"}
+    assert set(data) == {"full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta", "vera"}
     assert {k["name"] for k in data["lora-sp"]["knobs"]} >= {"rank", "alpha", "targets", "freeze", "seed", "mask_mode"}
 
 

@@ -35,7 +35,7 @@ def test_train_command_writes_metrics_adapter_and_merged(tmp_path, capsys):
     # the merged folder loads with from_pretrained and gives the run's final accuracy
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from explorer.data import tasks as data
+    from explorer import data
 
     merged = AutoModelForSequenceClassification.from_pretrained(out / "merged")
     tok = AutoTokenizer.from_pretrained(out / "merged")

@@ -1,4 +1,4 @@
-"""Built-in tasks, user files, hub names, batching and evaluation (explorer/data/tasks.py)."""
+"""Built-in tasks, user files, hub names, batching and evaluation (explorer/data/)."""
 
 import json
 import time
@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from explorer.data import tasks as data
+from explorer import data
+from explorer.data import builtin
 from explorer.errors import DataError
 
 
@@ -33,7 +34,7 @@ def test_size_compare_is_balanced_twinned_and_held_out():
         twin = text.replace("bigger", "@").replace("smaller", "bigger").replace("@", "smaller")
         assert ev[twin] == 1 - y
     # rebuilt from scratch: identical
-    assert data._size_compare().train == t.train
+    assert builtin._size_compare().train == t.train
 
 
 def test_word_category_and_bbc():
@@ -41,7 +42,7 @@ def test_word_category_and_bbc():
     assert t.kind == "causal-lm" and (len(t.train), len(t.eval)) == (288, 96)
     words_train = {p for p, _ in t.train}
     assert not (words_train & {p for p, _ in t.eval})
-    assert {a for _, a in t.eval} == set(data.COLOURS)
+    assert {a for _, a in t.eval} == set(builtin.COLOURS)
     b = data.load_task("bbc-news", "seq-cls")
     assert b.label_names == ["business", "entertainment", "politics", "sport", "tech"]
     assert len(b.train) + len(b.eval) > 2000 and 400 < len(b.eval) < 500
@@ -71,7 +72,7 @@ def test_batches_deterministic_and_causal_labels(tiny_llama, tiny_bert):
     assert (lab[batch["attention_mask"] == 0] == -100).all()
     for row, ids in zip(lab, batch["input_ids"]):
         scored = ids[row != -100].tolist()
-        assert tiny_llama.tokenizer.decode(scored).strip() in data.COLOURS
+        assert tiny_llama.tokenizer.decode(scored).strip() in builtin.COLOURS
     # repeat mode: more batches than one pass
     t2 = data.load_task("size-compare", "seq-cls")
     n = len(list(data.iter_batches(t2, tiny_bert.tokenizer, "train", batch_size=500, max_batches=9)))
@@ -162,7 +163,7 @@ def test_hub_name_offline_fails_fast():
 
 def test_colour_shape_rule_is_balanced_and_not_one_word():
     for n in (4, 6):
-        rule = data.colour_shape_rule(0, n)
+        rule = builtin.colour_shape_rule(0, n)
         assert len(rule) == n * n and sum(rule.values()) == n * n // 2
         for c in {c for c, _ in rule}:
             assert sum(v for (cc, _), v in rule.items() if cc == c) == n // 2
@@ -179,7 +180,7 @@ def test_a_csv_loads_whatever_the_working_directory(tmp_path, monkeypatch):
     working directory that has been deleted (a server started in a temporary folder that is gone)."""
     import os
 
-    from explorer.data.tasks import load_task
+    from explorer.data import load_task
 
     f = tmp_path / "files" / "t.csv"
     f.parent.mkdir()

@@ -33,7 +33,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.overrides import TorchFunctionMode
 
-from explorer.data import tasks as data_mod
+from explorer import data as data_mod
 from explorer.methods import METHODS, apply_method
 from explorer.engine.prepare import param_groups, prepare_base
 

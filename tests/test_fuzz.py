@@ -421,6 +421,8 @@ def data_file(draw):
         n_labels = draw(st.integers(2, 6))
         n = draw(st.integers(8, 60))
         rows = [[draw(cell) or "x", f"lab{i % n_labels}" if not causal else draw(label) or "y"] for i in range(n)]
+        # a NUL character makes any file binary (refused with one line by design): not in a usable file
+        rows = [[c.replace("\x00", "") for c in r] for r in rows]
         rows = [[c if c.strip() else "x" for c in r] for r in rows]
         # distinct texts: a held-out split is drawn by distinct text (a text repeated on every row cannot be
         # both trained on and held out, and is refused with one line)
@@ -469,7 +471,7 @@ def data_file(draw):
                              {"text_col": "x" * 1000}]), follow=st.sampled_from([True, True, False]))
 def test_uploaded_file_gives_a_task_or_a_clear_message(tmp_path_factory, f, kind, cols, follow):
     """The Fine-tune page's path: history.save_upload (checks, server name) then data.load_task."""
-    from explorer.data import tasks as data
+    from explorer import data
     from explorer.workshop.history import save_upload
 
     name, body, fits = f
@@ -504,7 +506,7 @@ def test_uploaded_file_gives_a_task_or_a_clear_message(tmp_path_factory, f, kind
                       st.text(max_size=60)),
        kind=st.sampled_from(["seq-cls", "causal-lm", "junk", ""]))
 def test_task_names_give_a_task_or_a_clear_message(name, kind):
-    from explorer.data import tasks as data
+    from explorer import data
 
     CASES["task names"] += 1
     builtin_fit = name in data.BUILTIN and data.BUILTIN[name]["kind"] == kind
@@ -524,7 +526,7 @@ def test_task_names_give_a_task_or_a_clear_message(name, kind):
                                        ("word-category", "causal-lm")])
 def test_every_builtin_task_loads_for_its_model_kind(name, kind):
     """The other half of the fuzz above: a valid name with its own kind is never refused."""
-    from explorer.data import tasks as data
+    from explorer import data
 
     task = data.load_task(name, kind)
     assert task.kind == kind and len(task.train) >= data.MIN_ROWS and task.eval
@@ -602,7 +604,7 @@ def test_valid_knobs_always_give_an_adapter(tiny_bert, data, method):
 @pytest.mark.parametrize("name", ["a" * 300, "/" + "a" * 300, "b" * 5000 + ".csv", "./" + "c/" * 3000])
 def test_overlong_names_give_a_message(name):
     """Found by the fuzz: a name longer than the OS allows made Path.exists() raise OSError."""
-    from explorer.data import tasks as data
+    from explorer import data
     from explorer.models import load_model
 
     CASES["over-long names"] += 1

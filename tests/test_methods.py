@@ -381,7 +381,11 @@ def test_block_scores_and_rules(score):
 
 ALL = [("full", {}), ("lora", dict(rank=2)), ("dora", dict(rank=2)), ("lora-sp", dict(rank=2)),
        ("tied-lora", dict(rank=2)), ("sparta", dict(density=0.1)),
-       ("smt", dict(block_size=16, blocks=3, warmup_mode="gradient-only", warmup_steps=2))]
+       ("smt", dict(block_size=16, blocks=3, warmup_mode="gradient-only", warmup_steps=2)), ("vera", dict(rank=4))]
+
+
+def test_the_round_trip_covers_every_method():
+    assert sorted(m for m, _ in ALL) == sorted(METHODS)
 
 
 @pytest.mark.parametrize("method,knobs", ALL, ids=[m for m, _ in ALL])
@@ -481,7 +485,7 @@ def test_bad_knobs_give_clear_messages(tiny_bert):
 
 
 def test_every_method_listed_with_knobs():
-    assert set(METHODS) == {"full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta"}
+    assert set(METHODS) == {"full", "lora", "dora", "lora-sp", "tied-lora", "smt", "sparta", "vera"}
     for m in METHODS.values():
         assert m.paper and m.formula and m.description
         for k in m.knobs:

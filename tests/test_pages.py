@@ -63,6 +63,7 @@ KNOB_DEFAULTS = {
                       train_u=True, train_v=True),
     "smt": dict(targets="q,k,v", block_size=0, blocks=0, density=0.0),
     "sparta": dict(targets="v,o", sparsity=0.99, density=0.0),
+    "vera": dict(rank=512, targets="q,k,v,o,gate,up,down"),
 }
 TIED_PRESETS = {"vBuA": (False, True, True, False, False), "TL5": (True, True, True, False, False),
                 "TL6": (True, True, True, True, True), "VeRA-like": (True, False, False, True, True)}
@@ -84,7 +85,8 @@ def tiny_bert_count(at, method: str, n_params: int) -> int:
     if method == "full":
         return n_params
     k = {n: _knob(at, method, n) for n in KNOB_DEFAULTS[method]}
-    ts = [TB_SHAPES[t] for t in k["targets"].split(",")] * TB_L  # (d_out, d_in) of every target matrix
+    # (d_out, d_in) of every target matrix (tiny-bert has no gate projection: a type it lacks adapts nothing)
+    ts = [TB_SHAPES[t] for t in k["targets"].split(",") if t in TB_SHAPES] * TB_L
     if method in ("lora", "dora"):
         return sum(k["rank"] * (o + i) + (o if method == "dora" else 0) for o, i in ts) + TB_HEAD
     if method == "lora-sp":  # the kept fraction of each factor, rounded per factor
@@ -116,6 +118,8 @@ def tiny_bert_count(at, method: str, n_params: int) -> int:
         if k["sparsity"] == 0.99 and not 1 <= keep - TB_HEAD <= 0.5 * total:
             return round(0.5 * total) + TB_HEAD  # the default adapts: at most half of the targets' entries
         return keep
+    if method == "vera":  # VeRA: d (r) and b (d_out) per target; the shared random A and B are frozen
+        return sum(k["rank"] + o for o, i in ts) + TB_HEAD
     raise AssertionError(method)
 
 
@@ -172,7 +176,7 @@ def test_every_method_and_control_on_tiny_bert(tiny_bert):
         assert moved >= (0 if method == "full" else 2), method
 
 
-METHODS_ORDER = ["full", "dora", "lora-sp", "tied-lora", "smt", "sparta"]
+METHODS_ORDER = ["full", "dora", "lora-sp", "tied-lora", "smt", "sparta", "vera"]
 
 
 def _other_value(w):

@@ -200,7 +200,7 @@ def test_two_starts_in_a_row_start_one_run():
 
 def test_malformed_upload_gives_clear_message(tmp_path):
     """The upload path of the page: save_upload + data.load_task (what load_upload calls)."""
-    from explorer.data.tasks import load_task
+    from explorer.data import load_task
     from explorer.errors import DataError, user_message
     from explorer.workshop.history import save_upload
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from explorer.data import tasks as data
+from explorer import data
 from explorer.models import checksum
 from explorer.engine.config import TrainConfig
 from explorer.engine.state import RunState

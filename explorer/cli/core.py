@@ -15,7 +15,9 @@ def add_parser(sub):
                    "a bundled config-only model (llama-2-7b, llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b, "
                    "qwen2.5-0.5b, qwen2.5-7b, gemma-2b, gpt2, bert-base, bert-large: built on the meta device), "
                    "a local folder (a config.json alone is enough) or a hub id")
-    p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
+    from explorer.methods import METHODS
+
+    p.add_argument("--method", default="lora", help=", ".join(METHODS))
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a method knob, repeatable (e.g. -k rank=4 -k targets=q,v)")
     p.add_argument("--task", default=None, help="task for SMT's warm-up batches (default: the model's built-in task)")
@@ -57,7 +59,7 @@ def run_methods(args) -> int:
 
 def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
     """Warm-up batches for SMT's block selection: the model's built-in task."""
-    from explorer.data import tasks as data
+    from explorer import data
 
     task = data.load_task(task_name or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
     return list(data.iter_batches(task, loaded.tokenizer, "train", batch_size=batch_size, seed=seed,

@@ -85,7 +85,7 @@ def run(args) -> int:
     task = args.task
     if loaded.info.kind == "seq-cls":
         # a classification task may have more than two labels: load the model with the right head
-        from explorer.data import tasks as data
+        from explorer import data
 
         task = data.load_task(args.task or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
         if task.num_labels and task.num_labels != 2:

@@ -27,7 +27,9 @@ def add_parser(sub):
     p.add_argument("--model", default="minilm", help="minilm, smollm2-135m, tiny-bert, tiny-llama, a folder or hub id")
     p.add_argument("--task", default="", help="built-in task (size-compare, bbc-news, word-category), a CSV/JSON/"
                    "JSONL file, or a hub data set; default: the model's built-in task")
-    p.add_argument("--method", default="lora", help="full, lora, dora, lora-sp, tied-lora, smt, sparta")
+    from explorer.methods import METHODS
+
+    p.add_argument("--method", default="lora", help=", ".join(METHODS))
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a method knob, repeatable (e.g. -k rank=4 -k targets=q,v)")
     p.add_argument("--steps", type=int, default=150, help="optimizer steps (SMT's warm-up counts inside them)")

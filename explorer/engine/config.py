@@ -52,7 +52,7 @@ class TrainConfig:
     label_col: str | None = None
     prompt_col: str | None = None
     answer_col: str | None = None
-    encoding: str | None = None  # a data file's text encoding (None = detect it; see explorer.data.tasks.decode_text)
+    encoding: str | None = None  # a data file's text encoding (None = detect it; see explorer.data.encodings.decode_text)
     # SMT only: blocks chosen elsewhere (the SMT block inspector), {target: ([rows], [cols])}; no warm-up then
     smt_selection: dict | None = None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from explorer.data import tasks as data_mod
+from explorer import data as data_mod
 from explorer.engine.config import TrainConfig
 
 

@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from explorer.data import tasks as data_mod
+from explorer import data as data_mod
 from explorer.engine.config import TrainConfig
 from explorer.engine.prepare import (dist_info, enable_checkpointing, load_for, param_groups, pick_device,
                                      prepare_base, schedule)

@@ -66,6 +66,7 @@ _REGISTRY = {
     "tied-lora": "tied_lora",
     "smt": "smt",
     "sparta": "sparta",
+    "vera": "vera",
 }
 _MODULES = {name: import_module(f"{__name__}.{module}") for name, module in _REGISTRY.items()}
 

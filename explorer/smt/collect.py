@@ -229,7 +229,7 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
                       cache_key: str | None = None) -> GradientRecord:
     """Run SMT's warm-up on a private copy of ``loaded.model`` and record block sums of the summed gradients.
 
-    ``task``: a task name or object from ``explorer.data.tasks`` (None: the model's default task).
+    ``task``: a task name or object from ``explorer.data`` (None: the model's default task).
     ``batches``: an iterable of ``model(**batch)`` dicts that replaces the task (tests,
     custom data); such a run is cached only when ``cache_key`` names it.
     ``progress(fraction, message)`` is called after every step; ``stop_event.is_set()``
@@ -251,7 +251,7 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
     info = loaded.info
     task_name = "custom batches"
     if batches is None:
-        from explorer.data import tasks as data
+        from explorer import data
 
         if task is None:
             task = data.default_task_for(info.kind)

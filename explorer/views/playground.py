@@ -211,7 +211,7 @@ def warmup_batches(loaded, n: int, seed: int = 0):
 
     batches = smt_warmup_batches(loaded, n=n, batch_size=8, seed=seed)
     try:
-        from explorer.data import tasks as data
+        from explorer import data
 
         src = data.default_task_for(loaded.info.kind)
     except Exception:  # noqa: BLE001

@@ -149,7 +149,7 @@ class RunEntry:
 
 def entry_from_result(result, run_id: str | None = None, label: str = "", keep_adapter: bool = True) -> RunEntry:
     """A RunEntry from an ``explorer.engine.state.RunResult`` (the adapter zipped when it can be saved)."""
-    from explorer.data.tasks import is_stored_upload
+    from explorer.data import is_stored_upload
     from explorer.engine.export import metrics_dict
 
     d = metrics_dict(result)

@@ -46,7 +46,7 @@ class WarmupSettings:
     def from_values(cls, v: dict, kind: str) -> "WarmupSettings":
         """From the page's values (``model``, ``task`` ('' = the model's default), ``ws``, ``bs``, ``len``,
         ``mode``, ``seed``)."""
-        from explorer.data.tasks import default_task_for
+        from explorer.data import default_task_for
 
         return cls(model=v["model"], task=v["task"] or default_task_for(kind), warmup_steps=int(v["ws"]),
                    batch_size=int(v["bs"]), max_len=int(v["len"]), mode=v["mode"], seed=int(v["seed"]))
@@ -124,7 +124,7 @@ def warmup_in_worker(progress, stop_event, ws: WarmupSettings):
 
 
 def _collect(loaded, ws: WarmupSettings, progress, stop_event):
-    from explorer.data.tasks import load_task
+    from explorer.data import load_task
     from explorer import smt as A
 
     task = load_task(ws.task, model_kind=loaded.info.kind)

@@ -17,7 +17,7 @@ Limits (environment):
 ``PEFT_EXPLORER_MAX_UPLOAD_MB``  largest upload in MiB (2^20 bytes; default 20).  One limit for
     every upload and data file: :func:`max_upload_bytes` is read by the Fine-tune data upload
     (:func:`store_upload`), the history import of Compare (``explorer.workshop.history``), the data
-    loader's file size check (``explorer.data.tasks``) and, through :func:`streamlit_max_upload_mb`,
+    loader's file size check (``explorer.data.files``) and, through :func:`streamlit_max_upload_mb`,
     Streamlit's own ``server.maxUploadSize`` (``make run``) and each file uploader.
 """
 
@@ -210,7 +210,7 @@ def store_upload(folder, name, data, allowed=DATA_SUFFIXES, limit: int | None = 
     """
     suf, b = check_upload(name, data, allowed=allowed, limit=limit)
     if refuse_binary and suf in DATA_SUFFIXES:
-        from explorer.data.tasks import binary_reason
+        from explorer.data import binary_reason
 
         why = binary_reason(b[:65536])
         if why:
@@ -226,13 +226,13 @@ def store_upload(folder, name, data, allowed=DATA_SUFFIXES, limit: int | None = 
 
 def load_uploaded_task(folder, name, data, model_kind: str, text_col=None, label_col=None, prompt_col=None,
                        answer_col=None, encoding=None):
-    """An uploaded CSV/TSV/JSON/JSONL file as a task (``explorer.data.tasks.Task``): checked, stored, loaded.
+    """An uploaded CSV/TSV/JSON/JSONL file as a task (``explorer.data.Task``): checked, stored, loaded.
 
     The page's upload path (Fine-tune).  The task's name is the user's file name (shown on screen,
     and read back from the stored copy's ``.meta.json`` when a run loads it again); ``task.path``
     is the stored copy.  ``encoding``: None or "auto" detects it (the task's notes say which).
     """
-    from explorer.data import tasks as data_mod
+    from explorer import data as data_mod
 
     path = store_upload(folder, name, data, allowed=DATA_SUFFIXES, refuse_binary=True)
     return data_mod.load_file_task(path, model_kind, text_col=text_col, label_col=label_col,

@@ -125,7 +125,7 @@ class _RemoteState:
 
 def _base_for(cfg, cache: dict):
     """The worker's cached base model for ``cfg`` (loaded once per worker and number of labels)."""
-    from explorer.data import tasks as data_mod
+    from explorer import data as data_mod
     from explorer.models import REGISTRY
 
     kind = REGISTRY[cfg.model]["kind"] if cfg.model in REGISTRY else None

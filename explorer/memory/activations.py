@@ -95,7 +95,8 @@ class Walk:
                     key_in = f"{key_in}.{t}16"
         if rule is None:  # a frozen linear layer keeps nothing of its own
             return rg_in
-        return rule(LinearCall(self.save, key_in, out_key, d_in, d_out, rg_in, self.sb, e, self.mask_e))
+        return rule(LinearCall(self.save, key_in, out_key, d_in, d_out, rg_in, self.sb, e, self.mask_e,
+                               autocast=self.autocast))
 
     def attention_core(self, layer, rg_q, rg_k, rg_v, q_key, k_key, v_key, out_key) -> bool:
         sb, e, dq, dkv = self.sb, self.e, self.dq, self.dkv

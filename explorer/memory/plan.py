@@ -32,6 +32,7 @@ class LinearCall:
     tokens: int
     e: int
     mask_e: int
+    autocast: bool = False  # bf16 autocast: a product with a non-leaf or frozen-buffer operand keeps a bf16 copy
 
     @property
     def input_bytes(self) -> int:

@@ -187,6 +187,10 @@ def vera_saves(call: LinearCall, rank: int, dropout: float) -> bool:
         call.save(f"{call.out_key}.vera_drop_mask", call.tokens * call.d_in * call.mask_e, "VeRA: adapter dropout")
     call.save(f"{call.out_key}.vera_h", te * rank, "VeRA: A x (r wide), for d")
     call.save(f"{call.out_key}.vera_z", te * call.d_out, "VeRA: B diag(d) A x (d_out wide), for b")
+    if call.autocast:  # autocast casts the frozen slices of A and B for every target (buffers: no cast cache)
+        if call.needs_grad_in:
+            call.save(f"{call.out_key}.vera_a16", rank * call.d_in * 2, "VeRA: bf16 copies of A and B")
+        call.save(f"{call.out_key}.vera_b16", call.d_out * rank * 2, "VeRA: bf16 copies of A and B")
     return True
 
 

@@ -143,12 +143,12 @@ def test_a_worker_gives_the_same_run_as_this_process(pool):
 
 def test_a_project_function_runs_in_a_worker_with_progress_and_stop(pool):
     seen = []
-    out = pool.run_call("explorer.workshop.workers:selftest", dict(n=3), progress=lambda f, m: seen.append((f, m)))
+    out = pool.run_call("explorer.workshop.worker_side:selftest", dict(n=3), progress=lambda f, m: seen.append((f, m)))
     assert out["pid"] != os.getpid() and out["done"] == 3
     assert [f for f, _ in seen] == [1 / 3, 2 / 3, 1.0]
     stop = threading.Event()
     box = {}
-    th = threading.Thread(target=lambda: box.update(out=pool.run_call("explorer.workshop.workers:selftest",
+    th = threading.Thread(target=lambda: box.update(out=pool.run_call("explorer.workshop.worker_side:selftest",
                                                                          dict(n=10_000, pause=0.01),
                                                                          progress=lambda f, m: None,
                                                                          stop_event=stop)), daemon=True)

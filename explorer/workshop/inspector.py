@@ -118,7 +118,7 @@ def _warmup(loaded, ws: WarmupSettings, progress: WarmupProgress, job):
 
 def warmup_in_worker(progress, stop_event, ws: WarmupSettings):
     """In a worker process: the same warm-up on the worker's cached copy of the base model."""
-    from explorer.workshop.workers import cached_model
+    from explorer.workshop.worker_side import cached_model
 
     return _collect(cached_model(ws.model), ws, progress, stop_event)
 

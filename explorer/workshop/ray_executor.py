@@ -52,7 +52,7 @@ class _RunActor:
     def run(self, cfg, keep_adapter: bool, data: bytes | None, data_name: str | None):
         from explorer.engine.state import RunState
         from explorer.engine.train import train
-        from explorer.workshop.workers import _base_for, _slim
+        from explorer.workshop.worker_side import _base_for, _slim
 
         actor = self
         with self.lock:

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,12 +29,12 @@ RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
 def pct(xs, q):
-    xs = sorted(xs)
+    """The q-quantile with linear interpolation between the sorted values (as numpy's default)."""
     if not xs:
         return None
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+    if len(xs) == 1:
+        return xs[0]
+    return statistics.quantiles(xs, n=100, method="inclusive")[round(q * 100) - 1]
 
 
 def one(executor: str, steps: int, moves: int) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, LAUNCH_ARGS, page_errors, streamlit_server, wait_idle
+from tests.test_browser import CHROMIUM, browser, page_errors, streamlit_server, wait_idle  # noqa: F401
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (make browser)")]
@@ -23,18 +23,6 @@ def server():
     with streamlit_server(env_extra=dict(PEFT_EXPLORER_EXECUTOR="process", PEFT_EXPLORER_DEBUG="1",
                                          PEFT_EXPLORER_MAX_RUNS="2"), log_name="workers_server.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def status(browser, url) -> dict:

@@ -399,8 +399,9 @@ def precision_widgets(page: str, prec_field: str, ckpt_field: str, cuda: bool) -
     c[0].radio("precision", opts, key=key, horizontal=True,
                help="fp32; bf16: autocast (weights, gradients and AdamW states stay fp32; the forward runs in bf16)"
                     + ("; fp16: autocast with a gradient scaler" if cuda else "; fp16 needs a CUDA GPU (none here)"))
-    c[1].toggle("gradient checkpointing", key=wkey(page, ckpt_field),
-                help="each layer keeps only its input; its activations are rebuilt in the backward pass")
+    c[1].toggle("checkpointing", key=wkey(page, ckpt_field),  # short: it must fit its column on a projector
+                help="gradient checkpointing: each layer keeps only its input; its activations are rebuilt in the "
+                     "backward pass")
 
 
 def sidebar_model(page: str, current: str, big: bool = False):

@@ -12,20 +12,13 @@ import torch
 
 from explorer.methods import METHODS, KnobError, apply_method, load_adapter
 from explorer.models import checksum, fresh_copy, load_model
+from tests.test_memory import make_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def adapt(loaded, **knobs):
     return apply_method(fresh_copy(loaded.model), "vera", n_base=loaded.info.n_params, **knobs)
-
-
-def batch_for(loaded, n=4, length=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, 5000, (n, length), generator=g)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    batch["labels"] = torch.randint(0, 2, (n,), generator=g) if loaded.info.kind == "seq-cls" else ids.clone()
-    return batch
 
 
 def out_sizes_from_config(cfg) -> dict:
@@ -92,7 +85,7 @@ def test_shared_frozen_projections_never_reach_the_optimizer(tiny_llama):
     a0, b0 = A.clone(), B.clone()
     opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
     assert sum(len(g["params"]) for g in opt.param_groups) == 2 * len(ad.targets)
-    batch = batch_for(tiny_llama)
+    batch = make_batch(tiny_llama, s=12)
     for _ in range(3):
         ad.model(**batch).loss.backward()
         opt.step()
@@ -103,7 +96,7 @@ def test_shared_frozen_projections_never_reach_the_optimizer(tiny_llama):
 
 def test_zero_change_at_step_zero_and_the_update_formula(tiny_bert):
     ad = adapt(tiny_bert, rank=4, targets=["q", "up"], d_init=0.3)
-    batch = batch_for(tiny_bert)
+    batch = make_batch(tiny_bert, s=12)
     ad.model.eval()
     with torch.no_grad():  # b = 0: the adapted model computes what the base computes (the head is a copy)
         torch.testing.assert_close(ad.model(**batch).logits, tiny_bert.model(**batch).logits, atol=1e-6, rtol=0)
@@ -134,7 +127,7 @@ def test_saves_in_peft_format_and_loads_in_plain_peft(tiny_bert, tmp_path):
 
     before = checksum(tiny_bert.model)
     ad = adapt(tiny_bert, rank=8)
-    batch = batch_for(tiny_bert)
+    batch = make_batch(tiny_bert, s=12)
     opt = torch.optim.AdamW([p for _, p in ad.trainable_parameters()], lr=1e-2)
     for _ in range(2):
         ad.model(**batch).loss.backward()

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: install run test loadtest bench browser clean mutation
+.PHONY: install run test loadtest loadtest-browsers bench browser clean mutation
 
 # the last pip line installs this checkout (editable) for the peft-explorer command: no downloads, no build
 # isolation (the venv's own setuptools builds it), so it works offline
@@ -40,9 +40,13 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 test: install browser $(VENV)/.ray-installed
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
-# the load test alone, with its figures printed and written to benchmarks/results/load.json
-loadtest: install browser
+# the load test alone, with its figures printed and written to benchmarks/results/load.json (headless participants)
+loadtest: install
 	UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
+
+# the same with ten chromium pages drawing on this machine's cores (benchmarks/results/load_browsers.json)
+loadtest-browsers: install browser
+	PEFT_LOAD_CLIENT=browser UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
 
 bench: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.memory_honesty

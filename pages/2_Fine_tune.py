@@ -170,9 +170,11 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
 
 
 def live_panel() -> None:
-    """Polls the run every 0.7 s while it is queued or running; a plain redraw otherwise (idle pages stay idle)."""
+    """Polls the run while it is queued (every 2 s) or training (every 0.7 s); a plain redraw otherwise (idle pages
+    stay idle).  When a queued run starts, the next poll draws it training and polls faster."""
     run = active_run()
-    st.fragment(run_every=0.7 if run is not None and run.running else None)(_live_panel)()
+    st.session_state["ft_poll_s"] = run.poll_s if run is not None else None
+    st.fragment(run_every=st.session_state["ft_poll_s"])(_live_panel)()
 
 
 def _live_panel() -> None:
@@ -180,6 +182,8 @@ def _live_panel() -> None:
     if run is None:
         return
     tpl = ui.plotly_template()
+    if run.running and run.poll_s != st.session_state.get("ft_poll_s"):
+        st.rerun(scope="app")  # queued -> training: the panel polls at the training pace from now on
     if run.running:
         run.heartbeat()  # the page is open; a run no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("Stop", icon=":material/stop_circle:", key="ft_stop", on_click=stop_run, type="secondary",

@@ -2,19 +2,29 @@
 
 ``streamlit run app.py`` on 127.0.0.1 (a free port) with ``PEFT_EXPLORER_DEBUG=1`` (Home shows the
 server status: checksums of the cached base models, live worker threads, active runs, RSS after
-gc + malloc_trim).  ``SESSIONS`` browser contexts in one Debian chromium each, at the same time:
+gc + malloc_trim).  ``SESSIONS`` participants at the same time, each one page session:
 
-1. open the Methods playground on tiny-bert with their own method and rank, check the trainable
-   count is the one the core computes for *their* settings, move the rank slider twice and time
-   each redraw (key press -> the count for the new rank on screen);
-2. open Fine-tune with the same method and rank, press Start (a few steps), wait for "Finished"
+* ``PEFT_LOAD_CLIENT=protocol`` (the default, in ``make test``): headless participants that speak Streamlit's
+  WebSocket protocol as the browser's frontend does (``tests/st_protocol.py``) but draw nothing, because in a
+  room every participant's browser draws on its own laptop.  On this 2-core machine ten Chromium renderers
+  would take most of the CPU from the server they are meant to load (measured: 113 of 146 CPU-seconds of a
+  pass), and the redraw times would measure them;
+* ``PEFT_LOAD_CLIENT=browser`` (``make loadtest-browsers``): one Debian chromium with a browser context per
+  participant, drawing every page on the server's own cores (figures: ``load_browsers.json``).
+
+Each participant:
+
+1. opens the Methods playground on tiny-bert with their own method and rank, checks the trainable
+   count is the one the core computes for *their* settings, moves the rank slider twice and times
+   each redraw (slider move -> the count for the new rank shown);
+2. opens Fine-tune with the same method and rank, presses Start (a few steps), waits for "Finished"
    (the server-wide queue runs at most PEFT_EXPLORER_MAX_RUNS at once) and check the run's
    trainable count in the session's history is the one for *their* settings.
 
 Checks: no cross-talk (every count is the session's own), the cached base model's checksum is
 identical before and after, the server's settled RSS is within 10% of its idle level after the
 sessions end, no worker thread or active run is left.  Figures go to tests/artifacts/load.json
-(``UPDATE_RESULTS=1``: benchmarks/results/load.json, the README's copy).
+(``UPDATE_RESULTS=1``: benchmarks/results/load.json, the README's copy; browser clients: load_browsers.json).
 Idle level = settled RSS after one warm-up session did the same steps (models loaded, one run done).
 """
 
@@ -40,24 +50,29 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 # figures go to tests/artifacts/load.json (ignored by git); UPDATE_RESULTS=1 (make loadtest) refreshes the
 # README's copy in benchmarks/results/
+CLIENT = os.environ.get("PEFT_LOAD_CLIENT", "protocol")  # protocol (headless participants) | browser (chromium)
 RESULTS = (ROOT / "benchmarks" / "results" if os.environ.get("UPDATE_RESULTS") == "1"
-           else ROOT / "tests" / "artifacts") / "load.json"
+           else ROOT / "tests" / "artifacts") / ("load_browsers.json" if CLIENT == "browser" else "load.json")
 SESSIONS = int(os.environ.get("PEFT_LOAD_SESSIONS", "10"))
-STEPS = 2  # the page's minimum; it evaluates 200 held-out examples at steps 0, 1 and 2
+STEPS = 2  # browser clients: the page's minimum; it evaluates 200 held-out examples at steps 0, 1 and 2
+P_STEPS = 40  # headless participants: runs long enough that the redraws happen while runs train
 RSS_TOLERANCE = 0.10
 METHODS = ["lora", "dora", "lora-sp", "tied-lora"]
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the playground's rank options (ui_common.KNOB_RANKS)
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage"]
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                 reason=f"{CHROMIUM} is absent (install it with `make browser`: Debian's chromium)")]
+pytestmark = [pytest.mark.slow] + ([pytest.mark.browser, pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (install it with `make browser`: Debian's chromium)")]
+    if CLIENT == "browser" else [])
+
+
+MOVES = 3  # rank slider moves per participant
 
 
 def session_plan(i: int) -> tuple[str, int]:
-    """Method and starting rank of session i (distinct pairs; two slider steps stay inside RANKS)."""
-    return METHODS[i % len(METHODS)], RANKS[(i // len(METHODS) + i) % (len(RANKS) - 2)]
+    """Method and starting rank of session i (distinct pairs; MOVES slider steps stay inside RANKS)."""
+    return METHODS[i % len(METHODS)], RANKS[(i // len(METHODS) + i) % (len(RANKS) - MOVES)]
 
 
 # ----------------------------------------------------------------------------- expected counts (the core)
@@ -72,7 +87,7 @@ def expected_playground(method: str, rank: int) -> int:
     return pg.summarize(loaded, method, pg.side_knobs(vals, method, "a")).trainable
 
 
-def expected_run(method: str, rank: int) -> int:
+def expected_run(method: str, rank: int) -> int:  # the count does not depend on the number of steps
     from explorer.methods import METHODS as M, apply_method
     from explorer.engine.config import TrainConfig
     from explorer.engine.prepare import load_for, prepare_base
@@ -236,7 +251,7 @@ async def one_session(browser, url: str, i: int, exp_pg: dict, exp_run: dict, ou
         rec["playground_count"] = await trainable_shown(page)
         rec["playground_expected"] = fmt.count(exp_pg[(method, rank)])  # the metric's compact form
         cur = rank
-        for _ in range(2):
+        for _ in range(MOVES):
             nxt = RANKS[RANKS.index(cur) + 1]
             want = fmt.count(exp_pg[(method, nxt)])
             thumb = page.locator('[data-testid="stSlider"]').filter(has_text="rank r").locator('input[type="range"], [role="slider"]')
@@ -309,15 +324,179 @@ async def one_session(browser, url: str, i: int, exp_pg: dict, exp_run: dict, ou
         await ctx.close()
 
 
-async def drive(url: str, proc) -> dict:
-    from playwright.async_api import async_playwright
+# ----------------------------------------------------------------------------- headless participants (protocol)
 
+async def p_settle(ss, rec: dict, where: str) -> None:
+    """The protocol twin of settle(): wait for the script run; a hung run gets one plain rerun, counted."""
+    try:
+        await ss.wait_idle()
+    except AssertionError:
+        rec.setdefault("rerun_key_needed", []).append(where)
+        await ss.rerun()
+        await ss.wait_idle()
+
+
+def p_errors(ss) -> list[str]:
+    return list(ss.errors) + [e.text for e in ss.all("alert") if e.proto.format == e.proto.ERROR]
+
+
+async def p_server_status(url: str) -> dict:
+    from st_protocol import Session
+
+    ss = Session(url)
+    try:
+        await ss.open("", "")
+        ok = await ss.wait_for(lambda s: any('"base_models"' in e.text for e in s.all("code")), 90)
+        assert ok, f"Home showed no server status: {ss.texts()[:20]}"
+        return json.loads(next(e.text for e in ss.all("code") if '"base_models"' in e.text))
+    finally:
+        await ss.close()
+
+
+async def p_watch_run(ft, rec: dict) -> None:
+    """Timestamps of this participant's run as its Fine-tune tab shows it: training, then finished."""
+    def training_or_done(s):
+        seen = s.has_text(r"step \d+ of \d+") or s.has_text(r"Finished \d+ steps")
+        if seen and rec.get("t_train_start") is None:
+            rec["t_train_start"] = time.perf_counter()
+        rec["saw_queue"] = rec.get("saw_queue") or s.has_text(r"in line")
+        return s.has_text(r"Finished \d+ steps") or bool(p_errors(s))
+
+    if not await ft.wait_for(training_or_done, 150):  # the live panel did not redraw by itself: one rerun
+        rec.setdefault("rerun_key_needed", []).append("run status")
+        await ft.rerun()
+        await ft.wait_for(lambda s: s.has_text(r"Finished \d+ steps"), 60)
+    rec["t_finished"] = time.perf_counter()
+    # the tab polls a queued run every 2 s, so it notices the start late; the finish line says how long it ran
+    m = next((re.search(r"Finished \d+ steps in ([\d.]+) s", t) for t in ft.texts()
+              if re.search(r"Finished \d+ steps in ([\d.]+) s", t)), None)
+    if m:
+        start = rec["t_finished"] - float(m.group(1))
+        rec["t_train_start"] = min(rec.get("t_train_start") or start, start)
+
+
+async def p_one_session(url: str, i: int, exp_pg: dict, exp_run: dict, out: dict) -> None:
+    """A participant with two tabs: the playground, and Fine-tune.  They start a run, then move the rank slider
+    on the playground while the room's runs are queued and training (the redraws the room waits for)."""
+    from st_protocol import Session
+
+    method, rank = session_plan(i)
+    rec = dict(session=i, method=method, rank=rank, redraws=[], errors=[], saw_queue=False)
+    t_begin = time.perf_counter()
+    out[i] = rec
+    pg, ft = Session(url), Session(url)
+    try:
+        # 1. the playground with this participant's own settings
+        await pg.open("Methods_playground", f"model=tiny-bert&m1={method}&m2=none&a_rank={rank}&wt=v&layer=0")
+        await p_settle(pg, rec, "playground")
+        rec["playground_count"] = pg.metric("trainable parameters")
+        rec["playground_expected"] = fmt.count(exp_pg[(method, rank)])  # the metric's compact form
+        # 2. Fine-tune in a second tab with the same method and rank: Start
+        await ft.open("Fine_tune", f"model=tiny-bert&method={method}&k_rank={rank}&steps={P_STEPS}&bs=8&seed={i}")
+        await p_settle(ft, rec, "fine-tune")
+        t0 = time.perf_counter()
+        await ft.click("ft_start")
+        watch = asyncio.create_task(p_watch_run(ft, rec))
+        # 3. back on the playground once the room's runs go (the queue line on the tab says "N running now")
+        await ft.wait_for(lambda s: s.has_text(r"[1-9]\d* running now|step \d+ of \d+|Finished"), 30)
+        cur = rank
+        for _ in range(MOVES):
+            await asyncio.sleep(0.7)  # a participant's pause between moves
+            nxt = RANKS[RANKS.index(cur) + 1]
+            want = fmt.count(exp_pg[(method, nxt)])
+            t_sent = time.perf_counter()
+            await pg.set_slider("pg:a_rank", nxt)
+            await pg.wait_for(lambda s: s.metric("trainable parameters") == want, 60)
+            shown_s = time.perf_counter() - t_sent
+            got = pg.metric("trainable parameters")
+            await p_settle(pg, rec, "redraw")
+            rec["redraws"].append(dict(rank=nxt, seconds=shown_s, script_done_s=time.perf_counter() - t_sent,
+                                       t_sent=t_sent, shown=got, expected=want))
+            cur = nxt
+        rec["errors"] += p_errors(pg)
+        rec["t_playground_done"] = time.perf_counter() - t_begin
+        # 4. the run's end, and the history it leaves
+        await watch
+        rec["run_seconds"] = rec["t_finished"] - t0
+        rec["finished"] = ft.has_text(r"Finished \d+ steps")
+        await p_settle(ft, rec, "run done")
+        cap = r"trainable [\d,]+ · final accuracy"
+        if rec["finished"]:  # the history section appears with the page's rerun after the run
+            rec["history_shown_by_itself"] = await ft.wait_for(lambda s: s.has_text(cap), 20)
+            if not rec["history_shown_by_itself"]:  # any widget move reruns the page
+                await ft.set_slider("ft:steps", P_STEPS + 1)
+                await ft.wait_for(lambda s: s.has_text(cap), 60)
+            m = next((re.search(r"trainable ([\d,]+)", t) for t in ft.texts() if re.search(cap, t)), None)
+            rec["run_count"] = m.group(1) if m else None
+        rec["run_expected"] = f"{exp_run[(method, rank)]:,}"
+        rec["t_done"] = time.perf_counter() - t_begin
+        rec["errors"] += p_errors(ft)
+    except Exception as e:  # noqa: BLE001 - reported by the test with the session's record
+        rec["errors"].append(f"{type(e).__name__}: {str(e)[:300]}")
+    finally:
+        await pg.close()
+        await ft.close()
+
+
+async def p_drive(url: str, proc) -> dict:
+    """drive() with headless participants."""
+    t_all = time.perf_counter()
+    exp_pg, exp_run = expectations()
+    await p_server_status(url)  # Home once: its default model loads
+    warm: dict = {}
+    await p_one_session(url, 0, exp_pg, exp_run, warm)  # warm-up: same steps, one session
+    assert not warm[0]["errors"] and warm[0].get("finished"), warm[0]
+    await asyncio.sleep(2.0)
+    return await measure(url, proc, lambda: p_server_status(url),
+                         lambda i, out: p_one_session(url, i, exp_pg, exp_run, out), warm[0], t_all)
+
+
+def expectations() -> tuple[dict, dict]:
     plans = [session_plan(i) for i in range(SESSIONS)] + [session_plan(0)]
     exp_pg = {}
     for m, r in plans:
-        for rr in (r, RANKS[RANKS.index(r) + 1], RANKS[RANKS.index(r) + 2]):
+        for rr in RANKS[RANKS.index(r):RANKS.index(r) + MOVES + 1]:
             exp_pg.setdefault((m, rr), expected_playground(m, rr))
-    exp_run = {(m, r): expected_run(m, r) for m, r in plans}
+    return exp_pg, {(m, r): expected_run(m, r) for m, r in plans}
+
+
+async def measure(url: str, proc, status, session, warm: dict, t_all: float) -> dict:
+    """The measured part, the same for both clients: idle status, SESSIONS participants at once, then the
+    server's status until no run is left and its RSS is back (or Streamlit's 120 s reconnect window passed)."""
+    idle = await status()
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    t0 = time.perf_counter()
+    out: dict = {}
+    await asyncio.gather(*(session(i, out) for i in range(SESSIONS)))
+    t_sessions = time.perf_counter() - t0
+    # let it settle: disconnects processed, workers gone
+    after = None
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        await asyncio.sleep(2.0)
+        after = await status()
+        if not after["worker_threads"] and not after["active_runs"]:
+            break
+    sampler.stop()
+    first_after = after
+    # Streamlit keeps a closed tab's session for 120 s (reconnects); if RSS is not back yet, wait for that
+    t_settle = time.perf_counter()
+    while (after["rss_bytes"] > idle["rss_bytes"] * (1 + RSS_TOLERANCE) or os.environ.get("PEFT_LOAD_WAIT_TTL")) \
+            and time.perf_counter() - t_settle < 140:
+        await asyncio.sleep(10.0)
+        after = await status()
+    return dict(idle=idle, after=after, first_after=first_after, settle_extra_s=time.perf_counter() - t_settle,
+                sessions=out, peak_rss=sampler.peak, peak_workers_rss=sampler.peak_workers,
+                rss_samples=sampler.samples,
+                sessions_seconds=t_sessions, total_seconds=time.perf_counter() - t_all, warmup=warm)
+
+
+async def drive(url: str, proc) -> dict:
+    """The browser clients: one chromium, a context per participant."""
+    from playwright.async_api import async_playwright
+
+    exp_pg, exp_run = expectations()
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         try:
@@ -327,33 +506,8 @@ async def drive(url: str, proc) -> dict:
             await one_session(browser, url, 0, exp_pg, exp_run, warm)  # warm-up: same steps, one session
             assert not warm[0]["errors"] and warm[0].get("finished"), warm[0]
             await asyncio.sleep(2.0)
-            idle = await server_status(browser, url)
-            sampler = RssSampler(proc.pid)
-            sampler.start()
-            t0 = time.perf_counter()
-            out: dict = {}
-            await asyncio.gather(*(one_session(browser, url, i, exp_pg, exp_run, out) for i in range(SESSIONS)))
-            t_sessions = time.perf_counter() - t0
-            # let it settle: disconnects processed, workers gone
-            after = None
-            deadline = time.time() + 30
-            while time.time() < deadline:
-                await asyncio.sleep(2.0)
-                after = await server_status(browser, url)
-                if not after["worker_threads"] and not after["active_runs"]:
-                    break
-            sampler.stop()
-            first_after = after
-            # Streamlit keeps a closed tab's session for 120 s (reconnects); if RSS is not back yet, wait for that
-            t_settle = time.perf_counter()
-            while (after["rss_bytes"] > idle["rss_bytes"] * (1 + RSS_TOLERANCE) or os.environ.get("PEFT_LOAD_WAIT_TTL")) \
-                    and time.perf_counter() - t_settle < 140:
-                await asyncio.sleep(10.0)
-                after = await server_status(browser, url)
-            return dict(idle=idle, after=after, first_after=first_after, settle_extra_s=time.perf_counter() - t_settle,
-                        sessions=out, peak_rss=sampler.peak, peak_workers_rss=sampler.peak_workers,
-                        rss_samples=sampler.samples,
-                        sessions_seconds=t_sessions, total_seconds=time.perf_counter() - t_all, warmup=warm[0])
+            return await measure(url, proc, lambda: server_status(browser, url),
+                                 lambda i, out: one_session(browser, url, i, exp_pg, exp_run, out), warm[0], t_all)
         finally:
             await browser.close()
 
@@ -392,9 +546,13 @@ def write_side_by_side(executor: str, figures: dict) -> None:
 
 def test_many_sessions_no_crosstalk_memory_back_threads_gone(server):
     url, proc, executor = server
-    r = asyncio.run(drive(url, proc))
+    r = asyncio.run((drive if CLIENT == "browser" else p_drive)(url, proc))
     sessions = [r["sessions"][i] for i in sorted(r["sessions"])]
     redraws = [d["seconds"] for s in sessions for d in s["redraws"] if d["shown"] == d["expected"]]
+    # headless participants: which redraws were sent while some run was training (its tab showed "step k of N")
+    windows = [(s["t_train_start"], s["t_finished"]) for s in sessions if s.get("t_train_start") and s.get("t_finished")]
+    during = [d["seconds"] for s in sessions for d in s["redraws"]
+              if d["shown"] == d["expected"] and any(a <= d.get("t_sent", -1) <= b for a, b in windows)]
     idle_rss, after_rss = r["idle"]["rss_bytes"], r["after"]["rss_bytes"]
     figures = dict(
         sessions=len(sessions), runs_completed=sum(1 for s in sessions if s.get("finished")),
@@ -403,8 +561,10 @@ def test_many_sessions_no_crosstalk_memory_back_threads_gone(server):
         sessions_that_needed_the_rerun_key=sum(1 for s in sessions if s.get("rerun_key_needed")),
         redraw_samples=len(redraws), redraw_p50_s=_pct(redraws, 0.5), redraw_p95_s=_pct(redraws, 0.95),
         redraw_max_s=max(redraws) if redraws else None,
+        redraws_sent_while_a_run_trained=len(during) if CLIENT != "browser" else None,
+        redraw_while_training_p95_s=_pct(during, 0.95) if CLIENT != "browser" else None,
         run_wall_p50_s=_pct([s["run_seconds"] for s in sessions if s.get("finished")], 0.5),
-        executor=executor, peak_rss_bytes=r["peak_rss"], peak_workers_rss_bytes=r["peak_workers_rss"],
+        executor=executor, client=CLIENT, peak_rss_bytes=r["peak_rss"], peak_workers_rss_bytes=r["peak_workers_rss"],
         idle_rss_bytes=idle_rss, after_rss_bytes=after_rss,
         after_over_idle=after_rss / idle_rss if idle_rss else None,
         first_after_rss_bytes=r["first_after"]["rss_bytes"], first_after_over_idle=r["first_after"]["rss_bytes"] / idle_rss,
@@ -414,14 +574,17 @@ def test_many_sessions_no_crosstalk_memory_back_threads_gone(server):
         checksum_after=r["after"]["base_models"].get("tiny-bert", {}).get("checksum"),
         worker_threads_after=r["after"]["worker_threads"], active_runs_after=r["after"]["active_runs"],
         sessions_wall_s=r["sessions_seconds"], total_wall_s=r["total_seconds"], rss_samples=r["rss_samples"],
-        steps_per_run=STEPS, model="tiny-bert", max_concurrent_runs=int(os.environ.get("PEFT_EXPLORER_MAX_RUNS", 2)),
+        steps_per_run=STEPS if CLIENT == "browser" else P_STEPS, model="tiny-bert", max_concurrent_runs=int(os.environ.get("PEFT_EXPLORER_MAX_RUNS", 2)),
         settled=r["after"].get("settled"), cpu_count=os.cpu_count(), load_avg_1m=os.getloadavg()[0],
         notes=["idle = settled RSS (gc.collect + malloc_trim) after one warm-up session did the same steps; "
                "after = settled RSS once all sessions closed and no worker thread was left (first_after: a few "
                "seconds after closing; if that is above idle + 10%, the test waits up to 140 s for Streamlit to drop "
                "the closed sessions, which it keeps 120 s for reconnects, and 'after' is read then)",
-               "redraw = key press on the rank slider until the page shows the count for the new rank "
-               "(polled every 30 ms by the test, so up to ~30 ms of polling is included)",
+               ("redraw = key press on the rank slider until the page shows the count for the new rank "
+                "(polled every 30 ms by the test, so up to ~30 ms of polling is included)" if CLIENT == "browser" else
+                "redraw = the rerun with the rank slider's new value sent until the server has sent the count for "
+                "the new rank (script_done_s in per_session: until the whole script run finished); no drawing: "
+                "in a room each participant's browser draws on its own machine"),
                "measured on a shared machine: the 1-minute load average above says how busy it was"],
         per_session=sessions,
     )

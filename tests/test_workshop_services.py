@@ -63,6 +63,18 @@ def test_stop_ends_a_long_run_and_keeps_its_steps(tiny_bert):
     assert len(hist) == 1 and hist.get(run.state.entry_id).status == "stopped"
 
 
+def test_the_page_polls_a_queued_run_slowly_a_training_one_fast_and_an_ended_one_not(tiny_bert):
+    q = RunQueue(max_running=1, free_fn=free_big)
+    first = start_fine_tune(_cfg(steps=400), tiny_bert, RunHistory(), "first", queue=q)
+    second = start_fine_tune(_cfg(), tiny_bert, RunHistory(), "second", queue=q)  # waits for the first
+    _wait(lambda: first.state.step >= 1)
+    assert second.state.status == "queued" and second.poll_s == FineTuneRun.POLL_QUEUED_S == 2.0
+    assert first.state.status == "running" and first.poll_s == FineTuneRun.POLL_TRAINING_S == 0.7
+    first.stop()
+    assert first.job.wait(60) and first.poll_s is None
+    assert second.job.wait(120) and second.poll_s is None
+
+
 def test_a_run_that_does_not_fit_is_refused_at_once(tiny_bert):
     q = RunQueue(max_running=1, free_fn=lambda _d: 2 ** 20)  # 1 MiB free
     with pytest.raises(MemoryRefused, match="would not fit"):

@@ -56,6 +56,17 @@ class FineTuneRun:
         """Queued or training; the job ends only after the worker has added the run to the history."""
         return not (self.state.done and self.job.done)
 
+    # how often the page polls the run: the line position changes slowly, training steps quickly
+    POLL_QUEUED_S = 2.0
+    POLL_TRAINING_S = 0.7
+
+    @property
+    def poll_s(self) -> float | None:
+        """Seconds between the page's polls: None once the run has ended (an idle page stays idle)."""
+        if not self.running:
+            return None
+        return self.POLL_QUEUED_S if self.state.status == "queued" else self.POLL_TRAINING_S
+
     def snapshot(self) -> dict:
         return self.state.snapshot()
 

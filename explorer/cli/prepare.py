@@ -20,11 +20,11 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from explorer import models
+    from explorer import model_files
 
     t0 = time.perf_counter()
-    was = models.smollm2_converted()
-    folder = models.smollm2_folder()
+    was = model_files.smollm2_converted()
+    folder = model_files.smollm2_folder()
     out = dict(smollm2_folder=str(folder), converted_now=not was, seconds=round(time.perf_counter() - t0, 2))
     if args.json:
         print(json.dumps(out))

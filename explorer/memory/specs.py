@@ -188,7 +188,7 @@ def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
     for the tiny models and minilm)."""
     if name in PUBLISHED:
         return PUBLISHED[name]
-    from explorer import models
+    from explorer import model_files, models
 
     if name in models.config_models():  # bundled config-only models: the config is all it takes
         cfg = models.read_config(name)
@@ -206,7 +206,7 @@ def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
     if name == "minilm":
         from transformers import AutoConfig
 
-        cfg = AutoConfig.from_pretrained(models.minilm_folder())
+        cfg = AutoConfig.from_pretrained(model_files.minilm_folder())
         cfg.num_labels = num_labels
         return spec_from_config(cfg, "seq-cls", name)
     loaded = models.load_model(name, num_labels=num_labels)

@@ -26,7 +26,7 @@ ANALYSIS_LRU_SIZE = 32
 
 
 def _cache_folder():
-    from explorer.models import cache_dir
+    from explorer.model_files import cache_dir
 
     p = cache_dir() / "smt-analysis"
     p.mkdir(parents=True, exist_ok=True)

@@ -134,7 +134,7 @@ def spec_for_choice(choice: str, values: dict | None = None) -> ModelSpec:
     if choice == "smollm2-135m":
         from transformers import AutoConfig
 
-        from explorer.models import smollm2_folder
+        from explorer.model_files import smollm2_folder
 
         return spec_from_config(AutoConfig.from_pretrained(smollm2_folder()), "causal-lm", choice)
     if choice in SMALL or choice in CONFIGS:

@@ -66,7 +66,7 @@ def board_path() -> Path:
     p = os.environ.get(PATH_ENV)
     if p:
         return Path(p)
-    from explorer.models import cache_dir
+    from explorer.model_files import cache_dir
 
     return cache_dir() / "class-board.sqlite"
 

@@ -11,7 +11,7 @@ checked with a strict pattern before it names a folder, and every path inside it
     sessions.hold(sid, page_session_id)               # this open page owns the folder
     sessions.start_janitor(is_live)                   # once per server process: removes ended sessions' folders
 
-Root: ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions`` (``explorer.models.cache_dir``).
+Root: ``PEFT_EXPLORER_SESSIONS`` or ``<cache>/sessions`` (``explorer.model_files.cache_dir``).
 
 **Who holds a folder.**  A page writes its session id into its URL (``sid``) so that a reload can restore the
 runs.  A link copied from the address bar carries that id too; it must not hand the runs to someone else while
@@ -62,7 +62,7 @@ def root(base: Path | str | None = None) -> Path:
         if env:
             p = Path(env)
         else:
-            from explorer.models import cache_dir
+            from explorer.model_files import cache_dir
 
             p = cache_dir() / "sessions"
     p.mkdir(mode=0o700, parents=True, exist_ok=True)

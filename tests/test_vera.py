@@ -94,6 +94,40 @@ def test_shared_frozen_projections_never_reach_the_optimizer(tiny_llama):
     assert all(float(m.vera_lambda_b["default"].detach().abs().max()) > 0 for m in mods)
 
 
+def test_the_new_head_trains_at_a_tenth_of_the_rate_of_d_and_b(tiny_bert):
+    """AdamW groups: d and b at the run's rate (the first group, which the step records read), the new
+    classification head (peft's modules_to_save copy) at HEAD_LR_SCALE x; the schedule keeps the ratio."""
+    from explorer.engine.prepare import param_groups, schedule
+    from explorer.methods import vera
+
+    assert vera.HEAD_LR_SCALE == 0.1
+    ad = adapt(tiny_bert, rank=8, targets=["q", "v"])
+    named = ad.trainable_parameters()
+    head = {id(p) for n, p in named if ".classifier.modules_to_save." in n}
+    vectors = {id(p) for n, p in named if "vera_lambda" in n}
+    assert len(head) == 2 and len(vectors) == 2 * 2 * 2  # weight + bias; d and b for q, v in 2 layers
+    assert head | vectors == {id(p) for _, p in named}
+    lr = 3e-2
+    opt = torch.optim.AdamW(param_groups(named, 0.1, ad, lr), lr=lr)
+    by_lr = {}
+    for g in opt.param_groups:
+        by_lr.setdefault(g["lr"], set()).update(id(p) for p in g["params"])
+    assert len(by_lr) == 2 and by_lr[lr] == vectors
+    (other,) = [k for k in by_lr if k != lr]
+    assert other == pytest.approx(lr * 0.1) and by_lr[other] == head
+    assert opt.param_groups[0]["lr"] == lr
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(10, 2))
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    rates = sorted({g["lr"] for g in opt.param_groups})
+    assert len(rates) == 2 and rates[0] / rates[1] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="needs the run's rate"):
+        param_groups(named, 0.1, ad)  # a scaled group without the run's rate
+    lora = apply_method(fresh_copy(tiny_bert.model), "lora", n_base=tiny_bert.info.n_params, rank=4)
+    assert all("lr" not in g for g in param_groups(lora.trainable_parameters(), 0.1, lora, lr))  # one rate
+
+
 def test_zero_change_at_step_zero_and_the_update_formula(tiny_bert):
     ad = adapt(tiny_bert, rank=4, targets=["q", "up"], d_init=0.3)
     batch = make_batch(tiny_bert, s=12)

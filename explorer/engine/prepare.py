@@ -93,16 +93,23 @@ def prepare_base(loaded, task, seed: int) -> nn.Module:
     return m
 
 
-def param_groups(params, wd: float, adapter=None):
-    """AdamW groups: the adapter says which tensors take weight decay (default: matrices yes, vectors no)."""
+def param_groups(params, wd: float, adapter=None, lr: float | None = None):
+    """AdamW groups: the adapter says which tensors take weight decay (default: matrices yes, vectors no) and
+    which train at a multiple of the run's rate ``lr`` (``Adapter.lr_scale``; default 1).  The groups at the
+    run's own rate come first, so ``param_groups[0]["lr"]`` is the run's rate."""
     rule = adapter.takes_weight_decay if adapter is not None else (lambda n, p: p.dim() >= 2)
-    decay = [p for n, p in params if rule(n, p)]
-    no_decay = [p for n, p in params if not rule(n, p)]
+    scale = adapter.lr_scale if adapter is not None else (lambda n, p: 1.0)
+    keyed: dict[tuple[float, bool], list] = {}
+    for n, p in params:
+        keyed.setdefault((float(scale(n, p)), bool(rule(n, p))), []).append(p)
     groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": wd})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    for (s, decay), ps in sorted(keyed.items(), key=lambda kv: (kv[0][0] != 1.0, not kv[0][1])):
+        g = {"params": ps, "weight_decay": wd if decay else 0.0}
+        if s != 1.0:
+            if lr is None:
+                raise ValueError("param_groups: a scaled learning rate needs the run's rate (lr)")
+            g["lr"] = lr * s
+        groups.append(g)
     return groups
 
 

@@ -124,7 +124,8 @@ class _Run:
         self.train_params = self.adapter.trainable_parameters()
         if not self.train_params:
             raise DataError(f"{self.cfg.method}: the adapter has no trainable parameters")
-        self.opt = torch.optim.AdamW(param_groups(self.train_params, self.cfg.weight_decay, self.adapter), lr=self.lr)
+        self.opt = torch.optim.AdamW(param_groups(self.train_params, self.cfg.weight_decay, self.adapter, self.lr),
+                                     lr=self.lr)
         warm = int(round(self.cfg.warmup_ratio * n_main))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule(n_main, warm))
 

@@ -248,6 +248,10 @@ class Adapter:
         """Whether AdamW's weight decay applies to this trainable tensor (default: matrices yes, vectors no)."""
         return param.dim() >= 2
 
+    def lr_scale(self, name: str, param: nn.Parameter) -> float:
+        """Factor on the run's learning rate for this trainable tensor (default 1: one rate for all)."""
+        return 1.0
+
     def on_step_end(self, optimizer) -> None:
         """Called after every optimizer step (LoRA-SP's per-step masks use it)."""
 

@@ -56,15 +56,20 @@ WHAT_TRAINS = "two scaling vectors per target, d (r) and b (d_out, starts at 0),
               "shared by all layers"
 PAPER = "arXiv 2310.11454"
 FORMULA = "r + d_out per target (A and B frozen, shared)"
-# measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained 0.535):
-# every linear layer, r = 512: 0.81 at 3e-2, 0.57 at 2e-2, 0.49 at 5e-2 (seeds 1 and 2 at 3e-2: 0.54, 0.605);
-# r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at 1e-2, 3e-2 and 1e-1.  bbc-news, 60 steps: 0.935
+# measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained 0.51-0.535):
+# every linear layer, r = 512, the head at the run's rate: 0.81 at 3e-2 (seed 0; seeds 1 and 2: 0.54, 0.605),
+# 0.57 at 2e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at 1e-2, 3e-2 and 1e-1.
+# The head at a tenth of 3e-2 (HEAD_LR_SCALE): 0.955 / 0.775 / 0.965 with seeds 0 / 1 / 2.  bbc-news, 60 steps,
+# the head at the run's rate: 0.935
 DEFAULT_LR = 3e-2
+HEAD_LR_SCALE = 0.1  # the new classification head's rate, as a multiple of the run's (see DEVIATIONS)
 COLOR_SLOT = 7
 LOAD_FORMAT = "peft"  # saved with peft's save_pretrained (A and B included), loaded with its state dict
 DEVIATIONS = [
-    "One learning rate serves d, b and the new classification head (one rate per run in this project); the "
-    "default, 3e-2, is ten times LoRA's, since only scaling vectors train.",
+    "d and b train at the run's rate (default 3e-2, ten times LoRA's, since only scaling vectors train) and the "
+    "new classification head at a tenth of it, a choice made here by measurement: with one rate for both, minilm "
+    "learned colour-shape in 150 steps with one seed in three (held-out 0.81, 0.54, 0.605); with the head at a "
+    "tenth, 0.955, 0.775 and 0.965.",
     "Defaults chosen here by measurement on minilm: r = 512 on every linear layer (q and v alone did not learn "
     "colour-shape in 150 steps at any rate tried); the paper sets rank and targets per experiment.",
     "peft draws A and B once, Kaiming-uniform, at the largest target's sizes, and each target slices its own "
@@ -101,9 +106,15 @@ class VeraAdapter(Adapter):
                           f"and B ({d_out} x {knobs['rank']}) shared by all {len(self.targets)} targets, sliced "
                           "to each target's shape; they are buffers, not trained.")
         if heads:
-            self.notes.append("The new classification head trains fully (peft modules_to_save) and is counted.")
+            self.notes.append("The new classification head trains fully (peft modules_to_save) and is counted; it "
+                              f"trains at {HEAD_LR_SCALE:g} x the run's learning rate (d and b at the run's rate).")
 
     head_parameters = LoraAdapter.head_parameters
+
+    def lr_scale(self, name: str, param: nn.Parameter) -> float:
+        """The new classification head (peft's modules_to_save copy) trains at HEAD_LR_SCALE x the run's rate."""
+        return HEAD_LR_SCALE if ".modules_to_save." in name else 1.0
+
     save = LoraAdapter.save
     load_from = LoraAdapter.load_from
     merge_into_model = LoraAdapter.merge_into_model

@@ -154,7 +154,7 @@ def train_step(adapter, batch, on_device=None):
     _on_device = on_device or globals()["_on_device"]
     params = adapter.trainable_parameters()
     assert params
-    opt = torch.optim.AdamW(param_groups(params, 0.01, adapter), lr=1e-3)
+    opt = torch.optim.AdamW(param_groups(params, 0.01, adapter, 1e-3), lr=1e-3)
     loss = adapter.model(**batch).loss
     assert _on_device(loss)
     loss.backward()

@@ -103,7 +103,7 @@ def test_weight_decay_moves_deltas_not_head_and_frozen_entries_stay(tiny_bert):
     originals = {n: m.base.weight.detach().clone() for n, m in ad.modules.items()}
     head_before = {n: p.detach().clone() for n, p in ad.model.classifier.named_parameters()}
     lr, wd = 1e-2, 0.5
-    opt = torch.optim.AdamW(param_groups(ad.trainable_parameters(), wd, ad), lr=lr)
+    opt = torch.optim.AdamW(param_groups(ad.trainable_parameters(), wd, ad, lr), lr=lr)
     # 1) a step with zero gradients: only decoupled weight decay acts -> deltas shrink by lr*wd, the head does not
     with torch.no_grad():
         for m in ad.modules.values():

@@ -1,0 +1,237 @@
+"""Small, fast tests written against the mutants of ``explorer/methods/`` that ``make mutation``
+(benchmarks/mutation.py) found alive or never reached.
+
+Every model here is built by hand (a few nn.Linear layers named like a LLaMA block, so that ``find_targets``
+finds them), and every expected value is a hand count or a paper's formula, never taken from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from explorer.methods import KnobError, apply_method, load_adapter
+
+# hand-built shapes (d_out, d_in) per layer: every one different, so a swapped d_out / d_in shows
+Q, V, UP, DOWN = (4, 6), (2, 6), (10, 6), (6, 10)
+N_LABELS = 3
+
+
+class _Attn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q_proj = nn.Linear(Q[1], Q[0])
+        self.v_proj = nn.Linear(V[1], V[0])
+
+
+class _Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up_proj = nn.Linear(UP[1], UP[0])
+        self.down_proj = nn.Linear(DOWN[1], DOWN[0])
+
+
+class _Layer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.self_attn = _Attn()
+        self.mlp = _Mlp()
+
+
+class _Body(nn.Module):
+    def __init__(self, n_layers):
+        super().__init__()
+        self.layers = nn.ModuleList([_Layer() for _ in range(n_layers)])
+
+
+class TinyNet(nn.Module):
+    """model.layers.<i>.self_attn.{q,v}_proj and model.layers.<i>.mlp.{up,down}_proj, plus (head=True) a
+    classification head ``score`` (6 -> 3) that every method trains fully."""
+
+    def __init__(self, n_layers=2, head=True, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.model = _Body(n_layers)
+        if head:
+            self.score = nn.Linear(6, N_LABELS)
+
+    def forward(self, x):
+        out = []
+        for layer in self.model.layers:
+            a = layer.self_attn
+            out += [a.q_proj(x), a.v_proj(x), layer.mlp.down_proj(layer.mlp.up_proj(x))]
+        if hasattr(self, "score"):
+            out.append(self.score(x))
+        return torch.cat(out, dim=-1)
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+# by hand: weights + biases of one layer (q 4x6+4, v 2x6+2, up 10x6+10, down 6x10+6) and of the head (6x3+3)
+LAYER_PARAMS = 28 + 14 + 70 + 66
+HEAD_PARAMS = 21
+
+
+def test_hand_counts_of_the_tiny_net():
+    assert n_params(TinyNet(2)) == 2 * LAYER_PARAMS + HEAD_PARAMS
+    assert n_params(TinyNet(1, head=False)) == LAYER_PARAMS
+
+
+# ----------------------------------------------------------------------------- full fine-tuning
+
+
+def test_full_layouts_one_dense_layout_per_linear_layer():
+    ad = apply_method(TinyNet(2), "full")
+    got = [(lay.target, lay.type, lay.layer, lay.shape, lay.kind, lay.trainable, lay.changeable)
+           for lay in ad.layouts()]
+    want = []
+    for i in range(2):
+        for name, typ, (o, n) in (("self_attn.q_proj", "q", Q), ("self_attn.v_proj", "v", V),
+                                  ("mlp.up_proj", "up", UP), ("mlp.down_proj", "down", DOWN)):
+            want.append((f"model.layers.{i}.{name}", typ, i, (o, n), "dense", o * n, o * n))
+    assert got == want
+    assert ad.num_trainable() == 2 * LAYER_PARAMS + HEAD_PARAMS  # every parameter, the head included
+
+
+def test_full_load_refuses_unexpected_tensors_naming_the_first_five(tmp_path):
+    ad = apply_method(TinyNet(1), "full")
+    state = dict(ad.state_tensors())
+    extra = [f"extra.t{i}" for i in range(7)]
+    for k in extra:
+        state[k] = torch.zeros(1)
+    with pytest.raises(ValueError) as e:
+        apply_method(TinyNet(1, seed=1), "full").load_state_tensors(state)
+    msg = str(e.value)
+    assert msg.startswith("full: unexpected tensors in the saved state: ")
+    assert all(k in msg for k in extra[:5]) and extra[5] not in msg and extra[6] not in msg
+    # a state with fewer tensors (strict=False) loads what it has
+    other = apply_method(TinyNet(1, seed=1), "full")
+    w = torch.full(Q, 0.5)
+    other.load_state_tensors({"model.layers.0.self_attn.q_proj.weight": w})
+    assert torch.equal(other.model.model.layers[0].self_attn.q_proj.weight, w)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_save_creates_nested_folders_twice_with_metadata_and_readable_json(tmp_path, method):
+    from pathlib import PurePosixPath
+
+    knobs = {} if method == "full" else dict(rank=2, targets=["q", "v"])
+    ad = apply_method(TinyNet(1), method, **knobs)
+    ad.knobs = dict(ad.knobs, note=PurePosixPath("a/b"))  # a value json cannot encode: written with str()
+    folder = tmp_path / "not" / "yet" / "there"
+    assert ad.save(folder) == folder
+    ad.save(folder)  # saving again into the same folder is fine
+    text = (folder / "explorer_adapter.json").read_text()
+    assert text.startswith('{\n  "method": "%s",\n  "knobs": {\n    ' % method)  # indented by two spaces
+    cfg = json.loads(text)
+    assert cfg["method"] == method and cfg["knobs"]["note"] == "a/b" and cfg["n_base"] == LAYER_PARAMS + HEAD_PARAMS
+    if method == "full":
+        with safe_open(str(folder / "adapter.safetensors"), "pt") as f:
+            assert f.metadata() == {"method": "full"}
+            assert len(f.keys()) == 8 + 2  # 4 weights + 4 biases, the head's weight and bias
+
+
+# ----------------------------------------------------------------------------- LoRA / DoRA through peft
+
+
+def _lora_layer(ad, i=0):
+    return ad.peft_model.base_model.model.model.layers[i].self_attn.q_proj
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_lora_layouts_and_counts_by_hand(method):
+    r = 3
+    ad = apply_method(TinyNet(2), method, rank=r, targets=["q", "up"])
+    dora = method == "dora"
+    want = []
+    for i in range(2):
+        for name, typ, (o, n) in (("self_attn.q_proj", "q", Q), ("mlp.up_proj", "up", UP)):
+            want.append((f"model.layers.{i}.{name}", typ, i, (o, n), "lowrank", r * (n + o) + (o if dora else 0),
+                         o * n, {"rank": r, "dora": dora}))
+    got = [(lay.target, lay.type, lay.layer, lay.shape, lay.kind, lay.trainable, lay.changeable, lay.detail)
+           for lay in ad.layouts()]
+    assert got == want
+    # the paper's count: r (d_in + d_out) per target (+ d_out for DoRA's magnitude), 2 layers, and the head
+    per_layer = r * (6 + 4) + r * (6 + 10) + ((4 + 10) if dora else 0)
+    assert ad.num_trainable() == 2 * per_layer + HEAD_PARAMS
+    assert ad.head_parameters() == HEAD_PARAMS
+    assert ad.notes == ["Implemented with the peft library (LoraConfig%s)." % (", use_dora=True" if dora else ""),
+                        "The new classification head trains fully (peft modules_to_save) and is counted."]
+
+
+def test_lora_without_a_head_counts_none_and_says_nothing_of_it():
+    ad = apply_method(TinyNet(1, head=False), "lora", rank=2, targets=["v"])
+    assert ad.head_parameters() == 0
+    assert ad.notes == ["Implemented with the peft library (LoraConfig)."]
+    assert ad.num_trainable() == 2 * (6 + 2)
+
+
+def test_lora_head_parameters_count_only_the_trained_head():
+    ad = apply_method(TinyNet(1), "lora", rank=2, targets=["q"])
+    head = ad.peft_model.base_model.model.score
+    trained = sum(p.numel() for p in head.parameters() if p.requires_grad)
+    assert trained == HEAD_PARAMS  # peft's modules_to_save trains a copy of the head...
+    assert sum(p.numel() for p in head.parameters()) == 2 * HEAD_PARAMS  # ...and keeps the original frozen
+    assert ad.head_parameters() == HEAD_PARAMS
+
+
+@pytest.mark.parametrize("alpha,rank", [(3.0, 2), (16.0, 4)])
+def test_lora_update_is_alpha_over_r_times_b_a(alpha, rank):
+    # the LoRA paper: h = W x + (alpha / r) B A x; B starts at zero, so set it by hand
+    ad = apply_method(TinyNet(1, head=False), "lora", rank=rank, alpha=alpha, targets=["q"], seed=5)
+    layer = _lora_layer(ad)
+    A = layer.lora_A["default"].weight
+    assert A.shape == (rank, Q[1]) and torch.count_nonzero(layer.lora_B["default"].weight) == 0
+    B = torch.arange(1.0, Q[0] * rank + 1).reshape(Q[0], rank) / 10
+    with torch.no_grad():
+        layer.lora_B["default"].weight.copy_(B)
+    base = layer.base_layer
+    x = torch.randn(5, Q[1])
+    with torch.no_grad():
+        want = x @ base.weight.t() + base.bias + (alpha / rank) * (x @ A.t() @ B.t())
+        torch.testing.assert_close(layer(x), want)
+
+
+def test_lora_seed_sets_a():
+    a1 = _lora_layer(apply_method(TinyNet(1), "lora", rank=2, targets=["q"], seed=1)).lora_A["default"].weight
+    a1b = _lora_layer(apply_method(TinyNet(1), "lora", rank=2, targets=["q"], seed=1)).lora_A["default"].weight
+    a2 = _lora_layer(apply_method(TinyNet(1), "lora", rank=2, targets=["q"], seed=2)).lora_A["default"].weight
+    assert torch.equal(a1, a1b) and not torch.equal(a1, a2)
+
+
+def test_lora_dropout_is_the_knob():
+    ad = apply_method(TinyNet(1), "lora", rank=2, targets=["q"], dropout=0.25)
+    drop = _lora_layer(ad).lora_dropout["default"]
+    assert isinstance(drop, nn.Dropout) and drop.p == 0.25
+    assert isinstance(_lora_layer(apply_method(TinyNet(1), "lora", rank=2, targets=["q"])).lora_dropout["default"],
+                      nn.Identity)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_lora_no_matching_target_names_the_method(method):
+    with pytest.raises(KnobError, match=rf"^{method}: no linear layers of type\(s\) gate in this model; "
+                                        r"it has q, v, up, down$"):
+        apply_method(TinyNet(1), method, rank=2, targets=["gate"])
+
+
+def test_lora_load_refuses_unexpected_tensors_naming_the_first_five(tmp_path):
+    ad = apply_method(TinyNet(1), "lora", rank=2, targets=["q"])
+    ad.save(tmp_path)
+    path = tmp_path / "adapter_model.safetensors"
+    sd = load_file(str(path))
+    extra = [f"base_model.model.extra{i}.lora_A.weight" for i in range(7)]
+    for k in extra:
+        sd[k] = torch.zeros(1)
+    save_file(sd, str(path))
+    with pytest.raises(ValueError) as e:
+        load_adapter(TinyNet(1), tmp_path)
+    msg = str(e.value)
+    assert msg.startswith("lora: unexpected tensors in the saved adapter: [")
+    assert msg.count("extra") == 5 and "extra5" not in msg and "extra6" not in msg

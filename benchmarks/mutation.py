@@ -90,7 +90,7 @@ _VERA = [f"tests/test_vera.py::test_{n}" for n in (
     "zero_change_at_step_zero_and_the_update_formula", "saves_in_peft_format_and_loads_in_plain_peft",
     "bad_knobs_are_one_clear_line")]
 SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py", "tests/test_memory.py",
-                           *_VERA, "tests/test_mutation_kills_methods.py"],
+                           *_VERA, "tests/test_sparta_budget.py", "tests/test_mutation_kills_methods.py"],
                "sparse": ["tests/test_mutation_kills.py"],
                "memory": ["tests/test_memory.py", "tests/test_memory_options.py"]}
 

@@ -1180,3 +1180,49 @@ def test_sparta_memory_plan_by_hand():
         _plan("sparta", targets=["q", "v"], density=0.001)
     plan = _plan("sparta", targets=["q", "v"], sparsity=0.9)  # round(118.4) = 118 = 24 head + 94 entries
     assert plan.trainable_parts == dict(entries=94, head=HEAD_SPEC)
+
+
+# ----------------------------------------------------------------------------- SMT's block scores and selection
+
+
+def test_smt_block_scores_by_hand():
+    from explorer.methods.smt_blocks import block_scores
+
+    # a 4 x 6 gradient in 2 x 2 blocks (a 2 x 3 grid); block (0, 0) = [[1, -3], [2, 4]], the rest 0 but (1, 2)
+    g = torch.zeros(4, 6, dtype=torch.float64)
+    g[0:2, 0:2] = torch.tensor([[1.0, -3.0], [2.0, 4.0]])
+    g[2:4, 4:6] = -1.0
+    want = {"abs-mean": [[1.0, 0, 0], [0, 0, 1.0]],  # |(1 - 3 + 2 + 4) / 4| = 1; |-4 / 4| = 1
+            "mean-abs": [[2.5, 0, 0], [0, 0, 1.0]],  # (1 + 3 + 2 + 4) / 4
+            "l1": [[10.0, 0, 0], [0, 0, 4.0]],
+            "l2": [[30 ** 0.5, 0, 0], [0, 0, 2.0]]}
+    for score, w in want.items():
+        s = block_scores(g, 2, score)
+        assert s.dtype == torch.float32 and s.shape == (2, 3)
+        torch.testing.assert_close(s, torch.tensor(w, dtype=torch.float32))
+    with pytest.raises(KnobError, match=r"^smt: unknown score 'max'; choose from abs-mean, mean-abs, l1, l2$"):
+        block_scores(g, 2, "max")
+
+
+def test_smt_select_blocks_global_and_per_matrix_by_hand():
+    from explorer.methods.smt_blocks import select_blocks
+
+    a = torch.tensor([[5.0, 1.0, 7.0], [2.0, 7.0, 0.0]])  # a 2 x 3 grid; 7 twice: position breaks the tie
+    b = torch.tensor([[6.0], [3.0]])  # a 2 x 1 grid
+    got = select_blocks({"a": a, "b": b}, 3, "global")  # 7 (a 0,2), 7 (a 1,1), 6 (b 0,0)
+    assert [r.tolist() for r in got["a"]] == [[0, 1], [2, 1]] and [r.tolist() for r in got["b"]] == [[0], [0]]
+    assert got["a"][0].dtype == torch.int32 and got["a"][1].dtype == torch.int32
+    got = select_blocks({"a": a, "b": b}, 4, "global")  # then 5 (a 0,0)
+    assert [r.tolist() for r in got["a"]] == [[0, 1, 0], [2, 1, 0]]
+    got = select_blocks({"a": a, "b": b}, 100, "global")  # all 8 at most
+    assert len(got["a"][0]) == 6 and len(got["b"][0]) == 2
+    assert [len(r[0]) for r in select_blocks({"a": a, "b": b}, -2, "global").values()] == [0, 0]
+    # per matrix: 5 over 2 matrices -> quotas 3 and 2, ties by position
+    got = select_blocks({"a": a, "b": b}, 5, "per-matrix")
+    assert [r.tolist() for r in got["a"]] == [[0, 1, 0], [2, 1, 0]] and [r.tolist() for r in got["b"]] == [[0, 1], [0, 0]]
+    # b holds 2 blocks: of a quota of 4 (7 = 4 + 3, b first) it passes 2 on to a
+    got = select_blocks({"b": b, "a": a}, 7, "per-matrix")
+    assert len(got["b"][0]) == 2 and [r.tolist() for r in got["a"]] == [[0, 1, 0, 1, 0], [2, 1, 0, 0, 1]]
+    assert got["a"][0].dtype == torch.int32
+    with pytest.raises(KnobError, match=r"^smt: unknown selection rule 'best'; choose global or per-matrix$"):
+        select_blocks({"a": a}, 1, "best")

@@ -1226,3 +1226,111 @@ def test_smt_select_blocks_global_and_per_matrix_by_hand():
     assert got["a"][0].dtype == torch.int32
     with pytest.raises(KnobError, match=r"^smt: unknown selection rule 'best'; choose global or per-matrix$"):
         select_blocks({"a": a}, 1, "best")
+
+
+# ----------------------------------------------------------------------------- SMT's rules (block size, budget)
+
+
+def test_smt_auto_block_size_by_hand():
+    from explorer.methods.smt import auto_block_size, resolve_block_size, valid_block_sizes
+
+    assert auto_block_size([(64, 64)]) == 16  # 64: 1 block, 32: 4 blocks, 16: 16 >= 8
+    assert auto_block_size([(64, 128)]) == 32  # 32: 2 x 4 = 8 blocks, exactly enough
+    assert auto_block_size([(512, 512), (1024, 512)]) == 64  # 256 leaves 4 blocks in the smaller one
+    assert auto_block_size([(1024, 1024)]) == 256
+    assert auto_block_size([(48, 48)]) == 16
+    assert auto_block_size([(16, 16)]) == 16  # one block only: the largest that divides
+    assert auto_block_size([(32, 32), (16, 32)]) == 16
+    assert auto_block_size([(10, 10)]) == 0 and auto_block_size([(64, 8)]) == 0
+    assert resolve_block_size(0, [(64, 128)]) == 32 and resolve_block_size(8, [(64, 128)]) == 8
+    assert valid_block_sizes([(12, 18)]) == [1, 2, 3, 6] and valid_block_sizes([(12, 18)], limit=3) == [1, 2, 3]
+    assert valid_block_sizes([(1024, 1024)])[-1] == 512
+
+
+def test_smt_budget_by_hand():
+    from explorer.methods.smt import auto_blocks, block_budget
+
+    assert auto_blocks(1_000_000, 16, 1000) == (39, "")  # round(10,000 / 256) = 39 <= 250
+    assert auto_blocks(1_000_000, 16, 156) == (39, "")  # the cap int(0.25 x 156) = 39 is not exceeded
+    assert auto_blocks(1_000_000, 16, 100) == (25, (
+        "auto budget capped: 1 % of all 1,000,000 parameters would be 39 blocks of 16x16, but the targets hold only "
+        "100; using 25% of them (25 blocks). Small models: the embeddings hold most parameters."))
+    assert auto_blocks(100, 16, 3) == (1, "")  # at least one block
+    assert auto_blocks(10_000_000, 64, 12)[0] == 3
+    assert block_budget(dict(density=0.1, blocks=5), 10 ** 6, 16, 1000) == (100, "")
+    assert block_budget(dict(density=0.0, blocks=7), 10 ** 6, 16, 1000) == (7, "")
+    assert block_budget(dict(blocks=0), 1_000_000, 16, 100) == auto_blocks(1_000_000, 16, 100)
+    assert block_budget({}, 1_000_000, 16, 1000) == (39, "")
+
+
+def test_smt_widgets_by_hand():
+    from explorer.methods import smt
+    from explorer.methods.facts import KnobContext
+
+    seen = []
+
+    def shapes(types):
+        seen.append(list(types))
+        return [(64, 128)] if types else []
+
+    knobs = {k.name: k for k in smt.KNOBS}
+    w = knobs["block_size"].options(KnobContext(values=dict(targets=["q", "v"]), shapes=shapes))
+    assert w.options == [0, 4, 8, 16, 32, 64] and w.labels == {0: "auto (32)"} and w.fallback == 0
+    assert w.help == " · only sizes that divide every target" and seen[-1] == ["q", "v"]
+    w = knobs["block_size"].options(KnobContext(values=dict(targets=[]), shapes=shapes))
+    assert w.options == [0] and w.labels == {0: "auto (0)"}
+    ctx = KnobContext(values=dict(targets=["q"], block_size=0), shapes=shapes,
+                      n_blocks=lambda types, b: 1000 * len(types) + b)
+    w = knobs["blocks"].options(ctx)
+    assert (w.lo, w.hi, w.help) == (0, 1032, " · 1,032 blocks of 32×32 in the targets")
+    ctx = KnobContext(values=dict(targets=["q"], block_size=16), shapes=shapes, n_blocks=lambda types, b: 1000 + b)
+    assert knobs["blocks"].options(ctx).help == " · 1,016 blocks of 16×16 in the targets"
+    w = knobs["blocks"].options(KnobContext(values=dict(targets=[]), shapes=shapes, n_blocks=lambda t, b: 5))
+    assert (w.lo, w.hi, w.help) == (0, 1, "")
+
+
+def test_smt_playground_and_memory_facts_by_hand():
+    from types import SimpleNamespace
+
+    from explorer.methods import smt
+    from explorer.methods.facts import SweepGeometry
+
+    assert smt.warmup_is_full_finetuning({}) and smt.warmup_is_full_finetuning(dict(warmup_mode="full"))
+    assert not smt.warmup_is_full_finetuning(dict(warmup_mode="gradient-only"))
+    assert smt.playground_knobs(3) == dict(warmup_mode="gradient-only", warmup_steps=3)
+    ad = SimpleNamespace(block=16, n_blocks=3, total_blocks=1234)
+    assert smt.formula_lines(ad, 10 ** 6, 21) == (
+        ["n_blocks × b² = 3 × 16² = 768  (3 of 1,234 blocks of 16×16 in the targets)",
+         "+ the new classification head, trained fully = 21"], 768 + 21)
+    geo = SweepGeometry(targets=("v", "o"), b=8, total_blocks=10, cells=640)
+    assert smt.sweep_point(4, 200, geo) == (dict(targets=["v", "o"], block_size=8, blocks=3, warmup_mode="full"),
+                                            "SMT 3 blocks of 8×8")  # round(200 / 64) = 3
+    assert smt.sweep_point(4, 10_000, geo)[0]["blocks"] == 10 and smt.sweep_point(4, 1, geo)[0]["blocks"] == 1
+    assert smt.settings_text({}) == "auto ≈1 % of all params, block auto, on q,k,v"
+    assert smt.settings_text(dict(density=0.0123, blocks=5)) == "density 0.0123, block auto, on q,k,v"
+    assert smt.settings_text(dict(blocks=1234, block_size=16, targets=["q"])) == "1,234 blocks, block 16, on q"
+    out, saved, labels = _record(partial_rule(smt.smt_saves, block=4, ucols=2))
+    assert out is True and saved == {"L0.q.xc": 10 * 2 * 4 * 2} and labels == {"L0.q.xc": "SMT: input column blocks"}
+
+
+def test_smt_memory_plan_by_hand():
+    # q 8x8, k 4x8, v 4x8 in 4x4 blocks: 4 + 2 + 2 per layer, 16 in all; 2 column blocks per matrix, 12 in all
+    plan = _plan("smt", targets=["q", "k", "v"], block_size=4, blocks=5)
+    assert plan.trainable_parts == dict(blocks=5 * 16, head=HEAD_SPEC)
+    assert plan.extra_index_bytes == 4 * 3 * 5 + 4 * 5 and plan.uncast == frozenset({"q", "k", "v"})
+    assert _record(plan.save_rules["k"])[1] == {"L0.q.xc": 10 * 1 * 4 * 2}  # ceil(5 / 6 matrices) = 1 column block
+    assert plan.notes == [
+        "SMT: 5 blocks of 4x4; which matrices they fall in depends on the warm-up, so the input columns saved for "
+        "backward assume the blocks spread evenly over the targets (each matrix's blocks in distinct column blocks: "
+        "an upper bound).",
+        "SMT warm-up (full mode) costs full fine-tuning memory plus an fp32 gradient sum per target for its warm-up "
+        "steps; figures here are the steady state after selection."]
+    plan = _plan("smt", targets=["q", "k", "v"], block_size=4, blocks=100)  # clamped to the 16 that exist
+    assert plan.trainable_parts["blocks"] == 16 * 16 and plan.extra_index_bytes == 4 * 3 * 16 + 4 * 12
+    assert _record(plan.save_rules["q"])[1] == {"L0.q.xc": 10 * 2 * 4 * 2}  # ceil(16 / 6) = 3, at most 2
+    assert _plan("smt", targets=["q", "k", "v"], block_size=4, density=0.5).trainable_parts["blocks"] == 8 * 16
+    # auto: round(0.01 x 1184 / 16) = 1 block
+    assert _plan("smt", targets=["q", "k", "v"], block_size=4).trainable_parts["blocks"] == 16
+    for bs in (0, 3):  # auto finds none of 256/64/32/16; 3 divides nothing here
+        with pytest.raises(KnobError, match=r"^smt: no block size divides every target of hand; set block_size$"):
+            _plan("smt", targets=["q", "k", "v"], block_size=bs)

@@ -1088,6 +1088,9 @@ def test_lora_memory_plan_by_hand(method):
         assert labels["L0.q.dora_vec"] == "DoRA: base output and LoRA output"
     _, saved, _ = _record(plan.save_rules["q"], needs_grad_in=False)  # no mask when x needs no gradient
     assert "L0.q.lora_drop_mask" not in saved and "L0.q.lora_drop_out" in saved
+    from explorer.methods.lora import lora_saves
+
+    assert _record(partial_rule(lora_saves, rank=2, dropout=0.0))[1] == {"x": 120, "L0.q.lora_h": 40}  # plain LoRA
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "vera", "lora-sp", "tied-lora", "sparta"])

@@ -398,7 +398,8 @@ def main(argv=None) -> int:
     ap.add_argument("--merge-only", action="store_true",
                     help="rebuild mutation.json / .md from the mutation.<scope>.json files kept, without running")
     ap.add_argument("--survivors", action="store_true",
-                    help="re-run only the scope's surviving mutants (after adding tests; keeps mutants/)")
+                    help="re-run only the scope's surviving, unreached and timed-out mutants (after adding tests; "
+                         "keeps mutants/)")
     ap.add_argument("--max-children", type=int, default=1)
     ap.add_argument("--tests", help="test files to run against the mutants, comma-separated (default: the scope's, "
                                     "SCOPE_TESTS)")
@@ -414,7 +415,7 @@ def main(argv=None) -> int:
     if not a.report_only:
         if a.survivors:
             names = [k for k, v in _read_results(patterns).items()
-                     if _status(v) in ("survived", "suspicious", "no tests")]
+                     if _status(v) in ("survived", "suspicious", "no tests", "timeout")]
             if not names:
                 print("no surviving mutants to re-run")
             patterns_run = names

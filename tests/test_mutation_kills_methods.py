@@ -1391,3 +1391,184 @@ def test_facts_counts_and_text_by_hand():
                      "q: 8 + 6 = 14  × 1 matrices = 14"] and n == 42
     assert facts.per_shape_lines([Target("a", 0, "up", 1000, 2000)], lambda do, di: do * di, lambda do, di: "x") == \
         (["up: x = 2,000,000  × 1 matrices = 2,000,000"], 2_000_000)
+
+
+# ----------------------------------------------------------------------------- base: knobs, layouts, the adapter
+
+
+def _kn(**kw):
+    from explorer.methods.base import Knob
+
+    return Knob(**dict(dict(name="n", kind="int", default=3), **kw))
+
+
+def test_validate_knobs_by_hand():
+    from explorer.methods.base import validate_knobs
+
+    knobs = [_kn(name="r", kind="int", default=8, min=1, max=64), _kn(name="f", kind="float", default=0.5, min=0.0,
+                                                                     max=1.0),
+             _kn(name="on", kind="bool", default=False), _kn(name="mode", kind="choice", default="a",
+                                                               choices=["a", "b"]),
+             _kn(name="t", kind="multi", default=["q"], choices=["q", "v"]), _kn(name="free", kind="multi",
+                                                                                default=["x"])]
+    v = lambda **kw: validate_knobs(knobs, kw, "m")  # noqa: E731
+    assert v() == dict(r=8, f=0.5, on=False, mode="a", t=["q"], free=["x"])
+    got = v(r=4.0, f="0.25", on="Yes", mode="b", t="q, v,", free=("a", 2))
+    assert got == dict(r=4, f=0.25, on=True, mode="b", t=["q", "v"], free=["a", "2"])
+    assert type(got["r"]) is int and type(got["f"]) is float
+    assert v(r=None)["r"] == 8  # None means the default
+    assert v(on="off")["on"] is False and v(on="1")["on"] is True and v(on="ON")["on"] is True
+    assert v(on=0)["on"] is False and v(on=2)["on"] is True
+    assert v(r=1)["r"] == 1 and v(r=64)["r"] == 64 and v(f=0.0)["f"] == 0.0 and v(f=1.0)["f"] == 1.0
+    bad = [(dict(r=2.5), "m: r must be a int (got '2.5')"), (dict(r="many"), "m: r must be a int (got 'many')"),
+           (dict(f=float("nan")), "m: f must be a float (got 'nan')"),
+           (dict(f=float("inf")), "m: f must be a float (got 'inf')"),
+           (dict(f=float("-inf")), "m: f must be a float (got '-inf')"),
+           (dict(on="maybe"), "m: on must be a bool (got 'maybe')"),
+           (dict(mode="c"), "m: mode must be one of a, b (got 'c')"),
+           (dict(t=["q", "x", "y"]), "m: t has unknown value(s) x, y; choose from q, v"),
+           (dict(t=""), "m: t needs at least one value"), (dict(free=[]), "m: free needs at least one value"),
+           (dict(r=0), "m: r must be >= 1 (got 0)"), (dict(r=65), "m: r must be <= 64 (got 65)"),
+           (dict(f=-0.1), "m: f must be >= 0.0 (got -0.1)"), (dict(f=1.5), "m: f must be <= 1.0 (got 1.5)"),
+           (dict(x=1, y=2), "m: unknown knob(s) x, y; known: r, f, on, mode, t, free"),
+           (dict(r=10 ** 400), None)]
+    for kw, msg in bad:
+        with pytest.raises(KnobError) as e:
+            v(**kw)
+        if msg is not None:
+            assert str(e.value) == msg, kw
+    assert validate_knobs([_kn(name="s", kind="str", default=None)], {}, "m") == {"s": None}
+    long = "z" * 100
+    with pytest.raises(KnobError) as e:
+        v(mode=long)
+    assert str(e.value) == f"m: mode must be one of a, b (got '{'z' * 40}')"
+    with pytest.raises(KnobError) as e:
+        v(r=long)
+    assert str(e.value) == f"m: r must be a int (got '{'z' * 40}')"
+
+
+def test_knob_widget_kind_label_url_field_and_dict():
+    assert _kn(widget="slider").widget_kind == "slider"
+    assert _kn(kind="bool", default=True).widget_kind == "toggle"
+    assert _kn(kind="choice", default="a", choices=list("abcde")).widget_kind == "radio"
+    assert _kn(kind="choice", default="a", choices=list("abcdef")).widget_kind == "select"
+    assert _kn(kind="choice", default="a").widget_kind == "radio"
+    assert _kn(kind="multi", default=[]).widget_kind == "multiselect"
+    assert _kn(kind="float", default=1.0).widget_kind == "number" and _kn().widget_kind == "number"
+    assert _kn(name="train_A").shown == "train A" and _kn(name="x", label="Lab").shown == "Lab"
+    f = _kn(kind="int", default=3.0, min=1, max=9, help="h").url_field("p_")
+    assert (f.name, f.kind, f.default, f.min, f.max, f.help) == ("p_n", "int", 3, 1, 9, "h") and type(f.default) is int
+    f = _kn(kind="float", default=1, min=0.5, max=2.0).url_field()
+    assert (f.name, f.kind, f.default, f.min, f.max) == ("n", "float", 1.0, 0.5, 2.0) and type(f.default) is float
+    f = _kn(kind="bool", default=1).url_field()
+    assert (f.kind, f.default) == ("bool", True)
+    f = _kn(kind="choice", default="b", choices=["a", "b"]).url_field()
+    assert (f.kind, f.default, f.choices) == ("choice", "b", ("a", "b"))
+    f = _kn(kind="multi", default=("q",), choices=["q", "v"]).url_field()
+    assert (f.kind, f.default, f.choices) == ("multi", ["q"], ("q", "v"))
+    d = _kn(options=lambda ctx: None, locked=lambda v: None, help="h").to_dict()
+    assert d["name"] == "n" and d["help"] == "h" and "options" not in d and "locked" not in d
+
+
+def test_layout_mask_and_dict():
+    from explorer.methods.base import Layout
+
+    lay = Layout("t", "q", 1, (2, 3), "dense", 6, 6, detail=dict(a=1, b=[1, 2], c=np.zeros(2), s="x", f=0.5, ok=True))
+    assert lay.mask().shape == (2, 3) and lay.mask().dtype == bool and lay.mask().all()
+    lay2 = Layout("t", "q", 1, (2, 3), "entries", 1, 1, _mask=lambda: np.eye(2, 3, dtype=bool))
+    assert lay2.mask().sum() == 2
+    assert lay.to_dict() == dict(target="t", type="q", layer=1, shape=[2, 3], kind="dense", trainable=6,
+                                 changeable=6, detail=dict(a=1, b=[1, 2], s="x", f=0.5, ok=True))
+    assert type(Layout("t", "q", 0, (1, 1), "d", np.int64(5), np.int64(4)).to_dict()["trainable"]) is int
+
+
+def test_adapter_base_behaviour_on_the_hand_built_net(tmp_path):
+    from explorer.methods.base import (Adapter, head_state, load_head_state, resolve_targets, sparse_head_setup,
+                                       unique_params)
+
+    net = TinyNet(1)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    ad = Adapter(net, dict(k=1), 1000.7)
+    assert ad.n_base == 1000 and ad.num_total() == 1000 and ad.notes == [] and ad.targets == []
+    assert ad.head_parameters() == HEAD_PARAMS and ad.trainable_parameters() == [] and ad.num_trainable() == 0
+    assert ad.meta_note() == "" and ad.warmup_signature() == () and ad.shortcut_note(3, "t") == ""
+    assert not ad.needs_warmup and not ad.warmup_moves_weights and not ad.saves_whole_model and ad.delta_granule == 1
+    assert ad.config() == dict(method="", knobs=dict(k=1), n_base=1000, format_version=1)
+    with pytest.raises(NotImplementedError):
+        ad.layouts()
+    with pytest.raises(NotImplementedError):
+        ad.state_tensors()
+    with pytest.raises(NotImplementedError):
+        ad.load_state_tensors({})
+    sparse_head_setup(net)
+    assert ad.num_trainable() == HEAD_PARAMS and [n for n, _ in ad.trainable_parameters()] == ["score.weight",
+                                                                                                 "score.bias"]
+    assert ad.analytic_bytes() == 4 * HEAD_PARAMS  # no state tensors of its own: the trainable ones
+    assert ad.takes_weight_decay("w", net.score.weight) and not ad.takes_weight_decay("b", net.score.bias)
+    st = head_state(net)
+    assert sorted(st) == ["head.score.bias", "head.score.weight"]
+    other = TinyNet(1, seed=5)
+    load_head_state(other, dict(st, **{"model.layers.0.x": torch.zeros(1)}))  # non-head keys are skipped
+    assert torch.equal(other.score.weight, net.score.weight) and torch.equal(other.score.bias, net.score.bias)
+    assert not torch.equal(other.model.layers[0].self_attn.q_proj.weight, net.model.layers[0].self_attn.q_proj.weight)
+    a = nn.Parameter(torch.zeros(1))
+    assert [n for n, _ in unique_params([("x", a), ("y", a), ("z", nn.Parameter(torch.zeros(1)))])] == ["x", "z"]
+    # tied parameters count once
+    tied = TinyNet(1, head=False)
+    tied.model.layers[0].self_attn.v_proj.weight = tied.model.layers[0].self_attn.q_proj.weight
+    ad = Adapter(tied, {}, 0)
+    assert ad.num_trainable() == n_params(tied)
+    s = apply_method(TinyNet(1), "lora", rank=2, targets=["q"]).summary()
+    assert (s["method"], s["total_params"], s["trainable_params"]) == ("lora", LAYER_PARAMS + HEAD_PARAMS,
+                                                                       2 * (6 + 4) + HEAD_PARAMS)
+    assert s["trainable_fraction"] == (20 + HEAD_PARAMS) / (LAYER_PARAMS + HEAD_PARAMS)
+    assert s["notes"][0].startswith("Implemented with the peft library") and s["targets"][0]["trainable"] == 20
+    assert s["knobs"]["rank"] == 2
+    assert Adapter(TinyNet(1), {}, 0).summary  # a summary of a zero-parameter base does not divide by zero
+    with pytest.raises(KnobError, match=r"^m: no linear layers of type\(s\) gate, o in this model; it has q, v, up, "
+                                        r"down$"):
+        resolve_targets(TinyNet(1), ["gate", "o"], "m")
+    with pytest.raises(KnobError, match=r"^m: no linear layers of type\(s\) q in this model; it has none$"):
+        resolve_targets(nn.Sequential(nn.Linear(2, 2)), ["q"], "m")
+    assert [t.name for t in resolve_targets(TinyNet(1), ["v"], "m")] == ["model.layers.0.self_attn.v_proj"]
+
+
+def test_resolve_targets_names_conv1d_models():
+    from explorer.methods.base import resolve_targets
+
+    class Conv1D(nn.Module):  # GPT-2's fused layer, by its class name
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(2, 2))
+
+    net = nn.Module()
+    net.h = nn.ModuleList([Conv1D()])
+    with pytest.raises(KnobError, match=r"^m: this model \(GPT-2 style\) builds its blocks from Conv1D layers"):
+        resolve_targets(net, ["q"], "m")
+
+
+def test_base_save_and_merge_on_a_sparse_method(tmp_path):
+    ad = _sparta(TinyNet(1), density=0.5, seed=1)
+    with torch.no_grad():
+        for m in ad.modules.values():
+            m.delta.copy_(torch.linspace(-1, 1, m.delta.numel()))
+    folder = tmp_path / "a" / "b"
+    assert ad.save(folder) == folder
+    ad.save(folder)  # again into the same folder
+    with safe_open(str(folder / "adapter.safetensors"), "pt") as f:
+        assert f.metadata() == {"method": "sparta"} and sorted(f.keys()) == sorted(ad.state_tensors())
+    text = (folder / "explorer_adapter.json").read_text()
+    assert text.startswith('{\n  "method": "sparta",\n  "knobs": {\n    "targets": [\n      "q",')
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        want = ad.model(x)
+    merged = ad.merged_model()  # a copy: the adapter stays usable
+    assert ad.modules and isinstance(ad.model.model.layers[0].self_attn.q_proj, type(ad.modules[
+        "model.layers.0.self_attn.q_proj"]))
+    assert isinstance(merged.model.layers[0].self_attn.q_proj, nn.Linear)
+    assert not any(p.requires_grad for p in merged.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), want)
+    out = ad.merge_into_model()
+    assert out is ad.model and ad.modules == {} and isinstance(out.model.layers[0].self_attn.v_proj, nn.Linear)

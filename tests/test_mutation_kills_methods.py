@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
+import peft  # noqa: F401 - imported at collection, not inside the first test using LoRA (mutmut's forks share it)
 import pytest
 import torch
 from safetensors import safe_open

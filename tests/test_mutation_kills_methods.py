@@ -1572,3 +1572,168 @@ def test_base_save_and_merge_on_a_sparse_method(tmp_path):
         torch.testing.assert_close(merged(x), want)
     out = ad.merge_into_model()
     assert out is ad.model and ad.modules == {} and isinstance(out.model.layers[0].self_attn.v_proj, nn.Linear)
+
+
+# ----------------------------------------------------------------------------- SMT's adapter: warm-up, selection
+
+Q_NAME, V_NAME = "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj"
+
+
+def _smt(net=None, n_base=None, **knobs):
+    knobs = dict(dict(targets=["q", "v"], block_size=2, blocks=3, warmup_mode="gradient-only", warmup_steps=2),
+                 **knobs)
+    return apply_method(net if net is not None else TinyNet(1), "smt", n_base=n_base, **knobs)
+
+
+def _planted():
+    # q (4 x 6) in 2 x 2 blocks: (1, 2) = 5, (0, 0) = 3 (a cancelling block (1, 0) scores 0 under |mean|);
+    # v (2 x 6): (0, 1) = 4
+    gq, gv = torch.zeros(4, 6), torch.zeros(2, 6)
+    gq[2:4, 4:6], gq[0:2, 0:2] = 5.0, 3.0
+    gq[2:4, 0:2] = torch.tensor([[9.0, -9.0], [9.0, -9.0]])
+    gv[0:2, 2:4] = 4.0
+    return gq, gv
+
+
+def _planted_loss(gq, gv):
+    def loss(model, batch):
+        body = model.model.layers[0].self_attn
+        return (body.q_proj.weight * gq).sum() + (body.v_proj.weight * gv).sum() + 0 * batch["x"].sum()
+    return loss
+
+
+def test_smt_before_selection_by_hand():
+    ad = _smt()
+    assert ad.needs_warmup and ad.block == 2 and ad.n_blocks == 3 and ad.total_blocks == 6 + 3
+    assert ad.delta_granule == 2 and ad.warmup_signature() == ("q", "v") and not ad.warmup_moves_weights
+    assert ad.num_trainable() == 3 * 4 + HEAD_PARAMS
+    assert ad.analytic_bytes() == 4 * HEAD_PARAMS + 3 * (2 * 2 * 4 + 2 * 4)  # the head, then blocks + coordinates
+    assert ad.notes == ["Block size 2 x 2; 3 of 9 blocks (33.33% of the targets); score: |mean| of the summed "
+                        "gradient (default); selection: global.",
+                        "Warm-up mode gradient-only (a deviation from the public code): the warm-up sums gradients "
+                        "but leaves every weight unchanged."]
+    assert ad.config()["block_size"] == 2 and ad.config()["n_blocks"] == 3 and ad.config()["method"] == "smt"
+    lays = ad.layouts()
+    assert [(lay.kind, lay.trainable, lay.changeable, lay.detail) for lay in lays] == [
+        ("blocks", 0, 0, dict(block=2, blocks=0, grid=[2, 3], selected=False)),
+        ("blocks", 0, 0, dict(block=2, blocks=0, grid=[1, 3], selected=False))]
+    assert lays[0].mask().shape == (4, 6) and not lays[0].mask().any()
+    assert ad.meta_note() == ("Config only: SMT's selection needs a warm-up on real weights (gradients), so no block "
+                              "is chosen here. Budget: 3 of 9 blocks of 2x2 (12 parameters); block grid per target: "
+                              "1x3, 2x3.")
+    assert ad.shortcut_note(2, "colour-shape") == (
+        "Playground warm-up: 2 batch(es) of 'colour-shape', gradient-only (a labelled deviation: the public code "
+        "fine-tunes fully for ~100 steps). Training on the Fine-tune page runs the full warm-up.")
+    full = _smt(warmup_mode="full", score="l2", selection="per-matrix")
+    assert full.warmup_moves_weights and full.notes[-1] == (
+        "Warm-up mode full, as in the public code: the warm-up steps are full fine-tuning (all weights move; memory "
+        "as full fine-tuning during the warm-up).")
+    assert full.notes[0].endswith("score: L2 norm; selection: per-matrix.")
+
+
+def test_smt_budget_notes_and_refusals():
+    ad = _smt(n_base=1_000_000, blocks=0)  # 1 % of 10^6 = 2,500 blocks of 2x2 > a quarter of the 9
+    assert ad.n_blocks == 2 and ad.notes[0] == (
+        "auto budget capped: 1 % of all 1,000,000 parameters would be 2,500 blocks of 2x2, but the targets hold only "
+        "9; using 25% of them (2 blocks). Small models: the embeddings hold most parameters.")
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(32, 64)
+    ad = _smt(net, targets=["q"], block_size=0, blocks=2)  # auto: 16 leaves 4 x 2 = 8 blocks
+    assert ad.block == 16 and ad.notes[0].startswith(
+        "Block size 16 x 16 (auto: 256 does not divide these matrices or leaves too few blocks); 2 of 8 blocks")
+    assert _smt(net, targets=["q"], block_size=16, blocks=2).notes[0].startswith("Block size 16 x 16; 2 of 8")
+    for bs, said in ((0, "auto"), (3, "3")):
+        with pytest.raises(KnobError, match=rf"^smt: block size {said} does not divide every target matrix \(2x6, "
+                                            r"4x6\); valid sizes: none$"):
+            _smt(block_size=bs)
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(64, 64)
+    with pytest.raises(KnobError, match=r"^smt: block size 5 does not divide every target matrix \(64x64\); valid "
+                                        r"sizes: 4, 8, 16, 32, 64$"):
+        _smt(net, targets=["q"], block_size=5)
+    with pytest.raises(KnobError, match=r"^smt: 10 blocks asked but the targets hold only 9 blocks of 2x2$"):
+        _smt(blocks=10)
+    with pytest.raises(KnobError, match=r"^smt: the budget selects no block; raise the number of blocks or the "
+                                        r"density$"):
+        _smt(density=0.01)
+
+
+def test_smt_warmup_sums_selects_and_installs_by_hand():
+    from explorer.methods.smt import run_warmup
+
+    gq, gv = _planted()
+    ad = _smt()
+    w0 = ad.model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    sel = run_warmup(ad, [dict(x=torch.zeros(1))] * 5, loss_fn=_planted_loss(gq, gv))
+    assert ad.warmup_done == 2  # warmup_steps batches of the five
+    # |mean| scores: q (1, 2) 5, v (0, 1) 4, q (0, 0) 3; the cancelling block scores 0
+    assert {k: (r.tolist(), c.tolist()) for k, (r, c) in sel.items()} == {Q_NAME: ([1, 0], [2, 0]),
+                                                                          V_NAME: ([0], [1])}
+    torch.testing.assert_close(ad.scores[Q_NAME], torch.tensor([[6.0, 0, 0], [0, 0, 10.0]]))  # summed over 2 steps
+    assert ad.grad_sums is None and not ad.needs_warmup
+    assert torch.equal(ad.model.model.layers[0].self_attn.q_proj.base.weight, w0)  # gradient-only: no move
+    assert ad.num_trainable() == 3 * 4 + HEAD_PARAMS
+    assert ad.analytic_bytes() == 4 * HEAD_PARAMS + 3 * 4 * 4 + 4 * (2 + 2 + 1 + 1)  # deltas, int32 coordinates
+    lays = ad.layouts()
+    assert [(lay.trainable, lay.detail["blocks"], lay.detail["selected"]) for lay in lays] == [(8, 2, True),
+                                                                                              (4, 1, True)]
+    want = np.zeros((4, 6), dtype=bool)
+    want[2:4, 4:6] = want[0:2, 0:2] = True
+    assert np.array_equal(lays[0].mask(), want)
+    trained = {n for n, p in ad.model.named_parameters() if p.requires_grad}
+    assert trained == {f"{Q_NAME}.delta", f"{V_NAME}.delta", "score.weight", "score.bias"}
+    assert all(p.grad is None for p in ad.model.parameters())
+    assert {k: (r.tolist(), c.tolist()) for k, (r, c) in ad.selection().items()} == {Q_NAME: ([0, 1], [0, 2]),
+                                                                                     V_NAME: ([0], [1])}
+
+
+def test_smt_warmup_protocol_modes():
+    gq, gv = _planted()
+    ad = _smt()
+    assert ad.begin_warmup() == []  # gradient-only: only the targets' weights need gradients
+    assert {n for n, p in ad.model.named_parameters() if p.requires_grad} == {f"{Q_NAME}.weight", f"{V_NAME}.weight"}
+    q = ad.model.model.layers[0].self_attn.q_proj
+    for _ in range(3):
+        _planted_loss(gq, gv)(ad.model, dict(x=torch.zeros(1))).backward()
+        ad.accumulate()
+        assert q.weight.grad is None  # gradient-only drops each gradient once summed
+    assert ad.warmup_done == 3 and torch.equal(ad.grad_sums[Q_NAME], 3 * gq) and ad.grad_sums[Q_NAME].dtype == \
+        torch.float32
+    full = _smt(warmup_mode="full")
+    params = full.begin_warmup()
+    assert len(params) == len(list(full.model.parameters())) and all(p.requires_grad for p in params)
+    _planted_loss(gq, gv)(full.model, dict(x=torch.zeros(1))).backward()
+    full.accumulate()
+    assert torch.equal(full.model.model.layers[0].self_attn.q_proj.weight.grad, gq)  # kept for the optimizer
+    sel = full.finish_warmup(sums={Q_NAME: gq, V_NAME: -gv})  # sums handed over: their scores decide
+    assert sel[V_NAME][0].tolist() == [0] and not full.needs_warmup
+    with pytest.raises(KnobError, match=r"^smt: the warm-up saw no batch$"):
+        from explorer.methods.smt import run_warmup
+
+        run_warmup(_smt(), [], loss_fn=_planted_loss(gq, gv))
+
+
+def test_smt_install_refuses_outside_blocks_and_round_trips():
+    ad = _smt()
+    with pytest.raises(KnobError, match=r"^smt: a selected block lies outside model.layers.0.self_attn.q_proj "
+                                        r"\(4x6, b=2\)$"):
+        ad.install({Q_NAME: ([2], [0])})
+    with pytest.raises(KnobError, match="lies outside model.layers.0.self_attn.v_proj"):
+        _smt().install({V_NAME: ([0], [3])})
+    ad = _smt()
+    ad.install({Q_NAME: ([1], [2]), V_NAME: ([], [])})
+    assert list(ad.modules) == [Q_NAME] and ad.num_trainable() == 4 + HEAD_PARAMS
+    ad.install({Q_NAME: ([0], [1])})  # a new selection replaces the old on the same base weight
+    assert ad.modules[Q_NAME].base is ad.model.model.layers[0].self_attn.q_proj.base
+    assert isinstance(ad.modules[Q_NAME].base, nn.Linear)
+    with torch.no_grad():
+        ad.modules[Q_NAME].delta.fill_(0.5)
+    st = ad.state_tensors()
+    assert sorted(st) == sorted([f"{Q_NAME}.brow", f"{Q_NAME}.bcol", f"{Q_NAME}.delta", "head.score.weight",
+                                 "head.score.bias"])
+    other = apply_method(TinyNet(1, seed=3), "smt", smt_selection={}, targets=["q", "v"], block_size=2, blocks=3)
+    assert other.needs_warmup  # an empty selection: nothing installed yet
+    other.load_state_tensors(st)
+    assert list(other.modules) == [Q_NAME] and other.modules[Q_NAME].brow.tolist() == [0]
+    assert torch.equal(other.modules[Q_NAME].delta, ad.modules[Q_NAME].delta)
+    assert torch.equal(other.model.score.weight, ad.model.score.weight)

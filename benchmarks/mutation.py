@@ -140,6 +140,7 @@ def scope_patterns(scope: str) -> list[str]:
 # Surviving mutants that cannot be killed because they do not change behaviour, each with its reason.
 # Keys are mutant names as mutmut prints them.  A survivor not listed here is a gap in the tests.
 _S = "explorer.sparse."
+_M = "explorer.methods."
 _WHY = {
     "device": "a device argument dropped or set to None: every tensor in the tests is on the CPU (no GPU on "
               "this machine), where the default device is the same; only a CUDA run can tell them apart",
@@ -188,6 +189,17 @@ EQUIVALENT: dict[str, str] = {
     f"{_S}xǁ_BlockDeltaLinearǁforward__mutmut_35": _WHY["dead_store"],
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["path_choice"] for i in (35, 36, 37, 38)},
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["chunk_size"] for i in (56, 58, 59, 60, 65)},
+    # explorer/methods/
+    f"{_M}full.xǁFullAdapterǁload_state_tensors__mutmut_3":
+        "load_state_dict(strict=None): torch tests `if strict:`, so None acts as False (a partial state loads; "
+        "tested)",
+    f"{_M}lora.xǁLoraAdapterǁ__init____mutmut_1":
+        "Adapter.__init__ only stores the model, and LoraAdapter replaces it with the peft model three lines "
+        "later; nothing reads it in between",
+    f"{_M}lora.xǁLoraAdapterǁ__init____mutmut_32": "LoraConfig's default bias is already \"none\" (peft 0.21)",
+    f"{_M}lora.xǁLoraAdapterǁload_from__mutmut_17":
+        "getattr(res, 'unexpected_keys') without a default: set_peft_model_state_dict returns torch's "
+        "_IncompatibleKeys, which always has unexpected_keys, so the default is never used",
 }
 
 

@@ -248,6 +248,20 @@ def _status(code) -> str:
 
 
 def _diff(name: str) -> str:
+    try:  # in this process (mutmut importable): milliseconds instead of a `mutmut show` process per mutant
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+        cwd = os.getcwd()
+        os.chdir(ROOT)
+        try:
+            text = get_diff_for_mutant(name, path=Path(*_module_of(name).split(".")).with_suffix(".py"))
+        finally:
+            os.chdir(cwd)
+        lines = [ln for ln in text.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
+        if lines:
+            return "\n".join(lines)
+    except Exception:  # noqa: BLE001 - fall back to the command line
+        pass
     try:
         r = subprocess.run(_mutmut_cmd() + ["show", name], cwd=ROOT, capture_output=True, text=True, timeout=60)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]

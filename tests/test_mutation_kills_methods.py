@@ -175,6 +175,14 @@ def test_lora_without_a_head_counts_none_and_says_nothing_of_it():
     assert ad.num_trainable() == 2 * (6 + 2)
 
 
+def test_lora_head_parameters_sum_over_every_head_module():
+    net = TinyNet(1)
+    net.classifier = nn.Linear(6, 2)  # a second task head (head_module_names: classifier and score)
+    ad = apply_method(net, "lora", rank=2, targets=["q"])
+    assert ad.head_parameters() == (6 * 2 + 2) + HEAD_PARAMS
+    assert ad.num_trainable() == 2 * (6 + 4) + 14 + HEAD_PARAMS
+
+
 def test_lora_head_parameters_count_only_the_trained_head():
     ad = apply_method(TinyNet(1), "lora", rank=2, targets=["q"])
     head = ad.peft_model.base_model.model.score
@@ -1066,6 +1074,7 @@ def test_full_memory_plan_by_hand():
 @pytest.mark.parametrize("method", ["lora", "dora"])
 def test_lora_memory_plan_by_hand(method):
     plan = _plan(method, rank=2, targets=["q", "v"])
+    assert plan.knobs == dict(rank=2, alpha=16.0, targets=["q", "v"], dropout=0.0, seed=0)
     mag = 2 * (8 + 4) if method == "dora" else 0  # DoRA: one magnitude per output row
     assert plan.trainable_parts == dict(adapters=2 * (2 * (8 + 8) + 2 * (8 + 4)) + mag, head=HEAD_SPEC)
     assert plan.head_copy == HEAD_SPEC and sorted(plan.save_rules) == ["q", "v"]
@@ -1085,7 +1094,8 @@ def test_lora_memory_plan_by_hand(method):
     assert labels["L0.q.lora_drop_mask"] == labels["L0.q.lora_drop_out"] == "LoRA: adapter dropout"
     assert labels["L0.q.lora_h"] == "LoRA: A x (r wide)"
     if method == "dora":
-        assert labels["L0.q.dora_vec"] == "DoRA: base output and LoRA output"
+        assert labels["L0.q.dora_base"] == labels["L0.q.dora_lora"] == labels["L0.q.dora_vec"] == \
+            "DoRA: base output and LoRA output"
     _, saved, _ = _record(plan.save_rules["q"], needs_grad_in=False)  # no mask when x needs no gradient
     assert "L0.q.lora_drop_mask" not in saved and "L0.q.lora_drop_out" in saved
     from explorer.methods.lora import lora_saves

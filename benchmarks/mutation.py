@@ -300,6 +300,12 @@ def report(patterns: list[str], scope: str, seconds: float | None, command: str,
     return doc
 
 
+def _with_equivalent(d: dict) -> float | None:
+    checked = d["killed"] + d["survived"] + d["suspicious"]
+    eq = sum(1 for s in d.get("survivors", []) if s["equivalent"] and s["status"] in ("survived", "suspicious"))
+    return round((d["killed"] + eq) / checked, 4) if checked else None
+
+
 def _summary(by_status: dict, per_module: dict, survivors: list[dict]) -> dict:
     killed = by_status.get("killed", 0) + by_status.get("timeout", 0) + by_status.get("segfault", 0)
     checked = killed + by_status.get("survived", 0) + by_status.get("suspicious", 0)
@@ -322,7 +328,11 @@ def merge() -> dict:
     runs = []
     for f in OUT_JSON.parent.glob("mutation.*.json"):
         d = json.loads(f.read_text())
-        if "scope" in d and d.get("date"):
+        if "scope" in d and d.get("date") and "runs" not in d:
+            for sv in d.get("survivors", []):  # the reasons known now
+                sv["equivalent"] = EQUIVALENT.get(sv["mutant"])
+            d["score_counting_equivalent_as_killed"] = _with_equivalent(d)
+            f.with_suffix(".md").write_text(markdown(d))  # each run's own report, in today's format
             runs.append((d["date"], f.name, d))
     runs.sort(key=lambda r: (r[0], r[1]))
     status: dict[str, str] = {}
@@ -384,7 +394,7 @@ def markdown(doc: dict) -> str:
         for r in doc["runs"]:
             rt = "n/a" if r["run_seconds"] is None else f"{r['run_seconds'] / 60:.1f} min"
             lines.append(f"| `{r['file'][:-5]}.md` | `{r['scope']}` | {r['date']} | {rt} | {r['total']} | "
-                         f"{pct(r['score'])} | {', '.join(t.split('/')[-1] for t in r['tests'])} |")
+                         f"{pct(r['score'])} | {_short_tests(r['tests'])} |")
         lines.append("")
     else:
         lines = [
@@ -400,11 +410,15 @@ def markdown(doc: dict) -> str:
         f"{doc['survived']} survived, {doc['no_tests']} not reached by any selected test, "
         f"{doc['timeouts']} killed by time-out, {doc['not_checked']} not checked. "
         f"Counting the survivors listed as equivalent as killed: {pct(doc['score_counting_equivalent_as_killed'])}.",
-        "", "| module | killed | survived | no tests | other |", "|---|---:|---:|---:|---:|",
+        "", "| module | mutants | killed (of them by time-out) | survived | no test reaches it | not checked | score |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m, v in doc["per_module"].items():
-        other = sum(n for s, n in v.items() if s not in ("killed", "survived", "no tests"))
-        lines.append(f"| `{m}` | {v.get('killed', 0)} | {v.get('survived', 0)} | {v.get('no tests', 0)} | {other} |")
+        k = v.get("killed", 0) + v.get("timeout", 0) + v.get("segfault", 0)
+        reached = k + v.get("survived", 0) + v.get("suspicious", 0)
+        lines.append(f"| `{m}` | {sum(v.values())} | {k} ({v.get('timeout', 0)}) | "
+                     f"{v.get('survived', 0) + v.get('suspicious', 0)} | {v.get('no tests', 0)} | "
+                     f"{v.get('not checked', 0)} | {pct(k / reached if reached else None)} |")
     lines += ["", "## Surviving mutants", ""]
     if not doc["survivors"]:
         lines.append("None.")
@@ -414,6 +428,15 @@ def markdown(doc: dict) -> str:
         if s["diff"]:
             lines += ["  ```diff"] + ["  " + ln for ln in s["diff"].splitlines()[:8]] + ["  ```"]
     return "\n".join(lines) + "\n"
+
+
+def _short_tests(tests: list[str]) -> str:
+    """Test files, a file's selected tests counted ("test_vera.py (6 tests)")."""
+    files: dict[str, int] = {}
+    for t in tests:
+        f, _, node = t.partition("::")
+        files[f.split("/")[-1]] = files.get(f.split("/")[-1], 0) + (1 if node else 0)
+    return ", ".join(f"{f} ({n} tests)" if n else f for f, n in files.items())
 
 
 def main(argv=None) -> int:

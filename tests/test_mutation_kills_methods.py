@@ -1747,3 +1747,53 @@ def test_smt_install_refuses_outside_blocks_and_round_trips():
     assert list(other.modules) == [Q_NAME] and other.modules[Q_NAME].brow.tolist() == [0]
     assert torch.equal(other.modules[Q_NAME].delta, ad.modules[Q_NAME].delta)
     assert torch.equal(other.model.score.weight, ad.model.score.weight)
+
+
+def test_smt_pictures_and_illustrative_delta_by_hand():
+    from explorer.methods import smt
+    from explorer.methods.smt import run_warmup
+
+    gq, gv = _planted()
+    ad = _smt()
+    lay_q, lay_v = ad.layouts()
+    (pic,) = smt.matrix_pictures(ad, lay_q, {})  # before the warm-up: the mask only (nothing selected yet)
+    assert pic.kind == "mask" and not pic.data["mask"].any()
+    run_warmup(ad, [dict(x=torch.zeros(1))] * 2, loss_fn=_planted_loss(gq, gv))
+    lay_q, lay_v = ad.layouts()
+    mask_pic, score_pic = smt.matrix_pictures(ad, lay_q, dict(batches=2, task="planted"))
+    assert (mask_pic.kind, mask_pic.title) == ("mask", "Entries of W that train (8 of 24)")
+    assert mask_pic.text == ("SMT trains whole **2×2 blocks**: 2 selected in this matrix, 3 in all targets. Yellow = "
+                             "trained block, dark = frozen.")
+    assert (score_pic.kind, score_pic.title) == ("block_scores", "Warm-up score per block")
+    assert score_pic.text == ("The score of a block is the **abs-mean** of the gradient summed over the warm-up (2 "
+                              "batches of `planted`), divided by the largest score of all targets. Outlined blocks "
+                              "are the global top-n.")
+    # scores over the largest of all targets (q's 10): q 6 and 10, v 8
+    np.testing.assert_allclose(score_pic.data["scores"], np.array([[0.6, 0, 0], [0, 0, 1.0]], dtype=np.float32))
+    assert np.array_equal(score_pic.data["selected"], np.array([[True, False, False], [False, False, True]]))
+    assert score_pic.data["block"] == 2
+    _, score_v = smt.matrix_pictures(ad, lay_v, {})
+    np.testing.assert_allclose(score_v.data["scores"], np.array([[0, 0.8, 0]], dtype=np.float32))
+    assert "(? batches of `?`)" in score_v.text
+    # one block in all: v keeps its scores but nothing selected; all-zero scores are drawn as zero, not NaN
+    one = _smt(blocks=1, selection="per-matrix", score="l1")
+    one.finish_warmup(sums={Q_NAME: torch.zeros(4, 6), V_NAME: torch.zeros(2, 6)})
+    _, sq = smt.matrix_pictures(one, one.layouts()[0], {})
+    assert np.array_equal(sq.data["scores"], np.zeros((2, 3))) and sq.data["selected"].sum() == 1
+    assert sq.text.endswith("Outlined blocks are the per-matrix top-n.") and "**l1**" in sq.text
+    _, sv = smt.matrix_pictures(one, one.layouts()[1], {})
+    assert not sv.data["selected"].any()
+    d, factors, note = smt.illustrative_delta(ad, Q_NAME, _gen(3))
+    mask = torch.from_numpy(lay_q.mask())
+    assert factors is None and torch.count_nonzero(d[~mask]) == 0 and torch.equal(d[mask], torch.randn(8, generator=_gen(3)))
+    assert note == "The deltas start at zero; here the selected blocks hold random values: only they can change."
+
+
+def test_vera_analytic_count_by_hand():
+    from explorer.methods import vera
+
+    ad = _vera()
+    assert vera.analytic_count(ad.targets, 4) == 2 * ((4 + 4) + (4 + 2) + (4 + 10) + (4 + 6))
+    assert vera.analytic_count(ad.targets, 1) == 2 * (4 + 1 + 2 + 1 + 10 + 1 + 6 + 1)
+    assert vera.analytic_count(ad.targets, 4) == ad.num_trainable() - HEAD_PARAMS
+    assert vera.shared_shape(ad.targets) == (10, 10)

@@ -1036,7 +1036,10 @@ def _plan(method, spec=None, **knobs):
     from explorer.methods import get_method, validate_knobs
 
     info = get_method(method)
-    return info.memory_plan(spec or _spec(), validate_knobs(info.knobs, knobs, method))
+    values = validate_knobs(info.knobs, knobs, method)
+    plan = info.memory_plan(spec or _spec(), values)
+    assert plan.knobs == values  # the plan says which knobs it was made for (the Memory page's rows)
+    return plan
 
 
 def _record(rule, d_in=6, d_out=4, needs_grad_in=True, autocast=False):

@@ -206,6 +206,9 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}tied_lora.x_formula_lines__mutmut_{i}":
        "unreachable: TiedLoRAAdapter refuses a combination with nothing trained, so every group has a trained part "
        "and the 'nothing trained' text is never shown" for i in (60, 61)},
+    **{f"{_M}sparta.x_formula_lines__mutmut_{i}":
+       "the default of knobs.get('density', 0): an adapter's knobs are validated, so density is always there and "
+       "the default is never used" for i in (15, 17, 20)},
 }
 
 

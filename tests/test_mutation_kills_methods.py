@@ -1800,3 +1800,23 @@ def test_vera_analytic_count_by_hand():
     assert vera.analytic_count(ad.targets, 1) == 2 * (4 + 1 + 2 + 1 + 10 + 1 + 6 + 1)
     assert vera.analytic_count(ad.targets, 4) == ad.num_trainable() - HEAD_PARAMS
     assert vera.shared_shape(ad.targets) == (10, 10)
+
+
+def test_tied_lora_illustrative_delta_uses_the_targets_own_layer():
+    from explorer.methods import tied_lora as tl
+
+    ad = _tied(preset="vBuA", targets=["q", "v"], alpha=4.0)  # untied: each layer its own A (B = 0, drawn here)
+    grp = ad.groups["q_k_v"]
+    assert not torch.equal(grp.A[0], grp.A[1])
+    _, (_, uA), _ = tl.illustrative_delta(ad, "model.layers.1.self_attn.v_proj", _gen(1))
+    torch.testing.assert_close(uA, grp.A[1].detach())
+    _, (_, uA), _ = tl.illustrative_delta(ad, "model.layers.0.self_attn.v_proj", _gen(1))
+    torch.testing.assert_close(uA, grp.A[0].detach())
+
+
+def test_sparta_sweep_point_keeps_six_decimals():
+    from explorer.methods import sparta
+    from explorer.methods.facts import SweepGeometry
+
+    geo = SweepGeometry(targets=("v",), b=8, total_blocks=10, cells=3)
+    assert sparta.sweep_point(1, 1, geo) == (dict(targets=["v"], density=0.333333), "SpaRTA density 33.333%")

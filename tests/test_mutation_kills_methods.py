@@ -1820,3 +1820,16 @@ def test_sparta_sweep_point_keeps_six_decimals():
 
     geo = SweepGeometry(targets=("v",), b=8, total_blocks=10, cells=3)
     assert sparta.sweep_point(1, 1, geo) == (dict(targets=["v"], density=0.333333), "SpaRTA density 33.333%")
+
+
+def test_tied_lora_held_by_preset_built_here():
+    # the knobs' locks are built at import; build fresh ones here (a mutant of the builder shows only in these)
+    from explorer.methods import tied_lora as tl
+
+    for name in tl.SWITCHES:
+        lock = tl._held_by_preset(name)
+        for preset, sw in tl.PRESETS.items():
+            assert lock({"preset": preset}) is sw[name]
+        assert lock({"preset": "custom"}) is None and lock({}) is None and lock({"preset": "TL9"}) is None
+    assert tl._held_by_preset("train_u")({"preset": "TL5"}) is False
+    assert tl._held_by_preset("train_u")({"preset": "TL6"}) is True

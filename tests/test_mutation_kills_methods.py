@@ -1833,3 +1833,30 @@ def test_tied_lora_held_by_preset_built_here():
         assert lock({"preset": "custom"}) is None and lock({}) is None and lock({"preset": "TL9"}) is None
     assert tl._held_by_preset("train_u")({"preset": "TL5"}) is False
     assert tl._held_by_preset("train_u")({"preset": "TL6"}) is True
+
+
+def test_vera_illustrative_rank_bound_is_the_smallest_of_r_d_out_d_in():
+    from explorer.methods import vera
+
+    up = "model.layers.0.mlp.up_proj"  # 10 x 6
+    for r, bound in ((8, 6), (2, 2)):  # d_in smallest; r smallest
+        ad = _vera(1, rank=r, targets=["up"])
+        assert f"has rank ≤ {bound} and" in vera.illustrative_delta(ad, up, _gen(0))[2]
+
+
+def test_tied_lora_in_bf16_casts_its_fp32_factors_to_the_input():
+    net = TinyNet(1).to(torch.bfloat16)
+    ad = _tied(net, targets=["q", "v"])
+    grp = ad.groups["q_k_v"]
+    assert grp.A.dtype == torch.float32  # the factors stay fp32
+    with torch.no_grad():
+        grp.B.copy_(torch.randn(grp.B.shape))
+        grp.u.copy_(torch.full(grp.u.shape, 0.5))
+        grp.v.copy_(torch.full(grp.v.shape, 2.0))
+    q = ad.model.model.layers[0].self_attn.q_proj
+    x = torch.randn(3, 6, dtype=torch.bfloat16)
+    with torch.no_grad():
+        y = q(x)
+        assert y.dtype == torch.bfloat16
+        want = x.float() @ (q.base.weight.float() + q.delta_weight()).t() + q.base.bias.float()
+        torch.testing.assert_close(y.float(), want, atol=0.1, rtol=0.05)

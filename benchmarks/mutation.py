@@ -209,6 +209,12 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}sparta.x_formula_lines__mutmut_{i}":
        "the default of knobs.get('density', 0): an adapter's knobs are validated, so density is always there and "
        "the default is never used" for i in (15, 17, 20)},
+    **{f"{_M}tied_lora.x__held_by_preset__mutmut_{i}":
+       "the default of values.get('preset', 'custom') only has to be a name that is not a preset: None, "
+       "'XXcustomXX' and 'CUSTOM' free the switch just as 'custom' does" for i in (3, 5, 8, 9)},
+    **{f"{_M}smt.x_auto_block_size__mutmut_{i}":
+       "only sizes that divide every target reach this line, so d / b and d // b are the same whole number"
+       for i in (15, 16)},
 }
 
 
@@ -456,8 +462,9 @@ def main(argv=None) -> int:
     ap.add_argument("--merge-only", action="store_true",
                     help="rebuild mutation.json / .md from the mutation.<scope>.json files kept, without running")
     ap.add_argument("--survivors", action="store_true",
-                    help="re-run only the scope's surviving, unreached and timed-out mutants (after adding tests; "
-                         "keeps mutants/)")
+                    help="re-run only the scope's surviving and unreached mutants (after adding tests; keeps "
+                         "mutants/)")
+    ap.add_argument("--timeouts", action="store_true", help="with --survivors: the timed-out mutants too")
     ap.add_argument("--max-children", type=int, default=1)
     ap.add_argument("--tests", help="test files to run against the mutants, comma-separated (default: the scope's, "
                                     "SCOPE_TESTS)")
@@ -473,7 +480,7 @@ def main(argv=None) -> int:
     if not a.report_only:
         if a.survivors:
             names = [k for k, v in _read_results(patterns).items()
-                     if _status(v) in ("survived", "suspicious", "no tests", "timeout")]
+                     if _status(v) in ("survived", "suspicious", "no tests") + (("timeout",) if a.timeouts else ())]
             if not names:
                 print("no surviving mutants to re-run")
             patterns_run = names

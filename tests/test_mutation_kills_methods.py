@@ -974,6 +974,7 @@ def test_sparta_state_round_trip_by_name():
     st = ad.state_tensors()
     q = "model.layers.0.self_attn.q_proj"
     assert sorted(k for k in st if k.startswith(q)) == [f"{q}.cols", f"{q}.delta", f"{q}.rows"]
+    assert torch.equal(st["head.score.weight"], ad.model.score.weight) and "head.score.bias" in st
     other = _sparta(TinyNet(1), density=0.5, seed=2)
     other.load_state_tensors(st)
     for n, m in other.modules.items():
@@ -1152,6 +1153,8 @@ def test_lora_sp_memory_plan_and_save_rule_by_hand():
     assert out is True and saved == {"x": 120, "L0.q.a_eff": 2 * 6 * 4, "L0.q.lora_h": 10 * 2 * 2,
                                      "L0.q.b_eff": 4 * 2 * 4, "L0.q.idx": 8 * (8 + 4)}
     assert labels["L0.q.idx"] == "LoRA-SP: A x, assembled A and B, indices"
+    assert {k: v for k, v in labels.items() if k != "x"} == {
+        k: "LoRA-SP: A x, assembled A and B, indices" for k in ("L0.q.a_eff", "L0.q.lora_h", "L0.q.b_eff", "L0.q.idx")}
     _, saved, _ = _record(plan.save_rules["q"], needs_grad_in=False)
     assert "L0.q.a_eff" not in saved and saved["L0.q.idx"] == 8 * (8 + 8)
     plan = _plan("lora-sp", rank=2, targets=["q"], freeze=0.25)  # round(0.75 x 16) = 12, twice
@@ -1261,6 +1264,8 @@ def test_smt_auto_block_size_by_hand():
     assert resolve_block_size(0, [(64, 128)]) == 32 and resolve_block_size(8, [(64, 128)]) == 8
     assert valid_block_sizes([(12, 18)]) == [1, 2, 3, 6] and valid_block_sizes([(12, 18)], limit=3) == [1, 2, 3]
     assert valid_block_sizes([(1024, 1024)])[-1] == 512
+    assert valid_block_sizes([(1026, 1026)])[-1] == 342  # 513 divides 1026 but lies above the limit, 512
+    assert valid_block_sizes([(12, 18)], limit=5) == [1, 2, 3]
 
 
 def test_smt_budget_by_hand():
@@ -1273,6 +1278,7 @@ def test_smt_budget_by_hand():
         "100; using 25% of them (25 blocks). Small models: the embeddings hold most parameters."))
     assert auto_blocks(100, 16, 3) == (1, "")  # at least one block
     assert auto_blocks(10_000_000, 64, 12)[0] == 3
+    assert auto_blocks(51_200, 16, 4)[0] == 1  # want round(512 / 256) = 2, cap max(1, int(0.25 x 4)) = 1
     assert block_budget(dict(density=0.1, blocks=5), 10 ** 6, 16, 1000) == (100, "")
     assert block_budget(dict(density=0.0, blocks=7), 10 ** 6, 16, 1000) == (7, "")
     assert block_budget(dict(blocks=0), 1_000_000, 16, 100) == auto_blocks(1_000_000, 16, 100)

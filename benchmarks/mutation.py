@@ -215,6 +215,10 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}smt.x_auto_block_size__mutmut_{i}":
        "only sizes that divide every target reach this line, so d / b and d // b are the same whole number"
        for i in (15, 16)},
+    f"{_M}smt.x_matrix_pictures__mutmut_17":
+        "the fallback divisor is used only when every score is 0, and 0 / 1 and 0 / 2 are the same zeros",
+    f"{_M}tied_lora.xǁTiedLoRAAdapterǁlayouts__mutmut_27":
+        "A's share is the first term added to n = 0, so n = ... and n += ... give the same count",
 }
 
 

@@ -1780,7 +1780,7 @@ def test_smt_pictures_and_illustrative_delta_by_hand():
     # scores over the largest of all targets (q's 10): q 6 and 10, v 8
     np.testing.assert_allclose(score_pic.data["scores"], np.array([[0.6, 0, 0], [0, 0, 1.0]], dtype=np.float32))
     assert np.array_equal(score_pic.data["selected"], np.array([[True, False, False], [False, False, True]]))
-    assert score_pic.data["block"] == 2
+    assert score_pic.data["block"] == 2 and score_pic.data["selected"].dtype == bool
     _, score_v = smt.matrix_pictures(ad, lay_v, {})
     np.testing.assert_allclose(score_v.data["scores"], np.array([[0, 0.8, 0]], dtype=np.float32))
     assert "(? batches of `?`)" in score_v.text
@@ -1866,3 +1866,23 @@ def test_tied_lora_in_bf16_casts_its_fp32_factors_to_the_input():
         assert y.dtype == torch.bfloat16
         want = x.float() @ (q.base.weight.float() + q.delta_weight()).t() + q.base.bias.float()
         torch.testing.assert_close(y.float(), want, atol=0.1, rtol=0.05)
+
+
+def test_tied_lora_layouts_attribute_tied_tensors_to_each_groups_own_first_layer():
+    net = TinyNet(2)
+    net.model.layers[0].mlp.up_proj = nn.Identity()  # the gate+up group starts at layer 1
+    ad = _tied(net)
+    got = dict(_layouts(ad))
+    assert got["1.mlp.up_proj"] == 12 + 20 + 2 + 10  # A, B (tied: attributed here), u, v
+    assert got["0.self_attn.q_proj"] == 12 + 8 + 2 + 4 and got["1.self_attn.q_proj"] == 2 + 4
+    # the group's u and v have a row per layer (L (r + d_out), the paper's count): layer 0's (2 + 10) exist and
+    # are counted, though no target of layer 0 reads them (no layout holds them)
+    assert sum(got.values()) + (2 + 10) == ad.num_trainable() - HEAD_PARAMS
+
+
+def test_tied_saves_when_only_a_trains_and_x_needs_no_gradient():
+    from explorer.methods import tied_lora as tl
+
+    sw = {k: False for k in ("tied",) + SW_ALL}
+    sw["train_A"] = True
+    assert _record(partial_rule(tl.tied_saves, rank=3, sw=sw), needs_grad_in=False)[:2] == (True, {"x": 120})

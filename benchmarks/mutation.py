@@ -219,6 +219,9 @@ EQUIVALENT: dict[str, str] = {
         "the fallback divisor is used only when every score is 0, and 0 / 1 and 0 / 2 are the same zeros",
     f"{_M}tied_lora.xǁTiedLoRAAdapterǁlayouts__mutmut_27":
         "A's share is the first term added to n = 0, so n = ... and n += ... give the same count",
+    **{f"{_M}smt_blocks.x_select_blocks__mutmut_{i}": _WHY["float_div"].replace("16.7 M entries per matrix",
+                                                                               "16.7 M blocks per matrix")
+       for i in (52, 98)},
 }
 
 

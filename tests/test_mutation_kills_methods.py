@@ -1886,3 +1886,20 @@ def test_tied_saves_when_only_a_trains_and_x_needs_no_gradient():
     sw = {k: False for k in ("tied",) + SW_ALL}
     sw["train_A"] = True
     assert _record(partial_rule(tl.tied_saves, rank=3, sw=sw), needs_grad_in=False)[:2] == (True, {"x": 120})
+
+
+def test_smt_selection_defaults_ties_by_position_and_three_matrices():
+    from explorer.methods.smt_blocks import block_scores, select_blocks
+
+    g = torch.randn(4, 6)
+    assert torch.equal(block_scores(g, 2), block_scores(g, 2, "abs-mean"))  # the default score
+    s = {"a": torch.tensor([[5.0, 1.0, 7.0]]), "b": torch.tensor([[6.0]]), "c": torch.tensor([[9.0, 0.0], [8.0, 1.0]])}
+    got = select_blocks(s, 4)  # the default rule is global: 9 (c), 8 (c), 7 (a), 6 (b)
+    assert {k: [r.tolist() for r in v] for k, v in got.items()} == {"a": [[0], [2]], "b": [[0], [0]],
+                                                                     "c": [[0, 1], [0, 0]]}
+    # 40 equal scores (1, 2, 1, 2, ...): ties are broken by position, in both rules
+    ties = {"a": torch.tensor([[1.0, 2.0] * 20])}
+    for rule in ("global", "per-matrix"):
+        rows, cols = select_blocks(ties, 25, rule)["a"]
+        assert cols.tolist() == list(range(1, 40, 2)) + [0, 2, 4, 6, 8], rule
+        assert rows.dtype == torch.int32 and cols.dtype == torch.int32

@@ -52,7 +52,8 @@ bench: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.memory_honesty
 
 # mutation testing of methods/, sparse.py and the analytic memory model (slow: not part of make test);
-# report in benchmarks/results/mutation.{json,md}. SCOPE=sparse,methods.lora (etc.) runs a part.
+# each run writes benchmarks/results/mutation.<scope>.{json,md}; mutation.{json,md} merge every run kept there.
+# SCOPE=sparse,methods.lora (etc.) runs a part.
 SCOPE ?= all
 $(VENV)/.mutation-installed: $(VENV)/.installed requirements-mutation.txt
 	$(PY) -m pip install -r requirements-mutation.txt

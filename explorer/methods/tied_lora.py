@@ -210,7 +210,7 @@ class TiedLoRAAdapter(Adapter):
         self.notes.append(f"{label}: A, B {'tied across layers' if sw['tied'] else 'per layer (untied)'}; "
                           + ", ".join(f"{k[-1]} {'trained' if sw[k] else 'frozen'}"
                                       for k in ("train_A", "train_B", "train_u", "train_v")) + ".")
-        if len(by_group) and any(len(v) > 1 for v in by_group.values()):
+        if any(len({t.type for t in ts}) > 1 for ts in by_group.values()):  # two types read one input
             self.notes.append("Targets that read the same input (q, k, v) share one A and a fused B, as in the paper.")
         if not sw["train_B"]:
             self.notes.append("B is frozen, so it starts random (it cannot be zero); the first trained factor "

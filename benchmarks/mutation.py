@@ -29,6 +29,7 @@ Runs under ``nice -n 19`` with one worker by default (the project's CPUs are sha
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as _dt
 import json
 import os
@@ -57,15 +58,21 @@ ANALYTIC = {
                                     "detailed_activations", "checkpointed", "korthikanti_activations"],
     "explorer.memory.options": ["Options", "options", "precision_notes", "shard"],
     "explorer.memory.analytic": ["resolve_spec", "memory_plan", "_weights", "estimate", "estimate_table"],
-    "explorer.methods.full": ["memory_plan"],
-    "explorer.methods.lora": ["lora_saves", "lora_memory_plan", "memory_plan"],
-    "explorer.methods.dora": ["memory_plan"],
-    "explorer.methods.lora_sp": ["lora_sp_saves", "memory_plan"],
-    "explorer.methods.tied_lora": ["tied_saves", "memory_plan"],
-    "explorer.methods.smt": ["smt_saves", "memory_plan"],
-    "explorer.methods.sparta": ["memory_plan"],
-    "explorer.methods.vera": ["vera_saves", "memory_plan"],
 }
+# every method module in explorer/methods/ (found, never named: a new method is its module and a registry line)
+METHOD_MODULES = sorted(p.stem for p in (ROOT / "explorer" / "methods").glob("*.py") if p.stem != "__init__")
+
+
+def _memory_facts(stem: str) -> list[str]:
+    """A method module's memory facts: its ``memory_plan``, ``*_memory_plan`` and save rules (``*_saves``)."""
+    tree = ast.parse((ROOT / "explorer" / "methods" / f"{stem}.py").read_text("utf-8"))
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef)
+            and (n.name == "memory_plan" or n.name.endswith(("_memory_plan", "_saves")))]
+
+
+for _m in METHOD_MODULES:
+    if _memory_facts(_m):
+        ANALYTIC[f"explorer.methods.{_m}"] = _memory_facts(_m)
 
 SCOPES = {
     "methods": ["explorer.methods.*"],
@@ -75,8 +82,7 @@ SCOPES = {
                for p in (f"{mod}.x_{n}__mutmut_*", f"{mod}.xǁ{n}ǁ*")],
 }
 SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
-for _m in ("base", "facts", "full", "lora", "dora", "lora_sp", "tied_lora", "smt", "smt_adapter", "smt_blocks",
-           "sparta", "vera"):  # one method file at a time
+for _m in METHOD_MODULES:  # one method file at a time
     SCOPES[f"methods.{_m}"] = [f"explorer.methods.{_m}.*"]
 
 
@@ -84,13 +90,23 @@ for _m in ("base", "facts", "full", "lora", "dora", "lora_sp", "tied_lora", "smt
 # lists the union, for a plain `mutmut run`)
 SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"],
                "memory": sorted({m.replace(".", "/") + ".py" for m in ANALYTIC})}
-# test_vera.py's tests of VeRA itself (its other three scan the git checkout for the word, which mutants/ is not)
-_VERA = [f"tests/test_vera.py::test_{n}" for n in (
-    "count_is_the_papers_formula", "defaults_count_on_minilm", "shared_frozen_projections_never_reach_the_optimizer",
-    "zero_change_at_step_zero_and_the_update_formula", "saves_in_peft_format_and_loads_in_plain_peft",
-    "bad_knobs_are_one_clear_line")]
+
+
+def _own_tests(stem: str) -> list[str]:
+    """The tests of a method's own test file (``tests/test_<module>.py``), less those that read the git checkout
+    or open a page (mutmut runs them in its mutants/ copy, which is neither)."""
+    f = ROOT / "tests" / f"test_{stem}.py"
+    if not f.exists():
+        return []
+    tree = ast.parse(f.read_text("utf-8"))
+    return [f"tests/{f.name}::{n.name}" for n in tree.body if isinstance(n, ast.FunctionDef)
+            and n.name.startswith("test_") and not {"repo_files", "open_page"} & {
+                x.id for x in ast.walk(n) if isinstance(x, ast.Name)}]
+
+
+_OWN = [t for m in METHOD_MODULES for t in _own_tests(m)]
 SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py", "tests/test_memory.py",
-                           *_VERA, "tests/test_sparta_budget.py", "tests/test_mutation_kills_methods.py"],
+                           *_OWN, "tests/test_sparta_budget.py", "tests/test_mutation_kills_methods.py"],
                "sparse": ["tests/test_mutation_kills.py"],
                "memory": ["tests/test_memory.py", "tests/test_memory_options.py"]}
 
@@ -457,7 +473,7 @@ def markdown(doc: dict) -> str:
 
 
 def _short_tests(tests: list[str]) -> str:
-    """Test files, a file's selected tests counted ("test_vera.py (6 tests)")."""
+    """Test files, a file's selected tests counted ("test_lora.py (6 tests)")."""
     files: dict[str, int] = {}
     for t in tests:
         f, _, node = t.partition("::")

@@ -378,7 +378,8 @@ def test_vera_counts_layouts_notes_and_shared_shape_by_hand():
     assert got == want
     assert ad.notes == ["Implemented with the peft library (VeraConfig): one frozen A (4 x 10) and B (10 x 4) shared "
                         "by all 8 targets, sliced to each target's shape; they are buffers, not trained.",
-                        "The new classification head trains fully (peft modules_to_save) and is counted."]
+                        "The new classification head trains fully (peft modules_to_save) and is counted; it trains "
+                        "at 0.1 x the run's learning rate (d and b at the run's rate)."]
     assert _vera(1, head=False, targets=["v"]).notes == [
         "Implemented with the peft library (VeraConfig): one frozen A (4 x 6) and B (2 x 4) shared by all 1 "
         "targets, sliced to each target's shape; they are buffers, not trained."]

@@ -84,12 +84,24 @@ SCOPES = {
 SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
 for _m in METHOD_MODULES:  # one method file at a time
     SCOPES[f"methods.{_m}"] = [f"explorer.methods.{_m}.*"]
+for _mod, _names in ANALYTIC.items():  # one memory-model file at a time (memory.activations, ...)
+    if _mod.startswith("explorer.memory."):
+        SCOPES["memory." + _mod.rsplit(".", 1)[1]] = [p for n in _names
+                                                      for p in (f"{_mod}.x_{n}__mutmut_*", f"{_mod}.xǁ{n}ǁ*")]
 
 
 # the files each scope mutates, and the tests that cover them (the test selection of a scoped run; setup.cfg
 # lists the union, for a plain `mutmut run`)
 SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"],
                "memory": sorted({m.replace(".", "/") + ".py" for m in ANALYTIC})}
+
+
+def _tests_in(path: str, leave_out: tuple[str, ...] = ()) -> list[str]:
+    """A test file's tests by node id, less those named in ``leave_out`` (a subprocess test, which a mutant's
+    trampoline cannot see and which costs seconds per mutant)."""
+    tree = ast.parse((ROOT / path).read_text("utf-8"))
+    return [f"{path}::{n.name}" for n in tree.body if isinstance(n, ast.FunctionDef)
+            and n.name.startswith("test_") and n.name not in leave_out]
 
 
 def _own_tests(stem: str) -> list[str]:
@@ -108,7 +120,8 @@ _OWN = [t for m in METHOD_MODULES for t in _own_tests(m)]
 SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py", "tests/test_memory.py",
                            *_OWN, "tests/test_sparta_budget.py", "tests/test_mutation_kills_methods.py"],
                "sparse": ["tests/test_mutation_kills.py"],
-               "memory": ["tests/test_memory.py", "tests/test_memory_options.py"]}
+               "memory": ["tests/test_memory.py", *_tests_in("tests/test_memory_options.py", ("test_memory_cli_json",)),
+                          *sorted(f"tests/{f.name}" for f in (ROOT / "tests").glob("test_mutation_kills_memory*.py"))]}
 
 
 def _scope_parts(scope: str) -> list[str]:
@@ -119,7 +132,7 @@ def scope_files_and_tests(scope: str) -> tuple[list[str], list[str]]:
     files, tests = [], []
     for part in _scope_parts(scope):
         top = part.split(".")[0]
-        fs = [f"explorer/methods/{part.split('.', 1)[1]}.py"] if "." in part else SCOPE_FILES[top]
+        fs = [f"explorer/{top}/{part.split('.', 1)[1]}.py"] if "." in part else SCOPE_FILES[top]
         files += [f for f in fs if f not in files]
         tests += [t for t in SCOPE_TESTS[top] if t not in tests]
     return files, tests
@@ -278,6 +291,17 @@ def _read_results(patterns: list[str]) -> dict[str, int | None]:
     return out
 
 
+def _kept_results(patterns: list[str]) -> dict[str, str]:
+    """mutant name -> status, from the runs' own reports kept in benchmarks/results (each mutant from the newest
+    run that checked it): what --survivors re-runs in a checkout without mutants/."""
+    out: dict[str, str] = {}
+    runs = [json.loads(f.read_text()) for f in OUT_JSON.parent.glob("mutation.*.json")]
+    for d in sorted((d for d in runs if "results" in d and "runs" not in d), key=lambda d: d["date"]):
+        out.update({k: v for k, v in d["results"].items()
+                    if _in_scope(k, patterns) and (v != "not checked" or k not in out)})
+    return out
+
+
 def _status(code) -> str:
     # mutmut.stats.status_by_exit_code, the codes that matter here
     return {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
@@ -379,8 +403,8 @@ def merge() -> dict:
     for _, _, d in runs:
         for s in d.get("survivors", []):
             survivor_of[s["mutant"]] = s
-        if "results" in d:
-            status.update(d["results"])
+        if "results" in d:  # a run stopped early leaves a mutant "not checked": an older run's check stands
+            status.update({k: v for k, v in d["results"].items() if v != "not checked" or k not in status})
         else:
             for m, v in d["per_module"].items():
                 module_counts[m] = dict(v)
@@ -492,6 +516,8 @@ def main(argv=None) -> int:
                     help="re-run only the scope's surviving and unreached mutants (after adding tests; keeps "
                          "mutants/)")
     ap.add_argument("--timeouts", action="store_true", help="with --survivors: the timed-out mutants too")
+    ap.add_argument("--unchecked", action="store_true",
+                    help="with --survivors: the mutants a stopped run left unchecked too (keeps mutants/)")
     ap.add_argument("--max-children", type=int, default=1)
     ap.add_argument("--tests", help="test files to run against the mutants, comma-separated (default: the scope's, "
                                     "SCOPE_TESTS)")
@@ -506,8 +532,10 @@ def main(argv=None) -> int:
     seconds, selection = None, (a.tests.split(",") if a.tests else None)
     if not a.report_only:
         if a.survivors:
-            names = [k for k, v in _read_results(patterns).items()
-                     if _status(v) in ("survived", "suspicious", "no tests") + (("timeout",) if a.timeouts else ())]
+            known = {k: _status(v) for k, v in _read_results(patterns).items()} or _kept_results(patterns)
+            names = [k for k, v in known.items()
+                     if v in ("survived", "suspicious", "no tests") + (("timeout",) if a.timeouts else ())
+                     + (("not checked",) if a.unchecked else ())]
             if not names:
                 print("no surviving mutants to re-run")
             patterns_run = names

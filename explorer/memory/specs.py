@@ -37,7 +37,10 @@ class ModelSpec:
     attn_dropout: float = 0.0
     hidden_dropout: float = 0.0
     source: str = ""
-    qkv_bias: bool = False  # llama family: biases on q, k, v (Qwen2)
+    qkv_bias: bool = False  # llama family: biases on q, k, v (Qwen2; attention_bias)
+    o_bias: bool = False  # llama family: a bias on o too (attention_bias: LLaMA, Gemma and Qwen3 put it on all four)
+    mlp_bias: bool = False  # llama family: biases on gate, up and down (LLaMA's mlp_bias)
+    qk_norm: bool = False  # llama family: an RMSNorm over the head dim on q and on k in every layer (Qwen3)
     conv1d: bool = False  # GPT-2: Conv1D blocks (fused c_attn); counted like BERT, only full fine-tuning applies
 
     @property
@@ -77,6 +80,12 @@ class ModelSpec:
             if self.qkv_bias:
                 dq, dkv = self.heads * self.d_head, self.kv_heads * self.d_head
                 out["norms_biases"] += L * (dq + 2 * dkv)
+            if self.o_bias:
+                out["norms_biases"] += L * h
+            if self.mlp_bias:
+                out["norms_biases"] += L * (2 * self.intermediate + h)
+            if self.qk_norm:
+                out["norms_biases"] += L * 2 * self.d_head
             if self.task == "seq-cls":
                 out["head"] = h * self.num_labels
             else:
@@ -91,7 +100,10 @@ class ModelSpec:
         return self.param_groups().get("head", 0) if self.task == "seq-cls" else 0
 
     def buffer_bytes(self) -> int:
-        """Non-parameter buffers of the Hugging Face implementation (position/token-type ids, rotary freqs)."""
+        """Non-parameter buffers of the Hugging Face implementation (position/token-type ids, rotary freqs; GPT-2
+        has none in transformers 5)."""
+        if self.conv1d:
+            return 0
         if self.family == "bert":
             return 2 * 8 * self.max_positions
         return 2 * 4 * (self.d_head // 2)
@@ -164,11 +176,17 @@ def spec_from_config(cfg, task: str, name: str = "") -> ModelSpec:
                                or getattr(cfg, "attention_dropout", 0.0) or 0.0),
             hidden_dropout=float(getattr(cfg, "hidden_dropout_prob", 0.0) or 0.0),
             qkv_bias=(mt == "qwen2") or (family == "llama" and bool(getattr(cfg, "attention_bias", False))),
+            o_bias=family == "llama" and bool(getattr(cfg, "attention_bias", False)),
+            mlp_bias=family == "llama" and bool(getattr(cfg, "mlp_bias", False)),
+            qk_norm=mt == "qwen3",
             source="read from the model's config")
     except (AttributeError, TypeError, ValueError) as e:
         raise KnobError(f"cannot read a transformer shape from this config ({mt or 'unknown type'}): {e}") from None
     if mt not in ("bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3", "gemma"):
         spec.source += f" (model type '{mt}' approximated as {family}-like)"
+    emb = getattr(cfg, "embedding_size", None)  # ELECTRA-small: 128-wide embeddings projected to the hidden size
+    if emb is not None and emb != spec.hidden:
+        spec.source += f" (embedding size {emb} counted as the hidden size {spec.hidden})"
     return spec.validate()
 
 

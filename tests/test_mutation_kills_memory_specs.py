@@ -105,6 +105,7 @@ def test_param_groups_by_hand_and_against_transformers(case):
     assert isinstance(spec.n_params(), int)
     if buf is not None:  # Gemma also keeps a 4-byte embedding scale (not modelled: config-only, never measured)
         assert spec.buffer_bytes() == buf == buffers_real(model)
+    assert isinstance(spec.buffer_bytes(), int)  # a byte count
     # the task head that trains fully in every method: only a classifier, never an LM head
     assert spec.head_params() == (groups["head"] if case.endswith("seq-cls") else 0)
 
@@ -281,6 +282,8 @@ def test_from_config_known_families(mt, family):
     assert sp.family == family and sp.source == "read from the model's config"
     assert sp.name == mt  # no name, no name_or_path: the model type
     assert sp.qkv_bias == (mt == "qwen2") and sp.qk_norm == (mt == "qwen3")
+    # nothing else read where the config says nothing: no head_dim, no tied head, no other bias
+    assert (sp.head_dim, sp.d_head, sp.tie_embeddings, sp.o_bias, sp.mlp_bias) == (0, 4, False, False, False)
 
 
 def test_from_config_unknown_type_is_approximated_as_llama():

@@ -265,6 +265,14 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}smt_blocks.x_select_blocks__mutmut_{i}": _WHY["float_div"].replace("16.7 M entries per matrix",
                                                                                "16.7 M blocks per matrix")
        for i in (52, 98)},
+    # explorer/memory/specs.py
+    **{f"explorer.memory.specs.x_spec_from_config__mutmut_{i}":
+       "a getattr default changed to None where the value then meets `or <the same default>` or bool(): None and "
+       "the default give the same field (None or 2 == 2 or 2; bool(None) == bool(False))"
+       for i in (139, 163, 177, 189, 201, 215, 239, 251, 270, 284, 298)},
+    **{f"explorer.memory.specs.xǁModelSpecǁhead_params__mutmut_{i}":
+       "the default of param_groups().get('head', 0): param_groups always has a 'head' key, so the default "
+       "(None, 1 or none) is never used" for i in (4, 6, 9)},
 }
 
 

@@ -309,6 +309,13 @@ def test_from_config_defaults_of_missing_or_empty_attributes():
     assert spec_from_config(_ns("llama", attention_dropout=0.3), "causal-lm").attn_dropout == 0.3
 
 
+def test_from_config_without_a_model_type():
+    sp = spec_from_config(SimpleNamespace(**{k: v for k, v in vars(_ns("x")).items() if k != "model_type"}),
+                          "causal-lm")
+    assert sp.name == "" and sp.family == "llama"  # a name is always a string
+    assert sp.source == "read from the model's config (model type '' approximated as llama-like)"
+
+
 def test_from_config_name_order():
     assert spec_from_config(_ns("llama", name_or_path="some/folder"), "causal-lm").name == "some/folder"
     assert spec_from_config(_ns("llama", name_or_path="some/folder"), "causal-lm", "given").name == "given"
@@ -352,6 +359,7 @@ def test_from_model_task_name_and_unwrapping():
     assert spec_from_model(meta(GPT2LMHeadModel, CASES["gpt2"][1]())).task == "causal-lm"  # "LMHead"
     assert spec_from_model(meta(BertForSequenceClassification, BertConfig(**BERT))).task == "seq-cls"
     assert spec_from_model(llama, "named").name == "named"
+    assert spec_from_model(llama).name == "llama"  # no name given, none in the config: the model type
 
     class Wrapper(torch.nn.Module):  # like a PeftModel: no config of its own, the base model inside
         def __init__(self, inner):
@@ -414,6 +422,20 @@ def test_spec_for_registry_models():
     cfg = AutoConfig.from_pretrained(minilm_folder())
     cfg.num_labels = 4
     assert mini.n_params() == n_real(meta(BertForSequenceClassification, cfg))
+
+
+def test_spec_for_tiny_models_and_minilm_load_nothing(monkeypatch):
+    """The docstring's promise: the tiny models and minilm are read from their config (built in code or the
+    installed config.json): no tokenizer, no weights, never load_model."""
+    from explorer import models
+
+    def refuse(*a, **k):
+        raise AssertionError("load_model called")
+
+    monkeypatch.setattr(models, "load_model", refuse)
+    assert spec_for("tiny-bert", num_labels=3).num_labels == 3
+    assert spec_for("tiny-llama").task == "causal-lm"
+    assert spec_for("minilm", num_labels=4).num_labels == 4
 
 
 def test_spec_for_a_model_folder(tmp_path):

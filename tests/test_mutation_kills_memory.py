@@ -18,11 +18,12 @@ import pytest
 
 from explorer.memory import units
 from explorer.memory.activations import checkpointed, detailed_activations, korthikanti_activations
-from explorer.memory.analytic import estimate, estimate_table, memory_plan, resolve_spec
+from explorer.memory.analytic import _weights, estimate, estimate_table, memory_plan, resolve_spec
 from explorer.memory.options import FULL_4BIT, Options, options, precision_notes, shard
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text, trained_weight
 from explorer.memory.specs import PUBLISHED, ModelSpec
 from explorer.methods import METHODS
+from explorer.models import config_models
 from explorer.methods.base import Knob, KnobError
 
 N, BLOCKS, BUF, HEAD = 1288, 1152, 16, 16
@@ -105,11 +106,12 @@ def test_adapter_shapes_in_block_order_and_refusals():
     assert a.shapes == [(0, "q", 8, 8), (0, "v", 4, 8), (0, "down", 8, 16),
                         (1, "q", 8, 8), (1, "v", 4, 8), (1, "down", 8, 16)]
     with pytest.raises(KnobError) as e:
-        adapter_shapes(spec(family="bert", intermediate=32), "tied_lora", ["gate"])
-    assert str(e.value) == "tied_lora: none of the targets gate exist in a bert model"
+        adapter_shapes(spec(family="bert", intermediate=32), "tied_lora", ["gate", "k_proj"])
+    assert str(e.value) == "tied_lora: none of the targets gate, k_proj exist in a bert model"
     with pytest.raises(KnobError) as e:
         adapter_shapes(spec(family="bert", conv1d=True), "lora", ["q"])
-    assert str(e.value).startswith("lora: this model (GPT-2 style) builds its blocks from Conv1D layers")
+    assert str(e.value) == ("lora: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses q, k "
+                            "and v), which the PEFT methods here do not target; only full fine-tuning applies")
 
 
 def test_targets_text_reads_the_knob_or_its_default():
@@ -191,10 +193,14 @@ def test_precision_notes():
         "fp32 Adam moments (8 B/param), no master copy for trainable parameters.")
     n8 = precision_notes(options("4bit", optimizer="adamw-8bit"))
     assert len(n8) == 2 and n8[0].startswith("bf16 weights and gradients, 8-bit Adam moments (2 B/param)")
-    assert n8[1].startswith("8-bit AdamW (bitsandbytes): two 1-byte moments = 2 B per trainable parameter")
+    assert n8[1] == ("8-bit AdamW (bitsandbytes): two 1-byte moments = 2 B per trainable parameter; its block-wise "
+                     "quantisation constants (about 4 B per 2,048 values) are left out.")
     assert precision_notes(options("fp32", optimizer="adamw-8bit"))[0].startswith("8-bit AdamW")
     auto = precision_notes(options("bf16-autocast"))
-    assert len(auto) == 1 and auto[0].startswith("bf16 autocast: fp32 weights, gradients and AdamW states")
+    assert auto == ["bf16 autocast: fp32 weights, gradients and AdamW states (no master copy: the weights are "
+                    "fp32); the forward runs linear layers in bf16, so what it saves is 16-bit, norms and the loss "
+                    "fp32, plus the bf16 copy of each linear weight whose input needs a gradient (autocast casts the "
+                    "weight and the layer keeps the copy to pass the gradient on): activations, not weights."]
 
 
 @pytest.mark.parametrize("zero, w, g, m, ma", [
@@ -218,13 +224,13 @@ def test_shard_notes():
 # ---------------------------------------------------------------- analytic: spec, plan and the static terms
 def test_resolve_spec_names_and_refusals():
     assert resolve_spec("llama-7b") is PUBLISHED["llama-7b"]
-    from explorer.models import config_models
     name = sorted(config_models())[0]
     assert resolve_spec(name).name == name
     with pytest.raises(KnobError) as e:
         resolve_spec("no-such-model")
-    assert str(e.value).startswith("unknown model config 'no-such-model': use one of llama-7b")
-    assert "or a ModelSpec" in str(e.value)
+    names = [*PUBLISHED, *sorted(set(config_models()) - set(PUBLISHED))]  # each name once (mistral-7b is both)
+    assert str(e.value) == f"unknown model config 'no-such-model': use one of {', '.join(names)} or a ModelSpec"
+    assert str(e.value).count("mistral-7b") == 1
     with pytest.raises(KnobError, match="heads 3 is not a multiple of kv_heads 2"):
         resolve_spec(spec(hidden=12, heads=3, kv_heads=2))  # a ModelSpec is validated too
 
@@ -232,8 +238,43 @@ def test_resolve_spec_names_and_refusals():
 def test_memory_plan_validates_the_knobs_first():
     assert memory_plan(spec(), "lora", LORA).trainable == LORA_Q_V_R4 + HEAD
     assert memory_plan(spec(), "lora").knobs["rank"] == 8  # missing knobs take their defaults
-    with pytest.raises(KnobError, match="rank"):
+    with pytest.raises(KnobError) as e:
         memory_plan(spec(), "lora", dict(rank=0))
+    assert str(e.value) == "lora: rank must be >= 1 (got 0)"  # the refusal names the method and the knob
+
+
+def test_weights_term_adds_every_adapter_tensor():
+    # a hand-made plan: 100 adapter parameters + the 16 of the head, 7 frozen adapter floats, 12 B of int32
+    # indices and a kept copy of the old head (16)
+    plan = MemoryPlan({}, trainable_parts=dict(adapters=100, head=HEAD), extra_float=7, extra_index_bytes=12,
+                      head_copy=HEAD)
+    w, notes = _weights(spec(), plan, "fp32", 4)
+    assert (w, notes) == (4 * N + 4 * 100 + 4 * 7 + 12 + 4 * HEAD + BUF, [])
+    w2, _ = _weights(spec(), plan, "bf16-mixed", 2)
+    assert w2 == 2 * N + 2 * 100 + 2 * 7 + 12 + 2 * HEAD + BUF  # the indices stay int32 in every precision
+    full = MemoryPlan({}, trainable_parts=dict(all=N), trains_base=True)
+    assert _weights(spec(), full, "fp32", 4)[0] == 4 * N + BUF  # full FT: the base weights are the trained ones
+
+
+def test_nothing_trained_means_no_bytes_per_trainable_parameter(monkeypatch):
+    import explorer.memory.analytic as an
+    monkeypatch.setattr(an, "memory_plan", lambda s, m, k=None: MemoryPlan({}, trainable_parts=dict(adapters=0)))
+    e = an.estimate(spec(), "lora", precision="fp32")
+    assert (e["trainable_params"], e["grads_bytes"], e["optimizer_bytes"]) == (0, 0, 0)
+    assert e["bytes_per_trainable_param"] == 0
+    assert e["weights_bytes"] == 4 * N - 4 * HEAD + BUF  # the adapters' count is the plan's minus the head
+
+
+def test_estimate_defaults():
+    # full fine-tuning, bf16-mixed, batch 1, 512 tokens, on CUDA, no ZeRO, one GPU
+    e = estimate(spec())
+    assert (e["method"], e["precision"], e["batch"], e["seq_len"], e["device"], e["zero"], e["gpus"],
+            e["optimizer"], e["checkpointing"], e["recompute"], e["activation_model"]) == (
+        "full", "bf16-mixed", 1, 512, "cuda", 0, 1, "adamw", False, False, "detailed")
+    assert e["optimizer_master_bytes"] == 4 * N and e["all_gpus_total_bytes"] == e["total_bytes"]
+    cuda = estimate(spec(family="bert", kv_heads=2, hidden_dropout=0.1), batch=1, seq_len=512)
+    cpu = estimate(spec(family="bert", kv_heads=2, hidden_dropout=0.1), batch=1, seq_len=512, device="cpu")
+    assert cuda["activations_bytes"] < cpu["activations_bytes"]  # 1-byte dropout masks on CUDA (the default)
 
 
 def test_spec_is_the_hand_count():  # the figures the tests below build on
@@ -275,7 +316,8 @@ def test_four_bit_weights():
     e = estimate(spec(), "lora", LORA, precision="4bit")
     want = BLOCKS * (0.5 + 0.127 / 8) + (N - BLOCKS) * 2 + 2 * LORA_Q_V_R4 + 2 * HEAD + BUF
     assert e["weights_bytes"] == pytest.approx(want, rel=1e-12)
-    assert any(n.startswith("4-bit: the blocks' linear weights at 0.5 B/param") for n in e["notes"])
+    assert "4-bit: the blocks' linear weights at 0.5 B/param plus QLoRA's double-quantisation constants (0.127 " \
+           "bit/param); embeddings, norms and head stay 16-bit; adapters train in 16-bit." in e["notes"]
     assert not any(n.startswith("4-bit") for n in estimate(spec(), "lora", LORA)["notes"])
     with pytest.raises(KnobError) as x:
         estimate(spec(), "full", precision="4bit")
@@ -305,6 +347,8 @@ def test_activation_models_and_what_is_reported():
     assert d["activations_korthikanti_bytes"] == k["activations_korthikanti_bytes"] == kor
     assert d["activations_bytes"] == d["activations_detailed_bytes"] == k["activations_detailed_bytes"]
     assert k["activations_bytes"] == kor != d["activations_bytes"]
+    r = estimate(s, "lora", LORA, recompute=True, **kw)  # selective recomputation drops Korthikanti's 5as/h term
+    assert r["activations_korthikanti_bytes"] == korthikanti_activations(s, 2, 6, 2, True, False) < kor
     plan = memory_plan(s, "lora", LORA)
     det, terms, _ = detailed_activations(s, plan, 2, 6, 2, 2, "flash", False, False, False, False)
     assert d["activations_detailed_bytes"] == det and d["activation_terms"] == terms
@@ -312,9 +356,10 @@ def test_activation_models_and_what_is_reported():
     assert (d["activation_model"], k["activation_model"]) == ("detailed", "korthikanti")
 
 
+@pytest.mark.parametrize("family", ["llama", "bert"])
 @pytest.mark.parametrize("precision, ckpt_e", [("fp32", 4), ("bf16-mixed", 2), ("bf16-autocast", 4)])
-def test_checkpointing_keeps_the_residual_stream(precision, ckpt_e):
-    s = spec(attn_dropout=0.1, hidden_dropout=0.1)
+def test_checkpointing_keeps_the_residual_stream(precision, ckpt_e, family):
+    s = spec(attn_dropout=0.1, hidden_dropout=0.1, family=family, kv_heads=2)
     e = estimate(s, "lora", LORA, precision=precision, batch=2, seq_len=6, device="cuda", checkpointing=True)
     o = options(precision, device="cuda")
     _, _, store = detailed_activations(s, memory_plan(s, "lora", LORA), 2, 6, o.act_e, 1, "flash", False,
@@ -322,7 +367,8 @@ def test_checkpointing_keeps_the_residual_stream(precision, ckpt_e):
     want, terms = checkpointed(store, 2, 6 * 2 * 8 * ckpt_e)  # s b h bytes per layer checkpoint
     assert e["activations_detailed_bytes"] == e["activations_bytes"] == want and e["activation_terms"] == terms
     assert e["checkpointing"] is True
-    assert any(n.startswith("Full activation checkpointing: each layer keeps only its input") for n in e["notes"])
+    assert "Full activation checkpointing: each layer keeps only its input (s b h); one layer's activations are " \
+           "rebuilt at a time in the backward pass (the forward runs twice)." in e["notes"]
     assert e["activations_korthikanti_bytes"] == korthikanti_activations(s, 2, 6, o.act_e, False, True)
 
 
@@ -349,7 +395,9 @@ def test_estimate_echoes_its_settings():
             e["recompute"], e["device"], e["optimizer"], e["checkpointing"]) == (
         "mine", "llama", "lora", 4, "fp32", 3, 5, True, "cpu", "sgd", True)
     assert e["notes"][-1] == "Units: GB = 10^9 bytes, GiB = 2^30 bytes."
-    assert e["notes"][-2].startswith("Adam's scalar step counters (4 B per parameter tensor)")
+    assert e["notes"][-2] == ("Adam's scalar step counters (4 B per parameter tensor) and allocator overheads are "
+                              "left out; the total sums terms that do not all peak at the same instant (an upper "
+                              "bound).")
     assert e["notes"][0].startswith("peft modules_to_save keeps a frozen copy")  # the plan's notes come first
 
 

@@ -61,8 +61,8 @@ def resolve_spec(spec: ModelSpec | str) -> ModelSpec:
         if spec in config_models():
             spec = spec_for(spec)
         elif spec not in PUBLISHED:
-            raise KnobError(f"unknown model config '{spec}': use one of {', '.join(PUBLISHED)}, "
-                            f"{', '.join(config_models())} or a ModelSpec")
+            names = list(dict.fromkeys([*PUBLISHED, *config_models()]))  # mistral-7b is in both, named once
+            raise KnobError(f"unknown model config '{spec}': use one of {', '.join(names)} or a ModelSpec")
         else:
             spec = PUBLISHED[spec]
     return spec.validate()

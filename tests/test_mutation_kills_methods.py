@@ -1904,3 +1904,81 @@ def test_smt_selection_defaults_ties_by_position_and_three_matrices():
         rows, cols = select_blocks(ties, 25, rule)["a"]
         assert cols.tolist() == list(range(1, 40, 2)) + [0, 2, 4, 6, 8], rule
         assert rows.dtype == torch.int32 and cols.dtype == torch.int32
+
+
+# ----------------------------------------------------------------------------- second pass (mutants a stopped run left)
+def test_tied_lora_memory_plan_groups_apart_and_calls_its_save_rule():
+    # q (8x8) and down (8x12) read different inputs: two groups. vBuA: per layer A r x d_in, B d_out x r trained;
+    # u (r), v (d_out) per layer frozen. r = 2, L = 2.
+    plan = _plan("tied-lora", rank=2, targets=["q", "down"], preset="vBuA")
+    assert plan.trainable_parts["adapters"] == 2 * (2 * 8 + 8 * 2) + 2 * (2 * 12 + 8 * 2)
+    assert plan.extra_float == 2 * (2 + 8) + 2 * (2 + 8)
+    # TL6 trains all four: its rule saves x (A), A x (u), u A x (B) and the d_out-wide update (v); r = 2
+    plan = _plan("tied-lora", rank=2, targets=["q", "v"], preset="TL6")
+    out, saved, _ = _record(plan.save_rules["q"], needs_grad_in=False)
+    assert out is True and saved == {"x": 10 * 6 * 2, "L0.q.h": 10 * 2 * 2, "L0.q.hu": 10 * 2 * 2,
+                                     "L0.q.upd": 10 * 2 * 4}
+    plan = _plan("tied-lora", rank=2, targets=["q"], preset="VeRA-like")  # only u, v train
+    out, saved, _ = _record(plan.save_rules["q"], needs_grad_in=False)
+    assert out is True and saved == {"L0.q.h": 10 * 2 * 2, "L0.q.upd": 10 * 2 * 4}
+
+
+def test_tied_lora_frozen_b_is_seeded_normal_with_std_one_over_sqrt_r():
+    from explorer.methods.tied_lora import TiedGroup
+
+    sw = dict(tied=True, train_A=False, train_B=False, train_u=True, train_v=True)  # B frozen: drawn, not zero
+
+    def b_of(seed, global_seed):
+        torch.manual_seed(global_seed)  # the draw must come from the seeded generator, never torch's global one
+        return TiedGroup(4, 400, 2, 16, sw, torch.Generator().manual_seed(seed), "cpu").B
+
+    b = b_of(0, 1)
+    assert b.shape == (1, 400, 16) and not b.requires_grad
+    # N(0, 1/r): 6,400 draws, standard error of the mean 0.25 / 80 and of the std about 0.25 / 113
+    assert abs(float(b.mean())) < 0.02 and abs(float(b.std()) - 1 / 16 ** 0.5) < 0.02
+    assert torch.equal(b, b_of(0, 2)) and not torch.equal(b, b_of(1, 1))
+
+
+def test_lora_sp_masks_are_boolean_matrices_and_a_meta_model_allocates_nothing():
+    real = _sp(TinyNet(1), targets=["up"], seed=5)
+    with torch.device("meta"):
+        net = TinyNet(1)
+    meta = _sp(net, targets=["up"], seed=5)
+    for ad in (real, meta):
+        m = ad.modules["model.layers.0.mlp.up_proj"]
+        ma, mb = m.masks()
+        assert ma.dtype == np.bool_ and mb.dtype == np.bool_  # masks index A and B (a float array cannot)
+        assert ma.shape == (2, 6) and mb.shape == (10, 2)  # A is r x d_in, B d_out x r
+        assert int(ma.sum()) == 6 and int(mb.sum()) == 10  # round(0.5 x 12), round(0.5 x 20)
+    m = real.modules["model.layers.0.mlp.up_proj"]
+    ma, _ = m.masks()
+    assert torch.equal(m.a0[torch.from_numpy(ma)], m.a_vals.detach())  # the trainable entries of A, in order
+    # a config-only model: every buffer and parameter of the adapter stays on the meta device (no memory)
+    mm = meta.modules["model.layers.0.mlp.up_proj"]
+    assert all(t.is_meta for t in (mm.a0, mm.b0, mm.a_idx, mm.b_idx, mm.a_vals, mm.b_vals))
+    assert mm.a_idx.dtype == mm.b_idx.dtype == torch.int32  # the int32 indices the saved file holds
+    assert m.a_idx.dtype == m.b_idx.dtype == torch.int32
+
+
+@pytest.mark.parametrize("method", ["lora-sp", "sparta", "tied-lora", "vera", "smt"])
+def test_no_matching_target_names_the_method(method):
+    with pytest.raises(KnobError, match=rf"^{method}: no linear layers of type\(s\) gate in this model; "
+                                        r"it has q, v, up, down$"):
+        apply_method(TinyNet(1), method, targets=["gate"])
+
+
+def test_lora_sp_per_step_redraws_are_seeded():
+    def new_masks(seed, global_seed):
+        ad = _sp(TinyNet(1), targets=["up"], mask_mode="per-step", seed=seed)
+        torch.manual_seed(global_seed)  # the redraw must come from the adapter's seeded generator
+        opt = torch.optim.Adam([p for _, p in ad.trainable_parameters()], lr=0.0)
+        ad.on_step_end(opt)
+        ad.on_step_end(opt)
+        m = ad.modules["model.layers.0.mlp.up_proj"]
+        return m.a_idx.clone(), m.b_idx.clone()
+
+    a = new_masks(1, 10)
+    b = new_masks(1, 20)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    c = new_masks(2, 10)
+    assert not (torch.equal(a[0], c[0]) and torch.equal(a[1], c[1]))

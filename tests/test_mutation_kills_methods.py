@@ -1982,3 +1982,29 @@ def test_lora_sp_per_step_redraws_are_seeded():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     c = new_masks(2, 10)
     assert not (torch.equal(a[0], c[0]) and torch.equal(a[1], c[1]))
+
+
+def test_sparta_one_entry_is_a_budget_and_a_single_entry_matrix_is_whole():
+    from explorer.methods.sparta import apportion
+
+    assert apportion(1, [1]) == [1] and apportion(3, [1]) == [1] and apportion(0, [1]) == [0]
+    ad = _sparta(TinyNet(1), targets=["v"], density=0.1)  # round(0.1 x 12) = 1 entry: enough to train
+    assert [m.delta.numel() for m in ad.modules.values()] == [1] and ad.density == 1 / 12
+    plan = _plan("sparta", spec=_spec(n_layers=1), targets=["v"], density=0.03)  # round(0.03 x 32) = 1
+    assert plan.trainable_parts["entries"] == 1 and plan.extra_index_bytes == 8
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(1, 1)  # a 1 x 1 target: its one entry is all of it
+    ad = _sparta(net, targets=["q"], density=0.6)
+    assert ad.density == 1.0 and "1 entries selected = 100.00% of the target matrices" in ad.notes[1]
+
+
+def test_sparta_meta_model_keeps_its_indices_on_meta_and_draws_boolean_masks():
+    real = _sparta(TinyNet(1), density=0.5, seed=3)
+    with torch.device("meta"):
+        net = TinyNet(1)
+    meta = _sparta(net, density=0.5, seed=3)
+    for m in meta.modules.values():  # config-only: no index memory until a matrix is shown
+        assert m.rows.is_meta and m.cols.is_meta and m.delta.is_meta
+    for lr, lm in zip(real.layouts(), meta.layouts()):
+        mr, mm = lr.mask(), lm.mask()
+        assert mr.dtype == mm.dtype == np.bool_ and mm.shape == lm.shape and np.array_equal(mr, mm)

@@ -2008,3 +2008,24 @@ def test_sparta_meta_model_keeps_its_indices_on_meta_and_draws_boolean_masks():
     for lr, lm in zip(real.layouts(), meta.layouts()):
         mr, mm = lr.mask(), lm.mask()
         assert mr.dtype == mm.dtype == np.bool_ and mm.shape == lm.shape and np.array_equal(mr, mm)
+
+
+def test_smt_memory_plan_counts_are_whole_numbers_and_a_block_must_divide_both_sides():
+    # q 8x8, k 4x8, v 4x8 in 4x4 blocks: 16 blocks in all, 12 column blocks; 100 asked -> clamped to 16
+    plan = _plan("smt", targets=["q", "k", "v"], block_size=4, blocks=100)
+    assert plan.notes[0].startswith("SMT: 16 blocks of 4x4;")
+    assert type(plan.trainable_parts["blocks"]) is int and plan.trainable_parts["blocks"] == 16 * 16
+    assert type(plan.extra_index_bytes) is int and plan.extra_index_bytes == 4 * 3 * 16 + 4 * 12
+    (saved,) = _record(plan.save_rules["q"])[1].values()  # min(ceil(16 / 6), 8 / 4) = 2 column blocks of 4
+    assert type(saved) is int and saved == 10 * 2 * 4 * 2
+    # 8 divides every d_in (8) but not k's d_out (4): no block size
+    with pytest.raises(KnobError, match=r"^smt: no block size divides every target of hand; set block_size$"):
+        _plan("smt", targets=["q", "k"], block_size=8)
+
+
+def test_smt_selection_given_to_apply_is_installed():
+    ad = apply_method(TinyNet(1), "smt", smt_selection={Q_NAME: ([1], [2])}, targets=["q", "v"], block_size=2,
+                      blocks=1)
+    assert not ad.needs_warmup and list(ad.modules) == [Q_NAME]
+    assert ad.modules[Q_NAME].brow.tolist() == [1] and ad.modules[Q_NAME].bcol.tolist() == [2]
+    assert ad.num_trainable() == 2 * 2 + HEAD_PARAMS  # one 2 x 2 block and the head

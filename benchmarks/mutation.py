@@ -251,6 +251,41 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}smt_blocks.x_select_blocks__mutmut_{i}": _WHY["float_div"].replace("16.7 M entries per matrix",
                                                                                "16.7 M blocks per matrix")
        for i in (52, 98)},
+    # explorer/methods/ (second pass)
+    f"{_M}tied_lora.xǁTiedGroupǁ__init____mutmut_83": _WHY["device"],
+    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_58": _WHY["device"],
+    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_93": _WHY["device"],
+    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_2":
+        "Adapter.__init__ stores the knobs, and TiedLoRAAdapter replaces them with {**knobs, **switches} a few "
+        "lines later; nothing reads self.knobs in between",
+    f"{_M}tied_lora.x_memory_plan__mutmut_23":
+        "expected_count reads each target's layer, type and shapes, never its name",
+    **{f"{_M}lora_sp.xǁLoRASPLinearǁ__init____mutmut_{i}": _WHY["device"] for i in (99, 108, 111, 118, 126, 133, 139)},
+    **{f"{_M}lora_sp.xǁLoRASPAdapterǁ__init____mutmut_{i}":
+       "the seed mixing of a target's generator (seed x 1,000,003 + crc32(name)): another constant or sign still "
+       "gives each (seed, target) its own seeded stream, which is all that is promised (same seed, same masks; "
+       "another seed or target, other masks: tested); saved adapters keep their indices" for i in (19, 23)},
+    **{f"{_M}lora_sp.xǁLoRASPAdapterǁ__init____mutmut_{i}":
+       "the offset of the per-step redraw generator's seed (seed + 7919): any constant gives a seeded stream of "
+       "its own (redraws reproducible from the seed: tested)" for i in (53, 56)},
+    **{f"{_M}sparta.x__generator__mutmut_{i}":
+       "the seed mixing of a target's generator (seed x 1,000,003 + crc32(name)): another constant or sign still "
+       "gives each (seed, target) its own seeded stream, which is all that is promised (same seed, same entries; "
+       "another seed, others: tested); the meta draw uses the same function and saved adapters keep their indices"
+       for i in (2, 4)},
+    f"{_M}sparta.xǁSpartaAdapterǁ__init____mutmut_44":
+        "self.meta = None instead of False: both are falsy and self.meta is only ever tested for truth",
+    **{f"{_M}sparta.xǁSpartaAdapterǁ__init____mutmut_{i}":
+       "the dtype of the meta placeholder indices: SparseDeltaLinear casts rows and cols to int32 "
+       "(torch.as_tensor(..., dtype=torch.int32)) before keeping them" for i in (59, 62)},
+    f"{_M}smt.x_block_budget__mutmut_7":
+        "density > 0 or >= 0 after `knobs.get('density') and`: a density of 0 is already falsy, so the two agree "
+        "for every value that reaches the comparison",
+    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_1":
+        "Adapter.__init__ only stores the model, and VeraAdapter replaces it with the peft model a few lines "
+        "later; nothing reads self.model in between",
+    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_30": "VeraConfig's default save_projection is already True (peft 0.21)",
+    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_34": "VeraConfig's default bias is already \"none\" (peft 0.21)",
 }
 
 

@@ -2029,3 +2029,14 @@ def test_smt_selection_given_to_apply_is_installed():
     assert not ad.needs_warmup and list(ad.modules) == [Q_NAME]
     assert ad.modules[Q_NAME].brow.tolist() == [1] and ad.modules[Q_NAME].bcol.tolist() == [2]
     assert ad.num_trainable() == 2 * 2 + HEAD_PARAMS  # one 2 x 2 block and the head
+
+
+def test_vera_head_trains_at_a_tenth_of_the_rate_and_every_other_method_at_one():
+    ad = _vera(rank=2, targets=["q", "v"])
+    scales = {n: ad.lr_scale(n, p) for n, p in ad.trainable_parameters()}
+    head = {n for n in scales if ".modules_to_save." in n}
+    assert head and len(head) == 2  # the head's weight and bias (peft's trained copy)
+    assert all(scales[n] == 0.1 for n in head)  # a tenth of the run's rate (DEVIATIONS)
+    assert all(v == 1.0 for n, v in scales.items() if n not in head) and len(scales) == len(head) + 2 * 2 * 2
+    lora = apply_method(TinyNet(1), "lora", rank=2, targets=["q"])
+    assert {lora.lr_scale(n, p) for n, p in lora.trainable_parameters()} == {1.0}

@@ -2040,3 +2040,32 @@ def test_vera_head_trains_at_a_tenth_of_the_rate_and_every_other_method_at_one()
     assert all(v == 1.0 for n, v in scales.items() if n not in head) and len(scales) == len(head) + 2 * 2 * 2
     lora = apply_method(TinyNet(1), "lora", rank=2, targets=["q"])
     assert {lora.lr_scale(n, p) for n, p in lora.trainable_parameters()} == {1.0}
+
+
+@pytest.mark.parametrize("kind, default, choices", [("int", 2, None), ("float", 0.5, None), ("bool", True, None),
+                                                     ("choice", "b", ["a", "b"]), ("multi", ["q"], ["q", "v"]),
+                                                     ("str", "free text", None)])
+def test_knob_url_field_keeps_the_prefixed_name_and_the_help_of_every_kind(kind, default, choices):
+    f = _kn(kind=kind, default=default, choices=choices, help="what it does").url_field("tl_")
+    assert (f.name, f.kind, f.default, f.help) == ("tl_n", kind, default, "what it does")  # str: the fallback
+
+
+def test_save_writes_a_value_json_cannot_encode_as_its_text(tmp_path):
+    from pathlib import PurePosixPath
+
+    ad = _sparta(TinyNet(1), density=0.5)
+    ad.knobs = dict(ad.knobs, data=PurePosixPath("data/x.csv"))  # not a JSON type: written as its text
+    ad.save(tmp_path / "a")
+    cfg = json.loads((tmp_path / "a" / "explorer_adapter.json").read_text())
+    assert cfg["knobs"]["data"] == "data/x.csv" and cfg["method"] == "sparta"
+
+
+def test_summary_fraction_of_a_one_parameter_model_is_one():
+    net = nn.Module()
+    net.model = _Body(1)
+    layer = net.model.layers[0]
+    layer.self_attn.q_proj = nn.Linear(1, 1, bias=False)  # the model's only parameter
+    del layer.self_attn.v_proj, layer.mlp
+    assert n_params(net) == 1
+    s = apply_method(net, "full").summary()
+    assert (s["total_params"], s["trainable_params"], s["trainable_fraction"]) == (1, 1, 1.0)

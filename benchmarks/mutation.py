@@ -278,9 +278,12 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}sparta.xǁSpartaAdapterǁ__init____mutmut_{i}":
        "the dtype of the meta placeholder indices: SparseDeltaLinear casts rows and cols to int32 "
        "(torch.as_tensor(..., dtype=torch.int32)) before keeping them" for i in (59, 62)},
-    f"{_M}smt.x_block_budget__mutmut_7":
-        "density > 0 or >= 0 after `knobs.get('density') and`: a density of 0 is already falsy, so the two agree "
-        "for every value that reaches the comparison",
+    **{f"{_M}{m}__mutmut_{i}":
+       "density > 0 or >= 0 after `knobs.get('density') and`: a density of 0 is already falsy, so the two agree "
+       "for every value that reaches the comparison" for m, i in (("smt.x_block_budget", 7), ("sparta.x_budget", 10))},
+    f"{_M}sparta.x_budget__mutmut_36":
+        "`< 1e-12` or `<= 1e-12` from the default 0.99: they differ only for a sparsity exactly 1e-12 away (the "
+        "tolerance only absorbs float noise; the slider steps by 0.001)",
     f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_1":
         "Adapter.__init__ only stores the model, and VeraAdapter replaces it with the peft model a few lines "
         "later; nothing reads self.model in between",

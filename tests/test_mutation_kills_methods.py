@@ -2061,11 +2061,34 @@ def test_save_writes_a_value_json_cannot_encode_as_its_text(tmp_path):
 
 
 def test_summary_fraction_of_a_one_parameter_model_is_one():
+    s = apply_method(_one_param_net(), "full").summary()
+    assert (s["total_params"], s["trainable_params"], s["trainable_fraction"]) == (1, 1, 1.0)
+
+
+def _one_param_net():
     net = nn.Module()
     net.model = _Body(1)
     layer = net.model.layers[0]
     layer.self_attn.q_proj = nn.Linear(1, 1, bias=False)  # the model's only parameter
     del layer.self_attn.v_proj, layer.mlp
     assert n_params(net) == 1
-    s = apply_method(net, "full").summary()
-    assert (s["total_params"], s["trainable_params"], s["trainable_fraction"]) == (1, 1, 1.0)
+    return net
+
+
+def test_sparta_on_a_one_parameter_model_trains_all_of_it():
+    ad = _sparta(_one_param_net(), targets=["q"], density=1.0)
+    assert ad.notes[1] == ("1 entries selected = 100.00% of the target matrices; with the head 1 trainable = "
+                           "100.000% of all parameters (sparsity 0.0000).")
+
+
+def test_sparta_budget_at_exactly_all_target_entries_and_one_capped_delta():
+    from explorer.methods.sparta import budget
+
+    # sparsity 0.5 of 200 keeps 100 = every entry of the one 100-entry target: allowed, not refused
+    counts, notes = budget(dict(sparsity=0.5, density=0.0), 200, 0, [100])
+    assert counts == [100] and notes[0].endswith("keeps 100 trainable in total = 0 head + 100 deltas.")
+    # the default sparsity keeps round(0.01 x 100) = 1 delta, more than half of a 1-entry target: capped, and
+    # the reason is the 50 % cap (one delta is more than the head's 0), not the head
+    counts, notes = budget(dict(sparsity=0.99, density=0.0), 100, 0, [1])
+    assert counts == [0]  # the cap: round(0.5 x 1) = 0 (half to even)
+    assert "more than the 50% of the target matrices' 1 entries the default may take" in notes[0]

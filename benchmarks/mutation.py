@@ -289,6 +289,10 @@ EQUIVALENT: dict[str, str] = {
         "later; nothing reads self.model in between",
     f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_30": "VeraConfig's default save_projection is already True (peft 0.21)",
     f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_34": "VeraConfig's default bias is already \"none\" (peft 0.21)",
+    **{f"{_M}base.xǁAdapterǁtrainable_parameters__mutmut_{i}":
+       "named_parameters(remove_duplicate=None or True) instead of False: unique_params keeps each tensor once, "
+       "under its first name, which is the one remove_duplicate=True keeps (None is falsy: as False)"
+       for i in (2, 3)},
 }
 
 

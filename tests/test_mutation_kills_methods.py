@@ -2092,3 +2092,28 @@ def test_sparta_budget_at_exactly_all_target_entries_and_one_capped_delta():
     counts, notes = budget(dict(sparsity=0.99, density=0.0), 100, 0, [1])
     assert counts == [0]  # the cap: round(0.5 x 1) = 0 (half to even)
     assert "more than the 50% of the target matrices' 1 entries the default may take" in notes[0]
+
+
+def test_base_head_parameters_sum_over_every_head_module():
+    net = TinyNet(1)
+    net.classifier = nn.Linear(6, 2)  # a second task head (head_module_names: classifier and score)
+    ad = _sparta(net, density=0.5)
+    assert ad.head_parameters() == (6 * 2 + 2) + HEAD_PARAMS
+
+
+def test_load_head_state_skips_other_keys_and_reaches_nested_head_modules():
+    from explorer.methods.base import head_state, load_head_state
+
+    def net_with_nested_head(seed):
+        net = TinyNet(1, head=False, seed=seed)
+        net.classifier = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2))  # as RoBERTa's dense + out_proj
+        return net
+
+    src, dst = net_with_nested_head(1), net_with_nested_head(2)
+    st = head_state(src)
+    assert sorted(st) == ["head.classifier.0.bias", "head.classifier.0.weight", "head.classifier.1.bias",
+                          "head.classifier.1.weight"]
+    # a non-head tensor listed first is skipped, and loading goes on to the head's tensors
+    load_head_state(dst, {"model.layers.0.self_attn.q_proj.delta": torch.zeros(3), **st})
+    for k, v in head_state(dst).items():
+        assert torch.equal(v, st[k]), k

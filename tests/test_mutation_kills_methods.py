@@ -2117,3 +2117,19 @@ def test_load_head_state_skips_other_keys_and_reaches_nested_head_modules():
     load_head_state(dst, {"model.layers.0.self_attn.q_proj.delta": torch.zeros(3), **st})
     for k, v in head_state(dst).items():
         assert torch.equal(v, st[k]), k
+
+
+def test_resolve_targets_conv1d_message_in_full():
+    from explorer.methods.base import resolve_targets
+
+    class Conv1D(nn.Module):  # GPT-2's fused layer, by its class name
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(2, 2))
+
+    net = nn.Module()
+    net.h = nn.ModuleList([Conv1D()])
+    with pytest.raises(KnobError) as e:
+        resolve_targets(net, ["q"], "m")
+    assert str(e.value) == ("m: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses q, k and "
+                            "v), which the PEFT methods here do not target; only full fine-tuning applies")

@@ -293,6 +293,12 @@ EQUIVALENT: dict[str, str] = {
        "named_parameters(remove_duplicate=None or True) instead of False: unique_params keeps each tensor once, "
        "under its first name, which is the one remove_duplicate=True keeps (None is falsy: as False)"
        for i in (2, 3)},
+    **{f"{_M}base.x_validate_knobs__mutmut_{i}":
+       "values.get(name, None) instead of (name, default): the next line turns a None into the knob's default "
+       "anyway" for i in (16, 18)},
+    **{f"{_M}base.x_validate_knobs__mutmut_{i}":
+       "float('INF') and float('-INF') are the same infinities as float('inf') and float('-inf') (Python parses the "
+       "name case-insensitively)" for i in (42, 45)},
 }
 
 

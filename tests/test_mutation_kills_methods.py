@@ -2133,3 +2133,17 @@ def test_resolve_targets_conv1d_message_in_full():
         resolve_targets(net, ["q"], "m")
     assert str(e.value) == ("m: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses q, k and "
                             "v), which the PEFT methods here do not target; only full fine-tuning applies")
+
+
+def test_validate_knobs_every_bool_word_and_a_none_default_in_the_middle():
+    from explorer.methods.base import validate_knobs
+
+    knobs = [_kn(name="on", kind="bool", default=False)]
+    words = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False, "on": True,
+             "off": False}
+    for word, want in words.items():
+        for w in (word, word.upper(), word.capitalize()):
+            assert validate_knobs(knobs, {"on": w}, "m") == {"on": want}, w
+    # a knob whose default is None comes out as None, and the knobs after it are still validated
+    knobs = [_kn(name="s", kind="str", default=None), _kn(name="r", kind="int", default=3)]
+    assert validate_knobs(knobs, {"r": "5"}, "m") == {"s": None, "r": 5}

@@ -2147,3 +2147,14 @@ def test_validate_knobs_every_bool_word_and_a_none_default_in_the_middle():
     # a knob whose default is None comes out as None, and the knobs after it are still validated
     knobs = [_kn(name="s", kind="str", default=None), _kn(name="r", kind="int", default=3)]
     assert validate_knobs(knobs, {"r": "5"}, "m") == {"s": None, "r": 5}
+
+
+def test_validate_knobs_cuts_a_long_list_of_unknown_values_at_80_characters():
+    from explorer.methods.base import validate_knobs
+
+    knobs = [_kn(name="t", kind="multi", default=["q"], choices=["q", "v"])]
+    bad = [f"x{i:02d}" for i in range(30)]  # "x00, x01, ..., x29": 30 x 3 + 29 x 2 = 148 characters
+    with pytest.raises(KnobError) as e:
+        validate_knobs(knobs, {"t": bad}, "m")
+    shown = "x00, x01, x02, x03, x04, x05, x06, x07, x08, x09, x10, x11, x12, x13, x14, x15, "  # 16 x 5 = 80
+    assert len(shown) == 80 and str(e.value) == f"m: t has unknown value(s) {shown}; choose from q, v"

@@ -299,6 +299,18 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}base.x_validate_knobs__mutmut_{i}":
        "float('INF') and float('-INF') are the same infinities as float('inf') and float('-inf') (Python parses the "
        "name case-insensitively)" for i in (42, 45)},
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁbegin_warmup__mutmut_{i}":
+       "torch.zeros without dtype gives torch's default float32, the dtype asked for" for i in (4, 8)},
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁbegin_warmup__mutmut_{i}": _WHY["device"] for i in (5, 9)},
+    f"{_M}smt_adapter.xǁSMTAdapterǁfinish_warmup__mutmut_27":
+        "requires_grad_(True) instead of False: install(), called next, sets requires_grad of every parameter again "
+        "(the deltas and the head on, the rest off; tested)",
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁinstall__mutmut_{i}":
+       "the int32 cast of the selected rows / columns: SparseDeltaLinear casts brow and bcol to int32 itself "
+       "(torch.as_tensor(..., dtype=torch.int32))" for i in (8, 10, 13, 15)},
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁinstall__mutmut_{i}":
+       "d / b instead of d // b in the bounds check: the adapter refuses a block size that does not divide every "
+       "target, so both are the same whole number" for i in (20, 23)},
 }
 
 

@@ -2158,3 +2158,70 @@ def test_validate_knobs_cuts_a_long_list_of_unknown_values_at_80_characters():
         validate_knobs(knobs, {"t": bad}, "m")
     shown = "x00, x01, x02, x03, x04, x05, x06, x07, x08, x09, x10, x11, x12, x13, x14, x15, "  # 16 x 5 = 80
     assert len(shown) == 80 and str(e.value) == f"m: t has unknown value(s) {shown}; choose from q, v"
+
+
+def _smt_b4(**knobs):
+    # q 8 x 8 and v 4 x 8 in 4 x 4 blocks: q a 2 x 2 grid, v 1 x 2; 6 blocks (b = 4: b² = 16, not 2 b = 8)
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(8, 8)
+    net.model.layers[0].self_attn.v_proj = nn.Linear(8, 4)
+    return _smt(net, block_size=4, **knobs)
+
+
+def test_smt_counts_grids_and_layouts_with_four_by_four_blocks():
+    ad = _smt_b4(blocks=2)
+    assert ad.total_blocks == 6 and ad.num_trainable() == 2 * 16 + HEAD_PARAMS
+    assert ad.analytic_bytes() == 4 * HEAD_PARAMS + 2 * (16 * 4 + 2 * 4)  # fp32 blocks and int32 coordinates
+    lays = ad.layouts()
+    assert [(lay.type, lay.layer, lay.detail["grid"]) for lay in lays] == [("q", 0, [2, 2]), ("v", 0, [1, 2])]
+    assert all(type(x) is int for lay in lays for x in lay.detail["grid"])
+    assert all(lay.mask().dtype == np.bool_ and not lay.mask().any() for lay in lays)  # nothing selected yet
+    ad.install({Q_NAME: ([1], [0])})
+    lay = ad.layouts()[0]
+    assert (lay.trainable, lay.detail["blocks"]) == (16, 1)
+
+
+def test_smt_finish_warmup_uses_the_score_and_the_rule_knobs():
+    gq, gv = _planted()
+    # |mean|: q (1, 2) 5, (0, 0) 3, the cancelling (1, 0) 0; L2 norm: (1, 0) is 18, the largest
+    sel = _smt(blocks=1, score="l2").finish_warmup(sums={Q_NAME: gq, V_NAME: gv})
+    assert (sel[Q_NAME][0].tolist(), sel[Q_NAME][1].tolist()) == ([1], [0])
+    gv2 = gv.clone()
+    gv2[0:2, 0:2] = 4.5  # v: 4.5 and 4, both above q's second (3)
+    glob = _smt(blocks=3).finish_warmup(sums={Q_NAME: gq, V_NAME: gv2})  # global: 5 (q), 4.5 and 4 (v)
+    per = _smt(blocks=3, selection="per-matrix").finish_warmup(sums={Q_NAME: gq, V_NAME: gv2})  # q 2, v 1
+    assert [len(glob[Q_NAME][0]), len(glob[V_NAME][0])] == [1, 2]
+    assert [len(per[Q_NAME][0]), len(per[V_NAME][0])] == [2, 1]
+    with pytest.raises(AssertionError, match=r"^call begin_warmup\(\) first$"):
+        _smt().finish_warmup()
+
+
+def test_smt_full_warmup_takes_one_adamw_step_per_batch_at_its_rate():
+    from explorer.methods.smt import run_warmup
+
+    gq, gv = _planted()
+    ad = _smt(warmup_mode="full", warmup_steps=1)
+    q = ad.model.model.layers[0].self_attn.q_proj
+    w0 = q.weight.detach().clone()
+    run_warmup(ad, [dict(x=torch.zeros(1))], loss_fn=_planted_loss(gq, gv))
+    moved = ad.model.model.layers[0].self_attn.q_proj.base.weight.detach() - w0
+    # AdamW's first step at the default lr 1e-4, no weight decay: -lr g / (|g| + eps), i.e. -1e-4 sign(g); entries
+    # with no gradient stay where they were
+    torch.testing.assert_close(moved, -1e-4 * torch.sign(gq), atol=1e-7, rtol=0)  # fp32 rounding of w: ~3e-8
+    ad = _smt(warmup_mode="full", warmup_steps=1)
+    w0 = ad.model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    run_warmup(ad, [dict(x=torch.zeros(1))], loss_fn=_planted_loss(gq, gv), lr=1e-2, weight_decay=0.5)
+    moved = ad.model.model.layers[0].self_attn.q_proj.base.weight.detach() - w0
+    # AdamW decays first (w -= lr wd w), then the Adam step
+    torch.testing.assert_close(moved, -1e-2 * 0.5 * w0 - 1e-2 * torch.sign(gq), atol=1e-6, rtol=0)
+
+
+def test_smt_warmup_refuses_a_loss_that_is_not_finite():
+    from explorer.methods.smt import run_warmup
+
+    def nan_loss(model, batch):
+        return model.model.layers[0].self_attn.q_proj.weight.sum() * float("nan")
+
+    with pytest.raises(FloatingPointError) as e:
+        run_warmup(_smt(), [dict(x=torch.zeros(1))], loss_fn=nan_loss)
+    assert str(e.value) == "smt: the warm-up loss is not finite"

@@ -2225,3 +2225,20 @@ def test_smt_warmup_refuses_a_loss_that_is_not_finite():
     with pytest.raises(FloatingPointError) as e:
         run_warmup(_smt(), [dict(x=torch.zeros(1))], loss_fn=nan_loss)
     assert str(e.value) == "smt: the warm-up loss is not finite"
+
+
+def test_smt_block_edges_one_by_one_all_blocks_and_the_auto_256_note():
+    ad = _smt(block_size=1, blocks=3)  # 1 x 1 blocks are single entries: q 24 + v 12
+    assert ad.block == 1 and ad.total_blocks == 36 and ad.num_trainable() == 3 + HEAD_PARAMS
+    assert _smt(blocks=9).n_blocks == 9  # every block of the targets (q 2 x 3 + v 1 x 3) may be asked for
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(1024, 512)  # auto: 256 divides it, a 2 x 4 grid (>= 8)
+    ad = _smt(net, targets=["q"], block_size=0, blocks=1)
+    assert ad.block == 256 and ad.notes[0].startswith("Block size 256 x 256; 1 of 8 blocks")
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(120, 120)
+    # sizes >= 4 dividing 120: 4 5 6 8 10 12 15 20 24 30 40 60 120; the message lists the largest eight
+    with pytest.raises(KnobError) as e:
+        _smt(net, targets=["q"], block_size=7)
+    assert str(e.value) == ("smt: block size 7 does not divide every target matrix (120x120); valid sizes: 12, 15, "
+                            "20, 24, 30, 40, 60, 120")

@@ -273,6 +273,66 @@ EQUIVALENT: dict[str, str] = {
     **{f"explorer.memory.specs.xǁModelSpecǁhead_params__mutmut_{i}":
        "the default of param_groups().get('head', 0): param_groups always has a 'head' key, so the default "
        "(None, 1 or none) is never used" for i in (4, 6, 9)},
+    # explorer/methods/ (second pass)
+    f"{_M}tied_lora.xǁTiedGroupǁ__init____mutmut_83": _WHY["device"],
+    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_58": _WHY["device"],
+    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_93": _WHY["device"],
+    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_2":
+        "Adapter.__init__ stores the knobs, and TiedLoRAAdapter replaces them with {**knobs, **switches} a few "
+        "lines later; nothing reads self.knobs in between",
+    f"{_M}tied_lora.x_memory_plan__mutmut_23":
+        "expected_count reads each target's layer, type and shapes, never its name",
+    **{f"{_M}lora_sp.xǁLoRASPLinearǁ__init____mutmut_{i}": _WHY["device"] for i in (99, 108, 111, 118, 126, 133, 139)},
+    **{f"{_M}lora_sp.xǁLoRASPAdapterǁ__init____mutmut_{i}":
+       "the seed mixing of a target's generator (seed x 1,000,003 + crc32(name)): another constant or sign still "
+       "gives each (seed, target) its own seeded stream, which is all that is promised (same seed, same masks; "
+       "another seed or target, other masks: tested); saved adapters keep their indices" for i in (19, 23)},
+    **{f"{_M}lora_sp.xǁLoRASPAdapterǁ__init____mutmut_{i}":
+       "the offset of the per-step redraw generator's seed (seed + 7919): any constant gives a seeded stream of "
+       "its own (redraws reproducible from the seed: tested)" for i in (53, 56)},
+    **{f"{_M}sparta.x__generator__mutmut_{i}":
+       "the seed mixing of a target's generator (seed x 1,000,003 + crc32(name)): another constant or sign still "
+       "gives each (seed, target) its own seeded stream, which is all that is promised (same seed, same entries; "
+       "another seed, others: tested); the meta draw uses the same function and saved adapters keep their indices"
+       for i in (2, 4)},
+    f"{_M}sparta.xǁSpartaAdapterǁ__init____mutmut_44":
+        "self.meta = None instead of False: both are falsy and self.meta is only ever tested for truth",
+    **{f"{_M}sparta.xǁSpartaAdapterǁ__init____mutmut_{i}":
+       "the dtype of the meta placeholder indices: SparseDeltaLinear casts rows and cols to int32 "
+       "(torch.as_tensor(..., dtype=torch.int32)) before keeping them" for i in (59, 62)},
+    **{f"{_M}{m}__mutmut_{i}":
+       "density > 0 or >= 0 after `knobs.get('density') and`: a density of 0 is already falsy, so the two agree "
+       "for every value that reaches the comparison" for m, i in (("smt.x_block_budget", 7), ("sparta.x_budget", 10))},
+    f"{_M}sparta.x_budget__mutmut_36":
+        "`< 1e-12` or `<= 1e-12` from the default 0.99: they differ only for a sparsity exactly 1e-12 away (the "
+        "tolerance only absorbs float noise; the slider steps by 0.001)",
+    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_1":
+        "Adapter.__init__ only stores the model, and VeraAdapter replaces it with the peft model a few lines "
+        "later; nothing reads self.model in between",
+    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_30": "VeraConfig's default save_projection is already True (peft 0.21)",
+    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_34": "VeraConfig's default bias is already \"none\" (peft 0.21)",
+    **{f"{_M}base.xǁAdapterǁtrainable_parameters__mutmut_{i}":
+       "named_parameters(remove_duplicate=None or True) instead of False: unique_params keeps each tensor once, "
+       "under its first name, which is the one remove_duplicate=True keeps (None is falsy: as False)"
+       for i in (2, 3)},
+    **{f"{_M}base.x_validate_knobs__mutmut_{i}":
+       "values.get(name, None) instead of (name, default): the next line turns a None into the knob's default "
+       "anyway" for i in (16, 18)},
+    **{f"{_M}base.x_validate_knobs__mutmut_{i}":
+       "float('INF') and float('-INF') are the same infinities as float('inf') and float('-inf') (Python parses the "
+       "name case-insensitively)" for i in (42, 45)},
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁbegin_warmup__mutmut_{i}":
+       "torch.zeros without dtype gives torch's default float32, the dtype asked for" for i in (4, 8)},
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁbegin_warmup__mutmut_{i}": _WHY["device"] for i in (5, 9)},
+    f"{_M}smt_adapter.xǁSMTAdapterǁfinish_warmup__mutmut_27":
+        "requires_grad_(True) instead of False: install(), called next, sets requires_grad of every parameter again "
+        "(the deltas and the head on, the rest off; tested)",
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁinstall__mutmut_{i}":
+       "the int32 cast of the selected rows / columns: SparseDeltaLinear casts brow and bcol to int32 itself "
+       "(torch.as_tensor(..., dtype=torch.int32))" for i in (8, 10, 13, 15)},
+    **{f"{_M}smt_adapter.xǁSMTAdapterǁinstall__mutmut_{i}":
+       "d / b instead of d // b in the bounds check: the adapter refuses a block size that does not divide every "
+       "target, so both are the same whole number" for i in (20, 23)},
 }
 
 

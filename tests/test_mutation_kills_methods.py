@@ -1904,3 +1904,341 @@ def test_smt_selection_defaults_ties_by_position_and_three_matrices():
         rows, cols = select_blocks(ties, 25, rule)["a"]
         assert cols.tolist() == list(range(1, 40, 2)) + [0, 2, 4, 6, 8], rule
         assert rows.dtype == torch.int32 and cols.dtype == torch.int32
+
+
+# ----------------------------------------------------------------------------- second pass (mutants a stopped run left)
+def test_tied_lora_memory_plan_groups_apart_and_calls_its_save_rule():
+    # q (8x8) and down (8x12) read different inputs: two groups. vBuA: per layer A r x d_in, B d_out x r trained;
+    # u (r), v (d_out) per layer frozen. r = 2, L = 2.
+    plan = _plan("tied-lora", rank=2, targets=["q", "down"], preset="vBuA")
+    assert plan.trainable_parts["adapters"] == 2 * (2 * 8 + 8 * 2) + 2 * (2 * 12 + 8 * 2)
+    assert plan.extra_float == 2 * (2 + 8) + 2 * (2 + 8)
+    # TL6 trains all four: its rule saves x (A), A x (u), u A x (B) and the d_out-wide update (v); r = 2
+    plan = _plan("tied-lora", rank=2, targets=["q", "v"], preset="TL6")
+    out, saved, _ = _record(plan.save_rules["q"], needs_grad_in=False)
+    assert out is True and saved == {"x": 10 * 6 * 2, "L0.q.h": 10 * 2 * 2, "L0.q.hu": 10 * 2 * 2,
+                                     "L0.q.upd": 10 * 2 * 4}
+    plan = _plan("tied-lora", rank=2, targets=["q"], preset="VeRA-like")  # only u, v train
+    out, saved, _ = _record(plan.save_rules["q"], needs_grad_in=False)
+    assert out is True and saved == {"L0.q.h": 10 * 2 * 2, "L0.q.upd": 10 * 2 * 4}
+
+
+def test_tied_lora_frozen_b_is_seeded_normal_with_std_one_over_sqrt_r():
+    from explorer.methods.tied_lora import TiedGroup
+
+    sw = dict(tied=True, train_A=False, train_B=False, train_u=True, train_v=True)  # B frozen: drawn, not zero
+
+    def b_of(seed, global_seed):
+        torch.manual_seed(global_seed)  # the draw must come from the seeded generator, never torch's global one
+        return TiedGroup(4, 400, 2, 16, sw, torch.Generator().manual_seed(seed), "cpu").B
+
+    b = b_of(0, 1)
+    assert b.shape == (1, 400, 16) and not b.requires_grad
+    # N(0, 1/r): 6,400 draws, standard error of the mean 0.25 / 80 and of the std about 0.25 / 113
+    assert abs(float(b.mean())) < 0.02 and abs(float(b.std()) - 1 / 16 ** 0.5) < 0.02
+    assert torch.equal(b, b_of(0, 2)) and not torch.equal(b, b_of(1, 1))
+
+
+def test_lora_sp_masks_are_boolean_matrices_and_a_meta_model_allocates_nothing():
+    real = _sp(TinyNet(1), targets=["up"], seed=5)
+    with torch.device("meta"):
+        net = TinyNet(1)
+    meta = _sp(net, targets=["up"], seed=5)
+    for ad in (real, meta):
+        m = ad.modules["model.layers.0.mlp.up_proj"]
+        ma, mb = m.masks()
+        assert ma.dtype == np.bool_ and mb.dtype == np.bool_  # masks index A and B (a float array cannot)
+        assert ma.shape == (2, 6) and mb.shape == (10, 2)  # A is r x d_in, B d_out x r
+        assert int(ma.sum()) == 6 and int(mb.sum()) == 10  # round(0.5 x 12), round(0.5 x 20)
+    m = real.modules["model.layers.0.mlp.up_proj"]
+    ma, _ = m.masks()
+    assert torch.equal(m.a0[torch.from_numpy(ma)], m.a_vals.detach())  # the trainable entries of A, in order
+    # a config-only model: every buffer and parameter of the adapter stays on the meta device (no memory)
+    mm = meta.modules["model.layers.0.mlp.up_proj"]
+    assert all(t.is_meta for t in (mm.a0, mm.b0, mm.a_idx, mm.b_idx, mm.a_vals, mm.b_vals))
+    assert mm.a_idx.dtype == mm.b_idx.dtype == torch.int32  # the int32 indices the saved file holds
+    assert m.a_idx.dtype == m.b_idx.dtype == torch.int32
+
+
+@pytest.mark.parametrize("method", ["lora-sp", "sparta", "tied-lora", "vera", "smt"])
+def test_no_matching_target_names_the_method(method):
+    with pytest.raises(KnobError, match=rf"^{method}: no linear layers of type\(s\) gate in this model; "
+                                        r"it has q, v, up, down$"):
+        apply_method(TinyNet(1), method, targets=["gate"])
+
+
+def test_lora_sp_per_step_redraws_are_seeded():
+    def new_masks(seed, global_seed):
+        ad = _sp(TinyNet(1), targets=["up"], mask_mode="per-step", seed=seed)
+        torch.manual_seed(global_seed)  # the redraw must come from the adapter's seeded generator
+        opt = torch.optim.Adam([p for _, p in ad.trainable_parameters()], lr=0.0)
+        ad.on_step_end(opt)
+        ad.on_step_end(opt)
+        m = ad.modules["model.layers.0.mlp.up_proj"]
+        return m.a_idx.clone(), m.b_idx.clone()
+
+    a = new_masks(1, 10)
+    b = new_masks(1, 20)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    c = new_masks(2, 10)
+    assert not (torch.equal(a[0], c[0]) and torch.equal(a[1], c[1]))
+
+
+def test_sparta_one_entry_is_a_budget_and_a_single_entry_matrix_is_whole():
+    from explorer.methods.sparta import apportion
+
+    assert apportion(1, [1]) == [1] and apportion(3, [1]) == [1] and apportion(0, [1]) == [0]
+    ad = _sparta(TinyNet(1), targets=["v"], density=0.1)  # round(0.1 x 12) = 1 entry: enough to train
+    assert [m.delta.numel() for m in ad.modules.values()] == [1] and ad.density == 1 / 12
+    plan = _plan("sparta", spec=_spec(n_layers=1), targets=["v"], density=0.03)  # round(0.03 x 32) = 1
+    assert plan.trainable_parts["entries"] == 1 and plan.extra_index_bytes == 8
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(1, 1)  # a 1 x 1 target: its one entry is all of it
+    ad = _sparta(net, targets=["q"], density=0.6)
+    assert ad.density == 1.0 and "1 entries selected = 100.00% of the target matrices" in ad.notes[1]
+
+
+def test_sparta_meta_model_keeps_its_indices_on_meta_and_draws_boolean_masks():
+    real = _sparta(TinyNet(1), density=0.5, seed=3)
+    with torch.device("meta"):
+        net = TinyNet(1)
+    meta = _sparta(net, density=0.5, seed=3)
+    for m in meta.modules.values():  # config-only: no index memory until a matrix is shown
+        assert m.rows.is_meta and m.cols.is_meta and m.delta.is_meta
+    for lr, lm in zip(real.layouts(), meta.layouts()):
+        mr, mm = lr.mask(), lm.mask()
+        assert mr.dtype == mm.dtype == np.bool_ and mm.shape == lm.shape and np.array_equal(mr, mm)
+
+
+def test_smt_memory_plan_counts_are_whole_numbers_and_a_block_must_divide_both_sides():
+    # q 8x8, k 4x8, v 4x8 in 4x4 blocks: 16 blocks in all, 12 column blocks; 100 asked -> clamped to 16
+    plan = _plan("smt", targets=["q", "k", "v"], block_size=4, blocks=100)
+    assert plan.notes[0].startswith("SMT: 16 blocks of 4x4;")
+    assert type(plan.trainable_parts["blocks"]) is int and plan.trainable_parts["blocks"] == 16 * 16
+    assert type(plan.extra_index_bytes) is int and plan.extra_index_bytes == 4 * 3 * 16 + 4 * 12
+    (saved,) = _record(plan.save_rules["q"])[1].values()  # min(ceil(16 / 6), 8 / 4) = 2 column blocks of 4
+    assert type(saved) is int and saved == 10 * 2 * 4 * 2
+    # 8 divides every d_in (8) but not k's d_out (4): no block size
+    with pytest.raises(KnobError, match=r"^smt: no block size divides every target of hand; set block_size$"):
+        _plan("smt", targets=["q", "k"], block_size=8)
+
+
+def test_smt_selection_given_to_apply_is_installed():
+    ad = apply_method(TinyNet(1), "smt", smt_selection={Q_NAME: ([1], [2])}, targets=["q", "v"], block_size=2,
+                      blocks=1)
+    assert not ad.needs_warmup and list(ad.modules) == [Q_NAME]
+    assert ad.modules[Q_NAME].brow.tolist() == [1] and ad.modules[Q_NAME].bcol.tolist() == [2]
+    assert ad.num_trainable() == 2 * 2 + HEAD_PARAMS  # one 2 x 2 block and the head
+
+
+def test_vera_head_trains_at_a_tenth_of_the_rate_and_every_other_method_at_one():
+    ad = _vera(rank=2, targets=["q", "v"])
+    scales = {n: ad.lr_scale(n, p) for n, p in ad.trainable_parameters()}
+    head = {n for n in scales if ".modules_to_save." in n}
+    assert head and len(head) == 2  # the head's weight and bias (peft's trained copy)
+    assert all(scales[n] == 0.1 for n in head)  # a tenth of the run's rate (DEVIATIONS)
+    assert all(v == 1.0 for n, v in scales.items() if n not in head) and len(scales) == len(head) + 2 * 2 * 2
+    lora = apply_method(TinyNet(1), "lora", rank=2, targets=["q"])
+    assert {lora.lr_scale(n, p) for n, p in lora.trainable_parameters()} == {1.0}
+
+
+@pytest.mark.parametrize("kind, default, choices", [("int", 2, None), ("float", 0.5, None), ("bool", True, None),
+                                                     ("choice", "b", ["a", "b"]), ("multi", ["q"], ["q", "v"]),
+                                                     ("str", "free text", None)])
+def test_knob_url_field_keeps_the_prefixed_name_and_the_help_of_every_kind(kind, default, choices):
+    f = _kn(kind=kind, default=default, choices=choices, help="what it does").url_field("tl_")
+    assert (f.name, f.kind, f.default, f.help) == ("tl_n", kind, default, "what it does")  # str: the fallback
+
+
+def test_save_writes_a_value_json_cannot_encode_as_its_text(tmp_path):
+    from pathlib import PurePosixPath
+
+    ad = _sparta(TinyNet(1), density=0.5)
+    ad.knobs = dict(ad.knobs, data=PurePosixPath("data/x.csv"))  # not a JSON type: written as its text
+    ad.save(tmp_path / "a")
+    cfg = json.loads((tmp_path / "a" / "explorer_adapter.json").read_text())
+    assert cfg["knobs"]["data"] == "data/x.csv" and cfg["method"] == "sparta"
+
+
+def test_summary_fraction_of_a_one_parameter_model_is_one():
+    s = apply_method(_one_param_net(), "full").summary()
+    assert (s["total_params"], s["trainable_params"], s["trainable_fraction"]) == (1, 1, 1.0)
+
+
+def _one_param_net():
+    net = nn.Module()
+    net.model = _Body(1)
+    layer = net.model.layers[0]
+    layer.self_attn.q_proj = nn.Linear(1, 1, bias=False)  # the model's only parameter
+    del layer.self_attn.v_proj, layer.mlp
+    assert n_params(net) == 1
+    return net
+
+
+def test_sparta_on_a_one_parameter_model_trains_all_of_it():
+    ad = _sparta(_one_param_net(), targets=["q"], density=1.0)
+    assert ad.notes[1] == ("1 entries selected = 100.00% of the target matrices; with the head 1 trainable = "
+                           "100.000% of all parameters (sparsity 0.0000).")
+
+
+def test_sparta_budget_at_exactly_all_target_entries_and_one_capped_delta():
+    from explorer.methods.sparta import budget
+
+    # sparsity 0.5 of 200 keeps 100 = every entry of the one 100-entry target: allowed, not refused
+    counts, notes = budget(dict(sparsity=0.5, density=0.0), 200, 0, [100])
+    assert counts == [100] and notes[0].endswith("keeps 100 trainable in total = 0 head + 100 deltas.")
+    # the default sparsity keeps round(0.01 x 100) = 1 delta, more than half of a 1-entry target: capped, and
+    # the reason is the 50 % cap (one delta is more than the head's 0), not the head
+    counts, notes = budget(dict(sparsity=0.99, density=0.0), 100, 0, [1])
+    assert counts == [0]  # the cap: round(0.5 x 1) = 0 (half to even)
+    assert "more than the 50% of the target matrices' 1 entries the default may take" in notes[0]
+
+
+def test_base_head_parameters_sum_over_every_head_module():
+    net = TinyNet(1)
+    net.classifier = nn.Linear(6, 2)  # a second task head (head_module_names: classifier and score)
+    ad = _sparta(net, density=0.5)
+    assert ad.head_parameters() == (6 * 2 + 2) + HEAD_PARAMS
+
+
+def test_load_head_state_skips_other_keys_and_reaches_nested_head_modules():
+    from explorer.methods.base import head_state, load_head_state
+
+    def net_with_nested_head(seed):
+        net = TinyNet(1, head=False, seed=seed)
+        net.classifier = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2))  # as RoBERTa's dense + out_proj
+        return net
+
+    src, dst = net_with_nested_head(1), net_with_nested_head(2)
+    st = head_state(src)
+    assert sorted(st) == ["head.classifier.0.bias", "head.classifier.0.weight", "head.classifier.1.bias",
+                          "head.classifier.1.weight"]
+    # a non-head tensor listed first is skipped, and loading goes on to the head's tensors
+    load_head_state(dst, {"model.layers.0.self_attn.q_proj.delta": torch.zeros(3), **st})
+    for k, v in head_state(dst).items():
+        assert torch.equal(v, st[k]), k
+
+
+def test_resolve_targets_conv1d_message_in_full():
+    from explorer.methods.base import resolve_targets
+
+    class Conv1D(nn.Module):  # GPT-2's fused layer, by its class name
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(2, 2))
+
+    net = nn.Module()
+    net.h = nn.ModuleList([Conv1D()])
+    with pytest.raises(KnobError) as e:
+        resolve_targets(net, ["q"], "m")
+    assert str(e.value) == ("m: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses q, k and "
+                            "v), which the PEFT methods here do not target; only full fine-tuning applies")
+
+
+def test_validate_knobs_every_bool_word_and_a_none_default_in_the_middle():
+    from explorer.methods.base import validate_knobs
+
+    knobs = [_kn(name="on", kind="bool", default=False)]
+    words = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False, "on": True,
+             "off": False}
+    for word, want in words.items():
+        for w in (word, word.upper(), word.capitalize()):
+            assert validate_knobs(knobs, {"on": w}, "m") == {"on": want}, w
+    # a knob whose default is None comes out as None, and the knobs after it are still validated
+    knobs = [_kn(name="s", kind="str", default=None), _kn(name="r", kind="int", default=3)]
+    assert validate_knobs(knobs, {"r": "5"}, "m") == {"s": None, "r": 5}
+
+
+def test_validate_knobs_cuts_a_long_list_of_unknown_values_at_80_characters():
+    from explorer.methods.base import validate_knobs
+
+    knobs = [_kn(name="t", kind="multi", default=["q"], choices=["q", "v"])]
+    bad = [f"x{i:02d}" for i in range(30)]  # "x00, x01, ..., x29": 30 x 3 + 29 x 2 = 148 characters
+    with pytest.raises(KnobError) as e:
+        validate_knobs(knobs, {"t": bad}, "m")
+    shown = "x00, x01, x02, x03, x04, x05, x06, x07, x08, x09, x10, x11, x12, x13, x14, x15, "  # 16 x 5 = 80
+    assert len(shown) == 80 and str(e.value) == f"m: t has unknown value(s) {shown}; choose from q, v"
+
+
+def _smt_b4(**knobs):
+    # q 8 x 8 and v 4 x 8 in 4 x 4 blocks: q a 2 x 2 grid, v 1 x 2; 6 blocks (b = 4: b² = 16, not 2 b = 8)
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(8, 8)
+    net.model.layers[0].self_attn.v_proj = nn.Linear(8, 4)
+    return _smt(net, block_size=4, **knobs)
+
+
+def test_smt_counts_grids_and_layouts_with_four_by_four_blocks():
+    ad = _smt_b4(blocks=2)
+    assert ad.total_blocks == 6 and ad.num_trainable() == 2 * 16 + HEAD_PARAMS
+    assert ad.analytic_bytes() == 4 * HEAD_PARAMS + 2 * (16 * 4 + 2 * 4)  # fp32 blocks and int32 coordinates
+    lays = ad.layouts()
+    assert [(lay.type, lay.layer, lay.detail["grid"]) for lay in lays] == [("q", 0, [2, 2]), ("v", 0, [1, 2])]
+    assert all(type(x) is int for lay in lays for x in lay.detail["grid"])
+    assert all(lay.mask().dtype == np.bool_ and not lay.mask().any() for lay in lays)  # nothing selected yet
+    ad.install({Q_NAME: ([1], [0])})
+    lay = ad.layouts()[0]
+    assert (lay.trainable, lay.detail["blocks"]) == (16, 1)
+
+
+def test_smt_finish_warmup_uses_the_score_and_the_rule_knobs():
+    gq, gv = _planted()
+    # |mean|: q (1, 2) 5, (0, 0) 3, the cancelling (1, 0) 0; L2 norm: (1, 0) is 18, the largest
+    sel = _smt(blocks=1, score="l2").finish_warmup(sums={Q_NAME: gq, V_NAME: gv})
+    assert (sel[Q_NAME][0].tolist(), sel[Q_NAME][1].tolist()) == ([1], [0])
+    gv2 = gv.clone()
+    gv2[0:2, 0:2] = 4.5  # v: 4.5 and 4, both above q's second (3)
+    glob = _smt(blocks=3).finish_warmup(sums={Q_NAME: gq, V_NAME: gv2})  # global: 5 (q), 4.5 and 4 (v)
+    per = _smt(blocks=3, selection="per-matrix").finish_warmup(sums={Q_NAME: gq, V_NAME: gv2})  # q 2, v 1
+    assert [len(glob[Q_NAME][0]), len(glob[V_NAME][0])] == [1, 2]
+    assert [len(per[Q_NAME][0]), len(per[V_NAME][0])] == [2, 1]
+    with pytest.raises(AssertionError, match=r"^call begin_warmup\(\) first$"):
+        _smt().finish_warmup()
+
+
+def test_smt_full_warmup_takes_one_adamw_step_per_batch_at_its_rate():
+    from explorer.methods.smt import run_warmup
+
+    gq, gv = _planted()
+    ad = _smt(warmup_mode="full", warmup_steps=1)
+    q = ad.model.model.layers[0].self_attn.q_proj
+    w0 = q.weight.detach().clone()
+    run_warmup(ad, [dict(x=torch.zeros(1))], loss_fn=_planted_loss(gq, gv))
+    moved = ad.model.model.layers[0].self_attn.q_proj.base.weight.detach() - w0
+    # AdamW's first step at the default lr 1e-4, no weight decay: -lr g / (|g| + eps), i.e. -1e-4 sign(g); entries
+    # with no gradient stay where they were
+    torch.testing.assert_close(moved, -1e-4 * torch.sign(gq), atol=1e-7, rtol=0)  # fp32 rounding of w: ~3e-8
+    ad = _smt(warmup_mode="full", warmup_steps=1)
+    w0 = ad.model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    run_warmup(ad, [dict(x=torch.zeros(1))], loss_fn=_planted_loss(gq, gv), lr=1e-2, weight_decay=0.5)
+    moved = ad.model.model.layers[0].self_attn.q_proj.base.weight.detach() - w0
+    # AdamW decays first (w -= lr wd w), then the Adam step
+    torch.testing.assert_close(moved, -1e-2 * 0.5 * w0 - 1e-2 * torch.sign(gq), atol=1e-6, rtol=0)
+
+
+def test_smt_warmup_refuses_a_loss_that_is_not_finite():
+    from explorer.methods.smt import run_warmup
+
+    def nan_loss(model, batch):
+        return model.model.layers[0].self_attn.q_proj.weight.sum() * float("nan")
+
+    with pytest.raises(FloatingPointError) as e:
+        run_warmup(_smt(), [dict(x=torch.zeros(1))], loss_fn=nan_loss)
+    assert str(e.value) == "smt: the warm-up loss is not finite"
+
+
+def test_smt_block_edges_one_by_one_all_blocks_and_the_auto_256_note():
+    ad = _smt(block_size=1, blocks=3)  # 1 x 1 blocks are single entries: q 24 + v 12
+    assert ad.block == 1 and ad.total_blocks == 36 and ad.num_trainable() == 3 + HEAD_PARAMS
+    assert _smt(blocks=9).n_blocks == 9  # every block of the targets (q 2 x 3 + v 1 x 3) may be asked for
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(1024, 512)  # auto: 256 divides it, a 2 x 4 grid (>= 8)
+    ad = _smt(net, targets=["q"], block_size=0, blocks=1)
+    assert ad.block == 256 and ad.notes[0].startswith("Block size 256 x 256; 1 of 8 blocks")
+    net = TinyNet(1)
+    net.model.layers[0].self_attn.q_proj = nn.Linear(120, 120)
+    # sizes >= 4 dividing 120: 4 5 6 8 10 12 15 20 24 30 40 60 120; the message lists the largest eight
+    with pytest.raises(KnobError) as e:
+        _smt(net, targets=["q"], block_size=7)
+    assert str(e.value) == ("smt: block size 7 does not divide every target matrix (120x120); valid sizes: 12, 15, "
+                            "20, 24, 30, 40, 60, 120")

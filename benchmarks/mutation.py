@@ -415,17 +415,20 @@ def _diff(name: str) -> str:
 
 
 def report(patterns: list[str], scope: str, seconds: float | None, command: str,
-           selection: list[str] | None = None) -> dict:
-    res = _read_results(patterns)
+           selection: list[str] | None = None, keep_earlier: bool = False) -> dict:
+    res = {k: _status(v) for k, v in _read_results(patterns).items()}
+    path = scope_json(scope)
+    if keep_earlier and path.exists():  # a --survivors re-run checks a few: the scope's other checks stand
+        earlier = json.loads(path.read_text()).get("results", {})
+        res.update({k: st for k, st in earlier.items() if res.get(k) == "not checked" and st != "not checked"})
     by_status: dict[str, int] = defaultdict(int)
     per_module: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for k, v in res.items():
-        st = _status(v)
+    for k, st in res.items():
         by_status[st] += 1
         per_module[_module_of(k)][st] += 1
     survivors = []
-    for k in sorted(k for k, v in res.items() if _status(v) in ("survived", "suspicious", "no tests")):
-        survivors.append(dict(mutant=k, status=_status(res[k]), module=_module_of(k), function=_function_of(k),
+    for k in sorted(k for k, st in res.items() if st in ("survived", "suspicious", "no tests")):
+        survivors.append(dict(mutant=k, status=res[k], module=_module_of(k), function=_function_of(k),
                               diff=_diff(k), equivalent=EQUIVALENT.get(k)))
     if selection is None:
         selection = scope_files_and_tests(scope)[1]
@@ -434,9 +437,8 @@ def report(patterns: list[str], scope: str, seconds: float | None, command: str,
         command=command, scope=scope, patterns=patterns, tests=selection,
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         run_seconds=None if seconds is None else round(seconds, 1), **doc,
-        results={k: _status(v) for k, v in sorted(res.items())},
+        results=dict(sorted(res.items())),
     )
-    path = scope_json(scope)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     path.with_suffix(".md").write_text(markdown(doc))
@@ -646,7 +648,7 @@ def main(argv=None) -> int:
         prev = json.loads(scope_json(a.scope).read_text()).get("run_seconds")
         seconds += prev or 0.0
         command += " (then --survivors after new tests)"
-    doc = report(patterns, a.scope, seconds, command, selection)
+    doc = report(patterns, a.scope, seconds, command, selection, keep_earlier=a.survivors)
     print(f"{doc['killed']}/{doc['total']} killed ({doc['score']}), {doc['survived']} survived, "
           f"{doc['no_tests']} no tests; {scope_json(a.scope).relative_to(ROOT)}; merged into "
           f"{OUT_JSON.relative_to(ROOT)}, {OUT_MD.relative_to(ROOT)}")

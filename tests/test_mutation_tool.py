@@ -64,6 +64,18 @@ def test_an_equivalent_survivor_is_listed_with_its_reason(results_dir, monkeypat
     assert "-- equivalent: a reason" in (results_dir / "mutation.md").read_text()
 
 
+@pytest.mark.parametrize("survivors_rerun", [True, False])
+def test_a_survivors_rerun_keeps_the_scopes_earlier_checks(results_dir, monkeypatch, survivors_rerun):
+    _run(results_dir, "memory.units", "2026-12-01 10:00 UTC", {A + "1": "killed", A + "2": "survived"})
+    # the re-run (a checkout without mutants/) checked only 2, now killed: mutmut left 1 unchecked
+    monkeypatch.setattr(mt, "_read_results", lambda patterns: {A + "1": None, A + "2": 1})
+    doc = mt.report(mt.scope_patterns("memory.units"), "memory.units", 5.0, "x", ["t"],
+                    keep_earlier=survivors_rerun)
+    assert doc["results"] == {A + "1": "killed" if survivors_rerun else "not checked", A + "2": "killed"}
+    assert (doc["killed"], doc["not_checked"]) == ((2, 0) if survivors_rerun else (1, 1))
+    assert json.loads((results_dir / "mutation.memory.units.json").read_text())["results"] == doc["results"]
+
+
 def test_scopes_one_file_at_a_time():
     files, tests = mt.scope_files_and_tests("memory.specs")
     assert files == ["explorer/memory/specs.py"]

@@ -96,12 +96,23 @@ SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py
                "memory": sorted({m.replace(".", "/") + ".py" for m in ANALYTIC})}
 
 
-def _tests_in(path: str, leave_out: tuple[str, ...] = ()) -> list[str]:
+# fixtures that load or train a model: seconds per test, paid again by every mutant the test reaches
+MODEL_FIXTURES = {"runs", "tiny_bert", "tiny_llama", "minilm"}
+
+
+def _tests_in(path: str, leave_out: tuple[str, ...] = (), fast: bool = False) -> list[str]:
     """A test file's tests by node id, less those named in ``leave_out`` (a subprocess test, which a mutant's
-    trampoline cannot see and which costs seconds per mutant)."""
+    trampoline cannot see and which costs seconds per mutant) and, with ``fast``, those that load a model (a
+    model fixture among their arguments, or a model loaded in their body)."""
     tree = ast.parse((ROOT / path).read_text("utf-8"))
+
+    def loads_a_model(fn) -> bool:
+        args = {a.arg for a in fn.args.args}
+        called = {x.func.id for x in ast.walk(fn) if isinstance(x, ast.Call) and isinstance(x.func, ast.Name)}
+        return bool(args & MODEL_FIXTURES) or bool(called & {"load_model", "load_base", "from_pretrained"})
+
     return [f"{path}::{n.name}" for n in tree.body if isinstance(n, ast.FunctionDef)
-            and n.name.startswith("test_") and n.name not in leave_out]
+            and n.name.startswith("test_") and n.name not in leave_out and not (fast and loads_a_model(n))]
 
 
 def _own_tests(stem: str) -> list[str]:
@@ -120,7 +131,10 @@ _OWN = [t for m in METHOD_MODULES for t in _own_tests(m)]
 SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py", "tests/test_memory.py",
                            *_OWN, "tests/test_sparta_budget.py", "tests/test_mutation_kills_methods.py"],
                "sparse": ["tests/test_mutation_kills.py"],
-               "memory": ["tests/test_memory.py", *_tests_in("tests/test_memory_options.py", ("test_memory_cli_json",)),
+               # the memory model: its fast tests (the byte-account agreement tests, which train tiny models, cost
+               # seconds per mutant; they run in make test)
+               "memory": [*_tests_in("tests/test_memory.py", fast=True),
+                          *_tests_in("tests/test_memory_options.py", ("test_memory_cli_json",)),
                           *sorted(f"tests/{f.name}" for f in (ROOT / "tests").glob("test_mutation_kills_memory*.py"))]}
 
 

@@ -333,6 +333,17 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}smt_adapter.xǁSMTAdapterǁinstall__mutmut_{i}":
        "d / b instead of d // b in the bounds check: the adapter refuses a block size that does not divide every "
        "target, so both are the same whole number" for i in (20, 23)},
+    # explorer/memory/activations.py
+    **{f"explorer.memory.activations.x_checkpointed__mutmut_{i}":
+       "key.split('.', n)[0] is the text before the first dot for any n (1, 2 or no limit): the same layer number"
+       for i in (8, 11)},
+    "explorer.memory.activations.x__embeddings__mutmut_28":
+        "the LayerNorm's trainable flag only matters when its input needs no gradient, but rg = w.full or "
+        "input_grads two lines up, so whenever w.full is true rg is too: None and w.full save the same",
+    **{f"explorer.memory.activations.x__bert_layer__mutmut_{i}":
+       "the LayerNorm's trainable flag (w.full) only matters when its input needs no gradient; in a full "
+       "fine-tuning walk every input needs one (the embeddings train and every layer's linear layers keep theirs), "
+       "so None and w.full save the same" for i in (94, 148)},
 }
 
 

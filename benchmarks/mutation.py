@@ -655,6 +655,8 @@ def main(argv=None) -> int:
         selection = tests
         if rc != 0:
             print(f"mutmut exited with {rc}", file=sys.stderr)
+    if a.report_only and scope_json(a.scope).exists():  # rewriting the report keeps the run's own time
+        seconds = json.loads(scope_json(a.scope).read_text()).get("run_seconds")
     if a.survivors and scope_json(a.scope).exists() and seconds is not None:  # the first run's time plus this one's
         prev = json.loads(scope_json(a.scope).read_text()).get("run_seconds")
         seconds += prev or 0.0

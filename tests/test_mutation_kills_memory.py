@@ -401,6 +401,19 @@ def test_estimate_echoes_its_settings():
     assert e["notes"][0].startswith("peft modules_to_save keeps a frozen copy")  # the plan's notes come first
 
 
+def test_gpt_style_models_say_their_activations_are_approximated():
+    gpt = spec(family="bert", task="causal-lm", kv_heads=2, tie_embeddings=True, conv1d=True)
+    e = estimate(gpt, "full", batch=2, seq_len=6)
+    # the log-softmax the walk leaves out: s b V x 4 B = 6 x 2 x 10 x 4 = 480 B
+    assert ("Approximated: this GPT-style model's activations are walked as BERT-like layers, and its final norm, LM "
+            "head, logits and loss are not counted (an under-estimate: the fp32 log-softmax of the logits alone "
+            "would add 480 B).") in e["notes"]
+    assert not any(n.startswith("Approximated") for n in estimate(spec(task="causal-lm"), "full")["notes"])
+    assert not any(n.startswith("Approximated") for n in estimate(spec(family="bert", kv_heads=2), "full")["notes"])
+    g2 = estimate("gpt2", "full", precision="fp32", batch=8, seq_len=1024)  # 8 x 1024 x 50,257 x 4 B
+    assert any(n.endswith("would add 1.65 GB).") for n in g2["notes"])
+
+
 def test_estimate_table_every_method_and_refusals_kept():
     rows = estimate_table(spec(), precision="4bit")
     assert [r["method"] for r in rows] == list(METHODS)

@@ -41,7 +41,8 @@ Where the model approximates (and says so in ``est["notes"]``):
   :mod:`explorer.memory.activations`); the small bf16 copies of adapter factors are left out.
 - Checkpointing is modelled as the project trains it (reentrant, Hugging Face's ``enable_input_require_grads``):
   the embeddings' output requires a gradient, so BERT's embedding norm and dropout keep their inputs.
-- Masked-LM BERT heads and architectures other than BERT-like and LLaMA-like are not modelled in detail.
+- Masked-LM BERT heads and architectures other than BERT-like and LLaMA-like are not modelled in detail; GPT-2 /
+  GPT-3 (BERT-like counts, causal LM) say so in the notes: their head, logits and loss are not counted.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from explorer.memory.activations import checkpointed, detailed_activations, kort
 from explorer.memory.options import FULL_4BIT, Q4_CONST_BYTES, options, precision_notes, shard
 from explorer.memory.plan import MemoryPlan
 from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for
+from explorer.memory.units import compact_bytes
 from explorer.methods.base import KnobError
 
 
@@ -130,6 +132,10 @@ def estimate(spec: ModelSpec | str, method: str = "full", knobs: dict | None = N
     # checkpointing: the input embeddings' output requires a gradient (reentrant checkpointing, as trained here)
     act_detailed, act_terms, store = detailed_activations(spec, plan, o.batch, o.seq_len, o.act_e, o.mask_e, kernel,
                                                           o.recompute, o.autocast, o.checkpointing, o.padded)
+    if spec.family == "bert" and spec.task == "causal-lm":  # GPT-2 / GPT-3: no walk of their own yet
+        notes.append("Approximated: this GPT-style model's activations are walked as BERT-like layers, and its final "
+                     "norm, LM head, logits and loss are not counted (an under-estimate: the fp32 log-softmax of the "
+                     f"logits alone would add {compact_bytes(o.seq_len * o.batch * spec.vocab * 4, 'GB')}).")
     if o.checkpointing:  # the checkpoints are the residual stream: fp32 under autocast
         ckpt_e = 4 if o.autocast else o.act_e
         act_detailed, act_terms = checkpointed(store, spec.n_layers, o.seq_len * o.batch * spec.hidden * ckpt_e)

@@ -100,10 +100,12 @@ SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py
 MODEL_FIXTURES = {"runs", "tiny_bert", "tiny_llama", "minilm"}
 
 
-def _tests_in(path: str, leave_out: tuple[str, ...] = (), fast: bool = False) -> list[str]:
+def _tests_in(path: str, leave_out: tuple[str, ...] = (), fast: bool = False, avoid: frozenset = frozenset()
+              ) -> list[str]:
     """A test file's tests by node id, less those named in ``leave_out`` (a subprocess test, which a mutant's
-    trampoline cannot see and which costs seconds per mutant) and, with ``fast``, those that load a model (a
-    model fixture among their arguments, or a model loaded in their body)."""
+    trampoline cannot see and which costs seconds per mutant), those whose body uses a name in ``avoid`` and,
+    with ``fast``, those that load a model (a model fixture among their arguments, or a model loaded in their
+    body)."""
     tree = ast.parse((ROOT / path).read_text("utf-8"))
 
     def loads_a_model(fn) -> bool:
@@ -112,19 +114,15 @@ def _tests_in(path: str, leave_out: tuple[str, ...] = (), fast: bool = False) ->
         return bool(args & MODEL_FIXTURES) or bool(called & {"load_model", "load_base", "from_pretrained"})
 
     return [f"{path}::{n.name}" for n in tree.body if isinstance(n, ast.FunctionDef)
-            and n.name.startswith("test_") and n.name not in leave_out and not (fast and loads_a_model(n))]
+            and n.name.startswith("test_") and n.name not in leave_out and not (fast and loads_a_model(n))
+            and not avoid & {x.id for x in ast.walk(n) if isinstance(x, ast.Name)}]
 
 
 def _own_tests(stem: str) -> list[str]:
     """The tests of a method's own test file (``tests/test_<module>.py``), less those that read the git checkout
     or open a page (mutmut runs them in its mutants/ copy, which is neither)."""
-    f = ROOT / "tests" / f"test_{stem}.py"
-    if not f.exists():
-        return []
-    tree = ast.parse(f.read_text("utf-8"))
-    return [f"tests/{f.name}::{n.name}" for n in tree.body if isinstance(n, ast.FunctionDef)
-            and n.name.startswith("test_") and not {"repo_files", "open_page"} & {
-                x.id for x in ast.walk(n) if isinstance(x, ast.Name)}]
+    path = f"tests/test_{stem}.py"
+    return _tests_in(path, avoid=frozenset({"repo_files", "open_page"})) if (ROOT / path).exists() else []
 
 
 _OWN = [t for m in METHOD_MODULES for t in _own_tests(m)]

@@ -1554,20 +1554,6 @@ def test_adapter_base_behaviour_on_the_hand_built_net(tmp_path):
     assert [t.name for t in resolve_targets(TinyNet(1), ["v"], "m")] == ["model.layers.0.self_attn.v_proj"]
 
 
-def test_resolve_targets_names_conv1d_models():
-    from explorer.methods.base import resolve_targets
-
-    class Conv1D(nn.Module):  # GPT-2's fused layer, by its class name
-        def __init__(self):
-            super().__init__()
-            self.weight = nn.Parameter(torch.zeros(2, 2))
-
-    net = nn.Module()
-    net.h = nn.ModuleList([Conv1D()])
-    with pytest.raises(KnobError, match=r"^m: this model \(GPT-2 style\) builds its blocks from Conv1D layers"):
-        resolve_targets(net, ["q"], "m")
-
-
 def test_base_save_and_merge_on_a_sparse_method(tmp_path):
     ad = _sparta(TinyNet(1), density=0.5, seed=1)
     with torch.no_grad():
@@ -2119,7 +2105,7 @@ def test_load_head_state_skips_other_keys_and_reaches_nested_head_modules():
         assert torch.equal(v, st[k]), k
 
 
-def test_resolve_targets_conv1d_message_in_full():
+def test_resolve_targets_names_conv1d_models():
     from explorer.methods.base import resolve_targets
 
     class Conv1D(nn.Module):  # GPT-2's fused layer, by its class name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import ui_common as ui
+from ui import frame, models, modes, state, widgets
 from explorer.views import figures as F
 from explorer.views import fmt
 from explorer.views import playground as pg
@@ -13,25 +13,24 @@ from explorer.workshop.presets import for_page
 from explorer.targets import find_targets
 
 PAGE = "pg"
-ui.page_setup("Methods playground", ":material/science:")
 
 def k(name: str) -> str:
-    return ui.wkey(PAGE, name)
+    return state.wkey(PAGE, name)
 
 
 # ----------------------------------------------------------------------------- widgets
 
 
 def knob_widget(side: str, knob, loaded, method: str) -> None:
-    ui.knob_widget(PAGE, f"{side}_", knob, loaded, method)  # shared with the fine-tune page
+    widgets.knob_widget(PAGE, f"{side}_", knob, loaded, method)  # shared with the fine-tune page
 
 
 def _available_types(loaded) -> list[str]:
-    return ui.available_types(loaded)
+    return widgets.available_types(loaded)
 
 
 def _type_label(loaded, t: str) -> str:
-    return ui.type_label(loaded, t)
+    return widgets.type_label(loaded, t)
 
 
 # ----------------------------------------------------------------------------- one side
@@ -41,7 +40,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     info = METHODS[method]
     st.markdown(f"#### {info.label}")
     st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
-    knobs_vis = pg.visible_knobs(method, ui.instructor_on())
+    knobs_vis = pg.visible_knobs(method, modes.instructor_on())
     if compact:
         kcol, mcol = st.container(), st.container()
     else:
@@ -53,7 +52,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
                     knob_widget(side, kn, loaded, method)
         else:
             st.caption(f"{info.label} has no knobs: every parameter trains.")
-    values = ui.widget_values(pg.side_schema(method, side), PAGE)
+    values = state.widget_values(pg.side_schema(method, side), PAGE)
     knobs = pg.side_knobs(values, method, side)
     with mcol:
         if info.playground_caption and not loaded.info.meta:
@@ -62,7 +61,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
             with st.spinner("Applying the method to a copy of the model…"):
                 s = pg.summarize(loaded, method, knobs, warm=warm)
         except Exception as exc:  # noqa: BLE001 - knob errors are shown, the page goes on
-            ui.show_error(exc)
+            frame.show_error(exc)
             return None
         # compact values never get cut off; the help starts with the exact value
         metrics = [("trainable parameters", fmt.count(s.trainable),
@@ -77,7 +76,7 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
                     f"{fmt.exact_bytes(s.optimizer_bytes)} · 2 fp32 moments = 8 B per trainable parameter"),
                    ("gradients", fmt.nbytes(s.gradient_bytes),
                     f"{fmt.exact_bytes(s.gradient_bytes)} · one fp32 gradient = 4 B per trainable parameter")]
-        n = 2 if compact or ui.projector_on() else 3  # large projector type: two metrics a row
+        n = 2 if compact or modes.projector_on() else 3  # large projector type: two metrics a row
         for i in range(0, len(metrics), n):
             for c, (lab, val, hlp) in zip(st.columns(n), metrics[i:i + n]):
                 c.metric(lab, val, help=hlp)
@@ -105,7 +104,7 @@ def busiest_layout(s):
 def _explain(compact: bool):
     """Picture column and explanation column (stacked when two methods share the page, and in projector mode:
     the charts get the whole width for their large type)."""
-    if compact or ui.projector_on():
+    if compact or modes.projector_on():
         return st.container(), st.container()
     return st.columns([3, 2], vertical_alignment="center")
 
@@ -115,13 +114,13 @@ def show_picture(pic, key: str, compact: bool, tpl: str) -> None:
     fig, extra = pg.picture_figure(pic, tpl)
     left, right = _explain(compact)
     with left:
-        ui.show_fig(fig, key=key)
+        modes.show_fig(fig, key=key)
     with right:
         st.markdown(pic.text + extra)
 
 
 def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
-    tpl = ui.plotly_template()
+    tpl = modes.plotly_template()
     side_key = f"{side}-{s.method}"  # unique per side (both sides may hold the same cached summary)
     lay = pg.find_layout(s, wt, layer)
     st.markdown(f"**What can change in `{wt}` of layer {layer}**")
@@ -154,7 +153,7 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
     rank, exact, rank_text = pg.delta_rank(s, lay.target, d, seed=seed)
     left, right = _explain(compact)
     with left:
-        ui.show_fig(F.delta_heatmap(red, shape, f, f"ΔW added to W (illustrative values), {rank_text}",
+        modes.show_fig(F.delta_heatmap(red, shape, f, f"ΔW added to W (illustrative values), {rank_text}",
                                     tpl), key=f"delta-{side_key}")
     with right:
         st.markdown(note + (f" Rank of this ΔW: **{rank}** (computed from its factors; a {shape[0]}×{shape[1]} "
@@ -173,22 +172,22 @@ def body():
                 "masks and the update to W – computed live on the real model, without training.")
     base = pg.page_schema()
     presets = for_page("playground")
-    ui.preset_picker(presets, PAGE, "pg")
+    widgets.preset_picker(presets, PAGE, "pg")
     # the method of each side decides which knob fields are whitelisted
-    m1 = ui.setting(base, PAGE, "m1")  # a new link or preset: its methods decide which knobs are read
-    m2 = ui.setting(base, PAGE, "m2")
+    m1 = state.setting(base, PAGE, "m1")  # a new link or preset: its methods decide which knobs are read
+    m2 = state.setting(base, PAGE, "m2")
     m1 = m1 if m1 in METHODS else "lora"
     m2 = m2 if m2 in METHODS or m2 == "none" else "none"
     schema = base + pg.side_schema(m1, "a") + (pg.side_schema(m2, "b") if m2 != "none" else pg.Schema([]))
-    vals = ui.url_values(schema, PAGE)
+    vals = state.url_values(schema, PAGE)
     for side, method in (("a", m1), ("b", m2)):  # a newly picked method starts from its own defaults
-        ui.reset_on_method_change(PAGE, side, method, pg.side_schema(method, side) if method != "none" else [])
+        state.reset_on_method_change(PAGE, side, method, pg.side_schema(method, side) if method != "none" else [])
 
-    loaded = ui.sidebar_model(PAGE, vals["model"], big=True)  # config-only big models: counts, no values
+    loaded = models.sidebar_model(PAGE, vals["model"], big=True)  # config-only big models: counts, no values
     if loaded is None:
-        ui.write_url(schema, PAGE)
+        state.write_url(schema, PAGE)
         return
-    ui.lesson_banner(presets, PAGE, "pg", ("m1", "m2"))
+    widgets.preset_banner(presets, PAGE, "pg", ("m1", "m2"))
     inf = loaded.info
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {inf.n_layers} layers · hidden {inf.hidden} · "
                f"{'config only, no weights' if inf.meta else 'pretrained' if inf.pretrained else 'random weights'}"
@@ -245,7 +244,7 @@ def body():
         rows = [dict(name=f"{METHODS[m].label} ({'left' if i == 0 else 'right'})", grad=s.gradient_bytes,
                      optim=s.optimizer_bytes, adapter=s.adapter_bytes) for i, (m, s) in enumerate(good)]
         with left:
-            ui.show_fig(F.memory_bars(rows, "Gradients, optimizer state and adapter size", ui.plotly_template()),
+            modes.show_fig(F.memory_bars(rows, "Gradients, optimizer state and adapter size", modes.plotly_template()),
                         key="pg-membars")
         with right:
             a, b = good[0][1], good[1][1]
@@ -254,7 +253,7 @@ def body():
                         f"({a.trainable:,} vs {b.trainable:,}). Gradients (4 B) and AdamW's two moments (8 B) exist "
                         "only for trainable parameters; the frozen fp32 weights "
                         f"({fmt.nbytes(a.weight_bytes)}) and the activations come on top for both.")
-    ui.write_url(schema, PAGE)
+    state.write_url(schema, PAGE)
 
 
-ui.run_page(body)
+frame.run_page(body)

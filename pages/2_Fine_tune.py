@@ -6,8 +6,9 @@ import time
 
 import streamlit as st
 
-import ui_common as ui
-import ui_runs
+from ui import frame, models, modes, session, state, widgets
+from explorer.engine.config import PRECISIONS
+from ui import runs_panel
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
@@ -22,7 +23,6 @@ from explorer.views.verdicts import learning_verdict
 PAGE = "ft"
 RUN_KEY = "ft_run"  # an explorer.workshop.runs.FineTuneRun
 HANDOFF_KEY = "smt_inspector_selection"  # an explorer.workshop.inspector.SmtHandoff (from the SMT inspector)
-ui.page_setup("Fine-tune", ":material/model_training:")
 
 LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
@@ -31,7 +31,7 @@ DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("built-in", "upload", "hub")
 
 def k(name: str) -> str:
-    return ui.wkey(PAGE, name)
+    return state.wkey(PAGE, name)
 
 
 def page_schema() -> Schema:
@@ -46,7 +46,7 @@ def page_schema() -> Schema:
         Field("bs", "int", 16, min=1, max=64),
         Field("seed", "int", 0, min=0, max=2**31 - 1),
         Field("device", "choice", "auto", choices=DEVICES),
-        Field("prec", "choice", TrainConfig.precision, choices=ui.PRECISIONS,
+        Field("prec", "choice", TrainConfig.precision, choices=PRECISIONS,
               help="fp32; bf16 autocast (CPU and CUDA); fp16 autocast with a gradient scaler (CUDA only)"),
         Field("ckpt", "bool", TrainConfig.checkpointing, help="gradient checkpointing of every layer"),
     ])
@@ -140,7 +140,7 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
         return
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     with c1:
-        ui.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(run.state)}")
+        modes.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(run.state)}")
     with c2:
         tr = [r for r in recs if r.get("loss") is not None]
         ev = [r for r in recs if r.get("eval_accuracy") is not None]
@@ -157,7 +157,7 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
         c1, c2 = st.columns([3, 2], vertical_alignment="center")
         last = mem[-1]
         with c1:
-            ui.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(run.state)}")
+            modes.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(run.state)}")
         with c2:
             parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
             st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "
@@ -181,7 +181,7 @@ def _live_panel() -> None:
     run = active_run()
     if run is None:
         return
-    tpl = ui.plotly_template()
+    tpl = modes.plotly_template()
     if run.running and run.poll_s != st.session_state.get("ft_poll_s"):
         st.rerun(scope="app")  # queued -> training: the panel polls at the training pace from now on
     if run.running:
@@ -224,7 +224,7 @@ def upload_task(kind: str):
     try:
         task = load_upload(up.name, up.getvalue(), kind, cols_map)
     except Exception as exc:  # noqa: BLE001 - DataError: a readable line
-        ui.show_error(exc, "Data file: ")
+        frame.show_error(exc, "Data file: ")
         return None, {}
     st.caption(f"**{task.name}**: {len(task.train):,} training and {len(task.eval):,} held-out rows · "
                + (f"{task.num_labels} labels ({', '.join(map(str, task.label_names[:8]))})"
@@ -243,7 +243,7 @@ def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
     sig = (name, hashlib.sha256(data).hexdigest(), kind, tuple(sorted(cols_map.items())))
     cached = st.session_state.get("ft_upload_cache")
     if cached is None or cached[0] != sig:
-        folder = ui.session_folder()
+        folder = session.session_folder()
         try:
             cached = (sig, load_uploaded_task(folder, name, data, kind, **cols_map))
         except Exception as exc:  # noqa: BLE001 - kept: a refused file is not stored again on every rerun
@@ -262,29 +262,29 @@ def body():
     st.markdown("Train a PEFT method on a small task **for real**, right here: loss, held-out accuracy and memory "
                 "are measured step by step while the run goes. Every run joins this session's history "
                 "(see **Compare**) and can be downloaded.")
-    hist = ui.session_history()  # before anything uses the session id (uploads)
+    hist = session.session_history()  # before anything uses the session id (uploads)
     base = page_schema()
     presets = for_page("finetune")
-    ui.preset_picker(presets, PAGE, "ft")
-    method = ui.setting(base, PAGE, "method")  # a new link or preset: its method decides which knobs are read
+    widgets.preset_picker(presets, PAGE, "ft")
+    method = state.setting(base, PAGE, "method")  # a new link or preset: its method decides which knobs are read
     method = method if method in METHODS else "lora"
     schema = base + knob_schema(method)
-    vals = ui.url_values(schema, PAGE)
-    ui.reset_on_method_change(PAGE, "method", method, knob_schema(method))
-    loaded = ui.sidebar_model(PAGE, vals["model"])
+    vals = state.url_values(schema, PAGE)
+    state.reset_on_method_change(PAGE, "method", method, knob_schema(method))
+    loaded = models.sidebar_model(PAGE, vals["model"])
     name = st.session_state.get(k("model"), vals["model"])
     if loaded is None:
-        ui.write_url(schema, PAGE, keep=("sid",))
+        state.write_url(schema, PAGE, keep=("sid",))
         return
-    ui.lesson_banner(presets, PAGE, "ft", ("method", "model", "task", "steps"))
+    widgets.preset_banner(presets, PAGE, "ft", ("method", "model", "task", "steps"))
     inf = loaded.info
     kind = inf.kind
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {kind} · "
                f"{'pretrained' if inf.pretrained else 'random weights'}")
     run = active_run()
     running = run is not None and run.running
-    instructor = ui.instructor_on()
-    ui.keep_hidden_values(PAGE, [f.name for f in schema if f.name == "seed" or f.name.startswith("k_")])
+    instructor = modes.instructor_on()
+    modes.keep_hidden_values(PAGE, [f.name for f in schema if f.name == "seed" or f.name.startswith("k_")])
 
     left, right = st.columns([1, 1], gap="large")
     with left:
@@ -329,7 +329,7 @@ def body():
             st.session_state[k("device")] = "auto"
         c[2].selectbox("device", devs, key=k("device"),
                        help="auto: CUDA when there is a GPU, else CPU" + ("" if cuda_ok() else " (no GPU here)"))
-        ui.precision_widgets(PAGE, "prec", "ckpt", cuda=cuda_ok())
+        widgets.precision_widgets(PAGE, "prec", "ckpt", cuda=cuda_ok())
 
     with right:
         st.markdown("##### Method")
@@ -337,7 +337,7 @@ def body():
                      label_visibility="collapsed")
         info = METHODS[method]
         st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
-        kv = ui.visible_knobs(info.knobs)
+        kv = modes.visible_knobs(info.knobs)
         if info.takes_selection and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name),
                                                                                           kn.default)
                                                        for kn in info.knobs}) == []:
@@ -347,11 +347,11 @@ def body():
         if kv:
             with st.container(border=True):
                 for kn in kv:
-                    ui.knob_widget(PAGE, "k_", kn, loaded, method)
+                    widgets.knob_widget(PAGE, "k_", kn, loaded, method)
         else:
             st.caption("Full fine-tuning has no knobs: every parameter trains.")
 
-    values = ui.widget_values(schema, PAGE)
+    values = state.widget_values(schema, PAGE)
     knobs = {f.name[2:]: values[f.name] for f in knob_schema(method)}
     lr = float(values["lr"]) or None
     steps = int(values["steps"])
@@ -379,9 +379,9 @@ def body():
     if note:
         (st.error if note[0] == "error" else st.warning)(note[1], icon=":material/warning:")
     live_panel()
-    ui_runs.downloads(hist)
-    ui_runs.tryout_section(hist)
-    ui.write_url(schema, PAGE, keep=("sid",))
+    runs_panel.downloads(hist)
+    runs_panel.tryout_section(hist)
+    state.write_url(schema, PAGE, keep=("sid",))
 
 
 def handoff_mismatch(name: str, knobs: dict) -> list[str] | None:
@@ -411,4 +411,4 @@ def inspector_selection(method: str, name: str, knobs: dict):
     return h.selection
 
 
-ui.run_page(body)
+frame.run_page(body)

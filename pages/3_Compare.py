@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-import ui_board
-import ui_common as ui
+from ui import board_panel
+from ui import frame, models, modes, session, state, widgets
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_plan
@@ -18,7 +18,6 @@ from explorer.views.verdicts import budget_verdict
 
 PAGE = "cmp"
 SWEEP_KEY = "cmp_sweep"
-ui.page_setup("Compare", ":material/leaderboard:")
 RANKS = (1, 2, 4, 8, 16, 32)
 SWEEP_MODELS = ("minilm", "tiny-bert", "tiny-llama", "smollm2-135m")
 # the sweep's task per model kind: one that the default sweep visibly learns in its default steps
@@ -39,7 +38,7 @@ SCHEMA = Schema([
 
 
 def k(name: str) -> str:
-    return ui.wkey(PAGE, name)
+    return state.wkey(PAGE, name)
 
 
 def knobs_summary(cfg: dict) -> str:
@@ -138,7 +137,7 @@ def charts(rows: list[dict], tpl: str) -> None:
             st.caption("Note: these runs mix models or tasks; compare like with like.")
     with left:
         if good:
-            ui.show_fig(FR.accuracy_scatter(good, "trainable" if st.session_state[k("x")] == "trainable" else "memory",
+            modes.show_fig(FR.accuracy_scatter(good, "trainable" if st.session_state[k("x")] == "trainable" else "memory",
                                             tpl), key="cmp-scatter")
         else:
             st.info("No run has a final accuracy yet (stopped during SMT's warm-up, failed or diverged).", icon=":material/info:")
@@ -159,14 +158,14 @@ def charts(rows: list[dict], tpl: str) -> None:
                     "above. Runs that learn faster rise (or fall) earlier; SMT's first steps are its warm-up.")
     with left:
         picked = [r for r in rows if r["id"] in st.session_state["cmp_pick"]]
-        ui.show_fig(FR.overlay_curves([(names[r["id"]], r["records"]) for r in picked], st.session_state[k("curve")],
+        modes.show_fig(FR.overlay_curves([(names[r["id"]], r["records"]) for r in picked], st.session_state[k("curve")],
                                       tpl), key="cmp-curves")
     mem = [dict(name=f"{r['id']}: {r['name']}"[:48], **r["peak_parts"]) for r in rows if r["peak_parts"]]
     if mem:
         st.markdown("#### Memory at the peak step")
         left, right = st.columns([3, 2], vertical_alignment="center")
         with left:
-            ui.show_fig(FR.memory_bar(mem, tpl, height=max(220, 60 + 34 * len(mem)), title=None), key="cmp-mem")
+            modes.show_fig(FR.memory_bar(mem, tpl, height=max(220, 60 + 34 * len(mem)), title=None), key="cmp-mem")
         with right:
             st.markdown("The step with the largest measured total of each run, split into its parts (MiB). The "
                         "frozen weights dominate for PEFT methods on small models; gradients and AdamW state grow "
@@ -177,7 +176,7 @@ def charts(rows: list[dict], tpl: str) -> None:
 
 
 def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, seed: int) -> None:
-    loaded = ui.get_base(model)
+    loaded = models.get_base(model)
     plan = sweep_plan(loaded, methods=methods, ranks=ranks)
     task = SWEEP_TASKS[loaded.info.kind]
     for p in plan:
@@ -197,7 +196,7 @@ def start_lesson(name: str) -> None:
         cfg.eval_every = max(2, cfg.steps // 6)
         label = f"{METHODS[cfg.method].label} · {cfg.model} · {cfg.task}"
         items.append((label, cfg))
-    start_runs(items, ui.get_base(items[0][1].model), kind="lesson")
+    start_runs(items, models.get_base(items[0][1].model), kind="lesson")
 
 
 def start_runs(items: list, loaded, kind: str) -> None:
@@ -205,7 +204,7 @@ def start_runs(items: list, loaded, kind: str) -> None:
     sw = st.session_state.get(SWEEP_KEY)
     if sw is not None and not sw.done:
         return
-    hist = ui.session_history()
+    hist = session.session_history()
     st.session_state[SWEEP_KEY] = Sweep(items, default_queue(), loaded=loaded, on_result=hist.sink(),
                                         owner=st.session_state.get("session_id")).start()
     st.session_state["cmp_sweep_seen"] = False
@@ -289,7 +288,7 @@ def sweep_section() -> None:
         c[1].slider("steps per run", 4, 400, key=k("sw_steps"))
         st.multiselect("methods", SWEEP_METHODS, key=k("sw_methods"), format_func=lambda m: METHODS[m].label)
         st.multiselect("budgets (LoRA-equivalent ranks)", [str(r) for r in RANKS], key=k("sw_ranks"))
-        vals = ui.widget_values(SCHEMA, PAGE)
+        vals = state.widget_values(SCHEMA, PAGE)
         ranks = sorted(int(r) for r in vals["sw_ranks"])
         n_runs = len(vals["sw_methods"]) * len(ranks)
         st.button(f"Run the sweep ({n_runs} runs)", icon=":material/play_arrow:", key="cmp_sweep_go", type="primary",
@@ -346,12 +345,12 @@ def body():
     st.title("Compare runs")
     st.markdown("Every run of this session (Fine-tune page, sweeps below, imported files) side by side: what each "
                 "method trained, how accurate it became, and what it cost in memory and time.")
-    hist = ui.session_history()
-    ui.preset_picker(for_page("compare"), PAGE, "cmp")
-    ui.url_values(SCHEMA, PAGE)
+    hist = session.session_history()
+    widgets.preset_picker(for_page("compare"), PAGE, "cmp")
+    state.url_values(SCHEMA, PAGE)
     lesson_section()
     rows = rows_of(hist)
-    tpl = ui.plotly_template()
+    tpl = modes.plotly_template()
     if rows:
         table(rows)
         c = st.columns([1, 1, 4])
@@ -359,7 +358,7 @@ def body():
             hist.clear()
             st.rerun()
         with st.expander("Share a run to the class board"):
-            ui_board.share_picker(hist, "cmp")
+            board_panel.share_picker(hist, "cmp")
         charts(rows, tpl)
     else:
         st.info("No runs yet. Start one on the **Fine-tune** page, run a sweep below, or import a history file.",
@@ -369,13 +368,13 @@ def body():
         except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
             pass
     st.divider()
-    ui_board.board_panel(tpl, "trainable" if st.session_state.get(k("x"), "trainable") == "trainable" else "memory",
+    board_panel.board_panel(tpl, "trainable" if st.session_state.get(k("x"), "trainable") == "trainable" else "memory",
                          key="cmp-board")
     st.divider()
     sweep_section()
     st.divider()
     import_export(hist)
-    ui.write_url(SCHEMA, PAGE, keep=("sid",))
+    state.write_url(SCHEMA, PAGE, keep=("sid",))
 
 
-ui.run_page(body)
+frame.run_page(body)

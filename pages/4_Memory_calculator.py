@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-import ui_common as ui
+from ui import frame, models, modes, state, widgets
 from explorer.memory import units as U
 from explorer.views import memory_figures as F
 from explorer.views import memory_tables as T
@@ -15,13 +15,12 @@ from explorer.views import memory_views as V
 from explorer.methods import METHODS
 
 PAGE = "mem"
-ui.page_setup("Memory calculator", ":material/calculate:")
 
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
 def k(name: str) -> str:
-    return ui.wkey(PAGE, name)
+    return state.wkey(PAGE, name)
 
 
 # ----------------------------------------------------------------------------- cached work
@@ -36,7 +35,7 @@ def _spec_small(name: str):
 @st.cache_data(max_entries=128, show_spinner=False)
 def _measure(name: str, method: str, knobs_json: str, batch: int, seq_len: int, device: str) -> dict:
     """Two AdamW steps on a fresh copy of the cached base (one result per settings, shared by sessions)."""
-    loaded = ui.get_base(name)
+    loaded = models.get_base(name)
     try:
         return V.measure_method(loaded, method, json.loads(knobs_json), batch, seq_len, device)
     except Exception as exc:  # noqa: BLE001 - a method that cannot run here is a row, not a page error
@@ -143,7 +142,7 @@ def spec_caption(spec) -> str:
 def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
     unit = vals["unit"]
     good = [r for r in rows if "error" not in r]
-    tpl = ui.plotly_template()
+    tpl = modes.plotly_template()
     if good:
         cheapest = min(good, key=lambda r: r["total_bytes"])
         full = next((r for r in good if r["trains_all"]), None)  # the row that trains every parameter
@@ -172,7 +171,7 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
              + (f"<br>ZeRO-{vals['zero']} × {vals['gpus']} GPUs, {good[0]['scope_label']}"
                 if vals["zero"] or vals["gpus"] > 1 else ""))
     with left:
-        ui.show_fig(F.stack_figure(good, unit, title, tpl), key="mem-stack")
+        modes.show_fig(F.stack_figure(good, unit, title, tpl), key="mem-stack")
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Hover a segment for its exact bytes. All figures from "
                    "`explorer.memory.analytic.estimate` (an analytic model, not a measurement).")
     with right:
@@ -237,7 +236,7 @@ def activations_section(spec, vals: dict, rows: list[dict]) -> None:
             st.caption("Attention kernel: flash/SDPA keeps no s² scores, so recomputation changes nothing in the "
                        "detailed model here; pick 'materialized' under Advanced to see the a·s² term.")
     with left:
-        ui.show_fig(F.activation_figure(r, unit, f"Saved for backward by {r['label']}: the detailed model's terms", ui.plotly_template()), key="mem-acts")
+        modes.show_fig(F.activation_figure(r, unit, f"Saved for backward by {r['label']}: the detailed model's terms", modes.plotly_template()), key="mem-acts")
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Terms of the detailed model; hover for exact bytes.")
 
 
@@ -305,7 +304,7 @@ def measured_section(vals: dict) -> None:
             st.caption("Note: " + capped + ".")
         st.caption("SMT: blocks picked after a 2-batch gradient-only warm-up (a shortcut; memory depends on how "
                    "many blocks, not which). Batches are random token ids (memory does not depend on them).")
-    wv = ui.widget_values(V.page_schema(), PAGE)
+    wv = state.widget_values(V.page_schema(), PAGE)
     methods = list(wv["mmethods"])
     sig = json.dumps([name, methods, b, s, wv["mdev"], [V.method_knobs(m, wv, spec.family) for m in methods]],
                      sort_keys=True)
@@ -329,8 +328,8 @@ def measured_section(vals: dict) -> None:
         rows = V.compare_rows(results)
         good = [r for r in rows if "error" not in r]
         if good:
-            ui.show_fig(F.compare_figure(good, unit, f"{name}: estimated vs measured, fp32, batch {b} × {s}",
-                                         ui.plotly_template()), key="mem-compare")
+            modes.show_fig(F.compare_figure(good, unit, f"{name}: estimated vs measured, fp32, batch {b} × {s}",
+                                         modes.plotly_template()), key="mem-compare")
             st.caption(f"Units: {V.UNIT_WORDS[unit]}. Measured = bytes of real tensors after step "
                        f"{V.MEASURE_STEPS}; hover for exact bytes. Measuring took "
                        f"{sum(r['seconds'] for r in good):.1f} s in all (cached per settings).")
@@ -362,16 +361,16 @@ def body():
                 "optimizer state and activations for each method on large published models or a shape of your "
                 "own; for the small models the **measured** bytes of a real training step sit beside the estimate.")
     schema = V.page_schema()
-    ui.preset_picker(V.PRESETS, PAGE, "mem")
-    vals = ui.url_values(schema, PAGE)
+    widgets.preset_picker(V.PRESETS, PAGE, "mem")
+    vals = state.url_values(schema, PAGE)
     instr = bool(st.session_state.get("instructor"))
     settings_panel(vals, instr)
-    vals = ui.widget_values(schema, PAGE)
+    vals = state.widget_values(schema, PAGE)
     try:
         spec = _spec_small(vals["model"]) if vals["model"] in V.SMALL else V.spec_for_choice(vals["model"], vals)
     except Exception as exc:  # noqa: BLE001 - e.g. a custom shape whose heads do not divide hidden
-        ui.show_error(exc, "Model shape: ")
-        ui.write_url(schema, PAGE)
+        frame.show_error(exc, "Model shape: ")
+        state.write_url(schema, PAGE)
         return
     st.caption(spec_caption(spec))
     if not vals["methods"]:
@@ -384,7 +383,7 @@ def body():
     measured_section(vals)
     st.divider()
     worked_example_section(vals["unit"])
-    ui.write_url(schema, PAGE)
+    state.write_url(schema, PAGE)
 
 
-ui.run_page(body)
+frame.run_page(body)

@@ -24,8 +24,8 @@ import time
 
 import streamlit as st
 
-import ui_common as ui
-import ui_smt
+from ui import frame, models, modes, state, widgets
+from ui import smt_panel
 from explorer import data as D
 from explorer import smt as A
 from explorer.views import smt_views as V
@@ -49,11 +49,10 @@ BATCHES = [1, 2, 4, 8, 16, 32]
 ADVANCED = ("mode", "bs", "len", "types", "seed")  # hidden in instructor mode
 SCORE_SHORT = V.SCORE_SHORT
 
-ui.page_setup("SMT block inspector", ":material/grid_view:")
 
 
 def k(name: str) -> str:
-    return ui.wkey(PAGE, name)
+    return state.wkey(PAGE, name)
 
 
 SCHEMA = Schema([
@@ -172,7 +171,7 @@ def warmup_controls(instructor: bool) -> None:
 
 def selection_controls(loaded, instructor: bool) -> tuple[BlockGrid, list[str]]:
     """Block size, budget, score, rule (and types): returns the block grid in use and the types."""
-    have = ui.available_types(loaded)
+    have = widgets.available_types(loaded)
     if not instructor:
         cur = [t for t in st.session_state.get(k("types"), have) if t in have] or have
         st.session_state[k("types")] = cur
@@ -215,7 +214,7 @@ def selection_controls(loaded, instructor: bool) -> tuple[BlockGrid, list[str]]:
 
 
 def hand_over(an, loaded) -> None:
-    v = ui.widget_values(SCHEMA, PAGE)
+    v = state.widget_values(SCHEMA, PAGE)
     st.session_state[HANDOFF_KEY] = SmtHandoff.from_analysis(an, v["model"],
                                                              v["task"] or D.default_task_for(loaded.info.kind))
 
@@ -234,9 +233,9 @@ def body():
                 "the blocks whose gradients, summed over a short warm-up, are largest. This page runs that "
                 "warm-up on a real model and shows **which blocks win, where they sit, how early the choice "
                 "settles, and how it compares** with other ways to spend the same budget.")
-    ui.url_values(SCHEMA, PAGE)
-    instructor = ui.instructor_on()
-    ui.keep_hidden_values(PAGE, ADVANCED)
+    state.url_values(SCHEMA, PAGE)
+    instructor = modes.instructor_on()
+    modes.keep_hidden_values(PAGE, ADVANCED)
     with st.sidebar:
         st.subheader("1 · Warm-up")
         st.caption("Changing these recomputes the gradients.")
@@ -246,11 +245,11 @@ def body():
                        f"{st.session_state[k('bs')]} × {st.session_state[k('len')]} tokens, seed "
                        f"{st.session_state[k('seed')]}, matrix types {', '.join(st.session_state[k('types')])}.")
     name = st.session_state[k("model")]
-    loaded = ui.load_base_or_error(name)
+    loaded = models.load_base_or_error(name)
     if loaded is None:
-        ui.write_url(SCHEMA, PAGE, keep=("sid",))
+        state.write_url(SCHEMA, PAGE, keep=("sid",))
         return
-    v = ui.widget_values(SCHEMA, PAGE)
+    v = state.widget_values(SCHEMA, PAGE)
     ws = WarmupSettings.from_values(v, loaded.info.kind)
     sig = ws.sig
     collect_finished()
@@ -295,7 +294,7 @@ def body():
             if not running:
                 st.info("Press **Compute gradients** to run the warm-up for these settings.",
                         icon=":material/info:")
-            ui.write_url(SCHEMA, PAGE, keep=("sid",))
+            state.write_url(SCHEMA, PAGE, keep=("sid",))
             return
     try:
         an = A.analyze(rec, grid.block_size, score=st.session_state[k("score")], rule=st.session_state[k("rule")],
@@ -303,13 +302,13 @@ def body():
                        **grid.budget_args(st.session_state[k("budget")], st.session_state.get(k("n"), 0),
                                           st.session_state[k("dens")]))
     except Exception as exc:  # noqa: BLE001 - a bad combination is one readable line
-        ui.show_error(exc)
-        ui.write_url(SCHEMA, PAGE, keep=("sid",))
+        frame.show_error(exc)
+        state.write_url(SCHEMA, PAGE, keep=("sid",))
         return
     st.session_state["smt:view"] = dict(  # what is on screen (small; the tests read it)
         block_size=an.block_size, n_blocks=an.n_blocks, score=an.score, rule=an.rule, types=list(an.types),
         steps_done=rec.steps_done, selection={kk: (r.tolist(), c.tolist()) for kk, (r, c) in an.selection.items()})
-    ui_smt.views(an, rec, loaded, ui.plotly_template(), PAGE, on_train=hand_over)
+    smt_panel.views(an, rec, loaded, modes.plotly_template(), PAGE, on_train=hand_over)
     h = st.session_state.get(HANDOFF_KEY)
     if h is not None and h.take_switch():
         try:
@@ -317,7 +316,7 @@ def body():
         except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
             st.info(f"The selection ({an.n_blocks} blocks) is stored for the Fine-tune page: open it from the "
                     "sidebar.", icon=":material/info:")
-    ui.write_url(SCHEMA, PAGE, keep=("sid",))
+    state.write_url(SCHEMA, PAGE, keep=("sid",))
 
 
-ui.run_page(body)
+frame.run_page(body)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import ui_common as ui
+from ui import frame, models, modes, session, state
 from explorer.claims import figures as F
 from explorer.claims import live as L
 from explorer.claims import results as R
@@ -14,7 +14,6 @@ from explorer.claims import specs
 from explorer.claims import stats as S
 from explorer.urlstate import Field, Schema
 
-ui.page_setup("Claims lab", ":material/fact_check:")
 LIVE_KEY = "claims_live"  # {claim name: LiveRun}
 VERDICT_BOX = {S.HOLDS: (st.success, ":material/check_circle:"), S.FAILS: (st.error, ":material/cancel:"),
                S.UNSURE: (st.warning, ":material/help:")}
@@ -96,8 +95,8 @@ def live_controls(name: str) -> None:
                      help="Sends every run of this experiment through the server's run queue; the chart and the "
                           "verdict redraw as seeds finish. The runs also join this session's history (Compare)."):
         exp = specs.get(name)
-        hist = ui.session_history()
-        loaded = ui.get_base(exp.model)
+        hist = session.session_history()
+        loaded = models.get_base(exp.model)
         st.session_state[f"claims_seen_{name}"] = False
         lives[name] = L.LiveRun(name, size, loaded=loaded, on_result=hist.sink("claims · ", keep_adapter=False),
                                 owner=st.session_state.get("session_id")).start()
@@ -111,7 +110,7 @@ def card_body(name: str, shipped: dict | None, error: str | None) -> None:
     try:  # a fragment's exception does not reach run_page: one readable line on this card
         _card_body(name, shipped, error)
     except Exception as exc:  # noqa: BLE001
-        ui.show_error(exc, "Claims lab: ")
+        frame.show_error(exc, "Claims lab: ")
 
 
 def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
@@ -141,7 +140,7 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
     left, right = st.columns([3, 2])
     with left:
         if any(a["mean"] is not None for a in doc["arms"]):
-            ui.show_fig(F.claim_figure(doc), key=f"claims_fig_{name}_{'live' if 'live' in doc else 'shipped'}")
+            modes.show_fig(F.claim_figure(doc), key=f"claims_fig_{name}_{'live' if 'live' in doc else 'shipped'}")
         else:
             st.caption("The chart appears when the first seed of an arm finishes.")
     with right:
@@ -151,7 +150,7 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
                 st.markdown(f"- **{t['label']}**: {t.get('rule', '')}")
             st.markdown(f"- **The claim**: {doc.get('rule', S.rule_text('all'))}")
             st.caption("A = the reference arm, B = the arm the claim is about; 95 % intervals over seeds.")
-    st.dataframe(tests_table(doc), hide_index=True, use_container_width=True)
+    st.dataframe(tests_table(doc), hide_index=True, width="stretch")
     arms_table(doc)
     st.caption("Each link opens the Fine-tune page with that arm's exact settings: same seed, same batches, same "
                "held-out sentences, so on a CPU its final accuracy is this table's figure for that seed. "
@@ -199,14 +198,14 @@ def body():
                "`python -m explorer claims --json` lists the same verdicts and numbers.")
     schema = Schema([Field("claim", "choice", "all", choices=("all",) + tuple(specs.NAMES),
                            help="one claim's card only (a link for the projector), or all")])
-    vals = ui.url_values(schema, "claims")
-    st.radio("Claims shown", ("all",) + tuple(specs.NAMES), key=ui.wkey("claims", "claim"), horizontal=True,
+    vals = state.url_values(schema, "claims")
+    st.radio("Claims shown", ("all",) + tuple(specs.NAMES), key=state.wkey("claims", "claim"), horizontal=True,
              help="one card only, e.g. for a link shown on the projector")
-    pick = ui.widget_values(schema, "claims")["claim"]
+    pick = state.widget_values(schema, "claims")["claim"]
     for name in specs.NAMES:
         if pick in ("all", name):
             card(name)
-    ui.write_url(schema, "claims", values=dict(claim=pick) if vals is not None else None)
+    state.write_url(schema, "claims", values=dict(claim=pick) if vals is not None else None)
 
 
-ui.run_page(body)
+frame.run_page(body)

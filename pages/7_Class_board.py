@@ -6,17 +6,16 @@ import time
 
 import streamlit as st
 
-import ui_board as UB
-import ui_common as ui
+from ui import board_panel
+from ui import frame, modes, session, state
 from explorer.workshop import board as B
 from explorer.views import figures_runs as FR
 from explorer.views.fmt import count, exact, nbytes
 from explorer.urlstate import Field, Schema
 
-ui.page_setup("Class board", ":material/groups:")
 PAGE = "board"
 ALL = "all shared runs"
-GROUP = ui.wkey(PAGE, "group")
+GROUP = state.wkey(PAGE, "group")
 
 
 def schema(opts: list[str]) -> Schema:
@@ -97,7 +96,7 @@ def _say(kind: str, text: str) -> None:
 
 def unlock() -> None:
     try:
-        B.default_board().authorize(_token(), UB.who())
+        B.default_board().authorize(_token(), board_panel.who())
         st.session_state["board_unlocked"] = True
         _say("ok", "Instructor controls unlocked for this session.")
     except B.BoardError as exc:
@@ -109,7 +108,7 @@ def do_hide(hidden: bool) -> None:
     key = "board_to_hide" if hidden else "board_to_show"
     ids = st.session_state.get(key) or []
     try:
-        n = B.default_board().hide(ids, _token(), UB.who(), hidden=hidden)
+        n = B.default_board().hide(ids, _token(), board_panel.who(), hidden=hidden)
         _say("ok", f"{'Hid' if hidden else 'Showed again'} {n} entr{'y' if n == 1 else 'ies'}.")
         st.session_state[key] = []
     except B.BoardError as exc:
@@ -118,7 +117,7 @@ def do_hide(hidden: bool) -> None:
 
 def do_clear() -> None:
     try:
-        n = B.default_board().clear(_token(), UB.who())
+        n = B.default_board().clear(_token(), board_panel.who())
         _say("ok", f"Cleared the board ({n} entr{'y' if n == 1 else 'ies'} deleted).")
     except B.BoardError as exc:
         _say("error", f"Refused: {exc}.")
@@ -170,17 +169,17 @@ def body():
                 "fine-tune's final held-out accuracy against what it trained (parameters) and what it cost "
                 "(peak memory). Together the room fills in the budget sweep: does LoRA plateau as its rank grows "
                 "while SMT keeps gaining?")
-    hist = ui.session_history()
-    board = UB.board_or_error()
+    hist = session.session_history()
+    board = board_panel.board_or_error()
     if board is None:
         return
     watch(board)
     entries = board.entries()
     groups = groups_of(entries)
     sch = schema(list(groups) + [ALL] if len(groups) > 1 else [ALL])
-    ui.url_values(sch, PAGE)
+    state.url_values(sch, PAGE)
     n_shown, n_hidden = board.counts()
-    tpl = ui.plotly_template()
+    tpl = modes.plotly_template()
     if entries:
         rows = pick_group(entries)
         peak = [e["peak_bytes"] for e in rows if e["peak_bytes"]]
@@ -194,12 +193,12 @@ def body():
         m[3].metric("best accuracy", f"{100 * best['accuracy']:.1f} %",
                     help=f"{best['name'] or B.ANONYMOUS}: {best['method']} {best['knobs']}, "
                          f"{exact(best['trainable'])} trainable, peak {nbytes(best['peak_bytes'])}")
-        c = st.columns(2) if not ui.projector_on() else [st.container(), st.container()]
+        c = st.columns(2) if not modes.projector_on() else [st.container(), st.container()]
         with c[0]:
-            ui.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
+            modes.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
         with c[1]:
             if peak:
-                ui.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
+                modes.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
         st.caption("Dots: one shared run each, coloured by method (the colours of Compare). Dotted lines: each "
                    "method's mean over the room's runs at each budget, in budget order. Peak memory is the byte "
                    "account's largest step (weights + gradients + optimizer state + activations).")
@@ -209,10 +208,10 @@ def body():
                 "Finish a run on **Fine-tune** (or a sweep on **Compare**) and press "
                 "**Share to the class board** there or below.", icon=":material/groups:")
     with st.expander("Share one of your runs", expanded=not entries):
-        UB.share_picker(hist, "board")
+        board_panel.share_picker(hist, "board")
     st.divider()
     instructor(board)
-    ui.write_url(sch, PAGE, keep=("sid",))
+    state.write_url(sch, PAGE, keep=("sid",))
 
 
-ui.run_page(body)
+frame.run_page(body)

@@ -11,9 +11,19 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def page_app(path: str, timeout: float = 120) -> AppTest:
+    """An AppTest of one page as the server runs it: through the router (``app.py``, which draws the sidebar and
+    the modes), not run yet.  ``path``: the page file (absolute, or relative to the repository)."""
+    rel = Path(path).resolve().relative_to(ROOT).as_posix() if Path(path).is_absolute() else path
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    if rel != "app.py":
+        at.switch_page(rel)
+    return at
+
+
 def open_page(path: str, timeout: float = 120, **params) -> AppTest:
-    """Run a page once with the given URL parameters."""
-    at = AppTest.from_file(path, default_timeout=timeout)
+    """Run a page once (through the router) with the given URL parameters."""
+    at = page_app(path, timeout)
     for k, v in params.items():
         at.query_params[k] = str(v)
     at.run()

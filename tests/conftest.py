@@ -21,6 +21,21 @@ if str(ROOT) not in sys.path:
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
+
+_pages_manager_init = PagesManager.__init__
+
+
+def _router_only(self, *args, **kwargs):
+    """AppTest runs ``app.py`` as the server does once the router has run: Streamlit's legacy ``pages/``-folder mode
+    (which runs a page file without the router) is what ``st.navigation`` switches off, but AppTest switches it on
+    again before every run.  The server's own first request is handled by ``ui.frame`` (tested with a real server
+    in tests/test_router.py)."""
+    _pages_manager_init(self, *args, **kwargs)
+    PagesManager.uses_pages_directory = False
+
+
+PagesManager.__init__ = _router_only
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import no_problem, qp
+from apptest_helpers import no_problem, page_app, qp
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = str(ROOT / "pages" / "7_Class_board.py")
@@ -49,7 +49,7 @@ def board_file(tmp_path, monkeypatch):
 
 
 def page(path: str, hist=None, **params) -> AppTest:
-    at = AppTest.from_file(path, default_timeout=90)
+    at = page_app(path, 90)
     for k, v in params.items():
         at.query_params[k] = str(v)
     if hist is not None:

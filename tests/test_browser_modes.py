@@ -17,7 +17,7 @@ import pytest
 from test_browser import CHROMIUM, ROOT, page_errors, wait_idle  # noqa: F401 - the same server and helpers
 from test_browser import browser, screenshot, server  # noqa: F401 - pytest fixtures
 
-import ui_common as ui
+from explorer.views.pages import PAGES
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -73,7 +73,7 @@ def test_modes_survive_every_page_link(server, browser):  # noqa: F811 - fixture
             wait_idle(page)
         modes_on(page, "Home")
         assert projector_styled(page)
-        links = [label for path, label, _ in ui.existing_pages()]
+        links = [p.title for p in PAGES]
         assert len(links) >= 5
         for label in links[1:] + links[:1]:  # every page, then back Home
             page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').filter(has_text=label).first.click()

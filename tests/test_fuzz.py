@@ -122,7 +122,7 @@ def all_schemas() -> list[tuple[str, Schema]]:
 def test_every_page_parses_its_url_through_a_schema():
     for name, at, seen in page_runs():
         assert not at.exception, (name, [e.value for e in at.exception])
-        if name != "app.py":
+        if name not in ("app.py", "0_Home.py"):  # the router and Home have no settings
             assert seen, f"{name} reads no URL settings through a Schema"
     names = {f.name for _, s in all_schemas() for f in s}
     assert {"model", "m1", "a_rank", "steps", "method", "k_rank"} <= names

@@ -163,7 +163,7 @@ def test_smt_block_budget_is_the_one_rule():
 
 
 def test_knob_widget_hints_from_the_method():
-    """The widget options a page draws come from the knob (no knob-name cases in ui_common): SMT's block size and
+    """The widget options a page draws come from the knob (no knob-name cases in ui/widgets.py): SMT's block size and
     block count follow the model's shapes; Tied-LoRA's switches are held by a named preset."""
     from explorer.methods.facts import KnobContext
 

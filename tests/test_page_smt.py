@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from explorer import smt as A
 from explorer.views import smt_views as V
 from explorer.targets import Target
-from apptest_helpers import no_problem, one_thread, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
+from apptest_helpers import no_problem, one_thread, page_app, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "5_SMT_block_inspector.py")
@@ -49,7 +49,7 @@ def wait_view(at: AppTest, steps: int | None = None, timeout: float = 40.0) -> d
 
 
 def page(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
+    at = page_app(PAGE, 60)
     for kk, v in params.items():
         at.query_params[kk] = str(v)
     at.run()
@@ -205,7 +205,7 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
         {kk: [list(r), list(c)] for kk, (r, c) in v["selection"].items() if r}
 
     # Fine-tune with the query the inspector sends: the selection is used
-    ft = AppTest.from_file(FT, default_timeout=60)
+    ft = page_app(FT, 60)
     ft.session_state[HANDOFF] = h
     assert set(at.session_state) & {"smt:ft_query", "smt:go_ft"} == set()  # one session key for the hand-off
     for kk, val in h.query.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import no_problem, open_page
+from apptest_helpers import no_problem, open_page, page_app
 
 ROOT = Path(__file__).resolve().parents[1]
 FT = str(ROOT / "pages" / "2_Fine_tune.py")
@@ -86,7 +86,7 @@ def test_first_upload_in_a_fresh_session_runs_under_the_users_name(tmp_path):
     assert "upload-" not in json.dumps(e.to_dict())
     assert str(tmp_path) not in str(e.to_dict())
     # Compare lists it under the user's name too
-    cmp = AppTest.from_file(CMP, default_timeout=120)
+    cmp = page_app(CMP, 120)
     cmp.session_state["run_history"] = at.session_state["run_history"]
     cmp.session_state["session_id"] = sid
     cmp.run()

@@ -13,7 +13,7 @@ FT = str(ROOT / "pages" / "2_Fine_tune.py")
 CMP = str(ROOT / "pages" / "3_Compare.py")
 TIMEOUT = 90
 
-from apptest_helpers import no_problem, one_thread, open_page, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
+from apptest_helpers import no_problem, one_thread, open_page, page_app, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
 
 
 def ft(**params):
@@ -221,7 +221,7 @@ def test_malformed_upload_gives_clear_message(tmp_path):
 
 
 def cmp(hist=None, **params) -> AppTest:
-    at = AppTest.from_file(CMP, default_timeout=TIMEOUT)
+    at = page_app(CMP, TIMEOUT)
     for k, v in params.items():
         at.query_params[k] = str(v)
     if hist is not None:

@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def source_files() -> list[Path]:
     files = sorted((ROOT / "explorer").rglob("*.py")) + sorted((ROOT / "pages").glob("*.py"))
-    files += [ROOT / "app.py"] + sorted(ROOT.glob("ui_*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+    files += [ROOT / "app.py"] + sorted((ROOT / "ui").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
     return [f for f in files if f.exists()]
 
 
 def test_source_scan_covers_the_project():
     rel = {f.relative_to(ROOT).as_posix() for f in source_files()}
-    assert {"explorer/models.py", "explorer/sparse.py", "app.py", "ui_common.py", "ui_board.py", "ui_runs.py",
-            "ui_smt.py"} <= rel
+    assert {"explorer/models.py", "explorer/sparse.py", "app.py", "ui/frame.py", "ui/state.py", "ui/board_panel.py",
+            "ui/runs_panel.py", "ui/smt_panel.py"} <= rel
     packages = {d.name for d in (ROOT / "explorer").iterdir() if (d / "__init__.py").exists()}
     assert {"methods", "engine", "memory", "data", "workshop", "views", "smt", "cli", "claims"} <= packages
     # every sub-package's modules are scanned, not only its __init__
@@ -146,7 +146,9 @@ def test_url_with_trust_remote_code_loads_with_it_off(tiny_folder, monkeypatch):
             calls.append((_cls, dict(k)))
             return _orig(*a, **k)
         monkeypatch.setattr(cls, "from_pretrained", wrapped)
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Methods_playground.py"), default_timeout=120)
+    from apptest_helpers import page_app
+
+    at = page_app(str(ROOT / "pages" / "1_Methods_playground.py"), 120)
     at.query_params.update({"model": str(tiny_folder), "trust_remote_code": "1", "m1": "lora"})
     at.run()
     assert not at.exception, [e.value for e in at.exception]

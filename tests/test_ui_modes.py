@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import ROOT, no_problem
+from apptest_helpers import ROOT, no_problem, page_app
 
 HOME = str(ROOT / "app.py")
 FT = str(ROOT / "pages" / "2_Fine_tune.py")
@@ -28,7 +28,7 @@ def test_modes_come_from_the_url_and_survive_page_changes():
     no_problem(at)
     assert modes(at) == (True, True)
     for page in ("pages/1_Methods_playground.py", "pages/2_Fine_tune.py", "pages/5_SMT_block_inspector.py",
-                 "app.py"):
+                 "pages/0_Home.py"):
         at.switch_page(page).run()
         no_problem(at)
         assert modes(at) == (True, True), page
@@ -63,7 +63,7 @@ def test_run_picker_follows_the_newest_run_until_the_user_picks():
     hist = RunHistory()
     for rid in ("r1", "r2"):
         hist.add(_entry(rid))
-    at = AppTest.from_file(FT, default_timeout=TIMEOUT)
+    at = page_app(FT, TIMEOUT)
     at.query_params["model"] = "tiny-bert"
     at.session_state["run_history"] = hist
     at.run()

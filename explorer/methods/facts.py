@@ -1,7 +1,7 @@
 """Helpers for the facts a method module declares (see ``explorer.methods``' docstring): the knob widget
 context and options, the common knobs, the playground's pictures and formula lines, budget-sweep geometry.
 
-Numbers and text only: ``explorer.views`` turns them into figures and ``ui_common`` into widgets.
+Numbers and text only: ``explorer.views`` turns them into figures and ``ui.widgets`` into widgets.
 """
 
 from __future__ import annotations

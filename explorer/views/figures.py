@@ -6,7 +6,7 @@ cells, see ``explorer.views.playground.reduce_mask``) and a ``template``
 scales are theme-neutral (Viridis / Cividis work on both backgrounds) and their
 ranges are fixed, so two pictures side by side compare.  Axes say their units.
 ``uirevision`` keeps zoom across redraws.  Pages pass ``template=None`` and draw with
-Streamlit's chart theme (``ui_common.show_fig``), which follows the app's theme.
+Streamlit's chart theme (``ui.modes.show_fig``), which follows the app's theme.
 """
 
 from __future__ import annotations

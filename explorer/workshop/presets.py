@@ -9,7 +9,7 @@ Playground URL keys (see ``explorer.views.playground.page_schema``): ``model``, 
 and ``m2`` (methods; ``m2=none`` shows one), ``a_<knob>`` and ``b_<knob>`` (the
 knobs of each side), ``wt`` (matrix type drawn), ``layer`` (its layer), ``warm``
 (SMT warm-up batches); ``instr`` (instructor mode) is
-shared by every page (``ui_common.instructor_mode``).
+shared by every page (``ui.modes.instructor_mode``).
 
 Fine-tune URL keys (``pages/2_Fine_tune.py``): ``model``, ``src``, ``task``, ``method``, ``steps``,
 ``lr``, ``bs``, ``seed`` and the method's knobs as ``k_<knob>``.  A preset replaces the whole URL, so

@@ -30,10 +30,10 @@ def who() -> str:
 
 
 def page_link(label: str = "Open the class board") -> None:
-    import ui_common as ui
+    from ui import modes
 
     try:
-        st.page_link(BOARD_PAGE, label=label, icon=":material/groups:", query_params=ui.mode_params() or None)
+        st.page_link(BOARD_PAGE, label=label, icon=":material/groups:", query_params=modes.mode_params() or None)
     except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
         pass
 
@@ -104,7 +104,7 @@ def share_picker(hist, prefix: str) -> None:
 
 def board_panel(tpl, x: str = "trainable", key: str = "board") -> None:
     """The room's shared runs on one small chart, with a count and a link to the board's page."""
-    import ui_common as ui
+    from ui import modes
     from explorer.views import figures_runs as FR
 
     b = board_or_error()
@@ -123,6 +123,6 @@ def board_panel(tpl, x: str = "trainable", key: str = "board") -> None:
         page_link()
     with left:
         if entries:
-            ui.show_fig(FR.board_scatter(entries, x, tpl, height=320), key=f"{key}-scatter")
+            modes.show_fig(FR.board_scatter(entries, x, tpl, height=320), key=f"{key}-scatter")
         else:
             st.info("No run has been shared to the class board yet.", icon=":material/groups:")

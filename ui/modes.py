@@ -1,8 +1,7 @@
-"""Instructor and projector modes, shared by every page (streamlit; ``ui_common`` re-exports these names, so a
-page calls ``ui.instructor_on()``, ``ui.show_fig(...)``).
+"""Instructor and projector modes, shared by every page, and ``show_fig``, which draws a figure in the mode's style.
 
 - ``instructor_mode()`` / ``projector_mode()``: the sidebar switches (URL keys ``instr`` / ``proj``), drawn by
-  ``ui_common.page_setup``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's
+  ``ui.frame.chrome``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's
   own state when another page runs), rides along in every page link (``mode_params()``) and preset, and is in
   the URL.
 - Instructor mode: ``instructor_on()``, ``visible_knobs`` (hides ``Knob.advanced`` knobs and seeds) and
@@ -47,7 +46,7 @@ def mode_params() -> dict:
     return {url: "1" for name, (url, _, _) in MODES.items() if mode_on(name)}
 
 
-def _modes_from_url() -> None:
+def modes_from_url() -> None:
     """A new session takes its modes from the URL; later the session's own state rules (page links carry it)."""
     for name, (url, _, _) in MODES.items():
         mk = _mode_key(name)
@@ -56,7 +55,7 @@ def _modes_from_url() -> None:
         st.session_state[name] = st.session_state[mk]  # re-seed the switch (its widget state is per page)
 
 
-def _modes_to_url() -> None:
+def modes_to_url() -> None:
     for name, (url, _, _) in MODES.items():
         on = mode_on(name)
         if on and st.query_params.get(url) != "1":
@@ -100,7 +99,7 @@ def keep_hidden_values(page: str, names) -> None:
     if not instructor_on():
         return
     for n in names:
-        key = f"{page}:{n}"  # = ui_common.wkey(page, n)
+        key = f"{page}:{n}"  # = ui.state.wkey(page, n)
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 

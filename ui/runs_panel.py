@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import ui_common as ui
+from ui import frame, models, modes
 from explorer.workshop.history import metrics_csv, metrics_json
 
 
@@ -39,7 +39,7 @@ def downloads(hist) -> None:
     with c[3]:
         try:
             st.page_link("pages/3_Compare.py", label="Compare runs", icon=":material/bar_chart:",
-                         query_params=ui.mode_params() or None)
+                         query_params=modes.mode_params() or None)
         except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
             pass
     s = e.summary
@@ -51,9 +51,9 @@ def downloads(hist) -> None:
 
 def share_section(e) -> None:
     """Share the picked run to the class board (opt-in; a blank name is anonymous)."""
-    import ui_board
+    from ui import board_panel
 
-    ui_board.share_control(e, "ft")
+    board_panel.share_control(e, "ft")
 
 
 def tryout_section(hist) -> None:
@@ -67,7 +67,7 @@ def tryout_section(hist) -> None:
     if not e.adapter_zip:
         st.caption("This run kept no adapter to try (see its notes).")
         return
-    loaded = ui.load_base_or_error(e.config.get("model", ""))
+    loaded = models.load_base_or_error(e.config.get("model", ""))
     if loaded is None:
         return
     kind = loaded.info.kind
@@ -91,7 +91,7 @@ def tryout_section(hist) -> None:
             st.session_state["ft_try"] = held
         out = T.compare(held, text or placeholder)
     except Exception as exc:  # noqa: BLE001 - a readable line
-        ui.show_error(exc, "Try your model: ")
+        frame.show_error(exc, "Try your model: ")
         return
     if out["kind"] == "seq-cls":
         import pandas as pd

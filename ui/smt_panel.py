@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import ui_common as ui
+from ui import modes, state
 from explorer import smt as A
 from explorer.views import fmt
 from explorer.views import smt_views as V
@@ -29,7 +29,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     """Every view of one analysis: metrics, one matrix's heatmap, all layers, where the budget goes, stability,
     overlaps, notes, exports and "Train with this selection" (``on_train(an, loaded)``)."""
     def k(name: str) -> str:
-        return ui.wkey(page, name)
+        return state.wkey(page, name)
 
     fam = loaded.info.family
     log = bool(st.session_state.get(k("log")))
@@ -72,7 +72,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         fig = V.block_heatmap(an, tgt.name, log=log, template=tpl)
-        ui.show_fig(fig, key="smt-heat")
+        modes.show_fig(fig, key="smt-heat")
     nsel = len(an.selection[tgt.name][0])
     R, C = an.scores[tgt.name].shape
     explain(right, f"**`{tgt.name}`** ({tgt.d_out} × {tgt.d_in}) cut into **{R} × {C} blocks of "
@@ -95,7 +95,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     gt = st.session_state[k("grid")]
     gfig = V.small_multiples(an, gt, log=log, template=tpl, cols=6 if len(layers) > 4 else len(layers),
                              cell_px=150 if len(layers) > 4 else 260)
-    ui.show_fig(gfig, key="smt-grid")
+    modes.show_fig(gfig, key="smt-grid")
     cnt = {t.layer: len(an.selection[t.name][0]) for t in an.targets if t.type == gt}
     best = max(cnt, key=lambda x: cnt[x])
     st.caption(f"Same colour range as above. Each panel is one layer's {V.type_name(gt, fam)} matrix; the title "
@@ -107,7 +107,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         bfig = V.budget_bars(an, template=tpl, family=fam)
-        ui.show_fig(bfig, key="smt-bars")
+        modes.show_fig(bfig, key="smt-bars")
     with right:
         st.markdown("Left: how many selected blocks land in each matrix type (labels: share of the selection). "
                     "MLP matrices are bigger, so they also hold more candidate blocks; hover a bar for the share "
@@ -120,7 +120,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         sfig = V.stability_figure(an, template=tpl)
-        ui.show_fig(sfig, key="smt-stab")
+        modes.show_fig(sfig, key="smt-stab")
     with right:
         st.markdown("Each point re-runs the selection (same block size, budget, score and rule) on the gradient "
                     "summed over the **first t steps only**, and measures its overlap with the final selection: "
@@ -153,7 +153,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     losses = meta.get("losses") or []
     with st.expander("Warm-up loss and notes"):
         if losses:
-            ui.show_fig(V.loss_figure(losses, template=tpl), key="smt-loss")
+            modes.show_fig(V.loss_figure(losses, template=tpl), key="smt-loss")
         for n in an.notes:
             st.caption(n)
 

@@ -1,4 +1,4 @@
-"""This session's run history and folder (streamlit; ``ui_common`` re-exports these names).  Session ids,
+"""This session's run history and folder (streamlit).  Session ids,
 folders, who holds them and their clean-up are ``explorer.workshop.sessions``'s; this module only asks Streamlit
 which page is which and which pages are still open."""
 
@@ -35,7 +35,7 @@ def session_history():
     new id, so two sessions never write the same files.  A link copied from the address bar
     while its owner's page is still open does not carry the runs (``sessions.may_restore``):
     the receiver starts with an empty history and a one-line notice.  The old folder is removed by the
-    janitor once its page has ended (``page_setup`` starts it).
+    janitor once its page has ended (``ui.frame.chrome`` starts it).
     """
     from explorer.workshop import history as H
     from explorer.workshop import sessions as S
@@ -79,7 +79,7 @@ def session_folder(create: bool = True):
 
 
 def start_session_janitor() -> None:
-    """Start the server's session-folder janitor (once per process; every page calls this through ``page_setup``):
+    """Start the server's session-folder janitor (once per process; the router calls this through ``ui.frame.chrome``):
     it sweeps when the first page of a new server loads, then every ``PEFT_EXPLORER_SESSION_SWEEP_S`` seconds, and
     asks Streamlit's runtime which pages are still open.  Not without a server (AppTest, scripts)."""
     from streamlit import runtime

@@ -1,0 +1,2 @@
+"""Developer tools that are not measurements: starting the real server for tests and benchmarks
+(``streamlit_server``)."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import frame, models, modes
 from explorer.views import fmt
 from explorer.methods import METHODS
 from explorer.models import DEFAULT_MODEL, REGISTRY
 from explorer.views.pages import PAGES
+from ui import frame, models, modes
 
 
 def paper_link(p: str) -> str:

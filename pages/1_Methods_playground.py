@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import frame, models, modes, state, widgets
 from explorer.views import figures as F
 from explorer.views import fmt
 from explorer.views import playground as pg
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
 from explorer.targets import find_targets
+from ui import frame, models, modes, state, widgets
 
 PAGE = "pg"
-
-def k(name: str) -> str:
-    return state.wkey(PAGE, name)
+k = state.keys(PAGE)
 
 
 # ----------------------------------------------------------------------------- widgets
@@ -23,14 +21,6 @@ def k(name: str) -> str:
 
 def knob_widget(side: str, knob, loaded, method: str) -> None:
     widgets.knob_widget(PAGE, f"{side}_", knob, loaded, method)  # shared with the fine-tune page
-
-
-def _available_types(loaded) -> list[str]:
-    return widgets.available_types(loaded)
-
-
-def _type_label(loaded, t: str) -> str:
-    return widgets.type_label(loaded, t)
 
 
 # ----------------------------------------------------------------------------- one side
@@ -166,28 +156,7 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
 # ----------------------------------------------------------------------------- page
 
 
-def body():
-    st.title("Methods playground")
-    st.markdown("Pick a model and a PEFT method, move its knobs, and see **what would train** – counts, memory, "
-                "masks and the update to W – computed live on the real model, without training.")
-    base = pg.page_schema()
-    presets = for_page("playground")
-    widgets.preset_picker(presets, PAGE, "pg")
-    # the method of each side decides which knob fields are whitelisted
-    m1 = state.setting(base, PAGE, "m1")  # a new link or preset: its methods decide which knobs are read
-    m2 = state.setting(base, PAGE, "m2")
-    m1 = m1 if m1 in METHODS else "lora"
-    m2 = m2 if m2 in METHODS or m2 == "none" else "none"
-    schema = base + pg.side_schema(m1, "a") + (pg.side_schema(m2, "b") if m2 != "none" else pg.Schema([]))
-    vals = state.url_values(schema, PAGE)
-    for side, method in (("a", m1), ("b", m2)):  # a newly picked method starts from its own defaults
-        state.reset_on_method_change(PAGE, side, method, pg.side_schema(method, side) if method != "none" else [])
-
-    loaded = models.sidebar_model(PAGE, vals["model"], big=True)  # config-only big models: counts, no values
-    if loaded is None:
-        state.write_url(schema, PAGE)
-        return
-    widgets.preset_banner(presets, PAGE, "pg", ("m1", "m2"))
+def model_caption(loaded) -> None:
     inf = loaded.info
     st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {inf.n_layers} layers · hidden {inf.hidden} · "
                f"{'config only, no weights' if inf.meta else 'pretrained' if inf.pretrained else 'random weights'}"
@@ -197,20 +166,23 @@ def body():
                 "SMT shows its budget and block grid (its selection needs a warm-up on real weights); no ΔW "
                 "values are drawn. It cannot be fine-tuned here.", icon=":material/info:")
 
+
+def view_controls(loaded) -> tuple[str, int, int]:
+    """Method pickers, the matrix and layer drawn, and SMT's warm-up batches: (matrix type, layer, warm-up)."""
     goto = st.session_state.pop("pg_goto", None)  # (type, layer) asked for by a lesson or a "show it" button
     if goto is not None:
         st.session_state[k("wt")], st.session_state[k("layer")] = goto
-    avail = _available_types(loaded)
+    avail = widgets.available_types(loaded)
     if st.session_state.get(k("wt")) not in avail:
         st.session_state[k("wt")] = "v" if "v" in avail else avail[0]
-    n_layers = max(1, inf.n_layers or 1 + max((t.layer for t in find_targets(loaded.model)), default=0))
+    n_layers = max(1, loaded.info.n_layers or 1 + max((t.layer for t in find_targets(loaded.model)), default=0))
     if int(st.session_state.get(k("layer"), 0)) > n_layers - 1:
         st.session_state[k("layer")] = n_layers - 1
     c = st.columns([2, 2, 2, 2])
     c[0].selectbox("Method", list(METHODS), key=k("m1"), format_func=lambda m: METHODS[m].label)
     c[1].selectbox("Compare with", ["none"] + list(METHODS), key=k("m2"),
                    format_func=lambda m: "— nothing —" if m == "none" else METHODS[m].label)
-    c[2].selectbox("Matrix drawn", avail, key=k("wt"), format_func=lambda t: _type_label(loaded, t))
+    c[2].selectbox("Matrix drawn", avail, key=k("wt"), format_func=lambda t: widgets.type_label(loaded, t))
     if n_layers > 1:
         c[3].slider("Layer drawn", 0, n_layers - 1, key=k("layer"))
     else:
@@ -222,38 +194,62 @@ def body():
             st.slider(f"{warming[0].short} warm-up batches", 1, 8, key=k("warm"),
                       help="gradient-only warm-up batches of the model's built-in task used to pick "
                            f"{warming[0].short}'s selection")
-    wt, layer, warm = st.session_state[k("wt")], int(st.session_state[k("layer")]), int(st.session_state.get(k("warm"), 2))
+    return st.session_state[k("wt")], int(st.session_state[k("layer")]), int(st.session_state.get(k("warm"), 2))
 
-    sides = [("a", m1)] + ([("b", m2)] if m2 != "none" else [])
-    cols = st.columns(len(sides), gap="large") if len(sides) > 1 else [st.container()]
-    results = []
-    for (side, method), col in zip(sides, cols):
-        with col:
-            results.append(render_side(side, method, loaded, wt, layer, warm, compact=len(sides) > 1))
-    if st.session_state.pop("pg_lesson_new", False) and results and results[0] is not None:
-        best = busiest_layout(results[0])  # a lesson opens on a matrix where something trains
-        lay = pg.find_layout(results[0], wt, layer)
-        if best is not None and (lay is None or lay.changeable == 0):
-            st.session_state["pg_goto"] = (best.type, best.layer)
-            st.rerun()
-    good = [(m, s) for (_, m), s in zip(sides, results) if s is not None]
-    if len(good) > 1:
-        st.divider()
-        st.markdown("#### Side by side: what training would keep in memory for these parameters")
-        left, right = st.columns([3, 2], vertical_alignment="center")
-        rows = [dict(name=f"{METHODS[m].label} ({'left' if i == 0 else 'right'})", grad=s.gradient_bytes,
-                     optim=s.optimizer_bytes, adapter=s.adapter_bytes) for i, (m, s) in enumerate(good)]
-        with left:
-            modes.show_fig(F.memory_bars(rows, "Gradients, optimizer state and adapter size", modes.plotly_template()),
-                        key="pg-membars")
-        with right:
-            a, b = good[0][1], good[1][1]
-            ratio = a.trainable / b.trainable if b.trainable else float("inf")
-            st.markdown(f"The left method trains **{ratio:.3g}×** as many parameters as the right one "
-                        f"({a.trainable:,} vs {b.trainable:,}). Gradients (4 B) and AdamW's two moments (8 B) exist "
-                        "only for trainable parameters; the frozen fp32 weights "
-                        f"({fmt.nbytes(a.weight_bytes)}) and the activations come on top for both.")
-    state.write_url(schema, PAGE)
+
+def side_by_side(good: list) -> None:
+    """Two methods' gradients, optimizer state and adapter size on one chart."""
+    st.divider()
+    st.markdown("#### Side by side: what training would keep in memory for these parameters")
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    rows = [dict(name=f"{METHODS[m].label} ({'left' if i == 0 else 'right'})", grad=s.gradient_bytes,
+                 optim=s.optimizer_bytes, adapter=s.adapter_bytes) for i, (m, s) in enumerate(good)]
+    with left:
+        modes.show_fig(F.memory_bars(rows, "Gradients, optimizer state and adapter size", modes.plotly_template()),
+                       key="pg-membars")
+    with right:
+        a, b = good[0][1], good[1][1]
+        ratio = a.trainable / b.trainable if b.trainable else float("inf")
+        st.markdown(f"The left method trains **{ratio:.3g}×** as many parameters as the right one "
+                    f"({a.trainable:,} vs {b.trainable:,}). Gradients (4 B) and AdamW's two moments (8 B) exist "
+                    "only for trainable parameters; the frozen fp32 weights "
+                    f"({fmt.nbytes(a.weight_bytes)}) and the activations come on top for both.")
+
+
+def body():
+    st.title("Methods playground")
+    st.markdown("Pick a model and a PEFT method, move its knobs, and see **what would train** – counts, memory, "
+                "masks and the update to W – computed live on the real model, without training.")
+    presets = for_page("playground")
+    widgets.preset_picker(presets, PAGE, "pg")
+    with state.page_state(PAGE, pg.page_schema()) as ps:
+        # the method of each side decides which knob fields are whitelisted (a new link or preset: its own)
+        m1 = ps.setting("m1", allowed=METHODS, default="lora")
+        m2 = ps.setting("m2", allowed=[*METHODS, "none"], default="none")
+        ps.add(pg.side_schema(m1, "a"), method_slot=("a", m1))  # a newly picked method: its own defaults
+        ps.add(pg.side_schema(m2, "b") if m2 != "none" else pg.Schema([]), method_slot=("b", m2))
+        vals = ps.load()
+        loaded = models.sidebar_model(PAGE, vals["model"], big=True)  # config-only big models: counts, no values
+        if loaded is None:
+            return
+        widgets.preset_banner(presets, PAGE, "pg", ("m1", "m2"))
+        model_caption(loaded)
+        wt, layer, warm = view_controls(loaded)
+        sides = [("a", m1)] + ([("b", m2)] if m2 != "none" else [])
+        cols = st.columns(len(sides), gap="large") if len(sides) > 1 else [st.container()]
+        results = []
+        for (side, method), col in zip(sides, cols):
+            with col:
+                results.append(render_side(side, method, loaded, wt, layer, warm, compact=len(sides) > 1))
+        if st.session_state.pop("pg_lesson_new", False) and results and results[0] is not None:
+            best = busiest_layout(results[0])  # a lesson opens on a matrix where something trains
+            lay = pg.find_layout(results[0], wt, layer)
+            if best is not None and (lay is None or lay.changeable == 0):
+                st.session_state["pg_goto"] = (best.type, best.layer)
+                st.rerun()
+        good = [(m, s) for (_, m), s in zip(sides, results) if s is not None]
+        if len(good) > 1:
+            side_by_side(good)
 
 
 frame.run_page(body)

@@ -6,9 +6,7 @@ import time
 
 import streamlit as st
 
-from ui import frame, models, modes, session, state, widgets
 from explorer.engine.config import PRECISIONS
-from ui import runs_panel
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
@@ -19,6 +17,7 @@ from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
 from explorer.urlstate import Field, Schema, knob_fields
 from explorer.views.verdicts import learning_verdict
+from ui import frame, models, modes, runs_panel, session, state, widgets
 
 PAGE = "ft"
 RUN_KEY = "ft_run"  # an explorer.workshop.runs.FineTuneRun
@@ -30,8 +29,7 @@ TASK_NAMES = tuple(t["name"] for t in D.list_tasks())
 DEVICES = ("auto", "cpu", "cuda")
 SOURCES = ("built-in", "upload", "hub")
 
-def k(name: str) -> str:
-    return state.wkey(PAGE, name)
+k = state.keys(PAGE)
 
 
 def page_schema() -> Schema:
@@ -97,47 +95,46 @@ def stop_run() -> None:
 # ----------------------------------------------------------------------------- live view
 
 
-def draw_live(run: FineTuneRun, tpl: str) -> None:
-    snap = run.snapshot()
-    status = snap["status"]
-    st.markdown(f"#### {run.label}")
+def draw_status(run: FineTuneRun, snap: dict) -> None:
+    """Queued, progress, or how the run ended (with its learning verdict)."""
+    status, recs = snap["status"], snap["records"]
     if status == "queued":
         pos = run.position()
         q = default_queue().stats()
         st.info(f"Queued: **{ordinal(pos)} in line** (at most {q['max_running']} fine-tunes run at once on this "
-                f"server; {q['running']} running now). It starts by itself; Stop cancels it.", icon=":material/hourglass_top:")
-    recs = snap["records"]
+                f"server; {q['running']} running now). It starts by itself; Stop cancels it.",
+                icon=":material/hourglass_top:")
     if status in ("running", "queued"):
-        frac = snap["progress"]
         left = run.eta_s(snap)
         txt = (f"step {snap['step']} of {snap['total_steps']} · about {FR.fmt_eta(left)} left "
                "(from the measured pace)" if snap["step"] else
                ("loading the model and the task, first evaluation…" if status == "running" else "waiting"))
-        st.progress(frac, text=txt)
-    else:
+        st.progress(snap["progress"], text=txt)
+    elif status == "finished":
         wall = (snap["ended"] or time.time()) - (snap["started"] or time.time())
-        msg = snap["message"]
-        if status == "finished":
-            evs = [r for r in recs if r.get("eval_accuracy") is not None]
-            acc = evs[-1]["eval_accuracy"] if evs else None
-            v = learning_verdict(evs[0]["eval_accuracy"], acc, evs[-1].get("eval_n")) if len(evs) > 1 else None
-            text = (f"Finished {snap['step']} steps in {wall:.1f} s" +
-                    (f" · final held-out accuracy {acc:.1%}" if acc is not None else "") +
-                    (f" · {v.text}" if v is not None else ""))
-            if v is not None and v.kind == "nothing-learned":
-                st.warning(text, icon=":material/trending_flat:")
-            else:
-                st.success(text, icon=":material/check_circle:")
-            if v is not None:
-                st.caption(f"Rule: {v.rule}.")
-        elif status == "stopped":
-            st.warning(f"Stopped: {msg or 'by the user'}. The steps done so far are kept in the history.", icon=":material/stop_circle:")
-        elif status == "nan":
-            st.error(f"The run diverged: {msg}", icon=":material/error:")
+        evs = [r for r in recs if r.get("eval_accuracy") is not None]
+        acc = evs[-1]["eval_accuracy"] if evs else None
+        v = learning_verdict(evs[0]["eval_accuracy"], acc, evs[-1].get("eval_n")) if len(evs) > 1 else None
+        text = (f"Finished {snap['step']} steps in {wall:.1f} s" +
+                (f" · final held-out accuracy {acc:.1%}" if acc is not None else "") +
+                (f" · {v.text}" if v is not None else ""))
+        if v is not None and v.kind == "nothing-learned":
+            st.warning(text, icon=":material/trending_flat:")
         else:
-            st.error(f"The run failed: {msg}", icon=":material/error:")
-    if not recs:
-        return
+            st.success(text, icon=":material/check_circle:")
+        if v is not None:
+            st.caption(f"Rule: {v.rule}.")
+    elif status == "stopped":
+        st.warning(f"Stopped: {snap['message'] or 'by the user'}. The steps done so far are kept in the history.",
+                   icon=":material/stop_circle:")
+    elif status == "nan":
+        st.error(f"The run diverged: {snap['message']}", icon=":material/error:")
+    else:
+        st.error(f"The run failed: {snap['message']}", icon=":material/error:")
+
+
+def draw_curves(run: FineTuneRun, recs: list[dict], tpl: str) -> None:
+    """Loss and held-out accuracy, then the measured memory by part."""
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     with c1:
         modes.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(run.state)}")
@@ -153,20 +150,29 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
                     delta=(f"{(ev[-1]['eval_accuracy'] - ev[0]['eval_accuracy']) * 100:+.1f} pts since step 0"
                            if len(ev) > 1 else None), help="share of held-out examples answered correctly")
     mem = [r for r in recs if r.get("weights_bytes") is not None]
-    if mem:
-        c1, c2 = st.columns([3, 2], vertical_alignment="center")
-        last = mem[-1]
-        with c1:
-            modes.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(run.state)}")
-        with c2:
-            parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
-            st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "
-                        "not estimated). Gradients and AdamW's two moments exist only for the trainable "
-                        "parameters; the activations are the tensors autograd keeps between forward and backward. "
-                        "On a small model with a PEFT method the grey band (frozen weights) dominates: the thin "
-                        "bands on top are what training adds.")
-            st.caption(f"Latest step: {parts} · total {last.get('total_bytes', 0) / 2**20:,.2f} MiB "
-                       f"(MiB = 2^20 bytes)")
+    if not mem:
+        return
+    c1, c2 = st.columns([3, 2], vertical_alignment="center")
+    last = mem[-1]
+    with c1:
+        modes.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(run.state)}")
+    with c2:
+        parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
+        st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "
+                    "not estimated). Gradients and AdamW's two moments exist only for the trainable "
+                    "parameters; the activations are the tensors autograd keeps between forward and backward. "
+                    "On a small model with a PEFT method the grey band (frozen weights) dominates: the thin "
+                    "bands on top are what training adds.")
+        st.caption(f"Latest step: {parts} · total {last.get('total_bytes', 0) / 2**20:,.2f} MiB "
+                   f"(MiB = 2^20 bytes)")
+
+
+def draw_live(run: FineTuneRun, tpl: str) -> None:
+    snap = run.snapshot()
+    st.markdown(f"#### {run.label}")
+    draw_status(run, snap)
+    if snap["records"]:
+        draw_curves(run, snap["records"], tpl)
 
 
 def live_panel() -> None:
@@ -257,119 +263,98 @@ def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
 # ----------------------------------------------------------------------------- page
 
 
-def body():
-    st.title("Fine-tune")
-    st.markdown("Train a PEFT method on a small task **for real**, right here: loss, held-out accuracy and memory "
-                "are measured step by step while the run goes. Every run joins this session's history "
-                "(see **Compare**) and can be downloaded.")
-    hist = session.session_history()  # before anything uses the session id (uploads)
-    base = page_schema()
-    presets = for_page("finetune")
-    widgets.preset_picker(presets, PAGE, "ft")
-    method = state.setting(base, PAGE, "method")  # a new link or preset: its method decides which knobs are read
-    method = method if method in METHODS else "lora"
-    schema = base + knob_schema(method)
-    vals = state.url_values(schema, PAGE)
-    state.reset_on_method_change(PAGE, "method", method, knob_schema(method))
-    loaded = models.sidebar_model(PAGE, vals["model"])
-    name = st.session_state.get(k("model"), vals["model"])
-    if loaded is None:
-        state.write_url(schema, PAGE, keep=("sid",))
-        return
-    widgets.preset_banner(presets, PAGE, "ft", ("method", "model", "task", "steps"))
-    inf = loaded.info
-    kind = inf.kind
-    st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {kind} · "
-               f"{'pretrained' if inf.pretrained else 'random weights'}")
-    run = active_run()
-    running = run is not None and run.running
-    instructor = modes.instructor_on()
-    modes.keep_hidden_values(PAGE, [f.name for f in schema if f.name == "seed" or f.name.startswith("k_")])
+def task_section(kind: str) -> tuple[str, str, dict]:
+    """Where the task comes from: (source, task name or file path or hub name, the upload's column settings)."""
+    st.markdown("##### Task")
+    src = st.radio("Task source", SOURCES, key=k("src"), horizontal=True, label_visibility="collapsed",
+                   format_func=lambda s: {"built-in": "built-in task", "upload": "upload a file",
+                                          "hub": "hub data set"}[s])
+    task_name, cols_map = "", {}
+    if src == "built-in":
+        fits = [t for t in D.list_tasks() if t["kind"] == kind]
+        names = [t["name"] for t in fits]
+        if st.session_state.get(k("task")) not in names:
+            st.session_state[k("task")] = D.default_task_for(kind)
+        task_name = st.selectbox("Built-in task", names, key=k("task"))
+        spec = next(t for t in fits if t["name"] == task_name)
+        st.caption(f"{spec['description']}  \n{spec['size']} · source: {spec['source']}")
+    elif src == "upload":
+        task_name, cols_map = upload_task(kind)
+    else:
+        task_name = st.text_input("Hub data set", key=k("hub"), placeholder="glue/sst2",
+                                  help="loaded with `datasets` when the hub is reachable").strip()
+        if not task_name:
+            st.caption("Type a data set name, e.g. glue/sst2 (needs the internet).")
+    return src, task_name, cols_map
 
-    left, right = st.columns([1, 1], gap="large")
-    with left:
-        st.markdown("##### Task")
-        src = st.radio("Task source", SOURCES, key=k("src"), horizontal=True, label_visibility="collapsed",
-                       format_func=lambda s: {"built-in": "built-in task", "upload": "upload a file",
-                                              "hub": "hub data set"}[s])
-        task_name, cols_map = "", {}
-        if src == "built-in":
-            fits = [t for t in D.list_tasks() if t["kind"] == kind]
-            names = [t["name"] for t in fits]
-            if st.session_state.get(k("task")) not in names:
-                st.session_state[k("task")] = D.default_task_for(kind)
-            task_name = st.selectbox("Built-in task", names, key=k("task"))
-            spec = next(t for t in fits if t["name"] == task_name)
-            st.caption(f"{spec['description']}  \n{spec['size']} · source: {spec['source']}")
-        elif src == "upload":
-            task_name, cols_map = upload_task(kind)
-        else:
-            task_name = st.text_input("Hub data set", key=k("hub"), placeholder="glue/sst2",
-                                      help="loaded with `datasets` when the hub is reachable").strip()
-            if not task_name:
-                st.caption("Type a data set name, e.g. glue/sst2 (needs the internet).")
 
-        st.markdown("##### Training")
-        c = st.columns(2)
-        c[0].slider("steps", 2, 500, key=k("steps"), help="optimizer steps (SMT's warm-up is inside this budget)")
-        cur_lr = float(st.session_state.get(k("lr"), 0.0))
-        lr_opts = [0.0] + sorted(set(LRS) | ({cur_lr} if cur_lr > 0 else set()))
-        c[1].select_slider("learning rate", lr_opts, key=k("lr"),
-                           format_func=lambda x: f"default ({METHODS[method].default_lr:g})" if x == 0 else f"{x:g}",
-                           help="AdamW peak rate; linear warm-up then linear decay")
-        c = st.columns(3)
-        if int(st.session_state.get(k("bs"), 16)) not in BATCHES:
-            st.session_state[k("bs")] = min(BATCHES, key=lambda b: abs(b - int(st.session_state[k("bs")])))
-        c[0].select_slider("batch size", BATCHES, key=k("bs"))
-        if not instructor:
-            c[1].number_input("seed", 0, 2**31 - 1, step=1, key=k("seed"),
-                              help="data order, head initialisation and the method's random choices")
-        devs = list(DEVICES) if cuda_ok() else ["auto", "cpu"]
-        if st.session_state.get(k("device")) not in devs:
-            st.session_state[k("device")] = "auto"
-        c[2].selectbox("device", devs, key=k("device"),
-                       help="auto: CUDA when there is a GPU, else CPU" + ("" if cuda_ok() else " (no GPU here)"))
-        widgets.precision_widgets(PAGE, "prec", "ckpt", cuda=cuda_ok())
+def training_section(method: str) -> None:
+    """Steps, learning rate, batch size, seed, device, precision."""
+    st.markdown("##### Training")
+    c = st.columns(2)
+    c[0].slider("steps", 2, 500, key=k("steps"), help="optimizer steps (SMT's warm-up is inside this budget)")
+    cur_lr = float(st.session_state.get(k("lr"), 0.0))
+    lr_opts = [0.0] + sorted(set(LRS) | ({cur_lr} if cur_lr > 0 else set()))
+    c[1].select_slider("learning rate", lr_opts, key=k("lr"),
+                       format_func=lambda x: f"default ({METHODS[method].default_lr:g})" if x == 0 else f"{x:g}",
+                       help="AdamW peak rate; linear warm-up then linear decay")
+    c = st.columns(3)
+    if int(st.session_state.get(k("bs"), 16)) not in BATCHES:
+        st.session_state[k("bs")] = min(BATCHES, key=lambda b: abs(b - int(st.session_state[k("bs")])))
+    c[0].select_slider("batch size", BATCHES, key=k("bs"))
+    if not modes.instructor_on():
+        c[1].number_input("seed", 0, 2**31 - 1, step=1, key=k("seed"),
+                          help="data order, head initialisation and the method's random choices")
+    devs = list(DEVICES) if cuda_ok() else ["auto", "cpu"]
+    if st.session_state.get(k("device")) not in devs:
+        st.session_state[k("device")] = "auto"
+    c[2].selectbox("device", devs, key=k("device"),
+                   help="auto: CUDA when there is a GPU, else CPU" + ("" if cuda_ok() else " (no GPU here)"))
+    widgets.precision_widgets(PAGE, "prec", "ckpt", cuda=cuda_ok())
 
-    with right:
-        st.markdown("##### Method")
-        st.selectbox("Method", list(METHODS), key=k("method"), format_func=lambda m: METHODS[m].label,
-                     label_visibility="collapsed")
-        info = METHODS[method]
-        st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
-        kv = modes.visible_knobs(info.knobs)
-        if info.takes_selection and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name),
-                                                                                          kn.default)
-                                                       for kn in info.knobs}) == []:
-            # the inspector's blocks replace the warm-up: its knobs do not apply to this run
-            kv = [kn for kn in kv if not kn.name.startswith("warmup_")]
-            st.caption("Warm-up knobs hidden: this run trains the SMT block inspector's selection (no warm-up).")
-        if kv:
-            with st.container(border=True):
-                for kn in kv:
-                    widgets.knob_widget(PAGE, "k_", kn, loaded, method)
-        else:
-            st.caption("Full fine-tuning has no knobs: every parameter trains.")
 
-    values = state.widget_values(schema, PAGE)
+def method_section(method: str, name: str, loaded) -> None:
+    """The method picker and its knobs (the SMT inspector's hand-off hides the warm-up knobs)."""
+    st.markdown("##### Method")
+    st.selectbox("Method", list(METHODS), key=k("method"), format_func=lambda m: METHODS[m].label,
+                 label_visibility="collapsed")
+    info = METHODS[method]
+    st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
+    kv = modes.visible_knobs(info.knobs)
+    if info.takes_selection and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name), kn.default)
+                                                        for kn in info.knobs}) == []:
+        # the inspector's blocks replace the warm-up: its knobs do not apply to this run
+        kv = [kn for kn in kv if not kn.name.startswith("warmup_")]
+        st.caption("Warm-up knobs hidden: this run trains the SMT block inspector's selection (no warm-up).")
+    if kv:
+        with st.container(border=True):
+            for kn in kv:
+                widgets.knob_widget(PAGE, "k_", kn, loaded, method)
+    else:
+        st.caption("Full fine-tuning has no knobs: every parameter trains.")
+
+
+def run_config(values: dict, method: str, name: str, src: str, task_name: str, cols_map: dict) -> TrainConfig:
+    """The run the Start button would queue, from the page's current settings."""
     knobs = {f.name[2:]: values[f.name] for f in knob_schema(method)}
-    lr = float(values["lr"]) or None
     steps = int(values["steps"])
     smt_sel = inspector_selection(method, name, knobs) if METHODS[method].takes_selection else None
-    cfg = TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
-                      knobs=knobs, steps=steps, lr=lr, batch_size=int(values["bs"]), seed=int(values["seed"]),
-                      device=values["device"], eval_every=max(2, steps // 6), eval_examples=200,
-                      precision=values["prec"], checkpointing=bool(values["ckpt"]),
-                      smt_selection=smt_sel, **cols_map)
-    label = f"{info.label} · {name} · {D.display_name(cfg.task) if cfg.task else D.default_task_for(kind)}"
+    return TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
+                       knobs=knobs, steps=steps, lr=float(values["lr"]) or None, batch_size=int(values["bs"]),
+                       seed=int(values["seed"]), device=values["device"], eval_every=max(2, steps // 6),
+                       eval_examples=200, precision=values["prec"], checkpointing=bool(values["ckpt"]),
+                       smt_selection=smt_sel, **cols_map)
 
+
+def start_bar(cfg: TrainConfig, loaded, hist, label: str, can: bool) -> None:
+    """Start, the run's memory estimate and the server's queue; the last refusal under them."""
     st.divider()
+    run = active_run()
     b = st.columns([1, 1, 4], vertical_alignment="center")
     need = estimate_run_bytes(cfg, loaded)
-    can = bool(cfg.task or src == "built-in")
-    b[0].button("Start", icon=":material/play_arrow:", key="ft_start", type="primary", disabled=running or not can,
-                on_click=start_run, args=(cfg, loaded, hist, label), width="stretch",
-                help="Runs in the background; the page stays usable")
+    b[0].button("Start", icon=":material/play_arrow:", key="ft_start", type="primary",
+                disabled=(run is not None and run.running) or not can, on_click=start_run,
+                args=(cfg, loaded, hist, label), width="stretch", help="Runs in the background; the page stays usable")
     q = default_queue().stats()
     b[2].caption(f"Evaluates on up to 200 held-out examples every {cfg.eval_every} steps. "
                  + (f"Memory estimate for this run: about {need / 2**20:,.0f} MiB (analytic, fp32). "
@@ -378,10 +363,42 @@ def body():
     note = st.session_state.get("ft_notice")
     if note:
         (st.error if note[0] == "error" else st.warning)(note[1], icon=":material/warning:")
-    live_panel()
-    runs_panel.downloads(hist)
-    runs_panel.tryout_section(hist)
-    state.write_url(schema, PAGE, keep=("sid",))
+
+
+def body():
+    st.title("Fine-tune")
+    st.markdown("Train a PEFT method on a small task **for real**, right here: loss, held-out accuracy and memory "
+                "are measured step by step while the run goes. Every run joins this session's history "
+                "(see **Compare**) and can be downloaded.")
+    hist = session.session_history()  # before anything uses the session id (uploads)
+    presets = for_page("finetune")
+    widgets.preset_picker(presets, PAGE, "ft")
+    with state.page_state(PAGE, page_schema(), keep=("sid",)) as ps:
+        method = ps.setting("method", allowed=METHODS, default="lora")  # a new link or preset: its knobs are read
+        ps.add(knob_schema(method), method_slot=("method", method))
+        vals = ps.load()
+        loaded = models.sidebar_model(PAGE, vals["model"])
+        name = st.session_state.get(k("model"), vals["model"])
+        if loaded is None:
+            return
+        widgets.preset_banner(presets, PAGE, "ft", ("method", "model", "task", "steps"))
+        inf = loaded.info
+        st.caption(f"**{inf.label}** · {inf.n_params:,} parameters · {inf.kind} · "
+                   f"{'pretrained' if inf.pretrained else 'random weights'}")
+        modes.keep_hidden_values(PAGE, [f.name for f in ps.schema if f.name == "seed" or f.name.startswith("k_")])
+        left, right = st.columns([1, 1], gap="large")
+        with left:
+            src, task_name, cols_map = task_section(inf.kind)
+            training_section(method)
+        with right:
+            method_section(method, name, loaded)
+        cfg = run_config(ps.current(), method, name, src, task_name, cols_map)
+        label = f"{METHODS[method].label} · {name} · " \
+                f"{D.display_name(cfg.task) if cfg.task else D.default_task_for(inf.kind)}"
+        start_bar(cfg, loaded, hist, label, can=bool(cfg.task or src == "built-in"))
+        live_panel()
+        runs_panel.downloads(hist)
+        runs_panel.tryout_section(hist)
 
 
 def handoff_mismatch(name: str, knobs: dict) -> list[str] | None:

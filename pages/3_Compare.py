@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import board_panel
-from ui import frame, models, modes, session, state, widgets
-from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_plan
 from explorer.workshop.sweeps import Sweep
@@ -15,6 +12,7 @@ from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
 from explorer.urlstate import Field, Schema
 from explorer.views.verdicts import budget_verdict
+from ui import board_panel, frame, models, modes, session, state, widgets
 
 PAGE = "cmp"
 SWEEP_KEY = "cmp_sweep"
@@ -37,8 +35,7 @@ SCHEMA = Schema([
 ])
 
 
-def k(name: str) -> str:
-    return state.wkey(PAGE, name)
+k = state.keys(PAGE)
 
 
 def knobs_summary(cfg: dict) -> str:
@@ -347,34 +344,31 @@ def body():
                 "method trained, how accurate it became, and what it cost in memory and time.")
     hist = session.session_history()
     widgets.preset_picker(for_page("compare"), PAGE, "cmp")
-    state.url_values(SCHEMA, PAGE)
-    lesson_section()
-    rows = rows_of(hist)
-    tpl = modes.plotly_template()
-    if rows:
-        table(rows)
-        c = st.columns([1, 1, 4])
-        if c[0].button("Clear the history", key="cmp_clear", help="removes every run of this session"):
-            hist.clear()
-            st.rerun()
-        with st.expander("Share a run to the class board"):
-            board_panel.share_picker(hist, "cmp")
-        charts(rows, tpl)
-    else:
-        st.info("No runs yet. Start one on the **Fine-tune** page, run a sweep below, or import a history file.",
-                icon=":material/info:")
-        try:
-            st.page_link("pages/2_Fine_tune.py", label="Go to Fine-tune", icon=":material/model_training:")
-        except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
-            pass
-    st.divider()
-    board_panel.board_panel(tpl, "trainable" if st.session_state.get(k("x"), "trainable") == "trainable" else "memory",
-                         key="cmp-board")
-    st.divider()
-    sweep_section()
-    st.divider()
-    import_export(hist)
-    state.write_url(SCHEMA, PAGE, keep=("sid",))
+    with state.page_state(PAGE, SCHEMA, keep=("sid",)) as ps:
+        ps.load()
+        lesson_section()
+        rows = rows_of(hist)
+        tpl = modes.plotly_template()
+        if rows:
+            table(rows)
+            c = st.columns([1, 1, 4])
+            if c[0].button("Clear the history", key="cmp_clear", help="removes every run of this session"):
+                hist.clear()
+                st.rerun()
+            with st.expander("Share a run to the class board"):
+                board_panel.share_picker(hist, "cmp")
+            charts(rows, tpl)
+        else:
+            st.info("No runs yet. Start one on the **Fine-tune** page, run a sweep below, or import a history file.",
+                    icon=":material/info:")
+            frame.page_link("finetune", label="Go to Fine-tune")
+        st.divider()
+        board_panel.board_panel(tpl, "trainable" if st.session_state.get(k("x"), "trainable") == "trainable" else "memory",
+                             key="cmp-board")
+        st.divider()
+        sweep_section()
+        st.divider()
+        import_export(hist)
 
 
 frame.run_page(body)

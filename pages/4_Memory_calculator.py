@@ -7,20 +7,19 @@ import json
 import pandas as pd
 import streamlit as st
 
-from ui import frame, models, modes, state, widgets
 from explorer.memory import units as U
 from explorer.views import memory_figures as F
 from explorer.views import memory_tables as T
 from explorer.views import memory_views as V
 from explorer.methods import METHODS
+from ui import frame, models, modes, state, widgets
 
 PAGE = "mem"
 
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
-def k(name: str) -> str:
-    return state.wkey(PAGE, name)
+k = state.keys(PAGE)
 
 
 # ----------------------------------------------------------------------------- cached work
@@ -360,30 +359,27 @@ def body():
     st.markdown("How much memory does fine-tuning take? The **analytic model** below adds up weights, gradients, "
                 "optimizer state and activations for each method on large published models or a shape of your "
                 "own; for the small models the **measured** bytes of a real training step sit beside the estimate.")
-    schema = V.page_schema()
     widgets.preset_picker(V.PRESETS, PAGE, "mem")
-    vals = state.url_values(schema, PAGE)
-    instr = bool(st.session_state.get("instructor"))
-    settings_panel(vals, instr)
-    vals = state.widget_values(schema, PAGE)
-    try:
-        spec = _spec_small(vals["model"]) if vals["model"] in V.SMALL else V.spec_for_choice(vals["model"], vals)
-    except Exception as exc:  # noqa: BLE001 - e.g. a custom shape whose heads do not divide hidden
-        frame.show_error(exc, "Model shape: ")
-        state.write_url(schema, PAGE)
-        return
-    st.caption(spec_caption(spec))
-    if not vals["methods"]:
-        st.info("Pick at least one method.", icon=":material/info:")
-    rows = V.estimate_rows(spec, vals)
-    if rows:
-        estimates_section(spec, vals, rows)
-        activations_section(spec, vals, rows)
-    st.divider()
-    measured_section(vals)
-    st.divider()
-    worked_example_section(vals["unit"])
-    state.write_url(schema, PAGE)
+    with state.page_state(PAGE, V.page_schema()) as ps:
+        vals = ps.load()
+        settings_panel(vals, modes.instructor_on())
+        vals = ps.current()
+        try:
+            spec = _spec_small(vals["model"]) if vals["model"] in V.SMALL else V.spec_for_choice(vals["model"], vals)
+        except Exception as exc:  # noqa: BLE001 - e.g. a custom shape whose heads do not divide hidden
+            frame.show_error(exc, "Model shape: ")
+            return
+        st.caption(spec_caption(spec))
+        if not vals["methods"]:
+            st.info("Pick at least one method.", icon=":material/info:")
+        rows = V.estimate_rows(spec, vals)
+        if rows:
+            estimates_section(spec, vals, rows)
+            activations_section(spec, vals, rows)
+        st.divider()
+        measured_section(vals)
+        st.divider()
+        worked_example_section(vals["unit"])
 
 
 frame.run_page(body)

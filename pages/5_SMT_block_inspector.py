@@ -24,8 +24,6 @@ import time
 
 import streamlit as st
 
-from ui import frame, models, modes, state, widgets
-from ui import smt_panel
 from explorer import data as D
 from explorer import smt as A
 from explorer.views import smt_views as V
@@ -34,6 +32,7 @@ from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, b
 from explorer.methods.smt import SCORE_LABELS, SCORES
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema
+from ui import frame, models, modes, smt_panel, state, widgets
 
 PAGE = "smt"
 HANDOFF_KEY = "smt_inspector_selection"
@@ -51,8 +50,7 @@ SCORE_SHORT = V.SCORE_SHORT
 
 
 
-def k(name: str) -> str:
-    return state.wkey(PAGE, name)
+k = state.keys(PAGE)
 
 
 SCHEMA = Schema([
@@ -227,15 +225,7 @@ def _running() -> bool:
     return wj is not None and wj.running
 
 
-def body():
-    st.title("SMT block inspector")
-    st.markdown("**Sparse Matrix Tuning** (He et al., 2024) trains only a few b × b blocks of the weight matrices: "
-                "the blocks whose gradients, summed over a short warm-up, are largest. This page runs that "
-                "warm-up on a real model and shows **which blocks win, where they sit, how early the choice "
-                "settles, and how it compares** with other ways to spend the same budget.")
-    state.url_values(SCHEMA, PAGE)
-    instructor = modes.instructor_on()
-    modes.keep_hidden_values(PAGE, ADVANCED)
+def sidebar_warmup(instructor: bool) -> None:
     with st.sidebar:
         st.subheader("1 · Warm-up")
         st.caption("Changing these recomputes the gradients.")
@@ -244,32 +234,20 @@ def body():
             st.caption(f"Hidden in instructor mode: warm-up mode **{st.session_state[k('mode')]}**, batch "
                        f"{st.session_state[k('bs')]} × {st.session_state[k('len')]} tokens, seed "
                        f"{st.session_state[k('seed')]}, matrix types {', '.join(st.session_state[k('types')])}.")
-    name = st.session_state[k("model")]
-    loaded = models.load_base_or_error(name)
-    if loaded is None:
-        state.write_url(SCHEMA, PAGE, keep=("sid",))
-        return
-    v = state.widget_values(SCHEMA, PAGE)
-    ws = WarmupSettings.from_values(v, loaded.info.kind)
-    sig = ws.sig
-    collect_finished()
-    recs = st.session_state.setdefault(RECS_KEY, {})
-    running = _running()
+
+
+def autostart(name: str, loaded, ws: WarmupSettings, recs: dict) -> None:
+    """Tiny models: the first view starts at once (under a second); a failure is not retried."""
     auto = st.session_state.setdefault("smt:auto_tried", set())
     first = not any(json.loads(s)["model"] == name for s in recs)
-    if first and ws.tokens <= AUTO_TOKENS and not running and name in TINY and sig not in auto:
-        auto.add(sig)  # tiny models: the first view starts at once (under a second); a failure is not retried
+    if first and ws.tokens <= AUTO_TOKENS and not _running() and name in TINY and ws.sig not in auto:
+        auto.add(ws.sig)
         start_job(loaded, ws)
-        running = _running()
 
-    st.markdown("##### Selection")
-    st.caption("Step 2. These re-score the cached gradients instantly, without recomputing them; the warm-up "
-               "settings (step 1) are in the sidebar.")
-    with st.container(border=True):
-        grid, types = selection_controls(loaded, instructor)
 
+def compute_bar(name: str, loaded, ws: WarmupSettings) -> None:
     c = st.columns([1, 3], vertical_alignment="center")
-    c[0].button("Compute gradients", key="smt_compute", type="primary", disabled=running, width="stretch",
+    c[0].button("Compute gradients", key="smt_compute", type="primary", disabled=_running(), width="stretch",
                 icon=":material/play_arrow:", on_click=start_job, args=(loaded, ws),
                 help="Runs the warm-up once for these settings (cached per model, task and settings)")
     c[1].caption(f"{name} · task **{ws.task}** · {ws.warmup_steps} warm-up steps of {ws.batch_size} × "
@@ -279,36 +257,39 @@ def body():
     note = st.session_state.get("smt:notice")
     if note:
         st.warning(note, icon=":material/warning:")
-    progress_panel()
 
+
+def record_to_show(recs: dict, sig: str, name: str):
+    """The gradients of these settings, else the latest ones of this model (said so), else None (said why)."""
     rec = recs.get(sig)
-    if rec is None:
-        older = list(recs.items())
-        shown = [r for s, r in older if json.loads(s)["model"] == name]
-        if shown:
-            rec = shown[-1]
-            st.info("The warm-up settings changed: the views below still show the previous gradients "
-                    f"({rec.meta.get('steps_done')} steps, {rec.meta.get('mode')}, task {rec.meta.get('task_name')}). "
-                    "Press **Compute gradients** for the new settings.", icon=":material/history:")
-        else:
-            if not running:
-                st.info("Press **Compute gradients** to run the warm-up for these settings.",
-                        icon=":material/info:")
-            state.write_url(SCHEMA, PAGE, keep=("sid",))
-            return
-    try:
-        an = A.analyze(rec, grid.block_size, score=st.session_state[k("score")], rule=st.session_state[k("rule")],
-                       types=types if set(types) != set(rec.types()) else None, seed=int(v["seed"]),
-                       **grid.budget_args(st.session_state[k("budget")], st.session_state.get(k("n"), 0),
-                                          st.session_state[k("dens")]))
-    except Exception as exc:  # noqa: BLE001 - a bad combination is one readable line
-        frame.show_error(exc)
-        state.write_url(SCHEMA, PAGE, keep=("sid",))
-        return
+    if rec is not None:
+        return rec
+    shown = [r for s, r in recs.items() if json.loads(s)["model"] == name]
+    if shown:
+        rec = shown[-1]
+        st.info("The warm-up settings changed: the views below still show the previous gradients "
+                f"({rec.meta.get('steps_done')} steps, {rec.meta.get('mode')}, task {rec.meta.get('task_name')}). "
+                "Press **Compute gradients** for the new settings.", icon=":material/history:")
+        return rec
+    if not _running():
+        st.info("Press **Compute gradients** to run the warm-up for these settings.", icon=":material/info:")
+    return None
+
+
+def analyse(rec, grid: BlockGrid, types: list[str], seed: int):
+    """The selection from the cached gradients (no recomputation); what is on screen goes to ``smt:view``."""
+    an = A.analyze(rec, grid.block_size, score=st.session_state[k("score")], rule=st.session_state[k("rule")],
+                   types=types if set(types) != set(rec.types()) else None, seed=seed,
+                   **grid.budget_args(st.session_state[k("budget")], st.session_state.get(k("n"), 0),
+                                      st.session_state[k("dens")]))
     st.session_state["smt:view"] = dict(  # what is on screen (small; the tests read it)
         block_size=an.block_size, n_blocks=an.n_blocks, score=an.score, rule=an.rule, types=list(an.types),
         steps_done=rec.steps_done, selection={kk: (r.tolist(), c.tolist()) for kk, (r, c) in an.selection.items()})
-    smt_panel.views(an, rec, loaded, modes.plotly_template(), PAGE, on_train=hand_over)
+    return an
+
+
+def switch_to_fine_tune(an) -> None:
+    """After "Train with this selection": open Fine-tune with the hand-off's settings."""
     h = st.session_state.get(HANDOFF_KEY)
     if h is not None and h.take_switch():
         try:
@@ -316,7 +297,41 @@ def body():
         except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
             st.info(f"The selection ({an.n_blocks} blocks) is stored for the Fine-tune page: open it from the "
                     "sidebar.", icon=":material/info:")
-    state.write_url(SCHEMA, PAGE, keep=("sid",))
+
+
+def body():
+    st.title("SMT block inspector")
+    st.markdown("**Sparse Matrix Tuning** (He et al., 2024) trains only a few b × b blocks of the weight matrices: "
+                "the blocks whose gradients, summed over a short warm-up, are largest. This page runs that "
+                "warm-up on a real model and shows **which blocks win, where they sit, how early the choice "
+                "settles, and how it compares** with other ways to spend the same budget.")
+    with state.page_state(PAGE, SCHEMA, keep=("sid",)) as ps:
+        ps.load()
+        instructor = modes.instructor_on()
+        modes.keep_hidden_values(PAGE, ADVANCED)
+        sidebar_warmup(instructor)
+        name = st.session_state[k("model")]
+        loaded = models.load_base_or_error(name)
+        if loaded is None:
+            return
+        v = ps.current()
+        ws = WarmupSettings.from_values(v, loaded.info.kind)
+        collect_finished()
+        recs = st.session_state.setdefault(RECS_KEY, {})
+        autostart(name, loaded, ws, recs)
+        st.markdown("##### Selection")
+        st.caption("Step 2. These re-score the cached gradients instantly, without recomputing them; the warm-up "
+                   "settings (step 1) are in the sidebar.")
+        with st.container(border=True):
+            grid, types = selection_controls(loaded, instructor)
+        compute_bar(name, loaded, ws)
+        progress_panel()
+        rec = record_to_show(recs, ws.sig, name)
+        if rec is None:
+            return
+        an = analyse(rec, grid, types, int(v["seed"]))
+        smt_panel.views(an, rec, loaded, modes.plotly_template(), PAGE, on_train=hand_over)
+        switch_to_fine_tune(an)
 
 
 frame.run_page(body)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import frame, models, modes, session, state
 from explorer.claims import figures as F
 from explorer.claims import live as L
 from explorer.claims import results as R
 from explorer.claims import specs
 from explorer.claims import stats as S
 from explorer.urlstate import Field, Schema
+from ui import frame, models, modes, session, state
 
 LIVE_KEY = "claims_live"  # {claim name: LiveRun}
 VERDICT_BOX = {S.HOLDS: (st.success, ":material/check_circle:"), S.FAILS: (st.error, ":material/cancel:"),
@@ -114,7 +114,6 @@ def card_body(name: str, shipped: dict | None, error: str | None) -> None:
 
 
 def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
-    exp = specs.get(name)
     lr = st.session_state.get(LIVE_KEY, {}).get(name)
     doc = shipped
     if lr is not None:
@@ -198,14 +197,14 @@ def body():
                "`python -m explorer claims --json` lists the same verdicts and numbers.")
     schema = Schema([Field("claim", "choice", "all", choices=("all",) + tuple(specs.NAMES),
                            help="one claim's card only (a link for the projector), or all")])
-    vals = state.url_values(schema, "claims")
-    st.radio("Claims shown", ("all",) + tuple(specs.NAMES), key=state.wkey("claims", "claim"), horizontal=True,
-             help="one card only, e.g. for a link shown on the projector")
-    pick = state.widget_values(schema, "claims")["claim"]
-    for name in specs.NAMES:
-        if pick in ("all", name):
-            card(name)
-    state.write_url(schema, "claims", values=dict(claim=pick) if vals is not None else None)
+    with state.page_state("claims", schema) as ps:
+        ps.load()
+        st.radio("Claims shown", ("all",) + tuple(specs.NAMES), key=ps.key("claim"), horizontal=True,
+                 help="one card only, e.g. for a link shown on the projector")
+        pick = ps.current()["claim"]
+        for name in specs.NAMES:
+            if pick in ("all", name):
+                card(name)
 
 
 frame.run_page(body)

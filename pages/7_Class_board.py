@@ -6,12 +6,11 @@ import time
 
 import streamlit as st
 
-from ui import board_panel
-from ui import frame, modes, session, state
 from explorer.workshop import board as B
 from explorer.views import figures_runs as FR
 from explorer.views.fmt import count, exact, nbytes
 from explorer.urlstate import Field, Schema
+from ui import board_panel, frame, modes, session, state
 
 PAGE = "board"
 ALL = "all shared runs"
@@ -177,41 +176,41 @@ def body():
     entries = board.entries()
     groups = groups_of(entries)
     sch = schema(list(groups) + [ALL] if len(groups) > 1 else [ALL])
-    state.url_values(sch, PAGE)
-    n_shown, n_hidden = board.counts()
-    tpl = modes.plotly_template()
-    if entries:
-        rows = pick_group(entries)
-        peak = [e["peak_bytes"] for e in rows if e["peak_bytes"]]
-        m = st.columns(4)
-        m[0].metric("shared runs", count(len(rows)), help=f"{n_shown} on the board in all"
-                    + (f"; {n_hidden} hidden by the instructor" if n_hidden else ""))
-        m[1].metric("participants", count(len({e['name'] for e in rows if e['name']})),
-                    help="distinct display names (anonymous shares not counted)")
-        m[2].metric("methods", count(len({e['method'] for e in rows})))
-        best = max(rows, key=lambda e: e["accuracy"])
-        m[3].metric("best accuracy", f"{100 * best['accuracy']:.1f} %",
-                    help=f"{best['name'] or B.ANONYMOUS}: {best['method']} {best['knobs']}, "
-                         f"{exact(best['trainable'])} trainable, peak {nbytes(best['peak_bytes'])}")
-        c = st.columns(2) if not modes.projector_on() else [st.container(), st.container()]
-        with c[0]:
-            modes.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
-        with c[1]:
-            if peak:
-                modes.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
-        st.caption("Dots: one shared run each, coloured by method (the colours of Compare). Dotted lines: each "
-                   "method's mean over the room's runs at each budget, in budget order. Peak memory is the byte "
-                   "account's largest step (weights + gradients + optimizer state + activations).")
-        table(rows)
-    else:
-        st.info((f"Nothing shown ({n_hidden} hidden by the instructor). " if n_hidden else "Nothing shared yet. ") +
-                "Finish a run on **Fine-tune** (or a sweep on **Compare**) and press "
-                "**Share to the class board** there or below.", icon=":material/groups:")
-    with st.expander("Share one of your runs", expanded=not entries):
-        board_panel.share_picker(hist, "board")
-    st.divider()
-    instructor(board)
-    state.write_url(sch, PAGE, keep=("sid",))
+    with state.page_state(PAGE, sch, keep=("sid",)) as ps:
+        ps.load()
+        n_shown, n_hidden = board.counts()
+        tpl = modes.plotly_template()
+        if entries:
+            rows = pick_group(entries)
+            peak = [e["peak_bytes"] for e in rows if e["peak_bytes"]]
+            m = st.columns(4)
+            m[0].metric("shared runs", count(len(rows)), help=f"{n_shown} on the board in all"
+                        + (f"; {n_hidden} hidden by the instructor" if n_hidden else ""))
+            m[1].metric("participants", count(len({e['name'] for e in rows if e['name']})),
+                        help="distinct display names (anonymous shares not counted)")
+            m[2].metric("methods", count(len({e['method'] for e in rows})))
+            best = max(rows, key=lambda e: e["accuracy"])
+            m[3].metric("best accuracy", f"{100 * best['accuracy']:.1f} %",
+                        help=f"{best['name'] or B.ANONYMOUS}: {best['method']} {best['knobs']}, "
+                             f"{exact(best['trainable'])} trainable, peak {nbytes(best['peak_bytes'])}")
+            c = st.columns(2) if not modes.projector_on() else [st.container(), st.container()]
+            with c[0]:
+                modes.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
+            with c[1]:
+                if peak:
+                    modes.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
+            st.caption("Dots: one shared run each, coloured by method (the colours of Compare). Dotted lines: each "
+                       "method's mean over the room's runs at each budget, in budget order. Peak memory is the byte "
+                       "account's largest step (weights + gradients + optimizer state + activations).")
+            table(rows)
+        else:
+            st.info((f"Nothing shown ({n_hidden} hidden by the instructor). " if n_hidden else "Nothing shared yet. ") +
+                    "Finish a run on **Fine-tune** (or a sweep on **Compare**) and press "
+                    "**Share to the class board** there or below.", icon=":material/groups:")
+        with st.expander("Share one of your runs", expanded=not entries):
+            board_panel.share_picker(hist, "board")
+        st.divider()
+        instructor(board)
 
 
 frame.run_page(body)

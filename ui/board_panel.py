@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.views import figures_runs as FR
 from explorer.workshop import board as B
-
-BOARD_PAGE = "pages/7_Class_board.py"
-
+from ui import frame, modes
 
 def board_or_error():
     try:
@@ -30,12 +29,7 @@ def who() -> str:
 
 
 def page_link(label: str = "Open the class board") -> None:
-    from ui import modes
-
-    try:
-        st.page_link(BOARD_PAGE, label=label, icon=":material/groups:", query_params=modes.mode_params() or None)
-    except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
-        pass
+    frame.page_link("board", label=label)
 
 
 def _share(entry, prefix: str) -> None:
@@ -104,9 +98,6 @@ def share_picker(hist, prefix: str) -> None:
 
 def board_panel(tpl, x: str = "trainable", key: str = "board") -> None:
     """The room's shared runs on one small chart, with a count and a link to the board's page."""
-    from ui import modes
-    from explorer.views import figures_runs as FR
-
     b = board_or_error()
     if b is None:
         return

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import frame, models, modes
 from explorer.workshop.history import metrics_csv, metrics_json
+from ui import board_panel, frame, models
 
 
 def downloads(hist) -> None:
@@ -37,11 +37,7 @@ def downloads(hist) -> None:
     else:
         c[2].caption("no adapter saved for this run")
     with c[3]:
-        try:
-            st.page_link("pages/3_Compare.py", label="Compare runs", icon=":material/bar_chart:",
-                         query_params=modes.mode_params() or None)
-        except Exception:  # noqa: BLE001 - a page run on its own (AppTest) knows no other pages
-            pass
+        frame.page_link("compare", label="Compare runs", icon=":material/bar_chart:")
     s = e.summary
     st.caption(f"{s.get('status')} · {s.get('steps_done')} steps · trainable {s.get('trainable_params') or 0:,} · "
                f"final accuracy {(s.get('final_accuracy') or 0):.1%} · wall {s.get('wall_time_s') or 0:.1f} s · "
@@ -51,8 +47,6 @@ def downloads(hist) -> None:
 
 def share_section(e) -> None:
     """Share the picked run to the class board (opt-in; a blank name is anonymous)."""
-    from ui import board_panel
-
     board_panel.share_control(e, "ft")
 
 

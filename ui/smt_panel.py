@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import modes, state
 from explorer import smt as A
 from explorer.views import fmt
 from explorer.views import smt_views as V
 from explorer.methods.smt import SCORE_LABELS
+from ui import modes, state
 
 OVERLAP_MEANING = {  # one line each: what a high overlap would mean
     "largest-magnitude": "**High** would mean SMT just picks the biggest weights; **near chance**: the gradient "

@@ -13,7 +13,7 @@ writes through it::
             ps.add(knob_schema(method), method_slot=("method", method))     # a new method: its own defaults
             vals = ps.load()                             # URL -> clamped values; seeds the widgets
             st.slider("steps", 2, 500, key=k("steps"))   # widgets bound by key, no value=
-            ...                                          # any return, or an error: the URL is written on exit
+            ...                                          # a return or an error: the URL is written on exit
 
 Widgets are re-seeded from the URL only when the URL changed under the page (first visit, a pasted link, a
 preset), so moving a widget is not undone.  When the schema depends on a setting (the method decides the knob
@@ -183,8 +183,9 @@ class PageState:
 
 @contextmanager
 def page_state(page: str, schema: Schema, keep: tuple = ()) -> Iterator[PageState]:
-    """A page's state for one run; the URL is written when the block ends, on every path: a return, an error
-    (shown by ``frame.run_page``) or ``st.stop()``.  Not on ``st.rerun()``: a preset just wrote its own URL."""
+    """A page's state for one run; the URL is written when the block ends, on every path: a return or an error
+    (shown by ``frame.run_page``).  Not on ``st.rerun()`` (a preset just wrote its own URL) nor after
+    ``st.stop()`` (Streamlit takes no more messages then)."""
     ps = PageState(page, schema, keep)
     try:
         yield ps

@@ -87,6 +87,7 @@ def body():
     if loaded is not None:
         overview(loaded)
 
+    frame.main_control()
     st.subheader("Where to go next")
     cols = st.columns(2)
     for i, p in enumerate(q for q in PAGES if q.key != "home"):

@@ -36,6 +36,8 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     else:
         kcol, mcol = st.columns([2, 3], gap="large")
     with kcol:
+        if side == "a":
+            frame.main_control()
         if knobs_vis:
             with st.container(border=True):
                 for kn in knobs_vis:

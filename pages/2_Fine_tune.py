@@ -352,6 +352,8 @@ def start_bar(cfg: TrainConfig, loaded, hist, label: str, can: bool) -> None:
     run = active_run()
     b = st.columns([1, 1, 4], vertical_alignment="center")
     need = estimate_run_bytes(cfg, loaded)
+    with b[0]:
+        frame.main_control()
     b[0].button("Start", icon=":material/play_arrow:", key="ft_start", type="primary",
                 disabled=(run is not None and run.running) or not can, on_click=start_run,
                 args=(cfg, loaded, hist, label), width="stretch", help="Runs in the background; the page stays usable")

@@ -274,6 +274,7 @@ def _sweep_panel() -> None:
 
 
 def sweep_section() -> None:
+    frame.main_control()
     st.markdown("#### Budget sweep: does accuracy plateau as parameters grow?")
     sw = st.session_state.get(SWEEP_KEY)
     busy = sw is not None and not sw.done

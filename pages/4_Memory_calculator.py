@@ -47,6 +47,7 @@ def _measure(name: str, method: str, knobs_json: str, batch: int, seq_len: int, 
 
 
 def settings_panel(vals: dict, instr: bool) -> None:
+    frame.main_control()
     with st.container(border=True):
         c = st.columns([3, 3, 2, 2])
         c[0].selectbox("Model", V.MODELS, key=k("model"), format_func=lambda m: V.MODEL_LABELS[m],

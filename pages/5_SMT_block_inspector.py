@@ -247,6 +247,8 @@ def autostart(name: str, loaded, ws: WarmupSettings, recs: dict) -> None:
 
 def compute_bar(name: str, loaded, ws: WarmupSettings) -> None:
     c = st.columns([1, 3], vertical_alignment="center")
+    with c[0]:
+        frame.main_control()
     c[0].button("Compute gradients", key="smt_compute", type="primary", disabled=_running(), width="stretch",
                 icon=":material/play_arrow:", on_click=start_job, args=(loaded, ws),
                 help="Runs the warm-up once for these settings (cached per model, task and settings)")

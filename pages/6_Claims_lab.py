@@ -199,6 +199,7 @@ def body():
                            help="one claim's card only (a link for the projector), or all")])
     with state.page_state("claims", schema) as ps:
         ps.load()
+        frame.main_control()
         st.radio("Claims shown", ("all",) + tuple(specs.NAMES), key=ps.key("claim"), horizontal=True,
                  help="one card only, e.g. for a link shown on the projector")
         pick = ps.current()["claim"]

@@ -179,6 +179,7 @@ def body():
     with state.page_state(PAGE, sch, keep=("sid",)) as ps:
         ps.load()
         n_shown, n_hidden = board.counts()
+        frame.main_control()
         tpl = modes.plotly_template()
         if entries:
             rows = pick_group(entries)

@@ -146,6 +146,19 @@ def page_errors(page) -> list[str]:
     return out
 
 
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]  # WCAG 2.0 and 2.1, levels A and AA
+
+
+def axe_serious(page) -> list[str]:
+    """axe-core's serious and critical WCAG 2.1 A/AA violations on the page as it is now (one line each)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    res = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS},
+                                   "resultTypes": ["violations"]}).response
+    return [f"{v['id']} ({v['impact']}, {len(v['nodes'])}×): {v['nodes'][0]['failureSummary'][:200]} "
+            f"at {v['nodes'][0]['html'][:120]}" for v in res["violations"] if v["impact"] in ("serious", "critical")]
+
+
 def first_metric(page) -> str:
     return page.locator('[data-testid="stMetricValue"]').first.inner_text()
 
@@ -168,6 +181,8 @@ def test_page(server, browser, case: PageCase):
         wait_idle(page)
         errs = page_errors(page)
         assert not errs, f"{case.name}: errors shown on the page: {errs}"
+        bad = axe_serious(page)
+        assert not bad, f"{case.name} (light mode): axe-core finds {bad}"
         if case.slider:
             before = first_metric(page)
             thumb = page.locator('[data-testid="stSlider"]').filter(has_text=case.slider).locator('input[type="range"], [role="slider"]')

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from test_browser import CHROMIUM, ROOT, page_errors, wait_idle  # noqa: F401 - the same server and helpers
+from test_browser import CHROMIUM, ROOT, axe_serious, page_errors, wait_idle  # noqa: F401 - the same server, helpers
 from test_browser import browser, screenshot, server  # noqa: F401 - pytest fixtures
 
 from explorer.views.pages import PAGES
@@ -82,6 +82,8 @@ def test_modes_survive_every_page_link(server, browser):  # noqa: F811 - fixture
             modes_on(page, label)
             assert projector_styled(page), f"{label}: projector mode is on but the page is not styled"
             assert not page_errors(page), f"{label}: {page_errors(page)}"
+            bad = axe_serious(page)
+            assert not bad, f"{label} (projector mode): axe-core finds {bad}"
         # switching one off is kept too (and leaves the URL)
         switch_box = page.locator('[data-testid="stSidebar"] [data-testid="stCheckbox"]').filter(
             has_text="Projector mode").first
@@ -122,6 +124,8 @@ def test_projector_screenshots(server, browser, name, path, wait_for, height):  
             page.get_by_text("Finished 60 steps", exact=False).first.wait_for(timeout=300_000)
             wait_idle(page, timeout=60)
             assert not page_errors(page), page_errors(page)
+            bad = axe_serious(page)
+            assert not bad, f"{name} after a run (projector mode): axe-core finds {bad}"
         # metric values are never cut off: each value's text fits its box
         clipped = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]
             .filter(e => { const t = e.querySelector('div') || e; return t.scrollWidth > t.clientWidth + 1; })

@@ -146,12 +146,31 @@ def plotly_template() -> str | None:
 
 
 def show_fig(fig, key: str | None = None) -> None:
-    """Draw a plotly figure.  Normally with Streamlit's chart theme (follows the app's theme; colours and colour
-    scales set on the traces are kept); in projector mode restyled by ``explorer.views.figures.for_projector``
-    (dark template, large fonts, taller) and drawn as is."""
+    """Draw a plotly figure, with its text alternative (``figure_text``).  Normally with Streamlit's chart theme
+    (follows the app's theme; colours and colour scales set on the traces are kept); in projector mode restyled by
+    ``explorer.views.figures.for_projector`` (dark template, large fonts, taller) and drawn as is."""
     if projector_on():
         from explorer.views.figures import for_projector
 
         st.plotly_chart(for_projector(fig), theme=None, key=key, config={"displaylogo": False})
     else:
         st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
+    chart_as_text(fig, key)
+
+
+def chart_as_text(fig, key: str | None = None) -> None:
+    """What a chart shows in words, its numbers as a table (small charts) and as a CSV (every chart): a screen
+    reader cannot read the drawing.  The CSV is made only when asked for."""
+    from explorer.views import figure_text as T
+
+    title = T.plain(fig.layout.title.text if fig.layout.title is not None else "") or "this chart"
+    with st.expander(f"Chart as text: {title}", icon=":material/table_view:"):
+        st.markdown(T.describe(fig))
+        cols, body = T.rows(fig)
+        if cols and len(body) <= T.TABLE_MAX_ROWS:
+            import pandas as pd
+
+            st.dataframe(pd.DataFrame(body, columns=cols), hide_index=True, width="stretch")
+        st.download_button("Download the numbers (CSV)", lambda: T.to_csv(fig), file_name="chart.csv",
+                           mime="text/csv", on_click="ignore", key=None if key is None else f"{key}-csv",
+                           icon=":material/download:")

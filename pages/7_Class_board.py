@@ -10,7 +10,7 @@ import ui_board as UB
 import ui_common as ui
 from explorer.workshop import board as B
 from explorer.views import figures_runs as FR
-from explorer.views.fmt import count, exact, nbytes
+from explorer.views.fmt import count, exact, nbytes, text_width_px
 from explorer.urlstate import Field, Schema
 
 ui.page_setup("Class board", ":material/groups:")
@@ -81,7 +81,7 @@ def table(entries: list[dict]) -> None:
                                 "peak memory (MiB)": st.column_config.NumberColumn(format="%.2f"),
                                 "shared (min ago)": st.column_config.NumberColumn(format="%.0f"),
                                 "trainable params": st.column_config.NumberColumn(format="localized"),
-                                "knobs": st.column_config.TextColumn(width="medium")})
+                                "knobs": st.column_config.TextColumn(width=text_width_px(df["knobs"]))})
 
 
 # ----------------------------------------------------------------------------- instructor
@@ -187,8 +187,12 @@ def body():
         m = st.columns(4)
         m[0].metric("shared runs", count(len(rows)), help=f"{n_shown} on the board in all"
                     + (f"; {n_hidden} hidden by the instructor" if n_hidden else ""))
-        m[1].metric("participants", count(len({e['name'] for e in rows if e['name']})),
-                    help="distinct display names (anonymous shares not counted)")
+        who = board.participants([e["id"] for e in rows])
+        m[1].metric("participants", count(who["total"]),
+                    help=f"people who shared these runs, anonymous shares included: {who['named']} named, "
+                         f"{who['anonymous']} anonymous" + (f"; {who['unknown']} anonymous run(s) shared before "
+                                                           "the board kept sharers are not counted" if who["unknown"]
+                                                           else ""))
         m[2].metric("methods", count(len({e['method'] for e in rows})))
         best = max(rows, key=lambda e: e["accuracy"])
         m[3].metric("best accuracy", f"{100 * best['accuracy']:.1f} %",

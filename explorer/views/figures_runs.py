@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.methods import METHODS
-from explorer.views.figures import COLORS, PCT_TICKS, _base, legend_below
+from explorer.views.figures import COLORS, PCT_TICKS, _base, legend_below, log_axis
 
 MIB = 2 ** 20
 MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
@@ -29,7 +29,7 @@ METHOD_COLORS = {k: COLORS[m.color_slot % len(COLORS)]
                  for k, m in sorted(METHODS.items(), key=lambda km: km[1].color_slot)}
 
 __all__ = ["live_curves", "memory_stack", "memory_bar", "overlay_curves", "accuracy_scatter", "board_scatter",
-           "method_color", "METHOD_COLORS", "MEM_PARTS"]
+           "method_color", "narrow_range_note", "METHOD_COLORS", "MEM_PARTS"]
 
 
 def method_color(method: str, i: int = 0) -> str:
@@ -149,7 +149,6 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
     ``rows``: dicts with ``name``, ``method``, ``accuracy`` (0-1), ``trainable``, ``peak_bytes`` and, for series,
     ``id``, ``model``, ``task``, ``config``.
     """
-    from explorer.views.figures import log_axis
     from explorer.views.run_series import panels, split_series
 
     def xval(r):
@@ -198,14 +197,33 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
         if x == "trainable":
             fig.update_xaxes(title_text="trainable parameters (log scale)", row=row, col=col, **log_axis(xs))
         else:
-            fig.update_xaxes(title_text="peak memory (MiB)", row=row, col=col, rangemode="tozero")
+            fig.update_xaxes(title_text="peak memory (MiB, from 0)", row=row, col=col, rangemode="tozero")
         fig.update_yaxes(row=row, col=col, **PCT_TICKS)
+    note = narrow_range_note([xval(r) for r in rows], "MiB") if x != "trainable" and n == 1 else None
+    if note:  # the axis starts at zero: say the spread the dots hide in one column
+        fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.0, y=0.02, xanchor="left",
+                           yanchor="bottom", font=dict(size=12), align="left")
     fig.update_yaxes(title_text="final held-out accuracy (%)", row=1, col=1)
     for r in range(2, nrows + 1):
         fig.update_yaxes(title_text="final held-out accuracy (%)", row=r, col=1)
     legend_below(fig)
     default = "Accuracy against trainable parameters" if x == "trainable" else "Accuracy against peak memory"
     return _base(fig, template, title or default, height if nrows == 1 else height + 260 * (nrows - 1))
+
+
+def narrow_range_note(xs, unit: str, share: float = 0.1) -> str | None:
+    """When every value lies within ``share`` of the largest (an axis from zero shows them as one column), one
+    line that says the range in numbers: "all 4 runs between 111.8 and 112.2 MiB (0.4 MiB apart, 0.36 %)"."""
+    xs = [float(v) for v in xs if v is not None]
+    if len(xs) < 2 or max(xs) <= 0:
+        return None
+    lo, hi = min(xs), max(xs)
+    if hi - lo > share * hi:
+        return None
+    if hi == lo:
+        return f"all {len(xs)} runs at {hi:,.1f} {unit}"
+    return (f"all {len(xs)} runs between {lo:,.1f} and {hi:,.1f} {unit} ({hi - lo:,.1f} {unit} apart, "
+            f"{100 * (hi - lo) / hi:.2g} % of the largest)")
 
 
 def board_scatter(entries: list[dict], x: str = "trainable", template: str = "plotly_white", height: int = 380,
@@ -246,10 +264,15 @@ def board_scatter(entries: list[dict], x: str = "trainable", template: str = "pl
                                      customdata=[len(by_x[v]) for v in xs],
                                      hovertemplate=m + ": room mean %{y:.1f} % over %{customdata} run(s)"
                                                    "<extra></extra>"))
+    xs = [e[key] / scale for e in entries if e.get(key) and e.get("accuracy") is not None]
     if x == "trainable":
-        fig.update_xaxes(title_text="trainable parameters (log scale)", type="log")
-    else:
-        fig.update_xaxes(title_text="peak memory of the run (MiB, byte account)")
+        fig.update_xaxes(title_text="trainable parameters (log scale)", **log_axis(xs))
+    else:  # from zero: 0.4 MiB between 111.8 and 112.2 MiB looks as small as it is; the spread is said in words
+        fig.update_xaxes(title_text="peak memory of the run (MiB, byte account, from 0)", rangemode="tozero")
+        note = narrow_range_note(xs, "MiB")
+        if note:
+            fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.0, y=0.02,
+                               xanchor="left", yanchor="bottom", font=dict(size=12), align="left")
     fig.update_yaxes(title_text="final held-out accuracy (%)", **PCT_TICKS)
     if not fig.data:
         fig.add_annotation(text="No shared runs yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)

@@ -123,6 +123,7 @@ html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-ro
   color: #111318 !important; opacity: 1 !important; }
 [data-testid="stCaptionContainer"] { font-size: 0.95rem !important; }
 [data-testid="stMarkdownContainer"] code { font-size: 0.92em; }
+[data-testid="stTable"] table, [data-testid="stTable"] th, [data-testid="stTable"] td { font-size: 1rem !important; }
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.1rem !important; font-weight: 600; }
 [data-testid="stMetricLabel"] p { font-size: 1.0rem !important; }
 [data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stMetricDelta"],

@@ -337,7 +337,7 @@ def test_board_axes_are_labelled_and_memory_starts_at_zero():
     assert fig.layout.xaxis.tickmode == "array" and len(fig.layout.xaxis.ticktext) >= 3
     mem = board_scatter(es, "memory")
     assert mem.layout.xaxis.rangemode == "tozero"
-    assert any("between 111.8 and 112.2 MiB (0.4 MiB apart" in a.text for a in mem.layout.annotations)
+    assert any("between 111.8 and 112.2 MiB<br>(0.4 MiB apart" in a.text for a in mem.layout.annotations)
 
 
 def test_a_table_column_is_as_wide_as_its_longest_text():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from explorer.views.figures import log_axis, pct_axis
+from explorer.views.figures import legend_below, log_axis, pct_axis
 
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D"]
 
@@ -46,8 +46,8 @@ def claim_figure(doc: dict, height: int = 380) -> go.Figure:
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis=dict(title="trainable adapter parameters (classification head not counted)",
                                  type="log"),
-                      yaxis=dict(title="held-out accuracy (%)"),
-                      legend=dict(orientation="h", y=-0.25))
+                      yaxis=dict(title="held-out accuracy (%)"))
+    legend_below(fig)  # on the figure's bottom edge, under the x title (never on it)
     if xs_all:  # labelled ticks however narrow the range (log_axis pads it and always labels 3 or more)
         fig.update_xaxes(**log_axis(xs_all))
     ys_all = [y for tr in fig.data for y in (tr.y or ())]

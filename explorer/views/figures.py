@@ -40,6 +40,7 @@ PROJ_TEXT = "#F4F6FA"
 PROJ_BG = "#14171F"
 PROJ_TITLE_CHARS = 40  # a title line at PROJ_FONT + 6 px: ~560 px, the narrowest chart column; longer ones wrap
 PROJ_AXIS_CHARS = 36  # axis titles wrap too (plotly cuts, never wraps)
+PROJ_TITLE_PAD = 8  # px between the figure's top edge and its title
 
 
 def _projector_template() -> go.layout.Template:
@@ -72,20 +73,34 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) 
     h0 = lay.height
     if h0:
         fig.update_layout(height=int(h0 * scale))
+    lg = lay.legend
+    if lg is not None and lg.orientation == "h" and (lg.y or 0) >= 1.0 and lg.yref != "container":
+        # a legend above the plot sits in the top margin, where the large, wrapped title goes: at this size it
+        # wraps to more rows than the margin holds and the two print over each other (and over the y ticks):
+        # it moves under the whole figure instead
+        legend_below(fig)
     if lay.title is not None and lay.title.text:
         text = wrap_title(lay.title.text)
         lines = text.count("<br>") + 1
         # the title hangs from the top edge; below it room for subplot titles (annotations at the plots' top)
         subtitles = any(a.yref == "paper" and a.y == 1.0 and a.yanchor == "bottom" for a in lay.annotations)
-        top = lines * (PROJ_FONT + 12) + (PROJ_FONT + 44 if subtitles else 24)
-        # plotly anchors a multi-line title's *last* line at y: move it down by the lines above it
+        line_px = 1.3 * (PROJ_FONT + 6)  # plotly's line height of the title's font
+        top = int(PROJ_TITLE_PAD + lines * line_px + (PROJ_FONT + 44 if subtitles else 20))
+        # with yanchor "top" plotly hangs a one-line title's glyphs about 0.2 of the font size above y, but a
+        # wrapped title's first line about 0.9 of it above (measured in chromium; tests/test_browser_modes.py
+        # checks the title's box against the plot and the legend): y sits that far below the pad
         h = int((h0 or 450) * scale)
-        y = 1.0 - (6 + (lines - 1) * 1.3 * (PROJ_FONT + 6)) / h
+        y = 1.0 - (PROJ_TITLE_PAD + (0.9 if lines > 1 else 0.2) * (PROJ_FONT + 6)) / h
         fig.update_layout(title=dict(text=text, font=dict(size=PROJ_FONT + 6), yref="container", y=y,
                                      yanchor="top"),
                           margin=dict(t=max(int(lay.margin.t or 0), top)))
     elif any(a.yref == "paper" and a.yanchor == "bottom" and (a.y or 0) >= 0.99 for a in lay.annotations):
         fig.update_layout(margin=dict(t=max(int(lay.margin.t or 0), PROJ_FONT + 24)))  # subplot titles fit
+    below = [a for a in lay.annotations if a.yref == "paper" and (a.y or 0) <= 0 and a.yanchor == "top"]
+    for a in below:  # a shared x title under subplots (make_subplots' x_title): under the larger tick labels,
+        a.update(yshift=-(PROJ_FONT + 14))  # with room for it and the legend below it
+    if below:
+        fig.update_layout(margin=dict(b=max(int(lay.margin.b or 0), 4 * PROJ_FONT + 40)))
     fig.update_layout(uniformtext=dict(minsize=PROJ_FONT - 4, mode="show"))  # bar labels never shrink away
     fig.update_xaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
                      zerolinecolor="#5A6270")

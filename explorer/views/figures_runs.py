@@ -162,9 +162,11 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
     cols = 1 if n == 1 else 2
     nrows = -(-n // cols)
     multi = n > 1  # one panel per (model, task), each titled
+    xtitle = "trainable parameters (log scale)" if x == "trainable" else "peak memory (MiB, from 0)"
     fig = make_subplots(rows=nrows, cols=cols, shared_yaxes=True, horizontal_spacing=0.06,
                         vertical_spacing=0.16 if nrows > 1 else 0.0,
-                        subplot_titles=[f"{m} · {t}" for m, t in cells] if multi else None)
+                        subplot_titles=[f"{m} · {t}" for m, t in cells] if multi else None,
+                        x_title=xtitle if multi else None)  # one x title under the panels (two would collide)
     where = {c: (i // cols + 1, i % cols + 1) for i, c in enumerate(cells)}
     shown: set = set()
     unit = "params" if x == "trainable" else "MiB"
@@ -178,7 +180,8 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
         pts = sorted(pts, key=xval)
         fig.add_trace(go.Scatter(
             x=[xval(r) for r in pts], y=[100 * r["accuracy"] for r in pts],
-            mode="lines+markers" if joined else "markers", name=m, legendgroup=m, showlegend=m not in shown,
+            mode="lines+markers" if joined else "markers", name=METHODS[m].short if m in METHODS else m,
+            legendgroup=m, showlegend=m not in shown,
             text=[r.get("name", "") for r in pts],
             marker=dict(size=11, color=color, symbol="circle" if joined else "diamond-open",
                         line=dict(width=2, color=color)),
@@ -194,10 +197,11 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
     for m, t in cells:
         row, col = where[(m, t)]
         xs = [xval(r) for r in rows if (r["model"], r["task"]) == (m, t)]
+        own = None if multi else xtitle
         if x == "trainable":
-            fig.update_xaxes(title_text="trainable parameters (log scale)", row=row, col=col, **log_axis(xs))
+            fig.update_xaxes(title_text=own, row=row, col=col, **log_axis(xs))
         else:
-            fig.update_xaxes(title_text="peak memory (MiB, from 0)", row=row, col=col, rangemode="tozero")
+            fig.update_xaxes(title_text=own, row=row, col=col, rangemode="tozero")
         fig.update_yaxes(row=row, col=col, **PCT_TICKS)
     note = narrow_range_note([xval(r) for r in rows], "MiB") if x != "trainable" and n == 1 else None
     if note:  # the axis starts at zero: say the spread the dots hide in one column
@@ -208,7 +212,10 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
         fig.update_yaxes(title_text="final held-out accuracy (%)", row=r, col=1)
     legend_below(fig)
     default = "Accuracy against trainable parameters" if x == "trainable" else "Accuracy against peak memory"
-    return _base(fig, template, title or default, height if nrows == 1 else height + 260 * (nrows - 1))
+    fig = _base(fig, template, title or default, height if nrows == 1 else height + 260 * (nrows - 1))
+    if multi:  # the panels' titles sit under the figure's title
+        fig.update_layout(margin=dict(t=76, b=40))
+    return fig
 
 
 def narrow_range_note(xs, unit: str, share: float = 0.1) -> str | None:
@@ -222,7 +229,7 @@ def narrow_range_note(xs, unit: str, share: float = 0.1) -> str | None:
         return None
     if hi == lo:
         return f"all {len(xs)} runs at {hi:,.1f} {unit}"
-    return (f"all {len(xs)} runs between {lo:,.1f} and {hi:,.1f} {unit} ({hi - lo:,.1f} {unit} apart, "
+    return (f"all {len(xs)} runs between {lo:,.1f} and {hi:,.1f} {unit}<br>({hi - lo:,.1f} {unit} apart, "
             f"{100 * (hi - lo) / hi:.2g} % of the largest)")
 
 

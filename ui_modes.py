@@ -5,8 +5,8 @@ page calls ``ui.instructor_on()``, ``ui.show_fig(...)``).
   ``ui_common.page_setup``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's
   own state when another page runs), rides along in every page link (``mode_params()``) and preset, and is in
   the URL.
-- Instructor mode: ``instructor_on()``, ``visible_knobs`` (hides ``Knob.advanced`` knobs and seeds) and
-  ``keep_hidden_values`` (widgets not drawn keep their values).
+- Simple view (URL key ``instr``; "instructor" in the code): ``instructor_on()``, ``visible_knobs`` (hides
+  ``Knob.advanced`` knobs and seeds) and ``keep_hidden_values`` (widgets not drawn keep their values).
 - Projector mode: ``PROJECTOR_CSS`` and ``show_fig`` / ``plotly_template`` (dark template, large type).
 """
 
@@ -21,8 +21,9 @@ import streamlit as st
 # which survives page changes: Streamlit drops a widget's own state when another page runs), is copied into
 # the switch's key before the switch is drawn, rides along in every page link and preset, and is in the URL.
 MODES = {
-    "instructor": ("instr", "Instructor mode",
-                   "Hides advanced knobs (dropout, mask redraw, seeds) so a room sees the essentials."),
+    "instructor": ("instr", "Simple view",
+                   "Fewer controls: hides the advanced knobs (dropout, mask redraw, seeds), which keep their values. "
+                   "Anyone can turn it on or off; it changes no result and locks nothing."),
     "projector": ("proj", "Projector mode",
                   "Dark theme and large type for a projector: charts, numbers and captions readable from the "
                   "back of the room."),

@@ -11,7 +11,7 @@ import ui_runs
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
-from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
+from explorer.workshop.jobs import default_queue, estimate_run_bytes, queue_place
 from explorer.workshop.runs import FineTuneRun, start_fine_tune
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
@@ -104,7 +104,7 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
     if status == "queued":
         pos = run.position()
         q = default_queue().stats()
-        st.info(f"Queued: **{ordinal(pos)} in line** (at most {q['max_running']} fine-tunes run at once on this "
+        st.info(f"Queued: **{queue_place(pos)}** (at most {q['max_running']} fine-tunes run at once on this "
                 f"server; {q['running']} running now). It starts by itself; Stop cancels it.", icon=":material/hourglass_top:")
     recs = snap["records"]
     if status in ("running", "queued"):

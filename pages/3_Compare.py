@@ -8,7 +8,7 @@ import ui_board
 import ui_common as ui
 from explorer import data as D
 from explorer.views import figures_runs as FR
-from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_plan
+from explorer.workshop.jobs import SWEEP_METHODS, default_queue, queue_place, sweep_plan
 from explorer.workshop.sweeps import Sweep
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
@@ -173,7 +173,7 @@ def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, se
 
 
 def start_lesson(name: str) -> None:
-    """Start every run of a Compare lesson preset together (one sweep through the server's queue)."""
+    """Queue every run of a Compare lesson preset with one button (one sweep: they run one after the other)."""
     p = for_page("compare")[name]
     items = []
     for r in p.runs:
@@ -241,7 +241,7 @@ def _sweep_panel() -> None:
         cur = snap.current
         txt = f"run {snap.index + 1} of {snap.total}: {snap.current_label or ''}"
         if cur and cur["status"] == "queued":
-            txt += f" · queued, {ordinal(max(1, snap.position))} in line"
+            txt += f" · queued, {queue_place(snap.position)}"
         elif cur:
             txt += f" · step {cur['step']} of {cur['total_steps']}"
         st.progress(min(1.0, (snap.index + snap.within) / max(1, snap.total)), text=txt)

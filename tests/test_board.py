@@ -346,3 +346,10 @@ def test_a_table_column_is_as_wide_as_its_longest_text():
     knobs = ["rank=8", "targets=query,key,value,dense block_size=32 blocks=72 warmup_steps=15"]
     assert text_width_px(knobs) >= 7 * len(knobs[1])
     assert text_width_px([]) == 80 and text_width_px(["x" * 1000]) == 1200
+
+
+def test_the_share_line_never_doubles_a_period():
+    assert B.shared_message("run3", "Zoë K.") == "Shared run3 to the class board as Zoë K."
+    assert B.shared_message("run3", "Ada") == "Shared run3 to the class board as Ada."
+    assert B.shared_message("run3", "") == "Shared run3 to the class board as anonymous."
+    assert clean_name("Zoë K.") == "Zoë K."

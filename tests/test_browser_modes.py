@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason=f"{CHROMIUM} is absent (install it with `make browser`)")]
 
-MODES = {"Instructor mode": "instr", "Projector mode": "proj"}
+MODES = {"Simple view": "instr", "Projector mode": "proj"}
 
 
 def switch(page, label: str):
@@ -91,7 +91,7 @@ def test_modes_survive_every_page_link(server, browser):  # noqa: F811 - fixture
         page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').filter(has_text="Fine-tune").first.click()
         page.wait_for_function("() => document.title.startsWith('Fine-tune')", timeout=30_000)
         wait_idle(page, timeout=120)
-        assert switch(page, "Instructor mode").is_checked() and not switch(page, "Projector mode").is_checked()
+        assert switch(page, "Simple view").is_checked() and not switch(page, "Projector mode").is_checked()
         assert not projector_styled(page)
     finally:
         ctx.close()

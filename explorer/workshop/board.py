@@ -41,9 +41,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from explorer.workshop.board_fields import (ANONYMOUS, MAX_NAME, METHOD_NAMES, BoardError, _checked, _plural,
-                                            clean_label, clean_name, fields_from_run, knobs_text)
+                                            clean_label, clean_name, fields_from_run, knobs_text, shared_message)
 
-__all__ = ["Board", "BoardError", "clean_name", "clean_label", "fields_from_run", "knobs_text", "default_board",
+__all__ = ["Board", "BoardError", "clean_name", "clean_label", "fields_from_run", "knobs_text", "shared_message",
+           "default_board",
            "board_path", "instructor_token", "token_problem", "METHOD_NAMES", "MAX_NAME", "ANONYMOUS"]
 
 PATH_ENV = "PEFT_EXPLORER_BOARD"

@@ -263,3 +263,16 @@ def test_projector_memory_chart_keeps_title_legend_and_plot_apart(preset):
     h = fig.layout.height
     first_line_top = (1 - fig.layout.title.y) * h - 0.9 * (F.PROJ_FONT + 6)  # measured offset of a wrapped title
     assert F.PROJ_TITLE_PAD - 1 <= first_line_top <= F.PROJ_TITLE_PAD + 1  # not above the figure's edge
+
+
+def test_exported_charts_open_offline():
+    """Issue 21: the SMT inspector's HTML downloads loaded plotly.js from a CDN (no chart without the internet)."""
+    import re
+
+    from explorer.views import smt_views as V
+
+    fig = F.count_bars(["a", "b"], [10, 1000], "counts")
+    for html in (F.figure_html(fig), V.figure_html(fig)):
+        srcs = re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", html, flags=re.I)
+        assert not [s for s in srcs if re.match(r"(https?:)?//", s)], srcs
+        assert "Plotly.newPlot" in html and len(html) > 1_000_000  # plotly.js itself is inside

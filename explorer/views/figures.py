@@ -239,6 +239,12 @@ def pct_axis(lo: float, hi: float, pad: float = 0.01, max_ticks: int = 7) -> dic
     return dict(range=[lo, hi], tickmode="array", tickvals=ticks, ticktext=text)
 
 
+def figure_html(fig: go.Figure) -> str:
+    """A chart as one self-contained HTML file: plotly.js is inlined (about 4.7 MB), so the file opens offline,
+    in a room without internet, years later; no script is fetched from a CDN."""
+    return fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+
+
 def legend_below(fig: go.Figure, rows: int = 1) -> go.Figure:
     """A horizontal legend under the whole figure (anchored to the container's bottom edge, below the x-axis
     title, which therefore never sits under it), with the bottom margin it needs."""

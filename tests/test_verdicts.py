@@ -117,5 +117,6 @@ def test_the_compare_chart_draws_one_line_per_sweep_and_a_panel_per_task():
     assert [list(t.x) for t in lines] == [[4866, 19464, 77856], [5120, 19456, 77824]]
     assert len(dots) == 2 and all(len(t.x) == 1 for t in dots)
     assert {t.xaxis for t in lines} == {"x2"} and {t.xaxis for t in dots} == {"x"}  # one panel per task
-    assert [a.text for a in fig.layout.annotations] == ["minilm · colour-shape", "minilm · bbc-news"]
+    assert [a.text for a in fig.layout.annotations] == ["minilm · colour-shape", "minilm · bbc-news",
+                                                        "trainable parameters (log scale)"]  # one x title for both
     assert len(fig.layout.xaxis2.ticktext) >= 3  # the log axis is labelled

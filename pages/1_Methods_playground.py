@@ -47,14 +47,17 @@ def render_side(side: str, method: str, loaded, wt: str, layer: int, warm: int, 
     values = state.widget_values(pg.side_schema(method, side), PAGE)
     knobs = pg.side_knobs(values, method, side)
     with mcol:
+        cap = st.empty()  # the warm-up caption: what it will compute, then the time it took (measured)
         if info.playground_caption and not loaded.info.meta:
-            st.caption(info.playground_caption.format(warm=warm))
+            cap.caption(pg.warmup_caption(info.playground_caption, warm, None, loaded.info.name))
         try:
             with st.spinner("Applying the method to a copy of the model…"):
                 s = pg.summarize(loaded, method, knobs, warm=warm)
         except Exception as exc:  # noqa: BLE001 - knob errors are shown, the page goes on
             frame.show_error(exc)
             return None
+        if info.playground_caption and not loaded.info.meta and s.warmup.get("seconds") is not None:
+            cap.caption(pg.warmup_caption(info.playground_caption, warm, s.warmup["seconds"], loaded.info.name))
         # compact values never get cut off; the help starts with the exact value
         metrics = [("trainable parameters", fmt.count(s.trainable),
                     f"{fmt.exact(s.trainable)} exactly · unique tensors the optimizer updates"),

@@ -10,7 +10,7 @@ from explorer.engine.config import PRECISIONS
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
-from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
+from explorer.workshop.jobs import default_queue, estimate_run_bytes, queue_place
 from explorer.workshop.runs import FineTuneRun, start_fine_tune
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
@@ -101,7 +101,7 @@ def draw_status(run: FineTuneRun, snap: dict) -> None:
     if status == "queued":
         pos = run.position()
         q = default_queue().stats()
-        st.info(f"Queued: **{ordinal(pos)} in line** (at most {q['max_running']} fine-tunes run at once on this "
+        st.info(f"Queued: **{queue_place(pos)}** (at most {q['max_running']} fine-tunes run at once on this "
                 f"server; {q['running']} running now). It starts by itself; Stop cancels it.",
                 icon=":material/hourglass_top:")
     if status in ("running", "queued"):

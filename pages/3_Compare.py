@@ -5,13 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.views import figures_runs as FR
-from explorer.workshop.jobs import SWEEP_METHODS, default_queue, ordinal, sweep_plan
+from explorer.workshop.jobs import SWEEP_METHODS, default_queue, queue_place, sweep_plan
 from explorer.workshop.sweeps import Sweep
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
 from explorer.urlstate import Field, Schema
-from explorer.views.verdicts import budget_verdict
+from explorer.views.run_series import trend_lines
 from ui import board_panel, frame, models, modes, session, state, widgets
 
 PAGE = "cmp"
@@ -69,7 +69,7 @@ def rows_of(hist) -> list[dict]:
                          peak_parts=peak,
                          step_ms=(s["mean_step_time_s"] * 1000 if s.get("mean_step_time_s") else None),
                          wall=s.get("wall_time_s"), device=s.get("device"), status=e.status,
-                         steps=s.get("steps_done"), records=e.records))
+                         steps=s.get("steps_done"), records=e.records, config=c))
     return rows
 
 
@@ -97,22 +97,6 @@ def table(rows: list[dict]) -> None:
                                 "trainable params": st.column_config.NumberColumn(format="localized")})
 
 
-def trend_lines(rows: list[dict]) -> list[str]:
-    """One computed verdict per method over its runs of one model and task (explorer.views.verdicts)."""
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        groups.setdefault((r["method"], r["model"], r["task"]), []).append(
-            (r["trainable"] or 0, r["accuracy"], r["base_accuracy"], r["eval_n"] or 0))
-    out = []
-    for (m, model, task), pts in groups.items():
-        label = METHODS[m].label if m in METHODS else m
-        v = budget_verdict(pts)
-        out.append(f"**{label}** ({model}, {task}, {len(pts)} run{'s' if len(pts) != 1 else ''}): {v.text}")
-    if out:
-        out.append(f"Rule: {budget_verdict([]).rule}.")
-    return out
-
-
 def charts(rows: list[dict], tpl: str) -> None:
     good = [r for r in rows if r["accuracy"] is not None]
     st.markdown("#### Accuracy against budget")
@@ -122,16 +106,16 @@ def charts(rows: list[dict], tpl: str) -> None:
                  format_func=lambda x: {"trainable": "trainable parameters (log)", "memory": "peak memory"}[x])
         st.markdown("Each dot is one run: its final accuracy on held-out examples against the number of parameters "
                     "it trained (log scale) or the peak of its measured memory (weights + gradients + optimizer "
-                    "state + activations). Runs of one method are joined in budget order. The SMT paper reports "
+                    "state + activations). A line joins the runs of one method that differ only in their budget "
+                    "(a sweep); every other run is an open diamond; each model and task has its own panel. The SMT "
+                    "paper reports "
                     "that LoRA and DoRA plateau as their budget grows while SMT keeps gaining; what these runs "
                     "show, computed from their accuracies:")
-        for line in trend_lines(good):
+        for line in trend_lines(good, lambda m: METHODS[m].label if m in METHODS else m):
             st.markdown(f"- {line}")
         if any(r["method"] in METHODS and METHODS[r["method"]].has_warmup for r in good):
             st.caption("SMT's peak memory includes its warm-up, which (in 'full' mode) trains every weight with "
                        "AdamW for a few steps; the table shows the peak after the warm-up beside it.")
-        if len({r['model'] for r in good}) > 1 or len({r['task'] for r in good}) > 1:
-            st.caption("Note: these runs mix models or tasks; compare like with like.")
     with left:
         if good:
             modes.show_fig(FR.accuracy_scatter(good, "trainable" if st.session_state[k("x")] == "trainable" else "memory",
@@ -185,7 +169,7 @@ def start_sweep(model: str, methods: list[str], ranks: list[int], steps: int, se
 
 
 def start_lesson(name: str) -> None:
-    """Start every run of a Compare lesson preset together (one sweep through the server's queue)."""
+    """Queue every run of a Compare lesson preset with one button (one sweep: they run one after the other)."""
     p = for_page("compare")[name]
     items = []
     for r in p.runs:
@@ -253,7 +237,7 @@ def _sweep_panel() -> None:
         cur = snap.current
         txt = f"run {snap.index + 1} of {snap.total}: {snap.current_label or ''}"
         if cur and cur["status"] == "queued":
-            txt += f" · queued, {ordinal(max(1, snap.position))} in line"
+            txt += f" · queued, {queue_place(snap.position)}"
         elif cur:
             txt += f" · step {cur['step']} of {cur['total_steps']}"
         st.progress(min(1.0, (snap.index + snap.within) / max(1, snap.total)), text=txt)

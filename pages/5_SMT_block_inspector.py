@@ -29,6 +29,7 @@ from explorer import smt as A
 from explorer.views import smt_views as V
 from explorer.errors import user_message
 from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup
+from explorer.workshop.jobs import queue_place
 from explorer.methods.smt import SCORE_LABELS, SCORES
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema
@@ -124,7 +125,7 @@ def _progress_panel() -> None:
         return
     if wj.running:
         p = wj.progress
-        wait = f" · {wj.job.position()} in line" if wj.job.status == "queued" else ""
+        wait = f" · {queue_place(wj.job.position())}" if wj.job.status == "queued" else ""
         c = st.columns([5, 1], vertical_alignment="center")
         c[0].progress(min(1.0, p.frac), text=f"{p.msg}{wait} · {time.time() - p.t0:.0f} s")
         c[1].button("Stop", key="smt_stop", on_click=stop_job, icon=":material/stop_circle:", width="stretch",
@@ -231,7 +232,7 @@ def sidebar_warmup(instructor: bool) -> None:
         st.caption("Changing these recomputes the gradients.")
         warmup_controls(instructor)
         if instructor:
-            st.caption(f"Hidden in instructor mode: warm-up mode **{st.session_state[k('mode')]}**, batch "
+            st.caption(f"Hidden in the simple view: warm-up mode **{st.session_state[k('mode')]}**, batch "
                        f"{st.session_state[k('bs')]} × {st.session_state[k('len')]} tokens, seed "
                        f"{st.session_state[k('seed')]}, matrix types {', '.join(st.session_state[k('types')])}.")
 

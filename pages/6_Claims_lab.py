@@ -11,6 +11,7 @@ from explorer.claims import live as L
 from explorer.claims import results as R
 from explorer.claims import specs
 from explorer.claims import stats as S
+from explorer.claims import words as W
 from explorer.urlstate import Field, Schema
 from ui import frame, models, modes, session, state
 
@@ -59,11 +60,18 @@ def arms_table(doc: dict) -> None:
         mean = f"{a['mean']:.3f}" if a["mean"] is not None else "—"
         ci = f"[{a['lo']:.3f}, {a['hi']:.3f}]" if a["lo"] is not None else "—"
         accs = ", ".join(f"{x:.3f}" for x in a["accuracy"]) or "—"
-        rows.append(f"| {a['label']} | {a['adapter_params']:,} | {ratio} | {mean} | {ci} | {accs} | {links} |"
+        loss = W.loss_text(a)
+        rows.append(f"| {a['label']} | {a['adapter_params']:,} | {ratio} | {mean} | {ci} | {accs} | {loss} | {links} |"
                     if a["adapter_params"] else
-                    f"| {a['label']} | — | — | {mean} | {ci} | {accs} | {links} |")
-    st.markdown("| arm | adapter parameters | vs first arm | mean accuracy | 95 % CI | per seed | open in Fine-tune |\n"
-                "|---|---:|---:|---:|---|---|---|\n" + "\n".join(rows))
+                    f"| {a['label']} | — | — | {mean} | {ci} | {accs} | {loss} | {links} |")
+    st.markdown("| arm | adapter parameters | vs first arm | mean accuracy | 95 % CI | per seed | held-out loss (mean) "
+                "| open in Fine-tune |\n"
+                "|---|---:|---:|---:|---|---|---:|---|\n" + "\n".join(rows))
+    for note in W.same_accuracy_notes(doc):
+        st.markdown(note)
+    res = W.resolution_note(doc)
+    if res:
+        st.caption(res)
 
 
 def verdict_box(doc: dict) -> None:
@@ -144,12 +152,18 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
             st.caption("The chart appears when the first seed of an arm finishes.")
     with right:
         verdict_box(doc)
+        labels = {a["arm"]: a["label"] for a in doc["arms"]}
+        for t in doc["tests"]:  # where each interval lies against zero and the margin, in words from the numbers
+            st.markdown(f"- **{t['label']}**: {W.explain_test(t, labels)}")
         with st.expander("The rule"):
             for t in doc["tests"]:
                 st.markdown(f"- **{t['label']}**: {t.get('rule', '')}")
             st.markdown(f"- **The claim**: {doc.get('rule', S.rule_text('all'))}")
             st.caption("A = the reference arm, B = the arm the claim is about; 95 % intervals over seeds.")
-    st.dataframe(tests_table(doc), hide_index=True, width="stretch")
+    if modes.projector_on():  # an HTML table: it grows with the projector's type (a data grid keeps its small font)
+        st.table(tests_table(doc), hide_index=True)
+    else:
+        st.dataframe(tests_table(doc), hide_index=True, width="stretch")
     arms_table(doc)
     st.caption("Each link opens the Fine-tune page with that arm's exact settings: same seed, same batches, same "
                "held-out sentences, so on a CPU its final accuracy is this table's figure for that seed. "

@@ -8,7 +8,7 @@ import streamlit as st
 
 from explorer.workshop import board as B
 from explorer.views import figures_runs as FR
-from explorer.views.fmt import count, exact, nbytes
+from explorer.views.fmt import count, exact, nbytes, text_width_px
 from explorer.urlstate import Field, Schema
 from ui import board_panel, frame, modes, session, state
 
@@ -79,7 +79,7 @@ def table(entries: list[dict]) -> None:
                                 "peak memory (MiB)": st.column_config.NumberColumn(format="%.2f"),
                                 "shared (min ago)": st.column_config.NumberColumn(format="%.0f"),
                                 "trainable params": st.column_config.NumberColumn(format="localized"),
-                                "knobs": st.column_config.TextColumn(width="medium")})
+                                "knobs": st.column_config.TextColumn(width=text_width_px(df["knobs"]))})
 
 
 # ----------------------------------------------------------------------------- instructor
@@ -162,6 +162,36 @@ def instructor(board) -> None:
 # ----------------------------------------------------------------------------- page
 
 
+def metrics(board, rows: list[dict], n_shown: int, n_hidden: int) -> None:
+    m = st.columns(4)
+    m[0].metric("shared runs", count(len(rows)), help=f"{n_shown} on the board in all"
+                + (f"; {n_hidden} hidden by the instructor" if n_hidden else ""))
+    who = board.participants([e["id"] for e in rows])
+    m[1].metric("participants", count(who["total"]),
+                help=f"people who shared these runs, anonymous shares included: {who['named']} named, "
+                     f"{who['anonymous']} anonymous" + (f"; {who['unknown']} anonymous run(s) shared before "
+                                                       "the board kept sharers are not counted" if who["unknown"]
+                                                       else ""))
+    m[2].metric("methods", count(len({e['method'] for e in rows})))
+    best = max(rows, key=lambda e: e["accuracy"])
+    m[3].metric("best accuracy", f"{100 * best['accuracy']:.1f} %",
+                help=f"{best['name'] or B.ANONYMOUS}: {best['method']} {best['knobs']}, "
+                     f"{exact(best['trainable'])} trainable, peak {nbytes(best['peak_bytes'])}")
+
+
+def charts(rows: list[dict]) -> None:
+    tpl = modes.plotly_template()
+    c = st.columns(2) if not modes.projector_on() else [st.container(), st.container()]
+    with c[0]:
+        modes.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
+    with c[1]:
+        if any(e["peak_bytes"] for e in rows):
+            modes.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
+    st.caption("Dots: one shared run each, coloured by method (the colours of Compare). Dotted lines: each "
+               "method's mean over the room's runs at each budget, in budget order. Peak memory is the byte "
+               "account's largest step (weights + gradients + optimizer state + activations).")
+
+
 def body():
     st.title("Class board")
     st.markdown("Runs that participants chose to share, from every session on this server: each dot is one "
@@ -180,29 +210,10 @@ def body():
         ps.load()
         n_shown, n_hidden = board.counts()
         frame.main_control()
-        tpl = modes.plotly_template()
         if entries:
             rows = pick_group(entries)
-            peak = [e["peak_bytes"] for e in rows if e["peak_bytes"]]
-            m = st.columns(4)
-            m[0].metric("shared runs", count(len(rows)), help=f"{n_shown} on the board in all"
-                        + (f"; {n_hidden} hidden by the instructor" if n_hidden else ""))
-            m[1].metric("participants", count(len({e['name'] for e in rows if e['name']})),
-                        help="distinct display names (anonymous shares not counted)")
-            m[2].metric("methods", count(len({e['method'] for e in rows})))
-            best = max(rows, key=lambda e: e["accuracy"])
-            m[3].metric("best accuracy", f"{100 * best['accuracy']:.1f} %",
-                        help=f"{best['name'] or B.ANONYMOUS}: {best['method']} {best['knobs']}, "
-                             f"{exact(best['trainable'])} trainable, peak {nbytes(best['peak_bytes'])}")
-            c = st.columns(2) if not modes.projector_on() else [st.container(), st.container()]
-            with c[0]:
-                modes.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
-            with c[1]:
-                if peak:
-                    modes.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
-            st.caption("Dots: one shared run each, coloured by method (the colours of Compare). Dotted lines: each "
-                       "method's mean over the room's runs at each budget, in budget order. Peak memory is the byte "
-                       "account's largest step (weights + gradients + optimizer state + activations).")
+            metrics(board, rows, n_shown, n_hidden)
+            charts(rows)
             table(rows)
         else:
             st.info((f"Nothing shown ({n_hidden} hidden by the instructor). " if n_hidden else "Nothing shared yet. ") +

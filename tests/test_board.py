@@ -296,3 +296,60 @@ def test_board_scatter_colours_and_means():
     assert [t.name for t in mem.data if t.mode == "markers"] == ["lora"]  # no peak memory: not on that chart
     assert list(mem.data[0].x) == pytest.approx([95, 95, 95])  # MiB
     assert board_scatter([], "trainable").layout.annotations[0].text == "No shared runs yet"
+
+
+def test_anonymous_sharers_are_participants(path):
+    """Issue 21: the board counted participants by display name, so anonymous shares counted as nobody."""
+    b = Board(path)
+    b.share(fields(), who="s" * 32, name="Ada", run_key="run1")
+    b.share(fields(accuracy=0.8), who="s" * 32, name="Ada", run_key="run2")  # one person, two runs
+    b.share(fields(), who="t" * 32, name="", run_key="run1")
+    b.share(fields(), who="u" * 32, name="", run_key="run1")
+    b.share(fields(), who="u" * 32, name="", run_key="run2")
+    got = b.participants()
+    assert got == dict(total=3, named=1, anonymous=2, unknown=0)
+    es = b.entries()
+    assert b.participants([es[2]["id"], es[3]["id"]])["total"] == 2  # counted over the entries shown
+    assert "sharer" not in es[0]  # the keyed hash never leaves the board
+    raw = path.read_bytes() + (path.with_name(path.name + "-wal").read_bytes()
+                               if path.with_name(path.name + "-wal").exists() else b"")
+    assert b"u" * 32 not in raw
+
+
+def test_a_board_from_before_sharers_were_kept_still_opens(path):
+    b = Board(path)
+    b.share(fields(), who="s" * 32, name="", run_key="run1")
+    con = sqlite3.connect(path)
+    con.execute("UPDATE entries SET sharer = NULL")  # as a row written by the previous version
+    con.commit()
+    con.close()
+    got = Board(path).participants()
+    assert got["unknown"] == 1 and got["total"] == 0
+
+
+def test_board_axes_are_labelled_and_memory_starts_at_zero():
+    """Issue 21: the log x axis had no tick labels; 111.8-112.2 MiB filled the memory axis."""
+    from explorer.views.figures_runs import board_scatter
+
+    es = [dict(fields(trainable=t, accuracy=a, peak_bytes=int(m * 2**20)), name="")
+          for t, a, m in ((73_728, 0.9, 111.8), (75_653, 0.92, 112.2), (74_000, 0.91, 112.0))]
+    fig = board_scatter(es, "trainable")
+    assert fig.layout.xaxis.tickmode == "array" and len(fig.layout.xaxis.ticktext) >= 3
+    mem = board_scatter(es, "memory")
+    assert mem.layout.xaxis.rangemode == "tozero"
+    assert any("between 111.8 and 112.2 MiB<br>(0.4 MiB apart" in a.text for a in mem.layout.annotations)
+
+
+def test_a_table_column_is_as_wide_as_its_longest_text():
+    from explorer.views.fmt import text_width_px
+
+    knobs = ["rank=8", "targets=query,key,value,dense block_size=32 blocks=72 warmup_steps=15"]
+    assert text_width_px(knobs) >= 7 * len(knobs[1])
+    assert text_width_px([]) == 80 and text_width_px(["x" * 1000]) == 1200
+
+
+def test_the_share_line_never_doubles_a_period():
+    assert B.shared_message("run3", "Zoë K.") == "Shared run3 to the class board as Zoë K."
+    assert B.shared_message("run3", "Ada") == "Shared run3 to the class board as Ada."
+    assert B.shared_message("run3", "") == "Shared run3 to the class board as anonymous."
+    assert clean_name("Zoë K.") == "Zoë K."

@@ -179,3 +179,22 @@ def test_groups_and_the_link_to_one(board_file):
     no_problem(at)
     assert at.selectbox(key="board:group").value == "tiny-bert · colour-shape-easy"
     assert any("adjusted" in i.value for i in at.info)
+
+
+def test_anonymous_shares_are_participants_and_knobs_show_whole(board_file):
+    """Issue 21: one anonymous and one named sharer made 'participants 1'; the knobs column was cut off."""
+    import json
+
+    from explorer.workshop.board import Board
+
+    knobs = "targets=query,key,value,dense block_size=32 blocks=72 warmup_steps=15"
+    f = dict(method="smt", model="minilm", task="colour-shape", knobs=knobs, trainable=73_728, accuracy=0.9,
+             peak_bytes=112 * 2**20, steps=60)
+    b = Board(board_file)
+    b.share(f, who="a" * 32, name="", run_key="run1")
+    b.share(f, who="b" * 32, name="Bo", run_key="run1")
+    at = page(BOARD)
+    no_problem(at)
+    assert next(m.value for m in at.metric if m.label == "participants") == "2"
+    width = json.loads(at.dataframe[0].proto.columns)["knobs"]["width"]
+    assert isinstance(width, int) and width >= 7 * len(knobs)

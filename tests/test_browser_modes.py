@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason=f"{CHROMIUM} is absent (install it with `make browser`)")]
 
-MODES = {"Instructor mode": "instr", "Projector mode": "proj"}
+MODES = {"Simple view": "instr", "Projector mode": "proj"}
 
 
 def switch(page, label: str):
@@ -93,7 +93,7 @@ def test_modes_survive_every_page_link(server, browser):  # noqa: F811 - fixture
         page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').filter(has_text="Fine-tune").first.click()
         page.wait_for_function("() => document.title.startsWith('Fine-tune')", timeout=30_000)
         wait_idle(page, timeout=120)
-        assert switch(page, "Instructor mode").is_checked() and not switch(page, "Projector mode").is_checked()
+        assert switch(page, "Simple view").is_checked() and not switch(page, "Projector mode").is_checked()
         assert not projector_styled(page)
     finally:
         ctx.close()
@@ -134,5 +134,44 @@ def test_projector_screenshots(server, browser, name, path, wait_for, height):  
         page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus ring
         page.mouse.move(5, 5)
         screenshot(page, name)
+    finally:
+        ctx.close()
+
+
+MEMORY_PRESETS = {  # issue 21: the wrapped title printed over the legend, the y ticks and the bar labels
+    "qlora": "model=llama-65b&methods=lora&prec=4bit&batch=1&seq=512&recompute=1&unit=GB&rank=64&tg=all",
+    "zero3": ("model=llama-2-70b&methods=full,lora&prec=bf16-mixed&batch=1&seq=2048&recompute=0&unit=GB&ckpt=1"
+              "&opt=adamw&zero=3&gpus=8&scope=per-gpu&rank=16"),
+}
+
+
+@pytest.mark.parametrize("preset", list(MEMORY_PRESETS))
+def test_projector_memory_chart_title_clears_legend_ticks_and_labels(server, browser, preset):  # noqa: F811
+    """Measured in chromium: the memory chart's title box lies above the plot area, its tick labels and its bar
+    labels, and the legend's box touches none of them."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1400})
+    page = ctx.new_page()
+    try:
+        page.goto(f"{server}/Memory_calculator?proj=1&{MEMORY_PRESETS[preset]}", wait_until="domcontentloaded",
+                  timeout=30_000)
+        page.wait_for_selector('[data-testid="stPlotlyChart"] .g-gtitle', timeout=120_000)
+        wait_idle(page, timeout=120)
+        boxes = page.evaluate("""() => {
+            const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+            const box = e => { const b = e.getBoundingClientRect(); return [b.top, b.bottom, b.left, b.right]; };
+            const all = s => [...chart.querySelectorAll(s)].map(box);
+            return {title: all('.g-gtitle'), legend: all('.legend'), plot: all('.bglayer rect'),
+                    ticks: all('.ytick text'), labels: all('.textpoint text'), chart: [box(chart)]}; }""")
+        (title,), (legend,), (chart,) = boxes["title"], boxes["legend"], boxes["chart"]
+        plot_top = min(b[0] for b in boxes["plot"])
+
+        def overlaps(a, b):
+            return a[0] < b[1] - 1 and b[0] < a[1] - 1 and a[2] < b[3] - 1 and b[2] < a[3] - 1
+
+        assert title[0] >= chart[0] - 1 and title[1] <= plot_top, (title, plot_top)  # inside, above the plot
+        for other in boxes["ticks"] + boxes["labels"] + [legend]:
+            assert not overlaps(title, other), (title, other)
+        for other in boxes["ticks"] + boxes["labels"]:
+            assert not overlaps(legend, other), (legend, other)
     finally:
         ctx.close()

@@ -36,6 +36,28 @@ def test_t_cdf_is_symmetric_and_fractional_df_lies_between():
     assert S.t_quantile(0.975, 3) > S.t_quantile(0.975, 3.5) > S.t_quantile(0.975, 4)
 
 
+def test_student_t_is_scipys_and_the_shipped_intervals_are_unchanged():
+    """Issue 21: the hand-written incomplete beta gave way to scipy.stats; every shipped interval recomputed from
+    its per-seed records equals the stored one to 1e-9."""
+    from scipy.stats import t as student_t
+
+    for df in (1, 3.5, 7.3, 30):
+        assert S.t_quantile(0.975, df) == float(student_t.ppf(0.975, df))
+        assert S.t_cdf(-1.3, df) == float(student_t.cdf(-1.3, df))
+    assert not hasattr(S, "betainc") and not hasattr(S, "_betacf")
+    for name in specs.NAMES:
+        doc = R.load(name)
+        fresh = A.analyse(specs.from_dict(doc["experiment"]), doc["records"])
+        for old, new in zip(doc["tests"], fresh["tests"]):
+            assert old["verdict"] == new["verdict"]
+            for key in ("lo", "hi", "diff"):
+                if old.get(key) is not None:
+                    assert abs(old[key] - new[key]) < 1e-9, (name, old["key"], key)
+        for old, new in zip(doc["arms"], fresh["arms"]):
+            if old["lo"] is not None:
+                assert abs(old["lo"] - new["lo"]) < 1e-9 and abs(old["hi"] - new["hi"]) < 1e-9
+
+
 # ----------------------------------------------------------------------------- intervals (derived by hand)
 
 A3 = [0.90, 0.91, 0.92]  # mean 0.91, sample variance 1e-4
@@ -315,3 +337,69 @@ def test_page_evaluations_and_memory_account_do_not_change_a_run():
     la = [r["loss"] for r in a.records if "loss" in r]
     lb = [r["loss"] for r in b.records if "loss" in r]
     assert la == lb and len(la) == cfg.steps
+
+
+# ----------------------------------------------------------------------------- issue 21: words, ticks, held-out loss
+
+
+def test_the_lora_sp_card_says_where_its_interval_lies():
+    """[-3.6, -0.8] points is wholly below zero, and straddles the -2-point margin: the sentence says both,
+    computed from the numbers (not only 'inconclusive' with the margin hidden in a box)."""
+    from explorer.claims import words as W
+
+    doc = R.load("lora-sp")
+    labels = {a["arm"]: a["label"] for a in doc["arms"]}
+    text = W.explain_test(doc["tests"][0], labels)
+    assert "[-3.6, -0.8]" in text and "wholly below zero" in text and "worse than LoRA r=8 (q,v)" in text
+    assert "straddles the −2-point margin" in text and text.endswith("(inconclusive).")
+    # the other branches, on synthetic intervals
+    t = dict(kind="noninferior", a="A", b="B", diff=-0.005, lo=-0.015, hi=0.005, verdict=S.HOLDS, delta=0.02)
+    assert "spans zero" in W.explain_test(t) and "above the −2-point margin" in W.explain_test(t)
+    t = dict(t, diff=-0.05, lo=-0.07, hi=-0.03, verdict=S.FAILS)
+    assert "wholly below the −2-point margin" in W.explain_test(t)
+    t = dict(kind="superior", a="A", b="B", diff=0.05, lo=0.01, hi=0.09, verdict=S.HOLDS)
+    assert "wholly above zero, so B beats A (holds at this scale)." in W.explain_test(t)
+    smt = R.load("smt")
+    rising = next(x for x in smt["tests"] if x["kind"] == "rising")
+    assert "spans zero" in W.explain_test(rising)
+    share = next(x for x in smt["tests"] if x["kind"] == "above")
+    assert "wholly above the level 0.33" in W.explain_test(share)
+
+
+def test_claim_charts_have_distinct_tick_labels_and_labelled_log_axes():
+    """Issue 21: '95 %, 95 %, 94 %, 94 %' on the y axis and log axes with one or no label."""
+    from explorer.claims import figures as F
+
+    for name in specs.NAMES:
+        fig = F.claim_figure(R.load(name))
+        y, x = fig.layout.yaxis, fig.layout.xaxis
+        assert y.tickmode == "array" and len(set(y.ticktext)) == len(y.ticktext) >= 3, (name, y.ticktext)
+        assert x.type == "log" and x.tickmode == "array" and len(x.ticktext) >= 3, (name, x.ticktext)
+        lo, hi = 10 ** x.range[0], 10 ** x.range[1]
+        assert all(lo <= v <= hi for v in x.tickvals)  # every tick inside the drawn range
+
+
+def test_the_held_out_loss_is_recorded_and_shown_beside_identical_accuracies():
+    """DoRA's five accuracies are exactly LoRA's in smt.json: the card says so and, where the file has the
+    held-out loss (recorded since issue 21), shows it; the shipped file predates it and the card says that."""
+    from types import SimpleNamespace
+
+    from explorer.claims import runner
+    from explorer.claims import words as W
+
+    arm = specs.get("smt").arms[0]
+    res = SimpleNamespace(summary=dict(status="finished", final_accuracy=0.92, final_eval_loss=0.3012,
+                                       trainable_params=75653), adapter=None)
+    assert runner.record_from(arm, 0, res)["eval_loss"] == 0.3012
+    doc = R.load("smt")
+    notes = W.same_accuracy_notes(doc)
+    assert len(notes) == 1 and "DoRA r=8 (q,v)" in notes[0] and "LoRA r=8 (q,v)" in notes[0]
+    assert "steps of 0.5 points" in notes[0] and "before the held-out loss was recorded" in notes[0]
+    recs = [dict(r, eval_loss=(0.30 + r["seed"] / 100 + (0.002 if r["arm"].startswith("dora") else 0.0)))
+            for r in doc["records"]]
+    fresh = dict(doc, **A.analyse(specs.from_dict(doc["experiment"]), recs))
+    note = W.same_accuracy_notes(fresh)[0]
+    assert "0.3220 and 0.3200" in note and "0.3020 vs 0.3000" in note and "the runs differ" in note
+    p = sum(a["mean"] for a in doc["arms"]) / len(doc["arms"])
+    half = 100 * 1.96 * math.sqrt(p * (1 - p) / 200)  # one run's binomial interval at the arms' mean accuracy
+    assert f"±{half:.1f} points" in W.resolution_note(doc) and "steps of 0.5 points" in W.resolution_note(doc)

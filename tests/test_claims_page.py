@@ -91,3 +91,21 @@ def test_live_rerun_quick_redraws_as_seeds_finish():
     assert any(f"Verdict: {doc['verdict']}" in b for b in verdict_boxes(at))
     hist = at.session_state["run_history"]
     assert sum(1 for e in hist if (e.label or "").startswith("claims · ")) == len(doc["records"])
+
+
+def test_cards_say_what_each_interval_shows_and_projector_tables_grow():
+    """Issue 21: the verdict's reason is on the card (not in a closed box), the held-out loss column is there,
+    DoRA's identical accuracies are explained, and in projector mode the tests are an HTML table (it grows with
+    the type; the data grid kept its small font)."""
+    at = open_page(PAGE, proj="1")
+    no_problem(at)
+    visible = [m.value for m in at.markdown]  # markdown outside expanders too (an expander's would also show here)
+    assert any(v.startswith("- **LoRA-SP r=8 keeps LoRA r=8's accuracy") and "wholly below zero" in v
+               and "straddles the −2-point margin" in v for v in visible)
+    in_boxes = [m.value for e in at.expander for m in e.markdown]
+    assert not any("wholly below zero" in v for v in in_boxes)  # visible without opening a box
+    assert any("held-out loss (mean)" in v for v in visible)
+    assert any("have exactly the same accuracy on every seed" in v and "DoRA r=8" in v for v in visible)
+    assert len(at.table) == len(specs.NAMES) and not at.dataframe
+    at = open_page(PAGE)
+    assert len(at.dataframe) == len(specs.NAMES)

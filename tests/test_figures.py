@@ -235,3 +235,44 @@ def test_for_projector_log_axes_and_long_axis_titles():
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.dtick == 1  # one tick per decade
     assert "<br>" in fig.layout.xaxis.title.text  # "trainable parameters (count, log scale)" is long: wrapped
     assert all(len(line) <= F.PROJ_TITLE_CHARS + 4 for line in fig.layout.title.text.split("<br>"))
+
+
+@pytest.mark.parametrize("preset", ["QLoRA: 65B on one 80 GB GPU", "LLaMA-2-70B across 8 GPUs: ZeRO-3 + checkpointing",
+                                    "LLaMA-65B full fine-tuning > 1 TB"])
+def test_projector_memory_chart_keeps_title_legend_and_plot_apart(preset):
+    """Issue 21: in projector mode the wrapped title printed over the legend (which sat above the plot, in the
+    same top margin), the y ticks and the bar labels.  The legend moves under the figure and the top margin holds
+    every line of the title; where plotly draws them was measured in chromium (README, the report of issue 21)."""
+    from explorer.views import memory_figures as MF
+    from explorer.views import memory_views as V
+
+    sch = V.page_schema()
+    vals, _ = sch.parse({k: (",".join(v) if isinstance(v, list) else str(v))
+                         for k, v in V.PRESETS[preset].values.items()})
+    spec = V.spec_for_choice(vals["model"], vals)
+    good = [r for r in V.estimate_rows(spec, vals) if "error" not in r]
+    title = f"{spec.name}, {V.PRECISION_LABELS[vals['prec']]}, batch {vals['batch']} × {vals['seq']} tokens" + (
+        f"<br>ZeRO-{vals['zero']} × {vals['gpus']} GPUs, {good[0]['scope_label']}" if vals["zero"] else "")
+    fig = F.for_projector(MF.stack_figure(good, vals["unit"], title, "plotly_dark"))
+    lg = fig.layout.legend
+    assert lg.yref == "container" and lg.y == 0 and lg.yanchor == "bottom"  # under the figure, not in the top margin
+    lines = fig.layout.title.text.count("<br>") + 1
+    assert lines >= 2
+    line_px = 1.3 * (F.PROJ_FONT + 6)
+    assert fig.layout.margin.t >= F.PROJ_TITLE_PAD + lines * line_px + 16  # every title line above the plot
+    h = fig.layout.height
+    first_line_top = (1 - fig.layout.title.y) * h - 0.9 * (F.PROJ_FONT + 6)  # measured offset of a wrapped title
+    assert F.PROJ_TITLE_PAD - 1 <= first_line_top <= F.PROJ_TITLE_PAD + 1  # not above the figure's edge
+
+
+def test_exported_charts_open_offline():
+    """Issue 21: the SMT inspector's HTML downloads loaded plotly.js from a CDN (no chart without the internet)."""
+    import re
+
+    from explorer.views import smt_views as V
+
+    fig = F.count_bars(["a", "b"], [10, 1000], "counts")
+    for html in (F.figure_html(fig), V.figure_html(fig)):
+        srcs = re.findall(r"<script[^>]*\bsrc\s*=\s*[\"']?([^\"' >]+)", html, flags=re.I)
+        assert not [s for s in srcs if re.match(r"(https?:)?//", s)], srcs
+        assert "Plotly.newPlot" in html and len(html) > 1_000_000  # plotly.js itself is inside

@@ -276,3 +276,23 @@ def test_server_config_turns_off_streamlits_gc_after_every_rerun():
         assert refs[0]() is None, "the run's reference cycle outlived the run"
     finally:
         gc.enable()
+
+
+def test_a_queued_run_is_never_0th_in_line():
+    """Issue 21: 'Queued: 0th in line' while the run had left the line for its worker."""
+    from explorer.workshop.jobs import queue_place
+
+    assert queue_place(0) == "starting now"
+    assert [queue_place(n) for n in (1, 2, 3, 11, 22)] == ["1st in line", "2nd in line", "3rd in line",
+                                                            "11th in line", "22nd in line"]
+
+
+def test_lesson_texts_say_what_the_runs_do():
+    """Issue 21: the Compare lesson said 'both runs start together' but queues them one after the other; the TL6
+    lesson promised 'a few thousand trainable parameters' and the run showed 21,173."""
+    from explorer.workshop.presets import for_page
+
+    (lesson,) = for_page("compare").values()
+    assert "together" not in lesson.lesson and "one after the other" in lesson.lesson and len(lesson.runs) == 2
+    tl6 = for_page("finetune")["Tied-LoRA TL6 on minilm (bbc-news)"]
+    assert "thousand" not in tl6.lesson and "compare its trainable count" in tl6.lesson

@@ -174,7 +174,7 @@ def test_instructor_mode_hides_advanced_controls():
     assert not {"smt:mode", "smt:types", "smt:bs", "smt:len", "smt:seed"} & keys
     assert {"smt:b", "smt:score", "smt:rule"} <= keys
     assert qp(at, "mode") == "gradient-only"  # kept, only hidden
-    assert any("Hidden in instructor mode" in c.value for c in at.caption)
+    assert any("Hidden in the simple view" in c.value for c in at.caption)
 
 
 def test_bad_url_values_are_clamped():

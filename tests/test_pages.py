@@ -298,3 +298,21 @@ def test_instructor_mode_hides_advanced():
     keys = {w.key for w in list(at.radio) + list(at.number_input)}
     assert "pg:a_mask_mode" not in keys and "pg:a_seed" not in keys
     assert qp(at, "instr") == "1"
+
+
+def test_smt_blocks_slider_steps_near_auto_and_the_warmup_time_is_measured():
+    """Issue 21: SMT's 'number of blocks (0 = auto)' went from auto (226.1 k parameters) to 1 block on the first
+    arrow key, and the caption promised 'a few seconds' for a first view that took 80.5 s on smollm2."""
+    at = run_pg(model="minilm", m1="smt")
+    no_problem(at)
+    sl = at.select_slider(key="pg:a_blocks")
+    opts = list(sl.options)
+    i = next(j for j, o in enumerate(opts) if o.startswith("auto ("))
+    auto = int(opts[i][len("auto ("):-1].replace(",", ""))
+    assert sl.value == 0 and auto > 1
+    below, above = (int(opts[j].replace(",", "")) for j in (i - 1, i + 1))
+    assert auto / 2.5 <= below < auto < above <= auto * 2.5  # one arrow key: the nearest stops to the auto budget
+    assert opts[0] == "1" and len(opts) < 40  # log-scale stops, not one per block
+    caps = " ".join(c.value for c in at.caption)
+    assert "a few seconds" not in caps
+    assert "Computing it took" in caps and " s on this server (measured: 2 forward and backward pass(es)" in caps

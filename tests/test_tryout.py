@@ -56,3 +56,24 @@ def test_tryout_refuses_a_run_without_adapter(tiny_bert):
 
     with pytest.raises(DataError):
         load_tryout(tiny_bert, "x", None)
+
+
+def test_try_your_model_offers_a_sentence_of_the_runs_own_task():
+    """Issue 21: 'i saw the shiny red cube on the table.' was offered for bbc-news and for a French CSV."""
+    from types import SimpleNamespace
+
+    from explorer import data
+    from explorer.data.task import Task
+    from explorer.workshop.history import RunEntry
+    from explorer.workshop.tryout import example_input
+
+    bbc = data.load_task("bbc-news", model_kind="seq-cls")
+    got = example_input(RunEntry(id="r1", config=dict(task="bbc-news"), summary={}, records=[]), "seq-cls")
+    assert got == " ".join(bbc.eval[0][0].split()) and "cube" not in got
+    french = Task(name="avis.csv", kind="seq-cls", label_names=["neg", "pos"],
+                  train=[("c'était très bien", 1)], eval=[("  le film était  long et lent ", 0)])
+    res = SimpleNamespace(config=TrainConfig(model="tiny-bert", task="avis.csv"), task=french, records=[], notes=[],
+                          summary=dict(status="finished"))
+    e = entry_from_result(res, run_id="r2", keep_adapter=False)
+    assert example_input(e, "seq-cls") == "le film était long et lent"  # kept when the run ended
+    assert example_input(RunEntry(id="r3", config=dict(task="avis.csv"), summary={}, records=[]), "seq-cls") is None

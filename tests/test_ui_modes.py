@@ -78,3 +78,12 @@ def test_run_picker_follows_the_newest_run_until_the_user_picks():
     at.run()
     no_problem(at)
     assert at.selectbox(key="ft_dl_pick").value == "r1"  # the user's pick is kept
+
+
+def test_the_simple_view_is_named_for_what_it_does():
+    """Issue 21: 'Instructor mode' was a switch anyone could turn on that only hid dropout and the seeds."""
+    from ui import modes
+
+    url, label, help_ = modes.MODES["instructor"]
+    assert url == "instr" and label == "Simple view"  # old links keep working
+    assert "Anyone can turn it on" in help_ and "changes no result" in help_

@@ -39,7 +39,7 @@ def _share(entry, prefix: str) -> None:
         got = b.share(B.fields_from_run(entry), who=who(), name=st.session_state.get(f"{prefix}_board_name", ""),
                       run_key=entry.id)
         st.session_state[f"{prefix}_board_msg"] = (
-            "ok", f"Shared {entry.id} to the class board as {got['name'] or B.ANONYMOUS}.", entry.id)
+            "ok", B.shared_message(entry.id, got["name"]), entry.id)
     except B.BoardError as exc:
         st.session_state[f"{prefix}_board_msg"] = ("error", f"Not shared: {exc}.", entry.id)
 

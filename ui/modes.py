@@ -4,8 +4,8 @@
   ``ui.frame.chrome``.  A mode is kept in session state under ``_mode_<name>`` (Streamlit drops a widget's
   own state when another page runs), rides along in every page link (``mode_params()``) and preset, and is in
   the URL.
-- Instructor mode: ``instructor_on()``, ``visible_knobs`` (hides ``Knob.advanced`` knobs and seeds) and
-  ``keep_hidden_values`` (widgets not drawn keep their values).
+- Simple view (URL key ``instr``; "instructor" in the code): ``instructor_on()``, ``visible_knobs`` (hides
+  ``Knob.advanced`` knobs and seeds) and ``keep_hidden_values`` (widgets not drawn keep their values).
 - Projector mode: ``PROJECTOR_CSS`` and ``show_fig`` / ``plotly_template`` (dark template, large type).
 """
 
@@ -20,8 +20,9 @@ import streamlit as st
 # which survives page changes: Streamlit drops a widget's own state when another page runs), is copied into
 # the switch's key before the switch is drawn, rides along in every page link and preset, and is in the URL.
 MODES = {
-    "instructor": ("instr", "Instructor mode",
-                   "Hides advanced knobs (dropout, mask redraw, seeds) so a room sees the essentials."),
+    "instructor": ("instr", "Simple view",
+                   "Fewer controls: hides the advanced knobs (dropout, mask redraw, seeds), which keep their values. "
+                   "Anyone can turn it on or off; it changes no result and locks nothing."),
     "projector": ("proj", "Projector mode",
                   "Dark theme and large type for a projector: charts, numbers and captions readable from the "
                   "back of the room."),
@@ -122,6 +123,7 @@ html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-ro
   color: #111318 !important; opacity: 1 !important; }
 [data-testid="stCaptionContainer"] { font-size: 0.95rem !important; }
 [data-testid="stMarkdownContainer"] code { font-size: 0.92em; }
+[data-testid="stTable"] table, [data-testid="stTable"] th, [data-testid="stTable"] td { font-size: 1rem !important; }
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 2.1rem !important; font-weight: 600; }
 [data-testid="stMetricLabel"] p { font-size: 1.0rem !important; }
 [data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stMetricDelta"],

@@ -65,7 +65,7 @@ def tryout_section(hist) -> None:
     if loaded is None:
         return
     kind = loaded.info.kind
-    placeholder = "i saw the shiny red cube on the table." if kind == "seq-cls" else "the colour of a blick is"
+    placeholder = T.example_input(e, kind) or ""  # a sentence of the run's own task, never another task's
     with st.form("ft_try_form", border=False):
         c = st.columns([5, 1], vertical_alignment="bottom")
         text = c[0].text_input("Your sentence" if kind == "seq-cls" else "Your prompt", key="ft_try_text",
@@ -83,6 +83,9 @@ def tryout_section(hist) -> None:
             with st.spinner("Rebuilding the run's adapter on a copy of the base model…"):
                 held = T.load_tryout(loaded, e.id, e.adapter_zip, max_len=int(e.config.get("max_len") or 64))
             st.session_state["ft_try"] = held
+        if not (text or placeholder):
+            st.caption("Type a sentence like those of your task first.")
+            return
         out = T.compare(held, text or placeholder)
     except Exception as exc:  # noqa: BLE001 - a readable line
         frame.show_error(exc, "Try your model: ")

@@ -78,8 +78,16 @@ def knob_widget(page: str, prefix: str, knob, loaded, method: str) -> None:
         hi = w.hi if w is not None and w.hi is not None else knob.max
         if knob.kind == "int":
             if int(cur) > int(hi):
-                st.session_state[key] = int(hi)
-            st.slider(label, int(lo), int(hi), key=key, help=help_)
+                st.session_state[key] = cur = int(hi)
+            from explorer.views.playground import int_slider_stops  # a long range: log-scale stops, auto in place
+
+            stops = int_slider_stops(method, knob.name, lo, hi, cur, loaded,
+                                     knob_context(page, prefix, loaded, method).values)
+            if stops is None:
+                st.slider(label, int(lo), int(hi), key=key, help=help_)
+            else:
+                st.select_slider(label, stops[0], key=key, help=help_,
+                                 format_func=lambda v, names=stops[1]: names.get(v, f"{v:,}"))
         else:
             st.slider(label, float(lo), float(hi), step=knob.step, format=knob.format or None, key=key, help=help_)
     elif kind == "toggle":

@@ -2,8 +2,10 @@
 
 A record is one finished (arm, seed) run::
 
-    dict(arm="lora-r8-qv", seed=0, status="finished", accuracy=0.91, trainable_params=75653,
+    dict(arm="lora-r8-qv", seed=0, status="finished", accuracy=0.91, eval_loss=0.3012, trainable_params=75653,
          head_params=1925, adapter_params=73728, v_share=None, wall_s=41.2)
+
+(``eval_loss``: the final held-out cross-entropy; files made before it was recorded lack it.)
 
 :func:`analyse` works on partial results too (the page's live re-run): a test whose arms have fewer than
 2 finished seeds gets ``verdict=None`` and says what it waits for.
@@ -45,6 +47,7 @@ def arm_summaries(exp, records) -> list[dict]:
         out.append(dict(arm=a["key"], label=a["label"], group=a.get("group") or a["label"], method=a["method"],
                         seeds=[r["seed"] for r in records if r.get("arm") == a["key"] and r.get("status") == "finished"],
                         accuracy=accs, mean=s["mean"], sd=s["sd"], lo=s["lo"], hi=s["hi"], half=s["half"],
+                        eval_loss=finished(records, a["key"], "eval_loss"),  # held-out loss (files since issue 21)
                         adapter_params=(max(xs) if xs else a.get("budget")),
                         trainable_params=(max(tr) if tr else None),
                         v_share=(S.summary(vs) if vs else None)))

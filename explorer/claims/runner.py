@@ -66,7 +66,8 @@ def record_from(arm: specs.Arm, seed: int, res) -> dict:
                 v_share = shares.get("v", 0.0)
     tr = s.get("trainable_params")
     return dict(arm=arm.key, seed=int(seed), status=s.get("status"), message=s.get("message") or "",
-                accuracy=s.get("final_accuracy"), base_accuracy=s.get("base_accuracy"),
+                accuracy=s.get("final_accuracy"), eval_loss=s.get("final_eval_loss"),
+                base_accuracy=s.get("base_accuracy"),
                 trainable_params=tr, head_params=head,
                 adapter_params=(tr - head if tr is not None and head is not None else None),
                 v_share=v_share, block_shares=shares, wall_s=s.get("wall_time_s"))

@@ -11,6 +11,8 @@ Streamlit's chart theme (``ui.modes.show_fig``), which follows the app's theme.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -38,6 +40,7 @@ PROJ_TEXT = "#F4F6FA"
 PROJ_BG = "#14171F"
 PROJ_TITLE_CHARS = 40  # a title line at PROJ_FONT + 6 px: ~560 px, the narrowest chart column; longer ones wrap
 PROJ_AXIS_CHARS = 36  # axis titles wrap too (plotly cuts, never wraps)
+PROJ_TITLE_PAD = 8  # px between the figure's top edge and its title
 
 
 def _projector_template() -> go.layout.Template:
@@ -70,20 +73,34 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) 
     h0 = lay.height
     if h0:
         fig.update_layout(height=int(h0 * scale))
+    lg = lay.legend
+    if lg is not None and lg.orientation == "h" and (lg.y or 0) >= 1.0 and lg.yref != "container":
+        # a legend above the plot sits in the top margin, where the large, wrapped title goes: at this size it
+        # wraps to more rows than the margin holds and the two print over each other (and over the y ticks):
+        # it moves under the whole figure instead
+        legend_below(fig)
     if lay.title is not None and lay.title.text:
         text = wrap_title(lay.title.text)
         lines = text.count("<br>") + 1
         # the title hangs from the top edge; below it room for subplot titles (annotations at the plots' top)
         subtitles = any(a.yref == "paper" and a.y == 1.0 and a.yanchor == "bottom" for a in lay.annotations)
-        top = lines * (PROJ_FONT + 12) + (PROJ_FONT + 44 if subtitles else 24)
-        # plotly anchors a multi-line title's *last* line at y: move it down by the lines above it
+        line_px = 1.3 * (PROJ_FONT + 6)  # plotly's line height of the title's font
+        top = int(PROJ_TITLE_PAD + lines * line_px + (PROJ_FONT + 44 if subtitles else 20))
+        # with yanchor "top" plotly hangs a one-line title's glyphs about 0.2 of the font size above y, but a
+        # wrapped title's first line about 0.9 of it above (measured in chromium; tests/test_browser_modes.py
+        # checks the title's box against the plot and the legend): y sits that far below the pad
         h = int((h0 or 450) * scale)
-        y = 1.0 - (6 + (lines - 1) * 1.3 * (PROJ_FONT + 6)) / h
+        y = 1.0 - (PROJ_TITLE_PAD + (0.9 if lines > 1 else 0.2) * (PROJ_FONT + 6)) / h
         fig.update_layout(title=dict(text=text, font=dict(size=PROJ_FONT + 6), yref="container", y=y,
                                      yanchor="top"),
                           margin=dict(t=max(int(lay.margin.t or 0), top)))
     elif any(a.yref == "paper" and a.yanchor == "bottom" and (a.y or 0) >= 0.99 for a in lay.annotations):
         fig.update_layout(margin=dict(t=max(int(lay.margin.t or 0), PROJ_FONT + 24)))  # subplot titles fit
+    below = [a for a in lay.annotations if a.yref == "paper" and (a.y or 0) <= 0 and a.yanchor == "top"]
+    for a in below:  # a shared x title under subplots (make_subplots' x_title): under the larger tick labels,
+        a.update(yshift=-(PROJ_FONT + 14))  # with room for it and the legend below it
+    if below:
+        fig.update_layout(margin=dict(b=max(int(lay.margin.b or 0), 4 * PROJ_FONT + 40)))
     fig.update_layout(uniformtext=dict(minsize=PROJ_FONT - 4, mode="show"))  # bar labels never shrink away
     fig.update_xaxes(tickfont=dict(size=PROJ_FONT), title_font=dict(size=PROJ_FONT + 2), gridcolor="#3A4150",
                      zerolinecolor="#5A6270")
@@ -92,8 +109,8 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) 
     for ax in list(fig.select_xaxes()) + list(fig.select_yaxes()):
         if ax.title is not None and ax.title.text and len(ax.title.text) > PROJ_AXIS_CHARS:
             ax.title.text = wrap_title(ax.title.text, PROJ_AXIS_CHARS)
-        if ax.type == "log":  # one labelled tick per decade (the 2s and 5s crowd at this size)
-            ax.update(dtick=1)
+        if ax.type == "log" and ax.tickmode != "array":  # one labelled tick per decade (the 2s and 5s crowd);
+            ax.update(dtick=1)  # axes with their own ticks (log_axis) keep them: a narrow range has no decade
     for tr in fig.data:
         cb = getattr(tr, "colorbar", None)
         if cb is not None and getattr(tr, "showscale", None) is not False:
@@ -136,6 +153,96 @@ def wrap_title(text: str, width: int = PROJ_TITLE_CHARS) -> str:
 # ----------------------------------------------------------------------------- shared layout pieces
 
 PCT_TICKS = dict(range=[0, 101], tickmode="array", tickvals=[0, 20, 40, 60, 80, 100])
+
+
+def short_number(v: float) -> str:
+    """A tick label: at most 3 significant figures, k / M / B for thousands and up ("500", "2.5 k", "20 k",
+    "1.2 M"); distinct values of a tick set stay distinct because the ticks are 1-2-5 or finer steps."""
+    v = float(v)
+    for scale, unit in ((1e9, " B"), (1e6, " M"), (1e3, " k"), (1.0, "")):
+        if abs(v) >= scale or scale == 1.0:
+            x = v / scale
+            text = f"{x:.3g}"
+            if "e" in text:  # 1000 k -> next unit never happens (checked above); keep plain digits
+                text = f"{x:.0f}"
+            return text + unit
+    return f"{v:g}"  # pragma: no cover
+
+
+_LOG_MANTISSAS = ((1,), (1, 3), (1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
+
+
+def _nice_step(span: float, want: int) -> float:
+    raw = span / max(1, want)
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * mag >= raw:
+            return m * mag
+    return 10 * mag  # pragma: no cover
+
+
+def log_axis(values, min_ticks: int = 3, max_ticks: int = 7) -> dict:
+    """Settings for a log axis through ``values`` (all > 0) that always carries ``min_ticks`` or more labelled
+    ticks: 1-2-5 (or finer) mantissas per decade, or even steps when the data span less than about a factor
+    of two (plotly's own log ticks label only the decades, so a narrow range showed one label or none).
+    Returns ``type``, ``range`` (log10 units, padded), ``tickmode``, ``tickvals`` and ``ticktext``."""
+    vals = [float(v) for v in values if v is not None and float(v) > 0]
+    if not vals:
+        return dict(type="log")
+    lo, hi = min(vals), max(vals)
+    llo, lhi = math.log10(lo), math.log10(hi)
+    pad = max(0.06, 0.08 * (lhi - llo))
+    r0, r1 = llo - pad, lhi + pad
+    vmin, vmax = 10 ** r0, 10 ** r1
+    ticks: list[float] = []
+    for mants in _LOG_MANTISSAS:
+        cand = [m * 10 ** e for e in range(math.floor(r0) - 1, math.ceil(r1) + 1) for m in mants]
+        cand = [c for c in cand if vmin <= c <= vmax]
+        if len(cand) >= min_ticks:
+            ticks = cand
+            break
+    if len(ticks) > max_ticks:  # many decades: every decade, or every k-th decade
+        dec = [10.0 ** e for e in range(math.ceil(r0), math.floor(r1) + 1)]
+        k = max(1, -(-len(dec) // max_ticks))
+        ticks = dec[::k] if len(dec) >= 2 else ticks[:: -(-len(ticks) // max_ticks)]
+    want = 4
+    while len(ticks) < min_ticks and want <= 12:  # less than about a factor of two: even steps inside the range
+        step = _nice_step(vmax - vmin, want)
+        first = math.ceil(vmin / step) * step
+        ticks = [first + i * step for i in range(int((vmax - first) / step + 1e-9) + 1)]
+        want += 2
+    text = [short_number(t) for t in ticks]
+    if len(set(text)) < len(text):  # labels that round alike: say them in full
+        text = [f"{t:,.0f}" if t >= 10 else f"{t:g}" for t in ticks]
+    return dict(type="log", range=[r0, r1], tickmode="array", tickvals=ticks, ticktext=text)
+
+
+def pct_axis(lo: float, hi: float, pad: float = 0.01, max_ticks: int = 7) -> dict:
+    """A linear axis for accuracies given as fractions (0-1) from ``lo`` to ``hi``: even steps of 0.5, 1, 2,
+    2.5, 5, 10 or 20 points, each label printed with the decimals its step needs, so no two labels read alike
+    ("92.5 %, 93.0 %, 93.5 %", never "93 %, 93 %").  Returns ``range``, ``tickmode``, ``tickvals``,
+    ``ticktext``."""
+    lo, hi = max(0.0, float(lo) - pad), min(1.0, float(hi) + pad)
+    if hi - lo < 0.01:
+        mid = (hi + lo) / 2
+        lo, hi = max(0.0, mid - 0.005), min(1.0, mid + 0.005)
+    step = None
+    for s in (0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2):
+        if (hi - lo) / s <= max_ticks - 1:
+            step = s
+            break
+    step = step or 0.25
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = [round(first + i * step, 6) for i in range(int((hi - first) / step + 1e-9) + 1)]
+    decimals = 0 if abs(step * 100 - round(step * 100)) < 1e-9 else 1  # steps of 0.5 or 2.5 points: one decimal
+    text = [f"{100 * t:.{decimals}f} %" for t in ticks]
+    return dict(range=[lo, hi], tickmode="array", tickvals=ticks, ticktext=text)
+
+
+def figure_html(fig: go.Figure) -> str:
+    """A chart as one self-contained HTML file: plotly.js is inlined (about 4.7 MB), so the file opens offline,
+    in a room without internet, years later; no script is fetched from a CDN."""
+    return fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
 
 
 def legend_below(fig: go.Figure, rows: int = 1) -> go.Figure:

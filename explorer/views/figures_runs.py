@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.methods import METHODS
-from explorer.views.figures import COLORS, PCT_TICKS, _base, legend_below
+from explorer.views.figures import COLORS, PCT_TICKS, _base, legend_below, log_axis
 
 MIB = 2 ** 20
 MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
@@ -29,7 +29,7 @@ METHOD_COLORS = {k: COLORS[m.color_slot % len(COLORS)]
                  for k, m in sorted(METHODS.items(), key=lambda km: km[1].color_slot)}
 
 __all__ = ["live_curves", "memory_stack", "memory_bar", "overlay_curves", "accuracy_scatter", "board_scatter",
-           "method_color", "METHOD_COLORS", "MEM_PARTS"]
+           "method_color", "narrow_range_note", "METHOD_COLORS", "MEM_PARTS"]
 
 
 def method_color(method: str, i: int = 0) -> str:
@@ -142,33 +142,95 @@ def accuracy_scatter(rows: list[dict], x: str = "trainable", template: str = "pl
                      title: str | None = None) -> go.Figure:
     """Final accuracy (%) against trainable parameters (log x) or peak memory (MiB), one colour per method.
 
-    ``rows``: dicts with ``name``, ``method``, ``accuracy`` (0-1), ``trainable``, ``peak_bytes``.
+    Runs that differ only in their budget (a sweep: ``explorer.views.run_series.split_series``) are joined by one
+    line per series; every other run is a single point (an open diamond) joined to nothing.  Runs of different
+    models or tasks go to separate panels, one per (model, task), never onto one line.
+
+    ``rows``: dicts with ``name``, ``method``, ``accuracy`` (0-1), ``trainable``, ``peak_bytes`` and, for series,
+    ``id``, ``model``, ``task``, ``config``.
     """
-    fig = go.Figure()
-    methods = []
-    for r in rows:
-        if r["method"] not in methods:
-            methods.append(r["method"])
-    for i, m in enumerate(methods):
-        pts = [r for r in rows if r["method"] == m and r.get("accuracy") is not None and
-               (r.get("trainable") if x == "trainable" else r.get("peak_bytes"))]
-        if not pts:
-            continue
-        pts.sort(key=lambda r: r["trainable"] if x == "trainable" else r["peak_bytes"])
-        xs = [r["trainable"] if x == "trainable" else r["peak_bytes"] / MIB for r in pts]
-        fig.add_trace(go.Scatter(x=xs, y=[100 * r["accuracy"] for r in pts], mode="lines+markers", name=m,
-                                 text=[r["name"] for r in pts], marker=dict(size=11, color=method_color(m, i)),
-                                 line=dict(width=1, dash="dot", color=method_color(m, i)),
-                                 hovertemplate="%{text}<br>%{x:,.0f} " + ("params" if x == "trainable" else "MiB")
-                                 + ": %{y:.1f} %<extra></extra>"))
-    if x == "trainable":
-        fig.update_xaxes(title_text="trainable parameters (log scale)", type="log")
-    else:
-        fig.update_xaxes(title_text="peak memory of the run (MiB, byte account)")
-    fig.update_yaxes(title_text="final held-out accuracy (%)", **PCT_TICKS)
+    from explorer.views.run_series import panels, split_series
+
+    def xval(r):
+        return r.get("trainable") if x == "trainable" else (r["peak_bytes"] / MIB if r.get("peak_bytes") else None)
+
+    rows = [dict(r, model=r.get("model") or "", task=r.get("task") or "") for r in rows
+            if r.get("accuracy") is not None and xval(r)]
+    series, singles = split_series(rows)
+    cells = panels(rows) or [("", "")]
+    n = len(cells)
+    cols = 1 if n == 1 else 2
+    nrows = -(-n // cols)
+    multi = n > 1  # one panel per (model, task), each titled
+    xtitle = "trainable parameters (log scale)" if x == "trainable" else "peak memory (MiB, from 0)"
+    fig = make_subplots(rows=nrows, cols=cols, shared_yaxes=True, horizontal_spacing=0.06,
+                        vertical_spacing=0.16 if nrows > 1 else 0.0,
+                        subplot_titles=[f"{m} · {t}" for m, t in cells] if multi else None,
+                        x_title=xtitle if multi else None)  # one x title under the panels (two would collide)
+    where = {c: (i // cols + 1, i % cols + 1) for i, c in enumerate(cells)}
+    shown: set = set()
+    unit = "params" if x == "trainable" else "MiB"
+    method_order = [m for m in METHOD_COLORS if any(r["method"] == m for r in rows)]
+    method_order += [m for m in dict.fromkeys(r["method"] for r in rows) if m not in method_order]
+
+    def add(pts, m, joined: bool, note: str):
+        color = method_color(m, method_order.index(m))
+        cell = (pts[0]["model"], pts[0]["task"])
+        row, col = where.get(cell, (1, 1))
+        pts = sorted(pts, key=xval)
+        fig.add_trace(go.Scatter(
+            x=[xval(r) for r in pts], y=[100 * r["accuracy"] for r in pts],
+            mode="lines+markers" if joined else "markers", name=METHODS[m].short if m in METHODS else m,
+            legendgroup=m, showlegend=m not in shown,
+            text=[r.get("name", "") for r in pts],
+            marker=dict(size=11, color=color, symbol="circle" if joined else "diamond-open",
+                        line=dict(width=2, color=color)),
+            line=dict(width=2, color=color),
+            hovertemplate="%{text}<br>%{x:,.0f} " + unit + ": %{y:.1f} %<br>" + note + "<extra></extra>"),
+            row=row, col=col)
+        shown.add(m)
+
+    for s in series:
+        add(s.rows, s.method, True, f"one line: {s.method}, {s.describe}, runs that differ only in budget")
+    for r in singles:
+        add([r], r["method"], False, "a single run (no other run shares its settings)")
+    for m, t in cells:
+        row, col = where[(m, t)]
+        xs = [xval(r) for r in rows if (r["model"], r["task"]) == (m, t)]
+        own = None if multi else xtitle
+        if x == "trainable":
+            fig.update_xaxes(title_text=own, row=row, col=col, **log_axis(xs))
+        else:
+            fig.update_xaxes(title_text=own, row=row, col=col, rangemode="tozero")
+        fig.update_yaxes(row=row, col=col, **PCT_TICKS)
+    note = narrow_range_note([xval(r) for r in rows], "MiB") if x != "trainable" and n == 1 else None
+    if note:  # the axis starts at zero: say the spread the dots hide in one column
+        fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.0, y=0.02, xanchor="left",
+                           yanchor="bottom", font=dict(size=12), align="left")
+    fig.update_yaxes(title_text="final held-out accuracy (%)", row=1, col=1)
+    for r in range(2, nrows + 1):
+        fig.update_yaxes(title_text="final held-out accuracy (%)", row=r, col=1)
     legend_below(fig)
     default = "Accuracy against trainable parameters" if x == "trainable" else "Accuracy against peak memory"
-    return _base(fig, template, title or default, height)
+    fig = _base(fig, template, title or default, height if nrows == 1 else height + 260 * (nrows - 1))
+    if multi:  # the panels' titles sit under the figure's title
+        fig.update_layout(margin=dict(t=76, b=40))
+    return fig
+
+
+def narrow_range_note(xs, unit: str, share: float = 0.1) -> str | None:
+    """When every value lies within ``share`` of the largest (an axis from zero shows them as one column), one
+    line that says the range in numbers: "all 4 runs between 111.8 and 112.2 MiB (0.4 MiB apart, 0.36 %)"."""
+    xs = [float(v) for v in xs if v is not None]
+    if len(xs) < 2 or max(xs) <= 0:
+        return None
+    lo, hi = min(xs), max(xs)
+    if hi - lo > share * hi:
+        return None
+    if hi == lo:
+        return f"all {len(xs)} runs at {hi:,.1f} {unit}"
+    return (f"all {len(xs)} runs between {lo:,.1f} and {hi:,.1f} {unit}<br>({hi - lo:,.1f} {unit} apart, "
+            f"{100 * (hi - lo) / hi:.2g} % of the largest)")
 
 
 def board_scatter(entries: list[dict], x: str = "trainable", template: str = "plotly_white", height: int = 380,
@@ -209,10 +271,15 @@ def board_scatter(entries: list[dict], x: str = "trainable", template: str = "pl
                                      customdata=[len(by_x[v]) for v in xs],
                                      hovertemplate=m + ": room mean %{y:.1f} % over %{customdata} run(s)"
                                                    "<extra></extra>"))
+    xs = [e[key] / scale for e in entries if e.get(key) and e.get("accuracy") is not None]
     if x == "trainable":
-        fig.update_xaxes(title_text="trainable parameters (log scale)", type="log")
-    else:
-        fig.update_xaxes(title_text="peak memory of the run (MiB, byte account)")
+        fig.update_xaxes(title_text="trainable parameters (log scale)", **log_axis(xs))
+    else:  # from zero: 0.4 MiB between 111.8 and 112.2 MiB looks as small as it is; the spread is said in words
+        fig.update_xaxes(title_text="peak memory of the run (MiB, byte account, from 0)", rangemode="tozero")
+        note = narrow_range_note(xs, "MiB")
+        if note:
+            fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.0, y=0.02,
+                               xanchor="left", yanchor="bottom", font=dict(size=12), align="left")
     fig.update_yaxes(title_text="final held-out accuracy (%)", **PCT_TICKS)
     if not fig.data:
         fig.add_annotation(text="No shared runs yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["count", "exact", "nbytes", "exact_bytes", "pct", "count_help", "bytes_help"]
+__all__ = ["count", "exact", "nbytes", "exact_bytes", "pct", "count_help", "bytes_help", "text_width_px"]
 
 _COUNT_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))  # decimal: thousand, million, billion, trillion
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
@@ -100,3 +100,11 @@ def count_help(n, what: str = "") -> str:
 def bytes_help(n) -> str:
     """Help text with the exact byte count and the unit's meaning."""
     return f"{exact_bytes(n)} (KiB, MiB, GiB = 2^10, 2^20, 2^30 bytes)"
+
+
+def text_width_px(values, px_per_char: float = 7.6, pad: int = 28, lo: int = 80, hi: int = 1200) -> int:
+    """A table column's width in pixels that shows the longest of ``values`` whole (a data grid cuts a cell's
+    text at its column's edge and never wraps it): about 7.6 px a character at the grid's 14 px font, plus the
+    cell's padding, between ``lo`` and ``hi`` (the grid scrolls sideways beyond the page's width)."""
+    longest = max((len(str(v)) for v in values if v is not None), default=0)
+    return int(min(hi, max(lo, round(longest * px_per_char) + pad)))

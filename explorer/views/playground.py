@@ -205,11 +205,14 @@ def clear_cache() -> None:
         _GRADS.clear()
 
 
+WARMUP_BATCH = 8  # sentences per warm-up batch on the playground
+
+
 def warmup_batches(loaded, n: int, seed: int = 0):
     """Batches of the model's built-in task for SMT's warm-up, and where they came from."""
     from explorer.cli.core import smt_warmup_batches
 
-    batches = smt_warmup_batches(loaded, n=n, batch_size=8, seed=seed)
+    batches = smt_warmup_batches(loaded, n=n, batch_size=WARMUP_BATCH, seed=seed)
     try:
         from explorer import data
 
@@ -316,3 +319,92 @@ def default_counts(loaded) -> list[tuple[str, int | None, str]]:
     with _LOCK:
         _SUMMARIES[key] = out
     return out
+
+
+# ----------------------------------------------------------------------------- long integer sliders, captions
+
+LADDER_STEPS = 200  # an integer slider with more stops than this becomes a log-scale select slider
+
+
+def ladder(lo: int, hi: int) -> list[int]:
+    """1-2-5 stops per decade from ``max(lo, 1)`` to ``hi`` (``hi`` included): each arrow key about doubles."""
+    out, e = [], 0
+    start = max(1, int(lo))
+    while 10 ** e <= hi:
+        for m in (1, 2, 5):
+            v = m * 10 ** e
+            if start <= v <= hi:
+                out.append(v)
+        e += 1
+    if hi >= start and (not out or out[-1] != hi):
+        out.append(int(hi))
+    return out
+
+
+def smt_auto_blocks(loaded, values: dict) -> int | None:
+    """How many blocks SMT's automatic budget (blocks = 0) trains at the page's current targets and block size."""
+    from explorer.methods.smt import auto_blocks, resolve_block_size
+    from explorer.targets import find_targets
+
+    tg = find_targets(loaded.model, list(values.get("targets") or []))
+    shapes = sorted({(t.d_out, t.d_in) for t in tg})
+    if not shapes:
+        return None
+    b = resolve_block_size(int(values.get("block_size") or 0), shapes)
+    if not b:
+        return None
+    total = sum((t.d_out // b) * (t.d_in // b) for t in tg)
+    return auto_blocks(int(loaded.info.n_params), b, total)[0]
+
+
+# knobs whose 0 means "automatic", and how to compute what the automatic value is for the page's settings
+AUTO_VALUES = {("smt", "blocks"): smt_auto_blocks}
+
+
+def int_slider_stops(method: str, knob_name: str, lo: int, hi: int, cur: int, loaded=None,
+                     values: dict | None = None) -> tuple[list[int], dict] | None:
+    """Stops for an integer knob's slider when its range is too long for steps of one (SMT's number of blocks:
+    0 = auto, then 1, 2, ... 226,000): 1-2-5 stops from 1 to ``hi``, the current value, and, for a knob whose 0 is
+    automatic, 0 placed where the automatic count lies, labelled "auto (N)", so the first arrow key from auto goes
+    to the nearest stop *near the automatic budget*, not to 1.  Returns (options in slider order, labels), or None
+    for a short range (a plain slider)."""
+    lo, hi, cur = int(lo), int(hi), int(cur)
+    if hi - lo <= LADDER_STEPS:
+        return None
+    stops = set(ladder(lo, hi))
+    if lo <= cur <= hi and cur:
+        stops.add(cur)
+    labels: dict = {}
+    auto = None
+    fn = AUTO_VALUES.get((method, knob_name))
+    if lo == 0 and fn is not None and loaded is not None:
+        try:
+            auto = fn(loaded, values or {})
+        except Exception:  # noqa: BLE001 - the label only: the slider still works
+            auto = None
+    if lo == 0:
+        labels[0] = f"auto ({auto:,})" if auto else "auto"
+        if auto and auto != cur:
+            stops.discard(auto)  # the auto stop stands for that count
+    opts = sorted(stops)
+    if lo == 0:
+        where = auto if auto else 0
+        opts.insert(sum(1 for v in opts if v < where), 0)
+    return opts, labels
+
+
+def warmup_caption(template: str, warm: int, seconds: float | None, model: str) -> str:
+    """A warm-up method's playground caption with the time the warm-up really took on this server (``seconds``,
+    None before it ran) instead of a promise: the template's sentence that starts with "The first view
+    computes it" is replaced by a measured one."""
+    text = template.format(warm=warm)
+    cut = text.find("The first view computes it")
+    if cut < 0:
+        return text
+    if seconds is None:
+        said = (f"The first view computes it: {warm} forward and backward pass(es) of {WARMUP_BATCH} sentences "
+                f"through all of {model} (the time it took is shown here when it is done); later moves reuse it.")
+    else:
+        said = (f"Computing it took {seconds:.1f} s on this server (measured: {warm} forward and backward pass(es) "
+                f"of {WARMUP_BATCH} sentences through all of {model}); later moves reuse it.")
+    return text[:cut] + said

@@ -288,8 +288,10 @@ def loss_figure(losses: list[float], template: str = "plotly_white", height: int
 
 
 def figure_html(fig: go.Figure) -> str:
-    """A standalone HTML file of a figure (plotly.js from its CDN: opening it needs the internet)."""
-    return fig.to_html(include_plotlyjs="cdn", full_html=True, config={"displaylogo": False})
+    """A standalone HTML file of a figure (``explorer.views.figures.figure_html``: plotly.js inside, offline)."""
+    from explorer.views.figures import figure_html as standalone
+
+    return standalone(fig)
 
 
 def selection_for_training(an) -> dict:

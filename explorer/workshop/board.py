@@ -11,8 +11,9 @@ Pure Python (no streamlit).  One SQLite file (Python's ``sqlite3``) per server, 
 The names, labels and fields an entry may hold are checked by ``explorer.workshop.board_fields``.  What an entry
 holds: the display name ("" = anonymous), method, model, task, a knobs summary, trainable
 parameters, final held-out accuracy (0-1), peak memory bytes, steps and the time it was shared; never a path
-or a session id.  The session id only feeds two keyed hashes (with a random salt kept in the file) that the
-rate limit and the "already shared" check compare; neither leaves this module.
+or a session id.  The session id only feeds three keyed hashes (with a random salt kept in the file) that the
+rate limit, the "already shared" check and the count of participants (:meth:`Board.participants`, anonymous
+sharers included) compare; none leaves this module.
 
 Limits (each refusal is a :class:`BoardError` with one line):
 
@@ -40,9 +41,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from explorer.workshop.board_fields import (ANONYMOUS, MAX_NAME, METHOD_NAMES, BoardError, _checked, _plural,
-                                            clean_label, clean_name, fields_from_run, knobs_text)
+                                            clean_label, clean_name, fields_from_run, knobs_text, shared_message)
 
-__all__ = ["Board", "BoardError", "clean_name", "clean_label", "fields_from_run", "knobs_text", "default_board",
+__all__ = ["Board", "BoardError", "clean_name", "clean_label", "fields_from_run", "knobs_text", "shared_message",
+           "default_board",
            "board_path", "instructor_token", "token_problem", "METHOD_NAMES", "MAX_NAME", "ANONYMOUS"]
 
 PATH_ENV = "PEFT_EXPLORER_BOARD"
@@ -178,6 +180,9 @@ class Board:
                 peak_bytes INTEGER, steps INTEGER NOT NULL, created REAL NOT NULL, hidden INTEGER NOT NULL DEFAULT 0,
                 dedupe TEXT NOT NULL)""")
             con.execute("CREATE INDEX IF NOT EXISTS entries_dedupe ON entries (dedupe)")
+            cols = {r[1] for r in con.execute("PRAGMA table_info(entries)")}
+            if "sharer" not in cols:  # a board from before participants were counted: its rows keep NULL
+                con.execute("ALTER TABLE entries ADD COLUMN sharer TEXT")
             con.execute("CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL, who TEXT NOT NULL, t REAL NOT NULL)")
             con.execute("CREATE INDEX IF NOT EXISTS events_kind_t ON events (kind, t)")
             con.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(16),))
@@ -226,6 +231,26 @@ class Board:
                                         "FROM entries").fetchone()
         return int(shown), int(hidden)
 
+    def participants(self, entry_ids=None) -> dict:
+        """How many people shared the given entries (default: every shown entry), anonymous shares included:
+        ``total`` distinct sharers (a keyed hash of the session, kept in the file, never returned), ``named``
+        distinct display names, ``anonymous`` sharers with at least one anonymous share, and ``unknown``
+        anonymous entries shared before the board kept sharers (each may or may not be someone counted)."""
+        with self._tx(write=False) as con:
+            if entry_ids is None:
+                rows = con.execute("SELECT name, sharer FROM entries WHERE hidden=0").fetchall()
+            else:
+                ids = [int(i) for i in entry_ids]
+                rows = []
+                for k in range(0, len(ids), 500):  # SQLite's parameter limit
+                    part = ids[k:k + 500]
+                    rows += con.execute(f"SELECT name, sharer FROM entries WHERE id IN ({','.join('?' * len(part))})",
+                                        part).fetchall()
+        known = {(sharer or f"name:{name}") for name, sharer in rows if sharer or name}
+        return dict(total=len(known), named=len({name for name, _ in rows if name}),
+                    anonymous=len({sharer for name, sharer in rows if not name and sharer}),
+                    unknown=sum(1 for name, sharer in rows if not name and not sharer))
+
     def is_shared(self, who: str, run_key: str) -> bool:
         with self._tx(write=False) as con:
             return con.execute("SELECT 1 FROM entries WHERE dedupe=?",
@@ -257,9 +282,10 @@ class Board:
                 raise BoardError(f"the room shared {_plural(n, 'run')} in the last {window:.0f} s, the most the "
                                  f"board takes; try again in {w:.0f} s")
             cur = con.execute("INSERT INTO entries (name, method, model, task, knobs, trainable, accuracy, "
-                              "peak_bytes, steps, created, hidden, dedupe) VALUES (?,?,?,?,?,?,?,?,?,?,0,?)",
+                              "peak_bytes, steps, created, hidden, dedupe, sharer) "
+                              "VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)",
                               (nm, f["method"], f["model"], f["task"], f["knobs"], f["trainable"], f["accuracy"],
-                               f["peak_bytes"], f["steps"], now, dedupe))
+                               f["peak_bytes"], f["steps"], now, dedupe, self._hash("sharer", who or "")))
             eid = cur.lastrowid
             con.execute("INSERT INTO events VALUES ('share', ?, ?)", (who_h, now))
             keep = max(self.session_limit[1], self.global_limit[1], TOKEN_TRIES[1])

@@ -131,3 +131,11 @@ def fields_from_run(entry) -> dict:
     return _checked(dict(method=c.get("method"), model=c.get("model"), task=s.get("task") or c.get("task"),
                          knobs=knobs_text(c), trainable=s.get("trainable_params"), accuracy=s.get("final_accuracy"),
                          peak_bytes=s.get("peak_memory_bytes"), steps=s.get("steps_done")))
+
+
+def shared_message(entry_id: str, name: str) -> str:
+    """The line said after a share: "Shared run3 to the class board as Ada." (a name that ends in a period, "Zoë
+    K.", is not given a second one; a blank name reads "anonymous")."""
+    who = name or ANONYMOUS
+    return f"Shared {entry_id} to the class board as {who}" + ("" if who.endswith((".", "!", "?")) else ".")
+

@@ -147,6 +147,21 @@ class RunEntry:
                    notes=list(notes), created=float(created), label=label[:200])
 
 
+EXAMPLE_CHARS = 200
+
+
+def first_example(task) -> str | None:
+    """The first held-out example's input (a sentence, or a causal LM's prompt) of ``task``, cut to
+    ``EXAMPLE_CHARS``; None when the task has none."""
+    for split in ("eval", "train"):
+        rows = getattr(task, split, None) or []
+        if rows and isinstance(rows[0], (tuple, list)) and rows[0] and isinstance(rows[0][0], str):
+            text = " ".join(rows[0][0].split())
+            if text:
+                return text[:EXAMPLE_CHARS]
+    return None
+
+
 def entry_from_result(result, run_id: str | None = None, label: str = "", keep_adapter: bool = True) -> RunEntry:
     """A RunEntry from an ``explorer.engine.state.RunResult`` (the adapter zipped when it can be saved)."""
     from explorer.data import is_stored_upload
@@ -158,6 +173,9 @@ def entry_from_result(result, run_id: str | None = None, label: str = "", keep_a
         d["config"]["task"] = task.name  # the user's file name, never the server's path
     entry = RunEntry(id=run_id or secrets.token_hex(4), config=d["config"], summary=d["summary"],
                      records=d["records"], notes=d["notes"], label=label)
+    example = first_example(task)
+    if example:  # "Try your model" offers a sentence of the run's own task (an upload cannot be read again later)
+        entry.summary["example_input"] = example
     if keep_adapter:
         try:
             z = adapter_zip(result)

@@ -65,6 +65,13 @@ def ordinal(n: int) -> str:
     return f"{n}{suf}"
 
 
+def queue_place(pos: int) -> str:
+    """A queued run's place in words: "1st in line", "3rd in line"; 0 (it has just left the line, its worker is
+    taking it) is "starting now", never "0th in line"."""
+    pos = int(pos)
+    return f"{ordinal(pos)} in line" if pos >= 1 else "starting now"
+
+
 def free_bytes(device: str = "cpu") -> int | None:
     """Free memory where a run would allocate: CUDA free memory for ``cuda*``, else available RAM."""
     dev = (device or "cpu").lower()

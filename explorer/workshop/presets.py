@@ -14,8 +14,8 @@ shared by every page (``ui.modes.instructor_mode``).
 Fine-tune URL keys (``pages/2_Fine_tune.py``): ``model``, ``src``, ``task``, ``method``, ``steps``,
 ``lr``, ``bs``, ``seed`` and the method's knobs as ``k_<knob>``.  A preset replaces the whole URL, so
 every setting it does not name takes its default: the page then shows, and Start runs, exactly
-the preset.  Compare presets carry ``runs``: the page starts them together (a comparison runs
-both methods).  Every Fine-tune and Compare preset's model and task were chosen so the run visibly learns,
+the preset.  Compare presets carry ``runs``: one button queues them all, and they run one after the
+other (a comparison runs both methods).  Every Fine-tune and Compare preset's model and task were chosen so the run visibly learns,
 measured on 2 CPU cores (held-out accuracy at step 0 -> at the end): LoRA on colour-shape-easy, 60 steps,
 0.575 -> 0.88; SMT on colour-shape, 150 steps with a 40-step warm-up, 0.535 -> 0.945; LoRA on colour-shape,
 150 steps, 0.535 -> 0.975 (``benchmarks/default_run.py``); Tied-LoRA TL6 on bbc-news reaches 0.90 after 60
@@ -35,7 +35,7 @@ class Preset:
     page: str  # "playground", "finetune", "compare", ... (the page whose schema reads the values)
     lesson: str  # one or two sentences: what to look at
     values: dict = field(default_factory=dict)
-    # Compare: the runs the lesson starts together, each a dict of ``explorer.engine.config.TrainConfig`` fields
+    # Compare: the runs the lesson queues (one after the other), each a dict of ``TrainConfig`` fields
     runs: tuple = ()
 
     def url(self, base: str = "") -> str:
@@ -93,7 +93,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                 k_rank=8, k_alpha=16.0, k_targets="q,v")),
     Preset("Tied-LoRA TL6 on minilm (bbc-news)", _FT,
            "Tied-LoRA TL6 (one A and B for all layers, per-layer u and v) learns the topic of real BBC News "
-           "sentences with a few thousand trainable parameters.",
+           "sentences: compare its trainable count, shown when the run starts, with LoRA's at the same rank.",
            dict(model="minilm", src="built-in", task="bbc-news", method="tied-lora", steps=100,
                 k_preset="TL6", k_rank=8, k_alpha=16.0, k_targets="q,k,v")),
     Preset("SMT on minilm (colour-shape)", _FT,
@@ -107,8 +107,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            dict(model="minilm", src="built-in", task="colour-shape", method="full", steps=150)),
     # ------------------------------------------------------------------ Compare (several runs)
     Preset("LoRA vs SMT on minilm (colour-shape)", _CMP,
-           "LoRA r=8 and SMT with its default 1 % budget, same task, steps and seed: both runs start together "
-           "and join the table and the charts.",
+           "LoRA r=8 and SMT with its default 1 % budget, same task, steps and seed: one button queues both; "
+           "they run one after the other and each joins the table and the charts when it ends.",
            dict(sw_model="minilm"),
            runs=(dict(model="minilm", task="colour-shape", method="lora", steps=150,
                       knobs=dict(rank=8, alpha=16.0, targets=["q", "v"])),

@@ -119,3 +119,23 @@ def compare(t: Tryout, text: str) -> dict:
 
 
 __all__ = ["Tryout", "load_tryout", "classify", "complete", "compare"]
+
+
+def example_input(entry, kind: str) -> str | None:
+    """A sentence (or prompt) of the run's own task to offer in "Try your model": the one the history kept when
+    the run ended, else the first held-out example of a built-in task; None when neither is known (then the page
+    asks for a sentence instead of offering another task's)."""
+    text = (getattr(entry, "summary", None) or {}).get("example_input")
+    if isinstance(text, str) and text.strip():
+        return text.strip()[:MAX_TEXT]
+    name = (getattr(entry, "config", None) or {}).get("task") or ""
+    try:
+        from explorer import data
+        from explorer.workshop.history import first_example
+
+        if name not in data.BUILTIN:
+            return None
+        return first_example(data.load_task(name, model_kind=kind))
+    except Exception:  # noqa: BLE001 - no example: the page asks for a sentence
+        return None
+

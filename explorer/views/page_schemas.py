@@ -164,7 +164,7 @@ PAGES: dict[str, PageInfo] = {p.key: p for p in [
 
 
 def page_schema(page: str, values: Mapping | None = None) -> Schema:
-    if page not in PAGES:
+    if not isinstance(page, str) or page not in PAGES:
         raise SettingsError(f"unknown page '{str(page)[:40]}': use one of {', '.join(PAGES)}")
     return PAGES[page].schema(dict(values or {}))
 

@@ -237,7 +237,7 @@ def _question(d, step_where: str) -> Question:
         raise _Field("question: must be a table (kind, prompt, ...)")
     _unknown(d, QUESTION_KEYS, w)
     kind = d.get("kind")
-    if kind not in QUESTION_KINDS:
+    if not isinstance(kind, str) or kind not in QUESTION_KINDS:
         raise _Field(f"question.kind: '{_clip(kind, 20)}' is not one of {', '.join(QUESTION_KINDS)}")
     prompt = _text(d, "prompt", 300, where=w)
     extra = {"number": ("unit", "min", "max"), "choice": ("choices",), "text": ("max_chars",)}[kind]
@@ -285,7 +285,8 @@ def _settings(d: dict, page: str) -> tuple[dict, str]:
     if preset:
         presets = P.presets_for(page)
         if preset not in presets:
-            near = difflib.get_close_matches(preset, list(presets), n=1)
+            near = [p for p in presets if p.lower().startswith(preset.lower())] or \
+                difflib.get_close_matches(preset, list(presets), n=1)
             hint = f"; did you mean '{near[0]}'?" if near else \
                 (f" (its presets: {', '.join(presets)})" if presets else " (this page has no presets)")
             raise _Field(f"preset: '{_clip(preset, 60)}' is not a preset of {P.PAGES[page].title}{hint}")
@@ -300,7 +301,7 @@ def _step(d, i: int, where: str) -> Step:
     _unknown(d, STEP_KEYS, "")
     title = _text(d, "title", 80)
     page = d.get("page")
-    if page not in P.PAGES:
+    if not isinstance(page, str) or page not in P.PAGES:
         raise _Field(f"page: '{_clip(page, 40)}' is not a page (use one of {', '.join(P.PAGES)})")
     merged, preset = _settings(d, page)
     try:

@@ -110,14 +110,14 @@ def _method_knobs(d: dict, where: str) -> tuple[str, dict]:
     from explorer.methods import METHODS, validate_knobs
 
     method = d.get("method")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise TruthError(f"{where}.method: '{str(method)[:40]}' is not a method (use one of {', '.join(METHODS)})")
     knobs = d.get("knobs", {})
     if not isinstance(knobs, dict):
         raise TruthError(f"{where}.knobs: must be a table of the method's knobs")
     try:
         validate_knobs(METHODS[method].knobs, knobs, method)
-    except DataError as e:
+    except (ValueError, TypeError) as e:  # KnobError is a ValueError
         raise TruthError(f"{where}.knobs: {e}") from None
     return method, dict(knobs)
 
@@ -168,7 +168,7 @@ def _check_memory(spec, question):
     from explorer.views.page_schemas import SettingsError
 
     _only(spec, ("method", "settings"))
-    if spec.get("method") not in METHODS:
+    if not isinstance(spec.get("method"), str) or spec["method"] not in METHODS:
         raise TruthError(f"truth.method: one of {', '.join(METHODS)}")
     try:
         _memory_row(spec)
@@ -182,7 +182,7 @@ def _check_measured(spec, question, with_method: bool):
     from explorer.methods import METHODS
 
     _only(spec, ("source", "model", "task", "steps", "min_runs") + (("method",) if with_method else ()))
-    if spec.get("source") not in SOURCES:
+    if not isinstance(spec.get("source"), str) or spec["source"] not in SOURCES:
         raise TruthError(f"truth.source: 'board' (the whole class board) or 'room_runs' (runs shared since the "
                          f"lesson started)")
     _need(spec, "model", str, "the model of the runs")
@@ -191,7 +191,7 @@ def _check_measured(spec, question, with_method: bool):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] < lo):
             raise TruthError(f"truth.{key}: a whole number >= {lo}")
     if with_method:
-        if spec.get("method") not in METHODS:
+        if not isinstance(spec.get("method"), str) or spec["method"] not in METHODS:
             raise TruthError(f"truth.method: one of {', '.join(METHODS)}")
     else:
         bad = [c for c in question.choices if method_of(c) is None]
@@ -223,7 +223,7 @@ def check_truth(spec, question) -> dict:
     if not isinstance(spec, dict):
         raise TruthError("truth: must be a table such as {kind = \"trainable_count\", ...}")
     kind = spec.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise TruthError(f"truth.kind: '{str(kind)[:40]}' is not known (use one of {', '.join(KINDS)})")
     if KINDS[kind].question != question.kind:
         raise TruthError(f"truth.kind: a {kind} truth answers a {KINDS[kind].question} question, not a "

@@ -74,11 +74,11 @@ def clean_text(raw, max_chars: int) -> str:
     s = " ".join("".join(ch for ch in s if unicodedata.category(ch) not in ("Cf", "Co", "Cs", "Cn")).split())
     if not s:
         raise AnswerError("type a few words")
-    if len(s) > max_chars:
-        raise AnswerError(f"at most {max_chars} characters, please ({len(s)} typed)")
     bad = [ch for ch in s if not (ch.isalnum() or unicodedata.category(ch).startswith("M") or ch in TEXT_PUNCT)]
     if bad:
         raise AnswerError(f"letters, digits, spaces and - . ' ! ? , only (not {unicodedata.name(bad[0], 'that').lower()})")
+    if len(s) > max_chars:
+        raise AnswerError(f"at most {max_chars} characters, please ({len(s)} typed)")
     return s
 
 

@@ -215,7 +215,7 @@ class Room(SqliteStore):
     def answers(self, step: int, run: int | None = None) -> list:
         run = self.state().run if run is None else run
         with self._tx(write=False) as con:
-            rows = con.execute("SELECT value FROM answers WHERE run = ? AND step = ? ORDER BY t", (run, step))
+            rows = con.execute("SELECT value FROM answers WHERE run = ? AND step = ? ORDER BY t, rowid", (run, step))
             return [json.loads(r[0]) for r in rows]
 
     def my_answer(self, who: str, step: int, run: int | None = None):

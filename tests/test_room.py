@@ -334,3 +334,24 @@ def test_two_server_processes_change_the_room_at_once(tmp_path, lesson, monkeypa
     assert len(seen) > 1  # the answers were stored while the room moved
     assert sorted(room.answers(0)) == [float(i) for i in range(40)] and s.answers_version == 40
     assert room.present(0) == 40
+
+
+def test_a_following_page_goes_to_each_new_step_once_and_a_wanderer_stays(room, lesson):
+    from explorer.workshop.follow import back_to_lesson, banner, follow
+
+    assert follow(room.state(), None, None) is None  # no lesson: nothing to follow
+    room.start(lesson, TOKEN, "teacher")
+    s = room.state()
+    go = follow(s, room.lesson(), last=None)  # a participant who joins lands in the current step
+    assert (go.page, go.file, go.url_path, go.query, go.key) == ("playground", "pages/1_Methods_playground.py",
+                                                                 "Methods_playground", {"m1": "lora"}, (s.run, 0))
+    assert follow(s, room.lesson(), last=go.key) is None  # nothing moved: the page is left alone
+    room.move("next", TOKEN, "teacher")
+    s = room.state()
+    assert follow(s, room.lesson(), last=go.key).page == "compare"
+    assert follow(s, room.lesson(), last=go.key, following=False) is None  # the wanderer keeps their page
+    assert back_to_lesson(s, room.lesson()).key == (s.run, 1)
+    b = banner(s, room.lesson())
+    assert (b["k"], b["n"], b["title"], b["question"]) == (2, 4, "Pick", True)
+    room.end(TOKEN, "teacher")
+    assert banner(room.state(), room.lesson()) is None and back_to_lesson(room.state(), room.lesson()) is None

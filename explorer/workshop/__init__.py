@@ -17,4 +17,5 @@ room       the room's lesson state in SQLite: start, moves, heartbeats, answers,
 sqlite_store   the shared-SQLite plumbing the room is built on (the class board's pattern)
 takehome   the take-home and the handout: one self-contained HTML file plus its JSON
 joining    the join address (PEFT_EXPLORER_PUBLIC_URL or the server's) and its QR code
+follow     what a participant's page does when the room moves (follow, back_to_lesson, banner)
 """

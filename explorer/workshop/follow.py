@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from explorer.views.page_schemas import PAGES
 
-__all__ = ["Go", "follow", "back_to_lesson", "banner", "step_of_page"]
+__all__ = ["Go", "follow", "back_to_lesson", "banner"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,3 @@ def banner(state, lesson) -> dict | None:
     return dict(k=state.step + 1, n=len(lesson.steps), title=s.title, do=s.do, notice=s.notice, page=s.page,
                 page_title=s.page_title, lesson=lesson.title, question=s.question is not None)
 
-
-def step_of_page(lesson, state, page: str) -> bool:
-    """Whether the current step is on ``page`` (a page may mark itself "on the lesson" in its heartbeat)."""
-    return bool(lesson and state.running and 0 <= state.step < len(lesson.steps)
-                and lesson.steps[state.step].page == page)

@@ -183,8 +183,8 @@ def _check_measured(spec, question, with_method: bool):
 
     _only(spec, ("source", "model", "task", "steps", "min_runs") + (("method",) if with_method else ()))
     if not isinstance(spec.get("source"), str) or spec["source"] not in SOURCES:
-        raise TruthError(f"truth.source: 'board' (the whole class board) or 'room_runs' (runs shared since the "
-                         f"lesson started)")
+        raise TruthError("truth.source: 'board' (the whole class board) or 'room_runs' (runs shared since the "
+                         "lesson started)")
     _need(spec, "model", str, "the model of the runs")
     _need(spec, "task", str, "the task of the runs")
     for key, lo in (("steps", 1), ("min_runs", 1)):

@@ -28,9 +28,10 @@ browser:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
 # Streamlit's own upload limit follows PEFT_EXPLORER_MAX_UPLOAD_MB (whole MiB, rounded up; the core checks bytes)
+# LESSON=FILE offers a lesson file of your own to the teacher (explorer/workshop/lessons.py; --lesson FILE)
 run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
-	  --server.maxUploadSize $$($(PY) -m explorer.workshop.limits)
+	  --server.maxUploadSize $$($(PY) -m explorer.workshop.limits)$(if $(LESSON), -- --lesson $(LESSON))
 
 $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 	$(PY) -m pip install -q -r requirements-ray.txt

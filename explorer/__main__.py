@@ -14,7 +14,7 @@ import os
 import sys
 
 SUBCOMMAND_MODULES = ["explorer.cli.core", "explorer.cli.train", "explorer.cli.smt", "explorer.cli.memory",
-                      "explorer.cli.prepare", "explorer.claims.cli"]
+                      "explorer.cli.prepare", "explorer.cli.lesson", "explorer.claims.cli"]
 
 
 def build_parser(prog: str = "python -m explorer") -> argparse.ArgumentParser:

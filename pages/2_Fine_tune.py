@@ -6,7 +6,6 @@ import time
 
 import streamlit as st
 
-from explorer.engine.config import PRECISIONS
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
@@ -15,7 +14,7 @@ from explorer.workshop.runs import FineTuneRun, start_fine_tune
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
-from explorer.urlstate import Field, Schema, knob_fields
+from explorer.views.page_schemas import FT_DEVICES, FT_SOURCES, finetune_base_schema, finetune_knob_schema
 from explorer.views.verdicts import learning_verdict
 from ui import frame, models, modes, runs_panel, session, state, widgets
 
@@ -25,33 +24,8 @@ HANDOFF_KEY = "smt_inspector_selection"  # an explorer.workshop.inspector.SmtHan
 
 LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
-TASK_NAMES = tuple(t["name"] for t in D.list_tasks())
-DEVICES = ("auto", "cpu", "cuda")
-SOURCES = ("built-in", "upload", "hub")
 
 k = state.keys(PAGE)
-
-
-def page_schema() -> Schema:
-    return Schema([
-        Field("model", "str", "minilm", max_len=200, help="registry name, local folder or hub id"),
-        Field("src", "choice", "built-in", choices=SOURCES, help="where the task comes from"),
-        Field("task", "choice", "", choices=("",) + TASK_NAMES, help="built-in task ('' = the model's default)"),
-        Field("hub", "str", "", max_len=96, help="hub data set name, e.g. glue/sst2"),
-        Field("method", "choice", "lora", choices=tuple(METHODS)),
-        Field("steps", "int", TrainConfig.steps, min=2, max=500),
-        Field("lr", "float", 0.0, min=0.0, max=0.1, help="0 = the method's default"),
-        Field("bs", "int", 16, min=1, max=64),
-        Field("seed", "int", 0, min=0, max=2**31 - 1),
-        Field("device", "choice", "auto", choices=DEVICES),
-        Field("prec", "choice", TrainConfig.precision, choices=PRECISIONS,
-              help="fp32; bf16 autocast (CPU and CUDA); fp16 autocast with a gradient scaler (CUDA only)"),
-        Field("ckpt", "bool", TrainConfig.checkpointing, help="gradient checkpointing of every layer"),
-    ])
-
-
-def knob_schema(method: str) -> Schema:
-    return Schema(knob_fields(METHODS[method].knobs, prefix="k_"))
 
 
 def cuda_ok() -> bool:
@@ -266,7 +240,7 @@ def load_upload(name: str, data: bytes, kind: str, cols_map: dict):
 def task_section(kind: str) -> tuple[str, str, dict]:
     """Where the task comes from: (source, task name or file path or hub name, the upload's column settings)."""
     st.markdown("##### Task")
-    src = st.radio("Task source", SOURCES, key=k("src"), horizontal=True, label_visibility="collapsed",
+    src = st.radio("Task source", FT_SOURCES, key=k("src"), horizontal=True, label_visibility="collapsed",
                    format_func=lambda s: {"built-in": "built-in task", "upload": "upload a file",
                                           "hub": "hub data set"}[s])
     task_name, cols_map = "", {}
@@ -305,7 +279,7 @@ def training_section(method: str) -> None:
     if not modes.instructor_on():
         c[1].number_input("seed", 0, 2**31 - 1, step=1, key=k("seed"),
                           help="data order, head initialisation and the method's random choices")
-    devs = list(DEVICES) if cuda_ok() else ["auto", "cpu"]
+    devs = list(FT_DEVICES) if cuda_ok() else ["auto", "cpu"]
     if st.session_state.get(k("device")) not in devs:
         st.session_state[k("device")] = "auto"
     c[2].selectbox("device", devs, key=k("device"),
@@ -336,7 +310,7 @@ def method_section(method: str, name: str, loaded) -> None:
 
 def run_config(values: dict, method: str, name: str, src: str, task_name: str, cols_map: dict) -> TrainConfig:
     """The run the Start button would queue, from the page's current settings."""
-    knobs = {f.name[2:]: values[f.name] for f in knob_schema(method)}
+    knobs = {f.name[2:]: values[f.name] for f in finetune_knob_schema(method)}
     steps = int(values["steps"])
     smt_sel = inspector_selection(method, name, knobs) if METHODS[method].takes_selection else None
     return TrainConfig(model=name, task=task_name if src != "built-in" else values["task"], method=method,
@@ -375,9 +349,9 @@ def body():
     hist = session.session_history()  # before anything uses the session id (uploads)
     presets = for_page("finetune")
     widgets.preset_picker(presets, PAGE, "ft")
-    with state.page_state(PAGE, page_schema(), keep=("sid",)) as ps:
+    with state.page_state(PAGE, finetune_base_schema(), keep=("sid",)) as ps:
         method = ps.setting("method", allowed=METHODS, default="lora")  # a new link or preset: its knobs are read
-        ps.add(knob_schema(method), method_slot=("method", method))
+        ps.add(finetune_knob_schema(method), method_slot=("method", method))
         vals = ps.load()
         loaded = models.sidebar_model(PAGE, vals["model"])
         name = st.session_state.get(k("model"), vals["model"])

@@ -10,29 +10,19 @@ from explorer.workshop.sweeps import Sweep
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
-from explorer.urlstate import Field, Schema
+from explorer.views.page_schemas import SWEEP_MODELS, SWEEP_RANKS, compare_schema
 from explorer.views.run_series import trend_lines
 from ui import board_panel, frame, models, modes, session, state, widgets
 
 PAGE = "cmp"
 SWEEP_KEY = "cmp_sweep"
-RANKS = (1, 2, 4, 8, 16, 32)
-SWEEP_MODELS = ("minilm", "tiny-bert", "tiny-llama", "smollm2-135m")
 # the sweep's task per model kind: one that the default sweep visibly learns in its default steps
 # (measured on minilm, 60 steps, LoRA ranks 1/4/16 and SMT at the same budgets with a 15-step warm-up: every run
 # rose from 18.5 % at step 0 to 86.5-94.5 %; colour-shape-easy left SMT at chance in 60 steps)
 SWEEP_TASKS = {"seq-cls": "bbc-news", "causal-lm": "word-category"}
 SMT_WARMUP_SHARE = 4  # a sweep's SMT runs warm up for a quarter of their steps (full fine-tuning, as the paper)
 
-SCHEMA = Schema([
-    Field("x", "choice", "trainable", choices=("trainable", "memory"), help="x axis of the accuracy chart"),
-    Field("curve", "choice", "accuracy", choices=("accuracy", "loss"), help="curves overlaid"),
-    Field("sw_model", "choice", "minilm", choices=SWEEP_MODELS),
-    Field("sw_methods", "multi", ["lora", "smt"], choices=SWEEP_METHODS),
-    Field("sw_ranks", "multi", ["1", "4", "16"], choices=tuple(str(r) for r in RANKS)),
-    Field("sw_steps", "int", 60, min=4, max=400),
-    Field("sw_seed", "int", 0, min=0, max=2**31 - 1),
-])
+SCHEMA = compare_schema()
 
 
 k = state.keys(PAGE)
@@ -269,7 +259,7 @@ def sweep_section() -> None:
                        help="minilm (pretrained) learns; tiny models (random weights) run in seconds but learn little")
         c[1].slider("steps per run", 4, 400, key=k("sw_steps"))
         st.multiselect("methods", SWEEP_METHODS, key=k("sw_methods"), format_func=lambda m: METHODS[m].label)
-        st.multiselect("budgets (LoRA-equivalent ranks)", [str(r) for r in RANKS], key=k("sw_ranks"))
+        st.multiselect("budgets (LoRA-equivalent ranks)", [str(r) for r in SWEEP_RANKS], key=k("sw_ranks"))
         vals = state.widget_values(SCHEMA, PAGE)
         ranks = sorted(int(r) for r in vals["sw_ranks"])
         n_runs = len(vals["sw_methods"]) * len(ranks)

@@ -31,8 +31,7 @@ from explorer.errors import user_message
 from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup
 from explorer.workshop.jobs import queue_place
 from explorer.methods.smt import SCORE_LABELS, SCORES
-from explorer.targets import ALL_TYPES
-from explorer.urlstate import Field, Schema
+from explorer.views.page_schemas import SMT_MODELS, smt_schema
 from ui import frame, models, modes, smt_panel, state, widgets
 
 PAGE = "smt"
@@ -40,10 +39,8 @@ HANDOFF_KEY = "smt_inspector_selection"
 JOB_KEY = "smt:job"
 RECS_KEY = "smt:records"
 FT_PAGE = "pages/2_Fine_tune.py"
-MODELS = ("tiny-llama", "tiny-bert", "minilm", "smollm2-135m")
 TINY = ("tiny-llama", "tiny-bert")
 AUTO_TOKENS = 65_536  # a tiny model's first view starts by itself only up to this many warm-up tokens (~1 s)
-TASK_NAMES = tuple(t["name"] for t in D.list_tasks())
 LENS = [16, 32, 64, 128, 256, 512]
 BATCHES = [1, 2, 4, 8, 16, 32]
 ADVANCED = ("mode", "bs", "len", "types", "seed")  # hidden in instructor mode
@@ -54,26 +51,7 @@ SCORE_SHORT = V.SCORE_SHORT
 k = state.keys(PAGE)
 
 
-SCHEMA = Schema([
-    Field("model", "choice", "tiny-llama", choices=MODELS),
-    Field("task", "choice", "", choices=("",) + TASK_NAMES, help="'' = the model's built-in default task"),
-    Field("ws", "int", 16, min=1, max=200, help="warm-up steps (batches whose gradients are summed)"),
-    Field("bs", "int", 4, min=1, max=32),
-    Field("len", "int", 128, min=16, max=512),
-    Field("mode", "choice", "full", choices=tuple(A.MODES)),
-    Field("seed", "int", 0, min=0, max=2**31 - 1),
-    Field("b", "int", 0, min=0, max=4096, help="block size (0 = auto)"),
-    Field("budget", "choice", "blocks", choices=("blocks", "density")),
-    Field("n", "int", 0, min=0, max=10_000_000, help="number of blocks (0 = auto: about 1% of all parameters)"),
-    Field("dens", "float", 0.01, min=0.0001, max=1.0),
-    Field("score", "choice", "abs-mean", choices=tuple(SCORES)),
-    Field("rule", "choice", "global", choices=tuple(A.RULES)),
-    Field("types", "multi", list(ALL_TYPES), choices=tuple(ALL_TYPES)),
-    Field("layer", "int", 0, min=0, max=200),
-    Field("mat", "choice", "v", choices=tuple(ALL_TYPES)),
-    Field("log", "bool", False),
-    Field("grid", "choice", "v", choices=tuple(ALL_TYPES)),
-])
+SCHEMA = smt_schema()
 
 
 # ----------------------------------------------------------------------------- the gradient job
@@ -140,7 +118,7 @@ def _progress_panel() -> None:
 
 
 def warmup_controls(instructor: bool) -> None:
-    st.selectbox("Model", MODELS, key=k("model"),
+    st.selectbox("Model", SMT_MODELS, key=k("model"),
                  help="tiny-*: random weights (instant) · minilm: pretrained 22.7 M BERT · "
                       "smollm2-135m: pretrained 134.5 M LLaMA-style (16 steps of 4 × 128 tokens: about 2–3 min "
                       "on CPU)")

@@ -12,7 +12,7 @@ from explorer.claims import results as R
 from explorer.claims import specs
 from explorer.claims import stats as S
 from explorer.claims import words as W
-from explorer.urlstate import Field, Schema
+from explorer.views.page_schemas import claims_schema
 from ui import frame, models, modes, session, state
 
 LIVE_KEY = "claims_live"  # {claim name: LiveRun}
@@ -209,8 +209,7 @@ def body():
                 "not hold at this scale is a result too: the caveats say what differs from the paper.")
     st.caption("Shipped results: `assets/claims/` (made with `python -m benchmarks.claims`). "
                "`python -m explorer claims --json` lists the same verdicts and numbers.")
-    schema = Schema([Field("claim", "choice", "all", choices=("all",) + tuple(specs.NAMES),
-                           help="one claim's card only (a link for the projector), or all")])
+    schema = claims_schema()
     with state.page_state("claims", schema) as ps:
         ps.load()
         frame.main_control()

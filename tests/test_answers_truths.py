@@ -101,7 +101,7 @@ def test_a_count_truth_is_computed_by_the_method_code(tiny_bert):
 
 def test_a_memory_truth_is_the_number_the_memory_calculator_shows():
     from explorer.views import memory_views as V
-    from explorer.views.page_schemas import check_settings
+    from explorer.views.pages import check_settings
 
     settings_ = dict(model="llama-7b", prec="bf16-mixed", batch=4, seq=1024)
     spec = check_truth(dict(kind="memory_estimate", method="full", settings=settings_), NUM)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from explorer.views import page_schemas as P
+from explorer.views import pages as P
 from explorer.workshop.history import RunEntry
 from explorer.workshop.joining import JoinInfo, check_public_url, join_url, qr_png, qr_svg
 from explorer.workshop.lessons import bundled_lessons

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from explorer.views.page_schemas import PAGES
+from explorer.views.pages import BY_KEY
 
 __all__ = ["Go", "follow", "back_to_lesson", "banner"]
 
@@ -36,7 +36,7 @@ def back_to_lesson(state, lesson) -> Go | None:
     if lesson is None or not state.running or not 0 <= state.step < len(lesson.steps):
         return None
     s = lesson.steps[state.step]
-    info = PAGES[s.page]
+    info = BY_KEY[s.page]
     return Go(key=(state.run, state.step), page=s.page, file=info.file, url_path=info.url_path, query=dict(s.query))
 
 

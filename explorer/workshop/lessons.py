@@ -7,7 +7,7 @@ Pure Python (no streamlit).  A lesson file (see ``assets/lessons/*.toml`` for th
 
     [[steps]]
     title = "Rank 1 against rank 64"
-    page = "playground"                       # a key of explorer.views.page_schemas.PAGES
+    page = "playground"                       # a key of explorer.views.pages.BY_KEY
     preset = "LoRA rank 1 vs 64"              # optional: a preset of that page; settings below override it
     settings = {layer = 2}                    # the page's URL values, checked against its schema
     do = "Compare the two trainable counts."
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from explorer.errors import DataError
-from explorer.views import page_schemas as P
+from explorer.views import pages as P
 
 __all__ = ["Lesson", "Step", "Question", "LessonError", "parse_lesson", "load_lesson_file", "bundled_lessons",
            "server_lessons", "lesson_arg", "LESSON_ENV", "LESSONS_DIR", "MAX_LESSON_BYTES"]
@@ -107,7 +107,7 @@ class Step:
 
     @property
     def page_title(self) -> str:
-        return P.PAGES[self.page].title
+        return P.BY_KEY[self.page].title
 
     def to_dict(self) -> dict:
         d = dict(title=self.title, page=self.page, do=self.do, notice=self.notice, minutes=self.minutes,
@@ -289,7 +289,7 @@ def _settings(d: dict, page: str) -> tuple[dict, str]:
                 difflib.get_close_matches(preset, list(presets), n=1)
             hint = f"; did you mean '{near[0]}'?" if near else \
                 (f" (its presets: {', '.join(presets)})" if presets else " (this page has no presets)")
-            raise _Field(f"preset: '{_clip(preset, 60)}' is not a preset of {P.PAGES[page].title}{hint}")
+            raise _Field(f"preset: '{_clip(preset, 60)}' is not a preset of {P.BY_KEY[page].title}{hint}")
         merged.update(presets[preset].values)
     merged.update(settings)
     return merged, preset
@@ -301,8 +301,8 @@ def _step(d, i: int, where: str) -> Step:
     _unknown(d, STEP_KEYS, "")
     title = _text(d, "title", 80)
     page = d.get("page")
-    if not isinstance(page, str) or page not in P.PAGES:
-        raise _Field(f"page: '{_clip(page, 40)}' is not a page (use one of {', '.join(P.PAGES)})")
+    if not isinstance(page, str) or page not in P.BY_KEY:
+        raise _Field(f"page: '{_clip(page, 40)}' is not a page (use one of {', '.join(P.BY_KEY)})")
     merged, preset = _settings(d, page)
     try:
         values, query = P.check_settings(page, merged)

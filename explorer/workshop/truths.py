@@ -165,7 +165,7 @@ def _check_extreme(spec, question):
 
 def _check_memory(spec, question):
     from explorer.methods import METHODS
-    from explorer.views.page_schemas import SettingsError
+    from explorer.views.pages import SettingsError
 
     _only(spec, ("method", "settings"))
     if not isinstance(spec.get("method"), str) or spec["method"] not in METHODS:
@@ -294,7 +294,7 @@ def _compute_extreme(spec, question, ctx):
 def _memory_row(spec) -> dict:
     """The Memory calculator's row for ``spec["method"]`` with the page's ``settings`` (its URL values)."""
     from explorer.views import memory_views as V
-    from explorer.views.page_schemas import check_settings
+    from explorer.views.pages import check_settings
 
     values, _ = check_settings("memory", spec.get("settings") or {})
     row = V.estimate_rows(V.spec_for_choice(values["model"], values), values, methods=[spec["method"]])[0]

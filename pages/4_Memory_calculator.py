@@ -46,87 +46,104 @@ def _measure(name: str, method: str, knobs_json: str, batch: int, seq_len: int, 
 # ----------------------------------------------------------------------------- widgets
 
 
-def settings_panel(vals: dict, instr: bool) -> None:
+def settings_panel(instr: bool) -> None:
     frame.main_control()
     with st.container(border=True):
-        c = st.columns([3, 3, 2, 2])
-        c[0].selectbox("Model", V.MODELS, key=k("model"), format_func=lambda m: V.MODEL_LABELS[m],
-                       help="Published configs of large models (counted from their config.json), the real small "
-                            "models of this dashboard (read from their config), or a custom shape.")
-        c[1].radio("Precision", V.PRECISIONS, key=k("prec"), horizontal=True,
-                   format_func=lambda p: {"fp32": "fp32", "bf16-mixed": "bf16 mixed", "4bit": "4-bit"}[p],
-                   help="fp32: everything 4 B. bf16 mixed: 2 B weights/gradients, fp32 Adam moments and master "
-                        "copy. 4-bit: QLoRA-style frozen base (NF4 + double quantisation), adapters in bf16.")
-        c[2].number_input("Batch size", 1, 1024, step=1, key=k("batch"), help="sequences per step (b)")
-        c[3].number_input("Sequence length", 1, 131072, step=256, key=k("seq"), help="tokens per sequence (s)")
-        c = st.columns([6, 2, 2])
-        c[0].multiselect("Methods", list(METHODS), key=k("methods"), format_func=lambda m: V.SHORT[m],
-                         help="one stacked bar per method")
-        c[1].radio("Units", V.UNITS, key=k("unit"), horizontal=True,
-                   help="GB = 10^9 bytes (what vendors print on a GPU); GiB = 2^30 bytes (what nvidia-smi and "
-                        "PyTorch report). 80 GiB = 85.9 GB.")
-        c[2].toggle("Recomputation", key=k("recompute"),
-                    help="Selective recomputation (Korthikanti et al.): the attention scores (the a·s² term) are "
-                         "recomputed in the backward pass instead of kept.")
-        c = st.columns([2, 3, 2, 2, 3])
-        c[0].toggle("Checkpointing", key=k("ckpt"),
-                    help="Full checkpointing per layer: each layer keeps only its input (s·b·h); one layer's "
-                         "activations are rebuilt at a time in the backward pass (the forward runs twice).")
-        c[1].radio("Optimizer", V.OPTIMIZER_CHOICES, key=k("opt"), horizontal=True,
-                   format_func=lambda o: V.OPTIMIZER_LABELS[o],
-                   help="AdamW keeps two fp32 moments (8 B per trainable parameter); 8-bit AdamW (bitsandbytes) "
-                        "two 1-byte moments (2 B). The fp32 master copy of mixed precision is separate.")
-        c[2].select_slider("ZeRO stage", [0, 1, 2, 3], key=k("zero"),
-                           help="ZeRO data parallelism: 1 shards the optimizer state over the GPUs, 2 also the "
-                                "gradients, 3 also the weights. 0: every GPU holds everything.")
-        c[3].number_input("GPUs", 1, 4096, step=1, key=k("gpus"), help="GPUs the batch is spread over (data "
-                          "parallel); the batch size above is per GPU")
-        c[4].radio("Figures", V.SCOPES, key=k("scope"), horizontal=True, format_func=lambda x: V.SCOPE_LABELS[x],
-                   help="per GPU: what one GPU holds; all GPUs together: every term × the number of GPUs")
+        shape_and_training()
         if st.session_state.get(k("model")) == V.CUSTOM:
-            st.markdown("**Custom shape** (a LLaMA-like causal LM: RMSNorm, rotary, SwiGLU MLP, grouped-query "
-                        "attention; untied head)")
-            c = st.columns(6)
-            c[0].number_input("layers L", 1, 200, key=k("c_layers"))
-            c[1].number_input("hidden h", 8, 65536, step=64, key=k("c_hidden"))
-            c[2].number_input("heads a", 1, 512, key=k("c_heads"))
-            c[3].number_input("kv heads", 1, 512, key=k("c_kv"), help="= heads for multi-head attention; fewer "
-                                                                     "for grouped-query attention")
-            c[4].number_input("MLP width f", 8, 262144, step=64, key=k("c_inter"))
-            c[5].number_input("vocab V", 2, 1_000_000, step=1000, key=k("c_vocab"))
-        with st.expander("Method knobs (one main knob per method)", expanded=False):
-            c = st.columns(4)
-            cur = int(st.session_state.get(k("rank"), 8))
-            c[0].select_slider(V.shared_knob_label("rank", "rank r"), sorted(set(RANKS) | {cur}), key=k("rank"))
-            c[1].slider("LoRA-SP frozen fraction", 0.0, 0.99, step=0.01, key=k("freeze"))
-            c[2].selectbox("Tied-LoRA preset", V.TL_PRESETS, key=k("tl"),
-                           help="named combinations of which of A, B, u, v train and whether A, B are shared "
-                                "across layers (the playground draws each)")
-            c[3].number_input("SpaRTA sparsity (of all parameters)", 0.0, 0.9999, step=0.001, format="%.4f",
-                              key=k("sparsity"), help="0.99 trains 1 % of all parameters as single entries")
-            c = st.columns(4)
-            c[0].number_input("SMT blocks (0 = auto, ≈1 % of all params)", 0, 10_000_000, step=1, key=k("smt_blocks"))
-            if not instr:
-                c[1].slider("SMT density of target blocks (0 = use the count)", 0.0, 1.0, step=0.001, format="%.3f",
-                            key=k("smt_density"))
-                c[2].select_slider("SMT block size b", V.SMT_BLOCK_SIZES, key=k("smt_bs"),
-                                   help="auto: the largest of 256, 128, … that divides every target")
-                c[3].selectbox("Targets of the PEFT methods", V.TARGET_SETS, key=k("tg"),
-                               format_func=lambda t: V.TARGET_LABELS[t],
-                               help="default: " + V.default_targets_text())
+            custom_shape()
+        method_knobs(instr)
         if not instr:
-            with st.expander("Advanced: activation model, attention kernel, device, master copy", expanded=False):
-                c = st.columns(4)
-                c[0].radio("Activation model", ("detailed", "korthikanti"), key=k("act"),
-                           help="detailed: tensor-by-tensor count for this architecture and method; korthikanti: "
-                                "s b h (34 + 5 a s / h) per layer (GPT block, any method)")
-                c[1].radio("Attention kernel", ("auto", "flash", "materialized"), key=k("attn"),
-                           help="flash/SDPA keeps no s² scores; materialized keeps the softmax (and its dropout "
-                                "mask). auto: flash on CUDA, on CPU materialized when attention dropout is on")
-                c[2].radio("Device assumed", ("cuda", "cpu"), key=k("dev"),
-                           help="dropout masks: 1 byte per element on CUDA, a full float on CPU")
-                c[3].toggle("fp32 master copy (mixed precision)", key=k("master"),
-                            help="off: 12 B per trainable parameter instead of 16 (QLoRA's accounting)")
+            advanced_settings()
+
+
+def shape_and_training() -> None:
+    """Model, precision, batch, length, methods, units; checkpointing, optimizer, ZeRO, GPUs."""
+    c = st.columns([3, 3, 2, 2])
+    c[0].selectbox("Model", V.MODELS, key=k("model"), format_func=lambda m: V.MODEL_LABELS[m],
+                   help="Published configs of large models (counted from their config.json), the real small "
+                        "models of this dashboard (read from their config), or a custom shape.")
+    c[1].radio("Precision", V.PRECISIONS, key=k("prec"), horizontal=True,
+               format_func=lambda p: {"fp32": "fp32", "bf16-mixed": "bf16 mixed", "4bit": "4-bit"}[p],
+               help="fp32: everything 4 B. bf16 mixed: 2 B weights/gradients, fp32 Adam moments and master "
+                    "copy. 4-bit: QLoRA-style frozen base (NF4 + double quantisation), adapters in bf16.")
+    c[2].number_input("Batch size", 1, 1024, step=1, key=k("batch"), help="sequences per step (b)")
+    c[3].number_input("Sequence length", 1, 131072, step=256, key=k("seq"), help="tokens per sequence (s)")
+    c = st.columns([6, 2, 2])
+    c[0].multiselect("Methods", list(METHODS), key=k("methods"), format_func=lambda m: V.SHORT[m],
+                     help="one stacked bar per method")
+    c[1].radio("Units", V.UNITS, key=k("unit"), horizontal=True,
+               help="GB = 10^9 bytes (what vendors print on a GPU); GiB = 2^30 bytes (what nvidia-smi and "
+                    "PyTorch report). 80 GiB = 85.9 GB.")
+    c[2].toggle("Recomputation", key=k("recompute"),
+                help="Selective recomputation (Korthikanti et al.): the attention scores (the a·s² term) are "
+                     "recomputed in the backward pass instead of kept.")
+    c = st.columns([2, 3, 2, 2, 3])
+    c[0].toggle("Checkpointing", key=k("ckpt"),
+                help="Full checkpointing per layer: each layer keeps only its input (s·b·h); one layer's "
+                     "activations are rebuilt at a time in the backward pass (the forward runs twice).")
+    c[1].radio("Optimizer", V.OPTIMIZER_CHOICES, key=k("opt"), horizontal=True,
+               format_func=lambda o: V.OPTIMIZER_LABELS[o],
+               help="AdamW keeps two fp32 moments (8 B per trainable parameter); 8-bit AdamW (bitsandbytes) "
+                    "two 1-byte moments (2 B). The fp32 master copy of mixed precision is separate.")
+    c[2].select_slider("ZeRO stage", [0, 1, 2, 3], key=k("zero"),
+                       help="ZeRO data parallelism: 1 shards the optimizer state over the GPUs, 2 also the "
+                            "gradients, 3 also the weights. 0: every GPU holds everything.")
+    c[3].number_input("GPUs", 1, 4096, step=1, key=k("gpus"), help="GPUs the batch is spread over (data "
+                      "parallel); the batch size above is per GPU")
+    c[4].radio("Figures", V.SCOPES, key=k("scope"), horizontal=True, format_func=lambda x: V.SCOPE_LABELS[x],
+               help="per GPU: what one GPU holds; all GPUs together: every term × the number of GPUs")
+
+
+def custom_shape() -> None:
+    st.markdown("**Custom shape** (a LLaMA-like causal LM: RMSNorm, rotary, SwiGLU MLP, grouped-query "
+                "attention; untied head)")
+    c = st.columns(6)
+    c[0].number_input("layers L", 1, 200, key=k("c_layers"))
+    c[1].number_input("hidden h", 8, 65536, step=64, key=k("c_hidden"))
+    c[2].number_input("heads a", 1, 512, key=k("c_heads"))
+    c[3].number_input("kv heads", 1, 512, key=k("c_kv"), help="= heads for multi-head attention; fewer "
+                                                             "for grouped-query attention")
+    c[4].number_input("MLP width f", 8, 262144, step=64, key=k("c_inter"))
+    c[5].number_input("vocab V", 2, 1_000_000, step=1000, key=k("c_vocab"))
+
+
+def method_knobs(instr: bool) -> None:
+    with st.expander("Method knobs (one main knob per method)", expanded=False):
+        c = st.columns(4)
+        cur = int(st.session_state.get(k("rank"), 8))
+        c[0].select_slider(V.shared_knob_label("rank", "rank r"), sorted(set(RANKS) | {cur}), key=k("rank"))
+        c[1].slider("LoRA-SP frozen fraction", 0.0, 0.99, step=0.01, key=k("freeze"))
+        c[2].selectbox("Tied-LoRA preset", V.TL_PRESETS, key=k("tl"),
+                       help="named combinations of which of A, B, u, v train and whether A, B are shared "
+                            "across layers (the playground draws each)")
+        c[3].number_input("SpaRTA sparsity (of all parameters)", 0.0, 0.9999, step=0.001, format="%.4f",
+                          key=k("sparsity"), help="0.99 trains 1 % of all parameters as single entries")
+        c = st.columns(4)
+        c[0].number_input("SMT blocks (0 = auto, ≈1 % of all params)", 0, 10_000_000, step=1, key=k("smt_blocks"))
+        if not instr:
+            c[1].slider("SMT density of target blocks (0 = use the count)", 0.0, 1.0, step=0.001, format="%.3f",
+                        key=k("smt_density"))
+            c[2].select_slider("SMT block size b", V.SMT_BLOCK_SIZES, key=k("smt_bs"),
+                               help="auto: the largest of 256, 128, … that divides every target")
+            c[3].selectbox("Targets of the PEFT methods", V.TARGET_SETS, key=k("tg"),
+                           format_func=lambda t: V.TARGET_LABELS[t],
+                           help="default: " + V.default_targets_text())
+
+
+def advanced_settings() -> None:
+    with st.expander("Advanced: activation model, attention kernel, device, master copy", expanded=False):
+        c = st.columns(4)
+        c[0].radio("Activation model", ("detailed", "korthikanti"), key=k("act"),
+                   help="detailed: tensor-by-tensor count for this architecture and method; korthikanti: "
+                        "s b h (34 + 5 a s / h) per layer (GPT block, any method)")
+        c[1].radio("Attention kernel", ("auto", "flash", "materialized"), key=k("attn"),
+                   help="flash/SDPA keeps no s² scores; materialized keeps the softmax (and its dropout "
+                        "mask). auto: flash on CUDA, on CPU materialized when attention dropout is on")
+        c[2].radio("Device assumed", ("cuda", "cpu"), key=k("dev"),
+                   help="dropout masks: 1 byte per element on CUDA, a full float on CPU")
+        c[3].toggle("fp32 master copy (mixed precision)", key=k("master"),
+                    help="off: 12 B per trainable parameter instead of 16 (QLoRA's accounting)")
 
 
 # ----------------------------------------------------------------------------- sections
@@ -139,39 +156,33 @@ def spec_caption(spec) -> str:
             f"{spec.task} · source: {spec.source}")
 
 
-def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
+def estimate_metrics(spec, good: list[dict], unit: str) -> None:
+    cheapest = min(good, key=lambda r: r["total_bytes"])
+    full = next((r for r in good if r["trains_all"]), None)  # the row that trains every parameter
+    c = st.columns(4)
+    c[0].metric("parameters", T.compact_count(spec.n_params()),
+                help=f"{spec.n_params():,}, counted from the config (tied embeddings once)")
+    c[1].metric("smallest total", U.fmt_bytes(cheapest["total_bytes"], unit), help=f"{cheapest['label']}: "
+                f"{U.exact_bytes(cheapest['total_bytes'])}")
+    if full is not None:
+        c[2].metric("full fine-tuning total", U.fmt_bytes(full["total_bytes"], unit),
+                    help=U.exact_bytes(full["total_bytes"]))
+        c[3].metric("full FT: bytes per parameter", f"{full['bytes_per_trainable_param']} B",
+                    help="weight + gradient + optimizer state, activations not included")
+    else:
+        c[2].metric("largest total", U.fmt_bytes(max(r["total_bytes"] for r in good), unit))
+        c[3].metric("activations (largest)", U.fmt_bytes(max(r["activations_bytes"] for r in good), unit))
+
+
+def estimate_chart(spec, vals: dict, good: list[dict]) -> None:
     unit = vals["unit"]
-    good = [r for r in rows if "error" not in r]
-    tpl = modes.plotly_template()
-    if good:
-        cheapest = min(good, key=lambda r: r["total_bytes"])
-        full = next((r for r in good if r["trains_all"]), None)  # the row that trains every parameter
-        c = st.columns(4)
-        c[0].metric("parameters", T.compact_count(spec.n_params()),
-                    help=f"{spec.n_params():,}, counted from the config (tied embeddings once)")
-        c[1].metric("smallest total", U.fmt_bytes(cheapest["total_bytes"], unit), help=f"{cheapest['label']}: "
-                    f"{U.exact_bytes(cheapest['total_bytes'])}")
-        if full is not None:
-            c[2].metric("full fine-tuning total", U.fmt_bytes(full["total_bytes"], unit),
-                        help=U.exact_bytes(full["total_bytes"]))
-            c[3].metric("full FT: bytes per parameter", f"{full['bytes_per_trainable_param']} B",
-                        help="weight + gradient + optimizer state, activations not included")
-        else:
-            c[2].metric("largest total", U.fmt_bytes(max(r["total_bytes"] for r in good), unit))
-            c[3].metric("activations (largest)", U.fmt_bytes(max(r["activations_bytes"] for r in good), unit))
-    for r in rows:
-        if "error" in r:
-            st.warning(f"{r['label']}: n/a: {r['error']}", icon=":material/warning:")
-    if not good:
-        st.info("No method to draw: pick at least one method that fits these settings.", icon=":material/info:")
-        return
     left, right = st.columns([3, 2], gap="large")
     title = (f"{spec.name}, {V.PRECISION_LABELS[vals['prec']]}, batch {vals['batch']} × {vals['seq']} tokens"
              + (", recomputation" if vals["recompute"] else "") + (", checkpointing" if vals["ckpt"] else "")
              + (f"<br>ZeRO-{vals['zero']} × {vals['gpus']} GPUs, {good[0]['scope_label']}"
                 if vals["zero"] or vals["gpus"] > 1 else ""))
     with left:
-        modes.show_fig(F.stack_figure(good, unit, title, tpl), key="mem-stack")
+        modes.show_fig(F.stack_figure(good, unit, title, modes.plotly_template()), key="mem-stack")
         st.caption(f"Units: {V.UNIT_WORDS[unit]}. Hover a segment for its exact bytes. All figures from "
                    "`explorer.memory.analytic.estimate` (an analytic model, not a measurement).")
     with right:
@@ -182,9 +193,13 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
         st.caption("Approximations: the total adds terms that do not all peak at the same instant (an upper bound "
                    "of the tensors themselves); CUDA context, allocator caches, temporaries in the backward pass "
                    "and Adam's scalar step counters are left out.")
+
+
+def estimate_tables(spec, rows: list[dict], good: list[dict], unit: str) -> None:
     show = pd.DataFrame(T.display_rows(rows, unit))
     st.table(show.set_index("method"))  # a static table wraps its text: nothing is ever cut off
-    st.caption(f"Compact forms (k/M/B for counts; {'kB, MB, GB, TB = powers of 10' if unit == 'GB' else 'KiB, MiB, GiB, TiB = powers of 2'}); "
+    st.caption(f"Compact forms (k/M/B for counts; "
+               f"{'kB, MB, GB, TB = powers of 10' if unit == 'GB' else 'KiB, MiB, GiB, TiB = powers of 2'}); "
                "the exact values are in the last column, in 'Exact values' below and in the CSV.")
     df = pd.DataFrame(T.table_rows(rows, unit))
     cfg = {"settings": st.column_config.TextColumn(width="medium"),
@@ -204,6 +219,20 @@ def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
             st.markdown(f"- {n}")
         st.markdown("- Settings per method are in the table; knobs not on this page keep the method's defaults "
                     "(alpha does not change memory).")
+
+
+def estimates_section(spec, vals: dict, rows: list[dict]) -> None:
+    good = [r for r in rows if "error" not in r]
+    if good:
+        estimate_metrics(spec, good, vals["unit"])
+    for r in rows:
+        if "error" in r:
+            st.warning(f"{r['label']}: n/a: {r['error']}", icon=":material/warning:")
+    if not good:
+        st.info("No method to draw: pick at least one method that fits these settings.", icon=":material/info:")
+        return
+    estimate_chart(spec, vals, good)
+    estimate_tables(spec, rows, good, vals["unit"])
 
 
 def activations_section(spec, vals: dict, rows: list[dict]) -> None:
@@ -274,6 +303,56 @@ def worked_example_section(unit: str) -> None:
                f"bytes); the text in {V.UNIT_WORDS[unit]}. The preset 'LLaMA-65B full fine-tuning > 1 TB' draws it.")
 
 
+def measure_controls(name: str, b: int, s: int, capped: str, cuda: bool) -> bool:
+    """What to measure, where, and the button (True when pressed)."""
+    st.multiselect("Methods to measure", list(METHODS), key=k("mmethods"), format_func=lambda m: V.SHORT[m])
+    st.radio("Device", V.MEASURE_DEVICES if cuda else ("cpu",), key=k("mdev"), horizontal=True,
+             help="cuda also reports torch.cuda.max_memory_allocated() (the allocator's peak)")
+    pressed = st.button("Measure on this machine", type="primary", key="mem_measure", width="stretch")
+    st.markdown(
+        f"A fresh copy of **{name}**, each method applied with the knobs above, then {V.MEASURE_STEPS} AdamW "
+        f"steps (Adam allocates its state on the first) at **batch {b} × {s} tokens**, **fp32**, counting the "
+        "bytes that really exist with `MemoryAccountant`: parameters and buffers, `.grad` tensors, optimizer "
+        "state, and the tensors autograd saved for backward (each storage once). The estimate beside it uses "
+        "the same settings (fp32, this device), not the precision chosen above.")
+    if capped:
+        st.caption("Note: " + capped + ".")
+    st.caption("SMT: blocks picked after a 2-batch gradient-only warm-up (a shortcut; memory depends on how "
+               "many blocks, not which). Batches are random token ids (memory does not depend on them).")
+    return pressed
+
+
+def measure(name: str, methods: list[str], wv: dict, family: str, b: int, s: int) -> list[dict]:
+    results = []
+    bar = st.progress(0.0, text="measuring…")
+    for i, m in enumerate(methods):
+        bar.progress(i / len(methods), text=f"measuring {METHODS[m].label}…")
+        knobs = V.method_knobs(m, wv, family)
+        results.append(_measure(name, m, json.dumps(knobs, sort_keys=True), b, s, wv["mdev"]))
+    bar.empty()
+    return results
+
+
+def measured_table(rows: list[dict], good: list[dict], unit: str) -> None:
+    for r in rows:
+        if "error" in r:
+            st.warning(f"{r['label']} was not measured: {r['error']}", icon=":material/warning:")
+    if not good:
+        return
+    df = pd.DataFrame(T.compare_table(good, unit))
+    cfg = {c: st.column_config.NumberColumn(format="%.5f") for c in df.columns if c.endswith(f"({unit})")}
+    cfg["difference %"] = st.column_config.NumberColumn(format="%+.2f %%", help="(estimated − measured) / measured")
+    for c in ("estimated (bytes)", "measured (bytes)"):
+        cfg[c] = st.column_config.NumberColumn(format="localized")
+    st.dataframe(df, hide_index=True, column_config=cfg, width="stretch")
+    scal = {r["label"]: r["meas_opt_scalar"] for r in rows if r.get("meas_opt_scalar")}
+    st.caption("Where they differ, and why: the measured optimizer state includes Adam's scalar `step` "
+               "counters (4 B per parameter tensor: " + ", ".join(f"{k_}: {v:,} B" for k_, v in scal.items())
+               + ") that the model leaves out; SMT's activations assume its blocks spread over distinct input "
+               "columns (an upper bound); the total is a sum of terms, not the process's memory (Python, "
+               "libraries and allocator caches come on top).")
+
+
 def measured_section(vals: dict) -> None:
     import torch
 
@@ -290,34 +369,14 @@ def measured_section(vals: dict) -> None:
     b, s, capped = V.measure_shape(vals["batch"], vals["seq"], spec.max_positions)
     left, right = st.columns([3, 2], gap="large")
     with right:
-        st.multiselect("Methods to measure", list(METHODS), key=k("mmethods"), format_func=lambda m: V.SHORT[m])
-        st.radio("Device", V.MEASURE_DEVICES if cuda else ("cpu",), key=k("mdev"), horizontal=True,
-                 help="cuda also reports torch.cuda.max_memory_allocated() (the allocator's peak)")
-        pressed = st.button("Measure on this machine", type="primary", key="mem_measure", width="stretch")
-        st.markdown(
-            f"A fresh copy of **{name}**, each method applied with the knobs above, then {V.MEASURE_STEPS} AdamW "
-            f"steps (Adam allocates its state on the first) at **batch {b} × {s} tokens**, **fp32**, counting the "
-            "bytes that really exist with `MemoryAccountant`: parameters and buffers, `.grad` tensors, optimizer "
-            "state, and the tensors autograd saved for backward (each storage once). The estimate beside it uses "
-            "the same settings (fp32, this device), not the precision chosen above.")
-        if capped:
-            st.caption("Note: " + capped + ".")
-        st.caption("SMT: blocks picked after a 2-batch gradient-only warm-up (a shortcut; memory depends on how "
-                   "many blocks, not which). Batches are random token ids (memory does not depend on them).")
+        pressed = measure_controls(name, b, s, capped, cuda)
     wv = state.widget_values(V.page_schema(), PAGE)
     methods = list(wv["mmethods"])
     sig = json.dumps([name, methods, b, s, wv["mdev"], [V.method_knobs(m, wv, spec.family) for m in methods]],
                      sort_keys=True)
     store = st.session_state.setdefault("mem:measured", {})
     if pressed and methods:
-        results = []
-        bar = st.progress(0.0, text="measuring…")
-        for i, m in enumerate(methods):
-            bar.progress(i / len(methods), text=f"measuring {METHODS[m].label}…")
-            knobs = V.method_knobs(m, wv, spec.family)
-            results.append(_measure(name, m, json.dumps(knobs, sort_keys=True), b, s, wv["mdev"]))
-        bar.empty()
-        store[sig] = results
+        store[sig] = measure(name, methods, wv, spec.family, b, s)
     results = store.get(sig)
     with left:
         if not results:
@@ -329,27 +388,11 @@ def measured_section(vals: dict) -> None:
         good = [r for r in rows if "error" not in r]
         if good:
             modes.show_fig(F.compare_figure(good, unit, f"{name}: estimated vs measured, fp32, batch {b} × {s}",
-                                         modes.plotly_template()), key="mem-compare")
+                                            modes.plotly_template()), key="mem-compare")
             st.caption(f"Units: {V.UNIT_WORDS[unit]}. Measured = bytes of real tensors after step "
                        f"{V.MEASURE_STEPS}; hover for exact bytes. Measuring took "
                        f"{sum(r['seconds'] for r in good):.1f} s in all (cached per settings).")
-    for r in rows:
-        if "error" in r:
-            st.warning(f"{r['label']} was not measured: {r['error']}", icon=":material/warning:")
-    if good:
-        df = pd.DataFrame(T.compare_table(good, unit))
-        cfg = {c: st.column_config.NumberColumn(format="%.5f") for c in df.columns if c.endswith(f"({unit})")}
-        cfg["difference %"] = st.column_config.NumberColumn(format="%+.2f %%",
-                                                            help="(estimated − measured) / measured")
-        for c in ("estimated (bytes)", "measured (bytes)"):
-            cfg[c] = st.column_config.NumberColumn(format="localized")
-        st.dataframe(df, hide_index=True, column_config=cfg, width="stretch")
-        scal = {r["label"]: r["meas_opt_scalar"] for r in rows if r.get("meas_opt_scalar")}
-        st.caption("Where they differ, and why: the measured optimizer state includes Adam's scalar `step` "
-                   "counters (4 B per parameter tensor: " + ", ".join(f"{k_}: {v:,} B" for k_, v in scal.items())
-                   + ") that the model leaves out; SMT's activations assume its blocks spread over distinct input "
-                   "columns (an upper bound); the total is a sum of terms, not the process's memory (Python, "
-                   "libraries and allocator caches come on top).")
+    measured_table(rows, good, unit)
 
 
 # ----------------------------------------------------------------------------- page
@@ -363,7 +406,7 @@ def body():
     widgets.preset_picker(V.PRESETS, PAGE, "mem")
     with state.page_state(PAGE, V.page_schema()) as ps:
         vals = ps.load()
-        settings_panel(vals, modes.instructor_on())
+        settings_panel(modes.instructor_on())
         vals = ps.current()
         try:
             spec = _spec_small(vals["model"]) if vals["model"] in V.SMALL else V.spec_for_choice(vals["model"], vals)

@@ -168,11 +168,9 @@ def chart_as_text(fig, key: str | None = None) -> None:
     title = T.plain(fig.layout.title.text if fig.layout.title is not None else "") or "this chart"
     with st.expander(f"Chart as text: {title}", icon=":material/table_view:"):
         st.markdown(T.describe(fig))
-        cols, body = T.rows(fig)
-        if cols and len(body) <= T.TABLE_MAX_ROWS:
-            import pandas as pd
-
-            st.dataframe(pd.DataFrame(body, columns=cols), hide_index=True, width="stretch")
+        table = T.markdown_table(fig)
+        if table:
+            st.markdown(table)
         st.download_button("Download the numbers (CSV)", lambda: T.to_csv(fig), file_name="chart.csv",
                            mime="text/csv", on_click="ignore", key=None if key is None else f"{key}-csv",
                            icon=":material/download:")

@@ -122,7 +122,25 @@ def rows(fig) -> tuple[list[str], list[list]]:
             if has_text:
                 row.append(plain(texts[i]) if i < len(texts) else "")
             out.append(row)
+    if not any(r[0] for r in out):  # one unnamed series: no series column
+        cols, out = cols[1:], [r[1:] for r in out]
     return cols, out
+
+
+def markdown_table(fig) -> str:
+    """The table of :func:`rows` as Markdown (an HTML table on the page: screen readers read it cell by cell);
+    "" when it has no rows or more than ``TABLE_MAX_ROWS`` (then the CSV has them)."""
+    cols, body = rows(fig)
+    if not cols or not body or len(body) > TABLE_MAX_ROWS:
+        return ""
+
+    def cell(v) -> str:
+        return ("" if v is None else _fmt(v) if isinstance(v, float) else f"{v:,}" if isinstance(v, int)
+                else str(v)).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in body]
+    return "\n".join(lines)
 
 
 def to_csv(fig) -> str:

@@ -1,9 +1,17 @@
-"""Errors that carry a message meant for the user (shown as one line, never a traceback)."""
+"""Errors that carry a message meant for the user (shown as one line, never a traceback).
+
+The bottom layer: this module imports nothing of the project, so every layer can raise these.
+"""
 
 from __future__ import annotations
 
-from explorer.methods.base import KnobError
-from explorer.model_files import ModelLoadError
+
+class KnobError(ValueError):
+    """Impossible knob values; the message names the knob and the allowed range."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says what to do, in one line."""
 
 
 class DataError(ValueError):

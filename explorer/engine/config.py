@@ -71,7 +71,7 @@ class TrainConfig:
             return None
 
     def validate(self) -> None:
-        from explorer.methods.base import KnobError
+        from explorer.errors import KnobError
 
         if int(self.steps) < 1:
             raise KnobError("steps must be at least 1")

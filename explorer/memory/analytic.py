@@ -52,7 +52,7 @@ from explorer.memory.options import FULL_4BIT, Q4_CONST_BYTES, options, precisio
 from explorer.memory.plan import MemoryPlan
 from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for
 from explorer.memory.units import compact_bytes
-from explorer.methods.base import KnobError
+from explorer.errors import KnobError
 
 
 def resolve_spec(spec: ModelSpec | str) -> ModelSpec:

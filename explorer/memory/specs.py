@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from explorer.methods.base import KnobError
+from explorer.errors import KnobError
 
 
 @dataclass

@@ -18,11 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from explorer.errors import KnobError
 from explorer.targets import Target, find_targets, head_module_names
-
-
-class KnobError(ValueError):
-    """Impossible knob values; the message names the knob and the allowed range."""
 
 
 @dataclass

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import time
 
+from explorer.errors import KnobError
 from explorer.memory.analytic import estimate
 from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for, spec_from_config, spec_from_model
-from explorer.methods import METHODS, KnobError
+from explorer.methods import METHODS
 from explorer.views.figures import COLORS
 from explorer.workshop.presets import Preset
 from explorer.urlstate import Field, Schema

@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 from explorer.engine.step import StepPlan, run_step
+from explorer.errors import KnobError
 from explorer.methods import METHODS, apply_method
-from explorer.methods.base import Adapter, KnobError, Layout
+from explorer.methods.base import Adapter, Layout
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema, knob_fields
 from explorer.views.playground_pictures import (MAX_CELLS, Delta, delta_rank, find_layout,  # noqa: F401 - re-exported

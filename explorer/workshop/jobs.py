@@ -44,7 +44,7 @@ from collections import deque
 from typing import Any, Callable
 
 from explorer.methods import METHODS
-from explorer.methods.base import KnobError
+from explorer.errors import KnobError
 from explorer.engine.state import Heartbeat
 
 __all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
@@ -355,7 +355,7 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     run is measured and shown).  Returns dicts with ``label``, ``method``, ``knobs``,
     ``budget`` (the LoRA-equivalent count) and ``rank``.
     """
-    from explorer.methods.base import KnobError
+    from explorer.errors import KnobError
     from explorer.methods.facts import SweepGeometry
     from explorer.methods.smt import auto_block_size, valid_block_sizes
     from explorer.targets import find_targets

@@ -272,6 +272,12 @@ class Adapter:
         (folder / "explorer_adapter.json").write_text(json.dumps(self.config(), indent=2, default=str))
         return folder
 
+    def load(self, folder) -> None:
+        """Load what :meth:`save` wrote into ``folder`` (the tensors of :meth:`state_tensors`)."""
+        from safetensors.torch import load_file
+
+        self.load_state_tensors(load_file(str(Path(folder) / "adapter.safetensors")))
+
     # --- merging ----------------------------------------------------------------
     def merge_into_model(self) -> nn.Module:
         """Merge in place and return the plain model (the adapter is spent).

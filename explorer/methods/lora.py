@@ -17,10 +17,9 @@ from torch import nn
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from explorer.targets import head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
+from .contract import Method
 from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
 
-LABEL = "LoRA"
-SHORT = "LoRA"
 KNOBS = [
     rank_knob("rank r of B A"),
     alpha_knob("scale alpha (the update is multiplied by alpha / r)"),
@@ -29,14 +28,6 @@ KNOBS = [
          label="adapter dropout", widget="slider", step=0.01),
     seed_knob("seed for the random init of A"),
 ]
-DESCRIPTION = "Adds a trainable low-rank product B A (B starts at zero) to each target weight."
-WHAT_TRAINS = "a low-rank pair B A beside each target W (B starts at 0)"
-PAPER = "arXiv 2106.09685"
-FORMULA = "r (d_in + d_out) per target"
-DEFAULT_LR = 3e-3
-COLOR_SLOT = 0
-DEVIATIONS: list[str] = []  # peft's own implementation
-LOAD_FORMAT = "peft"  # saved with peft's save_pretrained, loaded with its state dict
 
 
 class LoraAdapter(Adapter):
@@ -82,7 +73,7 @@ class LoraAdapter(Adapter):
         (folder / "explorer_adapter.json").write_text(json.dumps(self.config(), indent=2, default=str))
         return folder
 
-    def load_from(self, folder):
+    def load(self, folder):
         from peft.utils import set_peft_model_state_dict
         from safetensors.torch import load_file
 
@@ -143,9 +134,6 @@ def sweep_point(rank: int, budget: int, geo):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"rank": "rank"}  # knob -> the Memory calculator's address key (see explorer.methods)
-
-
 def settings_text(knobs: dict) -> str:
     return f"r={knobs.get('rank')} on {targets_text(knobs, KNOBS)}"
 
@@ -187,3 +175,25 @@ def lora_memory_plan(spec, knobs: dict, method: str = "lora", magnitude: bool = 
 
 def memory_plan(spec, knobs: dict) -> MemoryPlan:
     return lora_memory_plan(spec, knobs)
+
+
+METHOD = Method(
+    label="LoRA",
+    short="LoRA",
+    description="Adds a trainable low-rank product B A (B starts at zero) to each target weight.",
+    what_trains="a low-rank pair B A beside each target W (B starts at 0)",
+    paper="arXiv 2106.09685",
+    formula="r (d_in + d_out) per target",
+    deviations=[],  # peft's own implementation
+    knobs=KNOBS,
+    default_lr=3e-3,
+    color_slot=0,
+    apply=apply,
+    formula_lines=formula_lines,
+    illustrative_delta=illustrative_delta,
+    matrix_pictures=matrix_pictures,
+    sweep_point=sweep_point,
+    memory_plan=memory_plan,
+    settings_text=settings_text,
+    memory_page_knobs={"rank": "rank"},
+)

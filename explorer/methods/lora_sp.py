@@ -23,10 +23,9 @@ from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets
 from explorer.sparse import linear_from, scatter_entries
 from explorer.targets import set_submodule
 from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .contract import Method
 from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
 
-LABEL = "LoRA-SP"
-SHORT = "LoRA-SP"
 KNOBS = [
     rank_knob("rank r of B A"),
     alpha_knob("scale alpha (update multiplied by alpha / r)"),
@@ -37,17 +36,6 @@ KNOBS = [
     Knob("mask_mode", "choice", "fixed", "fixed: one mask drawn at init (default); per-step: redrawn after every "
          "optimizer step (dropout-style variant)", choices=["fixed", "per-step"], advanced=True,
          label="frozen mask: fixed or redrawn"),
-]
-DESCRIPTION = "LoRA in which a random half of the entries of A and B are frozen (only the rest are parameters)."
-WHAT_TRAINS = "LoRA's A and B with a random half of their entries frozen"
-PAPER = "arXiv 2403.08822"
-FORMULA = "about (1 - freeze) r (d_in + d_out) per target"
-DEFAULT_LR = 3e-3
-COLOR_SLOT = 5
-DEVIATIONS = [
-    "No public code exists: one fixed, seeded mask per matrix drawn at initialisation is this project's default; a "
-    "mask redrawn after every optimizer step is a labelled dropout-style variant (mask_mode per-step).",
-    "Frozen entries are buffers, not parameters, so neither weight decay nor Adam's moments can move them.",
 ]
 
 
@@ -254,7 +242,6 @@ def matrix_pictures(adapter, layout, warmup):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"rank": "rank", "freeze": "freeze"}  # knob -> the Memory calculator's address key
 _LABEL = "LoRA-SP: A x, assembled A and B, indices"
 
 
@@ -289,3 +276,29 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     plan.save_rules = {t: partial(lora_sp_saves, rank=r, n_a=_n_train(r * i, fr), n_b=_n_train(o * r, fr))
                        for t, (o, i) in a.by_type.items()}
     return plan
+
+
+METHOD = Method(
+    label="LoRA-SP",
+    short="LoRA-SP",
+    description="LoRA in which a random half of the entries of A and B are frozen (only the rest are parameters).",
+    what_trains="LoRA's A and B with a random half of their entries frozen",
+    paper="arXiv 2403.08822",
+    formula="about (1 - freeze) r (d_in + d_out) per target",
+    deviations=[
+        "No public code exists: one fixed, seeded mask per matrix drawn at initialisation is this project's "
+        "default; a mask redrawn after every optimizer step is a labelled dropout-style variant (mask_mode "
+        "per-step).",
+        "Frozen entries are buffers, not parameters, so neither weight decay nor Adam's moments can move them.",
+    ],
+    knobs=KNOBS,
+    default_lr=3e-3,
+    color_slot=5,
+    apply=apply,
+    formula_lines=formula_lines,
+    illustrative_delta=illustrative_delta,
+    matrix_pictures=matrix_pictures,
+    memory_plan=memory_plan,
+    settings_text=settings_text,
+    memory_page_knobs={"rank": "rank", "freeze": "freeze"},
+)

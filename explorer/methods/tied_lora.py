@@ -26,6 +26,7 @@ from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets
 from explorer.sparse import linear_from
 from explorer.targets import INPUT_GROUPS, set_submodule
 from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .contract import Method
 from .facts import Picture, alpha_knob, fmt_count, rank_knob, seed_knob, targets_knob, with_head
 
 PRESETS = {
@@ -46,8 +47,6 @@ def _held_by_preset(name: str):
     return locked
 
 
-LABEL = "Tied-LoRA"
-SHORT = "Tied-LoRA"
 KNOBS = [
     Knob("preset", "choice", "TL6", "a named combination (custom: use the switches below)",
          choices=list(PRESETS) + ["custom"], label="Tied-LoRA preset"),
@@ -61,17 +60,6 @@ KNOBS = [
     Knob("train_u", "bool", True, "u trained (custom preset only)", label="train u", locked=_held_by_preset("train_u")),
     Knob("train_v", "bool", True, "v trained (custom preset only)", label="train v", locked=_held_by_preset("train_v")),
     seed_knob("seed for the random init"),
-]
-DESCRIPTION = "One low-rank A and B shared by all layers, with per-layer scaling vectors u and v."
-WHAT_TRAINS = "one A and one B shared by all layers, plus small per-layer vectors u, v"
-PAPER = "arXiv 2311.09578"
-FORMULA = "tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]"
-DEFAULT_LR = 3e-3
-COLOR_SLOT = 4
-DEVIATIONS = [
-    "Only the TL5 and TL6 labels are attached (plus vBuA and VeRA-like): which trained/frozen combinations TL1-TL4 "
-    "are is not certain from public sources, so every combination is a switch (custom preset).",
-    "With grouped-query attention the fused q, k, v slices of B have the real, smaller k and v sizes.",
 ]
 
 
@@ -348,7 +336,6 @@ def matrix_pictures(adapter, layout, warmup):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"rank": "rank", "preset": "tl"}  # knob -> the Memory calculator's address key
 _LABEL = "Tied-LoRA: A x, u A x, v-scaled update"
 
 
@@ -392,3 +379,29 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     rule = partial(tied_saves, rank=r, sw=sw)
     return MemoryPlan(knobs, trainable_parts=dict(adapters=n, head=spec.head_params()), extra_float=total - n,
                       save_rules={t: rule for t in a.types})
+
+
+METHOD = Method(
+    label="Tied-LoRA",
+    short="Tied-LoRA",
+    description="One low-rank A and B shared by all layers, with per-layer scaling vectors u and v.",
+    what_trains="one A and one B shared by all layers, plus small per-layer vectors u, v",
+    paper="arXiv 2311.09578",
+    formula="tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]",
+    deviations=[
+        "Only the TL5 and TL6 labels are attached (plus vBuA and VeRA-like): which trained/frozen combinations "
+        "TL1-TL4 are is not certain from public sources, so every combination is a switch (custom preset).",
+        "With grouped-query attention the fused q, k, v slices of B have the real, smaller k and v sizes.",
+    ],
+    knobs=KNOBS,
+    default_lr=3e-3,
+    color_slot=4,
+    apply=apply,
+    formula_lines=formula_lines,
+    illustrative_delta=illustrative_delta,
+    matrix_pictures=matrix_pictures,
+    overview_pictures=overview_pictures,
+    memory_plan=memory_plan,
+    settings_text=settings_text,
+    memory_page_knobs={"rank": "rank", "preset": "tl"},
+)

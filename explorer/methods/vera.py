@@ -25,6 +25,7 @@ from torch import nn
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from explorer.targets import head_module_names
 from .base import Adapter, Knob, Layout, resolve_targets
+from .contract import Method
 from .facts import (KnobContext, Picture, Widget, fmt_count, per_shape_lines, seed_knob, targets_knob,
                     with_head)
 from .lora import LoraAdapter
@@ -36,8 +37,6 @@ def rank_options(ctx: KnobContext) -> Widget:
     return Widget(options=sorted(set(RANK_STEPS) | {int(ctx.values.get("rank") or 512)}))
 
 
-LABEL = "VeRA"
-SHORT = "VeRA"
 KNOBS = [
     Knob("rank", "int", 512, "rank r of the shared frozen A and B (only d, r numbers, trains per target, so a "
          "high rank stays cheap)", min=1, max=4096, label="rank r", widget="select_slider",
@@ -50,31 +49,7 @@ KNOBS = [
          label="adapter dropout", widget="slider", step=0.01),
     seed_knob("seed of the shared random A and B (peft's projection_prng_key)"),
 ]
-DESCRIPTION = ("One frozen random pair A, B shared by every layer; each layer trains only two scaling vectors, "
-               "d (r) and b (d_out, starts at zero).")
-WHAT_TRAINS = "two scaling vectors per target, d (r) and b (d_out, starts at 0), around one frozen random B A " \
-              "shared by all layers"
-PAPER = "arXiv 2310.11454"
-FORMULA = "r + d_out per target (A and B frozen, shared)"
-# measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained 0.505-0.535):
-# every linear layer, r = 512, the head at the run's rate: 0.81 at 3e-2 (seed 0; seeds 1 and 2: 0.54, 0.605),
-# 0.57 at 2e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at 1e-2, 3e-2 and 1e-1.
-# The head at a tenth of 3e-2 (HEAD_LR_SCALE): 0.955 / 0.775 / 0.965 / 0.845 with seeds 0 / 1 / 2 / 3.  bbc-news, 60 steps,
-# the head at the run's rate: 0.935
-DEFAULT_LR = 3e-2
-HEAD_LR_SCALE = 0.1  # the new classification head's rate, as a multiple of the run's (see DEVIATIONS)
-COLOR_SLOT = 7
-LOAD_FORMAT = "peft"  # saved with peft's save_pretrained (A and B included), loaded with its state dict
-DEVIATIONS = [
-    "d and b train at the run's rate (default 3e-2, ten times LoRA's, since only scaling vectors train) and the "
-    "new classification head at a tenth of it, a choice made here by measurement: with one rate for both, minilm "
-    "learned colour-shape in 150 steps with one seed in three (held-out 0.81, 0.54, 0.605); with the head at a "
-    "tenth, 0.955, 0.775 and 0.965.",
-    "Defaults chosen here by measurement on minilm: r = 512 on every linear layer (q and v alone did not learn "
-    "colour-shape in 150 steps at any rate tried); the paper sets rank and targets per experiment.",
-    "peft draws A and B once, Kaiming-uniform, at the largest target's sizes, and each target slices its own "
-    "shape from them.",
-]
+HEAD_LR_SCALE = 0.1  # the new classification head's rate, as a multiple of the run's (see METHOD.deviations)
 
 
 def shared_shape(targets) -> tuple[int, int]:
@@ -116,7 +91,7 @@ class VeraAdapter(Adapter):
         return HEAD_LR_SCALE if ".modules_to_save." in name else 1.0
 
     save = LoraAdapter.save
-    load_from = LoraAdapter.load_from
+    load = LoraAdapter.load
     merge_into_model = LoraAdapter.merge_into_model
 
     def shared_projections(self):
@@ -219,3 +194,39 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
         plan.notes.append("peft modules_to_save keeps a frozen copy of the original head besides the trained "
                           "one (counted in weights).")
     return plan
+
+
+METHOD = Method(
+    label="VeRA",
+    short="VeRA",
+    description="One frozen random pair A, B shared by every layer; each layer trains only two scaling vectors, "
+                "d (r) and b (d_out, starts at zero).",
+    what_trains="two scaling vectors per target, d (r) and b (d_out, starts at 0), around one frozen random B A "
+                "shared by all layers",
+    paper="arXiv 2310.11454",
+    formula="r + d_out per target (A and B frozen, shared)",
+    deviations=[
+        "d and b train at the run's rate (default 3e-2, ten times LoRA's, since only scaling vectors train) and "
+        "the new classification head at a tenth of it, a choice made here by measurement: with one rate for both, "
+        "minilm learned colour-shape in 150 steps with one seed in three (held-out 0.81, 0.54, 0.605); with the "
+        "head at a tenth, 0.955, 0.775 and 0.965.",
+        "Defaults chosen here by measurement on minilm: r = 512 on every linear layer (q and v alone did not learn "
+        "colour-shape in 150 steps at any rate tried); the paper sets rank and targets per experiment.",
+        "peft draws A and B once, Kaiming-uniform, at the largest target's sizes, and each target slices its own "
+        "shape from them.",
+    ],
+    knobs=KNOBS,
+    # measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained
+    # 0.505-0.535): every linear layer, r = 512, the head at the run's rate: 0.81 at 3e-2 (seed 0; seeds 1 and 2:
+    # 0.54, 0.605), 0.57 at 2e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at
+    # 1e-2, 3e-2 and 1e-1.  The head at a tenth of 3e-2 (HEAD_LR_SCALE): 0.955 / 0.775 / 0.965 / 0.845 with seeds
+    # 0 / 1 / 2 / 3.  bbc-news, 60 steps, the head at the run's rate: 0.935
+    default_lr=3e-2,
+    color_slot=7,
+    apply=apply,
+    formula_lines=formula_lines,
+    illustrative_delta=illustrative_delta,
+    matrix_pictures=matrix_pictures,
+    memory_plan=memory_plan,
+    settings_text=settings_text,
+)

@@ -234,11 +234,7 @@ EQUIVALENT: dict[str, str] = {
     f"{_M}full.xǁFullAdapterǁload_state_tensors__mutmut_3":
         "load_state_dict(strict=None): torch tests `if strict:`, so None acts as False (a partial state loads; "
         "tested)",
-    f"{_M}lora.xǁLoraAdapterǁ__init____mutmut_1":
-        "Adapter.__init__ only stores the model, and LoraAdapter replaces it with the peft model three lines "
-        "later; nothing reads it in between",
-    f"{_M}lora.xǁLoraAdapterǁ__init____mutmut_32": "LoraConfig's default bias is already \"none\" (peft 0.21)",
-    f"{_M}lora.xǁLoraAdapterǁload_from__mutmut_17":
+    f"{_M}peft_adapter.xǁPeftAdapterǁload__mutmut_17":
         "getattr(res, 'unexpected_keys') without a default: set_peft_model_state_dict returns torch's "
         "_IncompatibleKeys, which always has unexpected_keys, so the default is never used",
     f"{_M}smt.x__blocks_widget__mutmut_29":
@@ -304,11 +300,6 @@ EQUIVALENT: dict[str, str] = {
     f"{_M}sparta.x_budget__mutmut_36":
         "`< 1e-12` or `<= 1e-12` from the default 0.99: they differ only for a sparsity exactly 1e-12 away (the "
         "tolerance only absorbs float noise; the slider steps by 0.001)",
-    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_1":
-        "Adapter.__init__ only stores the model, and VeraAdapter replaces it with the peft model a few lines "
-        "later; nothing reads self.model in between",
-    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_30": "VeraConfig's default save_projection is already True (peft 0.21)",
-    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_34": "VeraConfig's default bias is already \"none\" (peft 0.21)",
     **{f"{_M}base.xǁAdapterǁtrainable_parameters__mutmut_{i}":
        "named_parameters(remove_duplicate=None or True) instead of False: unique_params keeps each tensor once, "
        "under its first name, which is the one remove_duplicate=True keeps (None is falsy: as False)"

@@ -21,22 +21,14 @@ def memory_plan(spec, knobs: dict):
 
 
 METHOD = Method(
-    label="DoRA",
-    short="DoRA",
+    label="DoRA", short="DoRA", paper="arXiv 2402.09353",
     description="LoRA on the direction of W plus a trainable magnitude per output row.",
     what_trains="LoRA's B A on the direction of W, plus one magnitude per output row",
-    paper="arXiv 2402.09353",
     formula="r (d_in + d_out) + d_out per target",
     deviations=[],  # peft's own implementation (LoraConfig(use_dora=True))
-    knobs=lora.KNOBS,
-    default_lr=3e-3,
-    color_slot=2,
-    apply=apply,
+    knobs=lora.KNOBS, default_lr=3e-3, color_slot=2, apply=apply,
     # what the playground draws: LoRA's, with the magnitude vector (the adapter says use_dora)
-    formula_lines=lora.formula_lines,
-    illustrative_delta=lora.illustrative_delta,
+    formula_lines=lora.formula_lines, illustrative_delta=lora.illustrative_delta,
     matrix_pictures=lora.matrix_pictures,
-    memory_plan=memory_plan,
-    settings_text=lora.settings_text,
-    memory_page_knobs=lora.METHOD.memory_page_knobs,
+    memory_plan=memory_plan, settings_text=lora.settings_text, memory_page_knobs=lora.METHOD.memory_page_knobs,
 )

@@ -89,20 +89,12 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
 
 
 METHOD = Method(
-    label="Full fine-tuning",
-    short="Full FT",
+    label="Full fine-tuning", short="Full FT", paper="baseline",
     description="Every parameter trains. AdamW in fp32 keeps 16 bytes per parameter (weights, grads, two moments).",
     what_trains="every weight of the model",
-    paper="baseline",
     formula="all parameters",
     deviations=[],  # the baseline: nothing to depart from
-    knobs=[],
-    default_lr=1e-4,
-    color_slot=6,
-    apply=apply,
-    formula_lines=formula_lines,
-    illustrative_delta=illustrative_delta,
-    matrix_pictures=matrix_pictures,
-    memory_plan=memory_plan,
-    settings_text=settings_text,
+    knobs=[], default_lr=1e-4, color_slot=6, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    memory_plan=memory_plan, settings_text=settings_text,
 )

@@ -23,12 +23,11 @@ import torch
 from torch import nn
 
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
-from explorer.targets import head_module_names
-from .base import Adapter, Knob, Layout, resolve_targets
+from .base import Knob, Layout
 from .contract import Method
 from .facts import (KnobContext, Picture, Widget, fmt_count, per_shape_lines, seed_knob, targets_knob,
                     with_head)
-from .lora import LoraAdapter
+from .peft_adapter import PeftAdapter
 
 RANK_STEPS = [16, 64, 128, 256, 512, 1024, 2048]  # the rank slider's stops (the current value is always one)
 
@@ -62,37 +61,27 @@ def analytic_count(targets, rank: int) -> int:
     return sum(rank + t.d_out for t in targets)
 
 
-class VeraAdapter(Adapter):
+class VeraAdapter(PeftAdapter):
     method = "vera"
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
-        from peft import VeraConfig, get_peft_model
+        from peft import VeraConfig
 
         super().__init__(model, knobs, n_base)
-        self.targets = resolve_targets(model, knobs["targets"], self.method)
-        heads = head_module_names(model)
-        cfg = VeraConfig(r=knobs["rank"], target_modules=[t.name for t in self.targets],
-                         projection_prng_key=knobs["seed"], save_projection=True, vera_dropout=knobs["dropout"],
-                         d_initial=knobs["d_init"], modules_to_save=heads or None, bias="none")
-        self.peft_model = get_peft_model(model, cfg)
-        self.model = self.peft_model
+        self.wrap(VeraConfig(r=knobs["rank"], target_modules=[t.name for t in self.targets],
+                             projection_prng_key=knobs["seed"], save_projection=True, vera_dropout=knobs["dropout"],
+                             d_initial=knobs["d_init"], modules_to_save=self.heads or None, bias="none"))
         d_in, d_out = shared_shape(self.targets)
         self.notes.append(f"Implemented with the peft library (VeraConfig): one frozen A ({knobs['rank']} x {d_in}) "
                           f"and B ({d_out} x {knobs['rank']}) shared by all {len(self.targets)} targets, sliced "
                           "to each target's shape; they are buffers, not trained.")
-        if heads:
+        if self.heads:
             self.notes.append("The new classification head trains fully (peft modules_to_save) and is counted; it "
                               f"trains at {HEAD_LR_SCALE:g} x the run's learning rate (d and b at the run's rate).")
-
-    head_parameters = LoraAdapter.head_parameters
 
     def lr_scale(self, name: str, param: nn.Parameter) -> float:
         """The new classification head (peft's modules_to_save copy) trains at HEAD_LR_SCALE x the run's rate."""
         return HEAD_LR_SCALE if ".modules_to_save." in name else 1.0
-
-    save = LoraAdapter.save
-    load = LoraAdapter.load
-    merge_into_model = LoraAdapter.merge_into_model
 
     def shared_projections(self):
         """The one frozen (A, B) pair every target slices (peft's vera_A / vera_B buffers)."""
@@ -197,13 +186,11 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
 
 
 METHOD = Method(
-    label="VeRA",
-    short="VeRA",
+    label="VeRA", short="VeRA", paper="arXiv 2310.11454",
     description="One frozen random pair A, B shared by every layer; each layer trains only two scaling vectors, "
                 "d (r) and b (d_out, starts at zero).",
     what_trains="two scaling vectors per target, d (r) and b (d_out, starts at 0), around one frozen random B A "
                 "shared by all layers",
-    paper="arXiv 2310.11454",
     formula="r + d_out per target (A and B frozen, shared)",
     deviations=[
         "d and b train at the run's rate (default 3e-2, ten times LoRA's, since only scaling vectors train) and "
@@ -215,18 +202,12 @@ METHOD = Method(
         "peft draws A and B once, Kaiming-uniform, at the largest target's sizes, and each target slices its own "
         "shape from them.",
     ],
-    knobs=KNOBS,
     # measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained
     # 0.505-0.535): every linear layer, r = 512, the head at the run's rate: 0.81 at 3e-2 (seed 0; seeds 1 and 2:
     # 0.54, 0.605), 0.57 at 2e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at
     # 1e-2, 3e-2 and 1e-1.  The head at a tenth of 3e-2 (HEAD_LR_SCALE): 0.955 / 0.775 / 0.965 / 0.845 with seeds
     # 0 / 1 / 2 / 3.  bbc-news, 60 steps, the head at the run's rate: 0.935
-    default_lr=3e-2,
-    color_slot=7,
-    apply=apply,
-    formula_lines=formula_lines,
-    illustrative_delta=illustrative_delta,
-    matrix_pictures=matrix_pictures,
-    memory_plan=memory_plan,
-    settings_text=settings_text,
+    knobs=KNOBS, default_lr=3e-2, color_slot=7, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    memory_plan=memory_plan, settings_text=settings_text,
 )

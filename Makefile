@@ -30,7 +30,7 @@ browser:
 # Streamlit's own upload limit follows PEFT_EXPLORER_MAX_UPLOAD_MB (whole MiB, rounded up; the core checks bytes)
 run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
-	  --server.maxUploadSize $$($(PY) -m explorer.workshop.limits)
+	  --server.maxUploadSize $$($(PY) -m explorer.limits)
 
 $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 	$(PY) -m pip install -q -r requirements-ray.txt

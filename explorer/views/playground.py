@@ -37,6 +37,7 @@ from explorer.engine.step import StepPlan, run_step
 from explorer.errors import KnobError
 from explorer.methods import METHODS, apply_method
 from explorer.methods.base import Adapter, Layout
+from explorer.models import model_names
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema, knob_fields
 from explorer.views.playground_pictures import (MAX_CELLS, Delta, delta_rank, find_layout,  # noqa: F401 - re-exported
@@ -46,7 +47,6 @@ from explorer.views.playground_pictures import (MAX_CELLS, Delta, delta_rank, fi
 
 SIDES = ("a", "b")
 INSTRUCTOR_HIDDEN = ("seed",)  # hidden in instructor mode besides Knob.advanced
-BUILTIN_MODELS = ("minilm", "smollm2-135m", "tiny-bert", "tiny-llama")
 
 
 # ----------------------------------------------------------------------------- URL schema
@@ -56,7 +56,7 @@ def page_schema() -> Schema:
     methods = tuple(METHODS)
     return Schema([
         Field("model", "str", "minilm", max_len=200,
-              help="minilm, smollm2-135m, tiny-bert, tiny-llama, a local folder or a hub id"),
+              help=f"{', '.join(model_names())}, a local folder or a hub id"),
         Field("m1", "choice", "lora", choices=methods, help="method on the left"),
         Field("m2", "choice", "none", choices=("none",) + methods, help="method on the right (none: one column)"),
         Field("wt", "choice", "v", choices=tuple(ALL_TYPES), help="matrix type drawn"),

@@ -300,9 +300,6 @@ def apply_preset(values: dict, page: str) -> None:
 
 # ----------------------------------------------------------------------------- method knobs (shared by pages)
 
-from explorer.methods.facts import RANK_STEPS as KNOB_RANKS  # noqa: E402 - the rank slider's stops
-
-
 def available_types(loaded) -> list[str]:
     """Short target types (q, k, v, ...) that the model has."""
     from explorer.targets import ALL_TYPES, find_targets
@@ -319,7 +316,7 @@ def type_label(loaded, t: str) -> str:
 
 
 def knob_context(page: str, prefix: str, loaded, method: str):
-    """What a knob's widget options may depend on (``explorer.methods.base.KnobContext``): the page's current
+    """What a knob's widget options may depend on (``explorer.methods.facts.KnobContext``): the page's current
     values of the method's knobs and the loaded model's target shapes."""
     from explorer.methods import METHODS
     from explorer.methods.facts import KnobContext

@@ -201,7 +201,6 @@ _WHY = {
                    "dtype changes nothing for fp32 weights and only the last bf16 rounding otherwise",
     "default_dtype": "torch.empty without dtype gives torch's default float32, the dtype asked for",
     "loop_step": "the number of blocks handled per batch in the backward: any step gives the same gradients",
-    "dead_store": "ctx.x_shape is never read (a dead store the code could drop)",
     "path_choice": "only chooses between the gathered and the chunked gradient, which give the same values "
                    "(both tested); it changes cost, not results",
     "chunk_size": "the row-chunk size of the chunked gradient: any size >= 1 gives the same values",
@@ -227,7 +226,6 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (37, 40)},
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (45, 48)},
     **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["loop_step"] for i in (43, 49)},
-    f"{_S}xǁ_BlockDeltaLinearǁforward__mutmut_35": _WHY["dead_store"],
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["path_choice"] for i in (35, 36, 37, 38)},
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["chunk_size"] for i in (56, 58, 59, 60, 65)},
     # explorer/methods/

@@ -12,7 +12,6 @@ import copy
 import os
 import re
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,6 @@ class ModelInfo:
     n_params: int = 0
     n_layers: int = 0
     hidden: int = 0
-    load_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     meta: bool = False  # built from its config on the meta device: shapes and counts only, no weights
 
@@ -228,7 +226,7 @@ def _family(config) -> str:
     return mt
 
 
-def _finish(model: nn.Module, tokenizer, info: ModelInfo, t0: float) -> LoadedModel:
+def _finish(model: nn.Module, tokenizer, info: ModelInfo) -> LoadedModel:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -236,7 +234,6 @@ def _finish(model: nn.Module, tokenizer, info: ModelInfo, t0: float) -> LoadedMo
     info.n_params = count_params(model)
     info.n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
     info.hidden = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0) or 0)
-    info.load_seconds = time.perf_counter() - t0
     if tokenizer is not None and getattr(tokenizer, "pad_token", None) is None:
         tokenizer.pad_token = getattr(tokenizer, "eos_token", None) or getattr(tokenizer, "unk_token", None)
     if cfg is not None and getattr(cfg, "pad_token_id", None) is None and tokenizer is not None:
@@ -278,7 +275,6 @@ def build_tiny_llama(seed: int = TINY_SEED, num_labels: int | None = None):
 def load_meta(name: str, num_labels: int = 2, kind: str | None = None, source: str = "",
               why: str = "") -> LoadedModel:
     """A config-only model (bundled name or folder with a config.json) built on the meta device."""
-    t0 = time.perf_counter()
     config = read_config(name)
     kind = kind or config_kind(config)
     model = build_meta(config, kind, num_labels)
@@ -288,7 +284,7 @@ def load_meta(name: str, num_labels: int = 2, kind: str | None = None, source: s
                      meta=True)
     info.notes.append(("Config only: built on the meta device from its config.json; counts, layouts and sizes "
                        "are exact, values are not there. " + why).strip())
-    return _finish(model, None, info, t0)
+    return _finish(model, None, info)
 
 
 def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok: bool = False) -> LoadedModel:
@@ -309,7 +305,6 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
     name = (name or "").strip()
     if not name:
         raise ModelLoadError("No model given: pick one of " + ", ".join(REGISTRY) + ", a local folder or a hub id.")
-    t0 = time.perf_counter()
     if name in config_models():
         if not meta_ok:
             cfg = read_config(name)
@@ -338,7 +333,7 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
             tok = _tiny_tokenizer()
             model = build_tiny_llama()
             info.notes.append("Random weights: it learns only what you train it on.")
-        return _finish(model, tok, info, t0)
+        return _finish(model, tok, info)
 
     path = Path(name).expanduser()
     looks_local = name.startswith((".", "/", "~")) or _exists(path)
@@ -392,7 +387,7 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"Could not load '{name}': {str(e).splitlines()[0][:200]}") from None
     info = ModelInfo(name=name, label=name, kind=kind, family=_family(config), pretrained=True, source=source)
-    return _finish(model, tok, info, t0)
+    return _finish(model, tok, info)
 
 
 def _exists(path: Path) -> bool:

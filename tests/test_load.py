@@ -58,7 +58,7 @@ STEPS = 2  # browser clients: the page's minimum; it evaluates 200 held-out exam
 P_STEPS = 40  # headless participants: runs long enough that the redraws happen while runs train
 RSS_TOLERANCE = 0.10
 METHODS = ["lora", "dora", "lora-sp", "tied-lora"]
-RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the playground's rank options (ui_common.KNOB_RANKS)
+RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the playground's rank options (explorer.methods.facts.RANK_STEPS)
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage"]
 

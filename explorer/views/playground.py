@@ -40,7 +40,7 @@ from explorer.methods.base import Adapter, Layout
 from explorer.models import model_names
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema, knob_fields
-from explorer.views.playground_pictures import (MAX_CELLS, Delta, delta_rank, find_layout,  # noqa: F401 - re-exported
+from explorer.views.playground_pictures import (MAX_CELLS, delta_rank, find_layout,  # noqa: F401 - re-exported
                                                 formula, illustrative_delta, matrix_pictures, numerical_rank,
                                                 overview_pictures, picture_figure, reduce_abs_max, reduce_mask,
                                                 tied_structure)
@@ -147,9 +147,6 @@ class Summary:
 
     def layouts(self) -> list[Layout]:
         return self.adapter.layouts()
-
-    def target_names(self) -> list[str]:
-        return [t.name for t in self.adapter.targets]
 
 
 def analytic_adapter_bytes(adapter: Adapter) -> int:

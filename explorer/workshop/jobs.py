@@ -150,7 +150,6 @@ class Job:
         self.message = ""
         self.result: Any = None
         self.error: BaseException | None = None
-        self.submitted = time.time()
         self.started: float | None = None
         self.ended: float | None = None
         self.stop_event = state.stop_event if state is not None and hasattr(state, "stop_event") else \

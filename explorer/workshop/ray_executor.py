@@ -103,10 +103,6 @@ class _RunActor:
         with self.lock:
             return [dict(r) for r in self.records[since:]], dict(self.status), len(self.records)
 
-    def final_records(self):
-        with self.lock:
-            return [dict(r) for r in self.records]
-
     def stop(self):
         self.stop_event.set()
 

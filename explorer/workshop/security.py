@@ -15,8 +15,8 @@ Rules for a server shared by a room of people:
 Limits (environment):
 
 ``PEFT_EXPLORER_MAX_UPLOAD_MB``  largest upload in MiB (2^20 bytes; default 20).  One limit for
-    every upload and data file (``explorer.limits``): :func:`max_upload_bytes` is read by the Fine-tune data upload
-    (:func:`store_upload`), the history import of Compare (``explorer.workshop.history``), the data
+    every upload and data file (``explorer.limits``): :func:`max_upload_bytes` is read by the Fine-tune data
+    upload (:func:`store_upload`), the history import of Compare (``explorer.workshop.history``), the data
     loader's file size check (``explorer.data.files``) and, through :func:`streamlit_max_upload_mb`,
     Streamlit's own ``server.maxUploadSize`` (``make run``) and each file uploader.
 """

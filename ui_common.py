@@ -69,7 +69,8 @@ import streamlit as st
 
 from explorer.engine.config import PRECISIONS
 from explorer.errors import user_message
-from explorer.models import config_model_names, model_names
+from explorer.model_configs import config_model_names
+from explorer.models import model_names
 from explorer.urlstate import Schema
 from ui_modes import (INSTRUCTOR_HIDDEN_KNOBS, MODES, PROJECTOR_CSS, _modes_from_url, _modes_to_url,  # noqa: F401
                       instructor_mode, instructor_on, keep_hidden_values, mode_on, mode_params, plotly_template,

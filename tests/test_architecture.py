@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # imports nothing of the project: error types, the upload limit, the URL state, lesson data
     ("foundation", ("explorer.errors", "explorer.limits", "explorer.urlstate", "explorer.workshop.presets")),
     # models, their files and their target matrices; the one sparse mechanism
-    ("model", ("explorer.model_files", "explorer.models", "explorer.targets", "explorer.sparse")),
+    ("model", ("explorer.model_files", "explorer.model_configs", "explorer.models", "explorer.targets",
+               "explorer.sparse")),
     ("data", ("explorer.data",)),
     # what a method's memory facts are written in (a plan, units, options, model shapes, activations)
     ("memory model", ("explorer.memory.plan", "explorer.memory.units", "explorer.memory.options",

@@ -58,7 +58,7 @@ from explorer.errors import KnobError
 def resolve_spec(spec: ModelSpec | str) -> ModelSpec:
     """A ModelSpec, or the name of a published spec or of a bundled config-only model; validated."""
     if isinstance(spec, str):
-        from explorer.models import config_models
+        from explorer.model_configs import config_models
 
         if spec in config_models():
             spec = spec_for(spec)

@@ -24,7 +24,8 @@ from explorer.errors import KnobError
 from explorer.memory.analytic import estimate
 from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for, spec_from_config, spec_from_model
 from explorer.methods import METHODS
-from explorer.models import REGISTRY, config_model_names, model_names
+from explorer.model_configs import config_model_names
+from explorer.models import REGISTRY, model_names
 from explorer.views.figures import COLORS
 from explorer.workshop.presets import Preset
 from explorer.urlstate import Field, Schema

@@ -31,7 +31,7 @@ browser:
 # LESSON=FILE offers a lesson file of your own to the teacher (explorer/workshop/lessons.py; --lesson FILE)
 run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
-	  --server.maxUploadSize $$($(PY) -m explorer.workshop.limits)$(if $(LESSON), -- --lesson $(LESSON))
+	  --server.maxUploadSize $$($(PY) -m explorer.limits)$(if $(LESSON), -- --lesson $(LESSON))
 
 $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 	$(PY) -m pip install -q -r requirements-ray.txt

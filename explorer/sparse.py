@@ -135,7 +135,6 @@ class _BlockDeltaLinear(torch.autograd.Function):
         # a compact copy (not a view) of the input column blocks the selected blocks read
         xc = x.reshape(-1, d_in // b, b)[:, ucols.long(), :].contiguous()
         ctx.b = b
-        ctx.x_shape = x.shape
         ctx.save_for_backward(xc, weight, brow, bcol, delta, colpos)
         return y
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from torch import nn
 
 ALL_TYPES = ["q", "k", "v", "o", "gate", "up", "down"]
-ATTN_TYPES = ["q", "k", "v", "o"]
 
 # suffix after "<layers>.<i>." -> type
 _SUFFIX_TYPES = {

@@ -105,7 +105,7 @@ def _explain(compact: bool):
 
 
 def show_picture(pic, key: str, compact: bool, tpl: str) -> None:
-    """A method's picture (``explorer.methods.base.Picture``) beside its sentence."""
+    """A method's picture (``explorer.methods.facts.Picture``) beside its sentence."""
     fig, extra = pg.picture_figure(pic, tpl)
     left, right = _explain(compact)
     with left:

@@ -181,7 +181,7 @@ def upload_task(kind: str):
     """The uploaded file saved in this session's folder and loaded as a Task (or None + a message)."""
     from explorer.workshop.security import format_mib, max_upload_bytes, streamlit_max_upload_mb
 
-    up = st.file_uploader("Data file (CSV, TSV, JSON or JSONL)", type=["csv", "tsv", "json", "jsonl"],
+    up = st.file_uploader(f"Data file ({D.suffixes_text(names=True)})", type=[s[1:] for s in D.DATA_SUFFIXES],
                           key="ft_upload", max_upload_size=streamlit_max_upload_mb(),
                           help=f"up to {format_mib(max_upload_bytes())}; columns text + label (encoders) or "
                                "prompt + answer (causal LMs); name other columns below")

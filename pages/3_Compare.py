@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.views import figures_runs as FR
-from explorer.workshop.jobs import SWEEP_METHODS, default_queue, queue_place, sweep_plan
+from explorer.methods import SWEEP_METHODS
+from explorer.workshop.jobs import default_queue, queue_place, sweep_plan
 from explorer.workshop.sweeps import Sweep
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page

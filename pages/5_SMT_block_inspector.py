@@ -31,7 +31,7 @@ from explorer.errors import user_message
 from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup
 from explorer.workshop.jobs import queue_place
 from explorer.methods.smt import SCORE_LABELS, SCORES
-from explorer.views.page_schemas import SMT_MODELS, smt_schema
+from explorer.views.page_schemas import SMT_INSTANT, SMT_MODELS, smt_schema
 from ui import frame, models, modes, smt_panel, state, widgets
 
 PAGE = "smt"
@@ -39,7 +39,6 @@ HANDOFF_KEY = "smt_inspector_selection"
 JOB_KEY = "smt:job"
 RECS_KEY = "smt:records"
 FT_PAGE = "pages/2_Fine_tune.py"
-TINY = ("tiny-llama", "tiny-bert")
 AUTO_TOKENS = 65_536  # a tiny model's first view starts by itself only up to this many warm-up tokens (~1 s)
 LENS = [16, 32, 64, 128, 256, 512]
 BATCHES = [1, 2, 4, 8, 16, 32]
@@ -219,7 +218,7 @@ def autostart(name: str, loaded, ws: WarmupSettings, recs: dict) -> None:
     """Tiny models: the first view starts at once (under a second); a failure is not retried."""
     auto = st.session_state.setdefault("smt:auto_tried", set())
     first = not any(json.loads(s)["model"] == name for s in recs)
-    if first and ws.tokens <= AUTO_TOKENS and not _running() and name in TINY and ws.sig not in auto:
+    if first and ws.tokens <= AUTO_TOKENS and not _running() and name in SMT_INSTANT and ws.sig not in auto:
         auto.add(ws.sig)
         start_job(loaded, ws)
 

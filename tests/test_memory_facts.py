@@ -5,7 +5,6 @@ seen: registered for the test only, it flows through the analytic model and the 
 from __future__ import annotations
 
 import ast
-import types
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from explorer.memory.analytic import estimate
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes
 from explorer.memory.specs import PUBLISHED
-from explorer.methods import METHODS, Knob, MethodInfo
+from explorer.methods import METHODS, Knob, Method
 from explorer.views import memory_views as V
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,18 +78,18 @@ def _scale_plan(spec, knobs):
 
 @pytest.fixture
 def scale_method(monkeypatch):
-    mod = types.ModuleType("scale")
-    mod.KNOBS = [Knob("targets", "multi", ["q", "v"], "targets", choices=["q", "k", "v", "o"]),
-                 Knob("init", "float", 1.0, "the initial scale", min=0.0, max=10.0)]
-    mod.DESCRIPTION, mod.PAPER, mod.FORMULA = "one trained scale per output row", "test", "d_out per target"
-    mod.memory_plan = _scale_plan
-    mod.settings_text = lambda knobs: f"scales on {','.join(knobs.get('targets', ['q', 'v']))}"
-    mod.MEMORY_PAGE_KNOBS = {"init": "freeze"}  # borrows an existing float field of the page
-    info = MethodInfo.__new__(MethodInfo)  # only the facts the memory code reads (the registry builds the rest)
-    info.name, info.module, info.label = "scale", mod, "Scale"
-    info.knobs, info.description, info.paper, info.formula = mod.KNOBS, mod.DESCRIPTION, mod.PAPER, mod.FORMULA
-    info.memory_plan, info.settings_text = mod.memory_plan, mod.settings_text
-    info.memory_page_knobs, info.measure_knobs = mod.MEMORY_PAGE_KNOBS, {}
+    def _not_here(*args, **kwargs):  # what a model or the playground would need: never asked by the memory code
+        raise AssertionError("the memory code asked a fact it should not need")
+
+    info = Method(
+        name="scale", label="Scale", short="scale", description="one trained scale per output row",
+        what_trains="a scale per output row", paper="test", formula="d_out per target",
+        knobs=[Knob("targets", "multi", ["q", "v"], "targets", choices=["q", "k", "v", "o"]),
+               Knob("init", "float", 1.0, "the initial scale", min=0.0, max=10.0)],
+        default_lr=1e-3, color_slot=8, apply=_not_here, formula_lines=_not_here, illustrative_delta=_not_here,
+        matrix_pictures=_not_here, memory_plan=_scale_plan,
+        settings_text=lambda knobs: f"scales on {','.join(knobs.get('targets', ['q', 'v']))}",
+        memory_page_knobs={"init": "freeze"})  # borrows an existing float field of the page
     monkeypatch.setitem(METHODS, "scale", info)
     return info
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer.methods import METHODS, OPTIONAL_FACTS, REQUIRED_FACTS
+from explorer.methods import METHODS
+from explorer.methods.contract import Method
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = set(METHODS)
@@ -116,25 +117,80 @@ def test_no_per_method_tables_outside_methods():
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_provides_every_fact(name):
     info = METHODS[name]
-    mod = info.module
-    for fact in REQUIRED_FACTS:
-        assert hasattr(mod, fact), f"{mod.__name__} lacks {fact}"
-    for text in ("LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA"):
-        assert isinstance(getattr(mod, text), str) and getattr(mod, text).strip(), f"{name}: {text} is empty"
+    assert isinstance(info, Method) and info.name == name
+    for text in ("label", "short", "description", "what_trains", "paper", "formula"):
+        assert isinstance(getattr(info, text), str) and getattr(info, text).strip(), f"{name}: {text} is empty"
     assert all(isinstance(d, str) and d.strip() for d in info.deviations)
     assert 0 < info.default_lr < 1
-    for fn in ("apply", "formula_lines", "illustrative_delta", "matrix_pictures"):
-        assert callable(getattr(mod, fn)), f"{name}: {fn} is not callable"
-    # the optional ones resolve to the module's value or the documented default
-    assert info.playground_knobs(3) == getattr(mod, "playground_knobs", OPTIONAL_FACTS["playground_knobs"])(3)
-    assert info.load_format in ("tensors", "peft")
-    assert info.sweepable == hasattr(mod, "sweep_point")
+    for fn in ("apply", "formula_lines", "illustrative_delta", "matrix_pictures", "overview_pictures",
+               "playground_knobs", "warmup_is_full_finetuning", "memory_plan", "settings_text"):
+        assert callable(getattr(info, fn)), f"{name}: {fn} is not callable"
+    assert info.sweepable == callable(info.sweep_point)
     # every knob derives its URL field (same name, kind and default) and has a widget
     for k in info.knobs:
         f = k.url_field("x_")
         assert (f.name, f.kind) == ("x_" + k.name, k.kind)
         assert f.clamp(k.default)[1] is None, f"{name}.{k.name}: the default does not pass its own URL field"
         assert k.widget_kind in ("slider", "select_slider", "number", "toggle", "radio", "select", "multiselect")
+
+
+def test_the_contract_documents_every_fact_once():
+    """Each field of :class:`Method` carries its help text, and a method that leaves out a required fact does not
+    get built (the registry never fills a gap with a default)."""
+    from dataclasses import fields
+
+    assert all(f.metadata.get("help", "").strip() for f in fields(Method))
+    lora = METHODS["lora"]
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'memory_plan'"):
+        Method(**{f.name: getattr(lora, f.name) for f in fields(Method) if f.name != "memory_plan"})
+    with pytest.raises(TypeError):
+        Method(lora.label)  # keyword-only: a fact is always named where it is declared
+    # the optional facts' defaults: nothing drawn, fixed or swept, no warm-up
+    bare = Method(**{f.name: getattr(lora, f.name) for f in fields(Method) if f.name in _REQUIRED})
+    assert bare.overview_pictures(None) == [] and bare.playground_knobs(3) == {} and bare.playground_caption == ""
+    assert not bare.sweepable and not bare.has_warmup and not bare.takes_selection
+    assert bare.warmup_is_full_finetuning({"warmup_mode": "full"}) is False
+    assert bare.memory_page_knobs == {} and bare.measure_knobs == {} and bare.deviations == [] and bare.name == ""
+    assert bare.knob("rank") is lora.knob("rank") and bare.knob("nothing") is None
+
+
+_REQUIRED = {"label", "short", "description", "what_trains", "paper", "formula", "knobs", "default_lr", "color_slot",
+             "apply", "formula_lines", "illustrative_delta", "matrix_pictures", "memory_plan", "settings_text"}
+
+
+def test_every_method_module_is_registered_and_declares_only_its_method():
+    """A module of ``explorer/methods/`` that declares ``METHOD`` is in the registry (one line), and a method
+    module keeps no module-level copy of a fact beside it (the old ``LABEL``, ``DEFAULT_LR``, ... names)."""
+    from explorer import methods
+
+    folder = ROOT / "explorer" / "methods"
+    declaring = {p.stem for p in folder.glob("*.py")
+                 if any(isinstance(n, ast.Assign) and [getattr(t, "id", "") for t in n.targets] == ["METHOD"]
+                        for n in ast.parse(p.read_text()).body)}
+    assert declaring == set(methods._REGISTRY.values())
+    old_names = {"LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "COLOR_SLOT",
+                 "DEVIATIONS", "LOAD_FORMAT", "HAS_WARMUP", "TAKES_SELECTION", "PLAYGROUND_CAPTION",
+                 "MEMORY_PAGE_KNOBS", "MEASURE_KNOBS"}
+    for stem in sorted(declaring - LEFT_FOR_THE_SMT_MOVE):
+        tree = ast.parse((folder / f"{stem}.py").read_text())
+        names = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                 for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        assert not names & old_names, f"{stem}: {sorted(names & old_names)} beside METHOD"
+
+
+LEFT_FOR_THE_SMT_MOVE = {"smt"}  # its facts move into METHOD with the SMT move (issue 24)
+
+
+def test_a_module_without_its_method_is_refused(monkeypatch):
+    import sys
+    import types
+
+    from explorer import methods
+
+    monkeypatch.setitem(sys.modules, "explorer.methods.nothing", types.ModuleType("explorer.methods.nothing"))
+    with pytest.raises(TypeError, match=r"^method module explorer\.methods\.nothing declares no METHOD"):
+        methods._declared("nothing", "nothing")
+    assert methods._declared("lora", "lora") == METHODS["lora"]
 
 
 def test_facts_are_distinct_where_they_must_be():

@@ -492,3 +492,54 @@ def test_every_method_listed_with_knobs():
             assert k.help
             if k.kind in ("int", "float") and k.min is not None:
                 assert k.min <= k.default <= k.max
+
+
+# ----------------------------------------------------------------------------- persistence declared once
+
+class _Scaled(torch.nn.Module):
+    """A part of a hand-written adapter: a trained scale and a frozen index buffer."""
+
+    def __init__(self, n: int, fill: float):
+        super().__init__()
+        self.s = torch.nn.Parameter(torch.full((n,), fill))
+        self.register_buffer("idx", torch.arange(n, dtype=torch.int32) * int(fill))
+
+
+def _declared_adapter(fill: float):
+    from explorer.methods.base import Adapter
+
+    class Declared(Adapter):
+        method = "declared"
+        state_names = ("s", "idx")
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    ad = Declared(net, {}, 6)
+    ad.modules = {"p0": _Scaled(3, fill), "p1": _Scaled(2, fill + 1)}
+    return ad
+
+
+def test_a_method_that_declares_its_tensor_names_saves_and_loads_them(tmp_path):
+    """The base ``state_tensors`` / ``load_state_tensors`` serve any adapter that names its tensors: each part's
+    ``<key>.<name>``, written by ``save`` and read back by ``load``."""
+    ad = _declared_adapter(2.0)
+    st = ad.state_tensors()
+    assert list(st) == ["p0.s", "p0.idx", "p1.s", "p1.idx"] and not st["p0.s"].requires_grad
+    ad.save(tmp_path)
+    other = _declared_adapter(5.0)
+    other.load(tmp_path)
+    for key, part in other.modules.items():
+        assert torch.equal(part.s, ad.modules[key].s) and torch.equal(part.idx, ad.modules[key].idx)
+    with pytest.raises(KeyError, match="p1.idx"):
+        other.load_state_tensors({k: v for k, v in st.items() if k != "p1.idx"})
+
+
+def test_the_peft_methods_share_one_base_and_borrow_nothing(tiny_llama):
+    """LoRA, DoRA and VeRA save, load and merge through ``PeftAdapter``; none takes another's methods."""
+    from explorer.methods.peft_adapter import PeftAdapter
+
+    classes = {name: type(adapt(tiny_llama, name)) for name in METHODS}
+    classes = {name: cls for name, cls in classes.items() if issubclass(cls, PeftAdapter)}
+    assert set(classes) == {"lora", "dora", "vera"}
+    for cls in classes.values():
+        for fn in ("save", "load", "merge_into_model", "head_parameters"):
+            assert getattr(cls, fn) is getattr(PeftAdapter, fn), (cls, fn)

@@ -72,3 +72,49 @@ def test_fresh_copy_is_private(tiny_bert):
     with torch.no_grad():
         next(c.parameters()).add_(1.0)
     assert not torch.equal(next(c.parameters()), next(tiny_bert.model.parameters()))
+
+
+# ----------------------------------------------------------------------------- one list of models
+
+def test_a_new_config_file_reaches_every_picker(tmp_path, monkeypatch):
+    """The bundled configs are the list: a new ``explorer/configs/<name>.json`` is offered by the model picker
+    and the Memory calculator, by name with numbers compared as numbers."""
+    import shutil
+
+    from explorer import model_configs
+    from explorer.views import memory_views
+
+    for p in model_configs.CONFIG_DIR.glob("*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    shutil.copy(model_configs.CONFIG_DIR / "llama-2-7b.json", tmp_path / "llama-2-100b.json")
+    monkeypatch.setattr(model_configs, "CONFIG_DIR", tmp_path)
+    names = model_configs.config_model_names()
+    assert names.index("llama-2-7b") < names.index("llama-2-13b") < names.index("llama-2-70b") < \
+        names.index("llama-2-100b") < names.index("llama-3-8b")
+    assert names.index("qwen2.5-0.5b") < names.index("qwen2.5-7b") and names[0] == "bert-base"
+    monkeypatch.undo()
+    # the Memory calculator's list is this one (less the published specs it also has), read when it loads
+    assert memory_views.CONFIGS == tuple(n for n in model_configs.config_model_names() if n not in memory_views.BIG)
+    assert memory_views.SMALL == tuple(models.model_names()) and models.model_names() == list(models.REGISTRY)
+
+
+def test_no_list_of_model_names_outside_the_registry():
+    """``explorer/`` and the Streamlit helpers name no two registered models in one list, tuple, set or dict
+    (they ask ``model_names()`` / ``config_model_names()``); the registry and the configs are the one source."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    names = set(models.REGISTRY) | set(models.config_models())
+    found = []
+    for p in sorted([*root.glob("explorer/**/*.py"), *root.glob("ui_*.py")]):
+        rel = p.relative_to(root).as_posix()
+        if rel in ("explorer/models.py", "explorer/model_configs.py"):
+            continue
+        for node in ast.walk(ast.parse(p.read_text("utf-8"))):
+            elts = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else \
+                node.keys if isinstance(node, ast.Dict) else []
+            hits = [e.value for e in elts if isinstance(e, ast.Constant) and e.value in names]
+            if len(hits) >= 2:
+                found.append(f"{rel}:{node.lineno}: {', '.join(hits)}")
+    assert not found, "a list of model names (ask explorer.models):\n" + "\n".join(found)

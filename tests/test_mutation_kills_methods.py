@@ -286,7 +286,7 @@ def test_lora_formula_lines_by_hand(method):
     from explorer.methods import METHODS
 
     ad = apply_method(TinyNet(2), method, rank=3, targets=["q", "up"])
-    lines, n = METHODS[method].module.formula_lines(ad, 0, HEAD_PARAMS)
+    lines, n = METHODS[method].formula_lines(ad, 0, HEAD_PARAMS)
     if method == "lora":
         assert lines == ["q: r (d_in + d_out) = 3 × (6 + 4) = 30  × 2 matrices = 60",
                          "up: r (d_in + d_out) = 3 × (6 + 10) = 48  × 2 matrices = 96",
@@ -308,7 +308,7 @@ def test_lora_illustrative_delta_is_k_b_a_with_the_real_a(method):
 
     r, alpha = 3, 12.0
     ad = apply_method(TinyNet(1), method, rank=r, alpha=alpha, targets=["q", "up"])
-    d, (B, A), note = METHODS[method].module.illustrative_delta(ad, "model.layers.0.mlp.up_proj", _gen(1))
+    d, (B, A), note = METHODS[method].illustrative_delta(ad, "model.layers.0.mlp.up_proj", _gen(1))
     real_A = ad.peft_model.base_model.model.model.layers[0].mlp.up_proj.lora_A["default"].weight
     assert torch.equal(A, real_A.detach()) and A.shape == (r, UP[1])
     assert torch.equal(B, torch.randn(UP[0], r, generator=_gen(1)) / math.sqrt(r))  # N(0, 1 / r)
@@ -327,7 +327,7 @@ def test_lora_matrix_pictures_by_hand(method):
 
     ad = apply_method(TinyNet(1), method, rank=3, targets=["q", "up"])
     lay = ad.layouts()[1]  # up: 10 x 6
-    (pic,) = METHODS[method].module.matrix_pictures(ad, lay, None)
+    (pic,) = METHODS[method].matrix_pictures(ad, lay, None)
     trained = "48" if method == "lora" else "58"
     want = (f"W (10×6) stays frozen. LoRA trains **B** (10×3) and **A** (3×6): {trained} numbers instead of 60. "
             "Every entry of W can change, but only inside a rank-3 update.")
@@ -347,7 +347,7 @@ def test_lora_sweep_point_and_settings_text():
     assert isinstance(knobs["targets"], list)
     assert lora.settings_text(dict(rank=4, targets=["q", "k"])) == "r=4 on q,k"
     assert lora.settings_text(dict(rank=2)) == "r=2 on q,v"  # the targets knob's default
-    assert dora.settings_text(dict(rank=8, targets=["up"])) == "r=8 on up"
+    assert dora.METHOD.settings_text(dict(rank=8, targets=["up"])) == "r=8 on up"
 
 
 # ----------------------------------------------------------------------------- VeRA through peft

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.model_configs import config_model_names
+from explorer.models import model_names
 from ui.frame import show_error
 from ui.state import wkey
 
-MODEL_CHOICES = ["minilm", "smollm2-135m", "tiny-bert", "tiny-llama"]
+MODEL_CHOICES = model_names()  # the registry's models (explorer.models.REGISTRY)
 # config-only models (published config.json values, no weights): built on the meta device, inspected, never trained
-BIG_MODEL_CHOICES = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "mistral-7b", "qwen2.5-0.5b",
-                     "qwen2.5-7b", "gemma-2b", "gpt2", "bert-base", "bert-large"]
+BIG_MODEL_CHOICES = config_model_names()  # every explorer/configs/*.json
 CUSTOM = "custom folder or hub id…"
 
 

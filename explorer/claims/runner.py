@@ -97,7 +97,7 @@ def header(exp: specs.Experiment, sz: specs.Size, command: str | None = None) ->
     return dict(schema=SCHEMA, claim=exp.name, size=sz.name, experiment=exp.to_dict(),
                 settings=dict(model=exp.model, task=exp.task, steps=sz.steps, batch_size=exp.batch_size,
                               max_len=sz.max_len, seeds=list(sz.seeds), eval_examples=sz.eval_examples,
-                              device="cpu", lr="project default per method (explorer.engine.config.DEFAULT_LR)"),
+                              device="cpu", lr="project default per method (explorer.engine.config.default_lr)"),
                 command=command or " ".join([os.path.basename(sys.executable), *sys.argv]),
                 versions=_versions(), commit=_git_commit(), machine=platform.platform(),
                 started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

@@ -21,7 +21,7 @@ Why these settings (measured with short exploratory runs on this 2-core CPU mach
   0.91 -> 0.91, so the test is near the methods' plateau rather than of how fast they start.  About
   30-120 s per run on the shared CPU; the suite (39 distinct runs) in about an hour.  Evaluation on 200
   held-out sentences, as the Fine-tune page does, so a link from a card reproduces a run and its figure.
-- Every method at the project's default learning rate (``explorer.engine.config.DEFAULT_LR``): no per-method
+- Every method at the project's default learning rate (``explorer.engine.config.default_lr``): no per-method
   tuning, which a paper would do; said in the caveats.
 """
 

@@ -50,7 +50,7 @@ def breakdown(model: str, method: str, knobs: dict | None = None, scope: str = "
     """``estimate`` for a model name with the terms in the chosen scope (per GPU, or x gpus for the total)."""
     from explorer.memory.analytic import estimate
     from explorer.memory.specs import spec_for
-    from explorer.methods import KnobError
+    from explorer.errors import KnobError
 
     if scope not in SCOPES:
         raise KnobError(f"scope must be per-gpu or total (got '{str(scope)[:20]}')")

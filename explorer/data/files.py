@@ -4,7 +4,7 @@ encoding is detected (UTF-8, UTF-8 or UTF-16 with a byte-order mark, UTF-16 with
 else Windows-1252 / Latin-1, or a non-Latin code page ``charset_normalizer`` is sure of) or
 chosen (``encoding=``), and said in the task's notes.  CSV/TSV are parsed by pandas (every
 cell as text), JSON/JSONL by the json module, with library loggers silenced: a malformed file
-gets one DataError line.  Size limit: ``explorer.workshop.security.max_upload_bytes()``
+gets one DataError line.  Size limit: ``explorer.limits.max_upload_bytes()``
 (``PEFT_EXPLORER_MAX_UPLOAD_MB`` MiB, default 20).  Hub data sets by name (``glue/sst2``)
 only when the hub is reachable (:mod:`explorer.data.load`).
 
@@ -24,6 +24,19 @@ from explorer.data.encodings import decode_text, quiet_library_logs
 from explorer.data.rows import rows_to_task
 from explorer.data.task import Task
 from explorer.errors import DataError
+from explorer.limits import format_mib, max_upload_bytes
+
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")  # the data files read (the one list: uploads, loader, pages)
+META_SUFFIX = ".meta.json"  # beside a stored upload: the user's file name, for display only
+# a stored upload's server-made name (``explorer.workshop.security.new_file_name``)
+_UPLOAD_NAME = re.compile("upload-[0-9a-f]{16}(" + "|".join(map(re.escape, DATA_SUFFIXES)) + ")")
+
+
+def suffixes_text(names: bool = False) -> str:
+    """The data suffixes as a sentence lists them: ".csv, .tsv, .json or .jsonl" (``names``: "CSV, TSV, JSON or
+    JSONL")."""
+    shown = [s[1:].upper() for s in DATA_SUFFIXES] if names else list(DATA_SUFFIXES)
+    return ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
 def _csv_columns(text: str, sep: str, name: str, what: str) -> tuple[list[str], dict]:
@@ -98,12 +111,10 @@ def _json_columns(text: str, name: str, lines: bool) -> tuple[list[str], dict]:
 
 def _read_file_columns(path: Path, encoding=None, name: str | None = None) -> tuple[list[str], dict, str]:
     """(columns, {column: values}, encoding note) of a CSV/TSV/JSON/JSONL file; one-line DataError otherwise."""
-    from explorer.workshop.security import format_mib, max_upload_bytes
-
     name = name or path.name
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
-        raise DataError(f"{name}: unsupported file type '{suffix}'; use .csv, .tsv, .json or .jsonl")
+    if suffix not in DATA_SUFFIXES:
+        raise DataError(f"{name}: unsupported file type '{suffix}'; use {suffixes_text()}")
     size = path.stat().st_size
     limit = max_upload_bytes()
     if size > limit:
@@ -134,8 +145,6 @@ def upload_meta(path) -> dict:
     """What ``store_upload`` kept beside a stored upload (the user's file name); {} for other files."""
     if not is_stored_upload(path):
         return {}
-    from explorer.workshop.security import META_SUFFIX
-
     try:
         meta = json.loads(Path(path).with_name(Path(path).name + META_SUFFIX).read_text("utf-8"))
     except (OSError, ValueError):
@@ -147,9 +156,6 @@ def display_name(task: str) -> str:
     """A task as shown to people: an upload's own file name instead of the server's path to it."""
     name = upload_meta(task).get("name")
     return str(name) if isinstance(name, str) and name else ("upload" if is_stored_upload(task) else str(task))
-
-
-_UPLOAD_NAME = re.compile(r"upload-[0-9a-f]{16}\.(csv|tsv|json|jsonl)")
 
 
 def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_col=None, answer_col=None,
@@ -165,7 +171,7 @@ def load_file_task(path, model_kind: str, text_col=None, label_col=None, prompt_
     if not there:
         raise DataError(f"No such data file: {str(path)[:300]}")
     if path.is_dir():
-        raise DataError(f"{path} is a folder; give a .csv, .tsv, .json or .jsonl file")
+        raise DataError(f"{path} is a folder; give a {suffixes_text()} file")
     upload = is_stored_upload(path)
     name = display_name(str(path)) if upload else path.name
     cols, values, note = _read_file_columns(path, encoding, name)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from explorer.data.builtin import BUILTIN, default_task_for
 from explorer.data.encodings import quiet_library_logs
-from explorer.data.files import load_file_task
+from explorer.data.files import DATA_SUFFIXES, load_file_task
 from explorer.data.rows import rows_to_task
 from explorer.data.task import CAUSAL, SEQ_CLS, Task
 from explorer.errors import DataError
@@ -86,7 +86,7 @@ def load_task(name_or_path: str, model_kind: str, text_col=None, label_col=None,
         exists = p.exists()
     except OSError:  # a name the OS refuses (too long): not a local file
         exists = False
-    if p.suffix.lower() in (".csv", ".tsv", ".json", ".jsonl") or exists or name.startswith((".", "/", "~")):
+    if p.suffix.lower() in DATA_SUFFIXES or exists or name.startswith((".", "/", "~")):
         return load_file_task(p, model_kind, text_col, label_col, prompt_col, answer_col, encoding=encoding)
     return load_hub_task(name, model_kind, text_col, label_col, prompt_col, answer_col)
 

@@ -6,22 +6,14 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 
-
 def default_lr(method: str) -> float:
-    """A method's default learning rate: its module's ``DEFAULT_LR`` (``explorer.methods``, imported when first
+    """A method's default learning rate: its ``METHOD.default_lr`` (``explorer.methods``, imported when first
     asked, so this module stays free of torch); 1e-3 for a name that is not registered."""
     from explorer.methods import METHODS
 
     info = METHODS.get(method)
     return info.default_lr if info is not None else 1e-3
 
-
-def __getattr__(name: str):  # ``DEFAULT_LR``: name -> rate of every registered method, read lazily (PEP 562)
-    if name == "DEFAULT_LR":
-        from explorer.methods import METHODS
-
-        return {k: m.default_lr for k, m in METHODS.items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # training precisions (explorer.engine.step.amp_for)
 
@@ -33,7 +25,7 @@ class TrainConfig:
     method: str = "lora"
     knobs: dict = field(default_factory=dict)
     steps: int = 150
-    lr: float | None = None  # None = DEFAULT_LR[method]
+    lr: float | None = None  # None = default_lr(method)
     weight_decay: float = 0.01
     batch_size: int = 16
     max_len: int = 64
@@ -44,7 +36,7 @@ class TrainConfig:
     eval_batch_size: int = 32
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:0, mps
-    warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = DEFAULT_LR["full"])
+    warmup_lr: float | None = None  # SMT full-mode warm-up rate (None = default_lr("full"))
     measure_memory: bool = True  # byte account per step (explorer.memory.measured)
     precision: str = "fp32"  # fp32 | bf16 (autocast, CPU and CUDA) | fp16 (autocast + gradient scaler, CUDA only)
     checkpointing: bool = False  # gradient checkpointing of every transformer layer (explorer.engine.prepare)
@@ -71,7 +63,7 @@ class TrainConfig:
             return None
 
     def validate(self) -> None:
-        from explorer.methods.base import KnobError
+        from explorer.errors import KnobError
 
         if int(self.steps) < 1:
             raise KnobError("steps must be at least 1")
@@ -111,4 +103,4 @@ class TrainConfig:
         return cls(**kw)
 
 
-__all__ = ["TrainConfig", "DEFAULT_LR", "default_lr", "PRECISIONS"]
+__all__ = ["TrainConfig", "default_lr", "PRECISIONS"]

@@ -19,15 +19,15 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        from explorer.methods.base import KnobError
+        from explorer.errors import KnobError
 
         raise KnobError(f"Unknown device '{name[:30]}': use auto, cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from explorer.methods.base import KnobError
+        from explorer.errors import KnobError
 
         raise KnobError("CUDA was asked for but no CUDA device is available here; use --device cpu or auto")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        from explorer.methods.base import KnobError
+        from explorer.errors import KnobError
 
         raise KnobError("MPS was asked for but is not available here; use --device cpu or auto")
     return dev
@@ -152,7 +152,7 @@ def enable_checkpointing(model: nn.Module) -> None:
     output is made to require one (``enable_input_require_grads``): the adapters inside every layer get the
     same gradients as without checkpointing.  Reentrant rather than non-reentrant: its saved inputs and the
     rebuilt layers go through ``saved_tensors_hooks``, so the byte account sees them."""
-    from explorer.methods.base import KnobError
+    from explorer.errors import KnobError
 
     hf = next((m for m in model.modules() if getattr(m, "supports_gradient_checkpointing", False)), None)
     if hf is None:

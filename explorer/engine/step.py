@@ -107,7 +107,7 @@ def amp_for(precision: str, device: torch.device) -> tuple[torch.dtype | None, o
 
     fp32: neither; bf16: ``torch.autocast`` in bfloat16 (CPU and CUDA), no scaler (bf16 has fp32's range);
     fp16: autocast in float16 with a ``torch.amp.GradScaler`` (CUDA only)."""
-    from explorer.methods.base import KnobError
+    from explorer.errors import KnobError
 
     if precision not in PRECISIONS:
         raise KnobError(f"precision must be one of {', '.join(PRECISIONS)} (got '{str(precision)[:20]}')")

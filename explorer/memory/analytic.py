@@ -52,13 +52,13 @@ from explorer.memory.options import FULL_4BIT, Q4_CONST_BYTES, options, precisio
 from explorer.memory.plan import MemoryPlan
 from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for
 from explorer.memory.units import compact_bytes
-from explorer.methods.base import KnobError
+from explorer.errors import KnobError
 
 
 def resolve_spec(spec: ModelSpec | str) -> ModelSpec:
     """A ModelSpec, or the name of a published spec or of a bundled config-only model; validated."""
     if isinstance(spec, str):
-        from explorer.models import config_models
+        from explorer.model_configs import config_models
 
         if spec in config_models():
             spec = spec_for(spec)

@@ -142,7 +142,6 @@ class MemoryAccountant:
             except StopIteration:
                 device = torch.device("cpu")
         self.device = torch.device(device)
-        self._records: list = []  # (weakref to the packed tensor, key, nbytes)
         self._act_live = 0
         self._act_packed = 0
         self._act_recomputed = 0
@@ -196,7 +195,6 @@ class MemoryAccountant:
         self._act_live = sum(live.values())
         self._act_packed = sum(packed.values())
         self._kept = {key: ref for ref, key, _ in records if ref is not None and ref() is not None}
-        self._records = []
 
     def _excluded(self) -> set:
         excluded = set()

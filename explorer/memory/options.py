@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from explorer.methods.base import KnobError
+from explorer.errors import KnobError
 
 PRECISIONS = ("fp32", "bf16-mixed", "4bit", "bf16-autocast")
 ACTIVATION_MODELS = ("detailed", "korthikanti")

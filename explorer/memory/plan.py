@@ -84,7 +84,7 @@ class AdapterShapes:
 
 def adapter_shapes(spec, method: str, targets) -> AdapterShapes:
     """The targets of a PEFT method in ``spec``; a one-line KnobError when the model has none of them."""
-    from explorer.methods.base import KnobError
+    from explorer.errors import KnobError
 
     if spec.conv1d:
         raise KnobError(f"{method}: this model (GPT-2 style) builds its blocks from Conv1D layers (c_attn fuses "

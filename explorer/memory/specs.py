@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from explorer.methods.base import KnobError
+from explorer.errors import KnobError
 
 
 @dataclass
@@ -206,15 +206,15 @@ def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
     for the tiny models and minilm)."""
     if name in PUBLISHED:
         return PUBLISHED[name]
-    from explorer import model_files, models
+    from explorer import model_configs, model_files, models
 
-    if name in models.config_models():  # bundled config-only models: the config is all it takes
-        cfg = models.read_config(name)
-        kind = models.config_kind(cfg)
+    if name in model_configs.config_models():  # bundled config-only models: the config is all it takes
+        cfg = model_configs.read_config(name)
+        kind = model_configs.config_kind(cfg)
         if kind == "seq-cls":
             cfg.num_labels = num_labels
         spec = spec_from_config(cfg, kind, name)
-        spec.source = models.config_model_source(name) or spec.source
+        spec.source = model_configs.config_model_source(name) or spec.source
         return spec
 
     if name == "tiny-bert":

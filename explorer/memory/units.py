@@ -25,7 +25,7 @@ def fmt_bytes(n: float | None, unit: str = "GB", digits: int | None = None) -> s
     if n is None:
         return "n/a"
     if unit not in UNITS:
-        from explorer.methods.base import KnobError  # a ValueError with a one-line user message
+        from explorer.errors import KnobError  # a ValueError with a one-line user message
 
         raise KnobError(f"unit must be one of {', '.join(UNITS)}")
     v = n / UNITS[unit]

@@ -18,11 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from explorer.errors import KnobError
+from explorer.sparse import linear_from
 from explorer.targets import Target, find_targets, head_module_names
-
-
-class KnobError(ValueError):
-    """Impossible knob values; the message names the knob and the allowed range."""
 
 
 @dataclass
@@ -256,11 +254,37 @@ class Adapter:
         """Called after every optimizer step (LoRA-SP's per-step masks use it)."""
 
     # --- persistence ---------------------------------------------------------
+    state_names: tuple[str, ...] = ()  # the tensors each of state_parts() saves, by attribute name
+
+    def state_parts(self) -> dict[str, nn.Module]:
+        """The modules whose ``state_names`` tensors are saved, by the key their saved names start with."""
+        return self.modules
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The new head's tensors, then ``<key>.<name>`` for each part and each of ``state_names`` (a method with
+        no ``state_names`` writes its own, or saves in a library's format)."""
+        if not self.state_names:
+            raise NotImplementedError
+        out = head_state(self.model)
+        for key, part in self.state_parts().items():
+            for name in self.state_names:
+                out[f"{key}.{name}"] = getattr(part, name).detach()
+        return out
+
+    def prepare_load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Before :meth:`load_state_tensors` copies the tensors in: rebuild what the saved ones decide (which
+        entries or blocks train)."""
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
+        """Copy what :meth:`state_tensors` named back in (a missing name is a KeyError)."""
+        if not self.state_names:
+            raise NotImplementedError
+        self.prepare_load(tensors)
+        load_head_state(self.model, tensors)
+        with torch.no_grad():
+            for key, part in self.state_parts().items():
+                for name in self.state_names:
+                    getattr(part, name).copy_(tensors[f"{key}.{name}"])
 
     def config(self) -> dict:
         return dict(method=self.method, knobs=self.knobs, n_base=self.n_base, format_version=1)
@@ -274,6 +298,12 @@ class Adapter:
         save_file(tensors, str(folder / "adapter.safetensors"), metadata={"method": self.method})
         (folder / "explorer_adapter.json").write_text(json.dumps(self.config(), indent=2, default=str))
         return folder
+
+    def load(self, folder) -> None:
+        """Load what :meth:`save` wrote into ``folder`` (the tensors of :meth:`state_tensors`)."""
+        from safetensors.torch import load_file
+
+        self.load_state_tensors(load_file(str(Path(folder) / "adapter.safetensors")))
 
     # --- merging ----------------------------------------------------------------
     def merge_into_model(self) -> nn.Module:
@@ -297,6 +327,29 @@ class Adapter:
         """A merged copy; this adapter stays usable."""
         clone = copy.deepcopy(self)
         return clone.merge_into_model()
+
+
+class AdaptedLinear(nn.Module):
+    """A frozen ``nn.Linear`` (``base``) plus a method's update ``delta_weight()``; it reads as the base layer
+    (``weight``, ``bias``) and merges into a plain one (``to_linear``: original + update, in fp32, then cast)."""
+
+    def __init__(self, base: nn.Linear):
+        super().__init__()
+        self.base = base
+
+    @property
+    def weight(self):
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+    def delta_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_linear(self) -> nn.Linear:
+        return linear_from(self.base, self.base.weight.float() + self.delta_weight().float())
 
 
 def sparse_head_setup(model: nn.Module) -> None:

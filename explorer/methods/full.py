@@ -6,19 +6,9 @@ from torch import nn
 
 from explorer.memory.plan import ORDER, MemoryPlan, trained_weight
 from explorer.targets import find_targets
-from .base import Adapter, Knob, Layout
+from .base import Adapter, Layout
+from .contract import Method
 from .facts import mask_picture, tensor_bytes
-
-LABEL = "Full fine-tuning"
-SHORT = "Full FT"
-KNOBS: list[Knob] = []
-DESCRIPTION = "Every parameter trains. AdamW in fp32 keeps 16 bytes per parameter (weights, grads, two moments)."
-WHAT_TRAINS = "every weight of the model"
-PAPER = "baseline"
-FORMULA = "all parameters"
-DEFAULT_LR = 1e-4
-COLOR_SLOT = 6
-DEVIATIONS: list[str] = []  # the baseline: nothing to depart from
 
 
 class FullAdapter(Adapter):
@@ -96,3 +86,15 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     """Every parameter trains: every linear layer keeps its input, norms and embeddings train too."""
     return MemoryPlan(knobs, trainable_parts=dict(all=spec.n_params()), trains_base=True,
                       save_rules={t: trained_weight for t in ORDER})
+
+
+METHOD = Method(
+    label="Full fine-tuning", short="Full FT", paper="baseline",
+    description="Every parameter trains. AdamW in fp32 keeps 16 bytes per parameter (weights, grads, two moments).",
+    what_trains="every weight of the model",
+    formula="all parameters",
+    deviations=[],  # the baseline: nothing to depart from
+    knobs=[], default_lr=1e-4, color_slot=6, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    memory_plan=memory_plan, settings_text=settings_text,
+)

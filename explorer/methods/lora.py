@@ -6,21 +6,18 @@ so they load with ``PeftModel.from_pretrained`` anywhere peft runs.
 
 from __future__ import annotations
 
-import json
 import math
 from functools import partial
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
-from explorer.targets import head_module_names
-from .base import Adapter, Knob, Layout, resolve_targets
+from .base import Knob, Layout
+from .contract import Method
 from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
+from .peft_adapter import PeftAdapter
 
-LABEL = "LoRA"
-SHORT = "LoRA"
 KNOBS = [
     rank_knob("rank r of B A"),
     alpha_knob("scale alpha (the update is multiplied by alpha / r)"),
@@ -29,42 +26,24 @@ KNOBS = [
          label="adapter dropout", widget="slider", step=0.01),
     seed_knob("seed for the random init of A"),
 ]
-DESCRIPTION = "Adds a trainable low-rank product B A (B starts at zero) to each target weight."
-WHAT_TRAINS = "a low-rank pair B A beside each target W (B starts at 0)"
-PAPER = "arXiv 2106.09685"
-FORMULA = "r (d_in + d_out) per target"
-DEFAULT_LR = 3e-3
-COLOR_SLOT = 0
-DEVIATIONS: list[str] = []  # peft's own implementation
-LOAD_FORMAT = "peft"  # saved with peft's save_pretrained, loaded with its state dict
 
 
-class LoraAdapter(Adapter):
+class LoraAdapter(PeftAdapter):
     method = "lora"
     use_dora = False
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
 
         super().__init__(model, knobs, n_base)
-        self.targets = resolve_targets(model, knobs["targets"], self.method)
-        heads = head_module_names(model)
         cfg = LoraConfig(r=knobs["rank"], lora_alpha=knobs["alpha"], lora_dropout=knobs["dropout"],
-                         target_modules=[t.name for t in self.targets], modules_to_save=heads or None,
+                         target_modules=[t.name for t in self.targets], modules_to_save=self.heads or None,
                          use_dora=self.use_dora, bias="none")
         torch.manual_seed(knobs["seed"])
-        self.peft_model = get_peft_model(model, cfg)
-        self.model = self.peft_model
+        self.wrap(cfg)
         self.notes.append("Implemented with the peft library (LoraConfig%s)." % (", use_dora=True" if self.use_dora else ""))
-        if heads:
+        if self.heads:
             self.notes.append("The new classification head trains fully (peft modules_to_save) and is counted.")
-
-    def head_parameters(self) -> int:
-        n = 0
-        for name in head_module_names(self.peft_model.base_model.model):
-            mod = getattr(self.peft_model.base_model.model, name)
-            n += sum(p.numel() for p in mod.parameters() if p.requires_grad)
-        return n
 
     def _per_target(self, t):
         r = self.knobs["rank"]
@@ -74,28 +53,6 @@ class LoraAdapter(Adapter):
         return [Layout(t.name, t.type, t.layer, (t.d_out, t.d_in), "lowrank", self._per_target(t),
                        t.d_out * t.d_in, detail=dict(rank=self.knobs["rank"], dora=self.use_dora))
                 for t in self.targets]
-
-    def save(self, folder):
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.peft_model.save_pretrained(str(folder))
-        (folder / "explorer_adapter.json").write_text(json.dumps(self.config(), indent=2, default=str))
-        return folder
-
-    def load_from(self, folder):
-        from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        sd = load_file(str(Path(folder) / "adapter_model.safetensors"))
-        res = set_peft_model_state_dict(self.peft_model, sd)
-        if getattr(res, "unexpected_keys", None):
-            raise ValueError(f"{self.method}: unexpected tensors in the saved adapter: {res.unexpected_keys[:5]}")
-
-    def merge_into_model(self):
-        merged = self.peft_model.merge_and_unload()
-        for p in merged.parameters():
-            p.requires_grad_(False)
-        return merged
 
 
 def apply(model, knobs, n_base, **_):
@@ -143,9 +100,6 @@ def sweep_point(rank: int, budget: int, geo):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"rank": "rank"}  # knob -> the Memory calculator's address key (see explorer.methods)
-
-
 def settings_text(knobs: dict) -> str:
     return f"r={knobs.get('rank')} on {targets_text(knobs, KNOBS)}"
 
@@ -187,3 +141,16 @@ def lora_memory_plan(spec, knobs: dict, method: str = "lora", magnitude: bool = 
 
 def memory_plan(spec, knobs: dict) -> MemoryPlan:
     return lora_memory_plan(spec, knobs)
+
+
+METHOD = Method(
+    label="LoRA", short="LoRA", paper="arXiv 2106.09685",
+    description="Adds a trainable low-rank product B A (B starts at zero) to each target weight.",
+    what_trains="a low-rank pair B A beside each target W (B starts at 0)",
+    formula="r (d_in + d_out) per target",
+    deviations=[],  # peft's own implementation
+    knobs=KNOBS, default_lr=3e-3, color_slot=0, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    sweep_point=sweep_point,
+    memory_plan=memory_plan, settings_text=settings_text, memory_page_knobs={"rank": "rank"},
+)

@@ -20,13 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
-from explorer.sparse import linear_from, scatter_entries
+from explorer.sparse import scatter_entries
 from explorer.targets import set_submodule
-from .base import Adapter, Knob, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .base import Adapter, AdaptedLinear, Knob, Layout, resolve_targets, sparse_head_setup
+from .contract import Method
 from .facts import Picture, alpha_knob, per_shape_lines, rank_knob, seed_knob, targets_knob, with_head
 
-LABEL = "LoRA-SP"
-SHORT = "LoRA-SP"
 KNOBS = [
     rank_knob("rank r of B A"),
     alpha_knob("scale alpha (update multiplied by alpha / r)"),
@@ -37,17 +36,6 @@ KNOBS = [
     Knob("mask_mode", "choice", "fixed", "fixed: one mask drawn at init (default); per-step: redrawn after every "
          "optimizer step (dropout-style variant)", choices=["fixed", "per-step"], advanced=True,
          label="frozen mask: fixed or redrawn"),
-]
-DESCRIPTION = "LoRA in which a random half of the entries of A and B are frozen (only the rest are parameters)."
-WHAT_TRAINS = "LoRA's A and B with a random half of their entries frozen"
-PAPER = "arXiv 2403.08822"
-FORMULA = "about (1 - freeze) r (d_in + d_out) per target"
-DEFAULT_LR = 3e-3
-COLOR_SLOT = 5
-DEVIATIONS = [
-    "No public code exists: one fixed, seeded mask per matrix drawn at initialisation is this project's default; a "
-    "mask redrawn after every optimizer step is a labelled dropout-style variant (mask_mode per-step).",
-    "Frozen entries are buffers, not parameters, so neither weight decay nor Adam's moments can move them.",
 ]
 
 
@@ -65,10 +53,9 @@ def _draw(rank: int, d_in: int, d_out: int, freeze: float, gen: torch.Generator)
     return a0, ia, ib
 
 
-class LoRASPLinear(nn.Module):
+class LoRASPLinear(AdaptedLinear):
     def __init__(self, base: nn.Linear, rank: int, alpha: float, freeze: float, gen: torch.Generator):
-        super().__init__()
-        self.base = base
+        super().__init__(base)
         d_out, d_in = base.out_features, base.in_features
         self.rank, self.scaling, self.freeze = rank, alpha / rank, freeze
         dev = base.weight.device
@@ -91,14 +78,6 @@ class LoRASPLinear(nn.Module):
         self.register_buffer("b_idx", ib.to(torch.int32).to(dev))
         self.a_vals = nn.Parameter(self.a0.reshape(-1)[ia.to(dev)].clone())
         self.b_vals = nn.Parameter(self.b0.reshape(-1)[ib.to(dev)].clone())
-
-    @property
-    def weight(self):
-        return self.base.weight
-
-    @property
-    def bias(self):
-        return self.base.bias
 
     def factors(self):
         a = scatter_entries(self.a0, self.a_idx, self.a_vals)
@@ -136,12 +115,10 @@ class LoRASPLinear(nn.Module):
         mb[ib.numpy()] = True
         return ma.reshape(self.a0.shape), mb.reshape(self.b0.shape)
 
-    def to_linear(self) -> nn.Linear:
-        return linear_from(self.base, self.base.weight.float() + self.delta_weight().float())
-
 
 class LoRASPAdapter(Adapter):
     method = "lora-sp"
+    state_names = ("a0", "b0", "a_idx", "b_idx", "a_vals", "b_vals")  # per target module
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
         super().__init__(model, knobs, n_base)
@@ -195,25 +172,6 @@ class LoRASPAdapter(Adapter):
                         if k in st:
                             st[k].zero_()
 
-    def state_tensors(self):
-        out = head_state(self.model)
-        for n, m in self.modules.items():
-            out[f"{n}.a0"] = m.a0
-            out[f"{n}.b0"] = m.b0
-            out[f"{n}.a_idx"] = m.a_idx
-            out[f"{n}.b_idx"] = m.b_idx
-            out[f"{n}.a_vals"] = m.a_vals.detach()
-            out[f"{n}.b_vals"] = m.b_vals.detach()
-        return out
-
-    def load_state_tensors(self, tensors):
-        load_head_state(self.model, tensors)
-        with torch.no_grad():
-            for n, m in self.modules.items():
-                for k in ("a0", "b0", "a_idx", "b_idx"):
-                    getattr(m, k).copy_(tensors[f"{n}.{k}"])
-                m.a_vals.copy_(tensors[f"{n}.a_vals"])
-                m.b_vals.copy_(tensors[f"{n}.b_vals"])
 
 
 def apply(model, knobs, n_base, **_):
@@ -254,7 +212,6 @@ def matrix_pictures(adapter, layout, warmup):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"rank": "rank", "freeze": "freeze"}  # knob -> the Memory calculator's address key
 _LABEL = "LoRA-SP: A x, assembled A and B, indices"
 
 
@@ -289,3 +246,20 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     plan.save_rules = {t: partial(lora_sp_saves, rank=r, n_a=_n_train(r * i, fr), n_b=_n_train(o * r, fr))
                        for t, (o, i) in a.by_type.items()}
     return plan
+
+
+METHOD = Method(
+    label="LoRA-SP", short="LoRA-SP", paper="arXiv 2403.08822",
+    description="LoRA in which a random half of the entries of A and B are frozen (only the rest are parameters).",
+    what_trains="LoRA's A and B with a random half of their entries frozen",
+    formula="about (1 - freeze) r (d_in + d_out) per target",
+    deviations=[
+        "No public code exists: one fixed, seeded mask per matrix drawn at initialisation is this project's "
+        "default; a mask redrawn after every optimizer step is a labelled dropout-style variant (mask_mode "
+        "per-step).",
+        "Frozen entries are buffers, not parameters, so neither weight decay nor Adam's moments can move them.",
+    ],
+    knobs=KNOBS, default_lr=3e-3, color_slot=5, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    memory_plan=memory_plan, settings_text=settings_text, memory_page_knobs={"rank": "rank", "freeze": "freeze"},
+)

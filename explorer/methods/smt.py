@@ -253,3 +253,15 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
 # the adapter and the self-contained warm-up (explorer/methods/smt_adapter.py), imported last: that module reads
 # the rules above (block size, budget, score labels) from this one
 from .smt_adapter import SMTAdapter, run_warmup  # noqa: E402,F401
+
+from .contract import Method  # noqa: E402 - the declared method (its facts are the names above)
+
+METHOD = Method(
+    label=LABEL, short=SHORT, description=DESCRIPTION, what_trains=WHAT_TRAINS, paper=PAPER, formula=FORMULA,
+    deviations=DEVIATIONS, knobs=KNOBS, default_lr=DEFAULT_LR, color_slot=COLOR_SLOT, apply=apply,
+    has_warmup=HAS_WARMUP, takes_selection=TAKES_SELECTION, warmup_is_full_finetuning=warmup_is_full_finetuning,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    playground_knobs=playground_knobs, playground_caption=PLAYGROUND_CAPTION, sweep_point=sweep_point,
+    memory_plan=memory_plan, settings_text=settings_text, memory_page_knobs=MEMORY_PAGE_KNOBS,
+    measure_knobs=MEASURE_KNOBS,
+)

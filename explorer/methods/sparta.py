@@ -23,14 +23,13 @@ from torch import nn
 from explorer.memory.plan import MemoryPlan, adapter_shapes, targets_text, trained_weight
 from explorer.sparse import SparseDeltaLinear, random_entries
 from explorer.targets import set_submodule
-from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .base import Adapter, KnobError, Layout, resolve_targets, sparse_head_setup
+from .contract import Method
 from .facts import fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob, shape_groups, targets_knob, with_head
 
 DEFAULT_SPARSITY = 0.99
 DEFAULT_DENSITY_CAP = 0.5  # the most of the target matrices the *default* budget may take on a small model
 
-LABEL = "SpaRTA"
-SHORT = "SpaRTA"
 KNOBS = [
     targets_knob(["v", "o"], "target matrices (attention value and output in the paper)"),
     fraction_knob("sparsity", DEFAULT_SPARSITY, "paper's sparsity: the fraction of ALL model parameters that stay "
@@ -39,18 +38,6 @@ KNOBS = [
     fraction_knob("density", 0.0, "fraction of the entries of the target matrices to train, the head on top "
                   "(0 = use sparsity)", "density (of the targets, 0 = use sparsity)"),
     seed_knob("seed for the random entries"),
-]
-DESCRIPTION = "Trains a random subset of single entries of the target weights as zero-initialised deltas."
-WHAT_TRAINS = "a random set of single entries of W (Wv, Wo by default)"
-PAPER = "arXiv 2502.15975"
-FORMULA = "(1 - sparsity) x all parameters in total, head included (or density x d_out x d_in per target)"
-DEFAULT_LR = 5e-3
-COLOR_SLOT = 3
-DEVIATIONS = [
-    "An exact count of entries, split over the targets by size, instead of the authors' Bernoulli draw (same "
-    "expectation).",
-    f"At the default sparsity, a small model whose budget exceeds half of the target entries gets the density "
-    f"inside the targets capped at {DEFAULT_DENSITY_CAP:.0%} (said in the notes).",
 ]
 
 SAMPLING_RULE = ("Sampling: an exact count, not the authors' Bernoulli draw. The deltas number "
@@ -116,6 +103,7 @@ def _generator(seed: int, name: str) -> torch.Generator:
 
 class SpartaAdapter(Adapter):
     method = "sparta"
+    state_names = ("rows", "cols", "delta")  # per target module
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
         super().__init__(model, knobs, n_base)
@@ -178,20 +166,10 @@ class SpartaAdapter(Adapter):
                        _mask=self._mask_fn(t))
                 for t in self.targets]
 
-    def state_tensors(self):
-        out = head_state(self.model)
-        for n, m in self.modules.items():
-            out[f"{n}.rows"] = m.rows
-            out[f"{n}.cols"] = m.cols
-            out[f"{n}.delta"] = m.delta.detach()
-        return out
-
-    def load_state_tensors(self, tensors):
-        load_head_state(self.model, tensors)
+    def prepare_load(self, tensors):
+        """The saved entries are the ones that train: each target gets a module with the saved rows and columns."""
         for n, m in list(self.modules.items()):
             new = SparseDeltaLinear(m.base, rows=tensors[f"{n}.rows"], cols=tensors[f"{n}.cols"])
-            with torch.no_grad():
-                new.delta.copy_(tensors[f"{n}.delta"])
             set_submodule(self.model, n, new)
             self.modules[n] = new
 
@@ -246,7 +224,6 @@ def sweep_point(rank: int, budget: int, geo):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"sparsity": "sparsity"}  # knob -> the Memory calculator's address key (see explorer.methods)
 
 
 def settings_text(knobs: dict) -> str:
@@ -265,3 +242,21 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     return MemoryPlan(knobs, trainable_parts=dict(entries=n, head=head), extra_index_bytes=8 * n,
                       save_rules={t: trained_weight for t in a.types}, uncast=frozenset(a.types),
                       notes=list(notes))
+
+
+METHOD = Method(
+    label="SpaRTA", short="SpaRTA", paper="arXiv 2502.15975",
+    description="Trains a random subset of single entries of the target weights as zero-initialised deltas.",
+    what_trains="a random set of single entries of W (Wv, Wo by default)",
+    formula="(1 - sparsity) x all parameters in total, head included (or density x d_out x d_in per target)",
+    deviations=[
+        "An exact count of entries, split over the targets by size, instead of the authors' Bernoulli draw (same "
+        "expectation).",
+        f"At the default sparsity, a small model whose budget exceeds half of the target entries gets the density "
+        f"inside the targets capped at {DEFAULT_DENSITY_CAP:.0%} (said in the notes).",
+    ],
+    knobs=KNOBS, default_lr=5e-3, color_slot=3, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    sweep_point=sweep_point,
+    memory_plan=memory_plan, settings_text=settings_text, memory_page_knobs={"sparsity": "sparsity"},
+)

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
-from explorer.sparse import linear_from
 from explorer.targets import INPUT_GROUPS, set_submodule
-from .base import Adapter, Knob, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .base import Adapter, AdaptedLinear, Knob, KnobError, Layout, resolve_targets, sparse_head_setup
+from .contract import Method
 from .facts import Picture, alpha_knob, fmt_count, rank_knob, seed_knob, targets_knob, with_head
 
 PRESETS = {
@@ -46,8 +46,6 @@ def _held_by_preset(name: str):
     return locked
 
 
-LABEL = "Tied-LoRA"
-SHORT = "Tied-LoRA"
 KNOBS = [
     Knob("preset", "choice", "TL6", "a named combination (custom: use the switches below)",
          choices=list(PRESETS) + ["custom"], label="Tied-LoRA preset"),
@@ -61,17 +59,6 @@ KNOBS = [
     Knob("train_u", "bool", True, "u trained (custom preset only)", label="train u", locked=_held_by_preset("train_u")),
     Knob("train_v", "bool", True, "v trained (custom preset only)", label="train v", locked=_held_by_preset("train_v")),
     seed_knob("seed for the random init"),
-]
-DESCRIPTION = "One low-rank A and B shared by all layers, with per-layer scaling vectors u and v."
-WHAT_TRAINS = "one A and one B shared by all layers, plus small per-layer vectors u, v"
-PAPER = "arXiv 2311.09578"
-FORMULA = "tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]"
-DEFAULT_LR = 3e-3
-COLOR_SLOT = 4
-DEVIATIONS = [
-    "Only the TL5 and TL6 labels are attached (plus vBuA and VeRA-like): which trained/frozen combinations TL1-TL4 "
-    "are is not certain from public sources, so every combination is a switch (custom preset).",
-    "With grouped-query attention the fused q, k, v slices of B have the real, smaller k and v sizes.",
 ]
 
 
@@ -117,20 +104,11 @@ class TiedGroup(nn.Module):
         return self.A[i], self.B[i]
 
 
-class TiedLoRALinear(nn.Module):
+class TiedLoRALinear(AdaptedLinear):
     def __init__(self, base: nn.Linear, group: TiedGroup, layer: int, rows: slice, scaling: float):
-        super().__init__()
-        self.base = base
+        super().__init__(base)
         self.group = group  # shared module: its parameters are counted and optimised once
         self.layer, self.rows, self.scaling = layer, rows, scaling
-
-    @property
-    def weight(self):
-        return self.base.weight
-
-    @property
-    def bias(self):
-        return self.base.bias
 
     def forward(self, x):
         g = self.group
@@ -146,9 +124,6 @@ class TiedLoRALinear(nn.Module):
         return (g.v[self.layer, self.rows].detach()[:, None] * b[self.rows]) @ (g.u[self.layer].detach()[:, None] * a) \
             * self.scaling
 
-    def to_linear(self) -> nn.Linear:
-        return linear_from(self.base, self.base.weight.float() + self.delta_weight().float())
-
 
 def _group_key(ttype: str) -> str:
     for grp in INPUT_GROUPS:
@@ -159,6 +134,7 @@ def _group_key(ttype: str) -> str:
 
 class TiedLoRAAdapter(Adapter):
     method = "tied-lora"
+    state_names = ("A", "B", "u", "v")  # per input group (state_parts)
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
         super().__init__(model, knobs, n_base)
@@ -240,19 +216,8 @@ class TiedLoRAAdapter(Adapter):
                                           **{k: sw[k] for k in ("train_A", "train_B", "train_u", "train_v")})))
         return out
 
-    def state_tensors(self):
-        out = head_state(self.model)
-        for key, grp in self.groups.items():
-            for name in ("A", "B", "u", "v"):
-                out[f"{key}.{name}"] = getattr(grp, name).detach()
-        return out
-
-    def load_state_tensors(self, tensors):
-        load_head_state(self.model, tensors)
-        with torch.no_grad():
-            for key, grp in self.groups.items():
-                for name in ("A", "B", "u", "v"):
-                    getattr(grp, name).copy_(tensors[f"{key}.{name}"])
+    def state_parts(self):
+        return self.groups  # A, B, u and v are kept per input group, not per target
 
 
 def expected_count(targets, rank: int, sw: dict) -> int:
@@ -348,7 +313,6 @@ def matrix_pictures(adapter, layout, warmup):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"rank": "rank", "preset": "tl"}  # knob -> the Memory calculator's address key
 _LABEL = "Tied-LoRA: A x, u A x, v-scaled update"
 
 
@@ -392,3 +356,20 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     rule = partial(tied_saves, rank=r, sw=sw)
     return MemoryPlan(knobs, trainable_parts=dict(adapters=n, head=spec.head_params()), extra_float=total - n,
                       save_rules={t: rule for t in a.types})
+
+
+METHOD = Method(
+    label="Tied-LoRA", short="Tied-LoRA", paper="arXiv 2311.09578",
+    description="One low-rank A and B shared by all layers, with per-layer scaling vectors u and v.",
+    what_trains="one A and one B shared by all layers, plus small per-layer vectors u, v",
+    formula="tied: r d_in + r d_out(fused) [A, B, if trained] + L (r + d_out(fused)) [u, v, if trained]",
+    deviations=[
+        "Only the TL5 and TL6 labels are attached (plus vBuA and VeRA-like): which trained/frozen combinations "
+        "TL1-TL4 are is not certain from public sources, so every combination is a switch (custom preset).",
+        "With grouped-query attention the fused q, k, v slices of B have the real, smaller k and v sizes.",
+    ],
+    knobs=KNOBS, default_lr=3e-3, color_slot=4, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    overview_pictures=overview_pictures,
+    memory_plan=memory_plan, settings_text=settings_text, memory_page_knobs={"rank": "rank", "preset": "tl"},
+)

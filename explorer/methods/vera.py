@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
-from explorer.targets import head_module_names
-from .base import Adapter, Knob, Layout, resolve_targets
+from .base import Knob, Layout
+from .contract import Method
 from .facts import (KnobContext, Picture, Widget, fmt_count, per_shape_lines, seed_knob, targets_knob,
                     with_head)
-from .lora import LoraAdapter
+from .peft_adapter import PeftAdapter
 
 RANK_STEPS = [16, 64, 128, 256, 512, 1024, 2048]  # the rank slider's stops (the current value is always one)
 
@@ -36,8 +36,6 @@ def rank_options(ctx: KnobContext) -> Widget:
     return Widget(options=sorted(set(RANK_STEPS) | {int(ctx.values.get("rank") or 512)}))
 
 
-LABEL = "VeRA"
-SHORT = "VeRA"
 KNOBS = [
     Knob("rank", "int", 512, "rank r of the shared frozen A and B (only d, r numbers, trains per target, so a "
          "high rank stays cheap)", min=1, max=4096, label="rank r", widget="select_slider",
@@ -50,31 +48,7 @@ KNOBS = [
          label="adapter dropout", widget="slider", step=0.01),
     seed_knob("seed of the shared random A and B (peft's projection_prng_key)"),
 ]
-DESCRIPTION = ("One frozen random pair A, B shared by every layer; each layer trains only two scaling vectors, "
-               "d (r) and b (d_out, starts at zero).")
-WHAT_TRAINS = "two scaling vectors per target, d (r) and b (d_out, starts at 0), around one frozen random B A " \
-              "shared by all layers"
-PAPER = "arXiv 2310.11454"
-FORMULA = "r + d_out per target (A and B frozen, shared)"
-# measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained 0.505-0.535):
-# every linear layer, r = 512, the head at the run's rate: 0.81 at 3e-2 (seed 0; seeds 1 and 2: 0.54, 0.605),
-# 0.57 at 2e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at 1e-2, 3e-2 and 1e-1.
-# The head at a tenth of 3e-2 (HEAD_LR_SCALE): 0.955 / 0.775 / 0.965 / 0.845 with seeds 0 / 1 / 2 / 3.  bbc-news, 60 steps,
-# the head at the run's rate: 0.935
-DEFAULT_LR = 3e-2
-HEAD_LR_SCALE = 0.1  # the new classification head's rate, as a multiple of the run's (see DEVIATIONS)
-COLOR_SLOT = 7
-LOAD_FORMAT = "peft"  # saved with peft's save_pretrained (A and B included), loaded with its state dict
-DEVIATIONS = [
-    "d and b train at the run's rate (default 3e-2, ten times LoRA's, since only scaling vectors train) and the "
-    "new classification head at a tenth of it, a choice made here by measurement: with one rate for both, minilm "
-    "learned colour-shape in 150 steps with one seed in three (held-out 0.81, 0.54, 0.605); with the head at a "
-    "tenth, 0.955, 0.775 and 0.965.",
-    "Defaults chosen here by measurement on minilm: r = 512 on every linear layer (q and v alone did not learn "
-    "colour-shape in 150 steps at any rate tried); the paper sets rank and targets per experiment.",
-    "peft draws A and B once, Kaiming-uniform, at the largest target's sizes, and each target slices its own "
-    "shape from them.",
-]
+HEAD_LR_SCALE = 0.1  # the new classification head's rate, as a multiple of the run's (see METHOD.deviations)
 
 
 def shared_shape(targets) -> tuple[int, int]:
@@ -87,37 +61,27 @@ def analytic_count(targets, rank: int) -> int:
     return sum(rank + t.d_out for t in targets)
 
 
-class VeraAdapter(Adapter):
+class VeraAdapter(PeftAdapter):
     method = "vera"
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int):
-        from peft import VeraConfig, get_peft_model
+        from peft import VeraConfig
 
         super().__init__(model, knobs, n_base)
-        self.targets = resolve_targets(model, knobs["targets"], self.method)
-        heads = head_module_names(model)
-        cfg = VeraConfig(r=knobs["rank"], target_modules=[t.name for t in self.targets],
-                         projection_prng_key=knobs["seed"], save_projection=True, vera_dropout=knobs["dropout"],
-                         d_initial=knobs["d_init"], modules_to_save=heads or None, bias="none")
-        self.peft_model = get_peft_model(model, cfg)
-        self.model = self.peft_model
+        self.wrap(VeraConfig(r=knobs["rank"], target_modules=[t.name for t in self.targets],
+                             projection_prng_key=knobs["seed"], save_projection=True, vera_dropout=knobs["dropout"],
+                             d_initial=knobs["d_init"], modules_to_save=self.heads or None, bias="none"))
         d_in, d_out = shared_shape(self.targets)
         self.notes.append(f"Implemented with the peft library (VeraConfig): one frozen A ({knobs['rank']} x {d_in}) "
                           f"and B ({d_out} x {knobs['rank']}) shared by all {len(self.targets)} targets, sliced "
                           "to each target's shape; they are buffers, not trained.")
-        if heads:
+        if self.heads:
             self.notes.append("The new classification head trains fully (peft modules_to_save) and is counted; it "
                               f"trains at {HEAD_LR_SCALE:g} x the run's learning rate (d and b at the run's rate).")
-
-    head_parameters = LoraAdapter.head_parameters
 
     def lr_scale(self, name: str, param: nn.Parameter) -> float:
         """The new classification head (peft's modules_to_save copy) trains at HEAD_LR_SCALE x the run's rate."""
         return HEAD_LR_SCALE if ".modules_to_save." in name else 1.0
-
-    save = LoraAdapter.save
-    load_from = LoraAdapter.load_from
-    merge_into_model = LoraAdapter.merge_into_model
 
     def shared_projections(self):
         """The one frozen (A, B) pair every target slices (peft's vera_A / vera_B buffers)."""
@@ -219,3 +183,31 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
         plan.notes.append("peft modules_to_save keeps a frozen copy of the original head besides the trained "
                           "one (counted in weights).")
     return plan
+
+
+METHOD = Method(
+    label="VeRA", short="VeRA", paper="arXiv 2310.11454",
+    description="One frozen random pair A, B shared by every layer; each layer trains only two scaling vectors, "
+                "d (r) and b (d_out, starts at zero).",
+    what_trains="two scaling vectors per target, d (r) and b (d_out, starts at 0), around one frozen random B A "
+                "shared by all layers",
+    formula="r + d_out per target (A and B frozen, shared)",
+    deviations=[
+        "d and b train at the run's rate (default 3e-2, ten times LoRA's, since only scaling vectors train) and "
+        "the new classification head at a tenth of it, a choice made here by measurement: with one rate for both, "
+        "minilm learned colour-shape in 150 steps with one seed in three (held-out 0.81, 0.54, 0.605); with the "
+        "head at a tenth, 0.955, 0.775 and 0.965.",
+        "Defaults chosen here by measurement on minilm: r = 512 on every linear layer (q and v alone did not learn "
+        "colour-shape in 150 steps at any rate tried); the paper sets rank and targets per experiment.",
+        "peft draws A and B once, Kaiming-uniform, at the largest target's sizes, and each target slices its own "
+        "shape from them.",
+    ],
+    # measured on minilm / colour-shape, 150 steps, batch 16 (held-out accuracy at step 150, untrained
+    # 0.505-0.535): every linear layer, r = 512, the head at the run's rate: 0.81 at 3e-2 (seed 0; seeds 1 and 2:
+    # 0.54, 0.605), 0.57 at 2e-2, 0.49 at 5e-2; r = 1024: 0.74 at 3e-2; q and v only, r = 256: 0.47 to 0.54 at
+    # 1e-2, 3e-2 and 1e-1.  The head at a tenth of 3e-2 (HEAD_LR_SCALE): 0.955 / 0.775 / 0.965 / 0.845 with seeds
+    # 0 / 1 / 2 / 3.  bbc-news, 60 steps, the head at the run's rate: 0.935
+    knobs=KNOBS, default_lr=3e-2, color_slot=7, apply=apply,
+    formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
+    memory_plan=memory_plan, settings_text=settings_text,
+)

@@ -21,7 +21,6 @@ from plotly.subplots import make_subplots
 TRAINED = "#E4572E"  # trained: warm orange-red
 FROZEN = "#8A94A6"  # frozen: mid grey
 SHARED = "#2E86AB"  # shared / tied: blue
-ACCENT = "#F3A712"
 COLORS = ["#2E86AB", "#E4572E", "#17BEBB", "#F3A712", "#8E6CCF", "#76B041", "#D1495B",
           "#8C564B", "#5C6B73"]  # one per method on run charts (a method's COLOR_SLOT), two to spare
 MASK_SCALE = "Viridis"
@@ -330,16 +329,6 @@ def delta_heatmap(absval: np.ndarray, shape: tuple[int, int], factor: int, title
     rel = a / top if top > 0 else a
     return mask_heatmap(rel, shape, factor, title, template, colorbar_title="|ΔW| / max<br>(illustrative)",
                         height=height)
-
-
-def singular_values(sv: np.ndarray, title: str, template: str = "plotly_white", height: int = 260) -> go.Figure:
-    sv = np.asarray(sv, dtype=np.float32)
-    rel = sv / sv[0] if sv.size and sv[0] > 0 else sv
-    fig = go.Figure(go.Bar(x=np.arange(1, rel.size + 1), y=rel, marker_color=SHARED,
-                           hovertemplate="singular value %{x}: %{y:.3g} of the largest<extra></extra>"))
-    fig.update_yaxes(type="log", title_text="σ_i / σ_1 (log)", range=[-7, 0.1])
-    fig.update_xaxes(title_text="index i")
-    return _base(fig, template, title, height)
 
 
 def block_scores(scores: np.ndarray, selected: np.ndarray, block: int, title: str,

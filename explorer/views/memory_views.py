@@ -20,26 +20,26 @@ from __future__ import annotations
 
 import time
 
+from explorer.errors import KnobError
 from explorer.memory.analytic import estimate
 from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for, spec_from_config, spec_from_model
-from explorer.methods import METHODS, KnobError
+from explorer.methods import METHODS
+from explorer.model_configs import config_model_names
+from explorer.models import REGISTRY, model_names
 from explorer.views.figures import COLORS
 from explorer.workshop.presets import Preset
 from explorer.urlstate import Field, Schema
 
-SMALL = ("minilm", "smollm2-135m", "tiny-bert", "tiny-llama")
+SMALL = tuple(model_names())  # the models this machine can train (explorer.models.REGISTRY)
 BIG = tuple(PUBLISHED)  # llama-7b, llama-13b, llama-65b, mistral-7b, gpt3-175b
-CONFIGS = ("llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "qwen2.5-0.5b", "qwen2.5-7b", "gemma-2b",
-           "gpt2", "bert-base", "bert-large")  # bundled config-only models (explorer/configs; mistral-7b is in BIG)
+# bundled config-only models (explorer/configs; a name also published, mistral-7b, is in BIG)
+CONFIGS = tuple(n for n in config_model_names() if n not in PUBLISHED)
 CUSTOM = "custom"
 MODELS = BIG + CONFIGS + SMALL + (CUSTOM,)
 MODEL_LABELS = {
     **{k: f"{v.name} (published config)" for k, v in PUBLISHED.items()},
     **{k: f"{k} (bundled config.json)" for k in CONFIGS},
-    "minilm": "minilm (22.7 M BERT, real config)",
-    "smollm2-135m": "smollm2-135m (134.5 M LLaMA, real config)",
-    "tiny-bert": "tiny-bert (random, instant)",
-    "tiny-llama": "tiny-llama (random, instant)",
+    **{k: f"{k} ({REGISTRY[k]['blurb']}{', real config' if REGISTRY[k]['pretrained'] else ''})" for k in SMALL},
     CUSTOM: "custom shape…",
 }
 PRECISIONS = ("fp32", "bf16-mixed", "4bit")
@@ -362,7 +362,6 @@ def compare_rows(results: list[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------- presets
 
 _P = "memory"
-_ALL_LIN = "q,k,v,o,gate,up,down"
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("LLaMA-65B full fine-tuning > 1 TB", _P,
            "Full fine-tuning keeps 16 bytes per parameter (bf16 weight and gradient, fp32 Adam moments and master "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+from explorer.models import REGISTRY, model_names
 from explorer.urlstate import Field, Schema, knob_fields
 
 # ----------------------------------------------------------------------------- the schemas
@@ -32,9 +33,10 @@ def _task_names() -> tuple:
 
 FT_SOURCES = ("built-in", "upload", "hub")
 FT_DEVICES = ("auto", "cpu", "cuda")
-SWEEP_MODELS = ("minilm", "tiny-bert", "tiny-llama", "smollm2-135m")
+SWEEP_MODELS = tuple(model_names())  # the registry's models (explorer.models.REGISTRY)
 SWEEP_RANKS = (1, 2, 4, 8, 16, 32)
-SMT_MODELS = ("tiny-llama", "tiny-bert", "minilm", "smollm2-135m")
+SMT_MODELS = tuple(model_names())
+SMT_INSTANT = tuple(m for m in SMT_MODELS if not REGISTRY[m]["pretrained"])  # random weights: warm up in < 1 s
 
 
 def finetune_base_schema() -> Schema:
@@ -72,7 +74,7 @@ def _finetune(values: Mapping) -> Schema:
 
 
 def compare_schema() -> Schema:
-    from explorer.workshop.jobs import SWEEP_METHODS
+    from explorer.methods import SWEEP_METHODS
 
     return Schema([
         Field("x", "choice", "trainable", choices=("trainable", "memory"), help="x axis of the accuracy chart"),

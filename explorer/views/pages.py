@@ -52,7 +52,6 @@ PAGES: tuple[PageSpec, ...] = (
              "The runs the room shared, on one chart: the budget sweep built together.", "the board"),
 )
 BY_KEY = {p.key: p for p in PAGES}
-BY_FILE = {p.file: p for p in PAGES}
 
 PARTICIPANT_KEYS = ("instr", "proj", "sid")  # each participant's own (modes, session): never a lesson step's
 

@@ -34,18 +34,19 @@ import torch
 from torch import nn
 
 from explorer.engine.step import StepPlan, run_step
+from explorer.errors import KnobError
 from explorer.methods import METHODS, apply_method
-from explorer.methods.base import Adapter, KnobError, Layout
+from explorer.methods.base import Adapter, Layout
+from explorer.models import model_names
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema, knob_fields
-from explorer.views.playground_pictures import (MAX_CELLS, Delta, delta_rank, find_layout,  # noqa: F401 - re-exported
+from explorer.views.playground_pictures import (MAX_CELLS, delta_rank, find_layout,  # noqa: F401 - re-exported
                                                 formula, illustrative_delta, matrix_pictures, numerical_rank,
                                                 overview_pictures, picture_figure, reduce_abs_max, reduce_mask,
                                                 tied_structure)
 
 SIDES = ("a", "b")
 INSTRUCTOR_HIDDEN = ("seed",)  # hidden in instructor mode besides Knob.advanced
-BUILTIN_MODELS = ("minilm", "smollm2-135m", "tiny-bert", "tiny-llama")
 
 
 # ----------------------------------------------------------------------------- URL schema
@@ -55,7 +56,7 @@ def page_schema() -> Schema:
     methods = tuple(METHODS)
     return Schema([
         Field("model", "str", "minilm", max_len=200,
-              help="minilm, smollm2-135m, tiny-bert, tiny-llama, a local folder or a hub id"),
+              help=f"{', '.join(model_names())}, a local folder or a hub id"),
         Field("m1", "choice", "lora", choices=methods, help="method on the left"),
         Field("m2", "choice", "none", choices=("none",) + methods, help="method on the right (none: one column)"),
         Field("wt", "choice", "v", choices=tuple(ALL_TYPES), help="matrix type drawn"),
@@ -146,9 +147,6 @@ class Summary:
 
     def layouts(self) -> list[Layout]:
         return self.adapter.layouts()
-
-    def target_names(self) -> list[str]:
-        return [t.name for t in self.adapter.targets]
 
 
 def analytic_adapter_bytes(adapter: Adapter) -> int:

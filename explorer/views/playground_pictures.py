@@ -8,7 +8,6 @@ Each method says what it draws (its module's ``formula_lines``, ``illustrative_d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,17 +74,6 @@ def find_layout(s: Summary, wtype: str, layer: int) -> Layout | None:
         if lay.type == wtype and lay.layer == layer:
             return lay
     return None
-
-
-@dataclass
-class Delta:
-    """An illustrative ΔW and its rank (exact from the factors, or a structural upper bound)."""
-
-    matrix: np.ndarray
-    note: str
-    rank: int
-    rank_exact: bool
-    rank_text: str
 
 
 def illustrative_delta(s: Summary, target: str, seed: int = 0) -> tuple[np.ndarray, str]:

@@ -274,11 +274,6 @@ def overlap_rows(an) -> list[dict]:
     return rows
 
 
-def type_table(an, family: str = "") -> list[dict]:
-    return [dict(type=type_name(t, family), blocks=an.blocks_type[t], share=an.shares_type[t],
-                 density=an.density_type[t]) for t in an.blocks_type]
-
-
 def loss_figure(losses: list[float], template: str = "plotly_white", height: int = 220) -> go.Figure:
     fig = go.Figure(go.Scatter(x=list(range(1, len(losses) + 1)), y=losses, mode="lines+markers",
                                line=dict(color=COLORS[1]), hovertemplate="step %{x}: loss %{y:.4f}<extra></extra>"))

@@ -9,7 +9,7 @@ history    a session's runs (RunEntry, RunHistory), export and import
 security   safe paths, upload checks, atomic writes
 board, board_fields   the class board and what its entries may hold
 status     the server status panel (PEFT_EXPLORER_DEBUG=1)
-presets, limits, tryout   lesson presets, the upload limit, "Try your model"
+presets, tryout   lesson presets, "Try your model" (the upload limit: explorer.limits)
 lessons    lesson files (TOML/JSON): steps with a page and its checked settings, questions (Lesson, parse_lesson)
 truths     a question's truth, computed at reveal time (method code, memory model, the room's shared runs)
 answers    what an answer may be; the projector's tallies and histograms

@@ -46,9 +46,6 @@ _RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCALAR = (str, int, float, bool, type(None))
 
 
-UPLOAD_TYPES = (".csv", ".tsv", ".json", ".jsonl")
-
-
 def save_upload(folder: Path | str, filename: str, data: bytes, max_bytes: int | None = None) -> Path:
     """Save an uploaded data file inside ``folder/uploads`` under a server-made name; returns its path.
 

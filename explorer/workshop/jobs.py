@@ -43,8 +43,8 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from explorer.methods import METHODS
-from explorer.methods.base import KnobError
+from explorer.methods import METHODS, SWEEP_METHODS
+from explorer.errors import KnobError
 from explorer.engine.state import Heartbeat
 
 __all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
@@ -157,7 +157,6 @@ class Job:
         self.message = ""
         self.result: Any = None
         self.error: BaseException | None = None
-        self.submitted = time.time()
         self.started: float | None = None
         self.ended: float | None = None
         self.stop_event = state.stop_event if state is not None and hasattr(state, "stop_event") else \
@@ -349,7 +348,6 @@ def set_run_threads(max_running: int) -> int:
 
 # ----------------------------------------------------------------------------- budget sweeps
 
-SWEEP_METHODS = tuple(k for k, m in METHODS.items() if m.sweepable)  # methods with a ``sweep_point``
 
 
 def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("q", "v")) -> list[dict]:
@@ -362,7 +360,7 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     run is measured and shown).  Returns dicts with ``label``, ``method``, ``knobs``,
     ``budget`` (the LoRA-equivalent count) and ``rank``.
     """
-    from explorer.methods.base import KnobError
+    from explorer.errors import KnobError
     from explorer.methods.facts import SweepGeometry
     from explorer.methods.smt import auto_block_size, valid_block_sizes
     from explorer.targets import find_targets

@@ -229,7 +229,7 @@ def _number(d: dict, key: str, lo: float, hi: float, where: str = "", integer: b
     return int(v) if integer else float(v)
 
 
-def _question(d, step_where: str) -> Question:
+def _question(d) -> Question:
     from explorer.workshop.truths import TruthError, check_truth
 
     w = "question."
@@ -308,7 +308,7 @@ def _step(d, i: int, where: str) -> Step:
         values, query = P.check_settings(page, merged)
     except P.SettingsError as e:
         raise _Field(str(e)) from None
-    q = _question(d["question"], where) if "question" in d else None
+    q = _question(d["question"]) if "question" in d else None
     return Step(index=i, title=title, page=page, do=_text(d, "do", 600, lines=True),
                 notice=_text(d, "notice", 600, lines=True), minutes=_number(d, "minutes", 0.5, 120),
                 settings=dict(merged), preset=preset, values=values, query=query, question=q)

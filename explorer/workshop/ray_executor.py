@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from explorer.errors import ServiceError
+from explorer.errors import ServiceError, WorkerDied, died_message
 
 __all__ = ["RayExecutor", "RAY_ADDRESS_ENV", "RAY_CPUS_ENV"]
 
@@ -103,10 +103,6 @@ class _RunActor:
         with self.lock:
             return [dict(r) for r in self.records[since:]], dict(self.status), len(self.records)
 
-    def final_records(self):
-        with self.lock:
-            return [dict(r) for r in self.records]
-
     def stop(self):
         self.stop_event.set()
 
@@ -179,8 +175,6 @@ class RayExecutor:
         return a, gpus
 
     def run_train(self, cfg, state, loaded=None, keep_adapter: bool = True):
-        from explorer.workshop.workers import WorkerDied, died_message
-
         ray = self.ray
         data, name = _data_for(cfg)
         actor, gpus = self._acquire(self._gpus(cfg))

@@ -16,7 +16,7 @@ session's history and drops the run's model copy, so memory goes back when the r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 from explorer.engine.config import TrainConfig
@@ -48,7 +48,6 @@ class FineTuneRun:
     job: Job
     cfg: TrainConfig
     label: str
-    t_submit: float = field(default_factory=time.time)
     seen_done: bool = False  # the page has redrawn once after the run ended
 
     @property

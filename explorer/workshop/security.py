@@ -15,8 +15,8 @@ Rules for a server shared by a room of people:
 Limits (environment):
 
 ``PEFT_EXPLORER_MAX_UPLOAD_MB``  largest upload in MiB (2^20 bytes; default 20).  One limit for
-    every upload and data file: :func:`max_upload_bytes` is read by the Fine-tune data upload
-    (:func:`store_upload`), the history import of Compare (``explorer.workshop.history``), the data
+    every upload and data file (``explorer.limits``): :func:`max_upload_bytes` is read by the Fine-tune data
+    upload (:func:`store_upload`), the history import of Compare (``explorer.workshop.history``), the data
     loader's file size check (``explorer.data.files``) and, through :func:`streamlit_max_upload_mb`,
     Streamlit's own ``server.maxUploadSize`` (``make run``) and each file uploader.
 """
@@ -29,11 +29,12 @@ import re
 import secrets
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from explorer.data.files import DATA_SUFFIXES, META_SUFFIX
 from explorer.errors import DataError
+# one limit (explorer.limits), re-exported for the pages and the upload checks below
+from explorer.limits import DEFAULT_MAX_UPLOAD_MB, format_mib, max_upload_bytes, streamlit_max_upload_mb  # noqa: F401
 
-DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
 ADAPTER_SUFFIXES = (".safetensors", ".json")
-from explorer.workshop.limits import DEFAULT_MAX_UPLOAD_MB  # noqa: E402,F401
 MAX_NAME_LEN = 255
 
 
@@ -43,19 +44,6 @@ class UnsafePathError(DataError):
 
 class UploadError(DataError):
     """An upload is too large, empty or of a type that is not read."""
-
-
-from explorer.workshop.limits import max_upload_bytes, streamlit_max_upload_mb  # noqa: E402,F401 - one limit, importable alone
-
-
-def format_mib(n_bytes: int) -> str:
-    """A size as people read it: ``20 MiB``, ``0.5 MiB``, ``25.3 MiB`` (MiB = 2^20 bytes, at most 3
-    significant digits below 1,000 MiB) or ``1,048 bytes`` under a tenth of a MiB."""
-    n = int(n_bytes)
-    if n < 2**20 // 10:
-        return f"{n:,} bytes"
-    mib = n / 2**20
-    return f"{mib:.3g} MiB" if mib < 1000 else f"{mib:,.0f} MiB"
 
 
 def _short(s, n: int = 60) -> str:
@@ -187,9 +175,6 @@ def atomic_write(path, data) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-META_SUFFIX = ".meta.json"  # beside a stored upload: the user's file name, for display only
 
 
 def shown_name(name) -> str:

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.errors import ServiceError
+from explorer.errors import ServiceError, WorkerDied, died_message
 from explorer.workshop.worker_side import _worker_main, resolve
 
 __all__ = ["ThreadExecutor", "ProcessExecutor", "default_executor", "executor_kind", "EXECUTOR_ENV",
@@ -41,27 +41,6 @@ EXECUTOR_ENV = "PEFT_EXPLORER_EXECUTOR"
 NICE_ENV = "PEFT_EXPLORER_WORKER_NICE"
 POLL_S = 0.2
 KINDS = ("thread", "process", "ray")
-
-
-class WorkerDied(ServiceError):
-    """The worker process running a run ended without a result."""
-
-
-def died_message(exitcode: int | None) -> str:
-    """One line for a worker that ended without a result (``exitcode`` as multiprocessing reports it)."""
-    if exitcode is not None and exitcode < 0:
-        import signal
-
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        why = " (out of memory, or killed by the operator)" if -exitcode == signal.SIGKILL else ""
-        how = f"was killed by {name}{why}"
-    else:
-        how = f"exited with code {exitcode}"
-    return (f"worker died: the process running this run {how}; the server, the other runs and your history "
-            "are unaffected")
 
 
 def executor_kind(default: str = "process") -> str:

@@ -50,6 +50,13 @@ def test_fine_tune_start_and_finish_by_keyboard(server, browser):  # noqa: F811
         tag, text = page.evaluate(FOCUSED)
         assert tag == "BUTTON" and "Start" in text and presses <= 6, (tag, text, presses)
         page.keyboard.press("Enter")
+        page.get_by_role("button", name="Stop").first.wait_for(timeout=60_000)  # the page's own Stop, while it runs
+        # Streamlit's status widget (top right) shows a Stop of its own while a slow rerun goes on, which stops the
+        # script, not the run: the page hides it.  Its markup, as Streamlit draws it, must stay invisible here.
+        page.evaluate("""() => document.body.insertAdjacentHTML('beforeend',
+            '<div data-testid="stStatusWidget"><button id="st-own-stop">Stop</button></div>')""")
+        assert not page.locator("#st-own-stop").is_visible()
+        assert page.get_by_role("button", name="Stop").count() == 1
         page.get_by_text("Finished 6 steps", exact=False).first.wait_for(timeout=120_000)
         wait_idle(page)
         assert not page_errors(page), page_errors(page)

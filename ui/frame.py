@@ -19,9 +19,12 @@ from ui.modes import PROJECTOR_CSS, instructor_mode, mode_params, modes_from_url
 from ui.session import start_session_janitor
 
 MAIN_CONTROL = "main-control"  # the id of the spot a page's skip link jumps to
-# Light mode, every page: Streamlit's grey captions and green inline code are below WCAG AA contrast on white
-# (axe-core: color-contrast); the skip link shows only when it has the keyboard focus.
+# Every page: Streamlit's grey captions and green inline code are below WCAG AA contrast on white (axe-core:
+# color-contrast); the skip link shows only when it has the keyboard focus; Streamlit's own "Stop" in the status
+# widget (top right, while a script or a polling fragment runs) is hidden: it stops the page's script, not a
+# training run, so a room saw two Stop buttons and pressed the one that leaves the run going.
 BASE_CSS = """<style>
+[data-testid="stStatusWidget"] button { display: none !important; }
 [data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] * {
   color: #484b55 !important; opacity: 1 !important; }
 [data-testid="stMarkdownContainer"] code { color: #14622e !important; }

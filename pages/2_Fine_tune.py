@@ -140,7 +140,7 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
         return
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     with c1:
-        ui.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(run.state)}")
+        ui.show_fig(run.figure("curves", snap, tpl), key=f"ft-live-{id(run.state)}")
     with c2:
         tr = [r for r in recs if r.get("loss") is not None]
         ev = [r for r in recs if r.get("eval_accuracy") is not None]
@@ -157,7 +157,7 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
         c1, c2 = st.columns([3, 2], vertical_alignment="center")
         last = mem[-1]
         with c1:
-            ui.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(run.state)}")
+            ui.show_fig(run.figure("memory", snap, tpl), key=f"ft-mem-{id(run.state)}")
         with c2:
             parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
             st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "

@@ -10,6 +10,7 @@ import ui_board as UB
 import ui_common as ui
 from explorer.workshop import board as B
 from explorer.views import figures_runs as FR
+from explorer.views.figcache import cached
 from explorer.views.fmt import count, exact, nbytes
 from explorer.urlstate import Field, Schema
 
@@ -195,11 +196,14 @@ def body():
                     help=f"{best['name'] or B.ANONYMOUS}: {best['method']} {best['knobs']}, "
                          f"{exact(best['trainable'])} trainable, peak {nbytes(best['peak_bytes'])}")
         c = st.columns(2) if not ui.projector_on() else [st.container(), st.container()]
+        seen = ("board", board.cache_id, st.session_state.get("board_seen"), st.session_state.get(GROUP), tpl)
         with c[0]:
-            ui.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
+            ui.show_fig(cached(seen + ("trainable",), lambda: FR.board_scatter(rows, "trainable", tpl)),
+                        key="board-trainable")
         with c[1]:
             if peak:
-                ui.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
+                ui.show_fig(cached(seen + ("memory",), lambda: FR.board_scatter(rows, "memory", tpl)),
+                            key="board-memory")
         st.caption("Dots: one shared run each, coloured by method (the colours of Compare). Dotted lines: each "
                    "method's mean over the room's runs at each budget, in budget order. Peak memory is the byte "
                    "account's largest step (weights + gradients + optimizer state + activations).")

@@ -116,7 +116,7 @@ def server(request, tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", PEFT_EXPLORER_DEBUG="1",
-               PEFT_EXPLORER_EXECUTOR=request.param,
+               PEFT_EXPLORER_EXECUTOR=request.param, PEFT_EXPLORER_GC_FREEZE="1",  # as a real server
                PEFT_EXPLORER_SESSIONS=str(tmp_path_factory.mktemp("sessions")))
     logdir = ROOT / ".pytest_cache"
     log = open(logdir / f"load_server_{request.param}.log", "w") if logdir.exists() else subprocess.DEVNULL

@@ -38,7 +38,8 @@ from explorer.methods import METHODS, apply_method
 from explorer.methods.base import Adapter, KnobError, Layout
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema, knob_fields
-from explorer.views.playground_pictures import (MAX_CELLS, Delta, delta_rank, find_layout,  # noqa: F401 - re-exported
+from explorer.views.playground_pictures import (MAX_CELLS, Delta, DeltaView, delta_rank,  # noqa: F401 - re-exported
+                                                delta_view, find_layout,
                                                 formula, illustrative_delta, matrix_pictures, numerical_rank,
                                                 overview_pictures, picture_figure, reduce_abs_max, reduce_mask,
                                                 tied_structure)

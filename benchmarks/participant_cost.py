@@ -750,6 +750,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="participant_cost")
     a = ap.parse_args(argv)
     a.states = [s.strip() for s in a.states.split(",") if s.strip()]
+    if a.profile and not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists()):
+        ap.error("py-spy is not installed: pip install -r requirements-dev.txt, or run with --no-profile")
     bad = [s for s in a.states if s not in STATES]
     if bad:
         ap.error(f"unknown states {bad}; known: {', '.join(STATES)}")

@@ -257,6 +257,7 @@ def start_server(checkout: Path, executor: str, max_runs: int, tmp: Path) -> Ser
                PEFT_EXPLORER_EXECUTOR=executor, PEFT_EXPLORER_MAX_RUNS=str(max_runs),
                PEFT_EXPLORER_SESSIONS=str(tmp / "sessions"), PEFT_EXPLORER_BOARD=str(board),
                PEFT_EXPLORER_ORPHAN_S="3600",  # the benchmark closes tabs on purpose; runs go on
+               PEFT_EXPLORER_GC_FREEZE="1",  # as a real server (the tests' conftest turns it off)
                PEFT_BENCH_GC_DIR=str(gc_dir))
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",

@@ -11,7 +11,7 @@ seconds per participant (psutil, while the participants were connected) and the 
 peak resident memory over idle per participant, runs finished, sessions that needed a rerun key, and the
 1-minute load average at the end of each pass (the machine may be shared: read the redraw times with it).
 
-Each size's raw figures: ``benchmarks/results/load_curve/<label>_<N>.json``; the table:
+Each size's raw figures: ``tests/artifacts/load_curve/<label>_<N>.json`` (their copies are in the JSON); the table:
 ``benchmarks/results/<out>.md`` and ``.json``.  The planning figure, participants per core, is the largest
 room whose redraw p95 stayed within ``--bar`` seconds (1.5) for both executors with every run finished and no
 rerun key, divided by the machine's cores.
@@ -34,7 +34,7 @@ EXECUTORS = ("thread", "process")
 
 
 def run_size(label: str, checkout: Path, n: int, timeout: float) -> dict:
-    raw = OUT / "load_curve" / f"{label}_{n}.json"
+    raw = ROOT / "tests" / "artifacts" / "load_curve" / f"{label}_{n}.json"  # ignored by git; the table keeps the figures
     raw.parent.mkdir(parents=True, exist_ok=True)
     if raw.exists():
         raw.unlink()

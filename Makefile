@@ -41,9 +41,13 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 test: install browser $(VENV)/.ray-installed
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
-# the load test alone, with its figures printed and written to benchmarks/results/load.json (headless participants)
+# the load test alone, with its figures printed and written to benchmarks/results/load.json (headless participants;
+# threads and worker processes side by side).  ROOM=30 runs a room of 30 (benchmarks/results/load_30.json); make test
+# keeps 10.  The curve over room sizes: python -m benchmarks.load_curve (benchmarks/results/load_curve.md)
+ROOM ?= 10
 loadtest: install
-	UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
+	PEFT_LOAD_SESSIONS=$(ROOM) PEFT_LOAD_RESULTS=benchmarks/results/load$(if $(filter-out 10,$(ROOM)),_$(ROOM)).json \
+	  UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
 
 # the same with ten chromium pages drawing on this machine's cores (benchmarks/results/load_browsers.json)
 loadtest-browsers: install browser

@@ -142,14 +142,11 @@ def draw_pictures(s, side: str, wt: str, layer: int, compact: bool):
     # the update ΔW
     if any(p.device.type == "meta" for p in s.adapter.model.parameters()):
         return  # a config-only model has no values to illustrate an update with
-    seed = int(s.knobs.get("seed", 0) or 0)
-    d, note = pg.illustrative_delta(s, lay.target, seed=seed)
-    red, f = pg.reduce_abs_max(d)
-    rank, exact, rank_text = pg.delta_rank(s, lay.target, d, seed=seed)
+    dv = pg.delta_view(s, lay, int(s.knobs.get("seed", 0) or 0), tpl)  # made once per summary, matrix, template
+    note, rank, exact, f = dv.note, dv.rank, dv.rank_exact, dv.factor
     left, right = _explain(compact)
     with left:
-        modes.show_fig(F.delta_heatmap(red, shape, f, f"ΔW added to W (illustrative values), {rank_text}",
-                                    tpl), key=f"delta-{side_key}")
+        modes.show_fig(dv.figure, key=f"delta-{side_key}")
     with right:
         st.markdown(note + (f" Rank of this ΔW: **{rank}** (computed from its factors; a {shape[0]}×{shape[1]} "
                             f"matrix can reach {min(shape)})." if exact else

@@ -107,11 +107,12 @@ def draw_status(run: FineTuneRun, snap: dict) -> None:
         st.error(f"The run failed: {snap['message']}", icon=":material/error:")
 
 
-def draw_curves(run: FineTuneRun, recs: list[dict], tpl: str) -> None:
-    """Loss and held-out accuracy, then the measured memory by part."""
+def draw_curves(run: FineTuneRun, snap: dict, tpl: str) -> None:
+    """Loss and held-out accuracy, then the measured memory by part (figures cached per run version)."""
+    recs = snap["records"]
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     with c1:
-        modes.show_fig(FR.live_curves(recs, tpl), key=f"ft-live-{id(run.state)}")
+        modes.show_fig(run.figure("curves", snap, tpl), key=f"ft-live-{id(run.state)}")
     with c2:
         tr = [r for r in recs if r.get("loss") is not None]
         ev = [r for r in recs if r.get("eval_accuracy") is not None]
@@ -129,7 +130,7 @@ def draw_curves(run: FineTuneRun, recs: list[dict], tpl: str) -> None:
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
     last = mem[-1]
     with c1:
-        modes.show_fig(FR.memory_stack(recs, tpl), key=f"ft-mem-{id(run.state)}")
+        modes.show_fig(run.figure("memory", snap, tpl), key=f"ft-mem-{id(run.state)}")
     with c2:
         parts = " · ".join(f"{lab}: **{(last.get(key) or 0) / 2**20:,.2f} MiB**" for key, lab, _ in FR.MEM_PARTS)
         st.markdown("**Memory, part by part** (measured every step by a byte account of the live tensors, "
@@ -146,7 +147,7 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
     st.markdown(f"#### {run.label}")
     draw_status(run, snap)
     if snap["records"]:
-        draw_curves(run, snap["records"], tpl)
+        draw_curves(run, snap, tpl)
 
 
 def live_panel() -> None:

@@ -8,6 +8,7 @@ import streamlit as st
 
 from explorer.workshop import board as B
 from explorer.views import figures_runs as FR
+from explorer.views.figcache import cached
 from explorer.views.fmt import count, exact, nbytes, text_width_px
 from explorer.urlstate import Field, Schema
 from ui import board_panel, frame, modes, session, state
@@ -179,14 +180,18 @@ def metrics(board, rows: list[dict], n_shown: int, n_hidden: int) -> None:
                      f"{exact(best['trainable'])} trainable, peak {nbytes(best['peak_bytes'])}")
 
 
-def charts(rows: list[dict]) -> None:
+def charts(board, rows: list[dict]) -> None:
+    """The two scatters, built once per board version, group and template (shared by every session)."""
     tpl = modes.plotly_template()
+    seen = ("board", board.cache_id, st.session_state.get("board_seen"), st.session_state.get(GROUP), tpl)
     c = st.columns(2) if not modes.projector_on() else [st.container(), st.container()]
     with c[0]:
-        modes.show_fig(FR.board_scatter(rows, "trainable", tpl), key="board-trainable")
+        modes.show_fig(cached(seen + ("trainable",), lambda: FR.board_scatter(rows, "trainable", tpl)),
+                       key="board-trainable")
     with c[1]:
         if any(e["peak_bytes"] for e in rows):
-            modes.show_fig(FR.board_scatter(rows, "memory", tpl), key="board-memory")
+            modes.show_fig(cached(seen + ("memory",), lambda: FR.board_scatter(rows, "memory", tpl)),
+                           key="board-memory")
     st.caption("Dots: one shared run each, coloured by method (the colours of Compare). Dotted lines: each "
                "method's mean over the room's runs at each budget, in budget order. Peak memory is the byte "
                "account's largest step (weights + gradients + optimizer state + activations).")
@@ -213,7 +218,7 @@ def body():
         if entries:
             rows = pick_group(entries)
             metrics(board, rows, n_shown, n_hidden)
-            charts(rows)
+            charts(board, rows)
             table(rows)
         else:
             st.info((f"Nothing shown ({n_hidden} hidden by the instructor). " if n_hidden else "Nothing shared yet. ") +

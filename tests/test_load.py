@@ -53,7 +53,11 @@ CHROMIUM = "/usr/bin/chromium"
 CLIENT = os.environ.get("PEFT_LOAD_CLIENT", "protocol")  # protocol (headless participants) | browser (chromium)
 RESULTS = (ROOT / "benchmarks" / "results" if os.environ.get("UPDATE_RESULTS") == "1"
            else ROOT / "tests" / "artifacts") / ("load_browsers.json" if CLIENT == "browser" else "load.json")
+if os.environ.get("PEFT_LOAD_RESULTS"):  # benchmarks.load_curve: one file per room size
+    RESULTS = Path(os.environ["PEFT_LOAD_RESULTS"])
 SESSIONS = int(os.environ.get("PEFT_LOAD_SESSIONS", "10"))
+# a participant waits for their run behind the room's queue (2 at a time): longer in a larger room
+RUN_WAIT_S = 150 + 4 * SESSIONS
 STEPS = 2  # browser clients: the page's minimum; it evaluates 200 held-out examples at steps 0, 1 and 2
 P_STEPS = 40  # headless participants: runs long enough that the redraws happen while runs train
 RSS_TOLERANCE = 0.10
@@ -111,19 +115,24 @@ def _free_port() -> int:
 EXECUTORS = ["thread", "process"]  # side by side in one run: runs in the server's threads, then in worker processes
 
 
+# the checkout whose app the server runs (benchmarks.load_curve --checkout: the same participants against another
+# version of the app, e.g. a worktree of an earlier commit, for before/after figures); this one by default
+APP_ROOT = Path(os.environ.get("PEFT_LOAD_CHECKOUT") or ROOT).resolve()
+
+
 @pytest.fixture(scope="module", params=EXECUTORS)
 def server(request, tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", PEFT_EXPLORER_DEBUG="1",
-               PEFT_EXPLORER_EXECUTOR=request.param,
+               PYTHONPATH=str(APP_ROOT), OMP_NUM_THREADS="2", PEFT_EXPLORER_DEBUG="1",
+               PEFT_EXPLORER_EXECUTOR=request.param, PEFT_EXPLORER_GC_FREEZE="1",  # as a real server
                PEFT_EXPLORER_SESSIONS=str(tmp_path_factory.mktemp("sessions")))
     logdir = ROOT / ".pytest_cache"
     log = open(logdir / f"load_server_{request.param}.log", "w") if logdir.exists() else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=APP_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -145,6 +154,22 @@ def server(request, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def server_cpu(pid: int) -> dict:
+    """CPU seconds (user + system) of the server process, and of each of its live children (worker processes)."""
+    import psutil
+
+    p = psutil.Process(pid)
+    t = p.cpu_times()
+    kids = {}
+    for c in p.children(recursive=True):
+        try:
+            ct = c.cpu_times()
+            kids[(c.pid, c.create_time())] = ct.user + ct.system
+        except psutil.Error:
+            pass
+    return dict(server=t.user + t.system, reaped=t.children_user + t.children_system, children=kids)
 
 
 class RssSampler(threading.Thread):
@@ -362,7 +387,7 @@ async def p_watch_run(ft, rec: dict) -> None:
         rec["saw_queue"] = rec.get("saw_queue") or s.has_text(r"in line")
         return s.has_text(r"Finished \d+ steps") or bool(p_errors(s))
 
-    if not await ft.wait_for(training_or_done, 150):  # the live panel did not redraw by itself: one rerun
+    if not await ft.wait_for(training_or_done, RUN_WAIT_S):  # the live panel did not redraw by itself: one rerun
         rec.setdefault("rerun_key_needed", []).append("run status")
         await ft.rerun()
         await ft.wait_for(lambda s: s.has_text(r"Finished \d+ steps"), 60)
@@ -466,10 +491,12 @@ async def measure(url: str, proc, status, session, warm: dict, t_all: float) -> 
     idle = await status()
     sampler = RssSampler(proc.pid)
     sampler.start()
+    cpu0 = server_cpu(proc.pid)
     t0 = time.perf_counter()
     out: dict = {}
     await asyncio.gather(*(session(i, out) for i in range(SESSIONS)))
     t_sessions = time.perf_counter() - t0
+    cpu1 = server_cpu(proc.pid)
     # let it settle: disconnects processed, workers gone
     after = None
     deadline = time.time() + 30
@@ -487,6 +514,9 @@ async def measure(url: str, proc, status, session, warm: dict, t_all: float) -> 
         await asyncio.sleep(10.0)
         after = await status()
     return dict(idle=idle, after=after, first_after=first_after, settle_extra_s=time.perf_counter() - t_settle,
+                server_cpu_s=cpu1["server"] - cpu0["server"],
+                workers_cpu_s=sum(v - cpu0["children"].get(k, 0.0) for k, v in cpu1["children"].items())
+                + cpu1["reaped"] - cpu0["reaped"],
                 sessions=out, peak_rss=sampler.peak, peak_workers_rss=sampler.peak_workers,
                 rss_samples=sampler.samples,
                 sessions_seconds=t_sessions, total_seconds=time.perf_counter() - t_all, warmup=warm)
@@ -521,7 +551,8 @@ def _pct(xs, q):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-RATIO_KEYS = ("redraw_p50_s", "redraw_p95_s", "redraw_max_s", "run_wall_p50_s", "sessions_wall_s", "peak_rss_bytes")
+RATIO_KEYS = ("redraw_p50_s", "redraw_p95_s", "redraw_max_s", "run_wall_p50_s", "sessions_wall_s", "peak_rss_bytes",
+              "server_cpu_s")
 
 
 def write_side_by_side(executor: str, figures: dict) -> None:
@@ -570,12 +601,15 @@ def test_many_sessions_no_crosstalk_memory_back_threads_gone(server):
         first_after_rss_bytes=r["first_after"]["rss_bytes"], first_after_over_idle=r["first_after"]["rss_bytes"] / idle_rss,
         extra_settle_wait_s=r["settle_extra_s"],
         per_session_peak_over_idle_bytes=(r["peak_rss"] - idle_rss) / len(sessions) if sessions else None,
+        server_cpu_s=r["server_cpu_s"], workers_cpu_s=r["workers_cpu_s"],
+        server_cpu_s_per_participant=r["server_cpu_s"] / len(sessions) if sessions else None,
         checksum_before=r["idle"]["base_models"].get("tiny-bert", {}).get("checksum"),
         checksum_after=r["after"]["base_models"].get("tiny-bert", {}).get("checksum"),
         worker_threads_after=r["after"]["worker_threads"], active_runs_after=r["after"]["active_runs"],
         sessions_wall_s=r["sessions_seconds"], total_wall_s=r["total_seconds"], rss_samples=r["rss_samples"],
         steps_per_run=STEPS if CLIENT == "browser" else P_STEPS, model="tiny-bert", max_concurrent_runs=int(os.environ.get("PEFT_EXPLORER_MAX_RUNS", 2)),
         settled=r["after"].get("settled"), cpu_count=os.cpu_count(), load_avg_1m=os.getloadavg()[0],
+        app_checkout=str(APP_ROOT),
         notes=["idle = settled RSS (gc.collect + malloc_trim) after one warm-up session did the same steps; "
                "after = settled RSS once all sessions closed and no worker thread was left (first_after: a few "
                "seconds after closing; if that is above idle + 10%, the test waits up to 140 s for Streamlit to drop "
@@ -585,6 +619,8 @@ def test_many_sessions_no_crosstalk_memory_back_threads_gone(server):
                 "redraw = the rerun with the rank slider's new value sent until the server has sent the count for "
                 "the new rank (script_done_s in per_session: until the whole script run finished); no drawing: "
                 "in a room each participant's browser draws on its own machine"),
+               "server_cpu_s / workers_cpu_s: CPU seconds (user + system, psutil) of the server process and of its "
+               "child processes (the worker processes) while the participants were connected (sessions_wall_s)",
                "measured on a shared machine: the 1-minute load average above says how busy it was"],
         per_session=sessions,
     )

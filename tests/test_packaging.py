@@ -30,7 +30,7 @@ def test_pyproject_reads_the_requirements_files():
     # one extra per other requirements file, and every requirements file is used
     extras = {k: v["file"] for k, v in dyn["optional-dependencies"].items()}
     assert extras == {"models": ["requirements-models.txt"], "mutation": ["requirements-mutation.txt"],
-                      "ray": ["requirements-ray.txt"]}
+                      "ray": ["requirements-ray.txt"], "dev": ["requirements-dev.txt"]}
     assert {f.name for f in ROOT.glob("requirements*.txt")} == {"requirements.txt", *[v[0] for v in extras.values()]}
     assert meta["build-system"]["build-backend"] == "setuptools.build_meta"
 

@@ -159,3 +159,15 @@ def test_a_project_function_runs_in_a_worker_with_progress_and_stop(pool):
     assert 0 < box["out"]["done"] < 10_000
     with pytest.raises(Exception, match="not a project function"):
         pool.run_call("os:system", dict(command="true"))
+
+
+def test_a_worker_runs_below_the_servers_priority_on_its_own_threads(pool):
+    """The server's redraws win the cores: the worker is `nice`r than this process by the executor's niceness (10
+    by default) and trains on the threads it was given (torch intra-op, one inter-op thread, no tokenizer pool)."""
+    from explorer.workshop.workers import DEFAULT_NICE
+
+    out = pool.run_call("explorer.workshop.worker_side:selftest", dict(n=1))
+    assert pool.niceness == DEFAULT_NICE == 10
+    assert out["nice"] == min(19, os.nice(0) + pool.niceness)
+    assert out["torch_threads"] == pool.threads == 1 and out["interop_threads"] == 1
+    assert out["tokenizers_parallelism"] == "false"

@@ -25,10 +25,11 @@ def get_base(name: str, meta_ok: bool = False):
 
     ``meta_ok``: a config-only model is built on the meta device (inspecting pages); else it is refused."""
     from explorer.models import load_model
-    from explorer.workshop.status import register_base
+    from explorer.workshop.status import freeze_long_lived, register_base
 
     loaded = load_model(name, meta_ok=meta_ok)
     register_base(name, loaded)  # weakly: the debug status panel shows its checksum
+    freeze_long_lived()  # the imports and the model live as long as the server: no full collection walks them again
     return loaded
 
 

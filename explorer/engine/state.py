@@ -3,6 +3,7 @@ page), :class:`RunResult` and the registry of runs executing in this process (no
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -78,10 +79,18 @@ class RunState(Heartbeat):
 
     ``records`` hold the per-step records as dicts (``explorer.engine.records.StepRecord.to_dict``), the
     form in which they travel to pages, worker processes and ``metrics.json``.
+
+    ``version`` grows with every change a page can show (``set``, ``add_record``): a polling page compares it
+    with the version it drew last and reuses what it built from that version (``uid`` names the run in such
+    caches: unlike ``id()``, it is never reused by a later run).
     """
+
+    _uids = itertools.count(1)
 
     def __init__(self, cfg: TrainConfig | None = None):
         self._lock = threading.Lock()
+        self.uid = next(RunState._uids)
+        self.version = 0
         self.cfg = cfg
         self.status = "queued"
         self.message = ""
@@ -101,11 +110,13 @@ class RunState(Heartbeat):
         with self._lock:
             for k, v in kw.items():
                 setattr(self, k, v)
+            self.version += 1
 
     def add_record(self, rec: dict) -> None:
         with self._lock:
             self.records.append(rec)
             self.step = max(self.step, int(rec.get("step", 0)))
+            self.version += 1
 
     # reader side
     @property
@@ -123,7 +134,7 @@ class RunState(Heartbeat):
         with self._lock:
             return dict(status=self.status, message=self.message, records=list(self.records), step=self.step,
                         total_steps=self.total_steps, progress=self.progress, started=self.started,
-                        ended=self.ended)
+                        ended=self.ended, version=self.version)
 
 
 @dataclass

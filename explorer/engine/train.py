@@ -233,6 +233,7 @@ class _Run:
         last = state.records[-1] if state.records else None
         if last is not None and last.get("phase") != "eval" and "eval_accuracy" not in last:
             last.update(final.to_dict())
+            state.set()  # the last record changed in place: a new version for the pages that draw it
         else:
             state.add_record(StepRecord(step=state.step, phase="eval", eval=final).to_dict())
         self.summary.final_accuracy = final.accuracy

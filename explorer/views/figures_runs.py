@@ -8,6 +8,7 @@ Memory is drawn in MiB (2^20 bytes); accuracy in percent of held-out examples.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import plotly.graph_objects as go
@@ -28,8 +29,8 @@ MEM_PARTS = (("weights_bytes", "weights", "#8A94A6"),
 METHOD_COLORS = {k: COLORS[m.color_slot % len(COLORS)]
                  for k, m in sorted(METHODS.items(), key=lambda km: km[1].color_slot)}
 
-__all__ = ["live_curves", "memory_stack", "memory_bar", "overlay_curves", "accuracy_scatter", "board_scatter",
-           "method_color", "narrow_range_note", "METHOD_COLORS", "MEM_PARTS"]
+__all__ = ["live_curves", "memory_stack", "live_curves_built", "memory_stack_built", "memory_bar", "overlay_curves",
+           "accuracy_scatter", "board_scatter", "method_color", "narrow_range_note", "METHOD_COLORS", "MEM_PARTS"]
 
 
 def method_color(method: str, i: int = 0) -> str:
@@ -45,9 +46,47 @@ def _eval_recs(records):
     return [r for r in records if r.get("eval_accuracy") is not None]
 
 
-def live_curves(records: list[dict], template: str = "plotly_white", height: int = 340,
+# ----------------------------------------------------------------------------- the live charts, built fast
+#
+# A watched run's two charts are redrawn at every poll of its page (0.7 s) with one more step each time.  Building
+# them through plotly's validating API costs ~50-120 ms each on a busy 2-core server; their layout does not depend
+# on the data, so it is built that way once per shape (template, height, title, which traces) and kept
+# (``_SKELETONS``); later figures put the records' numbers into a copy of it and skip plotly's validation
+# (``_validate=False``), ~5 ms.  ``tests/test_figures.py`` checks that both ways give the same figure JSON.
+
+_SKELETONS: dict[tuple, dict] = {}
+
+
+def _refill(key: tuple, build, arrays: list[dict]) -> go.Figure:
+    """A figure whose layout and trace styles are those ``build()`` makes for this ``key`` (built once) and whose
+    traces hold ``arrays`` (one dict of x, y, ... per trace, in the order ``build`` adds them)."""
+    skel = _SKELETONS.get(key)
+    if skel is None:
+        skel = build().to_dict()
+        _SKELETONS[key] = skel
+    if len(skel["data"]) != len(arrays):  # a shape this key does not describe: build it the slow way
+        return build()
+    data = [{k: arr.get(k, v) for k, v in tr.items()} for tr, arr in zip(skel["data"], arrays)]
+    return go.Figure(dict(data=data, layout=copy.deepcopy(skel["layout"])), skip_invalid=False, _validate=False)
+
+
+def live_curves(records: list[dict], template: str | None = "plotly_white", height: int = 340,
                 title: str | None = "Training loss and held-out accuracy") -> go.Figure:
     """Loss per step (left axis) and held-out accuracy at each evaluation (right axis, %)."""
+    tr = _train_recs(records)
+    warm = [r for r in tr if r["phase"] == "warmup"]
+    main = [r for r in tr if r["phase"] == "train"]
+    ev = _eval_recs(records)
+    arrays = ([dict(x=[r["step"] for r in warm], y=[r["loss"] for r in warm])] if warm else []) + [
+        dict(x=[r["step"] for r in main], y=[r["loss"] for r in main]),
+        dict(x=[r["step"] for r in ev], y=[100 * r["eval_accuracy"] for r in ev])]
+    return _refill(("live_curves", template, height, title, bool(warm)),
+                   lambda: live_curves_built(records, template, height, title), arrays)
+
+
+def live_curves_built(records: list[dict], template: str | None = "plotly_white", height: int = 340,
+                      title: str | None = "Training loss and held-out accuracy") -> go.Figure:
+    """:func:`live_curves` through plotly's validating API (the reference the fast one is checked against)."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     tr = _train_recs(records)
     warm = [r for r in tr if r["phase"] == "warmup"]
@@ -71,13 +110,8 @@ def live_curves(records: list[dict], template: str = "plotly_white", height: int
     return legend_below(_base(fig, template, title, height))
 
 
-def memory_stack(records: list[dict], template: str = "plotly_white", height: int = 320,
-                 title: str | None = "Memory per step (byte account)") -> go.Figure:
-    """Stacked areas: weights, gradients, optimizer state, activations (MiB) at each step.  With gradient
-    checkpointing the activations are drawn as two areas: what the forward kept (the checkpoints and what lies
-    outside the layers) and the layer rebuilt in the backward pass (``activations_recomputed_bytes``)."""
+def _memory_parts(records: list[dict]) -> tuple[list[dict], list[tuple]]:
     recs = [r for r in _train_recs(records) if r.get("weights_bytes") is not None]
-    fig = go.Figure()
     parts = list(MEM_PARTS)
     if any(r.get("activations_recomputed_bytes") for r in recs):
         parts[-1:] = [("activations_kept", "activations kept by the forward (checkpoints)", COLORS[2]),
@@ -85,6 +119,26 @@ def memory_stack(records: list[dict], template: str = "plotly_white", height: in
                        COLORS[4])]
         recs = [dict(r, activations_kept=(r.get("activations_bytes") or 0) -
                      (r.get("activations_recomputed_bytes") or 0)) for r in recs]
+    return recs, parts
+
+
+def memory_stack(records: list[dict], template: str | None = "plotly_white", height: int = 320,
+                 title: str | None = "Memory per step (byte account)") -> go.Figure:
+    """Stacked areas: weights, gradients, optimizer state, activations (MiB) at each step.  With gradient
+    checkpointing the activations are drawn as two areas: what the forward kept (the checkpoints and what lies
+    outside the layers) and the layer rebuilt in the backward pass (``activations_recomputed_bytes``)."""
+    recs, parts = _memory_parts(records)
+    xs = [r["step"] for r in recs]
+    arrays = [dict(x=xs, y=[(r.get(key) or 0) / MIB for r in recs]) for key, _, _ in parts]
+    return _refill(("memory_stack", template, height, title, len(parts)),
+                   lambda: memory_stack_built(records, template, height, title), arrays)
+
+
+def memory_stack_built(records: list[dict], template: str | None = "plotly_white", height: int = 320,
+                       title: str | None = "Memory per step (byte account)") -> go.Figure:
+    """:func:`memory_stack` through plotly's validating API (the reference the fast one is checked against)."""
+    recs, parts = _memory_parts(records)
+    fig = go.Figure()
     for key, label, color in parts:
         fig.add_trace(go.Scatter(x=[r["step"] for r in recs], y=[(r.get(key) or 0) / MIB for r in recs],
                                  name=label, stackgroup="mem", mode="lines", line=dict(width=0.5, color=color),

@@ -40,7 +40,8 @@ from explorer.methods.base import Adapter, Layout
 from explorer.models import model_names
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema, knob_fields
-from explorer.views.playground_pictures import (MAX_CELLS, delta_rank, find_layout,  # noqa: F401 - re-exported
+from explorer.views.playground_pictures import (MAX_CELLS, DeltaView, delta_rank, delta_view,  # noqa: F401
+                                                find_layout,  # (re-exported)
                                                 formula, illustrative_delta, matrix_pictures, numerical_rank,
                                                 overview_pictures, picture_figure, reduce_abs_max, reduce_mask,
                                                 tied_structure)

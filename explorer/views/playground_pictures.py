@@ -8,6 +8,9 @@ Each method says what it draws (its module's ``formula_lines``, ``illustrative_d
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -136,18 +139,85 @@ def tied_structure(s: Summary) -> dict:
     return structure(s.adapter)
 
 
+# ----------------------------------------------------------------------------- drawn once per summary
+#
+# Summaries are cached and shared by every session (``explorer.views.playground.summarize``), and what is drawn
+# from one is fixed by the summary and the view's inputs (matrix, seed, template).  So the pictures, their figures
+# and the ΔW view are kept with the summary (the ``DRAWN_PER_SUMMARY`` most recently used views) and a slider
+# moved back to a value anyone looked at redraws them without building them again.  The figures are shared: no
+# one changes them in place (``figures.for_projector`` copies).
+
+DRAWN_PER_SUMMARY = 8
+_DRAWN_LOCK = threading.Lock()
+
+
+def _drawn(s: Summary, key: tuple, build):
+    """``build()`` once per summary and ``key`` (a small LRU kept on the summary)."""
+    with _DRAWN_LOCK:
+        cache = s.__dict__.setdefault("_drawn", OrderedDict())
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = build()
+    with _DRAWN_LOCK:
+        value = cache.setdefault(key, value)  # two sessions built it at once: both show the first one
+        cache.move_to_end(key)
+        while len(cache) > DRAWN_PER_SUMMARY:
+            cache.popitem(last=False)
+    return value
+
+
 def overview_pictures(s: Summary) -> list[Picture]:
     """The method's pictures that are not about one matrix (Tied-LoRA's sharing diagram)."""
-    return METHODS[s.method].overview_pictures(s.adapter)
+    return _drawn(s, ("overview",), lambda: METHODS[s.method].overview_pictures(s.adapter))
 
 
 def matrix_pictures(s: Summary, lay: Layout) -> list[Picture]:
     """What the method draws for one matrix, with the sentence beside each picture."""
-    return METHODS[s.method].matrix_pictures(s.adapter, lay, s.warmup)
+    return _drawn(s, ("matrix", lay.target), lambda: METHODS[s.method].matrix_pictures(s.adapter, lay, s.warmup))
+
+
+@dataclass
+class DeltaView:
+    """The playground's ΔW view of one matrix: the heatmap, the sentence that says what is illustrative, the rank."""
+
+    figure: object
+    note: str
+    rank: int
+    rank_exact: bool
+    rank_text: str
+    factor: int  # each drawn cell shows the largest |ΔW| of factor x factor entries
+
+
+def delta_view(s: Summary, lay: Layout, seed: int = 0, tpl: str | None = "plotly_white") -> DeltaView:
+    """:func:`illustrative_delta`, :func:`delta_rank` and its heatmap for matrix ``lay``, made once per summary,
+    matrix, seed and template."""
+    def build():
+        from explorer.views import figures as F
+
+        d, note = illustrative_delta(s, lay.target, seed=seed)
+        red, f = reduce_abs_max(d)
+        rank, exact, rank_text = delta_rank(s, lay.target, d, seed=seed)
+        fig = F.delta_heatmap(red, tuple(lay.shape), f, f"ΔW added to W (illustrative values), {rank_text}", tpl)
+        return DeltaView(fig, note, rank, exact, rank_text, f)
+
+    return _drawn(s, ("delta", lay.target, int(seed), tpl), build)
 
 
 def picture_figure(pic: Picture, tpl: str = "plotly_white"):
-    """(figure, extra sentence) for a picture: masks are reduced to at most ``MAX_CELLS`` cells per side."""
+    """(figure, extra sentence) for a picture: masks are reduced to at most ``MAX_CELLS`` cells per side.  Built
+    once per picture and template (kept on the picture, which :func:`matrix_pictures` keeps with its summary)."""
+    with _DRAWN_LOCK:
+        figs = pic.__dict__.setdefault("_figures", {})
+        hit = figs.get(tpl)
+    if hit is None:
+        hit = _picture_figure(pic, tpl)
+        with _DRAWN_LOCK:
+            hit = figs.setdefault(tpl, hit)
+    return hit
+
+
+def _picture_figure(pic: Picture, tpl: str = "plotly_white"):
     from explorer.views import figures as F
 
     if pic.kind == "tied_diagram":

@@ -212,6 +212,12 @@ class Board:
         return max(1.0, ts[len(ts) - n] + window - now)
 
     # -- reading -------------------------------------------------------------------
+    @property
+    def cache_id(self) -> tuple[str, str]:
+        """Names this board file in caches of what is drawn from it (with :meth:`version`): its path and the random
+        salt made with the file, so a board made again at the same path is another board."""
+        return str(self.path), self._salt.decode()
+
     def version(self) -> int:
         """A counter that grows with every change (share, hide, clear): a page redraws when it moved."""
         with self._tx(write=False) as con:

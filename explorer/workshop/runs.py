@@ -69,6 +69,17 @@ class FineTuneRun:
     def snapshot(self) -> dict:
         return self.state.snapshot()
 
+    def figure(self, which: str, snap: dict, template: str | None = None):
+        """The live chart ``which`` ("curves": loss and accuracy, "memory": the byte account per step) of ``snap``,
+        built once per run, version and template (``explorer.views.figcache``): the page's polls between two
+        records redraw the same figure instead of building it again."""
+        from explorer.views import figures_runs as FR
+        from explorer.views.figcache import cached
+
+        build = {"curves": FR.live_curves, "memory": FR.memory_stack}[which]
+        return cached(("run", self.state.uid, snap.get("version"), which, template),
+                      lambda: build(snap["records"], template))
+
     def position(self) -> int:
         """1-based place in the server's line while queued, else 0."""
         return self.job.position()

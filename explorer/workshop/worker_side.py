@@ -96,6 +96,18 @@ def resolve(target: str):
     return getattr(importlib.import_module(mod), fn)
 
 
+# thread pools a worker's libraries would otherwise size to every core of the machine (read when they start)
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
+
+
+def worker_environment(threads: int) -> dict[str, str]:
+    """The environment a worker sets before importing torch: every compute thread pool sized to ``threads`` and
+    the tokenizers' own thread pool off, so that a run's worker uses the cores it was given and no more (the
+    server's redraws need the rest; on 2 cores, two runs of 1 thread each)."""
+    n = str(max(1, int(threads)))
+    return {**{k: n for k in THREAD_ENV}, "TOKENIZERS_PARALLELISM": "false"}
+
+
 def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None:
     import signal
 
@@ -104,9 +116,14 @@ def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None
         os.nice(niceness)
     except OSError:
         pass
+    os.environ.update(worker_environment(threads))
     import torch
 
     torch.set_num_threads(max(1, threads))
+    try:
+        torch.set_num_interop_threads(1)  # a run's ops go one after another: no second pool
+    except RuntimeError:  # already set in this process
+        pass
     from explorer.engine.train import train
     from explorer.errors import user_message
 
@@ -143,7 +160,8 @@ def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None
 
 
 def selftest(progress, stop_event, n: int = 3, pause: float = 0.0) -> dict:
-    """A tiny function for checking the worker channel (tests, the debug panel): counts to ``n``."""
+    """A tiny function for checking the worker channel (tests, the debug panel): counts to ``n``; says which
+    process ran it, at which CPU priority (``nice``) and with how many torch threads."""
     done = 0
     for i in range(int(n)):
         if stop_event.is_set():
@@ -152,4 +170,8 @@ def selftest(progress, stop_event, n: int = 3, pause: float = 0.0) -> dict:
             time.sleep(pause)
         done = i + 1
         progress(done / n, f"{done} of {n}")
-    return dict(pid=os.getpid(), done=done)
+    import torch
+
+    return dict(pid=os.getpid(), done=done, nice=os.nice(0), torch_threads=torch.get_num_threads(),
+                interop_threads=torch.get_num_interop_threads(),
+                tokenizers_parallelism=os.environ.get("TOKENIZERS_PARALLELISM"))

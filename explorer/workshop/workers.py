@@ -3,7 +3,8 @@
 One executor per server process (:func:`default_executor`), chosen by ``PEFT_EXPLORER_EXECUTOR``:
 
 * ``process`` (the default): a small pool of **spawned** worker processes (one per concurrent
-  run), each with its own torch thread count and a lower CPU priority than the server (``nice``).  A worker
+  run), each with its own torch thread count (its libraries' thread pools sized to match: ``worker_side.worker_environment``)
+  and a lower CPU priority than the server (``nice`` 10, ``PEFT_EXPLORER_WORKER_NICE``).  A worker
   keeps the base models it loaded and reuses them for its next runs (no reload per run).
 * ``ray``: runs go to a Ray cluster (:mod:`explorer.workshop.ray_executor`), for rooms that outgrow one machine.
 * ``thread``: the run executes in the calling thread, in the server's process (what the first version did;
@@ -39,6 +40,9 @@ __all__ = ["ThreadExecutor", "ProcessExecutor", "default_executor", "executor_ki
 
 EXECUTOR_ENV = "PEFT_EXPLORER_EXECUTOR"
 NICE_ENV = "PEFT_EXPLORER_WORKER_NICE"
+# a worker's CPU priority below the server's: when the cores are busy the kernel gives the server's redraws
+# about 9 parts in 10 against a worker at nice 10 (CFS weights 1024 and 110), and the runs use what is left
+DEFAULT_NICE = 10
 POLL_S = 0.2
 KINDS = ("thread", "process", "ray")
 
@@ -122,9 +126,9 @@ class ProcessExecutor:
         self.threads = max(1, int(threads)) if threads else max(1, cores // self.size)
         if niceness is None:
             try:
-                niceness = int(os.environ.get(NICE_ENV, "5"))
+                niceness = int(os.environ.get(NICE_ENV, str(DEFAULT_NICE)))
             except ValueError:
-                niceness = 5
+                niceness = DEFAULT_NICE
         self.niceness = max(0, min(19, niceness))
         self._ctx = mp.get_context("spawn")
         self._lock = threading.Lock()

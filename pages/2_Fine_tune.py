@@ -338,12 +338,6 @@ def body():
         info = METHODS[method]
         st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
         kv = ui.visible_knobs(info.knobs)
-        if info.takes_selection and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name),
-                                                                                          kn.default)
-                                                       for kn in info.knobs}) == []:
-            # the inspector's blocks replace the warm-up: its knobs do not apply to this run
-            kv = [kn for kn in kv if not kn.name.startswith("warmup_")]
-            st.caption("Warm-up knobs hidden: this run trains the SMT block inspector's selection (no warm-up).")
         if kv:
             with st.container(border=True):
                 for kn in kv:
@@ -384,13 +378,6 @@ def body():
     ui.write_url(schema, PAGE, keep=("sid",))
 
 
-def handoff_mismatch(name: str, knobs: dict) -> list[str] | None:
-    """Why the SMT inspector's hand-off does not fit a run of ``name`` with ``knobs`` ([] = it fits; None = there
-    is no hand-off)."""
-    h: SmtHandoff | None = st.session_state.get(HANDOFF_KEY)
-    return None if h is None else h.mismatch(name, knobs)
-
-
 def inspector_selection(method: str, name: str, knobs: dict):
     """The blocks handed over by the SMT block inspector when they fit this run (same model, block size, and
     targets that hold every selected block), else None."""
@@ -402,9 +389,7 @@ def inspector_selection(method: str, name: str, knobs: dict):
     if why:
         c[0].caption(f"The SMT block inspector's selection is not used: {'; '.join(why)}.")
         return None
-    c[0].info(f"Using the selection from the inspector ({h.n_blocks} blocks of {h.block_size}×{h.block_size}, "
-              f"score {h.score}, {h.rule}): no warm-up, these blocks train from step 1.",
-              icon=":material/grid_view:")
+    c[0].info(h.using_text(knobs), icon=":material/grid_view:")
     if c[1].button("Forget it", key="ft_forget_smt_sel", help="SMT picks its own blocks with a warm-up again"):
         st.session_state.pop(HANDOFF_KEY, None)
         st.rerun()

@@ -30,7 +30,8 @@ from explorer import data as D
 from explorer import smt as A
 from explorer.views import smt_views as V
 from explorer.errors import user_message
-from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup
+from explorer.workshop.inspector import (BlockGrid, SmtHandoff, WarmupSettings, block_grid, default_types,
+                                         start_warmup)
 from explorer.methods.smt import SCORE_LABELS, SCORES
 from explorer.targets import ALL_TYPES
 from explorer.urlstate import Field, Schema
@@ -70,7 +71,7 @@ SCHEMA = Schema([
     Field("dens", "float", 0.01, min=0.0001, max=1.0),
     Field("score", "choice", "abs-mean", choices=tuple(SCORES)),
     Field("rule", "choice", "global", choices=tuple(A.RULES)),
-    Field("types", "multi", list(ALL_TYPES), choices=tuple(ALL_TYPES)),
+    Field("types", "multi", default_types(), choices=tuple(ALL_TYPES)),
     Field("layer", "int", 0, min=0, max=200),
     Field("mat", "choice", "v", choices=tuple(ALL_TYPES)),
     Field("log", "bool", False),
@@ -178,7 +179,8 @@ def selection_controls(loaded, instructor: bool) -> tuple[BlockGrid, list[str]]:
         st.session_state[k("types")] = cur
         st.multiselect("Matrix types to select from", have, key=k("types"),
                        format_func=lambda t: V.type_name(t, loaded.info.family),
-                       help="every attention and MLP matrix by default (the SMT method's own default is q, k, v)")
+                       help="SMT's own targets q, k, v by default (the paper's); add the other matrices to see "
+                            "where else the gradient would put the budget")
     types = [t for t in st.session_state.get(k("types"), have) if t in have] or have
     g = block_grid(loaded, types)
     if st.session_state.get(k("b")) not in [0] + g.valid:

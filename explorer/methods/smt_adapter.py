@@ -57,8 +57,24 @@ class SMTAdapter(Adapter):
         else:
             self.notes.append("Warm-up mode full, as in the public code: the warm-up steps are full fine-tuning "
                               "(all weights move; memory as full fine-tuning during the warm-up).")
+        self.given: dict | None = None  # blocks handed over (hand_over), installed when the full warm-up ends
         if selection is not None:
             self.install(selection)
+
+    def hand_over(self, selection: dict) -> None:
+        """Train blocks chosen elsewhere (the SMT block inspector's) instead of the warm-up's own choice.
+
+        Full warm-up mode: the warm-up still runs and these blocks are installed when it ends, so the sparse
+        phase starts from the weights the warm-up moved, as in the public code (a run that skipped it would
+        start the blocks from the pretrained weights).  Gradient-only mode moves no weight: installed now."""
+        if not self.warmup_moves_weights:
+            self.install(selection)
+            return
+        self.given = {k: ([int(x) for x in r], [int(x) for x in c]) for k, (r, c) in selection.items()}
+        self.n_blocks = sum(len(r) for r, _ in self.given.values())
+        self.notes.append(f"{self.n_blocks} blocks handed over: the full warm-up still fine-tunes every weight "
+                          "first (the sparse phase starts from the moved weights, as in the public code); the "
+                          "handed-over blocks replace the ones it would choose.")
 
     # --- warm-up protocol (used by the training loop and by run_warmup) ------
     @property
@@ -129,7 +145,8 @@ class SMTAdapter(Adapter):
             assert self.grad_sums is not None, "call begin_warmup() first"
             sums = self.grad_sums
         self.scores = {k: block_scores(g, self.block, self.knobs["score"]).cpu() for k, g in sums.items()}
-        sel = select_blocks(self.scores, self.n_blocks, self.knobs["selection"])
+        sel = self.given if self.given is not None else select_blocks(self.scores, self.n_blocks,
+                                                                          self.knobs["selection"])
         self.grad_sums = None
         for p in self.model.parameters():
             p.grad = None

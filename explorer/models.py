@@ -312,7 +312,11 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
             folder = minilm_folder()
             tok = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels)
-            info.notes.append("The classification head is new (randomly initialised); the encoder is pretrained.")
+            from explorer.engine.prepare import init_head
+
+            init_head(model, num_labels, 0)  # the new head from a fixed seed, not from the process's random state
+            info.notes.append("The classification head is new (randomly initialised from seed 0; a run draws its "
+                              "own from the run's seed); the encoder is pretrained.")
         elif name == "smollm2-135m":
             folder = smollm2_folder()
             tok = AutoTokenizer.from_pretrained(folder)

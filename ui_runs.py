@@ -64,7 +64,8 @@ def tryout_section(hist) -> None:
     if e is None or e.status not in ("finished", "stopped"):
         return
     st.markdown(f"##### Try your model: {e.title()}")
-    if not e.adapter_zip:
+    zipped = e.tryout_zip()  # the kept adapter, or a larger one held in memory only
+    if not zipped:
         st.caption("This run kept no adapter to try (see its notes).")
         return
     loaded = ui.load_base_or_error(e.config.get("model", ""))
@@ -87,7 +88,7 @@ def tryout_section(hist) -> None:
         if held is None or held.run_id != e.id:
             st.session_state.pop("ft_try", None)  # one rebuilt model per session at most
             with st.spinner("Rebuilding the run's adapter on a copy of the base model…"):
-                held = T.load_tryout(loaded, e.id, e.adapter_zip, max_len=int(e.config.get("max_len") or 64))
+                held = T.load_tryout(loaded, e.id, zipped, max_len=int(e.config.get("max_len") or 64))
             st.session_state["ft_try"] = held
         out = T.compare(held, text or placeholder)
     except Exception as exc:  # noqa: BLE001 - a readable line

@@ -11,7 +11,7 @@ import ui_runs
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
-from explorer.workshop.jobs import default_queue, estimate_run_bytes, ordinal
+from explorer.workshop.jobs import default_queue, estimate_run_bytes, estimate_run_label, ordinal
 from explorer.workshop.runs import FineTuneRun, start_fine_tune
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
@@ -366,7 +366,7 @@ def body():
                 help="Runs in the background; the page stays usable")
     q = default_queue().stats()
     b[2].caption(f"Evaluates on up to 200 held-out examples every {cfg.eval_every} steps. "
-                 + (f"Memory estimate for this run: about {need / 2**20:,.0f} MiB (analytic, fp32). "
+                 + (f"Memory estimate for this run: about {need / 2**20:,.0f} MiB ({estimate_run_label(cfg)}). "
                     if need else "") +
                  f"Server: {q['running']} of {q['max_running']} fine-tune slots busy, {q['queued']} waiting.")
     note = st.session_state.get("ft_notice")

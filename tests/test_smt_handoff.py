@@ -47,3 +47,15 @@ def test_gradient_only_hand_off_trains_the_blocks_from_step_one(tiny_bert):
     assert res.summary["status"] == "finished", res.summary
     assert {r["phase"] for r in res.records} <= {"eval", "train"}  # nothing to repeat: no weight would move
     assert _sel(res) == sel
+
+
+def test_smts_default_score_says_it_is_the_public_codes_not_the_papers_words(tiny_bert):
+    from explorer.methods import METHODS, apply_method
+    from explorer.models import fresh_copy
+
+    note = next(d for d in METHODS["smt"].deviations if d.startswith("Block score"))
+    assert "`mean_abs`" in note and "grad.mean(dim=(1, 3)).abs()" in note and "average absolute gradient" in note
+    ad = apply_method(fresh_copy(tiny_bert.model), "smt", targets=["v"], block_size=16, blocks=2)
+    assert note in ad.notes  # a run with the default score says so in its notes
+    other = apply_method(fresh_copy(tiny_bert.model), "smt", targets=["v"], block_size=16, blocks=2, score="l2")
+    assert note not in other.notes

@@ -14,7 +14,7 @@ from torch import nn
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import Target, set_submodule
 from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
-from .smt import SCORE_LABELS, block_budget, resolve_block_size, valid_block_sizes
+from .smt import SCORE_LABELS, SCORE_NOTE, block_budget, resolve_block_size, valid_block_sizes
 from .smt_blocks import block_scores, select_blocks
 
 
@@ -51,6 +51,8 @@ class SMTAdapter(Adapter):
                                                        "few blocks)" if not knobs["block_size"] and b != 256 else "") +
                           f"; {n} of {total_blocks} blocks ({n / total_blocks:.2%} of the targets); "
                           f"score: {SCORE_LABELS[knobs['score']]}; selection: {knobs['selection']}.")
+        if knobs["score"] == "abs-mean":
+            self.notes.append(SCORE_NOTE)
         if knobs["warmup_mode"] == "gradient-only":
             self.notes.append("Warm-up mode gradient-only (a deviation from the public code): the warm-up sums "
                               "gradients but leaves every weight unchanged.")

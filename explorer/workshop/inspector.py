@@ -248,7 +248,7 @@ class SmtHandoff:
                      k_score=an.score, k_selection=an.rule)
         if warm > 0:
             query["k_warmup_steps"] = str(warm)
-        if meta.get("mode") in ("full", "gradient-only"):
+        if meta.get("mode"):  # explorer.smt.MODES, the same names as the SMT knob's
             query["k_warmup_mode"] = str(meta["mode"])
         return cls(model=model, task=task, block_size=int(an.block_size), types=list(an.types), used_types=used,
                    n_blocks=int(sum(len(r) for r, _ in sel.values())), score=an.score, rule=an.rule,
@@ -270,7 +270,9 @@ class SmtHandoff:
         """What a Fine-tune run with these SMT ``knobs`` does with the selection (the page shows it)."""
         what = (f"Using the selection from the inspector ({self.n_blocks} blocks of {self.block_size}×"
                 f"{self.block_size}, score {self.score}, {self.rule})")
-        if (knobs.get("warmup_mode") or "full") == "full":
+        from explorer.methods import METHODS
+
+        if METHODS["smt"].warmup_is_full_finetuning(knobs):
             return (f"{what}: the run's full warm-up ({int(knobs.get('warmup_steps') or 0)} steps) still fine-tunes "
                     "every weight first, as in the public SMT code, then these blocks train instead of the ones it "
                     "would choose.")

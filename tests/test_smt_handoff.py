@@ -59,3 +59,14 @@ def test_smts_default_score_says_it_is_the_public_codes_not_the_papers_words(tin
     assert note in ad.notes  # a run with the default score says so in its notes
     other = apply_method(fresh_copy(tiny_bert.model), "smt", targets=["v"], block_size=16, blocks=2, score="l2")
     assert note not in other.notes
+
+
+def test_a_handed_over_selection_that_does_not_fit_is_refused_before_the_warm_up(tiny_bert):
+    knobs = dict(targets=["v"], block_size=16, blocks=2, warmup_steps=3)
+    from explorer.targets import find_targets
+
+    v = find_targets(tiny_bert.model, ["v"])[0].name
+    for sel, why in (({v: ([99], [0])}, "outside the targets"), ({v: ([], [])}, "holds no block")):
+        res = train(TrainConfig(**BASE, knobs=knobs, smt_selection=sel), loaded=tiny_bert)
+        assert res.summary["status"] == "failed" and why in res.summary["message"]
+        assert not [r for r in res.records if r.get("phase") == "warmup"]  # no step was spent

@@ -69,10 +69,17 @@ class SMTAdapter(Adapter):
         Full warm-up mode: the warm-up still runs and these blocks are installed when it ends, so the sparse
         phase starts from the weights the warm-up moved, as in the public code (a run that skipped it would
         start the blocks from the pretrained weights).  Gradient-only mode moves no weight: installed now."""
+        given = {k: ([int(x) for x in r], [int(x) for x in c]) for k, (r, c) in selection.items()}
+        if not any(r for r, _ in given.values()):
+            raise KnobError("smt: the selection handed over holds no block")
         if not self.warmup_moves_weights:
             self.install(selection)
             return
-        self.given = {k: ([int(x) for x in r], [int(x) for x in c]) for k, (r, c) in selection.items()}
+        grids = {t.name: (t.d_out // self.block, t.d_in // self.block) for t in self.targets}
+        for name, (rows, cols) in given.items():  # refused now, not after the warm-up
+            if rows and (name not in grids or max(rows) >= grids[name][0] or max(cols) >= grids[name][1]):
+                raise KnobError(f"smt: a selected block lies outside the targets ({name}, b={self.block})")
+        self.given = given
         self.n_blocks = sum(len(r) for r, _ in self.given.values())
         self.notes.append(f"{self.n_blocks} blocks handed over: the full warm-up still fine-tunes every weight "
                           "first (the sparse phase starts from the moved weights, as in the public code); the "

@@ -20,7 +20,9 @@ measured on 2 CPU cores (held-out accuracy at step 0 -> at the end): LoRA on col
 0.575 -> 0.88; SMT on colour-shape, 150 steps with a 40-step warm-up, 0.535 -> 0.945; LoRA on colour-shape,
 150 steps, 0.535 -> 0.975 (``benchmarks/default_run.py``); Tied-LoRA TL6 on bbc-news reaches 0.90 after 60
 steps in the claims lab (``assets/claims/tied-lora.json``); full fine-tuning on colour-shape: 0.99 at step 100
-and 1.00 at 150 (the per-method curve in the README, measured in an earlier session).
+and 1.00 at 150 (the per-method curve in the README, measured in an earlier session).  The room demo ``DEMO``
+(LoRA at lr 5e-3, 50 steps on colour-shape-easy) is measured as the page runs it, three seeds, wall time with the
+load average, by ``benchmarks/demo_preset.py`` (``benchmarks/results/demo_preset.md``).
 """
 
 from __future__ import annotations

@@ -188,7 +188,8 @@ def test_bad_url_values_are_clamped():
     v = wait_view(at, 1)
     no_problem(at)
     assert v["types"] == ["q"]
-    assert qp(at, "layer") == "0"  # 999 -> 200 by the schema -> the first layer the model has
+    # 999 -> 200 by the schema -> a layer the model has (the heatmap opens where SMT selects blocks)
+    assert qp(at, "layer") in ("0", "1")
 
 
 def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():

@@ -87,20 +87,16 @@ def _probe_layer(device):
     return layer, x
 
 
-def _time_pair(step_a, step_b, reps: int, sync) -> tuple[float, float]:
-    """The fastest of ``reps`` timed calls of each step, the two alternating (a busy machine slows both alike;
-    the fastest call is the least disturbed), after an untimed first call of each (oneDNN and autocast prepare
-    their kernels then)."""
+def _time_pair(step_a, step_b, reps: int) -> tuple[float, float]:
+    """The fastest of ``reps`` timed calls of each step (each returns its own seconds), the two alternating (a
+    busy machine slows both alike; the fastest call is the least disturbed), after an untimed first call of each
+    (oneDNN and autocast prepare their kernels then)."""
     step_a()
     step_b()
     best = [float("inf"), float("inf")]
     for _ in range(reps):
         for i, step in enumerate((step_a, step_b)):
-            sync()
-            t = time.perf_counter()
-            step()
-            sync()
-            best[i] = min(best[i], time.perf_counter() - t)
+            best[i] = min(best[i], step())
     return best[0], best[1]
 
 
@@ -108,29 +104,30 @@ def _time_pair(step_a, step_b, reps: int, sync) -> tuple[float, float]:
 def precision_speed(device: str = "cpu", threads: int | None = None, reps: int = 4) -> PrecisionSpeed:
     """bf16 autocast against fp32 on ``device`` (``"cpu"`` or ``"cuda"``) with ``threads`` torch threads (None:
     the current setting, which the server sets to a run's share of the cores); measured on the first call,
-    cached for the process."""
+    cached for the process.  Each step is the project's one training step (``explorer.engine.step.run_step``,
+    no optimizer), so autocast is applied exactly as in a run."""
     import torch
+
+    from explorer.engine.step import StepPlan, run_step
 
     dev = torch.device(device)
     old = torch.get_num_threads()
     n = int(threads) if threads else old
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     try:
         if n != old:
             torch.set_num_threads(max(1, n))
         layer, x = _probe_layer(dev)
+        batch = {"x": x}
+
+        def loss(model, b):
+            return model(b["x"])[0].float().pow(2).mean()
 
         def step(dtype=None):
             layer.zero_grad(set_to_none=True)
             x.grad = None
-            if dtype is None:
-                out = layer(x)[0]
-            else:
-                with torch.autocast(dev.type, dtype=dtype):
-                    out = layer(x)[0]
-            out.float().pow(2).mean().backward()
+            return run_step(layer, batch, StepPlan(loss_fn=loss, autocast=dtype, device=dev)).seconds
 
-        fp32, bf16 = _time_pair(step, lambda: step(torch.bfloat16), reps, sync)
+        fp32, bf16 = _time_pair(step, lambda: step(torch.bfloat16), reps)
     finally:
         if n != old:
             torch.set_num_threads(old)

@@ -214,12 +214,12 @@ def test_train_with_this_selection_hands_over_and_fine_tune_uses_it():
     ft.run()
     assert not ft.exception, [e.value for e in ft.exception]
     assert any("Using the selection from the inspector (5 blocks" in i.value for i in ft.info)
-    # the run repeats the inspector's warm-up (3 full steps: the weights move, as in the public SMT code), then
-    # trains the handed blocks instead of the ones that warm-up would choose
-    assert any("full warm-up (3 steps) still fine-tunes every weight first" in i.value for i in ft.info)
+    # the run keeps a full warm-up (the lessons' 40 steps, more than the inspector's 3: the weights move, as in
+    # the public SMT code), then trains the handed blocks instead of the ones that warm-up would choose
+    assert any("full warm-up (40 steps) still fine-tunes every weight first" in i.value for i in ft.info)
     warm_keys = ("ft:k_warmup_steps", "ft:k_warmup_mode")
     shown = {w.key: w.value for w in list(ft.number_input) + list(ft.radio) + list(ft.slider) + list(ft.selectbox)}
-    assert shown["ft:k_warmup_steps"] == 3 and shown["ft:k_warmup_mode"] == "full"
+    assert shown["ft:k_warmup_steps"] == 40 and shown["ft:k_warmup_mode"] == "full"
 
     # another block size on Fine-tune: the selection is not used, and the page says why
     other = [o for o in ft.select_slider(key="ft:k_block_size").options if o not in ("0", str(h.block_size))

@@ -164,10 +164,12 @@ def test_handoff_from_an_analysis_and_when_it_fits():
     h = SmtHandoff.from_analysis(an, "tiny-bert", "colour-shape")
     assert h.selection == {"l0.v": ([0], [0]), "l1.v": ([1], [1])} and h.n_blocks == 2
     assert h.used_types == ["v"] and h.block_size == 16 and sorted(h.types) == ["q", "v"]
-    # the run repeats the inspector's warm-up: its steps and mode travel with the selection
+    # the run keeps SMT's warm-up in the inspector's mode, for its steps but at least the lessons' 40
     assert h.query == dict(model="tiny-bert", method="smt", src="built-in", task="colour-shape",
                            k_targets=",".join(an.types), k_block_size="16", k_blocks="2", k_density="0.0",
-                           k_score=an.score, k_selection=an.rule, k_warmup_steps="1", k_warmup_mode="gradient-only")
+                           k_score=an.score, k_selection=an.rule, k_warmup_steps="40", k_warmup_mode="gradient-only")
+    an.meta["steps_done"] = 100
+    assert SmtHandoff.from_analysis(an, "tiny-bert", "colour-shape").query["k_warmup_steps"] == "100"
     assert h.mismatch("tiny-bert", dict(block_size=16, targets=["v"])) == []
     assert h.mismatch("minilm", dict(block_size=32, targets=["q"])) == [
         "it was made on tiny-bert", "its block size is 16", "the targets lack v"]

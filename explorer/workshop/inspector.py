@@ -239,15 +239,17 @@ class SmtHandoff:
 
         sel = selection_for_training(an)
         used = [t for t in an.types if any(x.type == t and x.name in sel for x in an.targets)]
+        from explorer.workshop.presets import SMT_LESSON_WARMUP
+
         meta = getattr(an, "meta", None) or {}
-        # the run repeats the inspector's warm-up (its steps and mode): in full mode it moves every weight before
-        # the handed blocks train, as the public code's sparse phase starts from the warmed-up model
-        warm = int(meta.get("steps_done") or meta.get("warmup_steps") or 0)
+        # the run keeps SMT's warm-up in the inspector's mode: in full mode it moves every weight before the handed
+        # blocks train (the public code's sparse phase starts from the warmed-up model), for the inspector's steps
+        # but at least the lessons' 40: the inspector's default 16 moved the weights too little (measured:
+        # benchmarks/results/smt_handoff.md)
+        warm = max(int(meta.get("steps_done") or meta.get("warmup_steps") or 0), SMT_LESSON_WARMUP)
         query = dict(model=model, method="smt", src="built-in", task=task, k_targets=",".join(an.types),
                      k_block_size=str(an.block_size), k_blocks=str(an.n_blocks), k_density="0.0",
-                     k_score=an.score, k_selection=an.rule)
-        if warm > 0:
-            query["k_warmup_steps"] = str(warm)
+                     k_score=an.score, k_selection=an.rule, k_warmup_steps=str(warm))
         if meta.get("mode"):  # explorer.smt.MODES, the same names as the SMT knob's
             query["k_warmup_mode"] = str(meta["mode"])
         return cls(model=model, task=task, block_size=int(an.block_size), types=list(an.types), used_types=used,

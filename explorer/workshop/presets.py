@@ -52,6 +52,9 @@ def _enc(v):
     return str(v)
 
 
+# SMT's warm-up in the lessons (its preset, the Compare lesson, a hand-off from the block inspector): 40 full
+# fine-tuning steps of the 150-step budget (benchmarks/results/smt_handoff.md)
+SMT_LESSON_WARMUP = 40
 DEMO = "Room demo: LoRA on minilm (colour-shape-easy, 50 steps)"  # benchmarks/demo_preset.py measures it
 _PG = "playground"
 _FT = "finetune"
@@ -110,7 +113,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "SMT spends its first steps on a full fine-tuning warm-up, picks the blocks with the largest summed "
            "gradients, then trains only those: see the phases in the loss curve and the memory drop after it.",
            dict(model="minilm", src="built-in", task="colour-shape", method="smt", steps=150,
-                k_targets="q,k,v", k_warmup_steps=40)),
+                k_targets="q,k,v", k_warmup_steps=SMT_LESSON_WARMUP)),
     Preset("Full fine-tuning on minilm (colour-shape)", _FT,
            "Every weight trains: the fastest learner here, and the largest gradients and optimizer state in the "
            "memory chart (compare with a LoRA run on Compare).",
@@ -123,7 +126,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            runs=(dict(model="minilm", task="colour-shape", method="lora", steps=150,
                       knobs=dict(rank=8, alpha=16.0, targets=["q", "v"])),
                  dict(model="minilm", task="colour-shape", method="smt", steps=150,
-                      knobs=dict(targets=["q", "k", "v"], warmup_steps=40)))),
+                      knobs=dict(targets=["q", "k", "v"], warmup_steps=SMT_LESSON_WARMUP)))),
 ]}
 
 

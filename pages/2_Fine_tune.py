@@ -9,7 +9,7 @@ import streamlit as st
 from explorer import data as D
 from explorer.views import figures_runs as FR
 from explorer.workshop.inspector import SmtHandoff
-from explorer.workshop.jobs import default_queue, estimate_run_bytes, queue_place
+from explorer.workshop.jobs import default_queue, estimate_run_bytes, estimate_run_label, queue_place
 from explorer.workshop.runs import FineTuneRun, start_fine_tune
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
@@ -288,19 +288,14 @@ def training_section(method: str) -> None:
     widgets.precision_widgets(PAGE, "prec", "ckpt", cuda=cuda_ok())
 
 
-def method_section(method: str, name: str, loaded) -> None:
-    """The method picker and its knobs (the SMT inspector's hand-off hides the warm-up knobs)."""
+def method_section(method: str, loaded) -> None:
+    """The method picker and its knobs."""
     st.markdown("##### Method")
     st.selectbox("Method", list(METHODS), key=k("method"), format_func=lambda m: METHODS[m].label,
                  label_visibility="collapsed")
     info = METHODS[method]
     st.caption(f"{info.description}  \nPaper: {info.paper} · trainable: `{info.formula}`")
     kv = modes.visible_knobs(info.knobs)
-    if info.takes_selection and handoff_mismatch(name, {kn.name: st.session_state.get(k("k_" + kn.name), kn.default)
-                                                        for kn in info.knobs}) == []:
-        # the inspector's blocks replace the warm-up: its knobs do not apply to this run
-        kv = [kn for kn in kv if not kn.name.startswith("warmup_")]
-        st.caption("Warm-up knobs hidden: this run trains the SMT block inspector's selection (no warm-up).")
     if kv:
         with st.container(border=True):
             for kn in kv:
@@ -334,7 +329,7 @@ def start_bar(cfg: TrainConfig, loaded, hist, label: str, can: bool) -> None:
                 args=(cfg, loaded, hist, label), width="stretch", help="Runs in the background; the page stays usable")
     q = default_queue().stats()
     b[2].caption(f"Evaluates on up to 200 held-out examples every {cfg.eval_every} steps. "
-                 + (f"Memory estimate for this run: about {need / 2**20:,.0f} MiB (analytic, fp32). "
+                 + (f"Memory estimate for this run: about {need / 2**20:,.0f} MiB ({estimate_run_label(cfg)}). "
                     if need else "") +
                  f"Server: {q['running']} of {q['max_running']} fine-tune slots busy, {q['queued']} waiting.")
     note = st.session_state.get("ft_notice")
@@ -368,7 +363,7 @@ def body():
             src, task_name, cols_map = task_section(inf.kind)
             training_section(method)
         with right:
-            method_section(method, name, loaded)
+            method_section(method, loaded)
         cfg = run_config(ps.current(), method, name, src, task_name, cols_map)
         label = f"{METHODS[method].label} · {name} · " \
                 f"{D.display_name(cfg.task) if cfg.task else D.default_task_for(inf.kind)}"
@@ -376,13 +371,6 @@ def body():
         live_panel()
         runs_panel.downloads(hist)
         runs_panel.tryout_section(hist)
-
-
-def handoff_mismatch(name: str, knobs: dict) -> list[str] | None:
-    """Why the SMT inspector's hand-off does not fit a run of ``name`` with ``knobs`` ([] = it fits; None = there
-    is no hand-off)."""
-    h: SmtHandoff | None = st.session_state.get(HANDOFF_KEY)
-    return None if h is None else h.mismatch(name, knobs)
 
 
 def inspector_selection(method: str, name: str, knobs: dict):
@@ -396,9 +384,7 @@ def inspector_selection(method: str, name: str, knobs: dict):
     if why:
         c[0].caption(f"The SMT block inspector's selection is not used: {'; '.join(why)}.")
         return None
-    c[0].info(f"Using the selection from the inspector ({h.n_blocks} blocks of {h.block_size}×{h.block_size}, "
-              f"score {h.score}, {h.rule}): no warm-up, these blocks train from step 1.",
-              icon=":material/grid_view:")
+    c[0].info(h.using_text(knobs), icon=":material/grid_view:")
     if c[1].button("Forget it", key="ft_forget_smt_sel", help="SMT picks its own blocks with a warm-up again"):
         st.session_state.pop(HANDOFF_KEY, None)
         st.rerun()

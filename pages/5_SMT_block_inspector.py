@@ -153,7 +153,8 @@ def selection_controls(loaded, instructor: bool) -> tuple[BlockGrid, list[str]]:
         st.session_state[k("types")] = cur
         st.multiselect("Matrix types to select from", have, key=k("types"),
                        format_func=lambda t: V.type_name(t, loaded.info.family),
-                       help="every attention and MLP matrix by default (the SMT method's own default is q, k, v)")
+                       help="SMT's own targets q, k, v by default (the paper's); add the other matrices to see "
+                            "where else the gradient would put the budget")
     types = [t for t in st.session_state.get(k("types"), have) if t in have] or have
     g = block_grid(loaded, types)
     if st.session_state.get(k("b")) not in [0] + g.valid:

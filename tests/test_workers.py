@@ -171,3 +171,44 @@ def test_a_worker_runs_below_the_servers_priority_on_its_own_threads(pool):
     assert out["nice"] == min(19, os.nice(0) + pool.niceness)
     assert out["torch_threads"] == pool.threads == 1 and out["interop_threads"] == 1
     assert out["tokenizers_parallelism"] == "false"
+
+
+EXITING = r"""
+import atexit, threading, time
+atexit.register(time.sleep, 2.0)  # registered first, so it runs last: after multiprocessing's exit function
+from explorer.workshop.workers import ProcessExecutor
+ex = ProcessExecutor(workers=1, threads=1)
+def late():
+    time.sleep(0.5)  # the main thread is exiting by now, and a queued run asks for a worker
+    try:
+        ex.warm()
+        print("spawned late", flush=True)
+    except Exception as e:
+        print("refused:", e, flush=True)
+threading.Thread(target=late, daemon=True).start()
+"""
+
+
+def test_a_process_that_exits_leaves_no_worker_and_prints_no_traceback():
+    """Issue 21: an AppTest page run left spawned workers that printed a SemLock traceback when the parent exited
+    (a worker started while the process was exiting, after multiprocessing had unlinked its semaphores).  Every
+    pool now shuts down first at exit and starts no worker afterwards."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", EXITING], cwd=root, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(root)))
+    assert p.returncode == 0
+    assert p.stdout.strip() == "refused: the server is shutting down: no new run starts"
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr[-1500:]
+
+
+def test_a_shut_down_pool_refuses_work_in_one_line():
+    from explorer.errors import ServiceError
+
+    ex = ProcessExecutor(workers=1, threads=1)
+    ex.shutdown()
+    with pytest.raises(ServiceError, match="shutting down"):
+        ex.run_call("explorer.workshop.worker_side:selftest", dict(n=1))

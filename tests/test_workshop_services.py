@@ -164,9 +164,12 @@ def test_handoff_from_an_analysis_and_when_it_fits():
     h = SmtHandoff.from_analysis(an, "tiny-bert", "colour-shape")
     assert h.selection == {"l0.v": ([0], [0]), "l1.v": ([1], [1])} and h.n_blocks == 2
     assert h.used_types == ["v"] and h.block_size == 16 and sorted(h.types) == ["q", "v"]
+    # the run keeps SMT's warm-up in the inspector's mode, for its steps but at least the lessons' 40
     assert h.query == dict(model="tiny-bert", method="smt", src="built-in", task="colour-shape",
                            k_targets=",".join(an.types), k_block_size="16", k_blocks="2", k_density="0.0",
-                           k_score=an.score, k_selection=an.rule)
+                           k_score=an.score, k_selection=an.rule, k_warmup_steps="40", k_warmup_mode="gradient-only")
+    an.meta["steps_done"] = 100
+    assert SmtHandoff.from_analysis(an, "tiny-bert", "colour-shape").query["k_warmup_steps"] == "100"
     assert h.mismatch("tiny-bert", dict(block_size=16, targets=["v"])) == []
     assert h.mismatch("minilm", dict(block_size=32, targets=["q"])) == [
         "it was made on tiny-bert", "its block size is 16", "the targets lack v"]
@@ -185,3 +188,25 @@ def test_a_sweep_adds_each_run_to_the_history_through_its_sink(tiny_bert):
     assert [e.label for e in hist] == ["sweep · r=1", "sweep · r=2"] and [e.id for e in hist] == ["run1", "run2"]
     assert all(e.adapter_zip is None for e in hist)  # keep_adapter=False
     assert [e.summary["trainable_params"] for e in hist] == [r.trainable for r in sw.snapshot().results]
+
+
+def test_handoff_says_what_the_run_does_with_the_blocks():
+    h = SmtHandoff.from_analysis(_an(), "tiny-bert", "colour-shape")
+    full = h.using_text(dict(warmup_mode="full", warmup_steps=16))
+    assert "2 blocks of 16×16" in full and "full warm-up (16 steps) still fine-tunes every weight first" in full
+    assert "train from step 1" in h.using_text(dict(warmup_mode="gradient-only", warmup_steps=16))
+
+
+def test_inspector_selects_from_smts_own_targets_by_default():
+    from explorer.workshop.inspector import default_types
+
+    assert default_types() == ["q", "k", "v"]
+
+
+def test_the_first_heatmap_opens_where_smt_selects_blocks():
+    from explorer.workshop.inspector import opening_matrix
+
+    an = _an()  # blocks in l0.v and l1.v (one each); none in l0.q
+    assert opening_matrix(an, 0, "q") == (0, "v")  # asked for a matrix without a block: the busiest one
+    assert opening_matrix(an, 1, "v") == (1, "v")  # asked for one with blocks: kept
+    assert opening_matrix(an, 5, "q") == (0, "v")  # a layer that is not there either

@@ -19,3 +19,5 @@ _.warmup_in_worker; _.selftest
 _.__new__
 # the room's state row, read field by field by the Lesson page being built (issue 22; drop these two once it lands)
 _.lesson_key; _.step_started
+# transformers reads a config's attention implementation (engine/speed.py sets it on a standalone layer's config)
+_._attn_implementation

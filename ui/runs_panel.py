@@ -42,6 +42,8 @@ def downloads(hist) -> None:
     st.caption(f"{s.get('status')} · {s.get('steps_done')} steps · trainable {s.get('trainable_params') or 0:,} · "
                f"final accuracy {(s.get('final_accuracy') or 0):.1%} · wall {s.get('wall_time_s') or 0:.1f} s · "
                f"device {s.get('device')}")
+    if e.notes:  # what the run kept or left out, and why (e.g. an adapter held in memory only)
+        st.markdown("**Notes on this run**  \n" + "\n".join(f"- {n}" for n in e.notes))
     share_section(e)
 
 
@@ -58,7 +60,8 @@ def tryout_section(hist) -> None:
     if e is None or e.status not in ("finished", "stopped"):
         return
     st.markdown(f"##### Try your model: {e.title()}")
-    if not e.adapter_zip:
+    zipped = e.tryout_zip()  # the kept adapter, or a larger one held in memory only
+    if not zipped:
         st.caption("This run kept no adapter to try (see its notes).")
         return
     loaded = models.load_base_or_error(e.config.get("model", ""))
@@ -81,7 +84,7 @@ def tryout_section(hist) -> None:
         if held is None or held.run_id != e.id:
             st.session_state.pop("ft_try", None)  # one rebuilt model per session at most
             with st.spinner("Rebuilding the run's adapter on a copy of the base model…"):
-                held = T.load_tryout(loaded, e.id, e.adapter_zip, max_len=int(e.config.get("max_len") or 64))
+                held = T.load_tryout(loaded, e.id, zipped, max_len=int(e.config.get("max_len") or 64))
             st.session_state["ft_try"] = held
         if not (text or placeholder):
             st.caption("Type a sentence like those of your task first.")

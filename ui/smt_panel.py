@@ -10,6 +10,7 @@ from explorer import smt as A
 from explorer.views import fmt
 from explorer.views import smt_views as V
 from explorer.methods.smt import SCORE_LABELS
+from explorer.workshop.inspector import opening_matrix
 from ui import modes, state
 
 OVERLAP_MEANING = {  # one line each: what a high overlap would mean
@@ -59,6 +60,10 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     # ---- one matrix
     st.subheader("Gradient-block heatmap of one matrix")
     layers = sorted({t.layer for t in an.targets})
+    if st.session_state.get("smt:opened") != (rec.key or id(rec)):  # a new record opens where SMT selects blocks
+        st.session_state["smt:opened"] = rec.key or id(rec)
+        st.session_state[k("layer")], st.session_state[k("mat")] = opening_matrix(
+            an, int(st.session_state.get(k("layer"), 0) or 0), st.session_state.get(k("mat"), "v"))
     if int(st.session_state.get(k("layer"), 0)) not in layers:
         st.session_state[k("layer")] = layers[0]
     if st.session_state.get(k("mat")) not in an.types:

@@ -122,6 +122,14 @@ def precision_widgets(page: str, prec_field: str, ckpt_field: str, cuda: bool) -
     c[1].toggle("checkpointing", key=wkey(page, ckpt_field),  # short: it must fit its column on a projector
                 help="gradient checkpointing: each layer keeps only its input; its activations are rebuilt in the "
                      "backward pass")
+    if not cuda:  # what bf16 costs in time here: measured once per server (a CPU without bf16 units: many times)
+        from explorer.engine.speed import precision_speed
+
+        speed = precision_speed()
+        if speed.slow and st.session_state.get(key) == "bf16":
+            st.warning(speed.text() + ": this run will take that much longer.", icon=":material/speed:")
+        else:
+            st.caption(speed.text())
 
 
 # ----------------------------------------------------------------------------- lesson presets

@@ -78,6 +78,11 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     elif adapter.needs_warmup:
         from explorer.methods.smt import run_warmup
 
+        if loaded.info.kind == "seq-cls":  # the warm-up's new head comes from the method's seed, as a run's does
+            from explorer.engine.prepare import init_head
+
+            init_head(adapter.model, int(getattr(adapter.model.config, "num_labels", 2) or 2),
+                      int(adapter.knobs.get("seed", 0)))
         steps = adapter.knobs["warmup_steps"]
         batches = smt_warmup_batches(loaded, task, n=min(steps, 8))
         run_warmup(adapter, batches, max_steps=min(steps, len(batches)))

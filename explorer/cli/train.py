@@ -88,39 +88,37 @@ def _init_distributed(device_name: str):
 
 
 class Progress:
-    def __init__(self, total: int, stream=None, width: int = 30):
-        self.total, self.stream, self.width = max(1, total), stream or sys.stderr, width
-        self.t0 = time.perf_counter()
+    """The run's progress on stderr: a ``tqdm`` bar over the steps, with the phase, the loss and the latest
+    held-out accuracy beside it; ``bar(record)`` after every step record, ``bar.close()`` at the end."""
+
+    def __init__(self, total: int, stream=None):
+        from tqdm import tqdm
+
+        stream = stream or sys.stderr
+        tty = hasattr(stream, "isatty") and stream.isatty()
         self.acc = None
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_print = 0.0
+        self.bar = tqdm(total=max(1, int(total)), file=stream, unit="step", dynamic_ncols=True, leave=True,
+                        mininterval=0.2 if tty else 2.0)
 
     def __call__(self, rec: dict):
         if rec.get("eval_accuracy") is not None:
             self.acc = rec["eval_accuracy"]
-        step = int(rec.get("step", 0))
-        now = time.perf_counter()
-        if not self.tty and step not in (0, self.total) and now - self.last_print < 2.0 and rec.get("eval_accuracy") is None:
-            return
-        self.last_print = now
-        frac = min(1.0, step / self.total)
-        fill = int(round(frac * self.width))
-        loss = rec.get("loss")
-        parts = [f"[{'#' * fill}{'.' * (self.width - fill)}] {step}/{self.total}"]
+        step = min(int(rec.get("step", 0)), self.bar.total)
+        post = {}
         if rec.get("phase"):
-            parts.append(rec["phase"])
-        if loss is not None:
-            parts.append(f"loss {loss:.4f}")
+            post["phase"] = rec["phase"]
+        if rec.get("loss") is not None:
+            post["loss"] = f"{rec['loss']:.4f}"
         if self.acc is not None:
-            parts.append(f"acc {self.acc:.3f}")
-        parts.append(f"{now - self.t0:.0f}s")
-        self.stream.write(("\r" if self.tty else "") + "  ".join(parts) + ("" if self.tty else "\n"))
-        self.stream.flush()
+            post["acc"] = f"{self.acc:.3f}"
+        self.bar.set_postfix(post, refresh=False)
+        if step > self.bar.n:
+            self.bar.update(step - self.bar.n)
+        elif post:
+            self.bar.refresh()
 
     def close(self):
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.bar.close()
 
 
 def run(args) -> int:

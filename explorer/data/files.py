@@ -59,7 +59,36 @@ def _csv_columns(text: str, sep: str, name: str, what: str) -> tuple[list[str], 
             msg = f"line {m.group(2)} has {m.group(3)} fields where the header has {m.group(1)}"
         raise DataError(f"{name} could not be read as {what}: {msg[:240]}") from None
     cols = [str(c) for c in df.columns]
-    return cols, {str(c): df[c].tolist() for c in df.columns}
+    values = {str(c): df[c].tolist() for c in df.columns}
+    glued = _glued_row(cols, values, sep)
+    if glued is not None:
+        row, start = glued
+        raise DataError(f"{name}: a quote opens in data row {row:,} (\"{start[:40]}…\") and is not closed on its "
+                        "line, so the next line(s) of the file were read into that row; close the quote, or double "
+                        "it (\"\") inside a quoted text")
+    return cols, values
+
+
+def _glued_row(cols: list[str], values: dict, sep: str) -> tuple[int, str] | None:
+    """(data row, its first line) of a cell that swallowed whole rows of the file: a quote that opens and never
+    closes where it should makes the parser read on to the next quote.  A cell spanning several lines is such a
+    runaway when one of its lines parses as a complete row (the header's number of fields) whose value in another
+    column is one that column holds in ordinary rows (a label): a quoted text over several lines does not."""
+    import csv
+
+    n = len(cols)
+    if n < 2:
+        return None
+    known = {c: {v for v in values[c] if isinstance(v, str) and "\n" not in v} for c in cols}
+    for j, c in enumerate(cols):
+        for i, v in enumerate(values[c]):
+            if not isinstance(v, str) or "\n" not in v:
+                continue
+            for line in v.split("\n"):
+                fields = next(csv.reader([line], delimiter=sep), [])
+                if len(fields) == n and any(fields[k].strip() in known[cols[k]] for k in range(n) if k != j):
+                    return i + 1, v.split("\n")[0]
+    return None
 
 
 def _json_records(text: str, name: str, lines: bool) -> list:

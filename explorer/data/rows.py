@@ -19,7 +19,7 @@ def _pick(cols: list[str], given: str | None, candidates: list[str], what: str, 
         if c in cols:
             return c
     raise DataError(f"{fname}: missing a {what} column (looked for {', '.join(candidates)}); columns are "
-                    f"{', '.join(cols)[:200]}; name it with the column mapping")
+                    f"{', '.join(cols)[:200]}; name it with the column mapping (--{what}-col on the command line)")
 
 
 def _clean(v) -> str | None:

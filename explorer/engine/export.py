@@ -81,13 +81,15 @@ def save_adapter(result, folder) -> Path:
 
 
 def base_model_id(model: str) -> str:
-    """What a saved adapter names as its base: the registry name (``minilm``), a local folder as an absolute
-    path (so the file still points at it from elsewhere), else the id as given (a hub id)."""
+    """What a saved adapter names as its base: a registry model's public hub id (minilm:
+    ``sentence-transformers/all-MiniLM-L6-v2``, smollm2-135m: ``HuggingFaceTB/SmolLM2-135M-Instruct``; so plain peft
+    resolves it), the name of one that has none (the tiny models, built by the project), a local folder as an
+    absolute path (so the file still points at it from elsewhere), else the id as given (a hub id)."""
     from explorer.models import REGISTRY
 
     model = str(model)
     if model in REGISTRY:
-        return model
+        return REGISTRY[model].get("hub_id") or model
     p = Path(model).expanduser()
     return str(p.resolve()) if p.is_dir() else model
 

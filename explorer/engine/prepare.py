@@ -8,6 +8,7 @@ from torch import nn
 
 from explorer import data as data_mod
 from explorer.engine.config import TrainConfig
+from explorer.targets import init_head  # re-exported: the head every run and warm-up draws from its seed
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -43,44 +44,6 @@ def dist_info():
     except Exception:  # pragma: no cover
         pass
     return 0, 1
-
-
-def init_head(model: nn.Module, num_labels: int, seed: int) -> bool:
-    """(Re)initialise a sequence-classification head from ``seed``; resize it to ``num_labels``.
-
-    Returns True when the head was replaced.  Works for BERT-style ``classifier`` and
-    LLaMA-style ``score`` heads (a Linear, or a module whose last Linear is ``out_proj``).
-    """
-    from explorer.targets import head_module_names
-
-    names = head_module_names(model)
-    if not names:
-        return False
-    g = torch.Generator().manual_seed(int(seed) + 424242)
-    for name in names:
-        head = getattr(model, name)
-        lin = head if isinstance(head, nn.Linear) else getattr(head, "out_proj", None)
-        if not isinstance(lin, nn.Linear):
-            continue
-        new = nn.Linear(lin.in_features, num_labels, bias=lin.bias is not None)
-        with torch.no_grad():
-            new.weight.copy_(torch.randn(new.weight.shape, generator=g) * 0.02)
-            if new.bias is not None:
-                new.bias.zero_()
-        new.to(lin.weight.device, lin.weight.dtype)
-        new.weight.requires_grad_(False)
-        if new.bias is not None:
-            new.bias.requires_grad_(False)
-        if lin is head:
-            setattr(model, name, new)
-        else:
-            head.out_proj = new
-    model.num_labels = num_labels
-    if getattr(model, "config", None) is not None:
-        model.config.num_labels = num_labels
-        model.config.id2label = {i: str(i) for i in range(num_labels)}
-        model.config.label2id = {str(i): i for i in range(num_labels)}
-    return True
 
 
 def prepare_base(loaded, task, seed: int) -> nn.Module:

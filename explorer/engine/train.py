@@ -68,12 +68,16 @@ class _Run:
         if task.kind != self.kind:
             raise DataError(f"Task '{task.name}' is {task.kind} but model '{cfg.model}' is {self.kind}")
         self.rank, self.world = dist_info()
-        from explorer.methods import apply_method
+        from explorer.methods import METHODS, apply_method
 
         torch.manual_seed(cfg.seed)
         base = prepare_base(loaded, task, cfg.seed)
+        takes = getattr(METHODS.get(cfg.method), "takes_selection", False)
+        handed = cfg.smt_selection if cfg.smt_selection is not None and takes else None
         adapter = apply_method(base, cfg.method, n_base=loaded.info.n_params,
-                               smt_selection=cfg.smt_selection, **dict(cfg.knobs))
+                               smt_selection=None if handed is not None else cfg.smt_selection, **dict(cfg.knobs))
+        if handed is not None:  # SMT: installed now, or after a full warm-up that moves the weights first
+            adapter.hand_over(handed)
         res.adapter = self.adapter = adapter
         res.notes.extend(adapter.notes)
         self.model = adapter.model

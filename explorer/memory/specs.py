@@ -208,13 +208,18 @@ def spec_for(name: str, num_labels: int = 2) -> ModelSpec:
         return PUBLISHED[name]
     from explorer import model_configs, model_files, models
 
-    if name in model_configs.config_models():  # bundled config-only models: the config is all it takes
+    from pathlib import Path
+
+    bundled = name in model_configs.config_models()
+    folder = not bundled and name not in models.REGISTRY and (Path(name).expanduser() / "config.json").is_file()
+    if bundled or folder:  # a bundled config or a folder with a config.json: the config is all it takes
         cfg = model_configs.read_config(name)
         kind = model_configs.config_kind(cfg)
         if kind == "seq-cls":
             cfg.num_labels = num_labels
         spec = spec_from_config(cfg, kind, name)
-        spec.source = model_configs.config_model_source(name) or spec.source
+        spec.source = (model_configs.config_model_source(name) if bundled else
+                       f"config.json of {Path(name).expanduser().resolve()} (read on the meta device)") or spec.source
         return spec
 
     if name == "tiny-bert":

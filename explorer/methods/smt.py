@@ -32,6 +32,13 @@ AUTO_CAP = 0.25  # ... but never more than this share of the targets' blocks (ti
 SCORE_LABELS = {"abs-mean": "|mean| of the summed gradient (default)", "mean-abs": "mean of |gradient|",
                 "l1": "L1 norm", "l2": "L2 norm"}
 
+# the default score against the paper's words (checked in HectorHHZ/Sparse_Matrix_Tuning, peft/tuner/smt.py)
+SCORE_NOTE = ("Block score: the default, |mean| of the gradient summed in the block (signed gradients cancel), is what "
+              "the public SMT code computes by default: its option named `mean_abs` computes "
+              "`grad.mean(dim=(1, 3)).abs()`. The paper's text says \"average absolute gradient\", which is the score "
+              "`mean-abs` here (the public code's `abs_mean`).")
+
+
 def _block_size_widget(ctx: KnobContext) -> Widget:
     """The block size slider: auto, or a size (>= 4) that divides every target of the loaded model."""
     shapes = ctx.shapes(list(ctx.values.get("targets") or []))
@@ -87,6 +94,7 @@ DEVIATIONS = [
     f"{AUTO_CAP:.0%} of the targets' blocks.",
     "The Methods playground selects from a few gradient-only warm-up batches (said on the page); Fine-tune runs "
     "the full warm-up.",
+    SCORE_NOTE,
 ]
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import Target, set_submodule
 from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
-from .smt import SCORE_LABELS, block_budget, resolve_block_size, valid_block_sizes
+from .smt import SCORE_LABELS, SCORE_NOTE, block_budget, resolve_block_size, valid_block_sizes
 from .smt_blocks import block_scores, select_blocks
 
 
@@ -51,14 +51,39 @@ class SMTAdapter(Adapter):
                                                        "few blocks)" if not knobs["block_size"] and b != 256 else "") +
                           f"; {n} of {total_blocks} blocks ({n / total_blocks:.2%} of the targets); "
                           f"score: {SCORE_LABELS[knobs['score']]}; selection: {knobs['selection']}.")
+        if knobs["score"] == "abs-mean":
+            self.notes.append(SCORE_NOTE)
         if knobs["warmup_mode"] == "gradient-only":
             self.notes.append("Warm-up mode gradient-only (a deviation from the public code): the warm-up sums "
                               "gradients but leaves every weight unchanged.")
         else:
             self.notes.append("Warm-up mode full, as in the public code: the warm-up steps are full fine-tuning "
                               "(all weights move; memory as full fine-tuning during the warm-up).")
+        self.given: dict | None = None  # blocks handed over (hand_over), installed when the full warm-up ends
         if selection is not None:
             self.install(selection)
+
+    def hand_over(self, selection: dict) -> None:
+        """Train blocks chosen elsewhere (the SMT block inspector's) instead of the warm-up's own choice.
+
+        Full warm-up mode: the warm-up still runs and these blocks are installed when it ends, so the sparse
+        phase starts from the weights the warm-up moved, as in the public code (a run that skipped it would
+        start the blocks from the pretrained weights).  Gradient-only mode moves no weight: installed now."""
+        given = {k: ([int(x) for x in r], [int(x) for x in c]) for k, (r, c) in selection.items()}
+        if not any(r for r, _ in given.values()):
+            raise KnobError("smt: the selection handed over holds no block")
+        if not self.warmup_moves_weights:
+            self.install(selection)
+            return
+        grids = {t.name: (t.d_out // self.block, t.d_in // self.block) for t in self.targets}
+        for name, (rows, cols) in given.items():  # refused now, not after the warm-up
+            if rows and (name not in grids or max(rows) >= grids[name][0] or max(cols) >= grids[name][1]):
+                raise KnobError(f"smt: a selected block lies outside the targets ({name}, b={self.block})")
+        self.given = given
+        self.n_blocks = sum(len(r) for r, _ in self.given.values())
+        self.notes.append(f"{self.n_blocks} blocks handed over: the full warm-up still fine-tunes every weight "
+                          "first (the sparse phase starts from the moved weights, as in the public code); the "
+                          "handed-over blocks replace the ones it would choose.")
 
     # --- warm-up protocol (used by the training loop and by run_warmup) ------
     @property
@@ -129,7 +154,8 @@ class SMTAdapter(Adapter):
             assert self.grad_sums is not None, "call begin_warmup() first"
             sums = self.grad_sums
         self.scores = {k: block_scores(g, self.block, self.knobs["score"]).cpu() for k, g in sums.items()}
-        sel = select_blocks(self.scores, self.n_blocks, self.knobs["selection"])
+        sel = self.given if self.given is not None else select_blocks(self.scores, self.n_blocks,
+                                                                          self.knobs["selection"])
         self.grad_sums = None
         for p in self.model.parameters():
             p.grad = None

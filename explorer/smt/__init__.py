@@ -2,14 +2,15 @@
 that makes a record), ``cache`` (memory and disk caches), ``analysis`` (scores, selection, shares, stability,
 overlaps) and ``export`` (JSON and CSV).  The names below are the package's public interface."""
 
-from explorer.smt.analysis import (RULES, Setting, SMTAnalysis, analyze, check_request, jaccard, score_maps,
+from explorer.smt.analysis import (RULES, Setting, SMTAnalysis, analyze, check_request, default_types, jaccard,
+                                   score_maps,
                                    to_selection, weight_change_maps, weight_magnitude_maps)
 from explorer.smt.cache import cached_record, clear_memory_cache, load_record, record_key, save_record
 from explorer.smt.collect import DEFAULT_CHECKPOINTS, MODES, RecordSettings, collect_gradients, warmup_loss
 from explorer.smt.export import analysis_to_dict, analysis_to_json, scores_csv, selection_csv
 from explorer.smt.record import GradientRecord, default_grain, record_from_sums
 
-__all__ = ["RULES", "MODES", "DEFAULT_CHECKPOINTS", "Setting", "SMTAnalysis", "GradientRecord", "analyze",
+__all__ = ["RULES", "MODES", "DEFAULT_CHECKPOINTS", "Setting", "SMTAnalysis", "GradientRecord", "analyze", "default_types",
            "check_request", "jaccard", "score_maps", "to_selection", "weight_change_maps", "weight_magnitude_maps",
            "cached_record", "clear_memory_cache", "load_record", "record_key", "save_record", "collect_gradients",
            "warmup_loss", "analysis_to_dict", "analysis_to_json", "scores_csv", "selection_csv", "default_grain",

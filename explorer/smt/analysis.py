@@ -356,3 +356,12 @@ def to_selection(rec: GradientRecord, block_size: int, n_blocks: int | None = No
 
 __all__ = ["analyze", "SMTAnalysis", "Setting", "to_selection", "score_maps", "weight_magnitude_maps",
            "weight_change_maps", "check_request", "jaccard", "masks", "RULES"]
+
+
+def default_types() -> list[str]:
+    """The matrix types the inspector selects from by default: SMT's own default targets (q, k, v, the paper's).
+    A selection over every matrix type put most blocks in the MLP's down projection on minilm and, handed to
+    Fine-tune, learned far less than the SMT preset (benchmarks/results/smt_handoff.md)."""
+    from explorer.methods.smt import KNOBS
+
+    return list(next(k for k in KNOBS if k.name == "targets").default)

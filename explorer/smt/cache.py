@@ -16,7 +16,7 @@ import numpy as np
 from explorer.smt.record import GradientRecord
 from explorer.targets import Target
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a classification head drawn from the record's seed (1: the loaded model's own)
 MEMORY_LRU_SIZE = 4
 
 _MEMORY: "OrderedDict[str, GradientRecord]" = OrderedDict()

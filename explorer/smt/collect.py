@@ -280,6 +280,10 @@ def collect_gradients(loaded, task=None, warmup_steps: int = 16, batch_size: int
     say(0.0, "copying the model")
     torch.manual_seed(s.seed)
     model = fresh_copy(loaded.model)
+    if info.kind == "seq-cls":  # a new head, drawn from the run's seed as a fine-tune's is (the same head)
+        from explorer.engine.prepare import init_head
+
+        init_head(model, int(getattr(getattr(model, "config", None), "num_labels", 2) or 2), s.seed)
     model.train()
     weights = [model.get_submodule(t.name).weight for t in targets]
     sums = _Sums(weights, s.grain, sum((t.d_out // s.grain) * (t.d_in // s.grain) for t in targets),

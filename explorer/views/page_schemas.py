@@ -113,7 +113,7 @@ def smt_schema() -> Schema:
         Field("dens", "float", 0.01, min=0.0001, max=1.0),
         Field("score", "choice", "abs-mean", choices=tuple(SCORES)),
         Field("rule", "choice", "global", choices=tuple(A.RULES)),
-        Field("types", "multi", list(types), choices=types),
+        Field("types", "multi", A.default_types(), choices=types),
         Field("layer", "int", 0, min=0, max=200),
         Field("mat", "choice", "v", choices=types),
         Field("log", "bool", False),

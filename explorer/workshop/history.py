@@ -41,7 +41,8 @@ FORMAT = "peft-explorer-history"
 VERSION = 1
 MAX_RUNS = 500
 MAX_RECORDS = 200_000
-MAX_ADAPTER_ZIP = 64 * 2 ** 20  # adapters larger than this are not kept (full fine-tuning of a big model)
+MAX_ADAPTER_ZIP = 64 * 2 ** 20  # adapters larger than this are not kept on disk or offered for download
+MAX_HELD_BYTES = 4 * MAX_ADAPTER_ZIP  # ... but the latest ones stay in memory for "Try your model" (server-wide)
 _RID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCALAR = (str, int, float, bool, type(None))
 
@@ -96,10 +97,18 @@ class RunEntry:
     created: float = field(default_factory=time.time)
     label: str = ""
     adapter_zip: bytes | None = field(default=None, repr=False)  # not in the JSON export
+    held: bool = field(default=False, repr=False)  # a larger adapter is held in memory for "Try your model"
 
     @property
     def status(self) -> str:
         return str(self.summary.get("status", "unknown"))
+
+    def tryout_zip(self) -> bytes | None:
+        """The adapter "Try your model" rebuilds: the kept one, else one held in memory only (too large to keep
+        on disk or to download; the server holds the latest few, :data:`MAX_HELD_BYTES` in all)."""
+        if self.adapter_zip:
+            return self.adapter_zip
+        return _held_get(self) if self.held else None
 
     def title(self) -> str:
         return self.label or f"{self.config.get('method', '?')} · {self.config.get('model', '?')} · #{self.id}"
@@ -178,11 +187,36 @@ def entry_from_result(result, run_id: str | None = None, label: str = "", keep_a
             z = adapter_zip(result)
             entry.adapter_zip = z if z is not None and len(z) <= MAX_ADAPTER_ZIP else None
             if z is not None and entry.adapter_zip is None:
+                entry.held = _held_put(entry, z)
                 entry.notes.append(f"The adapter ({len(z) / 2**20:.0f} MiB zipped) is larger than "
-                                   f"{MAX_ADAPTER_ZIP // 2**20} MiB and was not kept for download.")
+                                   f"{MAX_ADAPTER_ZIP // 2**20} MiB: it is not kept for download"
+                                   + (" (Try your model uses it from memory while the server holds it)."
+                                      if entry.held else "."))
         except Exception as e:  # noqa: BLE001 - no adapter (failed run, SMT stopped in warm-up)
             entry.notes.append(f"No adapter to download: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
     return entry
+
+
+_HELD: "dict[int, tuple[object, bytes]]" = {}  # id(entry) -> (entry, zip), oldest first; memory only
+_HELD_LOCK = threading.Lock()
+
+
+def _held_put(entry: RunEntry, z: bytes) -> bool:
+    """Hold ``z`` in memory for ``entry`` (the oldest held ones leave first); False when it alone is too large."""
+    if len(z) > MAX_HELD_BYTES:
+        return False
+    with _HELD_LOCK:
+        _HELD[id(entry)] = (entry, z)
+        while sum(len(v[1]) for v in _HELD.values()) > MAX_HELD_BYTES:
+            old, _ = _HELD.pop(next(iter(_HELD)))
+            old.held = False
+    return True
+
+
+def _held_get(entry: RunEntry) -> bytes | None:
+    with _HELD_LOCK:
+        got = _HELD.get(id(entry))
+        return got[1] if got is not None and got[0] is entry else None
 
 
 def adapter_zip(result) -> bytes | None:
@@ -275,6 +309,11 @@ class RunHistory:
 
     def remove(self, run_id: str) -> None:
         with self._lock:
+            for r in self.runs:
+                if r.id == run_id and r.held:
+                    with _HELD_LOCK:
+                        _HELD.pop(id(r), None)
+                    r.held = False
             self.runs = [r for r in self.runs if r.id != run_id]
             if self.folder is not None:
                 zp = self.folder / f"{run_id}.adapter.zip"

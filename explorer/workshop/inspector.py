@@ -23,8 +23,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
+from explorer.smt.analysis import default_types  # noqa: F401 - the inspector's default types, re-exported
+
 __all__ = ["WarmupSettings", "WarmupProgress", "WarmupJob", "start_warmup", "warmup_need_bytes", "BlockGrid",
-           "block_grid", "SmtHandoff"]
+           "block_grid", "default_types", "SmtHandoff", "opening_matrix"]
 
 
 # ----------------------------------------------------------------------------- the warm-up job
@@ -230,9 +232,19 @@ class SmtHandoff:
 
         sel = selection_for_training(an)
         used = [t for t in an.types if any(x.type == t and x.name in sel for x in an.targets)]
+        from explorer.workshop.presets import SMT_LESSON_WARMUP
+
+        meta = getattr(an, "meta", None) or {}
+        # the run keeps SMT's warm-up in the inspector's mode: in full mode it moves every weight before the handed
+        # blocks train (the public code's sparse phase starts from the warmed-up model), for the inspector's steps
+        # but at least the lessons' 40: the inspector's default 16 moved the weights too little (measured:
+        # benchmarks/results/smt_handoff.md)
+        warm = max(int(meta.get("steps_done") or meta.get("warmup_steps") or 0), SMT_LESSON_WARMUP)
         query = dict(model=model, method="smt", src="built-in", task=task, k_targets=",".join(an.types),
                      k_block_size=str(an.block_size), k_blocks=str(an.n_blocks), k_density="0.0",
-                     k_score=an.score, k_selection=an.rule)
+                     k_score=an.score, k_selection=an.rule, k_warmup_steps=str(warm))
+        if meta.get("mode"):  # explorer.smt.MODES, the same names as the SMT knob's
+            query["k_warmup_mode"] = str(meta["mode"])
         return cls(model=model, task=task, block_size=int(an.block_size), types=list(an.types), used_types=used,
                    n_blocks=int(sum(len(r) for r, _ in sel.values())), score=an.score, rule=an.rule,
                    selection=sel, query=query)
@@ -249,6 +261,18 @@ class SmtHandoff:
             why.append(f"the targets lack {', '.join(missing)}")
         return why
 
+    def using_text(self, knobs: dict) -> str:
+        """What a Fine-tune run with these SMT ``knobs`` does with the selection (the page shows it)."""
+        what = (f"Using the selection from the inspector ({self.n_blocks} blocks of {self.block_size}×"
+                f"{self.block_size}, score {self.score}, {self.rule})")
+        from explorer.methods import METHODS
+
+        if METHODS["smt"].warmup_is_full_finetuning(knobs):
+            return (f"{what}: the run's full warm-up ({int(knobs.get('warmup_steps') or 0)} steps) still fine-tunes "
+                    "every weight first, as in the public SMT code, then these blocks train instead of the ones it "
+                    "would choose.")
+        return f"{what}: gradient-only warm-up moves no weight, so there is none; these blocks train from step 1."
+
     def take_switch(self) -> bool:
         """True once, right after the hand-off (the page then opens Fine-tune)."""
         with _SWITCH_LOCK:
@@ -257,3 +281,14 @@ class SmtHandoff:
 
 
 _SWITCH_LOCK = threading.Lock()
+
+
+def opening_matrix(an, layer: int, mat: str) -> tuple[int, str]:
+    """The (layer, matrix type) a heatmap opens on: the one asked for when SMT selects blocks in it, else the
+    matrix that holds the most selected blocks (ties: the earliest layer, then the order of ``an.types``)."""
+    counts = {(t.layer, t.type): len(an.selection[t.name][0]) for t in an.targets}
+    if counts.get((int(layer), mat), 0) > 0 or not any(counts.values()):
+        return int(layer), mat
+    order = {ty: i for i, ty in enumerate(an.types)}
+    best = max(counts, key=lambda lt: (counts[lt], -lt[0], -order.get(lt[1], 0)))
+    return best

@@ -47,7 +47,8 @@ from explorer.methods import METHODS, SWEEP_METHODS
 from explorer.errors import KnobError
 from explorer.engine.state import Heartbeat
 
-__all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "free_bytes",
+__all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "estimate_run_label",
+           "MEMORY_PRECISION", "free_bytes",
            "check_memory", "ordinal", "DEFAULT_MAX_RUNS", "DEFAULT_SAFETY"]
 
 DEFAULT_MAX_RUNS = 2
@@ -107,9 +108,15 @@ def check_memory(need_bytes: float | None, free: int | None, safety: float = DEF
             "or wait for other runs to end")
 
 
-def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
-    """Analytic fp32 estimate (``explorer.memory.analytic.estimate``) of one run's memory, or None if it cannot be made.
+# a run's training precision (``TrainConfig.precision``) -> the memory model's (``explorer.memory.options``):
+# both 16-bit precisions train with autocast here (fp32 weights, gradients and AdamW states)
+MEMORY_PRECISION = {"fp32": "fp32", "bf16": "bf16-autocast", "fp16": "bf16-autocast"}
 
+
+def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
+    """Analytic estimate (``explorer.memory.analytic.estimate``) of one run's memory, or None if it cannot be made.
+
+    Follows the run's precision (bf16 / fp16: autocast, :data:`MEMORY_PRECISION`) and gradient checkpointing.
     Uses the shape of ``loaded.model`` when given, else ``explorer.memory.specs.spec_for(cfg.model)``.
     """
     try:
@@ -125,17 +132,26 @@ def estimate_run_bytes(cfg, loaded=None, num_labels: int = 2) -> float | None:
                 dev = "cuda" if torch.cuda.is_available() else "cpu"
             except Exception:  # noqa: BLE001
                 dev = "cpu"
-        kw = dict(precision="fp32", batch=int(cfg.batch_size), seq_len=int(cfg.max_len),
-                  device="cuda" if dev.startswith("cuda") else "cpu")
+        kw = dict(precision=MEMORY_PRECISION.get(getattr(cfg, "precision", "fp32"), "fp32"),
+                  checkpointing=bool(getattr(cfg, "checkpointing", False)), batch=int(cfg.batch_size),
+                  seq_len=int(cfg.max_len), device="cuda" if dev.startswith("cuda") else "cpu")
         est = estimate(spec, cfg.method, dict(cfg.knobs or {}), **kw)
         total = float(est["total_bytes"])
         knobs = dict(cfg.knobs or {})
-        if METHODS[cfg.method].warmup_is_full_finetuning(knobs) and getattr(cfg, "smt_selection", None) is None:
-            # a warm-up of full fine-tuning (SMT, as in the public code): that phase sets the peak
+        if METHODS[cfg.method].warmup_is_full_finetuning(knobs):
+            # a warm-up of full fine-tuning (SMT, as in the public code; a handed-over selection keeps it too):
+            # that phase sets the peak
             total = max(total, float(estimate(spec, "full", {}, **kw)["total_bytes"]))
         return total
     except Exception:  # noqa: BLE001 - no estimate: the run itself reports bad knobs
         return None
+
+
+def estimate_run_label(cfg) -> str:
+    """What :func:`estimate_run_bytes` assumed, for the figure's caption: "analytic, bf16 autocast, checkpointing"."""
+    prec = getattr(cfg, "precision", "fp32")
+    what = "fp32" if prec == "fp32" else f"{prec} autocast"
+    return "analytic, " + what + (", checkpointing" if getattr(cfg, "checkpointing", False) else "")
 
 
 class Job:

@@ -23,12 +23,14 @@ saved adapter as zip bytes (``adapter_zip_bytes``); the model copy stays in the 
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,12 +117,38 @@ class _Worker:
     started: float = field(default_factory=time.time)
 
 
+_POOLS: "weakref.WeakSet[ProcessExecutor]" = weakref.WeakSet()
+_EXIT_HOOKED = False
+
+
+def _shutdown_pools() -> None:
+    """At interpreter exit, before multiprocessing's own exit function (atexit runs the later registration
+    first): every pool stops its workers and starts no new one.  Without it, multiprocessing unlinks the pool's
+    semaphores first and terminates workers after, and a worker that a run thread starts while the process exits
+    is left behind to print a SemLock traceback when the parent is gone (an AppTest page run showed it)."""
+    for ex in list(_POOLS):
+        ex.shutdown()
+
+
+def _hook_exit() -> None:
+    global _EXIT_HOOKED
+    with _MAIN_LOCK:
+        if not _EXIT_HOOKED:
+            atexit.register(_shutdown_pools)
+            _EXIT_HOOKED = True
+
+
 class ProcessExecutor:
-    """A pool of spawned worker processes; :meth:`run_train` blocks its caller until the run ends."""
+    """A pool of spawned worker processes; :meth:`run_train` blocks its caller until the run ends.  After
+    :meth:`shutdown` (called for every pool at interpreter exit) it starts no worker: a run then fails with one
+    line."""
 
     kind = "process"
 
     def __init__(self, workers: int = 2, threads: int | None = None, niceness: int | None = None):
+        self.closed = False
+        _POOLS.add(self)
+        _hook_exit()
         self.size = max(1, int(workers))
         cores = os.cpu_count() or 1
         self.threads = max(1, int(threads)) if threads else max(1, cores // self.size)
@@ -139,6 +167,10 @@ class ProcessExecutor:
 
     # -- pool ------------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
+        from multiprocessing import util as mp_util
+
+        if self.closed or getattr(mp_util, "_exiting", False):
+            raise ServiceError("the server is shutting down: no new run starts")
         inbox, outbox, stop = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event()
         proc = self._ctx.Process(target=_worker_main, args=(inbox, outbox, stop, self.threads, self.niceness),
                                  name="peft-explorer-worker", daemon=True)
@@ -256,6 +288,7 @@ class ProcessExecutor:
 
     def shutdown(self) -> None:
         with self._lock:
+            self.closed = True
             for w in self._workers:
                 if w.proc.is_alive():
                     w.stop.set()

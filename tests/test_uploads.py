@@ -308,7 +308,7 @@ def test_streamlit_config_and_make_run_use_the_limit():
     assert cfg["server"]["maxUploadSize"] == security.DEFAULT_MAX_UPLOAD_MB  # a plain `streamlit run`
     make = (ROOT / "Makefile").read_text()
     recipe = make[make.index("\nrun:"):].split("\n\n")[0].replace("\\\n", " ")
-    m = re.search(r"--server\.maxUploadSize (\$\$\([^)]*\))", recipe)
+    m = re.search(r"--server\.maxUploadSize (\$\$\(\$\(PY\)[^)]*\))", recipe)
     assert m, recipe
     cmd = m.group(1).replace("$$", "$").replace("$(PY)", sys.executable)
     for env, want in (("64", "64"), ("0.5", "1"), (None, "20")):

@@ -33,6 +33,20 @@ def test_session_folder_only_for_server_ids(tmp_path):
             S.session_dir(bad, create=False, base=tmp_path)
 
 
+def test_a_session_ids_runs_go_to_one_page_once():
+    """Issue 21: a link copied before its owner reloaded opened the owner's run history in another browser."""
+    sid = S.new_session_id()
+    live = {"owner-old"}
+    S.hold(sid, "owner-old", is_live=live.__contains__)
+    assert not S.claim_restore(sid, live.__contains__, me="friend", wait_s=0.1)  # the owner's page is open
+    live.discard("owner-old")  # the owner reloads: the old page ends, the new one asks first
+    assert S.claim_restore(sid, live.__contains__, me="owner-new", wait_s=0.1)
+    assert S.claim_restore(sid, live.__contains__, me="owner-new", wait_s=0.1)  # the same page asking again
+    assert not S.claim_restore(sid, live.__contains__, me="friend", wait_s=0.1)  # the copied link, later
+    assert S.may_restore(sid, live.__contains__, me="friend", wait_s=0.1)  # (what the bare check alone said)
+    assert not S.claim_restore("../etc", live.__contains__, me="x")
+
+
 def test_may_restore_only_when_the_holder_page_is_gone():
     sid, other_sid = S.new_session_id(), S.new_session_id()
     live = {"page-a"}

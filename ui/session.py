@@ -33,7 +33,8 @@ def session_history():
     ``sid``; after a page reload the new session starts from a *copy* of that folder's runs
     (validated id, existing folder only; the id never names a path by itself), under its own
     new id, so two sessions never write the same files.  A link copied from the address bar
-    while its owner's page is still open does not carry the runs (``sessions.may_restore``):
+    while its owner's page is still open, or opened after its owner reloaded, does not carry the runs
+    (``sessions.claim_restore``: an id's runs go to one page once):
     the receiver starts with an empty history and a one-line notice.  The old folder is removed by the
     janitor once its page has ended (``ui.frame.chrome`` starts it).
     """
@@ -49,7 +50,7 @@ def session_history():
             hist = H.RunHistory()
         prev = st.query_params.get("sid")
         if prev and S.valid_session_id(prev) and prev != sid:
-            if S.may_restore(prev, _page_is_live, me=me):
+            if S.claim_restore(prev, _page_is_live, me=me):
                 try:
                     old = S.session_dir(prev, create=False)
                     if old.is_dir():

@@ -46,6 +46,7 @@ from typing import Callable
 from explorer.workshop.security import UnsafePathError, safe_join
 
 __all__ = ["root", "new_session_id", "valid_session_id", "session_dir", "hold", "holder", "may_restore",
+           "claim_restore",
            "CleanupPolicy", "cleanup", "start_janitor", "stop_janitor", "janitor_stats"]
 
 _SID = re.compile(r"[0-9a-f]{32}")
@@ -146,6 +147,30 @@ def may_restore(session_id: str, is_live: IsLive, me: str | None = None, wait_s:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
+    return True
+
+
+_RESTORED: dict[str, str] = {}  # session id -> the page that took its runs (each id's runs are handed on once)
+
+
+def claim_restore(session_id: str, is_live: IsLive, me: str | None = None, wait_s: float = 2.0) -> bool:
+    """:func:`may_restore`, once per session id: the first page that may start from ``session_id``'s runs takes
+    them (a reload), and any later page that brings the same id is refused.  A link copied from the address bar
+    before its owner reloaded carries the old id: opened after the reload, it gets the settings, not the runs."""
+    if not valid_session_id(session_id):
+        return False
+    with _HOLDERS_LOCK:
+        taken = _RESTORED.get(session_id)
+    if taken is not None:
+        return taken == me  # the same page asking again (a rerun before its history was kept)
+    if not may_restore(session_id, is_live, me=me, wait_s=wait_s):
+        return False
+    with _HOLDERS_LOCK:
+        if _RESTORED.setdefault(session_id, me or "?") != (me or "?"):
+            return False  # another page took them while this one waited
+        if len(_RESTORED) > _MAX_HOLDERS:
+            for k in list(_RESTORED)[: len(_RESTORED) // 2]:
+                del _RESTORED[k]
     return True
 
 

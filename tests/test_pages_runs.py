@@ -317,6 +317,11 @@ def test_history_survives_a_reload_as_a_copy(some_runs):
     no_problem(at2)
     assert [e.id for e in at2.session_state["run_history"]] == [e.id for e in some_runs]
     assert qp(at2, "sid") != sid  # the copy lives under its own new id
+    # the same link opened again (copied before the reload, opened in another browser): settings, not the runs
+    at_friend = cmp(sid=sid)
+    no_problem(at_friend)
+    assert len(at_friend.session_state["run_history"]) == 0
+    assert any("its owner's runs stay with them" in t.value for t in at_friend.toast)
     # a hostile sid is ignored: a fresh, empty history
     at3 = cmp(sid="../../../../etc")
     no_problem(at3)

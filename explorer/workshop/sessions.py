@@ -160,14 +160,14 @@ def claim_restore(session_id: str, is_live: IsLive, me: str | None = None, wait_
     if not valid_session_id(session_id):
         return False
     with _HOLDERS_LOCK:
-        taken = _RESTORED.get(session_id)
-    if taken is not None:
-        return taken == me  # the same page asking again (a rerun before its history was kept)
+        if session_id in _RESTORED:
+            return False
     if not may_restore(session_id, is_live, me=me, wait_s=wait_s):
         return False
     with _HOLDERS_LOCK:
-        if _RESTORED.setdefault(session_id, me or "?") != (me or "?"):
+        if session_id in _RESTORED:
             return False  # another page took them while this one waited
+        _RESTORED[session_id] = me or "?"
         if len(_RESTORED) > _MAX_HOLDERS:
             for k in list(_RESTORED)[: len(_RESTORED) // 2]:
                 del _RESTORED[k]

@@ -195,7 +195,7 @@ def lead_box(room, s, lesson) -> None:
                    f"this step, {room.participants()} connected (last 20 s)")
         frame.page_link(step.page, label=f"Open this step's view ({step.page_title})", query=dict(step.query))
         if step.question is not None:
-            with st.container(border=True):
+            with st.container(border=True, key="lesson-question"):
                 question_panel(room, s, step)
         agenda(room, s)
     with st.expander("Start a lesson", expanded=not s.running):

@@ -214,7 +214,8 @@ def _banner(room, s, lesson, page: str) -> None:
         q = room.question(s.step) if step.question is not None else None
         if q is None or q["status"] == "revealed":
             st.markdown(f"**Notice:** {b['notice']}")
-        c = st.columns([2, 2, 2] + ([3] if unlocked() else []), vertical_alignment="center")
+        teacher = unlocked()  # the teacher on another page: Previous and Next in the banner
+        c = st.columns([2, 2, 2] + ([3] if teacher else []), vertical_alignment="center")
         with c[0]:
             _follow_switch()
         if not here:
@@ -224,7 +225,7 @@ def _banner(room, s, lesson, page: str) -> None:
                 open_step(go)
         with c[2]:
             st.toggle("Show the join address", key=JOIN_SW, help="The address and QR code participants open")
-        if unlocked():
+        if teacher:
             with c[3]:
                 _teacher_buttons(s)
         if page != F.LEAD_PAGE:  # the Lesson page shows its messages beside its controls
@@ -253,7 +254,7 @@ def lesson_frame(current) -> None:
     if lesson is not None:
         _follow_now(s, lesson, current.key)
     _beat(room, s, lesson, current.key, time.time())
-    if lesson is not None:
+    if lesson is not None and not (current.key == F.LEAD_PAGE and unlocked()):  # the teacher's page shows it all
         _banner(room, s, lesson, current.key)
     _ticker(room, current.key, POLL_S if s.running else IDLE_POLL_S)
 

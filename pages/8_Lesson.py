@@ -90,9 +90,14 @@ def upload() -> None:
     if f is None:
         return
     try:
-        st.session_state[UPLOADED] = parse_lesson(f.getvalue(), f.name)
+        lesson = parse_lesson(f.getvalue(), f.name)
     except LessonError as e:
         st.error(str(e), icon=":material/error:")
+        return
+    old = st.session_state.get(UPLOADED)
+    if old is None or old.key != lesson.key:  # a new file: picked at once
+        st.session_state[UPLOADED] = lesson
+        st.session_state["lesson_pick"] = f"{lesson.title} (uploaded)"
 
 
 def start_box(s) -> None:

@@ -17,7 +17,6 @@ Follow times are written to ``tests/artifacts/room_walk.json`` for information; 
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit

@@ -23,7 +23,6 @@ from html import escape
 
 import streamlit as st
 
-from explorer.views.pages import PARTICIPANT_KEYS
 from explorer.workshop import follow as F
 from explorer.workshop.room import HEARTBEAT_S, RoomError, default_room, token_problem
 from ui.modes import mode_params
@@ -38,6 +37,7 @@ PAGE_KEY = "_lesson_page"  # (the page this session shows now, the current step'
 BEAT = "_lesson_beat"  # (run, step or None, time) of this session's last heartbeat
 WHO, TOKEN, UNLOCKED = "_lesson_who", "_lesson_token", "_lesson_unlocked"
 MSG = "_lesson_msg"
+SID = "_lesson_sid"  # the session id this session's address had (kept for pages that drop it)
 JOIN_SW = "lesson_join"
 
 
@@ -75,12 +75,16 @@ def watch_key(room, s, page: str) -> tuple:
 
 
 def own_keys() -> dict:
-    """This participant's own address keys (modes, session id): they ride along into every step."""
-    own = {k: v for k, v in raw_params().items() if k in PARTICIPANT_KEYS and isinstance(v, str)}
-    for k in ("instr", "proj"):
-        own.pop(k, None)
-    own.update(mode_params())
-    return own
+    """This participant's own address keys: the modes that are on and the session's id (``sid``: the session's
+    own, else the one its address had; a page that does not keep it in its address does not lose it)."""
+    from explorer.workshop.sessions import valid_session_id
+
+    raw = raw_params()
+    if valid_session_id(raw.get("sid")):
+        st.session_state[SID] = raw["sid"]
+    sid = next((v for v in (st.session_state.get("session_id"), st.session_state.get(SID)) if valid_session_id(v)),
+               None)
+    return {**mode_params(), **({"sid": sid} if sid else {})}
 
 
 def open_step(go: F.Go) -> None:
@@ -185,7 +189,8 @@ def _answer_form(room, s, question, mine) -> None:
             raw = c[0].text_input(label, key=f"lesson-ans-{s.run}-{s.step}", max_chars=200,
                                   placeholder="a number, e.g. 150000, 1.5e5 or 150k" if question.kind == "number"
                                   else f"a few words (at most {question.max_chars} characters)")
-        sent = c[1].form_submit_button("Send my answer", icon=":material/send:", width="stretch")
+        sent = c[1].form_submit_button("Send my answer", icon=":material/send:", width="stretch",
+                                      key=f"lesson-send-{s.run}-{s.step}")
     if sent:
         try:
             mine = room.answer(who(), s.step, raw)
@@ -251,6 +256,7 @@ def lesson_frame(current) -> None:
         return
     go = F.back_to_lesson(s, lesson)
     st.session_state[PAGE_KEY] = (current.key, go.page if go else None)
+    own_keys()  # remembers the address's sid
     if lesson is not None:
         _follow_now(s, lesson, current.key)
     _beat(room, s, lesson, current.key, time.time())

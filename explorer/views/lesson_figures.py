@@ -1,9 +1,10 @@
 """What the Lesson page draws of the room (pure: plotly figures and rows, no streamlit).
 
 - ``answers_figure(tally, question, template)``: the room's answers to a question for the projector, from
-  ``explorer.workshop.answers.tally``: a histogram for numbers (on a log axis when the answers' bins are
-  log-spaced: every answer positive and spanning at least two powers of ten), bars for choices, with the revealed
-  truth marked (a line at its value, its bar in the accent colour).  None for free text or no answers.
+  ``explorer.workshop.answers.tally``: a histogram for numbers (on a log scale when the answers' bins are
+  log-spaced: every answer positive and spanning at least two powers of ten; each bar labelled with its range),
+  bars for choices, with the revealed truth marked (a line at its value, its bar in the accent colour).  None
+  for free text or no answers.
 - ``agenda_rows(agenda)``: the agenda (``Room.agenda``) as table rows: planned and spent minutes per step.
 """
 
@@ -32,31 +33,37 @@ def _answers_word(n: int) -> str:
     return f"{n} answer{'s' if n != 1 else ''}"
 
 
+def _position(v: float, edges: list, log: bool) -> float:
+    """Where ``v`` sits on the histogram's axis, in bars (bar i is centred on i; its bin spans i - 0.5 .. i + 0.5)."""
+    f = math.log10 if log else float
+    width = (f(edges[-1]) - f(edges[0])) / (len(edges) - 1)
+    return (f(v) - f(edges[0])) / width - 0.5
+
+
 def _number_figure(t: dict, q, template) -> go.Figure:
+    """Equal-width bins side by side: the bins are equal in log10 when ``t["log"]`` (``answers.histogram``), so each
+    bar's place and width along the axis are proportional to the logarithm of its values: a log axis, labelled with
+    each bin's range (plotly cannot draw bar widths on its own log axis)."""
     edges, counts, log = t["edges"], t["counts"], t["log"]
     unit = getattr(q, "unit", "") or ""
-    if log:  # positions on a log axis; widths in its log10 units (plotly draws log-axis bars in log space)
-        centres = [math.sqrt(a * b) for a, b in zip(edges[:-1], edges[1:])]
-        widths = [math.log10(b) - math.log10(a) for a, b in zip(edges[:-1], edges[1:])]
-    else:
-        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-        widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
-    labels = [bin_label(a, b, unit) for a, b in zip(edges[:-1], edges[1:])]
-    fig = go.Figure(go.Bar(x=centres, y=counts, width=[0.94 * w for w in widths], marker_color=MUTED,
-                           name="answers", text=labels, textposition="none",
-                           hovertemplate="%{text}: %{y} answer(s)<extra></extra>"))
+    labels = [bin_label(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    fig = go.Figure(go.Bar(x=labels, y=counts, marker_color=MUTED, name="answers", text=[str(c) for c in counts],
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{x}" + (f" {unit}" if unit else "") + ": %{y} answer(s)<extra></extra>"))
+    lo, hi = -0.5, len(counts) - 0.5
     truth = t.get("truth")
     if isinstance(truth, (int, float)) and (not log or truth > 0):
-        x = math.log10(truth) if log else truth  # shapes on a log axis take log10 positions
+        x = _position(truth, edges, log)
         fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, yref="paper", line=dict(color=ACCENT, width=4))
         fig.add_annotation(x=x, y=1, yref="paper", yanchor="bottom", showarrow=False,
                            text=f"truth: {_num(truth)}", font=dict(color=ACCENT))
-        lo, hi = min(edges[0], truth), max(edges[-1], truth)
-        pad = 0.05 * ((math.log10(hi) - math.log10(lo)) if log else (hi - lo) or 1.0)
-        rng = [math.log10(lo) - pad, math.log10(hi) + pad] if log else [lo - pad, hi + pad]
-        fig.update_xaxes(range=rng)
-    fig.update_xaxes(type="log" if log else "linear",
-                     title_text=(unit or "answer") + (" (log scale: each grid line is 10×)" if log else ""))
+        lo, hi = min(lo, x - 0.3), max(hi, x + 0.3)
+    if log:
+        ratio = edges[1] / edges[0]
+        axis = f"{unit or 'answer'} (log scale: each bar spans ×{ratio:.3g})"
+    else:
+        axis = f"{unit or 'answer'} (each bar spans {_num(edges[1] - edges[0])})"
+    fig.update_xaxes(type="category", title_text=axis, range=[lo, hi])
     fig.update_yaxes(title_text="answers", rangemode="tozero", dtick=max(1, math.ceil(max(counts or [1]) / 6)))
     return fig
 

@@ -115,9 +115,13 @@ def metric(page, label: str) -> str:
     return m.locator('[data-testid="stMetricValue"]').inner_text() if m.count() else ""
 
 
+README_SHOTS = ("lesson_projector_answers", "lesson_teacher")  # UPDATE_SCREENSHOTS=1: the README's copies
+
+
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+    where = SHOTS if name in README_SHOTS else ARTIFACTS / "screenshots"
+    where.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(where / f"{name}.png"), full_page=False)
 
 
 def no_axe_problem(page, where: str) -> None:

@@ -333,7 +333,7 @@ def join_block(width: int = 220) -> None:
     c[0].html(f'<img src="data:image/png;base64,{png}" alt="QR code of the join address {escape(info.url)}" '
               f'style="width: {width}px; max-width: 100%; image-rendering: pixelated">')
     with c[1]:
-        st.markdown(f"#### Join the lesson\nOpen **{info.url}** on your laptop or phone, or scan the code: your "
-                    "page follows the teacher.")
+        st.markdown(f"#### Join the workshop\nOpen **{info.url}** on your laptop or phone, or scan the code. When "
+                    "the teacher leads a lesson, your page follows it.")
         if info.warning:
             st.caption(info.warning[0].upper() + info.warning[1:] + ".")

@@ -49,7 +49,7 @@ def open_at(path: str, **params):
 
 
 def banner_text(at) -> str:
-    return "\n".join(m.value for m in at.markdown if "Step " in m.value and " of " in m.value)
+    return "\n".join(m.value for m in at.markdown if m.value.startswith(":material/school: **Step "))
 
 
 def errors(at) -> list[str]:
@@ -187,7 +187,8 @@ def test_answers_from_the_banner_one_per_session_changeable_refusals_one_line(hi
     r = room()
     r.start(lesson(), TOKEN, "teacher")
     r.move("next", TOKEN, "teacher")
-    at = participant(hist)
+    at = participant(hist)  # joins at Home while the room is on step 2: lands in it
+    assert any(h.value == "Methods playground" for h in at.title) and qp(at, "b_rank") == "64"
     run = r.state().run
     box, send = f"lesson-ans-{run}-1", f"lesson-send-{run}-1"
     at.text_input(key=box).input("<b>1</b>")
@@ -227,3 +228,17 @@ def test_the_teachers_panel_counts_closes_and_reveals_the_computed_truth():
                         "classification head left out, counted from the adapter's tensors. 2 of 3 answered it "
                         "(within 10 %)."]
     assert r.question(1)["truth"].value == 147456
+
+
+def test_the_unlocked_teacher_moves_the_room_from_any_pages_banner_and_follows_it():
+    at = unlock(open_at(LESSON_PAGE))
+    at.button(key="lesson_start").click().run()
+    assert not banner_text(at)  # the teacher's own page shows the step itself, without a banner
+    at.switch_page(HOME).run()
+    no_problem(at)
+    assert "Step 1 of 5" in banner_text(at)
+    at.button(key="lesson-banner-next").click().run()
+    no_problem(at)
+    assert room().state().step == 1
+    assert "Step 2 of 5" in banner_text(at) and any(h.value == "Methods playground" for h in at.title)
+    assert [s.value for s in at.success] == ["Moved the room to step 2."]

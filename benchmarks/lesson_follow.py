@@ -135,7 +135,8 @@ def fmt(s: dict) -> str:
 def report(rooms: dict) -> str:
     lines = ["# Following the teacher under load", "",
              f"`python -m benchmarks.lesson_follow` ({time.strftime('%Y-%m-%d %H:%M')}), lesson \"{LESSON}\", "
-             "headless participants (`tests/st_protocol.py`), two minilm fine-tunes training (their progress at each move is in the JSON), a probe "
+             "headless participants (`tests/st_protocol.py`), two minilm fine-tunes training (their progress at each "
+             "move is in the JSON), a probe "
              "moving the playground's rank slider. Seconds, p50 / p95. The machine is shared: the 1-minute load "
              "average before each move is listed; compare rows of one run, not runs of different days.", "",
              "| participants | reached | banner shows the step | step's page drawn | slider redraw during follows "
@@ -151,12 +152,14 @@ def report(rooms: dict) -> str:
               "|---|---|---|---|---|---|"]
     for n, r in rooms.items():
         for what, i in (("the lesson's follow fragment", r.get("idle")),
-                        ("an empty 1 s fragment (a one-line app, the project's server settings: Streamlit's own cost)", r.get("empty_fragment"))):
+                        ("an empty 1 s fragment (a one-line app, the project's server settings: Streamlit's own "
+                         "cost)", r.get("empty_fragment"))):
             if i:
                 per = i["cpu_ms_per_fragment_run"]
-                lines.append(f"| {n}: {what} | {i['fragment_runs']} in {i['seconds']:.1f} s | {i['server_cpu_s']:.2f} s"
-                             f" | {'—' if per is None else f'{per:.1f} ms'} | {100 * i['server_cpu_share']:.1f} % of a "
-                             f"core | {i['loadavg']:.1f} |")
+                per = "—" if per is None else f"{per:.1f} ms"
+                lines.append(f"| {n}: {what} | {i['fragment_runs']} in {i['seconds']:.1f} s | "
+                             f"{i['server_cpu_s']:.2f} s | {per} | {100 * i['server_cpu_share']:.1f} % of a core | "
+                             f"{i['loadavg']:.1f} |")
     lines += ["", "Per step (step's page drawn, p50 / p95):", "", "| participants | " +
               " | ".join(f"step {k}" for k in next(iter(rooms.values()))["per_step"]) + " |",
               "|---|" + "---|" * len(next(iter(rooms.values()))["per_step"])]

@@ -5,9 +5,10 @@ Used by the load test (``tests/test_load_lesson.py``) and the benchmark (``bench
     out = asyncio.run(follow_room(url, room_file, participants=30, steps=5, runs=2))
 
 The room: ``participants`` sessions open the join address (Home); ``runs`` more sessions start a long fine-tune
-each on Fine-tune first (``RUN_QUERY``: LoRA on minilm, 500 steps of 32 examples) (their runs keep training while the room moves; these sessions switch following off and
-go back to their Fine-tune tab, whose line says how far the run is at each move); one probe session switches following off, opens the Methods playground on
-tiny-bert and moves its rank slider again and again (the slider redraw, timed side by side with the follows).
+each on Fine-tune first (``RUN_QUERY``: LoRA on minilm, 500 steps of 32 examples; the runs keep training while
+the room moves; these sessions switch following off and go back to their Fine-tune tab, whose line says how far
+the run is at each move); one probe session switches following off, opens the Methods playground on tiny-bert
+and moves its rank slider again and again (the slider redraw, timed side by side with the follows).
 Then the teacher starts the lesson and moves step by step: the move is written to the room's file from this
 process, exactly as the teacher's click writes it (``Room.start`` / ``Room.move`` with the instructor token).
 

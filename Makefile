@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: install run test loadtest loadtest-browsers bench browser clean mutation
+.PHONY: install run test loadtest loadtest-browsers bench bench-lessons browser clean mutation
 
 # the last pip line installs this checkout (editable) for the peft-explorer command: no downloads, no build
 # isolation (the venv's own setuptools builds it), so it works offline
@@ -55,6 +55,12 @@ loadtest-browsers: install browser
 
 bench: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.memory_honesty
+
+# live lessons: follow latency with 10 and 30 headless participants while two runs train, side by side with a slider
+# redraw (benchmarks/results/lesson_follow.{json,md}); every workshop step's first draw (lesson_steps.{json,md})
+bench-lessons: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.lesson_follow
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.lesson_steps
 
 # mutation testing of methods/, sparse.py and the analytic memory model (slow: not part of make test);
 # each run writes benchmarks/results/mutation.<scope>.{json,md}; mutation.{json,md} merge every run kept there.

@@ -9,7 +9,7 @@ from explorer.views import fmt
 from explorer.methods import METHODS
 from explorer.models import DEFAULT_MODEL, REGISTRY
 from explorer.views.pages import PAGES
-from ui import frame, models, modes
+from ui import frame, lesson_panel, models, modes
 
 
 def paper_link(p: str) -> str:
@@ -49,6 +49,8 @@ def overview(loaded):
 
 def body():
     st.title("PEFT Explorer")
+    if modes.projector_on():  # on the projector: the address the room opens, with its QR code
+        lesson_panel.join_block()
     st.markdown(
         "**Parameter-efficient fine-tuning (PEFT)** adapts a pretrained model by training only a small set of "
         "parameters – a low-rank update, a few blocks or single entries of the weights – while the rest stays "

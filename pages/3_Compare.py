@@ -345,6 +345,7 @@ def body():
         sweep_section()
         st.divider()
         import_export(hist)
+        frame.page_link("lesson", label="Take the workshop home (the Lesson page)", icon=":material/download:")
 
 
 frame.run_page(body)

@@ -10,7 +10,8 @@ the wire, and nothing else:
 * keeps the elements the server sends (``delta`` messages, by their delta path) and drops the ones a full run
   did not send again, as the frontend does;
 * follows ``page_info_changed`` (the URL's query string, e.g. the ``sid`` the app writes) and ``navigation``
-  (the page's script hash, sent back on every rerun);
+  (the page's script hash, sent back on every rerun, and its address; a page switched by the server, as
+  ``st.switch_page`` does, drops the old page's fragment timers as the frontend does);
 * moves a widget by sending a rerun with that widget's new state (the server keeps the others' values);
   presses a button with a trigger value;
 * runs ``st.fragment(run_every=…)`` timers as the frontend does: an ``auto_rerun`` message starts one, sending a
@@ -62,6 +63,7 @@ class Session:
     query: str = ""
     page_name: str = ""
     page_hash: str = ""
+    page_path: str = ""  # the address of the page the server drew last ("" for the default page)
     runs_finished: int = 0
     script_running: bool = False
     errors: list = field(default_factory=list)
@@ -216,7 +218,15 @@ class Session:
         if kind == "new_session":
             self.script_running = True
         elif kind == "navigation":  # the page this run is drawing (sent back on the next rerun)
-            self.page_hash = fm.navigation.page_script_hash
+            nav = fm.navigation
+            if self.page_hash and nav.page_script_hash != self.page_hash:  # the server switched pages
+                for t in self._timers.values():  # (st.switch_page): the old page's fragments are gone
+                    t.cancel()
+                self._timers.clear()
+            self.page_hash = nav.page_script_hash
+            self.page_path = next((p.url_pathname for p in nav.app_pages
+                                   if p.page_script_hash == nav.page_script_hash), self.page_path)
+            self.page_name = self.page_path  # what the frontend asks for on its next rerun
         elif kind == "page_info_changed":
             self.query = fm.page_info_changed.query_string
         elif kind == "delta":

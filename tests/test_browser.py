@@ -56,6 +56,7 @@ PAGES = [
              slider="Number of blocks", wait_for='[data-testid="stMetricValue"]', height=4200),
     PageCase("claims_lab", "Claims_lab", wait_for='[data-testid="stPlotlyChart"]', height=5200),
     PageCase("class_board", "Class_board", height=1600),
+    PageCase("lesson", "Lesson", height=1200),  # no lesson running: the room's page as a participant sees it
 ]
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -17,7 +17,5 @@ _.sweeps; _.removed; _.last_sweep; _.last_error
 _.warmup_in_worker; _.selftest
 # worker_side._RemoteState builds its object in __new__
 _.__new__
-# the room's state row, read field by field by the Lesson page being built (issue 22; drop these two once it lands)
-_.lesson_key; _.step_started
 # transformers reads a config's attention implementation (engine/speed.py sets it on a standalone layer's config)
 _._attn_implementation

@@ -1,5 +1,5 @@
 """The frame every page is drawn in: the router's chrome (tab title, sidebar links, the mode switches, projector
-styles), page links, and errors shown as one readable line.
+styles, the live lesson's banner: ``ui.lesson_panel``), page links, and errors shown as one readable line.
 
 ``app.py`` is the router: it makes one ``st.Page`` per ``explorer.views.pages.PAGES`` entry, picks the current
 one with ``st.navigation`` and calls :func:`chrome` before running it.  A page never draws the frame itself.
@@ -54,6 +54,9 @@ def chrome(current: PageSpec) -> None:
     if projector_on():
         st.html(PROJECTOR_CSS)
     _this_run.routed = True
+    from ui.lesson_panel import lesson_frame
+
+    lesson_frame(current)  # while a lesson runs: the banner, following the teacher (may open the step's page)
 
 
 def page_link(key: str, label: str | None = None, icon: str | None = None, query: dict | None = None) -> None:

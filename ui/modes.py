@@ -134,7 +134,8 @@ html { font-size: 21px !important; background: #ffffff; filter: invert(1) hue-ro
 [data-testid="stMainBlockContainer"] { padding-left: 2.5rem !important; padding-right: 2.5rem !important;
   max-width: none !important; }
 [data-testid="stBaseButton-primary"] { filter: invert(1) hue-rotate(180deg); }
-[data-testid="stBaseButton-primary"] [data-testid="stMarkdownContainer"] { color: #ffffff !important; }
+[data-testid="stBaseButton-primary"] [data-testid="stMarkdownContainer"],
+[data-testid="stBaseButton-primary"] [data-testid="stMarkdownContainer"] * { color: #ffffff !important; }
 [data-testid^="stBaseButton"] *, [data-testid="stPageLink"] * { white-space: normal !important;
   overflow: visible !important; text-overflow: clip !important; }
 </style>"""

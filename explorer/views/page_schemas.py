@@ -140,4 +140,5 @@ def _home(values: Mapping) -> Schema:
 SCHEMAS: dict[str, Callable[[Mapping], Schema]] = {
     "home": _home, "playground": _playground, "finetune": _finetune, "compare": lambda v: compare_schema(),
     "memory": _memory, "smt": lambda v: smt_schema(), "claims": lambda v: claims_schema(), "board": _board,
+    "lesson": _home,  # the Lesson page has no setting of its own (the room is its state; the token is never in a URL)
 }

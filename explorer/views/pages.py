@@ -50,6 +50,9 @@ PAGES: tuple[PageSpec, ...] = (
              "Each paper's headline claim tested at small scale: intervals over seeds, a computed verdict.", "the claims"),
     PageSpec("board", "pages/7_Class_board.py", "Class_board", "Class board", ":material/groups:",
              "The runs the room shared, on one chart: the budget sweep built together.", "the board"),
+    PageSpec("lesson", "pages/8_Lesson.py", "Lesson", "Lesson", ":material/school:",
+             "A live lesson: the teacher leads the room step by step; everyone answers and takes the workshop home.",
+             "the lesson controls"),
 )
 BY_KEY = {p.key: p for p in PAGES}
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from explorer.errors import DataError
 
-__all__ = ["AnswerError", "check_answer", "clean_text", "tally", "histogram", "TEXT_PUNCT",
+__all__ = ["AnswerError", "check_answer", "clean_text", "tally", "histogram", "shown", "TEXT_PUNCT",
            "LOG_DECADES", "MAX_BINS", "NEAR"]
 
 TEXT_PUNCT = " -.'!?,"
@@ -80,6 +80,17 @@ def clean_text(raw, max_chars: int) -> str:
     if len(s) > max_chars:
         raise AnswerError(f"at most {max_chars} characters, please ({len(s)} typed)")
     return s
+
+
+def shown(value, question) -> str:
+    """An answer (or a truth's value) as a page shows it: a number with separators and the question's unit, a
+    tie's choices joined with "and", text as it is."""
+    if isinstance(value, list):
+        return " and ".join(map(str, value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        unit = f" {question.unit}" if getattr(question, "unit", "") else ""
+        return (f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}") + unit
+    return str(value)
 
 
 def check_answer(question, raw):

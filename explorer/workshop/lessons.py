@@ -301,8 +301,9 @@ def _step(d, i: int, where: str) -> Step:
     _unknown(d, STEP_KEYS, "")
     title = _text(d, "title", 80)
     page = d.get("page")
-    if not isinstance(page, str) or page not in P.BY_KEY:
-        raise _Field(f"page: '{_clip(page, 40)}' is not a page (use one of {', '.join(P.BY_KEY)})")
+    if not isinstance(page, str) or page not in P.BY_KEY or page == "lesson":  # the teacher's page is no step
+        pages = ", ".join(k for k in P.BY_KEY if k != "lesson")
+        raise _Field(f"page: '{_clip(page, 40)}' is not a page (use one of {pages})")
     merged, preset = _settings(d, page)
     try:
         values, query = P.check_settings(page, merged)

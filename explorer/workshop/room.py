@@ -82,7 +82,6 @@ class RoomState:
     step: int
     n_steps: int
     title: str
-    lesson_key: str
     started: float | None
     step_started: float | None
 
@@ -138,7 +137,7 @@ class Room(Questions, SqliteStore):
 
     # ------------------------------------------------------------------------- reading
     def state(self) -> RoomState:
-        row = self._read_one("SELECT version, answers_version, run, status, step, n_steps, title, lesson_key, "
+        row = self._read_one("SELECT version, answers_version, run, status, step, n_steps, title, "
                              "started, step_started FROM room WHERE id = 1")
         return RoomState(*row)
 

@@ -196,11 +196,13 @@ def estimate_chart(spec, vals: dict, good: list[dict]) -> None:
 
 
 def estimate_tables(spec, rows: list[dict], good: list[dict], unit: str) -> None:
-    show = pd.DataFrame(T.display_rows(rows, unit))
+    exact = not modes.projector_on()  # a projector's large type: the columns that fit the screen
+    show = pd.DataFrame(T.display_rows(rows, unit, exact=exact))
     st.table(show.set_index("method"))  # a static table wraps its text: nothing is ever cut off
     st.caption(f"Compact forms (k/M/B for counts; "
                f"{'kB, MB, GB, TB = powers of 10' if unit == 'GB' else 'KiB, MiB, GiB, TiB = powers of 2'}); "
-               "the exact values are in the last column, in 'Exact values' below and in the CSV.")
+               f"the exact values are {'in the last column, ' if exact else ''}in 'Exact values' below and in the "
+               "CSV.")
     df = pd.DataFrame(T.table_rows(rows, unit))
     cfg = {"settings": st.column_config.TextColumn(width="medium"),
            "trainable params": st.column_config.NumberColumn(format="localized", width="medium"),

@@ -44,6 +44,16 @@ def shown(at: AppTest):
 # ----------------------------------------------------------------------------- pure helpers
 
 
+def test_every_rows_settings_name_real_values():
+    """VeRA's row read "r=None" (its rank is not one of the page's knobs): a knob the page does not set is at
+    the method's default, and the row says which."""
+    vals, _ = V.page_schema().parse({})
+    for m in METHODS:
+        text = V.knob_summary(m, V.method_knobs(m, vals))
+        assert "None" not in text, (m, text)
+    assert V.knob_summary("vera", V.method_knobs("vera", vals)).startswith("r=512 ")
+
+
 def test_schema_clamps_and_knobs_feed_the_model():
     vals, warns = V.page_schema().parse({"model": "gpt-9", "batch": "-3", "seq": "1e9", "rank": "abc",
                                          "methods": "lora,nope", "unit": "TB", "sparsity": "2"})

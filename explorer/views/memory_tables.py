@@ -19,9 +19,11 @@ def compact_count(n: float) -> str:
     return f"{n:,.0f}"
 
 
-def display_rows(rows: list[dict], unit: str) -> list[dict]:
+def display_rows(rows: list[dict], unit: str, exact: bool = True) -> list[dict]:
     """The on-screen table: short, never cut off (compact forms), the exact values in the last column;
-    a method that cannot run shows "n/a" and says why."""
+    a method that cannot run shows "n/a" and says why.  ``exact=False`` (a projector's large type, where the
+    columns must fit the screen): no exact values (the column kept only for a method that cannot run) and no
+    bytes per trainable parameter."""
     out = []
     for r in rows:
         if "error" in r:
@@ -43,6 +45,13 @@ def display_rows(rows: list[dict], unit: str) -> list[dict]:
             "exact values / note": f"trainable {t:,} of {n:,}; total {exact_bytes(r['total_bytes'])} "
                                    f"({r.get('scope_label', 'per GPU')})",
         })
+    if not exact:
+        keep = any("error" in r for r in rows)
+        for d in out:
+            d.pop("B / trainable param")  # the metrics above the chart give it for full fine-tuning
+            note = d.pop("exact values / note")
+            if keep:
+                d["note"] = note if note.startswith("n/a") else ""
     return out
 
 

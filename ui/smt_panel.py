@@ -29,11 +29,24 @@ def explain(col, md: str) -> None:
 def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     """Every view of one analysis: metrics, one matrix's heatmap, all layers, where the budget goes, stability,
     overlaps, notes, exports and "Train with this selection" (``on_train(an, loaded)``)."""
-    def k(name: str) -> str:
-        return state.wkey(page, name)
+    k = state.keys(page)
+    metrics(an, rec)
+    log = one_matrix(an, rec, loaded, tpl, k)
+    all_layers(an, loaded, tpl, k, log)
+    budget(an, loaded, tpl)
+    stability(an, tpl)
+    overlaps(an)
+    with st.expander("Warm-up loss and notes"):
+        losses = rec.meta.get("losses") or []
+        if losses:
+            modes.show_fig(V.loss_figure(losses, template=tpl), key="smt-loss")
+        for n in an.notes:
+            st.caption(n)
+    export_and_train(an, loaded, on_train)
 
-    fam = loaded.info.family
-    log = bool(st.session_state.get(k("log")))
+
+def metrics(an, rec) -> None:
+    """The selection's size and the warm-up that made it."""
     meta = rec.meta
     partial = bool(meta.get("stopped"))
     m = st.columns(5)
@@ -57,7 +70,10 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
         st.warning(f"Stopped after {meta.get('steps_done')} of {meta.get('warmup_steps')} warm-up steps: a partial "
                    "result (not cached).", icon=":material/stop_circle:")
 
-    # ---- one matrix
+
+def one_matrix(an, rec, loaded, tpl: str, k) -> bool:
+    """The heatmap of one matrix, opened where SMT selects blocks; returns whether the log colour scale is on."""
+    fam = loaded.info.family
     st.subheader("Gradient-block heatmap of one matrix")
     layers = sorted({t.layer for t in an.targets})
     if st.session_state.get("smt:opened") != (rec.key or id(rec)):  # a new record opens where SMT selects blocks
@@ -73,6 +89,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     c[1].radio("Matrix", an.types, key=k("mat"), horizontal=True, format_func=lambda t: V.type_name(t, fam))
     c[2].toggle("Log colour scale", key=k("log"), help="log10 of the score: shows the small blocks' structure")
     layer, mat = int(st.session_state[k("layer")]), st.session_state[k("mat")]
+    log = bool(st.session_state.get(k("log")))
     tgt = next(t for t in an.targets if t.layer == layer and t.type == mat)
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -91,8 +108,12 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
                       "Turn on the log scale when a few blocks outshine the rest."))
     with right:
         dl_fig("heatmap", fig, "smt_dl_heat")
+    return log
 
-    # ---- all layers
+
+def all_layers(an, loaded, tpl: str, k, log: bool) -> None:
+    fam = loaded.info.family
+    layers = sorted({t.layer for t in an.targets})
     st.subheader("All layers of one matrix type")
     if st.session_state.get(k("grid")) not in an.types:
         st.session_state[k("grid")] = "v" if "v" in an.types else an.types[0]
@@ -107,7 +128,9 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
                f"counts its selected blocks (most: layer {best}, {cnt[best]} blocks). Depth trends show up here: "
                "do early or late layers collect the budget?")
 
-    # ---- where the budget goes
+
+def budget(an, loaded, tpl: str) -> None:
+    fam = loaded.info.family
     st.subheader("Where the budget goes")
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -120,7 +143,8 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
         st.markdown(V.value_finding(an))
         dl_fig("budget", bfig, "smt_dl_bars")
 
-    # ---- stability
+
+def stability(an, tpl: str) -> None:
     st.subheader("How many warm-up steps does SMT need?")
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -135,7 +159,8 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
         st.markdown(V.stability_sentence(an))
         dl_fig("stability", sfig, "smt_dl_stab")
 
-    # ---- overlaps
+
+def overlaps(an) -> None:
     st.subheader("Compared with other ways to spend the same budget")
     rows = V.overlap_rows(an)
     st.caption(f"Each alternative picks the same {an.n_blocks} blocks of {an.block_size}×{an.block_size} with the "
@@ -154,15 +179,8 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
             ex = r["explain"]
             st.caption(OVERLAP_MEANING.get(r["comparison"].split(" ")[0], "") + " How it is drawn: " + ex)
 
-    # ---- losses and notes
-    losses = meta.get("losses") or []
-    with st.expander("Warm-up loss and notes"):
-        if losses:
-            modes.show_fig(V.loss_figure(losses, template=tpl), key="smt-loss")
-        for n in an.notes:
-            st.caption(n)
 
-    # ---- export and training
+def export_and_train(an, loaded, on_train) -> None:
     st.subheader("Export and train")
     c = st.columns(4)
     c[0].download_button("block scores (CSV)", lambda: A.scores_csv(an), file_name="smt_block_scores.csv",
@@ -177,10 +195,11 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
                                                           "stability curve and overlaps")
     c[3].button("Train with this selection", key="smt_train", type="primary", width="stretch",
                 icon=":material/model_training:", on_click=on_train, args=(an, loaded),
-                help="Opens Fine-tune with method SMT and exactly these blocks (no warm-up there)")
+                help="Opens Fine-tune with method SMT and exactly these blocks: its full warm-up still fine-tunes "
+                     "every weight first (as in the public SMT code), then these blocks train")
     st.caption("PNG: every chart's camera button (top right of the chart, \"Download plot as png\") saves it as "
                "an image; the server has no kaleido for PNG export, so the per-chart download gives interactive "
-               "HTML (its plotly.js comes from the CDN, so opening it needs the internet).")
+               "HTML, with plotly.js inside the file: it opens offline.")
 
 
 def dl_fig(name: str, fig, key: str) -> None:

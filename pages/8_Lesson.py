@@ -230,9 +230,11 @@ def takehome(room, s) -> None:
             board = []
         return takehome_files(takehome_data(lesson, room.record(run, who=me), hist.runs, board, base_url=base))
 
+    n = len(hist.runs)
+    yours = "your own runs (none yet)" if not n else f"your own {n} run{'s' if n != 1 else ''}"
     st.caption(f"“{lesson.title}”: each step with the link that reproduces its view, the room's answers and the "
-               f"revealed truths, the class board and your own {len(hist.runs)} run(s). One HTML file that prints "
-               "(A4 or Letter), and the JSON behind it.")
+               f"revealed truths, the class board and {yours}. One HTML file that prints (A4 or Letter), and the "
+               "JSON behind it.")
     c = st.columns(2)
     c[0].download_button("Download the workshop (HTML)", lambda: doc()[0], file_name=f"{_slug(lesson.title)}.html",
                          mime="text/html", on_click="ignore", icon=":material/download:", key="lesson_th_html")

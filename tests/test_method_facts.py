@@ -171,14 +171,11 @@ def test_every_method_module_is_registered_and_declares_only_its_method():
     old_names = {"LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "COLOR_SLOT",
                  "DEVIATIONS", "LOAD_FORMAT", "HAS_WARMUP", "TAKES_SELECTION", "PLAYGROUND_CAPTION",
                  "MEMORY_PAGE_KNOBS", "MEASURE_KNOBS"}
-    for stem in sorted(declaring - LEFT_FOR_THE_SMT_MOVE):
+    for stem in sorted(declaring):
         tree = ast.parse((folder / f"{stem}.py").read_text())
         names = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
                  for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
         assert not names & old_names, f"{stem}: {sorted(names & old_names)} beside METHOD"
-
-
-LEFT_FOR_THE_SMT_MOVE = {"smt"}  # its facts move into METHOD with the SMT move (issue 24)
 
 
 def test_a_module_without_its_method_is_refused(monkeypatch):

@@ -21,6 +21,7 @@ from typing import Iterable
 
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from .base import Knob, KnobError
+from .contract import Method
 from .facts import (KnobContext, Picture, Widget, fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob,
                     targets_knob, with_head)
 from .smt_blocks import SCORES, block_scores, select_blocks  # noqa: F401 - scoring and selection, re-exported
@@ -57,8 +58,6 @@ def _blocks_widget(ctx: KnobContext) -> Widget:
     return Widget(lo=0, hi=max(1, total), help=f" · {total:,} blocks of {b}×{b} in the targets" if b else "")
 
 
-LABEL = "SMT (Sparse Matrix Tuning)"
-SHORT = "SMT"
 KNOBS = [
     targets_knob(["q", "k", "v"], "target matrices (q, k, v in the paper)"),
     Knob("block_size", "int", 0, "block size b (0 = auto: the largest of 256/64/32/16 that divides every target "
@@ -77,24 +76,6 @@ KNOBS = [
     Knob("warmup_mode", "choice", "full", "full: full fine-tuning during warm-up as in the public code; "
          "gradient-only: weights unchanged (deviation)", choices=["full", "gradient-only"], label="warm-up mode"),
     seed_knob("seed (ties between equal scores are broken by position)"),
-]
-DESCRIPTION = "Scores gradient blocks during a warm-up, keeps the global top-n b x b blocks, trains only those."
-WHAT_TRAINS = "the b×b blocks of W with the largest warm-up gradients"
-PAPER = "arXiv 2405.15525"
-FORMULA = "n_blocks x b^2"
-DEFAULT_LR = 2e-3
-HAS_WARMUP = True  # a warm-up phase (knob warmup_steps) picks what trains
-TAKES_SELECTION = True  # trains a selection handed over (the block inspector's) instead of warming up
-COLOR_SLOT = 1
-DEVIATIONS = [
-    "Warm-up mode gradient-only (weights unchanged) is a labelled deviation; the default, full, fine-tunes every "
-    "weight during the warm-up as the public code does.",
-    "Small models need small blocks: the automatic block size is the largest of 256/64/32/16 that divides every "
-    "target (the paper uses 256), and the automatic budget (about 1 % of all parameters) is capped at "
-    f"{AUTO_CAP:.0%} of the targets' blocks.",
-    "The Methods playground selects from a few gradient-only warm-up batches (said on the page); Fine-tune runs "
-    "the full warm-up.",
-    SCORE_NOTE,
 ]
 
 
@@ -153,9 +134,6 @@ def apply(model, knobs, n_base, selection=None, **_):
 
 # ----------------------------------------------------------------------------- what the playground draws
 
-PLAYGROUND_CAPTION = ("SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
-                      "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
-                      "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")
 
 
 def warmup_is_full_finetuning(knobs: dict) -> bool:
@@ -212,9 +190,6 @@ def sweep_point(rank: int, budget: int, geo):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"blocks": "smt_blocks", "density": "smt_density", "block_size": "smt_bs"}  # knob -> page key
-# a memory measurement picks its blocks after a short gradient-only warm-up (memory depends on how many, not which)
-MEASURE_KNOBS = dict(warmup_steps=2, warmup_mode="gradient-only")
 
 
 def settings_text(knobs: dict) -> str:
@@ -262,14 +237,33 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
 # the rules above (block size, budget, score labels) from this one
 from .smt_adapter import SMTAdapter, run_warmup  # noqa: E402,F401
 
-from .contract import Method  # noqa: E402 - the declared method (its facts are the names above)
-
 METHOD = Method(
-    label=LABEL, short=SHORT, description=DESCRIPTION, what_trains=WHAT_TRAINS, paper=PAPER, formula=FORMULA,
-    deviations=DEVIATIONS, knobs=KNOBS, default_lr=DEFAULT_LR, color_slot=COLOR_SLOT, apply=apply,
-    has_warmup=HAS_WARMUP, takes_selection=TAKES_SELECTION, warmup_is_full_finetuning=warmup_is_full_finetuning,
+    label="SMT (Sparse Matrix Tuning)", short="SMT", paper="arXiv 2405.15525",
+    description="Scores gradient blocks during a warm-up, keeps the global top-n b x b blocks, trains only those.",
+    what_trains="the b×b blocks of W with the largest warm-up gradients",
+    formula="n_blocks x b^2",
+    deviations=[
+        "Warm-up mode gradient-only (weights unchanged) is a labelled deviation; the default, full, fine-tunes every "
+        "weight during the warm-up as the public code does.",
+        "Small models need small blocks: the automatic block size is the largest of 256/64/32/16 that divides every "
+        "target (the paper uses 256), and the automatic budget (about 1 % of all parameters) is capped at "
+        f"{AUTO_CAP:.0%} of the targets' blocks.",
+        "The Methods playground selects from a few gradient-only warm-up batches (said on the page); Fine-tune runs "
+        "the full warm-up.",
+        SCORE_NOTE,
+    ],
+    knobs=KNOBS, default_lr=2e-3, color_slot=1, apply=apply,
+    has_warmup=True,  # a warm-up phase (knob warmup_steps) picks what trains
+    takes_selection=True,  # trains a selection handed over (the block inspector's) instead of warming up
+    warmup_is_full_finetuning=warmup_is_full_finetuning,
     formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
-    playground_knobs=playground_knobs, playground_caption=PLAYGROUND_CAPTION, sweep_point=sweep_point,
-    memory_plan=memory_plan, settings_text=settings_text, memory_page_knobs=MEMORY_PAGE_KNOBS,
-    measure_knobs=MEASURE_KNOBS,
+    playground_knobs=playground_knobs, sweep_point=sweep_point,
+    playground_caption=("SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
+                        "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
+                        "The first view computes it (a few seconds on smollm2-135m); later moves reuse it."),
+    memory_plan=memory_plan, settings_text=settings_text,
+    memory_page_knobs={"blocks": "smt_blocks", "density": "smt_density", "block_size": "smt_bs"},  # knob -> key
+    # a memory measurement picks its blocks after a short gradient-only warm-up (memory depends on how many, not
+    # which)
+    measure_knobs=dict(warmup_steps=2, warmup_mode="gradient-only"),
 )

@@ -13,7 +13,7 @@ from torch import nn
 
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import Target, set_submodule
-from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
+from .base import Adapter, KnobError, Layout, resolve_targets, sparse_head_setup
 from .smt import SCORE_LABELS, SCORE_NOTE, block_budget, resolve_block_size, valid_block_sizes
 from .smt_blocks import block_scores, select_blocks
 
@@ -21,6 +21,7 @@ from .smt_blocks import block_scores, select_blocks
 
 class SMTAdapter(Adapter):
     method = "smt"
+    state_names = ("brow", "bcol", "delta")  # per selected target: block rows, block columns, the blocks' values
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int, selection: dict | None = None):
         super().__init__(model, knobs, n_base)
@@ -210,24 +211,10 @@ class SMTAdapter(Adapter):
         c["n_blocks"] = self.n_blocks
         return c
 
-    def state_tensors(self):
-        out = head_state(self.model)
-        for n, m in self.modules.items():
-            out[f"{n}.brow"] = m.brow
-            out[f"{n}.bcol"] = m.bcol
-            out[f"{n}.delta"] = m.delta.detach()
-        return out
-
-    def load_state_tensors(self, tensors):
-        sel = {}
-        for t in self.targets:
-            if f"{t.name}.brow" in tensors:
-                sel[t.name] = (tensors[f"{t.name}.brow"], tensors[f"{t.name}.bcol"])
-        self.install(sel)
-        load_head_state(self.model, tensors)
-        with torch.no_grad():
-            for n, m in self.modules.items():
-                m.delta.copy_(tensors[f"{n}.delta"])
+    def prepare_load(self, tensors):
+        """The saved blocks are the ones that train: install them (the base then copies the tensors in)."""
+        self.install({t.name: (tensors[f"{t.name}.brow"], tensors[f"{t.name}.bcol"]) for t in self.targets
+                      if f"{t.name}.brow" in tensors})
 
 
 def run_warmup(adapter: SMTAdapter, batches: Iterable[dict], loss_fn: Callable | None = None, lr: float = 1e-4,

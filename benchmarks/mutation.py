@@ -247,7 +247,7 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}tied_lora.x__held_by_preset__mutmut_{i}":
        "the default of values.get('preset', 'custom') only has to be a name that is not a preset: None, "
        "'XXcustomXX' and 'CUSTOM' free the switch just as 'custom' does" for i in (3, 5, 8, 9)},
-    **{f"{_M}smt.x_auto_block_size__mutmut_{i}":
+    **{f"{_M}smt_blocks.x_auto_block_size__mutmut_{i}":
        "only sizes that divide every target reach this line, so d / b and d // b are the same whole number"
        for i in (15, 16)},
     f"{_M}smt.x_matrix_pictures__mutmut_17":
@@ -294,7 +294,8 @@ EQUIVALENT: dict[str, str] = {
        "(torch.as_tensor(..., dtype=torch.int32)) before keeping them" for i in (59, 62)},
     **{f"{_M}{m}__mutmut_{i}":
        "density > 0 or >= 0 after `knobs.get('density') and`: a density of 0 is already falsy, so the two agree "
-       "for every value that reaches the comparison" for m, i in (("smt.x_block_budget", 7), ("sparta.x_budget", 10))},
+       "for every value that reaches the comparison"
+       for m, i in (("smt_blocks.x_block_budget", 7), ("sparta.x_budget", 10))},
     f"{_M}sparta.x_budget__mutmut_36":
         "`< 1e-12` or `<= 1e-12` from the default 0.99: they differ only for a sparsity exactly 1e-12 away (the "
         "tolerance only absorbs float noise; the slider steps by 0.001)",

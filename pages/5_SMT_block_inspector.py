@@ -30,7 +30,7 @@ from explorer.views import smt_views as V
 from explorer.errors import user_message
 from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup
 from explorer.workshop.jobs import queue_place
-from explorer.methods.smt import SCORE_LABELS, SCORES
+from explorer.methods.smt_blocks import SCORE_LABELS, SCORES
 from explorer.views.page_schemas import SMT_INSTANT, SMT_MODELS, smt_schema
 from ui import frame, models, modes, smt_panel, state, widgets
 

@@ -203,9 +203,9 @@ def test_facts_are_distinct_where_they_must_be():
 
 def test_smt_block_budget_is_the_one_rule():
     """SMT's automatic budget (about 1 % of all parameters, capped at a quarter of the targets' blocks), written
-    out here from the paper's rule, matches methods/smt.block_budget, which the adapter, the memory model and the
+    out here from the paper's rule, matches methods/smt_blocks.block_budget, which the adapter, the memory model and the
     block inspector call."""
-    from explorer.methods.smt import block_budget
+    from explorer.methods.smt_blocks import block_budget
 
     # 1 % of 10,000,000 parameters in 16 x 16 blocks = 390.625 -> 391 blocks; 10,000 blocks in the targets
     assert block_budget(dict(blocks=0, density=0.0), 10_000_000, 16, 10_000) == (391, "")

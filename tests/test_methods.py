@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from explorer.methods import METHODS, KnobError, apply_method, load_adapter
-from explorer.methods.smt import block_scores, select_blocks
+from explorer.methods.smt_blocks import block_scores, select_blocks
 from explorer.models import checksum, fresh_copy
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import find_targets

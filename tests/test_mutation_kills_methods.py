@@ -1252,7 +1252,7 @@ def test_smt_select_blocks_global_and_per_matrix_by_hand():
 
 
 def test_smt_auto_block_size_by_hand():
-    from explorer.methods.smt import auto_block_size, resolve_block_size, valid_block_sizes
+    from explorer.methods.smt_blocks import auto_block_size, resolve_block_size, valid_block_sizes
 
     assert auto_block_size([(64, 64)]) == 16  # 64: 1 block, 32: 4 blocks, 16: 16 >= 8
     assert auto_block_size([(64, 128)]) == 32  # 32: 2 x 4 = 8 blocks, exactly enough
@@ -1270,7 +1270,7 @@ def test_smt_auto_block_size_by_hand():
 
 
 def test_smt_budget_by_hand():
-    from explorer.methods.smt import auto_blocks, block_budget
+    from explorer.methods.smt_blocks import auto_blocks, block_budget
 
     assert auto_blocks(1_000_000, 16, 1000) == (39, "")  # round(10,000 / 256) = 39 <= 250
     assert auto_blocks(1_000_000, 16, 156) == (39, "")  # the cap int(0.25 x 156) = 39 is not exceeded
@@ -1614,7 +1614,7 @@ def test_smt_before_selection_by_hand():
     assert ad.delta_granule == 2 and ad.warmup_signature() == ("q", "v") and not ad.warmup_moves_weights
     assert ad.num_trainable() == 3 * 4 + HEAD_PARAMS
     assert ad.analytic_bytes() == 4 * HEAD_PARAMS + 3 * (2 * 2 * 4 + 2 * 4)  # the head, then blocks + coordinates
-    from explorer.methods.smt import SCORE_NOTE
+    from explorer.methods.smt_blocks import SCORE_NOTE
 
     assert ad.notes == ["Block size 2 x 2; 3 of 9 blocks (33.33% of the targets); score: |mean| of the summed "
                         "gradient (default); selection: global.", SCORE_NOTE,

@@ -9,7 +9,7 @@ import torch
 
 from explorer.methods import apply_method
 from explorer.methods.base import KnobError
-from explorer.methods.smt import block_scores, select_blocks
+from explorer.methods.smt_blocks import block_scores, select_blocks
 from explorer.models import fresh_copy
 from explorer.smt import (RecordSettings, analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
                           record_from_sums, score_maps, scores_csv, selection_csv, to_selection)

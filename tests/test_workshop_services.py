@@ -124,7 +124,7 @@ def test_warmup_job_records_and_reports(tiny_llama):
 
 
 def test_block_grid_and_budget(tiny_bert):
-    from explorer.methods.smt import auto_blocks, valid_block_sizes
+    from explorer.methods.smt_blocks import auto_blocks, valid_block_sizes
     from explorer.targets import find_targets
 
     ts = find_targets(tiny_bert.model, ["q", "v"])

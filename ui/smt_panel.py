@@ -9,7 +9,7 @@ import streamlit as st
 from explorer import smt as A
 from explorer.views import fmt
 from explorer.views import smt_views as V
-from explorer.methods.smt import SCORE_LABELS
+from explorer.methods.smt_blocks import SCORE_LABELS
 from explorer.workshop.inspector import opening_matrix
 from ui import modes, state
 

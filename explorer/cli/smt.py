@@ -57,7 +57,7 @@ def run(args) -> int:
     import torch
 
     from explorer.methods.base import KnobError
-    from explorer.methods.smt import auto_block_size
+    from explorer.methods.smt_blocks import auto_block_size
     from explorer.models import load_model
     from explorer.smt import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
                               selection_csv)
@@ -103,7 +103,7 @@ def run(args) -> int:
     density = args.density if args.density > 0 else None
     auto_note = None
     if blocks is None and density is None:
-        from explorer.methods.smt import auto_blocks
+        from explorer.methods.smt_blocks import auto_blocks
 
         total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
         blocks, capped = auto_blocks(loaded.info.n_params, b, total)

@@ -1,7 +1,7 @@
 """SMT's adapter: the warm-up protocol (sum each target's gradient, score and select its b x b blocks) and the
-training of the selected blocks only; ``run_warmup``, a self-contained warm-up.  Every fact of the method (knobs,
-the automatic block size and budget, labels, what the playground draws, memory) is in ``explorer.methods.smt``,
-which re-exports these names.
+training of the selected blocks only; ``run_warmup``, a self-contained warm-up.  The block rules it applies (block
+size, budget, scores, selection) are in ``explorer.methods.smt_blocks``; the method's facts (knobs, labels, what
+the playground draws, memory) in ``explorer.methods.smt``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from torch import nn
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import Target, set_submodule
 from .base import Adapter, KnobError, Layout, resolve_targets, sparse_head_setup
-from .smt import SCORE_LABELS, SCORE_NOTE, block_budget, resolve_block_size, valid_block_sizes
-from .smt_blocks import block_scores, select_blocks
+from .smt_blocks import (SCORE_LABELS, SCORE_NOTE, block_budget, block_scores, resolve_block_size, select_blocks,
+                         valid_block_sizes)
 
 
 

@@ -1,7 +1,7 @@
 """Where does SMT put its budget, and why: the analysis of a warm-up record (no Streamlit).
 
 :func:`analyze` turns a :class:`explorer.smt.record.GradientRecord` into block scores, the
-global / per-matrix top-n selection (``explorer.methods.smt.select_blocks``), shares per matrix type
+global / per-matrix top-n selection (``explorer.methods.smt_blocks.select_blocks``), shares per matrix type
 and layer, the stability curve (Jaccard overlap of the selection after step t with the final one) and
 overlaps with other choices of the same number of blocks.  Block size, budget, score, rule and types
 are arguments: moving a slider never recomputes gradients.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from explorer.methods.base import KnobError
-from explorer.methods.smt import SCORE_LABELS, SCORES, block_scores, select_blocks, valid_block_sizes
+from explorer.methods.smt_blocks import SCORE_LABELS, SCORES, block_scores, select_blocks, valid_block_sizes
 from explorer.smt.cache import cached_analysis, remember_analysis
 from explorer.smt.record import GradientRecord, default_grain, pick_targets
 from explorer.targets import ALL_TYPES, Target, find_targets

@@ -20,7 +20,7 @@ import torch
 
 from explorer.engine.step import StepPlan, run_step
 from explorer.methods.base import KnobError
-from explorer.methods.smt import valid_block_sizes
+from explorer.methods.smt_blocks import valid_block_sizes
 from explorer.smt.cache import cached_record, record_key, remember, save_record
 from explorer.smt.record import GradientRecord, block_sum, default_grain
 from explorer.targets import find_targets

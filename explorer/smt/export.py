@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from explorer.methods.smt import SCORE_LABELS
+from explorer.methods.smt_blocks import SCORE_LABELS
 from explorer.smt.analysis import SMTAnalysis, masks
 
 

@@ -95,7 +95,7 @@ def _memory(values: Mapping) -> Schema:
 
 def smt_schema() -> Schema:
     from explorer import smt as A
-    from explorer.methods.smt import SCORES
+    from explorer.methods.smt_blocks import SCORES
     from explorer.targets import ALL_TYPES
 
     types = tuple(ALL_TYPES)

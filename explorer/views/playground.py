@@ -342,7 +342,7 @@ def ladder(lo: int, hi: int) -> list[int]:
 
 def smt_auto_blocks(loaded, values: dict) -> int | None:
     """How many blocks SMT's automatic budget (blocks = 0) trains at the page's current targets and block size."""
-    from explorer.methods.smt import auto_blocks, resolve_block_size
+    from explorer.methods.smt_blocks import auto_blocks, resolve_block_size
     from explorer.targets import find_targets
 
     tg = find_targets(loaded.model, list(values.get("targets") or []))

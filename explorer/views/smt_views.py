@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.views.figures import COLORS, FONT, FROZEN, TRAINED
-from explorer.methods.smt import SCORE_LABELS
+from explorer.methods.smt_blocks import SCORE_LABELS
 
 SCALE = "Viridis"
 OUTLINE = "#FF3B30"  # selected blocks: a red outline reads on every Viridis colour

@@ -12,7 +12,7 @@ The page keeps typed objects in its session state and calls one function per act
     handoff = SmtHandoff.from_analysis(an, model, task)          # "Train with this selection"
     handoff.mismatch(model, knobs)                              # on Fine-tune: [] when it fits the run
 
-SMT's automatic budget ("about 1 % of all parameters", capped) is ``explorer.methods.smt.auto_blocks``'s: the
+SMT's automatic budget ("about 1 % of all parameters", capped) is ``explorer.methods.smt_blocks.auto_blocks``'s: the
 one place; this module only calls it.
 """
 
@@ -166,7 +166,7 @@ class BlockGrid:
     auto: int                  # the size "auto" means
     block_size: int            # the size in use
     total: int                 # blocks of that size in the chosen matrices
-    auto_blocks: int           # SMT's automatic budget (explorer.methods.smt.auto_blocks)
+    auto_blocks: int           # SMT's automatic budget (explorer.methods.smt_blocks.auto_blocks)
     capped: str                # its note when the cap applied, else ""
     n_params: int              # all parameters of the model (what "1 %" is of)
 
@@ -187,7 +187,7 @@ class BlockGrid:
 def block_grid(loaded, types: list[str], block_size: int = 0) -> BlockGrid:
     """The grid of ``types``'s matrices of ``loaded`` for ``block_size`` (0 = auto, or a size that is not valid
     for these matrices)."""
-    from explorer.methods.smt import auto_block_size, auto_blocks, valid_block_sizes
+    from explorer.methods.smt_blocks import auto_block_size, auto_blocks, valid_block_sizes
     from explorer.smt import default_grain
     from explorer.targets import find_targets
 

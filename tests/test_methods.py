@@ -50,7 +50,7 @@ def head_count(loaded):
 
 
 def warm_smt(adapter, loaded, steps=2):
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     run_warmup(adapter, [make_batch(loaded, seed=s) for s in range(steps)], max_steps=steps)
 

@@ -1667,7 +1667,7 @@ def test_smt_budget_notes_and_refusals():
 
 
 def test_smt_warmup_sums_selects_and_installs_by_hand():
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     gq, gv = _planted()
     ad = _smt()
@@ -1716,7 +1716,7 @@ def test_smt_warmup_protocol_modes():
     sel = full.finish_warmup(sums={Q_NAME: gq, V_NAME: -gv})  # sums handed over: their scores decide
     assert sel[V_NAME][0].tolist() == [0] and not full.needs_warmup
     with pytest.raises(KnobError, match=r"^smt: the warm-up saw no batch$"):
-        from explorer.methods.smt import run_warmup
+        from explorer.engine.warmup import run_warmup
 
         run_warmup(_smt(), [], loss_fn=_planted_loss(gq, gv))
 
@@ -1749,7 +1749,7 @@ def test_smt_install_refuses_outside_blocks_and_round_trips():
 
 def test_smt_pictures_and_illustrative_delta_by_hand():
     from explorer.methods import smt
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     gq, gv = _planted()
     ad = _smt()
@@ -2185,7 +2185,7 @@ def test_smt_finish_warmup_uses_the_score_and_the_rule_knobs():
 
 
 def test_smt_full_warmup_takes_one_adamw_step_per_batch_at_its_rate():
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     gq, gv = _planted()
     ad = _smt(warmup_mode="full", warmup_steps=1)
@@ -2205,7 +2205,7 @@ def test_smt_full_warmup_takes_one_adamw_step_per_batch_at_its_rate():
 
 
 def test_smt_warmup_refuses_a_loss_that_is_not_finite():
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     def nan_loss(model, batch):
         return model.model.layers[0].self_attn.q_proj.weight.sum() * float("nan")

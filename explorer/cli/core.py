@@ -76,7 +76,7 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     if adapter.needs_warmup and loaded.info.meta:
         adapter.notes.append(adapter.meta_note())  # SMT: its budget and block grid, not a selection
     elif adapter.needs_warmup:
-        from explorer.methods.smt import run_warmup
+        from explorer.engine.warmup import run_warmup
 
         if loaded.info.kind == "seq-cls":  # the warm-up's new head comes from the method's seed, as a run's does
             from explorer.engine.prepare import init_head

@@ -27,7 +27,7 @@ from .base import Knob, KnobError
 from .contract import Method
 from .facts import (KnobContext, Picture, Widget, fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob,
                     targets_knob, with_head)
-from .smt_adapter import SMTAdapter, run_warmup  # noqa: F401 - run_warmup re-exported
+from .smt_adapter import SMTAdapter
 from .smt_blocks import (AUTO_CAP, MIN_AUTO_GRID, SCORE_NOTE, SCORES, auto_block_size, block_budget,
                          resolve_block_size, valid_block_sizes)
 

@@ -17,6 +17,15 @@ from explorer.engine.step import StepPlan, default_loss, run_step
 from explorer.errors import KnobError
 
 
+def task_batches(loaded, task_name=None, n=4, batch_size=8, seed=0) -> list[dict]:
+    """The first ``n`` training batches of a task (default: the model's built-in task) for a warm-up's selection."""
+    from explorer import data
+
+    task = data.load_task(task_name or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
+    return list(data.iter_batches(task, loaded.tokenizer, "train", batch_size=batch_size, seed=seed,
+                                  max_batches=n, model_kind=loaded.info.kind))
+
+
 def run_warmup(adapter, batches: Iterable[dict], loss_fn: Callable | None = None, lr: float = 1e-4,
                weight_decay: float = 0.0, max_steps: int | None = None) -> dict:
     """``adapter.knobs["warmup_steps"]`` batches (or ``max_steps``) of the adapter's warm-up, then its selection,
@@ -41,4 +50,4 @@ def run_warmup(adapter, batches: Iterable[dict], loss_fn: Callable | None = None
     return adapter.finish_warmup()
 
 
-__all__ = ["run_warmup"]
+__all__ = ["run_warmup", "task_batches"]

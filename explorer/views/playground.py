@@ -209,9 +209,9 @@ WARMUP_BATCH = 8  # sentences per warm-up batch on the playground
 
 def warmup_batches(loaded, n: int, seed: int = 0):
     """Batches of the model's built-in task for SMT's warm-up, and where they came from."""
-    from explorer.cli.core import smt_warmup_batches
+    from explorer.engine.warmup import task_batches
 
-    batches = smt_warmup_batches(loaded, n=n, batch_size=WARMUP_BATCH, seed=seed)
+    batches = task_batches(loaded, n=n, batch_size=WARMUP_BATCH, seed=seed)
     try:
         from explorer import data
 

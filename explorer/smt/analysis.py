@@ -158,6 +158,9 @@ def jaccard(sel_a: dict, sel_b: dict, shapes: dict[str, tuple[int, int]]) -> flo
 
 @dataclass
 class SMTAnalysis:
+    """One analysis of a warm-up record (:func:`analyze`).  Its JSON summary and CSV tables are
+    ``explorer.smt.export``'s, which reads this module (never the other way round)."""
+
     block_size: int
     n_blocks: int
     total_blocks: int
@@ -176,11 +179,6 @@ class SMTAnalysis:
     overlaps: dict
     meta: dict
     notes: list[str]
-
-    def summary(self) -> dict:
-        from explorer.smt.export import analysis_to_dict
-
-        return analysis_to_dict(self, include_scores=False)
 
 
 def _selection_np(sel: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:

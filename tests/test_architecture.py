@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the memory calculator and the measured byte account ask the methods
     ("memory", ("explorer.memory",)),
     ("engine", ("explorer.engine",)),
-    ("smt inspector", ("explorer.smt",)),
+    ("smt inspector", ("explorer.smt_inspector",)),
     ("views", ("explorer.views",)),
     ("workshop", ("explorer.workshop",)),
     ("entry points", ("explorer", "explorer.cli", "explorer.claims", "explorer.__main__")),

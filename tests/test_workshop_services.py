@@ -147,7 +147,7 @@ def test_block_grid_and_budget(tiny_bert):
 def _an():
     import torch
 
-    from explorer import smt as A
+    from explorer import smt_inspector as A
     from explorer.targets import Target
 
     ts = [Target("l0.v", 0, "v", 64, 32), Target("l0.q", 0, "q", 64, 32), Target("l1.v", 1, "v", 64, 32)]

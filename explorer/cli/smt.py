@@ -59,7 +59,7 @@ def run(args) -> int:
     from explorer.methods.base import KnobError
     from explorer.methods.smt_blocks import auto_block_size
     from explorer.models import load_model
-    from explorer.smt import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
+    from explorer.smt_inspector import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
                               selection_csv)
 
     if args.threads:

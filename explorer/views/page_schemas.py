@@ -94,7 +94,7 @@ def _memory(values: Mapping) -> Schema:
 
 
 def smt_schema() -> Schema:
-    from explorer import smt as A
+    from explorer import smt_inspector as A
     from explorer.methods.smt_blocks import SCORES
     from explorer.targets import ALL_TYPES
 

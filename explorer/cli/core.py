@@ -10,12 +10,14 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_methods)
 
-    p = sub.add_parser("inspect", help="apply a method to a model and report what it makes trainable")
-    p.add_argument("--model", default="minilm", help="registry name (minilm, smollm2-135m, tiny-bert, tiny-llama), "
-                   "a bundled config-only model (llama-2-7b, llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b, "
-                   "qwen2.5-0.5b, qwen2.5-7b, gemma-2b, gpt2, bert-base, bert-large: built on the meta device), "
-                   "a local folder (a config.json alone is enough) or a hub id")
     from explorer.methods import METHODS
+    from explorer.model_configs import config_model_names
+    from explorer.models import model_names
+
+    p = sub.add_parser("inspect", help="apply a method to a model and report what it makes trainable")
+    p.add_argument("--model", default="minilm", help=f"registry name ({', '.join(model_names())}), a bundled "
+                   f"config-only model ({', '.join(config_model_names())}: built on the meta device), a local folder "
+                   "(a config.json alone is enough) or a hub id")
 
     p.add_argument("--method", default="lora", help=", ".join(METHODS))
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",

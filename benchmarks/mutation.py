@@ -8,7 +8,7 @@ constant changed, an argument dropped, ...) in
 
 * ``explorer/methods/`` (every method),
 * ``explorer/sparse.py`` (the sparse mechanism of LoRA-SP, SpaRTA and SMT),
-* ``explorer/engine/warmup.py`` (a method's warm-up on its own: SMT's ``run_warmup``),
+* ``explorer/engine/warmup.py``'s ``run_warmup`` (a method's warm-up on its own: SMT's),
 * the analytic memory model in ``explorer/memory/`` (every module but ``measured.py``, the byte account, which
   the byte-account tests cover) and each method's memory facts in its module (``memory_plan``, its save rule,
   ``settings_text``): only the functions in ``ANALYTIC`` below are run and counted (mutmut mutates whole
@@ -78,8 +78,9 @@ for _m in METHOD_MODULES:
 SCOPES = {
     "methods": ["explorer.methods.*"],
     "sparse": ["explorer.sparse.*"],
-    # a method's warm-up on its own, driven by the engine (SMT's run_warmup, once in explorer/methods/smt_adapter.py)
-    "engine.warmup": ["explorer.engine.warmup.*"],
+    # a method's warm-up on its own, driven by the engine (SMT's run_warmup, once in explorer/methods/smt_adapter.py;
+    # its batches, task_batches, are a data helper the command line and the playground call)
+    "engine.warmup": ["explorer.engine.warmup.x_run_warmup__mutmut_*"],
     # mutmut names a function's mutants module.x_name__mutmut_N and a method's module.xǁClassǁname__mutmut_N
     "memory": [p for mod, names in ANALYTIC.items() for n in names
                for p in (f"{mod}.x_{n}__mutmut_*", f"{mod}.xǁ{n}ǁ*")],

@@ -37,7 +37,7 @@ from explorer.memory.measured import MemoryAccountant, account
 from explorer.memory.specs import spec_from_model
 from explorer.methods import METHODS as REGISTRY
 from explorer.methods import apply_method
-from explorer.methods.smt import run_warmup
+from explorer.engine.warmup import run_warmup
 from explorer.models import fresh_copy, load_model
 
 METHODS = list(REGISTRY)  # every registered method

@@ -1,13 +1,14 @@
 """Mutation testing as a benchmark of the suite: how many small bugs planted in the core do the tests catch?
 
     make mutation                       # installs requirements-mutation.txt, then runs this module
-    python -m benchmarks.mutation [--scope all|methods|sparse|memory] [--resume] [--max-children 1]
+    python -m benchmarks.mutation [--scope all|methods|sparse|engine.warmup|memory] [--resume] [--max-children 1]
 
 mutmut (requirements-mutation.txt) plants one small change at a time (``+`` -> ``-``, ``<`` -> ``<=``, a
 constant changed, an argument dropped, ...) in
 
 * ``explorer/methods/`` (every method),
 * ``explorer/sparse.py`` (the sparse mechanism of LoRA-SP, SpaRTA and SMT),
+* ``explorer/engine/warmup.py``'s ``run_warmup`` (a method's warm-up on its own: SMT's),
 * the analytic memory model in ``explorer/memory/`` (every module but ``measured.py``, the byte account, which
   the byte-account tests cover) and each method's memory facts in its module (``memory_plan``, its save rule,
   ``settings_text``): only the functions in ``ANALYTIC`` below are run and counted (mutmut mutates whole
@@ -77,11 +78,14 @@ for _m in METHOD_MODULES:
 SCOPES = {
     "methods": ["explorer.methods.*"],
     "sparse": ["explorer.sparse.*"],
+    # a method's warm-up on its own, driven by the engine (SMT's run_warmup, once in explorer/methods/smt_adapter.py;
+    # its batches, task_batches, are a data helper the command line and the playground call)
+    "engine.warmup": ["explorer.engine.warmup.x_run_warmup__mutmut_*"],
     # mutmut names a function's mutants module.x_name__mutmut_N and a method's module.xǁClassǁname__mutmut_N
     "memory": [p for mod, names in ANALYTIC.items() for n in names
                for p in (f"{mod}.x_{n}__mutmut_*", f"{mod}.xǁ{n}ǁ*")],
 }
-SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["memory"]
+SCOPES["all"] = SCOPES["methods"] + SCOPES["sparse"] + SCOPES["engine.warmup"] + SCOPES["memory"]
 for _m in METHOD_MODULES:  # one method file at a time
     SCOPES[f"methods.{_m}"] = [f"explorer.methods.{_m}.*"]
 for _mod, _names in ANALYTIC.items():  # one memory-model file at a time (memory.activations, ...)
@@ -93,6 +97,7 @@ for _mod, _names in ANALYTIC.items():  # one memory-model file at a time (memory
 # the files each scope mutates, and the tests that cover them (the test selection of a scoped run; setup.cfg
 # lists the union, for a plain `mutmut run`)
 SCOPE_FILES = {"methods": ["explorer/methods/*"], "sparse": ["explorer/sparse.py"],
+               "engine": ["explorer/engine/warmup.py"],
                "memory": sorted({m.replace(".", "/") + ".py" for m in ANALYTIC})}
 
 
@@ -129,6 +134,7 @@ _OWN = [t for m in METHOD_MODULES for t in _own_tests(m)]
 SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py", "tests/test_memory.py",
                            *_OWN, "tests/test_sparta_budget.py", "tests/test_mutation_kills_methods.py"],
                "sparse": ["tests/test_mutation_kills.py"],
+               "engine": ["tests/test_methods.py", "tests/test_mutation_kills_methods.py"],  # the warm-up's tests
                # the memory model: its fast tests (the byte-account agreement tests, which train tiny models, cost
                # seconds per mutant; they run in make test)
                "memory": [*_tests_in("tests/test_memory.py", fast=True),
@@ -137,7 +143,7 @@ SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.p
 
 
 def _scope_parts(scope: str) -> list[str]:
-    return ["methods", "sparse", "memory"] if scope == "all" else [p.strip() for p in scope.split(",")]
+    return ["methods", "sparse", "engine.warmup", "memory"] if scope == "all" else [p.strip() for p in scope.split(",")]
 
 
 def scope_files_and_tests(scope: str) -> tuple[list[str], list[str]]:
@@ -247,7 +253,7 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_M}tied_lora.x__held_by_preset__mutmut_{i}":
        "the default of values.get('preset', 'custom') only has to be a name that is not a preset: None, "
        "'XXcustomXX' and 'CUSTOM' free the switch just as 'custom' does" for i in (3, 5, 8, 9)},
-    **{f"{_M}smt.x_auto_block_size__mutmut_{i}":
+    **{f"{_M}smt_blocks.x_auto_block_size__mutmut_{i}":
        "only sizes that divide every target reach this line, so d / b and d // b are the same whole number"
        for i in (15, 16)},
     f"{_M}smt.x_matrix_pictures__mutmut_17":
@@ -294,7 +300,8 @@ EQUIVALENT: dict[str, str] = {
        "(torch.as_tensor(..., dtype=torch.int32)) before keeping them" for i in (59, 62)},
     **{f"{_M}{m}__mutmut_{i}":
        "density > 0 or >= 0 after `knobs.get('density') and`: a density of 0 is already falsy, so the two agree "
-       "for every value that reaches the comparison" for m, i in (("smt.x_block_budget", 7), ("sparta.x_budget", 10))},
+       "for every value that reaches the comparison"
+       for m, i in (("smt_blocks.x_block_budget", 7), ("sparta.x_budget", 10))},
     f"{_M}sparta.x_budget__mutmut_36":
         "`< 1e-12` or `<= 1e-12` from the default 0.99: they differ only for a sparsity exactly 1e-12 away (the "
         "tolerance only absorbs float noise; the slider steps by 0.001)",

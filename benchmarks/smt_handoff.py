@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from explorer import smt as A
+from explorer import smt_inspector as A
 from explorer.engine.config import TrainConfig
 from explorer.engine.prepare import load_for
 from explorer.engine.train import train

@@ -2,7 +2,7 @@
 from any folder (``--help`` lists the commands).
 
 Every command can print JSON; errors are one clear line on stderr and exit code 2.
-Subcommands live in their own modules (``explorer/cli_*.py``), each with
+Subcommands live in their own modules (``explorer/cli/*.py``), each with
 ``add_parser(subparsers)`` and a ``run(args) -> int``.
 """
 

@@ -3,11 +3,11 @@
 Two kinds of settings:
 
 1. **Warm-up** (model, task, warm-up steps, batch size, max length, warm-up mode): "Compute gradients"
-   runs SMT's warm-up once (``explorer.smt.collect.collect_gradients``) in a worker thread of the
+   runs SMT's warm-up once (``explorer.smt_inspector.collect.collect_gradients``) in a worker thread of the
    server's run queue, with progress and a Stop; the record is cached per (model, task, settings) by the
    core (memory + disk) and in this session.  Tiny models start at once (under a second).
 2. **Selection** (block size, number of blocks or density, score, rule, matrix types): re-scored from the
-   cached record by ``explorer.smt.analysis.analyze``; never recomputes gradients.
+   cached record by ``explorer.smt_inspector.analysis.analyze``; never recomputes gradients.
 
 "Train with this selection" stores an ``explorer.workshop.inspector.SmtHandoff`` in
 ``st.session_state[HANDOFF_KEY]`` (``"smt_inspector_selection"``: model, task, block size, types, the selection
@@ -25,12 +25,12 @@ import time
 import streamlit as st
 
 from explorer import data as D
-from explorer import smt as A
+from explorer import smt_inspector as A
 from explorer.views import smt_views as V
 from explorer.errors import user_message
 from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, block_grid, start_warmup
 from explorer.workshop.jobs import queue_place
-from explorer.methods.smt import SCORE_LABELS, SCORES
+from explorer.methods.smt_blocks import SCORE_LABELS, SCORES
 from explorer.views.page_schemas import SMT_INSTANT, SMT_MODELS, smt_schema
 from ui import frame, models, modes, smt_panel, state, widgets
 

@@ -33,19 +33,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the memory calculator and the measured byte account ask the methods
     ("memory", ("explorer.memory",)),
     ("engine", ("explorer.engine",)),
-    ("smt inspector", ("explorer.smt",)),
+    ("smt inspector", ("explorer.smt_inspector",)),
     ("views", ("explorer.views",)),
     ("workshop", ("explorer.workshop",)),
     ("entry points", ("explorer", "explorer.cli", "explorer.claims", "explorer.__main__")),
 ]
-
-# Held until the SMT move (issue 24, done after the SMT fixes of the same weeks land): SMT's method drives the
-# engine's step for its warm-up, the playground borrows the command line's warm-up batches, and two SMT pairs
-# import each other.  The tests below fail when one of these is gone, so the list only shrinks.
-PENDING_SMT_MOVE_EDGES = {("explorer.methods.smt_adapter", "explorer.engine.step"),
-                          ("explorer.views.playground", "explorer.cli.core")}
-PENDING_SMT_MOVE_CYCLES = [{"explorer.methods.smt", "explorer.methods.smt_adapter"},
-                           {"explorer.smt.analysis", "explorer.smt.export"}]
 
 
 # ----------------------------------------------------------------------------- the graph, from the source
@@ -150,20 +142,15 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_point_down_the_layers():
-    found = upward(import_graph(ROOT))
+    found = sorted(upward(import_graph(ROOT)))
     names = [n for n, _ in LAYERS]
-    unexpected = sorted(found - PENDING_SMT_MOVE_EDGES)
-    assert not unexpected, "imports that point up the layers:\n" + "\n".join(
-        f"{a} ({names[layer_of(a)]}) -> {b} ({names[layer_of(b)]})" for a, b in unexpected)
-    assert PENDING_SMT_MOVE_EDGES <= found, f"gone, drop from the list: {sorted(PENDING_SMT_MOVE_EDGES - found)}"
+    assert not found, "imports that point up the layers:\n" + "\n".join(
+        f"{a} ({names[layer_of(a)]}) -> {b} ({names[layer_of(b)]})" for a, b in found)
 
 
 def test_no_import_cycle():
-    found = cycles(import_graph(ROOT))
-    unexpected = [sorted(c) for c in found if c not in PENDING_SMT_MOVE_CYCLES]
-    assert not unexpected, f"modules that import each other: {unexpected}"
-    gone = [sorted(c) for c in PENDING_SMT_MOVE_CYCLES if c not in found]
-    assert not gone, f"gone, drop from the list: {gone}"
+    found = [sorted(c) for c in cycles(import_graph(ROOT))]
+    assert not found, f"modules that import each other: {found}"
 
 
 def test_the_checks_see_cycles_upward_imports_and_lazy_ones(tmp_path):

@@ -67,7 +67,7 @@ def test_names_in_comments_and_docs_exist():
     """Every ``explorer.…`` name written in the core, the benchmarks, the pages, the helpers and the README points
     to a module or an attribute that exists (a name left behind by a move is a stale pointer)."""
     files = [*ROOT.glob("explorer/**/*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("pages/*.py"),
-             *ROOT.glob("ui_*.py"), ROOT / "app.py", ROOT / "README.md"]
+             *ROOT.glob("ui/*.py"), ROOT / "app.py", ROOT / "README.md"]
     stale = sorted(f"{p.relative_to(ROOT)}: {n}" for p in files for n in dotted_names(p.read_text("utf-8"))
                    if not resolves(n))
     assert not stale, "names that do not exist:\n" + "\n".join(stale)

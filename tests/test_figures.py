@@ -61,7 +61,7 @@ def test_summary_cache_hits_and_rank_changes_count(tiny_bert):
 def test_smt_selection_uses_warmup_gradients(tiny_llama):
     s = pg.summarize(tiny_llama, "smt", dict(block_size=16, blocks=3, targets=["v"]), warm=1, use_cache=False)
     g = pg.smt_grad_sums(tiny_llama, ("v",), 1, 0)["sums"]
-    from explorer.methods.smt import block_scores
+    from explorer.methods.smt_blocks import block_scores
 
     scores = torch.cat([block_scores(v, 16).reshape(-1) for v in g.values()])
     chosen = torch.cat([s.adapter.scores[k].reshape(-1)[

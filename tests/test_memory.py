@@ -41,7 +41,7 @@ def run_two_steps(loaded, method, b=4, s=24, **knobs):
         knobs.setdefault("block_size", SMT_BLOCK[loaded.info.family])
     adapter = apply_method(fresh_copy(loaded.model), method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup:
-        from explorer.methods.smt import run_warmup
+        from explorer.engine.warmup import run_warmup
 
         run_warmup(adapter, [make_batch(loaded, b, s, seed=100 + i) for i in range(2)])
     model = adapter.model

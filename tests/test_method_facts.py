@@ -171,14 +171,11 @@ def test_every_method_module_is_registered_and_declares_only_its_method():
     old_names = {"LABEL", "SHORT", "DESCRIPTION", "WHAT_TRAINS", "PAPER", "FORMULA", "DEFAULT_LR", "COLOR_SLOT",
                  "DEVIATIONS", "LOAD_FORMAT", "HAS_WARMUP", "TAKES_SELECTION", "PLAYGROUND_CAPTION",
                  "MEMORY_PAGE_KNOBS", "MEASURE_KNOBS"}
-    for stem in sorted(declaring - LEFT_FOR_THE_SMT_MOVE):
+    for stem in sorted(declaring):
         tree = ast.parse((folder / f"{stem}.py").read_text())
         names = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
                  for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
         assert not names & old_names, f"{stem}: {sorted(names & old_names)} beside METHOD"
-
-
-LEFT_FOR_THE_SMT_MOVE = {"smt"}  # its facts move into METHOD with the SMT move (issue 24)
 
 
 def test_a_module_without_its_method_is_refused(monkeypatch):
@@ -206,9 +203,9 @@ def test_facts_are_distinct_where_they_must_be():
 
 def test_smt_block_budget_is_the_one_rule():
     """SMT's automatic budget (about 1 % of all parameters, capped at a quarter of the targets' blocks), written
-    out here from the paper's rule, matches methods/smt.block_budget, which the adapter, the memory model and the
+    out here from the paper's rule, matches methods/smt_blocks.block_budget, which the adapter, the memory model and the
     block inspector call."""
-    from explorer.methods.smt import block_budget
+    from explorer.methods.smt_blocks import block_budget
 
     # 1 % of 10,000,000 parameters in 16 x 16 blocks = 390.625 -> 391 blocks; 10,000 blocks in the targets
     assert block_budget(dict(blocks=0, density=0.0), 10_000_000, 16, 10_000) == (391, "")

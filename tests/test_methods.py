@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from explorer.methods import METHODS, KnobError, apply_method, load_adapter
-from explorer.methods.smt import block_scores, select_blocks
+from explorer.methods.smt_blocks import block_scores, select_blocks
 from explorer.models import checksum, fresh_copy
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import find_targets
@@ -50,7 +50,7 @@ def head_count(loaded):
 
 
 def warm_smt(adapter, loaded, steps=2):
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     run_warmup(adapter, [make_batch(loaded, seed=s) for s in range(steps)], max_steps=steps)
 

@@ -98,6 +98,30 @@ def test_a_new_config_file_reaches_every_picker(tmp_path, monkeypatch):
     assert memory_views.SMALL == tuple(models.model_names()) and models.model_names() == list(models.REGISTRY)
 
 
+
+def test_the_command_line_names_the_models_from_the_lists(tmp_path, monkeypatch):
+    """Each command's ``--model`` help names the registry's models and the bundled configs as the lists hold them:
+    a new config file and a new registry entry appear there too (no list of names typed into a help text)."""
+    import argparse
+    import shutil
+
+    from explorer import model_configs, models
+    from explorer.__main__ import build_parser
+
+    for p in model_configs.CONFIG_DIR.glob("*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    shutil.copy(model_configs.CONFIG_DIR / "llama-2-7b.json", tmp_path / "llama-2-100b.json")
+    monkeypatch.setattr(model_configs, "CONFIG_DIR", tmp_path)
+    monkeypatch.setitem(models.REGISTRY, "tiny-new", models.REGISTRY["tiny-llama"])
+    subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    helps = {c: next(a.help for a in subs[c]._actions if "--model" in a.option_strings)
+             for c in ("inspect", "train", "smt-blocks", "memory")}
+    registry = ", ".join(models.model_names())
+    assert registry.endswith("tiny-llama, tiny-new") and all(registry in h for h in helps.values())
+    configs = ", ".join(model_configs.config_model_names())
+    assert "llama-2-70b, llama-2-100b" in configs and configs in helps["inspect"] and configs in helps["memory"]
+    assert "(llama-7b, llama-13b, llama-65b, gpt3-175b)" in helps["memory"]  # published, less the configs' mistral-7b
+
 def test_no_list_of_model_names_outside_the_registry():
     """``explorer/`` and the Streamlit helpers name no two registered models in one list, tuple, set or dict
     (they ask ``model_names()`` / ``config_model_names()``); the registry and the configs are the one source."""

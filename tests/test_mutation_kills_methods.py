@@ -1252,7 +1252,7 @@ def test_smt_select_blocks_global_and_per_matrix_by_hand():
 
 
 def test_smt_auto_block_size_by_hand():
-    from explorer.methods.smt import auto_block_size, resolve_block_size, valid_block_sizes
+    from explorer.methods.smt_blocks import auto_block_size, resolve_block_size, valid_block_sizes
 
     assert auto_block_size([(64, 64)]) == 16  # 64: 1 block, 32: 4 blocks, 16: 16 >= 8
     assert auto_block_size([(64, 128)]) == 32  # 32: 2 x 4 = 8 blocks, exactly enough
@@ -1270,7 +1270,7 @@ def test_smt_auto_block_size_by_hand():
 
 
 def test_smt_budget_by_hand():
-    from explorer.methods.smt import auto_blocks, block_budget
+    from explorer.methods.smt_blocks import auto_blocks, block_budget
 
     assert auto_blocks(1_000_000, 16, 1000) == (39, "")  # round(10,000 / 256) = 39 <= 250
     assert auto_blocks(1_000_000, 16, 156) == (39, "")  # the cap int(0.25 x 156) = 39 is not exceeded
@@ -1614,7 +1614,7 @@ def test_smt_before_selection_by_hand():
     assert ad.delta_granule == 2 and ad.warmup_signature() == ("q", "v") and not ad.warmup_moves_weights
     assert ad.num_trainable() == 3 * 4 + HEAD_PARAMS
     assert ad.analytic_bytes() == 4 * HEAD_PARAMS + 3 * (2 * 2 * 4 + 2 * 4)  # the head, then blocks + coordinates
-    from explorer.methods.smt import SCORE_NOTE
+    from explorer.methods.smt_blocks import SCORE_NOTE
 
     assert ad.notes == ["Block size 2 x 2; 3 of 9 blocks (33.33% of the targets); score: |mean| of the summed "
                         "gradient (default); selection: global.", SCORE_NOTE,
@@ -1667,7 +1667,7 @@ def test_smt_budget_notes_and_refusals():
 
 
 def test_smt_warmup_sums_selects_and_installs_by_hand():
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     gq, gv = _planted()
     ad = _smt()
@@ -1716,7 +1716,7 @@ def test_smt_warmup_protocol_modes():
     sel = full.finish_warmup(sums={Q_NAME: gq, V_NAME: -gv})  # sums handed over: their scores decide
     assert sel[V_NAME][0].tolist() == [0] and not full.needs_warmup
     with pytest.raises(KnobError, match=r"^smt: the warm-up saw no batch$"):
-        from explorer.methods.smt import run_warmup
+        from explorer.engine.warmup import run_warmup
 
         run_warmup(_smt(), [], loss_fn=_planted_loss(gq, gv))
 
@@ -1749,7 +1749,7 @@ def test_smt_install_refuses_outside_blocks_and_round_trips():
 
 def test_smt_pictures_and_illustrative_delta_by_hand():
     from explorer.methods import smt
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     gq, gv = _planted()
     ad = _smt()
@@ -2185,7 +2185,7 @@ def test_smt_finish_warmup_uses_the_score_and_the_rule_knobs():
 
 
 def test_smt_full_warmup_takes_one_adamw_step_per_batch_at_its_rate():
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     gq, gv = _planted()
     ad = _smt(warmup_mode="full", warmup_steps=1)
@@ -2205,7 +2205,7 @@ def test_smt_full_warmup_takes_one_adamw_step_per_batch_at_its_rate():
 
 
 def test_smt_warmup_refuses_a_loss_that_is_not_finite():
-    from explorer.methods.smt import run_warmup
+    from explorer.engine.warmup import run_warmup
 
     def nan_loss(model, batch):
         return model.model.layers[0].self_attn.q_proj.weight.sum() * float("nan")

@@ -87,6 +87,8 @@ def test_scopes_one_file_at_a_time():
     assert not any(t.endswith(("_on_minilm", "::test_analytic_agrees_with_measured")) for t in mem)
     assert not any(t.endswith("test_memory_cli_json") for t in tests)  # a subprocess: no mutant is seen there
     assert mt.scope_files_and_tests("methods.lora")[0] == ["explorer/methods/lora.py"]
+    assert mt.scope_files_and_tests("engine.warmup")[0] == ["explorer/engine/warmup.py"]  # SMT's warm-up on its own
+    assert "explorer/engine/warmup.py" in mt.scope_files_and_tests("all")[0]
     assert mt.scope_files_and_tests("sparse,memory.units")[0] == ["explorer/sparse.py", "explorer/memory/units.py"]
     pats = mt.scope_patterns("memory.units")
     assert mt._in_scope(A + "3", pats) and not mt._in_scope(B + "3", pats)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import smt as A
+from explorer import smt_inspector as A
 from explorer.views import smt_views as V
 from explorer.targets import Target
 from apptest_helpers import no_problem, one_thread, page_app, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)

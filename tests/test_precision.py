@@ -33,7 +33,7 @@ def _adapter(loaded, method, checkpointing=False):
         knobs["block_size"] = {"bert": 64, "llama": 32}[loaded.info.family]
     a = apply_method(fresh_copy(loaded.model), method, n_base=loaded.info.n_params, **knobs)
     if a.needs_warmup:
-        from explorer.methods.smt import run_warmup
+        from explorer.engine.warmup import run_warmup
 
         run_warmup(a, [_batch(loaded, seed=100 + i) for i in range(2)])
     if checkpointing:

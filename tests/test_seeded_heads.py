@@ -9,7 +9,7 @@ import copy
 
 import torch
 
-from explorer import smt as A
+from explorer import smt_inspector as A
 from explorer.engine.config import TrainConfig
 from explorer.engine.train import train
 from explorer.models import fresh_copy

@@ -9,9 +9,9 @@ import torch
 
 from explorer.methods import apply_method
 from explorer.methods.base import KnobError
-from explorer.methods.smt import block_scores, select_blocks
+from explorer.methods.smt_blocks import block_scores, select_blocks
 from explorer.models import fresh_copy
-from explorer.smt import (RecordSettings, analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
+from explorer.smt_inspector import (RecordSettings, analysis_to_dict, analyze, clear_memory_cache, collect_gradients,
                           record_from_sums, score_maps, scores_csv, selection_csv, to_selection)
 from explorer.targets import Target, find_targets
 
@@ -235,7 +235,7 @@ def test_cache_hit_returns_identical_results(tiny_llama, tmp_path, monkeypatch):
     # the file's name: sha256 of the settings (these 14 fields, as in every cache written so far) + format 1
     names = ["model", "source", "n_params", "kind", "task", "warmup_steps", "batch_size", "max_len", "mode",
              "checkpoints", "lr", "weight_decay", "seed", "grain"]
-    from explorer.smt.cache import FORMAT_VERSION
+    from explorer.smt_inspector.cache import FORMAT_VERSION
 
     blob = json.dumps(dict({k: r3.meta[k] for k in names}, format=FORMAT_VERSION), sort_keys=True, default=str)
     assert hashlib.sha256(blob.encode()).hexdigest()[:24] == r1.key == RecordSettings.from_dict(r3.meta).key()
@@ -316,7 +316,7 @@ def test_cli_smt_blocks_writes_json(tmp_path, monkeypatch, capsys):
 
 
 def test_warmup_loss_equals_model_loss(tiny_llama):
-    from explorer.smt import warmup_loss
+    from explorer.smt_inspector import warmup_loss
 
     m = fresh_copy(tiny_llama.model)
     b = _batches(1, seed=11)[0]

@@ -124,7 +124,7 @@ def test_warmup_job_records_and_reports(tiny_llama):
 
 
 def test_block_grid_and_budget(tiny_bert):
-    from explorer.methods.smt import auto_blocks, valid_block_sizes
+    from explorer.methods.smt_blocks import auto_blocks, valid_block_sizes
     from explorer.targets import find_targets
 
     ts = find_targets(tiny_bert.model, ["q", "v"])
@@ -147,7 +147,7 @@ def test_block_grid_and_budget(tiny_bert):
 def _an():
     import torch
 
-    from explorer import smt as A
+    from explorer import smt_inspector as A
     from explorer.targets import Target
 
     ts = [Target("l0.v", 0, "v", 64, 32), Target("l0.q", 0, "q", 64, 32), Target("l1.v", 1, "v", 64, 32)]

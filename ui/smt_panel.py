@@ -1,15 +1,15 @@
 """The SMT block inspector's result views (streamlit; the page ``pages/5_SMT_block_inspector.py`` draws its
-controls and calls :func:`views` with one analysis of ``explorer.smt.analysis``).  Figures come from
+controls and calls :func:`views` with one analysis of ``explorer.smt_inspector.analysis``).  Figures come from
 ``explorer.views.smt_views``; every number shown is read from the analysis."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from explorer import smt as A
+from explorer import smt_inspector as A
 from explorer.views import fmt
 from explorer.views import smt_views as V
-from explorer.methods.smt import SCORE_LABELS
+from explorer.methods.smt_blocks import SCORE_LABELS
 from explorer.workshop.inspector import opening_matrix
 from ui import modes, state
 

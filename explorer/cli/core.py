@@ -10,12 +10,14 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_methods)
 
-    p = sub.add_parser("inspect", help="apply a method to a model and report what it makes trainable")
-    p.add_argument("--model", default="minilm", help="registry name (minilm, smollm2-135m, tiny-bert, tiny-llama), "
-                   "a bundled config-only model (llama-2-7b, llama-2-13b, llama-2-70b, llama-3-8b, mistral-7b, "
-                   "qwen2.5-0.5b, qwen2.5-7b, gemma-2b, gpt2, bert-base, bert-large: built on the meta device), "
-                   "a local folder (a config.json alone is enough) or a hub id")
     from explorer.methods import METHODS
+    from explorer.model_configs import config_model_names
+    from explorer.models import model_names
+
+    p = sub.add_parser("inspect", help="apply a method to a model and report what it makes trainable")
+    p.add_argument("--model", default="minilm", help=f"registry name ({', '.join(model_names())}), a bundled "
+                   f"config-only model ({', '.join(config_model_names())}: built on the meta device), a local folder "
+                   "(a config.json alone is enough) or a hub id")
 
     p.add_argument("--method", default="lora", help=", ".join(METHODS))
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
@@ -57,15 +59,6 @@ def run_methods(args) -> int:
     return 0
 
 
-def smt_warmup_batches(loaded, task_name=None, n=4, batch_size=8, seed=0):
-    """Warm-up batches for SMT's block selection: the model's built-in task."""
-    from explorer import data
-
-    task = data.load_task(task_name or data.default_task_for(loaded.info.kind), model_kind=loaded.info.kind)
-    return list(data.iter_batches(task, loaded.tokenizer, "train", batch_size=batch_size, seed=seed,
-                                  max_batches=n, model_kind=loaded.info.kind))
-
-
 def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     from explorer.methods import apply_method
     from explorer.models import fresh_copy, load_model
@@ -76,7 +69,7 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     if adapter.needs_warmup and loaded.info.meta:
         adapter.notes.append(adapter.meta_note())  # SMT: its budget and block grid, not a selection
     elif adapter.needs_warmup:
-        from explorer.methods.smt import run_warmup
+        from explorer.engine.warmup import run_warmup, task_batches
 
         if loaded.info.kind == "seq-cls":  # the warm-up's new head comes from the method's seed, as a run's does
             from explorer.engine.prepare import init_head
@@ -84,7 +77,7 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
             init_head(adapter.model, int(getattr(adapter.model.config, "num_labels", 2) or 2),
                       int(adapter.knobs.get("seed", 0)))
         steps = adapter.knobs["warmup_steps"]
-        batches = smt_warmup_batches(loaded, task, n=min(steps, 8))
+        batches = task_batches(loaded, task, n=min(steps, 8))
         run_warmup(adapter, batches, max_steps=min(steps, len(batches)))
         adapter.notes.append(f"inspect ran a short warm-up of {min(steps, len(batches))} batches to select blocks.")
     s = adapter.summary()

@@ -13,13 +13,19 @@ SCOPES = ("per-gpu", "total")
 
 def add_parser(sub):
     from explorer.memory.options import ACTIVATION_MODELS, ATTENTIONS, OPTIMIZERS, PRECISIONS
+    from explorer.memory.specs import PUBLISHED
     from explorer.methods import METHODS
+    from explorer.model_configs import config_model_names
+    from explorer.models import model_names
+
+    configs = config_model_names()  # a config also published (mistral-7b) is read from the config: named there
 
     p = sub.add_parser("memory", help="the analytic memory breakdown (weights, gradients, optimizer state, "
                                       "activations) of one model and method")
     p.add_argument("--model", default="llama-2-7b",
-                   help="a bundled config (llama-2-7b, llama-2-70b, …), a published spec (llama-65b, gpt3-175b, …), "
-                        "a small registry model (minilm, tiny-bert, …) or a folder with a config.json")
+                   help=f"a bundled config ({', '.join(configs)}), a published spec "
+                        f"({', '.join(n for n in PUBLISHED if n not in configs)}), a small registry model "
+                        f"({', '.join(model_names())}) or a folder with a config.json")
     p.add_argument("--method", default="lora", help=", ".join(METHODS))
     p.add_argument("--knob", "-k", action="append", default=[], metavar="NAME=VALUE",
                    help="a method knob, repeatable (e.g. -k rank=64 -k targets=q,k,v,o,gate,up,down)")

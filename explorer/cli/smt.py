@@ -9,10 +9,13 @@ import time
 
 
 def add_parser(sub):
+    from explorer.methods.smt_blocks import SCORES
+    from explorer.models import model_names
+
     p = sub.add_parser("smt-blocks", help="SMT's gradient-block analysis: scores, selection, shares per type and "
                                           "layer, stability over the warm-up, overlaps with other choices")
-    p.add_argument("--model", default="tiny-llama", help="registry name (minilm, smollm2-135m, tiny-bert, "
-                   "tiny-llama), local folder or hub id")
+    p.add_argument("--model", default="tiny-llama", help=f"registry name ({', '.join(model_names())}), local folder "
+                   "or hub id")
     p.add_argument("--task", default=None, help="task name or data file (default: the model's built-in task)")
     p.add_argument("--warmup-steps", type=int, default=16, help="warm-up batches whose gradients are summed")
     p.add_argument("--block-size", type=int, default=0, help="block size b (0 = auto: 256 where it divides, "
@@ -21,7 +24,7 @@ def add_parser(sub):
                    "parameters, as SMT's default)")
     p.add_argument("--density", type=float, default=0.0, help="fraction of the chosen matrices' blocks "
                    "(overrides --blocks when > 0)")
-    p.add_argument("--score", default="abs-mean", choices=["abs-mean", "mean-abs", "l1", "l2"])
+    p.add_argument("--score", default="abs-mean", choices=SCORES)
     p.add_argument("--selection", default="global", choices=["global", "per-matrix"])
     p.add_argument("--mode", default="full", choices=["full", "gradient-only"],
                    help="warm-up mode: full fine-tuning steps (public code) or gradients only (deviation)")
@@ -57,9 +60,9 @@ def run(args) -> int:
     import torch
 
     from explorer.methods.base import KnobError
-    from explorer.methods.smt import auto_block_size
+    from explorer.methods.smt_blocks import auto_block_size
     from explorer.models import load_model
-    from explorer.smt import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
+    from explorer.smt_inspector import (analysis_to_json, analyze, check_request, collect_gradients, scores_csv,
                               selection_csv)
 
     if args.threads:
@@ -103,7 +106,7 @@ def run(args) -> int:
     density = args.density if args.density > 0 else None
     auto_note = None
     if blocks is None and density is None:
-        from explorer.methods.smt import auto_blocks
+        from explorer.methods.smt_blocks import auto_blocks
 
         total = sum((t.d_out // b) * (t.d_in // b) for t in ts)
         blocks, capped = auto_blocks(loaded.info.n_params, b, total)

@@ -24,7 +24,9 @@ import time
 def add_parser(sub):
     p = sub.add_parser("train", help="run a short fine-tune and write metrics, the adapter and (--merged) the "
                                      "merged model")
-    p.add_argument("--model", default="minilm", help="minilm, smollm2-135m, tiny-bert, tiny-llama, a folder or hub id")
+    from explorer.models import model_names
+
+    p.add_argument("--model", default="minilm", help=f"{', '.join(model_names())}, a folder or hub id")
     p.add_argument("--task", default="", help="built-in task (size-compare, bbc-news, word-category), a CSV/JSON/"
                    "JSONL file, or a hub data set; default: the model's built-in task")
     from explorer.methods import METHODS

@@ -2,9 +2,9 @@
 
 Every place that runs forward and backward passes calls :func:`run_step`: the fine-tune loop
 (``explorer.engine.train``, its SMT warm-up and its sparse phase), SMT's self-contained warm-up
-(``explorer.methods.smt.run_warmup``, used by the command line), the playground's gradient sums
+(``explorer.engine.warmup.run_warmup``, used by the command line), the playground's gradient sums
 (``explorer.views.playground.smt_grad_sums``), the SMT block inspector's gradient collection
-(``explorer.smt.collect.collect_gradients``) and the memory measurements
+(``explorer.smt_inspector.collect.collect_gradients``) and the memory measurements
 (``explorer.views.memory_views.measure_method``).
 
 A step, in this order:

@@ -11,32 +11,25 @@
 4. Train only those blocks: each is a parameter of its own; a custom autograd
    function gives the dense input gradient and gradients for the selected blocks
    only (see ``explorer.sparse``).
+
+This module holds the method's facts (``METHOD``); its block rules (steps 2-3, the automatic block size and budget)
+are in ``explorer.methods.smt_blocks`` and its adapter (the warm-up protocol, step 4) in
+``explorer.methods.smt_adapter``.
 """
 
 from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Iterable
 
 from explorer.memory.plan import LinearCall, MemoryPlan, adapter_shapes, targets_text
 from .base import Knob, KnobError
+from .contract import Method
 from .facts import (KnobContext, Picture, Widget, fmt_count, fraction_knob, mask_delta, mask_picture, seed_knob,
                     targets_knob, with_head)
-from .smt_blocks import SCORES, block_scores, select_blocks  # noqa: F401 - scoring and selection, re-exported
-
-AUTO_SIZES = (256, 64, 32, 16)
-MIN_AUTO_GRID = 8  # auto block size: the smallest target keeps at least this many blocks (a 64x64 matrix is 16 of 16)
-AUTO_FRACTION = 0.01  # auto budget: about 1 % of all parameters (the paper's 0.86 % on LLaMA-2-7B)
-AUTO_CAP = 0.25  # ... but never more than this share of the targets' blocks (tiny models: embeddings dominate)
-SCORE_LABELS = {"abs-mean": "|mean| of the summed gradient (default)", "mean-abs": "mean of |gradient|",
-                "l1": "L1 norm", "l2": "L2 norm"}
-
-# the default score against the paper's words (checked in HectorHHZ/Sparse_Matrix_Tuning, peft/tuner/smt.py)
-SCORE_NOTE = ("Block score: the default, |mean| of the gradient summed in the block (signed gradients cancel), is what "
-              "the public SMT code computes by default: its option named `mean_abs` computes "
-              "`grad.mean(dim=(1, 3)).abs()`. The paper's text says \"average absolute gradient\", which is the score "
-              "`mean-abs` here (the public code's `abs_mean`).")
+from .smt_adapter import SMTAdapter
+from .smt_blocks import (AUTO_CAP, MIN_AUTO_GRID, SCORE_NOTE, SCORES, auto_block_size, block_budget,
+                         resolve_block_size, valid_block_sizes)
 
 
 def _block_size_widget(ctx: KnobContext) -> Widget:
@@ -57,8 +50,6 @@ def _blocks_widget(ctx: KnobContext) -> Widget:
     return Widget(lo=0, hi=max(1, total), help=f" · {total:,} blocks of {b}×{b} in the targets" if b else "")
 
 
-LABEL = "SMT (Sparse Matrix Tuning)"
-SHORT = "SMT"
 KNOBS = [
     targets_knob(["q", "k", "v"], "target matrices (q, k, v in the paper)"),
     Knob("block_size", "int", 0, "block size b (0 = auto: the largest of 256/64/32/16 that divides every target "
@@ -78,73 +69,6 @@ KNOBS = [
          "gradient-only: weights unchanged (deviation)", choices=["full", "gradient-only"], label="warm-up mode"),
     seed_knob("seed (ties between equal scores are broken by position)"),
 ]
-DESCRIPTION = "Scores gradient blocks during a warm-up, keeps the global top-n b x b blocks, trains only those."
-WHAT_TRAINS = "the b×b blocks of W with the largest warm-up gradients"
-PAPER = "arXiv 2405.15525"
-FORMULA = "n_blocks x b^2"
-DEFAULT_LR = 2e-3
-HAS_WARMUP = True  # a warm-up phase (knob warmup_steps) picks what trains
-TAKES_SELECTION = True  # trains a selection handed over (the block inspector's) instead of warming up
-COLOR_SLOT = 1
-DEVIATIONS = [
-    "Warm-up mode gradient-only (weights unchanged) is a labelled deviation; the default, full, fine-tunes every "
-    "weight during the warm-up as the public code does.",
-    "Small models need small blocks: the automatic block size is the largest of 256/64/32/16 that divides every "
-    "target (the paper uses 256), and the automatic budget (about 1 % of all parameters) is capped at "
-    f"{AUTO_CAP:.0%} of the targets' blocks.",
-    "The Methods playground selects from a few gradient-only warm-up batches (said on the page); Fine-tune runs "
-    "the full warm-up.",
-    SCORE_NOTE,
-]
-
-
-# ----------------------------------------------------------------------------- scoring and selection
-
-
-def auto_block_size(shapes: Iterable[tuple[int, int]]) -> int:
-    """The largest of 256/64/32/16 that divides every target and leaves at least ``MIN_AUTO_GRID`` blocks in
-    the smallest target (so a 64x64 matrix is not one single block); failing that, the largest that divides
-    every target; 0 when none does."""
-    shapes = list(shapes)
-    divides = [b for b in AUTO_SIZES if all(d_out % b == 0 and d_in % b == 0 for d_out, d_in in shapes)]
-    for b in divides:
-        if shapes and min((d_out // b) * (d_in // b) for d_out, d_in in shapes) >= MIN_AUTO_GRID:
-            return b
-    return divides[-1] if divides else 0
-
-
-def auto_blocks(n_base: int, b: int, total_blocks: int) -> tuple[int, str]:
-    """SMT's automatic budget: about 1 % of all parameters in b x b blocks, capped at ``AUTO_CAP`` of the
-    targets' blocks.  Returns (blocks, a note when the cap applied, else "")."""
-    want = max(1, int(round(AUTO_FRACTION * n_base / (b * b))))
-    cap = max(1, int(AUTO_CAP * total_blocks))
-    if want <= cap:
-        return want, ""
-    return cap, (f"auto budget capped: 1 % of all {n_base:,} parameters would be {want:,} blocks of {b}x{b}, but "
-                 f"the targets hold only {total_blocks:,}; using {AUTO_CAP:.0%} of them ({cap:,} blocks). "
-                 "Small models: the embeddings hold most parameters.")
-
-
-def resolve_block_size(block_size: int, shapes: Iterable[tuple[int, int]]) -> int:
-    """The block size in use: the knob's value, or the automatic one when it is 0."""
-    return int(block_size) or auto_block_size(shapes)
-
-
-def block_budget(knobs: dict, n_base: int, b: int, total_blocks: int) -> tuple[int, str]:
-    """How many b x b blocks train: ``density`` of the targets' blocks when > 0, else ``blocks`` when > 0, else
-    the automatic budget (:func:`auto_blocks`: about 1 % of all parameters).  The one budget rule of SMT, used
-    by the adapter, the memory model and the block inspector.  Returns (blocks, a note when the cap applied)."""
-    if knobs.get("density") and knobs["density"] > 0:
-        return int(round(knobs["density"] * total_blocks)), ""
-    if knobs.get("blocks"):
-        return int(knobs["blocks"]), ""
-    return auto_blocks(n_base, b, total_blocks)
-
-
-def valid_block_sizes(shapes: Iterable[tuple[int, int]], limit: int = 512) -> list[int]:
-    shapes = list(shapes)
-    return [b for b in range(1, limit + 1)
-            if all(d_out % b == 0 and d_in % b == 0 for d_out, d_in in shapes)]
 
 
 def apply(model, knobs, n_base, selection=None, **_):
@@ -152,11 +76,6 @@ def apply(model, knobs, n_base, selection=None, **_):
 
 
 # ----------------------------------------------------------------------------- what the playground draws
-
-PLAYGROUND_CAPTION = ("SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
-                      "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
-                      "The first view computes it (a few seconds on smollm2-135m); later moves reuse it.")
-
 
 def warmup_is_full_finetuning(knobs: dict) -> bool:
     """SMT's default warm-up mode fine-tunes every weight (the public code): that phase costs full fine-tuning."""
@@ -212,11 +131,6 @@ def sweep_point(rank: int, budget: int, geo):
 
 # ----------------------------------------------------------------------------- memory facts
 
-MEMORY_PAGE_KNOBS = {"blocks": "smt_blocks", "density": "smt_density", "block_size": "smt_bs"}  # knob -> page key
-# a memory measurement picks its blocks after a short gradient-only warm-up (memory depends on how many, not which)
-MEASURE_KNOBS = dict(warmup_steps=2, warmup_mode="gradient-only")
-
-
 def settings_text(knobs: dict) -> str:
     bs = knobs.get("block_size") or "auto"
     if knobs.get("density"):
@@ -258,18 +172,33 @@ def memory_plan(spec, knobs: dict) -> MemoryPlan:
     return plan
 
 
-# the adapter and the self-contained warm-up (explorer/methods/smt_adapter.py), imported last: that module reads
-# the rules above (block size, budget, score labels) from this one
-from .smt_adapter import SMTAdapter, run_warmup  # noqa: E402,F401
-
-from .contract import Method  # noqa: E402 - the declared method (its facts are the names above)
-
 METHOD = Method(
-    label=LABEL, short=SHORT, description=DESCRIPTION, what_trains=WHAT_TRAINS, paper=PAPER, formula=FORMULA,
-    deviations=DEVIATIONS, knobs=KNOBS, default_lr=DEFAULT_LR, color_slot=COLOR_SLOT, apply=apply,
-    has_warmup=HAS_WARMUP, takes_selection=TAKES_SELECTION, warmup_is_full_finetuning=warmup_is_full_finetuning,
+    label="SMT (Sparse Matrix Tuning)", short="SMT", paper="arXiv 2405.15525",
+    description="Scores gradient blocks during a warm-up, keeps the global top-n b x b blocks, trains only those.",
+    what_trains="the b×b blocks of W with the largest warm-up gradients",
+    formula="n_blocks x b^2",
+    deviations=[
+        "Warm-up mode gradient-only (weights unchanged) is a labelled deviation; the default, full, fine-tunes every "
+        "weight during the warm-up as the public code does.",
+        "Small models need small blocks: the automatic block size is the largest of 256/64/32/16 that divides every "
+        "target (the paper uses 256), and the automatic budget (about 1 % of all parameters) is capped at "
+        f"{AUTO_CAP:.0%} of the targets' blocks.",
+        "The Methods playground selects from a few gradient-only warm-up batches (said on the page); Fine-tune runs "
+        "the full warm-up.",
+        SCORE_NOTE,
+    ],
+    knobs=KNOBS, default_lr=2e-3, color_slot=1, apply=apply,
+    has_warmup=True,  # a warm-up phase (knob warmup_steps) picks what trains
+    takes_selection=True,  # trains a selection handed over (the block inspector's) instead of warming up
+    warmup_is_full_finetuning=warmup_is_full_finetuning,
     formula_lines=formula_lines, illustrative_delta=illustrative_delta, matrix_pictures=matrix_pictures,
-    playground_knobs=playground_knobs, playground_caption=PLAYGROUND_CAPTION, sweep_point=sweep_point,
-    memory_plan=memory_plan, settings_text=settings_text, memory_page_knobs=MEMORY_PAGE_KNOBS,
-    measure_knobs=MEASURE_KNOBS,
+    playground_knobs=playground_knobs, sweep_point=sweep_point,
+    playground_caption=("SMT picks its blocks from a gradient warm-up: here **{warm} batch(es), gradient-only** "
+                        "(weights unchanged; a labelled shortcut: the paper's code fine-tunes ~100 steps). "
+                        "The first view computes it (a few seconds on smollm2-135m); later moves reuse it."),
+    memory_plan=memory_plan, settings_text=settings_text,
+    memory_page_knobs={"blocks": "smt_blocks", "density": "smt_density", "block_size": "smt_bs"},  # knob -> key
+    # a memory measurement picks its blocks after a short gradient-only warm-up (memory depends on how many, not
+    # which)
+    measure_knobs=dict(warmup_steps=2, warmup_mode="gradient-only"),
 )

@@ -1,26 +1,26 @@
 """SMT's adapter: the warm-up protocol (sum each target's gradient, score and select its b x b blocks) and the
-training of the selected blocks only; ``run_warmup``, a self-contained warm-up.  Every fact of the method (knobs,
-the automatic block size and budget, labels, what the playground draws, memory) is in ``explorer.methods.smt``,
-which re-exports these names.
+training of the selected blocks only.  The engine drives the warm-up's steps and hands the adapter its gradients
+(``explorer.engine.train``; ``explorer.engine.warmup.run_warmup`` for a warm-up on its own).  The block rules it
+applies (block size, budget, scores, selection) are in ``explorer.methods.smt_blocks``; the method's facts (knobs,
+labels, what the playground draws, memory) in ``explorer.methods.smt``.
 """
 
 from __future__ import annotations
-
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from explorer.sparse import SparseDeltaLinear
 from explorer.targets import Target, set_submodule
-from .base import Adapter, KnobError, Layout, head_state, load_head_state, resolve_targets, sparse_head_setup
-from .smt import SCORE_LABELS, SCORE_NOTE, block_budget, resolve_block_size, valid_block_sizes
-from .smt_blocks import block_scores, select_blocks
+from .base import Adapter, KnobError, Layout, resolve_targets, sparse_head_setup
+from .smt_blocks import (SCORE_LABELS, SCORE_NOTE, block_budget, block_scores, resolve_block_size, select_blocks,
+                         valid_block_sizes)
 
 
 
 class SMTAdapter(Adapter):
     method = "smt"
+    state_names = ("brow", "bcol", "delta")  # per selected target: block rows, block columns, the blocks' values
 
     def __init__(self, model: nn.Module, knobs: dict, n_base: int, selection: dict | None = None):
         super().__init__(model, knobs, n_base)
@@ -85,7 +85,7 @@ class SMTAdapter(Adapter):
                           "first (the sparse phase starts from the moved weights, as in the public code); the "
                           "handed-over blocks replace the ones it would choose.")
 
-    # --- warm-up protocol (used by the training loop and by run_warmup) ------
+    # --- warm-up protocol (the engine drives the steps: explorer.engine.train, explorer.engine.warmup) --
     @property
     def needs_warmup(self) -> bool:  # type: ignore[override]
         return not self.modules
@@ -210,47 +210,8 @@ class SMTAdapter(Adapter):
         c["n_blocks"] = self.n_blocks
         return c
 
-    def state_tensors(self):
-        out = head_state(self.model)
-        for n, m in self.modules.items():
-            out[f"{n}.brow"] = m.brow
-            out[f"{n}.bcol"] = m.bcol
-            out[f"{n}.delta"] = m.delta.detach()
-        return out
+    def prepare_load(self, tensors):
+        """The saved blocks are the ones that train: install them (the base then copies the tensors in)."""
+        self.install({t.name: (tensors[f"{t.name}.brow"], tensors[f"{t.name}.bcol"]) for t in self.targets
+                      if f"{t.name}.brow" in tensors})
 
-    def load_state_tensors(self, tensors):
-        sel = {}
-        for t in self.targets:
-            if f"{t.name}.brow" in tensors:
-                sel[t.name] = (tensors[f"{t.name}.brow"], tensors[f"{t.name}.bcol"])
-        self.install(sel)
-        load_head_state(self.model, tensors)
-        with torch.no_grad():
-            for n, m in self.modules.items():
-                m.delta.copy_(tensors[f"{n}.delta"])
-
-
-def run_warmup(adapter: SMTAdapter, batches: Iterable[dict], loss_fn: Callable | None = None, lr: float = 1e-4,
-               weight_decay: float = 0.0, max_steps: int | None = None) -> dict:
-    """A self-contained warm-up (for the command line and the playground):
-    ``warmup_steps`` batches, then selection.  Returns the selection.  Each batch is one
-    ``explorer.engine.step.run_step`` with the adapter's gradient sums as its sink."""
-    from explorer.engine.step import StepPlan, default_loss, run_step
-
-    params = adapter.begin_warmup()
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if params else None
-    plan = StepPlan(optimizer=opt, sink=adapter.accumulate, loss_fn=loss_fn or default_loss)
-    was_training = adapter.model.training
-    adapter.model.train()
-    steps = max_steps or adapter.knobs["warmup_steps"]
-    done = 0
-    for batch in batches:
-        if done >= steps:
-            break
-        if not run_step(adapter.model, batch, plan).ok:
-            raise FloatingPointError("smt: the warm-up loss is not finite")
-        done += 1
-    adapter.model.train(was_training)
-    if done == 0:
-        raise KnobError("smt: the warm-up saw no batch")
-    return adapter.finish_warmup()

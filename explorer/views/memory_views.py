@@ -313,7 +313,7 @@ def measure_method(loaded, method: str, knobs: dict, batch: int, seq_len: int, d
     model = fresh_copy(loaded.model).to(device)
     adapter = apply_method(model, method, n_base=loaded.info.n_params, **knobs)
     if adapter.needs_warmup:
-        from explorer.methods.smt import run_warmup
+        from explorer.engine.warmup import run_warmup
 
         run_warmup(adapter, [_batch(kind, vocab, n_lab, batch, seq_len, 100 + i, device) for i in range(2)])
     m = adapter.model

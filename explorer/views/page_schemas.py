@@ -94,8 +94,8 @@ def _memory(values: Mapping) -> Schema:
 
 
 def smt_schema() -> Schema:
-    from explorer import smt as A
-    from explorer.methods.smt import SCORES
+    from explorer import smt_inspector as A
+    from explorer.methods.smt_blocks import SCORES
     from explorer.targets import ALL_TYPES
 
     types = tuple(ALL_TYPES)

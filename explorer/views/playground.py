@@ -209,9 +209,9 @@ WARMUP_BATCH = 8  # sentences per warm-up batch on the playground
 
 def warmup_batches(loaded, n: int, seed: int = 0):
     """Batches of the model's built-in task for SMT's warm-up, and where they came from."""
-    from explorer.cli.core import smt_warmup_batches
+    from explorer.engine.warmup import task_batches
 
-    batches = smt_warmup_batches(loaded, n=n, batch_size=WARMUP_BATCH, seed=seed)
+    batches = task_batches(loaded, n=n, batch_size=WARMUP_BATCH, seed=seed)
     try:
         from explorer import data
 
@@ -342,7 +342,7 @@ def ladder(lo: int, hi: int) -> list[int]:
 
 def smt_auto_blocks(loaded, values: dict) -> int | None:
     """How many blocks SMT's automatic budget (blocks = 0) trains at the page's current targets and block size."""
-    from explorer.methods.smt import auto_blocks, resolve_block_size
+    from explorer.methods.smt_blocks import auto_blocks, resolve_block_size
     from explorer.targets import find_targets
 
     tg = find_targets(loaded.model, list(values.get("targets") or []))

@@ -1,6 +1,6 @@
 """Figures and tables of the SMT block inspector (no streamlit).
 
-Every builder takes an :class:`explorer.smt.analysis.SMTAnalysis` (scores are float32
+Every builder takes an :class:`explorer.smt_inspector.analysis.SMTAnalysis` (scores are float32
 grids of at most (d_out / b) x (d_in / b) cells: 96 x 36 for SmolLM2 at b = 16, far
 below the ~512 x 512 limit of :mod:`explorer.views.figures`) and a plotly ``template``.
 The colour range is fixed across every matrix of the analysis (``score_range``) so
@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.views.figures import COLORS, FONT, FROZEN, TRAINED
-from explorer.methods.smt import SCORE_LABELS
+from explorer.methods.smt_blocks import SCORE_LABELS
 
 SCALE = "Viridis"
 OUTLINE = "#FF3B30"  # selected blocks: a red outline reads on every Viridis colour

@@ -12,7 +12,7 @@ The page keeps typed objects in its session state and calls one function per act
     handoff = SmtHandoff.from_analysis(an, model, task)          # "Train with this selection"
     handoff.mismatch(model, knobs)                              # on Fine-tune: [] when it fits the run
 
-SMT's automatic budget ("about 1 % of all parameters", capped) is ``explorer.methods.smt.auto_blocks``'s: the
+SMT's automatic budget ("about 1 % of all parameters", capped) is ``explorer.methods.smt_blocks.auto_blocks``'s: the
 one place; this module only calls it.
 """
 
@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from explorer.smt.analysis import default_types  # noqa: F401 - the inspector's default types, re-exported
+from explorer.smt_inspector.analysis import default_types  # noqa: F401 - the inspector's default types, re-exported
 
 __all__ = ["WarmupSettings", "WarmupProgress", "WarmupJob", "start_warmup", "warmup_need_bytes", "BlockGrid",
            "block_grid", "default_types", "SmtHandoff", "opening_matrix"]
@@ -127,7 +127,7 @@ def warmup_in_worker(progress, stop_event, ws: WarmupSettings):
 
 def _collect(loaded, ws: WarmupSettings, progress, stop_event):
     from explorer.data import load_task
-    from explorer import smt as A
+    from explorer import smt_inspector as A
 
     task = load_task(ws.task, model_kind=loaded.info.kind)
     base = loaded
@@ -166,7 +166,7 @@ class BlockGrid:
     auto: int                  # the size "auto" means
     block_size: int            # the size in use
     total: int                 # blocks of that size in the chosen matrices
-    auto_blocks: int           # SMT's automatic budget (explorer.methods.smt.auto_blocks)
+    auto_blocks: int           # SMT's automatic budget (explorer.methods.smt_blocks.auto_blocks)
     capped: str                # its note when the cap applied, else ""
     n_params: int              # all parameters of the model (what "1 %" is of)
 
@@ -187,8 +187,8 @@ class BlockGrid:
 def block_grid(loaded, types: list[str], block_size: int = 0) -> BlockGrid:
     """The grid of ``types``'s matrices of ``loaded`` for ``block_size`` (0 = auto, or a size that is not valid
     for these matrices)."""
-    from explorer.methods.smt import auto_block_size, auto_blocks, valid_block_sizes
-    from explorer.smt import default_grain
+    from explorer.methods.smt_blocks import auto_block_size, auto_blocks, valid_block_sizes
+    from explorer.smt_inspector import default_grain
     from explorer.targets import find_targets
 
     all_t = find_targets(loaded.model)
@@ -243,7 +243,7 @@ class SmtHandoff:
         query = dict(model=model, method="smt", src="built-in", task=task, k_targets=",".join(an.types),
                      k_block_size=str(an.block_size), k_blocks=str(an.n_blocks), k_density="0.0",
                      k_score=an.score, k_selection=an.rule, k_warmup_steps=str(warm))
-        if meta.get("mode"):  # explorer.smt.MODES, the same names as the SMT knob's
+        if meta.get("mode"):  # explorer.smt_inspector.MODES, the same names as the SMT knob's
             query["k_warmup_mode"] = str(meta["mode"])
         return cls(model=model, task=task, block_size=int(an.block_size), types=list(an.types), used_types=used,
                    n_blocks=int(sum(len(r) for r, _ in sel.values())), score=an.score, rule=an.rule,

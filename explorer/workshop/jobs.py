@@ -378,7 +378,7 @@ def sweep_plan(loaded, methods=SWEEP_METHODS, ranks=(1, 2, 4, 8, 16), targets=("
     """
     from explorer.errors import KnobError
     from explorer.methods.facts import SweepGeometry
-    from explorer.methods.smt import auto_block_size, valid_block_sizes
+    from explorer.methods.smt_blocks import auto_block_size, valid_block_sizes
     from explorer.targets import find_targets
 
     tg = find_targets(loaded.model, list(targets))

@@ -1,12 +1,12 @@
 """Where does SMT put its budget, and why: the analysis of a warm-up record (no Streamlit).
 
-:func:`analyze` turns a :class:`explorer.smt.record.GradientRecord` into block scores, the
-global / per-matrix top-n selection (``explorer.methods.smt.select_blocks``), shares per matrix type
+:func:`analyze` turns a :class:`explorer.smt_inspector.record.GradientRecord` into block scores, the
+global / per-matrix top-n selection (``explorer.methods.smt_blocks.select_blocks``), shares per matrix type
 and layer, the stability curve (Jaccard overlap of the selection after step t with the final one) and
 overlaps with other choices of the same number of blocks.  Block size, budget, score, rule and types
 are arguments: moving a slider never recomputes gradients.
 
-The package ``explorer.smt``: ``record`` (the record), ``collect`` (the warm-up that makes it),
+The package ``explorer.smt_inspector``: ``record`` (the record), ``collect`` (the warm-up that makes it),
 ``cache`` (memory and disk caches), this module (scores, selection, analysis) and ``export``
 (JSON and CSV).
 """
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from explorer.methods.base import KnobError
-from explorer.methods.smt import SCORE_LABELS, SCORES, block_scores, select_blocks, valid_block_sizes
-from explorer.smt.cache import cached_analysis, remember_analysis
-from explorer.smt.record import GradientRecord, default_grain, pick_targets
+from explorer.methods.smt_blocks import SCORE_LABELS, SCORES, block_scores, select_blocks, valid_block_sizes
+from explorer.smt_inspector.cache import cached_analysis, remember_analysis
+from explorer.smt_inspector.record import GradientRecord, default_grain, pick_targets
 from explorer.targets import ALL_TYPES, Target, find_targets
 
 RULES = ["global", "per-matrix"]
@@ -158,6 +158,9 @@ def jaccard(sel_a: dict, sel_b: dict, shapes: dict[str, tuple[int, int]]) -> flo
 
 @dataclass
 class SMTAnalysis:
+    """One analysis of a warm-up record (:func:`analyze`).  Its JSON summary and CSV tables are
+    ``explorer.smt_inspector.export``'s, which reads this module (never the other way round)."""
+
     block_size: int
     n_blocks: int
     total_blocks: int
@@ -176,11 +179,6 @@ class SMTAnalysis:
     overlaps: dict
     meta: dict
     notes: list[str]
-
-    def summary(self) -> dict:
-        from explorer.smt.export import analysis_to_dict
-
-        return analysis_to_dict(self, include_scores=False)
 
 
 def _selection_np(sel: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:

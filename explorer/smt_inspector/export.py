@@ -6,8 +6,8 @@ import csv
 import io
 import json
 
-from explorer.methods.smt import SCORE_LABELS
-from explorer.smt.analysis import SMTAnalysis, masks
+from explorer.methods.smt_blocks import SCORE_LABELS
+from explorer.smt_inspector.analysis import SMTAnalysis, masks
 
 
 def _sig(x: float, digits: int = 5) -> float:

@@ -4,7 +4,7 @@
 *every* candidate weight (all attention and MLP linear layers) in fp32, in "full" mode (AdamW full
 fine-tuning steps, as in the public SMT code) or "gradient-only" mode (weights unchanged; a labelled
 deviation), through the project's one training step (``explorer.engine.step.run_step``).  At each
-checkpoint it stores the block reductions of :class:`explorer.smt.record.GradientRecord`.
+checkpoint it stores the block reductions of :class:`explorer.smt_inspector.record.GradientRecord`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import torch
 
 from explorer.engine.step import StepPlan, run_step
 from explorer.methods.base import KnobError
-from explorer.methods.smt import valid_block_sizes
-from explorer.smt.cache import cached_record, record_key, remember, save_record
-from explorer.smt.record import GradientRecord, block_sum, default_grain
+from explorer.methods.smt_blocks import valid_block_sizes
+from explorer.smt_inspector.cache import cached_record, record_key, remember, save_record
+from explorer.smt_inspector.record import GradientRecord, block_sum, default_grain
 from explorer.targets import find_targets
 
 DEFAULT_CHECKPOINTS = (1, 5, 10, 25, 50, 100)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from explorer.smt.record import GradientRecord
+from explorer.smt_inspector.record import GradientRecord
 from explorer.targets import Target
 
 FORMAT_VERSION = 2  # 2: a classification head drawn from the record's seed (1: the loaded model's own)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from explorer.methods.base import KnobError
-from explorer.methods.smt import valid_block_sizes
+from explorer.methods.smt_blocks import valid_block_sizes
 from explorer.targets import Target
 
 

@@ -23,7 +23,7 @@ import warnings
 from explorer.model_configs import build_meta, config_kind, config_model_source, config_models, read_config
 
 # peft 0.21's PeftModel reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a
-# FutureWarning on every LoRA/DoRA/VeRA adapter: a library pairing's message, not the user's to act on
+# FutureWarning on every adapter peft wraps: a library pairing's message, not the user's to act on
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 from explorer.model_files import ModelLoadError, minilm_folder, smollm2_folder

@@ -45,7 +45,7 @@ def shown(at: AppTest):
 
 
 def test_every_rows_settings_name_real_values():
-    """VeRA's row read "r=None" (its rank is not one of the page's knobs): a knob the page does not set is at
+    """A row read "r=None" when its rank was not one of the page's knobs: a knob the page does not set is at
     the method's default, and the row says which."""
     vals, _ = V.page_schema().parse({})
     for m in METHODS:

@@ -94,15 +94,20 @@ class Progress:
     held-out accuracy beside it; ``bar(record)`` after every step record, ``bar.close()`` at the end."""
 
     def __init__(self, total: int, stream=None):
+        self.total, self.stream = max(1, int(total)), stream or sys.stderr
+        self.acc = None
+        self.bar = None  # drawn at the first step record: a run refused before it starts prints its one line only
+
+    def _open(self):
         from tqdm import tqdm
 
-        stream = stream or sys.stderr
-        tty = hasattr(stream, "isatty") and stream.isatty()
-        self.acc = None
-        self.bar = tqdm(total=max(1, int(total)), file=stream, unit="step", dynamic_ncols=True, leave=True,
-                        mininterval=0.2 if tty else 2.0)
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        return tqdm(total=self.total, file=self.stream, unit="step", dynamic_ncols=True, leave=True,
+                    mininterval=0.2 if tty else 2.0)
 
     def __call__(self, rec: dict):
+        if self.bar is None:
+            self.bar = self._open()
         if rec.get("eval_accuracy") is not None:
             self.acc = rec["eval_accuracy"]
         step = min(int(rec.get("step", 0)), self.bar.total)
@@ -120,7 +125,8 @@ class Progress:
             self.bar.refresh()
 
     def close(self):
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(args) -> int:

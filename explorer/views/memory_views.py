@@ -194,7 +194,7 @@ def method_knobs(method: str, values: dict, family: str = "llama") -> dict:
 
 def knob_summary(method: str, knobs: dict) -> str:
     """A short human description of the knobs used for one row (the method's ``settings_text``); knobs the page
-    does not set are at the method's defaults, and say so (VeRA's rank read "r=None")."""
+    does not set are at the method's defaults, and say so (a rank the page does not set read "r=None")."""
     return METHODS[method].settings_text({kn.name: kn.default for kn in METHODS[method].knobs} | dict(knobs))
 
 

@@ -28,7 +28,7 @@ def test_source_scan_covers_the_project():
     assert {"explorer/models.py", "explorer/sparse.py", "app.py", "ui/frame.py", "ui/state.py", "ui/board_panel.py",
             "ui/runs_panel.py", "ui/smt_panel.py"} <= rel
     packages = {d.name for d in (ROOT / "explorer").iterdir() if (d / "__init__.py").exists()}
-    assert {"methods", "engine", "memory", "data", "workshop", "views", "smt", "cli", "claims"} <= packages
+    assert {"methods", "engine", "memory", "data", "workshop", "views", "smt_inspector", "cli", "claims"} <= packages
     # every sub-package's modules are scanned, not only its __init__
     assert all(any(r.startswith(f"explorer/{p}/") and not r.endswith("__init__.py") for r in rel) for p in packages)
     assert any(f.parent.name == "pages" for f in source_files())

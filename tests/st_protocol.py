@@ -65,6 +65,9 @@ class Session:
     runs_finished: int = 0
     script_running: bool = False
     errors: list = field(default_factory=list)
+    # sent with the WebSocket's opening request, as a browser sends them: e.g. {"Cookie": "peftx_server=s1"} (the
+    # proxy of tools/serve_room.py pins a browser to a server by that cookie) and Origin (the page's own address)
+    headers: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self._ws = None
@@ -77,8 +80,10 @@ class Session:
 
     async def open(self, page: str, query: str = "") -> None:
         url = self.base.replace("http://", "ws://") + "/_stcore/stream"
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "origin"}
+        origin = next((v for k, v in self.headers.items() if k.lower() == "origin"), None)
         self._ws = await websockets.connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=60,
-                                            ping_interval=None)
+                                            ping_interval=None, additional_headers=headers or None, origin=origin)
         self._reader = asyncio.create_task(self._read())
         await self.goto(page, query)
 
@@ -138,6 +143,11 @@ class Session:
             await self._rerun(lambda ws: ws.string_array_value.data.append(shown), el.widget_id)
         else:
             await self._rerun(lambda ws: ws.double_array_value.data.append(float(value)), el.widget_id)
+
+    async def set_text(self, key: str, value: str) -> None:
+        """Type into a text field (st.text_input / st.text_area): its new value, as the browser sends it."""
+        el = self.widget(key)
+        await self._rerun(lambda ws: setattr(ws, "string_value", str(value)), el.widget_id)
 
     async def rerun(self) -> None:
         """What pressing R in the browser does: the page runs again with the widgets as they are."""

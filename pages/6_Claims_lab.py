@@ -13,7 +13,8 @@ from explorer.claims import specs
 from explorer.claims import stats as S
 from explorer.claims import words as W
 from explorer.views.page_schemas import claims_schema
-from ui import frame, models, modes, session, state
+from explorer.views.figcache import cached
+from ui import frame, models, modes, polling, session, state
 
 LIVE_KEY = "claims_live"  # {claim name: LiveRun}
 VERDICT_BOX = {S.HOLDS: (st.success, ":material/check_circle:"), S.FAILS: (st.error, ":material/cancel:"),
@@ -131,6 +132,7 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
             doc = snap
             live = snap["live"]
             if not lr.done:
+                polling.retime(f"claims_poll_{name}", lr.poll_s)
                 lr.sweep.heartbeat()
                 st.progress(live["done"] / max(1, live["total"]),
                             text=f"re-run: {live['done']} of {live['total']} runs finished")
@@ -146,8 +148,10 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
         return
     left, right = st.columns([3, 2])
     with left:
-        if any(a["mean"] is not None for a in doc["arms"]):
-            modes.show_fig(F.claim_figure(doc), key=f"claims_fig_{name}_{'live' if 'live' in doc else 'shipped'}")
+        if any(a["mean"] is not None for a in doc["arms"]):  # a re-run's figure: built once per document version
+            fig = (cached(("claims", lr.uid, doc["live"]["version"]), lambda: F.claim_figure(doc)) if "live" in doc
+                   else F.claim_figure(doc))
+            modes.show_fig(fig, key=f"claims_fig_{name}_{'live' if 'live' in doc else 'shipped'}")
         else:
             st.caption("The chart appears when the first seed of an arm finishes.")
     with right:
@@ -195,7 +199,7 @@ def card(name: str) -> None:
         st.markdown(f"**Here:** {exp.why}")
         lr = st.session_state.get(LIVE_KEY, {}).get(name)
         running = lr is not None and not lr.done
-        st.fragment(run_every=1.5 if running else None)(card_body)(name, shipped, error)
+        polling.panel(card_body, f"claims_poll_{name}", lambda: lr.poll_s if running else None, name, shipped, error)
         with st.expander("Re-run this experiment live", expanded=running):
             live_controls(name)
 

@@ -13,8 +13,10 @@ the wire, and nothing else:
   (the page's script hash, sent back on every rerun);
 * moves a widget by sending a rerun with that widget's new state (the server keeps the others' values);
   presses a button with a trigger value;
-* runs ``st.fragment(run_every=…)`` timers as the frontend does: an ``auto_rerun`` message starts one, sending a
-  fragment rerun every interval; ``stop_auto_rerun`` and a new full run end them.
+* runs ``st.fragment(run_every=…)`` timers as the frontend does: an ``auto_rerun`` message starts one (or replaces
+  the fragment's timer), sending a fragment rerun every interval; ``stop_auto_rerun`` and a new full run (asked
+  for by the client, or started by the server: a ``new_session`` without fragment ids) end them.  ``events`` keeps
+  what happened, in order: ("full run",) when a full run starts, ("pace", fragment id, seconds), ("stop", ids).
 
 What it does not do: draw anything, run components, upload files, or keep the ForwardMsg cache (it reports no
 cached hashes, so the server sends every message whole).
@@ -68,11 +70,12 @@ class Session:
     # sent with the WebSocket's opening request, as a browser sends them: e.g. {"Cookie": "peftx_server=s1"} (the
     # proxy of tools/serve_room.py pins a browser to a server by that cookie) and Origin (the page's own address)
     headers: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
 
     def __post_init__(self):
         self._ws = None
         self._reader = None
-        self._timers: dict[str, asyncio.Task] = {}
+        self._timers: dict[str, tuple[float, asyncio.Task]] = {}  # fragment id -> (seconds, its timer)
         self._touched: set = set()
         self._changed = asyncio.Event()
 
@@ -88,9 +91,7 @@ class Session:
         await self.goto(page, query)
 
     async def close(self) -> None:
-        for t in self._timers.values():
-            t.cancel()
-        self._timers.clear()
+        self._drop_timers()
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -106,6 +107,10 @@ class Session:
 
     def all(self, kind: str | None = None) -> list[Element]:
         return [e for _, e in sorted(self.elements.items()) if kind is None or e.kind == kind]
+
+    def paces(self) -> dict:
+        """{fragment id: seconds} of the fragments' timers running now."""
+        return {fid: iv for fid, (iv, _) in self._timers.items()}
 
     def texts(self) -> list[str]:
         return [e.text for e in self.all()]
@@ -192,13 +197,16 @@ class Session:
             cs.fragment_id = fragment_id
             cs.is_auto_rerun = auto
         else:  # a full run: the frontend drops the fragments' timers; the run sends them again
-            for t in self._timers.values():
-                t.cancel()
-            self._timers.clear()
+            self._drop_timers()
             self._touched = set()
         self.script_running = True
         self._changed.set()
         await self._ws.send(msg.SerializeToString())
+
+    def _drop_timers(self) -> None:
+        for _, t in self._timers.values():
+            t.cancel()
+        self._timers.clear()
 
     async def _tick(self, fragment_id: str, interval: float) -> None:
         try:
@@ -225,6 +233,10 @@ class Session:
         kind = fm.WhichOneof("type")
         if kind == "new_session":
             self.script_running = True
+            if not fm.metadata.run.fragment_ids:  # a full run (e.g. st.rerun() on the server): timers end
+                self.events.append(("full run",))
+                self._drop_timers()
+                self._touched = set()
         elif kind == "navigation":  # the page this run is drawing (sent back on the next rerun)
             self.page_hash = fm.navigation.page_script_hash
         elif kind == "page_info_changed":
@@ -242,16 +254,20 @@ class Session:
             elif dk == "add_block":
                 self._touched.add(path)
         elif kind == "auto_rerun":
-            fid = fm.auto_rerun.fragment_id
+            fid, interval = fm.auto_rerun.fragment_id, round(fm.auto_rerun.interval, 3)
+            self.events.append(("pace", fid, interval))
+            if self._timers.get(fid, (None,))[0] == interval:  # the frontend keeps a timer of the same pace
+                return
             old = self._timers.pop(fid, None)
             if old is not None:
-                old.cancel()
-            self._timers[fid] = asyncio.get_running_loop().create_task(self._tick(fid, fm.auto_rerun.interval))
+                old[1].cancel()
+            self._timers[fid] = (interval, asyncio.get_running_loop().create_task(self._tick(fid, interval)))
         elif kind == "stop_auto_rerun":
+            self.events.append(("stop", tuple(fm.stop_auto_rerun.fragment_ids)))
             for fid in fm.stop_auto_rerun.fragment_ids:
                 t = self._timers.pop(fid, None)
                 if t is not None:
-                    t.cancel()
+                    t[1].cancel()
         elif kind == "script_finished":
             status = fm.script_finished
             if status == ForwardMsg.FINISHED_SUCCESSFULLY:  # a full run: what it did not send is gone

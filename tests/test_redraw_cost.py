@@ -314,3 +314,21 @@ def test_a_claims_rerun_is_analysed_and_drawn_once_per_finished_seed():
     lr.sweep._set(status="stopped", message="stopped after 1 of 6 runs")
     d2 = lr.document()
     assert d2 is not d1 and d2["live"]["status"] == "stopped" and lr.poll_s is None
+
+
+def test_a_charts_text_alternative_is_made_once_per_figure_and_goes_with_it(monkeypatch):
+    from explorer.views import figure_text as T
+
+    fig = FR.memory_stack(_records(30), None)
+    made = []
+    real = T.describe
+    monkeypatch.setattr(T, "describe", lambda f: made.append(1) or real(f))
+    alt = T.alternative(fig)
+    assert alt == (T.plain(fig.layout.title.text), real(fig), T.markdown_table(fig)) and alt[1]
+    assert T.alternative(fig) is alt and len(made) == 1  # every poll that redraws this figure: nothing made again
+    other = FR.live_curves(_records(30), None)
+    assert T.alternative(other) != alt and len(made) == 2
+    key = id(fig)
+    del fig
+    gc.collect()
+    assert key not in T._KEPT  # kept only while the figure lives (an id is reused by later objects)

@@ -104,6 +104,7 @@ class LiveRun:
         with self._lock:
             recs = self.records[:version[0]]
         doc = dict(self.doc_header, records=recs, **analysis.analyse(self.exp, recs))
-        doc["live"] = dict(status=version[1], done=len(recs), total=self.total, message=version[2], version=version)
+        doc["live"] = dict(status=version[1], done=len(recs), total=self.total, message=version[2],
+                           version=version)
         self._doc = (version, doc)
         return doc

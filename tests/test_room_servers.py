@@ -26,7 +26,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def two(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("room")
-    env = {"PEFT_EXPLORER_BOARD": tmp / "board.sqlite", "PEFT_EXPLORER_DEBUG": "1"}  # Home shows each server's pid
+    # runs in worker processes, as a real server (the suite runs them in threads); Home shows each server's pid
+    env = {"PEFT_EXPLORER_BOARD": tmp / "board.sqlite", "PEFT_EXPLORER_DEBUG": "1",
+           "PEFT_EXPLORER_EXECUTOR": "process"}
     with room(2, env=env, sessions=tmp / "sessions", runs=2) as r:
         yield r
 

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: install run test loadtest loadtest-browsers bench bench-lessons browser clean mutation
+.PHONY: install run serve-room test loadtest loadtest-browsers bench bench-lessons browser nginx clean mutation
 
 # the last pip line installs this checkout (editable) for the peft-explorer command: no downloads, no build
 # isolation (the venv's own setuptools builds it), so it works offline
@@ -27,18 +27,32 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
+# Debian's nginx: the proxy of make serve-room and of tests/test_room_servers.py (the test skips without it)
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq nginx >/dev/null; fi; }
+
 # Streamlit's own upload limit follows PEFT_EXPLORER_MAX_UPLOAD_MB (whole MiB, rounded up; the core checks bytes)
 # LESSON=FILE offers a lesson file of your own to the teacher (explorer/workshop/lessons.py; --lesson FILE)
 run: install
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
 	  --server.maxUploadSize $$($(PY) -m explorer.limits)$(if $(LESSON), -- --lesson $(LESSON))
 
+# a bigger room: SERVERS Streamlit server processes behind nginx on ADDRESS:PORT, sharing the class board and the
+# lesson room (tools/serve_room.py; README "A bigger room: several servers"); RUNS fine-tunes train at once in all
+SERVERS ?= 2
+RUNS ?= 2
+serve-room: install nginx
+	$(PY) -m tools.serve_room --servers $(SERVERS) --runs $(RUNS) --port $(PORT) --address $(ADDRESS)$(if $(LESSON), --lesson $(LESSON))
+
 $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 	$(PY) -m pip install -q -r requirements-ray.txt
 	touch $@
 
-# the whole suite, the 10-session load test (tests/test_load.py, ~2 min) and the Ray tests included
-test: install browser $(VENV)/.ray-installed
+# the whole suite, the 10-session load test (tests/test_load.py, ~2 min), the Ray tests and two servers behind nginx
+# (tests/test_room_servers.py) included
+test: install browser nginx $(VENV)/.ray-installed
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 # the load test alone, with its figures printed and written to benchmarks/results/load.json (headless participants;

@@ -19,14 +19,20 @@ protocol, fragments' ``run_every`` timers included, nothing drawn) through state
 ``sliders``        the same tabs; each participant moves the playground's rank slider every ``--move-every`` s
 ``board``          N participants on the Class board (``--board-entries`` shared runs on it); nobody shares
 ``board_shares``   the same, while a share arrives every ``--share-every`` s (written to the board's file)
-``train``          ``--max-runs`` participants watch their own run train on Fine-tune (minilm, long runs)
+``train``          ``--max-runs`` participants watch their own run train on Fine-tune (minilm, batch 16)
+``hold``           the same participants watch slower runs (batch ``--run-batch``, 64: they hold the run slots
+                   through the waiting states below, each of which adds to this one)
 ``queue``          the same runs, and N participants more whose runs wait in the server's queue
+``sweep_queue``    the same runs, and N participants on Compare whose budget sweeps wait in the queue
+``smt_queue``      the same runs, and N participants on the SMT inspector whose warm-ups wait in the queue
+``claims_queue``   the same runs, and N participants on the Claims lab whose live re-runs wait in the queue
 =================  =====================================================================================
 
 Per window it reads the server process's CPU time (psutil: user + system) and, separately, its child
 processes' (the worker processes that train), and reports CPU-seconds per minute and per participant per
 minute: (state - the state it adds to) / participants, where ``idle``, ``board`` and ``train`` add to ``empty``,
-``sliders`` to ``idle``, ``board_shares`` to ``board`` and ``queue`` to ``train``.  Beside them: script runs
+``sliders`` to ``idle``, ``board_shares`` to ``board``, ``hold`` to ``empty`` and the waiting states (``queue``,
+``sweep_queue``, ``smt_queue``, ``claims_queue``) to ``hold``.  Beside them: script runs
 per participant per minute (full runs and fragment runs, counted by the clients), the bytes the server sent,
 garbage collection in the server (``gc.callbacks`` counters from ``benchmarks/server_hooks/sitecustomize.py``,
 put on the server's ``PYTHONPATH``; no change to the app) and, unless ``--no-profile``, where the server's
@@ -65,10 +71,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 HOOKS = ROOT / "benchmarks" / "server_hooks"
-STATES = ("empty", "arrive", "idle", "sliders", "board", "board_shares", "train", "queue")
+STATES = ("empty", "arrive", "idle", "sliders", "board", "board_shares", "train", "hold", "queue", "sweep_queue",
+          "smt_queue", "claims_queue")
 # the state each one adds its participants to (per-participant cost = (state - base) / participants)
 BASE_OF = {"arrive": "empty", "idle": "empty", "sliders": "idle", "board": "empty", "board_shares": "board", "train": "empty",
-           "queue": "train"}
+           "hold": "empty", "queue": "hold", "sweep_queue": "hold", "smt_queue": "hold", "claims_queue": "hold"}
+# the waiting states: (page, its query for participant i, the button that puts the work in line (None: it starts by
+# itself on arrival), what the page says while it waits, the button that takes it out of the line)
+WAITING = {
+    "queue": ("Fine_tune", lambda i, model: f"model={model}&method=lora&seed={i}", "ft_start", r"in line", "ft_stop"),
+    "sweep_queue": ("Compare", lambda i, model: f"sw_model=tiny-bert&sw_steps=4&sw_methods=lora&sw_ranks=1&sw_seed={i}",
+                    "cmp_sweep_go", r"in line", "cmp_sweep_stop"),
+    "smt_queue": ("SMT_block_inspector", lambda i, model: f"model=tiny-bert&seed={1000 + i}", "smt_compute",
+                  r"in line", "smt_stop"),
+    "claims_queue": ("Claims_lab", lambda i, model: "claim=sparta", "claims_run_sparta", r"re-run: 0 of \d+ runs",
+                     "claims_stop_sparta"),
+}
 METHODS = ["lora", "dora", "lora-sp", "tied-lora"]
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
@@ -559,42 +577,85 @@ async def protocol(srv: Server, a) -> dict:
         await close_all(boards)
 
     # runs: max_runs participants watch their own long run train; then N more wait in the queue behind them
-    if "train" in want or "queue" in want:
+    if "train" in want or "hold" in want or any(w in want for w in WAITING):
         owners = []
         for i in range(a.max_runs):
-            t = await open_tab(Session, srv.url, "Fine_tune",
-                               f"model={a.model}&method=lora&k_rank=8&steps={a.run_steps}&bs=16&seed={100 + i}")
-            await t.click("ft_start")
-            owners.append(t)
-        for t in owners:
-            if not await wait_text(t, r"step [1-9]\d* of \d+", 240):
-                res["errors"].append(f"a watched run did not start training: {t.texts()[-6:]}")
+            owners.append(await open_tab(Session, srv.url, "Fine_tune", f"model={a.model}&method=lora&k_rank=8"
+                                         f"&steps={a.run_steps}&bs=16&seed={100 + i}"))
+        await keep_training(owners, res["errors"])
         if "train" in want:
             res["states"]["train"] = await measure("train", srv, owners, a.max_runs, win, a.profile, a.rate)
-        waiting = []
-        if "queue" in want:
-            for i in range(n):
-                t = await open_tab(Session, srv.url, "Fine_tune", f"model={a.model}&method=lora&seed={i}")
-                await t.click("ft_start")
-                waiting.append(t)
-            for t in waiting:
-                if not await wait_text(t, r"in line", 60):
-                    res["errors"].append(f"a run did not wait in the queue: {t.texts()[-6:]}")
-            res["states"]["queue"] = await measure("queue", srv, owners + waiting, n, win, a.profile, a.rate)
+        await take_out(owners, "ft_stop")  # slower runs from now on: they hold the slots through the waiting states
+        for t in owners:
+            await t.wait_for(lambda s: _has(s, "ft_start") and not s.widget("ft_start").proto.disabled, 60)
+            await t.set_slider("ft:bs", a.run_batch)
+            await t.wait_idle(60)
+        await keep_training(owners, res["errors"])
+        if "hold" in want:
+            res["states"]["hold"] = await measure("hold", srv, owners, a.max_runs, win, a.profile, a.rate)
+        for name in [w for w in WAITING if w in want]:  # each waits behind the watched runs, one kind at a time
+            await keep_training(owners, res["errors"])
+            waiting = await line_up(Session, srv.url, name, n, a.model, res["errors"])
+            res["states"][name] = await measure(name, srv, owners + waiting, n, win, a.profile, a.rate)
             still = [t for t in owners if t.has_text(r"step \d+ of \d+")]
             if len(still) < len(owners):
-                res["errors"].append(f"{len(owners) - len(still)} watched run(s) ended during the queue window: "
-                                     "use a longer --run-steps")
-        for t in waiting + owners:  # Stop: queued runs never start, running ones end within a step
-            try:
-                await t.click("ft_stop")
-            except KeyError:
-                pass
-        for t in waiting + owners:
+                res["errors"].append(f"{len(owners) - len(still)} watched run(s) ended during the {name} window: "
+                                     "use a larger --run-batch")
+            await take_out(waiting, WAITING[name][4])
+            res["errors"] += errors_of(waiting)
+            await close_all(waiting)
+        await take_out(owners, "ft_stop")  # running ones end within a step
+        for t in owners:
             await t.wait_for(lambda s: not s.has_text(r"step \d+ of \d+|in line"), 60)
-        res["errors"] += errors_of(owners + waiting)
-        await close_all(owners + waiting)
+        res["errors"] += errors_of(owners)
+        await close_all(owners)
     return res
+
+
+async def keep_training(owners, errors: list) -> None:
+    """Each watched run trains (one that has ended since, after the page's 500-step maximum, starts again)."""
+    for t in owners:
+        await t.rerun()  # the whole page afresh (R): nothing drawn by an earlier poll is left on it
+        await t.wait_idle(60)
+        if not t.widget("ft_start").proto.disabled:  # Start is disabled while this session's run goes
+            await t.click("ft_start")
+    for t in owners:
+        if not await wait_text(t, r"step [1-9]\d* of \d+", 240):
+            errors.append(f"a watched run did not start training: {t.texts()[-6:]}")
+
+
+async def line_up(Session, url: str, name: str, n: int, model: str, errors: list) -> list:
+    """N tabs of the waiting state ``name``, each with its work waiting in the server's line."""
+    page, query, start, says, _ = WAITING[name]
+    tabs = []
+    for i in range(n):
+        t = await open_tab(Session, url, page, query(i, model))
+        if not t.has_text(says):  # the SMT inspector starts a tiny model's warm-up by itself
+            await t.click(start)
+        tabs.append(t)
+    wait = 60.0
+    for t in tabs:
+        if not await wait_text(t, says, wait):
+            errors.append(f"{name}: nothing waited in the queue: {t.texts()[-6:]}")
+            wait = 5.0  # the others are no likelier to
+    return tabs
+
+
+async def take_out(tabs, stop: str) -> None:
+    """Press each tab's Stop (queued work never starts; a running run ends within a step)."""
+    for t in tabs:
+        if await t.wait_for(lambda s: _has(s, stop) and not s.script_running, 15):
+            await t.click(stop)
+    for t in tabs:
+        await t.wait_for(lambda s: not s.script_running, 30)
+
+
+def _has(s, key: str) -> bool:
+    try:
+        s.widget(key)
+        return True
+    except KeyError:
+        return False
 
 
 def _pct(xs, q):
@@ -737,8 +798,10 @@ def main(argv=None) -> int:
     ap.add_argument("--executor", default="process", choices=("process", "thread"))
     ap.add_argument("--max-runs", type=int, default=2)
     ap.add_argument("--model", default="minilm", help="model of the watched and queued runs")
-    ap.add_argument("--run-steps", type=int, default=500, help="steps of the watched runs (long enough for "
-                                                                 "two windows)")
+    ap.add_argument("--run-steps", type=int, default=500, help="steps of the watched runs (the page's maximum; a run "
+                                                                 "that ends before the waiting states is started again)")
+    ap.add_argument("--run-batch", type=int, default=64, help="batch size of the watched runs (slow steps: they "
+                                                              "outlast the windows)")
     ap.add_argument("--move-every", type=float, default=4.0, help="seconds between a participant's slider moves")
     ap.add_argument("--share-every", type=float, default=10.0)
     ap.add_argument("--board-entries", type=int, default=20)
@@ -773,7 +836,7 @@ def main(argv=None) -> int:
     result = dict(command="python -m benchmarks.participant_cost " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), cpu_count=os.cpu_count(),
                   participants=a.participants, window_s=a.window, executor=a.executor, max_runs=a.max_runs,
-                  model=a.model, run_steps=a.run_steps, move_every_s=a.move_every, share_every_s=a.share_every,
+                  model=a.model, run_steps=a.run_steps, run_batch=a.run_batch, move_every_s=a.move_every, share_every_s=a.share_every,
                   board_entries=a.board_entries, load_avg_start=os.getloadavg()[0], checkouts={},
                   notes=["server CPU = psutil cpu_times (user + system) of the streamlit process; workers = its child "
                          "processes' (the worker processes that train), measured apart",

@@ -16,7 +16,7 @@ from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
 from explorer.views.page_schemas import FT_DEVICES, FT_SOURCES, finetune_base_schema, finetune_knob_schema
 from explorer.views.verdicts import learning_verdict
-from ui import frame, models, modes, runs_panel, session, state, widgets
+from ui import frame, models, modes, polling, runs_panel, session, state, widgets
 
 PAGE = "ft"
 RUN_KEY = "ft_run"  # an explorer.workshop.runs.FineTuneRun
@@ -152,10 +152,8 @@ def draw_live(run: FineTuneRun, tpl: str) -> None:
 
 def live_panel() -> None:
     """Polls the run while it is queued (every 2 s) or training (every 0.7 s); a plain redraw otherwise (idle pages
-    stay idle).  When a queued run starts, the next poll draws it training and polls faster."""
-    run = active_run()
-    st.session_state["ft_poll_s"] = run.poll_s if run is not None else None
-    st.fragment(run_every=st.session_state["ft_poll_s"])(_live_panel)()
+    stay idle).  When a queued run starts, the panel polls faster from its next poll on (``ui.polling``)."""
+    polling.panel(_live_panel, "ft_poll_s", lambda: getattr(active_run(), "poll_s", None))
 
 
 def _live_panel() -> None:
@@ -163,9 +161,8 @@ def _live_panel() -> None:
     if run is None:
         return
     tpl = modes.plotly_template()
-    if run.running and run.poll_s != st.session_state.get("ft_poll_s"):
-        st.rerun(scope="app")  # queued -> training: the panel polls at the training pace from now on
     if run.running:
+        polling.retime("ft_poll_s", run.poll_s)  # queued -> training: the training pace, no full-page run
         run.heartbeat()  # the page is open; a run no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("Stop", icon=":material/stop_circle:", key="ft_stop", on_click=stop_run, type="secondary",
                   help="Ends the run within one step; the steps done so far are kept")

@@ -13,7 +13,7 @@ from explorer.workshop.presets import for_page
 from explorer.engine.config import TrainConfig
 from explorer.views.page_schemas import SWEEP_MODELS, SWEEP_RANKS, compare_schema
 from explorer.views.run_series import trend_lines
-from ui import board_panel, frame, models, modes, session, state, widgets
+from ui import board_panel, frame, models, modes, polling, session, state, widgets
 
 PAGE = "cmp"
 SWEEP_KEY = "cmp_sweep"
@@ -212,9 +212,9 @@ def stop_sweep() -> None:
 
 
 def sweep_panel() -> None:
-    """Polls the sweep every second while it runs; a plain redraw otherwise."""
-    sw = st.session_state.get(SWEEP_KEY)
-    st.fragment(run_every=1.0 if sw is not None and not sw.done else None)(_sweep_panel)()
+    """Polls the sweep while it runs (every 2 s while its run waits in line, every second while it trains; the
+    snapshot is rebuilt only when something in it changed); a plain redraw otherwise."""
+    polling.panel(_sweep_panel, "cmp_poll_s", lambda: getattr(st.session_state.get(SWEEP_KEY), "poll_s", None))
 
 
 def _sweep_panel() -> None:
@@ -223,6 +223,7 @@ def _sweep_panel() -> None:
         return
     snap = sw.snapshot()
     if not sw.done:
+        polling.retime("cmp_poll_s", sw.poll_s)  # its run left the line, or the next one joined it
         sw.heartbeat()  # the page is open; a sweep no page polls for PEFT_EXPLORER_ORPHAN_S s is stopped
         st.button("Stop the sweep", icon=":material/stop_circle:", key="cmp_sweep_stop", on_click=stop_sweep)
         cur = snap.current

@@ -32,7 +32,7 @@ from explorer.workshop.inspector import BlockGrid, SmtHandoff, WarmupSettings, b
 from explorer.workshop.jobs import queue_place
 from explorer.methods.smt_blocks import SCORE_LABELS, SCORES
 from explorer.views.page_schemas import SMT_INSTANT, SMT_MODELS, smt_schema
-from ui import frame, models, modes, smt_panel, state, widgets
+from ui import frame, models, modes, polling, smt_panel, state, widgets
 
 PAGE = "smt"
 HANDOFF_KEY = "smt_inspector_selection"
@@ -92,8 +92,8 @@ def collect_finished() -> None:
 
 
 def progress_panel() -> None:
-    wj = st.session_state.get(JOB_KEY)
-    st.fragment(run_every=0.5 if wj is not None and wj.running else None)(_progress_panel)()
+    """Polls the warm-up every 2 s while it waits in line, every 0.5 s while it computes (``ui.polling``)."""
+    polling.panel(_progress_panel, "smt_poll_s", lambda: getattr(st.session_state.get(JOB_KEY), "poll_s", None))
 
 
 def _progress_panel() -> None:
@@ -101,6 +101,7 @@ def _progress_panel() -> None:
     if wj is None:
         return
     if wj.running:
+        polling.retime("smt_poll_s", wj.poll_s)  # it left the line: the faster pace, no full-page run
         p = wj.progress
         wait = f" · {queue_place(wj.job.position())}" if wj.job.status == "queued" else ""
         c = st.columns([5, 1], vertical_alignment="center")

@@ -13,7 +13,8 @@ from explorer.claims import specs
 from explorer.claims import stats as S
 from explorer.claims import words as W
 from explorer.views.page_schemas import claims_schema
-from ui import frame, models, modes, session, state
+from explorer.views.figcache import cached
+from ui import frame, models, modes, polling, session, state
 
 LIVE_KEY = "claims_live"  # {claim name: LiveRun}
 VERDICT_BOX = {S.HOLDS: (st.success, ":material/check_circle:"), S.FAILS: (st.error, ":material/cancel:"),
@@ -46,8 +47,18 @@ def tests_table(doc: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def arms_table(doc: dict) -> None:
-    """The arms as run (from the results file itself), with links that open Fine-tune with each run's settings."""
+def arms_table(doc: dict, memo=lambda what, build: build()) -> None:
+    """The arms as run (from the results file itself), with links that open Fine-tune with each run's settings
+    (``memo(what, build)``: a re-run's card keeps what it built from one version of its document)."""
+    st.markdown(memo("arms", lambda: arms_markdown(doc)))
+    for note in W.same_accuracy_notes(doc):
+        st.markdown(note)
+    res = W.resolution_note(doc)
+    if res:
+        st.caption(res)
+
+
+def arms_markdown(doc: dict) -> str:
     exp = specs.from_dict(doc["experiment"])
     sz = specs.size_from_settings(doc["settings"], doc.get("size", "full"))
     arms = {a.key: a for a in exp.arms}
@@ -64,14 +75,9 @@ def arms_table(doc: dict) -> None:
         rows.append(f"| {a['label']} | {a['adapter_params']:,} | {ratio} | {mean} | {ci} | {accs} | {loss} | {links} |"
                     if a["adapter_params"] else
                     f"| {a['label']} | — | — | {mean} | {ci} | {accs} | {loss} | {links} |")
-    st.markdown("| arm | adapter parameters | vs first arm | mean accuracy | 95 % CI | per seed | held-out loss (mean) "
-                "| open in Fine-tune |\n"
-                "|---|---:|---:|---:|---|---|---:|---|\n" + "\n".join(rows))
-    for note in W.same_accuracy_notes(doc):
-        st.markdown(note)
-    res = W.resolution_note(doc)
-    if res:
-        st.caption(res)
+    return ("| arm | adapter parameters | vs first arm | mean accuracy | 95 % CI | per seed | held-out loss (mean) "
+            "| open in Fine-tune |\n"
+            "|---|---:|---:|---:|---|---|---:|---|\n" + "\n".join(rows))
 
 
 def verdict_box(doc: dict) -> None:
@@ -131,6 +137,7 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
             doc = snap
             live = snap["live"]
             if not lr.done:
+                polling.retime(f"claims_poll_{name}", lr.poll_s)
                 lr.sweep.heartbeat()
                 st.progress(live["done"] / max(1, live["total"]),
                             text=f"re-run: {live['done']} of {live['total']} runs finished")
@@ -144,10 +151,15 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
         st.info(error or f"No results shipped for this claim yet: `python -m explorer claims --run {name}`.",
                 icon=":material/info:")
         return
+
+    def memo(what, build):  # a re-run's card: built once per version of its document (the polls between seeds)
+        return cached(("claims", what, lr.uid, doc["live"]["version"]), build) if "live" in doc else build()
+
     left, right = st.columns([3, 2])
     with left:
         if any(a["mean"] is not None for a in doc["arms"]):
-            modes.show_fig(F.claim_figure(doc), key=f"claims_fig_{name}_{'live' if 'live' in doc else 'shipped'}")
+            modes.show_fig(memo("figure", lambda: F.claim_figure(doc)),
+                           key=f"claims_fig_{name}_{'live' if 'live' in doc else 'shipped'}")
         else:
             st.caption("The chart appears when the first seed of an arm finishes.")
     with right:
@@ -161,10 +173,10 @@ def _card_body(name: str, shipped: dict | None, error: str | None) -> None:
             st.markdown(f"- **The claim**: {doc.get('rule', S.rule_text('all'))}")
             st.caption("A = the reference arm, B = the arm the claim is about; 95 % intervals over seeds.")
     if modes.projector_on():  # an HTML table: it grows with the projector's type (a data grid keeps its small font)
-        st.table(tests_table(doc), hide_index=True)
+        st.table(memo("tests", lambda: tests_table(doc)), hide_index=True)
     else:
-        st.dataframe(tests_table(doc), hide_index=True, width="stretch")
-    arms_table(doc)
+        st.dataframe(memo("tests", lambda: tests_table(doc)), hide_index=True, width="stretch")
+    arms_table(doc, memo)
     st.caption("Each link opens the Fine-tune page with that arm's exact settings: same seed, same batches, same "
                "held-out sentences, so on a CPU its final accuracy is this table's figure for that seed. "
                "Runs of a live re-run also appear on the Compare page.")
@@ -195,7 +207,7 @@ def card(name: str) -> None:
         st.markdown(f"**Here:** {exp.why}")
         lr = st.session_state.get(LIVE_KEY, {}).get(name)
         running = lr is not None and not lr.done
-        st.fragment(run_every=1.5 if running else None)(card_body)(name, shipped, error)
+        polling.panel(card_body, f"claims_poll_{name}", lambda: lr.poll_s if running else None, name, shipped, error)
         with st.expander("Re-run this experiment live", expanded=running):
             live_controls(name)
 

@@ -199,10 +199,10 @@ def charts(board, rows: list[dict]) -> None:
 
 def body():
     st.title("Class board")
-    st.markdown("Runs that participants chose to share, from every session on this server: each dot is one "
-                "fine-tune's final held-out accuracy against what it trained (parameters) and what it cost "
-                "(peak memory). Together the room fills in the budget sweep: does LoRA plateau as its rank grows "
-                "while SMT keeps gaining?")
+    st.markdown("Runs that participants chose to share, from every session of the room (every server that shares "
+                "this board): each dot is one fine-tune's final held-out accuracy against what it trained "
+                "(parameters) and what it cost (peak memory). Together the room fills in the budget sweep: does LoRA "
+                "plateau as its rank grows while SMT keeps gaining?")
     hist = session.session_history()
     board = board_panel.board_or_error()
     if board is None:

@@ -14,8 +14,10 @@ the wire, and nothing else:
   ``st.switch_page`` does, drops the old page's fragment timers as the frontend does);
 * moves a widget by sending a rerun with that widget's new state (the server keeps the others' values);
   presses a button with a trigger value;
-* runs ``st.fragment(run_every=…)`` timers as the frontend does: an ``auto_rerun`` message starts one, sending a
-  fragment rerun every interval; ``stop_auto_rerun`` and a new full run end them.
+* runs ``st.fragment(run_every=…)`` timers as the frontend does: an ``auto_rerun`` message starts one (or replaces
+  the fragment's timer), sending a fragment rerun every interval; ``stop_auto_rerun`` and a new full run (asked
+  for by the client, or started by the server: a ``new_session`` without fragment ids) end them.  ``events`` keeps
+  what happened, in order: ("full run",) when a full run starts, ("pace", fragment id, seconds), ("stop", ids).
 
 What it does not do: draw anything, run components, upload files, or keep the ForwardMsg cache (it reports no
 cached hashes, so the server sends every message whole).
@@ -67,11 +69,15 @@ class Session:
     runs_finished: int = 0
     script_running: bool = False
     errors: list = field(default_factory=list)
+    # sent with the WebSocket's opening request, as a browser sends them: e.g. {"Cookie": "peftx_server=s1"} (the
+    # proxy of tools/serve_room.py pins a browser to a server by that cookie) and Origin (the page's own address)
+    headers: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
 
     def __post_init__(self):
         self._ws = None
         self._reader = None
-        self._timers: dict[str, asyncio.Task] = {}
+        self._timers: dict[str, tuple[float, asyncio.Task]] = {}  # fragment id -> (seconds, its timer)
         self._touched: set = set()
         self._changed = asyncio.Event()
 
@@ -79,15 +85,15 @@ class Session:
 
     async def open(self, page: str, query: str = "") -> None:
         url = self.base.replace("http://", "ws://") + "/_stcore/stream"
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "origin"}
+        origin = next((v for k, v in self.headers.items() if k.lower() == "origin"), None)
         self._ws = await websockets.connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=60,
-                                            ping_interval=None)
+                                            ping_interval=None, additional_headers=headers or None, origin=origin)
         self._reader = asyncio.create_task(self._read())
         await self.goto(page, query)
 
     async def close(self) -> None:
-        for t in self._timers.values():
-            t.cancel()
-        self._timers.clear()
+        self._drop_timers()
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -103,6 +109,10 @@ class Session:
 
     def all(self, kind: str | None = None) -> list[Element]:
         return [e for _, e in sorted(self.elements.items()) if kind is None or e.kind == kind]
+
+    def paces(self) -> dict:
+        """{fragment id: seconds} of the fragments' timers running now."""
+        return {fid: iv for fid, (iv, _) in self._timers.items()}
 
     def texts(self) -> list[str]:
         return [e.text for e in self.all()]
@@ -140,6 +150,11 @@ class Session:
             await self._rerun(lambda ws: ws.string_array_value.data.append(shown), el.widget_id)
         else:
             await self._rerun(lambda ws: ws.double_array_value.data.append(float(value)), el.widget_id)
+
+    async def set_text(self, key: str, value: str) -> None:
+        """Type into a text field (st.text_input / st.text_area): its new value, as the browser sends it."""
+        el = self.widget(key)
+        await self._rerun(lambda ws: setattr(ws, "string_value", str(value)), el.widget_id)
 
     async def rerun(self) -> None:
         """What pressing R in the browser does: the page runs again with the widgets as they are."""
@@ -184,13 +199,16 @@ class Session:
             cs.fragment_id = fragment_id
             cs.is_auto_rerun = auto
         else:  # a full run: the frontend drops the fragments' timers; the run sends them again
-            for t in self._timers.values():
-                t.cancel()
-            self._timers.clear()
+            self._drop_timers()
             self._touched = set()
         self.script_running = True
         self._changed.set()
         await self._ws.send(msg.SerializeToString())
+
+    def _drop_timers(self) -> None:
+        for _, t in self._timers.values():
+            t.cancel()
+        self._timers.clear()
 
     async def _tick(self, fragment_id: str, interval: float) -> None:
         try:
@@ -217,6 +235,10 @@ class Session:
         kind = fm.WhichOneof("type")
         if kind == "new_session":
             self.script_running = True
+            if not fm.metadata.run.fragment_ids:  # a full run (e.g. st.rerun() on the server): timers end
+                self.events.append(("full run",))
+                self._drop_timers()
+                self._touched = set()
         elif kind == "navigation":  # the page this run is drawing (sent back on the next rerun)
             nav = fm.navigation
             if self.page_hash and nav.page_script_hash != self.page_hash:  # the server switched pages
@@ -242,16 +264,20 @@ class Session:
             elif dk == "add_block":
                 self._touched.add(path)
         elif kind == "auto_rerun":
-            fid = fm.auto_rerun.fragment_id
+            fid, interval = fm.auto_rerun.fragment_id, round(fm.auto_rerun.interval, 3)
+            self.events.append(("pace", fid, interval))
+            if self._timers.get(fid, (None,))[0] == interval:  # the frontend keeps a timer of the same pace
+                return
             old = self._timers.pop(fid, None)
             if old is not None:
-                old.cancel()
-            self._timers[fid] = asyncio.get_running_loop().create_task(self._tick(fid, fm.auto_rerun.interval))
+                old[1].cancel()
+            self._timers[fid] = (interval, asyncio.get_running_loop().create_task(self._tick(fid, interval)))
         elif kind == "stop_auto_rerun":
+            self.events.append(("stop", tuple(fm.stop_auto_rerun.fragment_ids)))
             for fid in fm.stop_auto_rerun.fragment_ids:
                 t = self._timers.pop(fid, None)
                 if t is not None:
-                    t.cancel()
+                    t[1].cancel()
         elif kind == "script_finished":
             status = fm.script_finished
             if status == ForwardMsg.FINISHED_SUCCESSFULLY:  # a full run: what it did not send is gone

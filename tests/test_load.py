@@ -400,16 +400,17 @@ async def p_watch_run(ft, rec: dict) -> None:
         rec["t_train_start"] = min(rec.get("t_train_start") or start, start)
 
 
-async def p_one_session(url: str, i: int, exp_pg: dict, exp_run: dict, out: dict) -> None:
+async def p_one_session(url: str, i: int, exp_pg: dict, exp_run: dict, out: dict, headers: dict | None = None) -> None:
     """A participant with two tabs: the playground, and Fine-tune.  They start a run, then move the rank slider
-    on the playground while the room's runs are queued and training (the redraws the room waits for)."""
+    on the playground while the room's runs are queued and training (the redraws the room waits for).  ``headers``
+    go with both tabs' WebSockets (benchmarks/room_servers.py: the proxy's cookie, as one browser sends it)."""
     from st_protocol import Session
 
     method, rank = session_plan(i)
     rec = dict(session=i, method=method, rank=rank, redraws=[], errors=[], saw_queue=False)
     t_begin = time.perf_counter()
     out[i] = rec
-    pg, ft = Session(url), Session(url)
+    pg, ft = Session(url, headers=dict(headers or {})), Session(url, headers=dict(headers or {}))
     try:
         # 1. the playground with this participant's own settings
         await pg.open("Methods_playground", f"model=tiny-bert&m1={method}&m2=none&a_rank={rank}&wt=v&layer=0")

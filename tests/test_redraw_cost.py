@@ -229,3 +229,106 @@ def test_participant_cost_sorts_pyspy_samples_by_page_streamlit_and_relay(tmp_pa
     assert p["called"]["page 2_Fine_tune.py"] == {"plotly": 6, "streamlit": 3}
     assert p["functions"]["pages/2_Fine_tune.py:<module>"] == 9
     assert p["functions"]["explorer/views/figures_runs.py:live_curves"] == 6
+
+
+# ----------------------------------------------------------------------------- a sweep, a warm-up and a claims re-run
+
+class _Line:
+    """A queued job's place in the server's line, as a page reads it (``Job.position``)."""
+
+    def __init__(self, place: int):
+        self.place = place
+
+    def position(self) -> int:
+        return self.place
+
+
+def test_a_sweep_hands_out_the_same_snapshot_until_something_in_it_changes():
+    from explorer.workshop.sweeps import Sweep
+
+    sw = Sweep([("a", _cfg()), ("b", _cfg())], queue=object())
+    state, line = RunState(_cfg()), _Line(3)
+    sw._set(current_state=state, current_job=line)
+    s1 = sw.snapshot()
+    assert sw.snapshot() is s1 and s1.position == 3 and s1.current["version"] == state.version
+    assert sw.poll_s == Sweep.POLL_QUEUED_S == 2.0  # its run waits in line
+    line.place = 2  # someone ahead left the line
+    s2 = sw.snapshot()
+    assert s2 is not s1 and s2.position == 2 and sw.snapshot() is s2
+    state.set(status="running")
+    line.place = 0
+    assert sw.poll_s == Sweep.POLL_TRAINING_S == 1.0
+    v = sw.version
+    state.add_record(dict(step=1, phase="train", loss=1.0))
+    assert sw.version != v
+    s3 = sw.snapshot()
+    assert s3 is not s2 and s3.current["step"] == 1 and sw.snapshot() is s3
+    sw._set(status="finished")
+    assert sw.snapshot().status == "finished" and sw.poll_s is None
+
+
+def test_a_warm_up_is_polled_slowly_in_line_quickly_while_it_computes_and_not_after():
+    from explorer.workshop.inspector import WarmupJob, WarmupProgress, WarmupSettings
+
+    class J:
+        status, done = "queued", False
+
+    job, prog = J(), WarmupProgress()
+    wj = WarmupJob(job=job, settings=WarmupSettings("tiny-bert", "colour-shape", 4, 2, 16, "full", 0), progress=prog)
+    assert wj.poll_s == WarmupJob.POLL_QUEUED_S == 2.0
+    job.status = "running"
+    assert wj.poll_s == WarmupJob.POLL_RUNNING_S == 0.5
+    v = prog.version
+    prog(0.5, "step 2 of 4")
+    assert prog.version == v + 1 and (prog.frac, prog.msg) == (0.5, "step 2 of 4")
+    job.done = True
+    assert wj.poll_s is None
+
+
+def test_a_claims_rerun_is_analysed_and_drawn_once_per_finished_seed():
+    from explorer.claims import analysis, live
+    from explorer.engine.state import RunResult
+    from explorer.workshop.jobs import RunQueue
+
+    lr = live.LiveRun("sparta", "quick", queue=RunQueue(max_running=1))
+    assert lr.poll_s == live.LiveRun.POLL_S
+    calls = []
+    real = analysis.analyse
+
+    def counted(exp, recs):
+        calls.append(len(recs))
+        return real(exp, recs)
+
+    analysis.analyse = counted
+    try:
+        d0 = lr.document()
+        assert lr.document() is d0 and calls == [0]  # polls between two seeds: nothing analysed again
+        label = lr.plan[0][0]
+        lr._on_result(label, RunResult(records=[], summary=dict(status="finished", final_accuracy=0.8,
+                                                                trainable_params=1000)))
+        d1 = lr.document()
+        assert d1 is not d0 and len(d1["records"]) == 1 and lr.document() is d1 and calls == [0, 1]
+        assert d1["live"]["version"] == lr.version != d0["live"]["version"]
+    finally:
+        analysis.analyse = real
+    lr.sweep._set(status="stopped", message="stopped after 1 of 6 runs")
+    d2 = lr.document()
+    assert d2 is not d1 and d2["live"]["status"] == "stopped" and lr.poll_s is None
+
+
+def test_a_charts_text_alternative_is_made_once_per_figure_and_goes_with_it(monkeypatch):
+    from explorer.views import figure_text as T
+
+    fig = FR.memory_stack(_records(30), None)
+    made = []
+    real = T.describe
+    monkeypatch.setattr(T, "describe", lambda f: made.append(1) or real(f))
+    alt = T.alternative(fig)
+    assert alt == (T.plain(fig.layout.title.text), real(fig), T.markdown_table(fig)) and alt[1]
+    assert T.alternative(fig) is alt and len(made) == 1  # every poll that redraws this figure: nothing made again
+    other = FR.live_curves(_records(30), None)
+    assert T.alternative(other) != alt and len(made) == 2
+    key = id(fig)
+    del fig
+    gc.collect()
+    assert key not in T._KEPT  # kept only while the figure lives (an id is reused by later objects)

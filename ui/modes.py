@@ -167,10 +167,9 @@ def chart_as_text(fig, key: str | None = None) -> None:
     reader cannot read the drawing.  The CSV is made only when asked for."""
     from explorer.views import figure_text as T
 
-    title = T.plain(fig.layout.title.text if fig.layout.title is not None else "") or "this chart"
-    with st.expander(f"Chart as text: {title}", icon=":material/table_view:"):
-        st.markdown(T.describe(fig))
-        table = T.markdown_table(fig)
+    title, sentence, table = T.alternative(fig)  # made once per figure (a poll redraws the same shared figure)
+    with st.expander(f"Chart as text: {title or 'this chart'}", icon=":material/table_view:"):
+        st.markdown(sentence)
         if table:
             st.markdown(table)
         st.download_button("Download the numbers (CSV)", lambda: T.to_csv(fig), file_name="chart.csv",

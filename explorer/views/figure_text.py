@@ -3,6 +3,9 @@ numbers behind it as a table (small charts) or a CSV (every chart, heatmaps as t
 
 Screen readers cannot read a plotly chart's drawing; ``ui.modes.show_fig`` puts these beside every chart.  Nothing
 here is typed per chart: titles, axis names, series and values all come from the figure.
+
+:func:`alternative` makes a figure's title, sentence and table once per figure object: a polling page redraws the
+same shared figure (``explorer.views.figcache``) at every poll, and its text with it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import html
 import io
 import math
 import re
+import threading
+import weakref
 
 TABLE_MAX_ROWS = 60  # above this a table is no help on screen: the CSV has every number
 
@@ -164,3 +169,30 @@ def to_csv(fig) -> str:
         for i, r in enumerate(_values(t.z)):
             w.writerow(([ys[i]] if i < len(ys) else [i]) + list(r))
     return buf.getvalue()
+
+
+_KEPT: dict[int, tuple[str, str, str]] = {}  # id(figure) -> (title, sentence, table) while that figure lives
+_KEPT_LOCK = threading.Lock()
+
+
+def alternative(fig) -> tuple[str, str, str]:
+    """(the title as plain text, :func:`describe`, :func:`markdown_table`) of ``fig``, made on the first ask for
+    this figure object and kept while it lives.  Figures are not changed once drawn (the cached ones are shared:
+    ``explorer.views.figcache``); a changed chart is a new figure."""
+    key = id(fig)
+    with _KEPT_LOCK:
+        got = _KEPT.get(key)
+    if got is not None:
+        return got
+    title = plain(fig.layout.title.text if fig.layout.title is not None else "")
+    got = (title, describe(fig), markdown_table(fig))
+    with _KEPT_LOCK:
+        if key not in _KEPT:
+            _KEPT[key] = got
+            weakref.finalize(fig, _forget, key)  # before the id can name another figure
+    return got
+
+
+def _forget(key: int) -> None:
+    with _KEPT_LOCK:
+        _KEPT.pop(key, None)

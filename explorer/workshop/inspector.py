@@ -6,6 +6,7 @@ The page keeps typed objects in its session state and calls one function per act
     ws = WarmupSettings.from_values(values, loaded.info.kind)   # what "Compute gradients" runs (its sig caches it)
     wj = start_warmup(loaded, ws, owner=session_id)             # the server's run queue; MemoryRefused: one line
     wj.progress.frac, wj.progress.msg                           # written by the worker
+    wj.poll_s                                                   # how often the page polls it (None: done)
     record, notice = wj.outcome()                               # once it is done
     grid = block_grid(loaded, types, block_size)                # sizes offered, total blocks, SMT's auto budget
     an = analysis.analyze(record, grid.block_size, **grid.budget_args("blocks", n, dens), ...)
@@ -76,9 +77,11 @@ class WarmupProgress:
     frac: float = 0.0
     msg: str = "queued"
     t0: float = field(default_factory=time.time)
+    version: int = 0  # grows with every report
 
     def __call__(self, frac: float, msg: str) -> None:
         self.frac, self.msg = float(frac), str(msg)
+        self.version += 1
 
 
 @dataclass
@@ -88,9 +91,20 @@ class WarmupJob:
     progress: WarmupProgress
     seen: bool = False  # its outcome has been taken by the page
 
+    # how often the page polls the warm-up: its place in the server's line changes slowly, its steps quickly
+    POLL_QUEUED_S = 2.0
+    POLL_RUNNING_S = 0.5
+
     @property
     def running(self) -> bool:
         return not self.job.done
+
+    @property
+    def poll_s(self) -> float | None:
+        """Seconds between the page's polls: None once the warm-up has ended (an idle page stays idle)."""
+        if not self.running:
+            return None
+        return self.POLL_QUEUED_S if self.job.status == "queued" else self.POLL_RUNNING_S
 
     def stop(self) -> None:
         self.job.cancel()

@@ -3,7 +3,12 @@ Claims lab's live re-runs).  Pure Python (no streamlit): a page polls :meth:`Swe
 
     sw = Sweep([(label, TrainConfig(...)), ...], default_queue(), loaded=loaded, on_result=add_to_history).start()
     snap = sw.snapshot()        # a SweepSnapshot: status, index of total, the current run, one SweepResult per run
+    sw.poll_s                   # how often its page polls: 2 s while the current run waits in line, 1 s while it
+                                # trains, None once the sweep is done
     sw.stop()
+
+A page that polls gets the same snapshot object back until something it shows changed (``Sweep.version``: the
+sweep's own changes and the current run's ``RunState.version``, with the run's place in the server's line).
 
 The budgets of a sweep (LoRA ranks against SMT blocks and SpaRTA densities) are ``jobs.sweep_plan``'s.
 """
@@ -77,6 +82,12 @@ class Sweep(Heartbeat):
         # no page polled for PEFT_EXPLORER_ORPHAN_S seconds stops (tab closed), its current run too
         self.last_seen: float | None = None
         self.orphan_s: float | None = None
+        self._changes = 0  # grows with every change of the sweep itself (a run added, a result, the status)
+        self._snap: tuple | None = None  # (version, place in line, SweepSnapshot) of the last snapshot()
+
+    # how often a page polls the sweep: a run waiting in the server's line moves slowly, a training one quickly
+    POLL_QUEUED_S = 2.0
+    POLL_TRAINING_S = 1.0
 
     @property
     def total(self) -> int:
@@ -100,8 +111,33 @@ class Sweep(Heartbeat):
     def done(self) -> bool:
         return self.status in ("finished", "stopped", "failed")
 
+    def _set(self, **kw) -> None:
+        with self._lock:
+            for k, v in kw.items():
+                setattr(self, k, v)
+            self._changes += 1
+
+    @property
+    def version(self) -> tuple:
+        """Changes when anything a page shows of the sweep changes: the sweep's own changes, and the current run
+        (its ``uid`` and ``version``)."""
+        with self._lock:
+            return self._version()
+
+    def _version(self) -> tuple:  # under self._lock
+        cur = self.current_state
+        return (self._changes, cur.uid if cur is not None else 0, cur.version if cur is not None else 0)
+
+    @property
+    def poll_s(self) -> float | None:
+        """Seconds between a page's polls: None once the sweep is done (an idle page stays idle)."""
+        if self.done:
+            return None
+        cur = self.current_state
+        return self.POLL_TRAINING_S if cur is not None and cur.status != "queued" else self.POLL_QUEUED_S
+
     def start(self) -> "Sweep":
-        self.status = "running"
+        self._set(status="running")
         self.thread = threading.Thread(target=self._work, name="peft-sweep", daemon=True)
         self.thread.start()
         return self
@@ -113,13 +149,21 @@ class Sweep(Heartbeat):
             job.cancel()
 
     def snapshot(self) -> SweepSnapshot:
+        """What a page shows now; the same object as the last call's while nothing in it changed."""
         with self._lock:
-            cur = self.current_state.snapshot() if self.current_state is not None else None
+            version = self._version()
             job = self.current_job
-            return SweepSnapshot(status=self.status, message=self.message, index=self.index, total=self.total,
+            position = job.position() if job is not None else 0
+            if self._snap is not None and self._snap[:2] == (version, position):
+                return self._snap[2]
+            cur = self.current_state.snapshot() if self.current_state is not None else None
+            snap = SweepSnapshot(status=self.status, message=self.message, index=self.index, total=self.total,
                                  results=list(self.results), current=cur,
                                  current_label=self.items[self.index][0] if self.index < self.total else None,
-                                 position=job.position() if job is not None else 0)
+                                 position=position)
+            if cur is None or cur.get("version") == version[2]:  # else the run moved on while this was read
+                self._snap = (version, position, snap)
+            return snap
 
     def _run_one(self, label: str, cfg) -> None:
         from explorer.engine.state import RunState
@@ -135,8 +179,7 @@ class Sweep(Heartbeat):
 
         job = self.queue.submit(fn, state=state, need_bytes=estimate_run_bytes(cfg, self.loaded), label=label,
                                 device=cfg.device, owner=self.owner)
-        with self._lock:
-            self.current_state, self.current_job = state, job
+        self._set(current_state=state, current_job=job)
         job.wait()
         res = done[0] if done else None
         if res is not None and self.on_result is not None:
@@ -147,6 +190,7 @@ class Sweep(Heartbeat):
                                             trainable=res.summary.get("trainable_params") if res else None))
             self.index += 1
             self.current_job = None
+            self._changes += 1
         if res is not None:
             state.result = None
             res.adapter = None  # free the model copy
@@ -162,13 +206,15 @@ class Sweep(Heartbeat):
                     break
                 self._run_one(label, cfg)
             orphaned = orphaned or (self.orphaned() and self.index < self.total)
-            self.status = "stopped" if self.stop_event.is_set() or orphaned else "finished"
+            status = "stopped" if self.stop_event.is_set() or orphaned else "finished"
+            message = ""
             if orphaned:
-                self.message = (f"stopped: page closed (no page polled this sweep for {self.orphan_s:g} s) "
-                                f"after {self.index} of {self.total} runs")
-            elif self.status == "stopped":
-                self.message = f"stopped after {self.index} of {self.total} runs"
+                message = (f"stopped: page closed (no page polled this sweep for {self.orphan_s:g} s) "
+                           f"after {self.index} of {self.total} runs")
+            elif status == "stopped":
+                message = f"stopped after {self.index} of {self.total} runs"
+            self._set(status=status, message=message)
         except BaseException as e:  # noqa: BLE001 - a sweep ends with a status
             from explorer.errors import user_message
 
-            self.status, self.message = "failed", user_message(e)
+            self._set(status="failed", message=user_message(e))

@@ -30,18 +30,16 @@ check and the insert cannot interleave between sessions or server processes).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
-import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from explorer.workshop.board_fields import (ANONYMOUS, MAX_NAME, METHOD_NAMES, BoardError, _checked, _plural,
                                             clean_label, clean_name, fields_from_run, knobs_text, shared_message)
+from explorer.workshop.sqlite_store import SqliteStore
 
 __all__ = ["Board", "BoardError", "clean_name", "clean_label", "fields_from_run", "knobs_text", "shared_message",
            "default_board",
@@ -100,116 +98,38 @@ def token_problem() -> str | None:
 
 # ----------------------------------------------------------------------------- the board
 
-class Board:
+class Board(SqliteStore):
     """One board file.  Every method opens its own connection: a Board is safe to share between threads."""
+
+    error = BoardError
+    noun = "the class board"
+    schema_version = SCHEMA_VERSION
+    schema = """CREATE TABLE IF NOT EXISTS entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, method TEXT NOT NULL, model TEXT NOT NULL,
+        task TEXT NOT NULL, knobs TEXT NOT NULL, trainable INTEGER NOT NULL, accuracy REAL NOT NULL,
+        peak_bytes INTEGER, steps INTEGER NOT NULL, created REAL NOT NULL, hidden INTEGER NOT NULL DEFAULT 0,
+        dedupe TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS entries_dedupe ON entries (dedupe)"""
 
     def __init__(self, path=None, max_entries: int | None = None, session_limit: tuple | None = None,
                  global_limit: tuple | None = None, clock=time.time):
-        self.path = Path(path) if path is not None else board_path()
         self.max_entries = int(max_entries) if max_entries is not None else _env_int(MAX_ENV, DEFAULT_MAX, 1, 100_000)
         self.session_limit = session_limit or (_env_int(SESSION_RATE_ENV, SESSION_LIMIT[0], 1, 10_000),
                                                SESSION_LIMIT[1])
         self.global_limit = global_limit or (_env_int(GLOBAL_RATE_ENV, GLOBAL_LIMIT[0], 1, 100_000), GLOBAL_LIMIT[1])
         self.clock = clock
-        self._init()
+        super().__init__(path if path is not None else board_path())
 
-    # -- plumbing ------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(str(self.path), timeout=15.0, isolation_level=None)
-        con.execute("PRAGMA busy_timeout=15000")
-        return con
-
-    @contextmanager
-    def _tx(self, write: bool = True):
-        try:
-            con = self._connect()
-        except sqlite3.Error as e:
-            raise BoardError(f"the class board cannot be opened ({str(e)[:80]})") from None
-        try:
-            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield con
-            con.execute("COMMIT")
-        except sqlite3.OperationalError as e:
-            self._rollback(con)
-            if "locked" in str(e) or "busy" in str(e):
-                raise BoardError("the class board is busy; try again in a moment") from None
-            raise BoardError(f"the class board cannot be used ({str(e)[:80]})") from None
-        except sqlite3.DatabaseError as e:
-            self._rollback(con)
-            raise BoardError(f"the class board's file is unreadable ({str(e)[:60]}); the server's operator can "
-                             f"move it away to start a new board") from None
-        except BaseException:
-            self._rollback(con)
-            raise
-        finally:
-            con.close()
-
-    @staticmethod
-    def _rollback(con) -> None:
-        try:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-    def _init(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BoardError(f"the class board's folder cannot be made ({e.strerror})") from None
-        new = not self.path.exists()
-        if new:  # private to the server's user
-            try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            except OSError as e:
-                raise BoardError(f"the class board's file cannot be made ({e.strerror})") from None
-        try:
-            con = self._connect()
-            try:
-                con.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
-            finally:
-                con.close()
-        except sqlite3.DatabaseError as e:
-            raise BoardError(f"the class board's file is unreadable ({str(e)[:60]}); the server's operator can "
-                             f"move it away to start a new board") from None
-        with self._tx() as con:
-            con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            con.execute("""CREATE TABLE IF NOT EXISTS entries (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, method TEXT NOT NULL, model TEXT NOT NULL,
-                task TEXT NOT NULL, knobs TEXT NOT NULL, trainable INTEGER NOT NULL, accuracy REAL NOT NULL,
-                peak_bytes INTEGER, steps INTEGER NOT NULL, created REAL NOT NULL, hidden INTEGER NOT NULL DEFAULT 0,
-                dedupe TEXT NOT NULL)""")
-            con.execute("CREATE INDEX IF NOT EXISTS entries_dedupe ON entries (dedupe)")
-            cols = {r[1] for r in con.execute("PRAGMA table_info(entries)")}
-            if "sharer" not in cols:  # a board from before participants were counted: its rows keep NULL
-                con.execute("ALTER TABLE entries ADD COLUMN sharer TEXT")
-            con.execute("CREATE TABLE IF NOT EXISTS events (kind TEXT NOT NULL, who TEXT NOT NULL, t REAL NOT NULL)")
-            con.execute("CREATE INDEX IF NOT EXISTS events_kind_t ON events (kind, t)")
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('salt', ?)", (secrets.token_hex(16),))
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
-            ver = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-            if ver != str(SCHEMA_VERSION):
-                raise BoardError(f"the class board's file has schema {clean_label(ver, 10)}; this server reads "
-                                 f"{SCHEMA_VERSION}")
-            self._salt = con.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0].encode()
-
-    def _hash(self, *parts) -> str:
-        msg = "\0".join(str(p) for p in parts).encode("utf-8", "replace")
-        return hmac.new(self._salt, msg, hashlib.sha256).hexdigest()[:32]
+    # -- the file's tables (the plumbing is SqliteStore's) ---------------------------
+    def _migrate(self, con) -> None:
+        cols = {r[1] for r in con.execute("PRAGMA table_info(entries)")}
+        if "sharer" not in cols:  # a board from before participants were counted: its rows keep NULL
+            con.execute("ALTER TABLE entries ADD COLUMN sharer TEXT")
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('version', '0')")
 
     @staticmethod
     def _bump(con) -> None:
         con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='version'")
-
-    def _wait(self, con, kind: str, who: str | None, limit: tuple, now: float) -> float | None:
-        """Seconds until one more event of ``kind`` fits the limit (None: it fits now)."""
-        n, window = limit
-        q = "SELECT t FROM events WHERE kind=? AND t>?" + (" AND who=?" if who is not None else "") + " ORDER BY t"
-        ts = [r[0] for r in con.execute(q, (kind, now - window) + ((who,) if who is not None else ()))]
-        if len(ts) < n:
-            return None
-        return max(1.0, ts[len(ts) - n] + window - now)
 
     # -- reading -------------------------------------------------------------------
     @property

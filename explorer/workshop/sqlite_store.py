@@ -4,8 +4,8 @@ Pure Python (no streamlit).  A connection per call (a store is safe to share bet
 (readers never wait for a writer), every write one ``BEGIN IMMEDIATE`` transaction (a rate check and the insert
 it guards cannot interleave between sessions or processes), a file private to the server's user, one-line
 errors of the store's own type, a salted keyed hash so that session ids never reach the file, and rolling-window
-rate limits read from an ``events`` table.  ``explorer.workshop.room`` (the lesson room) is built on it; the
-class board (``explorer.workshop.board``) follows the same pattern in its own code.
+rate limits read from an ``events`` table.  The class board (``explorer.workshop.board``) and the lesson room
+(``explorer.workshop.room``) are built on it.
 """
 
 from __future__ import annotations
@@ -116,7 +116,11 @@ class SqliteStore:
             for statement in self.schema.split(";"):  # executescript would commit mid-transaction
                 if statement.strip():
                     con.execute(statement)
+            self._migrate(con)
             self._salt = con.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0].encode()
+
+    def _migrate(self, con) -> None:
+        """Bring an older file's tables up to date, in the first transaction (subclasses)."""
 
     # -- helpers -----------------------------------------------------------------------
     def _hash(self, *parts) -> str:

@@ -137,7 +137,8 @@ def charts(rows: list[dict], tpl: str) -> None:
         st.markdown("#### Memory at the peak step")
         left, right = st.columns([3, 2], vertical_alignment="center")
         with left:
-            modes.show_fig(FR.memory_bar(mem, tpl, height=max(220, 60 + 34 * len(mem)), title=None), key="cmp-mem")
+            modes.show_fig(FR.memory_bar(mem, tpl, height=max(220, 60 + 34 * len(mem)), title=None), key="cmp-mem",
+                           name="Memory at the peak step")
         with right:
             st.markdown("The step with the largest measured total of each run, split into its parts (MiB). The "
                         "frozen weights dominate for PEFT methods on small models; gradients and AdamW state grow "

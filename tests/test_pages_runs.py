@@ -259,6 +259,8 @@ def test_compare_with_runs_and_controls(some_runs):
     counts = list(df["trainable params"])
     assert counts[0] < counts[1]  # rank 1 < rank 8, as measured
     assert all(v > 0 for v in df["peak memory (MiB)"])
+    texts = [e.label for e in at.expander if e.label.startswith("Chart as text:")]
+    assert "Chart as text: Memory at the peak step" in texts and "Chart as text: this chart" not in texts, texts
     at.radio(key="cmp:x").set_value("memory").run()
     at.radio(key="cmp:curve").set_value("loss").run()
     at.multiselect(key="cmp_pick").set_value([some_runs.runs[0].id]).run()

@@ -149,26 +149,27 @@ def plotly_template() -> str | None:
     return "plotly_dark" if projector_on() else None
 
 
-def show_fig(fig, key: str | None = None) -> None:
+def show_fig(fig, key: str | None = None, name: str | None = None) -> None:
     """Draw a plotly figure, with its text alternative (``figure_text``).  Normally with Streamlit's chart theme
     (follows the app's theme; colours and colour scales set on the traces are kept); in projector mode restyled by
-    ``explorer.views.figures.for_projector`` (dark template, large fonts, taller) and drawn as is."""
+    ``explorer.views.figures.for_projector`` (dark template, large fonts, taller) and drawn as is.  ``name``: what
+    the text alternative calls a figure drawn without a title (under a heading of the page's own)."""
     if projector_on():
         from explorer.views.figures import for_projector
 
         st.plotly_chart(for_projector(fig), theme=None, key=key, config={"displaylogo": False})
     else:
         st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
-    chart_as_text(fig, key)
+    chart_as_text(fig, key, name)
 
 
-def chart_as_text(fig, key: str | None = None) -> None:
+def chart_as_text(fig, key: str | None = None, name: str | None = None) -> None:
     """What a chart shows in words, its numbers as a table (small charts) and as a CSV (every chart): a screen
     reader cannot read the drawing.  The CSV is made only when asked for."""
     from explorer.views import figure_text as T
 
     title, sentence, table = T.alternative(fig)  # made once per figure (a poll redraws the same shared figure)
-    with st.expander(f"Chart as text: {title or 'this chart'}", icon=":material/table_view:"):
+    with st.expander(f"Chart as text: {title or name or 'this chart'}", icon=":material/table_view:"):
         st.markdown(sentence)
         if table:
             st.markdown(table)

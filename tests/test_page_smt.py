@@ -73,6 +73,8 @@ def test_default_page_computes_tiny_llama_and_every_control_moves():
     labels = {m.label: m.value for m in at.metric}
     assert labels["selected blocks"] == f"{v0['n_blocks']:,}"
     assert len(at.get("plotly_chart")) >= 4
+    texts = [e.label for e in at.expander if e.label.startswith("Chart as text:")]
+    assert len(texts) >= 4 and "Chart as text: this chart" not in texts, texts  # each chart's alternative is named
 
     # "Compute gradients" for new warm-up settings (tiny-llama, gradient-only mode)
     at.radio(key="smt:mode").set_value("gradient-only")

@@ -39,7 +39,7 @@ def views(an, rec, loaded, tpl: str, page: str, on_train) -> None:
     with st.expander("Warm-up loss and notes"):
         losses = rec.meta.get("losses") or []
         if losses:
-            modes.show_fig(V.loss_figure(losses, template=tpl), key="smt-loss")
+            modes.show_fig(V.loss_figure(losses, template=tpl), key="smt-loss", name="the warm-up loss")
         for n in an.notes:
             st.caption(n)
     export_and_train(an, loaded, on_train)
@@ -94,7 +94,7 @@ def one_matrix(an, rec, loaded, tpl: str, k) -> bool:
     left, right = st.columns([3, 2], gap="large")
     with left:
         fig = V.block_heatmap(an, tgt.name, log=log, template=tpl)
-        modes.show_fig(fig, key="smt-heat")
+        modes.show_fig(fig, key="smt-heat", name="gradient-block heatmap of one matrix")
     nsel = len(an.selection[tgt.name][0])
     R, C = an.scores[tgt.name].shape
     explain(right, f"**`{tgt.name}`** ({tgt.d_out} × {tgt.d_in}) cut into **{R} × {C} blocks of "
@@ -121,7 +121,7 @@ def all_layers(an, loaded, tpl: str, k, log: bool) -> None:
     gt = st.session_state[k("grid")]
     gfig = V.small_multiples(an, gt, log=log, template=tpl, cols=6 if len(layers) > 4 else len(layers),
                              cell_px=150 if len(layers) > 4 else 260)
-    modes.show_fig(gfig, key="smt-grid")
+    modes.show_fig(gfig, key="smt-grid", name="all layers of one matrix type")
     cnt = {t.layer: len(an.selection[t.name][0]) for t in an.targets if t.type == gt}
     best = max(cnt, key=lambda x: cnt[x])
     st.caption(f"Same colour range as above. Each panel is one layer's {V.type_name(gt, fam)} matrix; the title "
@@ -135,7 +135,7 @@ def budget(an, loaded, tpl: str) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         bfig = V.budget_bars(an, template=tpl, family=fam)
-        modes.show_fig(bfig, key="smt-bars")
+        modes.show_fig(bfig, key="smt-bars", name="where the budget goes")
     with right:
         st.markdown("Left: how many selected blocks land in each matrix type (labels: share of the selection). "
                     "MLP matrices are bigger, so they also hold more candidate blocks; hover a bar for the share "
@@ -149,7 +149,7 @@ def stability(an, tpl: str) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         sfig = V.stability_figure(an, template=tpl)
-        modes.show_fig(sfig, key="smt-stab")
+        modes.show_fig(sfig, key="smt-stab", name="how many warm-up steps SMT needs")
     with right:
         st.markdown("Each point re-runs the selection (same block size, budget, score and rule) on the gradient "
                     "summed over the **first t steps only**, and measures its overlap with the final selection: "

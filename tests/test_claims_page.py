@@ -47,6 +47,8 @@ def test_each_card_shows_its_shipped_verdict():
             sum(d["verdict"] == doc["verdict"] for d in shipped.values())
     titles = [h.value for h in at.subheader]
     assert titles == [specs.EXPERIMENTS[n].title for n in specs.NAMES]
+    texts = [e.label for e in at.expander if e.label.startswith("Chart as text:")]
+    assert len(texts) == len(specs.NAMES) and "Chart as text: this chart" not in texts, texts
     md = " ".join(m.value for m in at.markdown)
     for n, doc in shipped.items():  # each arm's mean accuracy, as stored, in its card's table
         for a in doc["arms"]:

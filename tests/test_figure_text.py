@@ -35,6 +35,16 @@ def test_series_names_and_axes_of_a_line_chart():
     assert cols == ["series", "step", "accuracy"] and rows[3] == ["SMT", 0, 0.5] and len(rows) == 5
 
 
+def test_an_untitled_chart_is_named_after_its_axes():
+    fig = go.Figure([go.Scatter(x=[1, 2], y=[0.5, 0.9], name="LoRA")],
+                    layout=dict(xaxis_title="trainable <b>parameters</b>", yaxis_title="held-out accuracy (%)"))
+    assert T.axes_name(fig) == "held-out accuracy (%) against trainable parameters"
+    bars = go.Figure([go.Bar(x=[3.0, 4.0], y=["run1", "run2"], orientation="h")],
+                     layout=dict(xaxis_title="MiB", yaxis_title="run"))
+    assert T.axes_name(bars) == "MiB against run"  # horizontal bars: the values are on x
+    assert T.axes_name(go.Figure([go.Scatter(x=[1], y=[2])])) == ""  # no axis titles: no name made up
+
+
 def test_a_heatmap_gives_its_size_its_range_and_every_cell_in_the_csv():
     z = np.arange(12, dtype=float).reshape(3, 4)
     z[1, 2] = np.nan

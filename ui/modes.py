@@ -169,7 +169,7 @@ def chart_as_text(fig, key: str | None = None, name: str | None = None) -> None:
     from explorer.views import figure_text as T
 
     title, sentence, table = T.alternative(fig)  # made once per figure (a poll redraws the same shared figure)
-    with st.expander(f"Chart as text: {title or name or 'this chart'}", icon=":material/table_view:"):
+    with st.expander(f"Chart as text: {title or name or T.axes_name(fig) or 'this chart'}", icon=":material/table_view:"):
         st.markdown(sentence)
         if table:
             st.markdown(table)

@@ -171,6 +171,19 @@ def to_csv(fig) -> str:
     return buf.getvalue()
 
 
+def axes_name(fig) -> str:
+    """A name for a chart drawn without a title, from its first series' axes: "y against x" ("" when either
+    axis has no title)."""
+    for t in fig.data:
+        if getattr(t, "x", None) is None and getattr(t, "y", None) is None:
+            continue
+        x, y = _axis_title(fig, t, "x"), _axis_title(fig, t, "y")
+        if getattr(t, "orientation", None) == "h":
+            x, y = y, x
+        return f"{y} against {x}" if x and y else ""
+    return ""
+
+
 _KEPT: dict[int, tuple[str, str, str]] = {}  # id(figure) -> (title, sentence, table) while that figure lives
 _KEPT_LOCK = threading.Lock()
 

@@ -2,7 +2,8 @@
 
 - every lesson preset of every page, picked and loaded in the sidebar of a fresh session: no error, the page
   shows the preset's method and knobs, and (Fine-tune, Compare) Start runs exactly what is shown;
-- every bundled model x every method at its default knobs on the Methods playground: no error box;
+- every bundled model and every method at its default knobs on the Methods playground, each once (two methods per
+  page): no error box (every model x every method: ``tests/test_defaults.py``, in AppTest);
 - the default Fine-tune run (no settings at all) learns: held-out accuracy >= 85 % at its default steps.
 """
 
@@ -125,25 +126,26 @@ def test_compare_lesson_runs_both(server, browser, name):  # noqa: F811
 
 
 def test_every_model_and_method_at_defaults_on_the_playground(server, browser):  # noqa: F811
-    """Each bundled model with every method at its defaults, two methods per page (side A and the comparison's
-    side B, each at its own defaults): both sides draw their metrics and pictures, no error box."""
+    """Each bundled model and every method at its defaults, two methods per page (side A and the comparison's
+    side B, each at its own defaults), each model and each pair once: both sides draw their metrics and pictures,
+    no error box.  Every model x every pair: tests/test_defaults.py (AppTest, the same checks without drawing)."""
     ctx, page = fresh_page(browser, 2000)
     bad = []
     names = list(METHODS)
     pairs = [(names[i], names[i + 1] if i + 1 < len(names) else "none") for i in range(0, len(names), 2)]
+    n = max(len(MODELS), len(pairs))
     try:
-        for model in MODELS:
-            for m1, m2 in pairs:
-                t0 = time.time()
-                page.goto(f"{server}/Methods_playground?model={model}&m1={m1}&m2={m2}",
-                          wait_until="domcontentloaded", timeout=30_000)
-                page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=180_000)
-                wait_idle(page, timeout=180)
-                errs = page_errors(page)
-                counts = page.locator('[data-testid="stMetric"]').filter(has_text="trainable parameters").count()
-                if errs or counts != (2 if m2 != "none" else 1):
-                    bad.append((model, m1, m2, errs, f"{counts} trainable counts shown"))
-                print(f"{model} {m1} + {m2}: {time.time() - t0:.1f} s")
+        for model, (m1, m2) in ((MODELS[i % len(MODELS)], pairs[i % len(pairs)]) for i in range(n)):
+            t0 = time.time()
+            page.goto(f"{server}/Methods_playground?model={model}&m1={m1}&m2={m2}",
+                      wait_until="domcontentloaded", timeout=30_000)
+            page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=180_000)
+            wait_idle(page, timeout=180)
+            errs = page_errors(page)
+            counts = page.locator('[data-testid="stMetric"]').filter(has_text="trainable parameters").count()
+            if errs or counts != (2 if m2 != "none" else 1):
+                bad.append((model, m1, m2, errs, f"{counts} trainable counts shown"))
+            print(f"{model} {m1} + {m2}: {time.time() - t0:.1f} s")
         assert not bad, bad
     finally:
         ctx.close()

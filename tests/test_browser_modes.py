@@ -111,6 +111,12 @@ SHOTS = [  # (name, URL path and query, an element that must be there, viewport 
 @pytest.mark.parametrize("name, path, wait_for, height", SHOTS, ids=[s[0] for s in SHOTS])
 def test_projector_screenshots(server, browser, name, path, wait_for, height):  # noqa: F811 - fixtures
     """A link with ``proj=1`` opens in projector mode (a fresh session); the page reads dark and large."""
+    import os
+
+    if name == "projector_fine_tune" and os.environ.get("UPDATE_SCREENSHOTS") != "1":
+        # the README's copy shows minilm learning; the suite's run trains tiny-bert (seconds, not a minute): the
+        # same page, curves and metrics in projector mode
+        path = path.replace("model=minilm", "model=tiny-bert")
     ctx = browser.new_context(viewport={"width": 1440, "height": height})
     page = ctx.new_page()
     try:

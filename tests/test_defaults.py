@@ -1,5 +1,5 @@
 """Every bundled model x every method works at its default knobs: in ``inspect``, in a short training run
-(tiny models), and on the Fine-tune page (no error box).  The fastest models are the ones a class picks first."""
+(tiny models), on the Methods playground and on the Fine-tune page (no error box).  The fastest models are the ones a class picks first."""
 
 from __future__ import annotations
 
@@ -42,3 +42,21 @@ def test_fine_tune_page_renders_every_method_at_defaults(model):
         no_problem(at)
         assert at.selectbox(key="ft:method").value == method
         assert not at.button(key="ft_start").disabled
+
+
+def method_pairs() -> list[tuple[str, str]]:
+    """Every method once, two per playground page (side A and the comparison's side B)."""
+    names = list(METHODS)
+    return [(names[i], names[i + 1] if i + 1 < len(names) else "none") for i in range(0, len(names), 2)]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_playground_draws_every_method_at_defaults(model):
+    """Each bundled model with every method at its defaults, two methods per page (each side at its own
+    defaults): both sides show their trainable count, no error box.  (The browser draws one such page per model
+    and per method: ``tests/test_browser_lessons.py``.)"""
+    for m1, m2 in method_pairs():
+        at = open_page(str(ROOT / "pages" / "1_Methods_playground.py"), model=model, m1=m1, m2=m2)
+        no_problem(at)
+        counts = [m for m in at.metric if m.label == "trainable parameters"]
+        assert len(counts) == (2 if m2 != "none" else 1), (model, m1, m2, [m.label for m in at.metric])

@@ -45,7 +45,8 @@ def test_every_participant_follows_every_step_while_two_runs_train(server, monke
     url, room_file = server
     monkeypatch.setenv("PEFT_EXPLORER_INSTRUCTOR_TOKEN", TOKEN)  # this process writes the teacher's moves
     out = asyncio.run(follow_room(url, Room(room_file), bundled_lessons()["What LoRA trains"], TOKEN,
-                                  participants=PARTICIPANTS, steps=5, runs=2))
+                                  participants=PARTICIPANTS, steps=5, runs=2,
+                                  pause=1.0))  # 1 s between moves (the benchmark's room looks 3 s at each step)
     art = ROOT / "tests" / "artifacts"
     art.mkdir(parents=True, exist_ok=True)
     (art / "lesson_follow.json").write_text(json.dumps(out, indent=1, default=str))

@@ -47,6 +47,7 @@ async def wait_then_free(url: str, waiter: Session, queued, fast: float) -> tupl
     """With the slot busy, ``queued(waiter)`` puts something in line; returns the waiter's paces while it waits,
     and what reached it from the moment the slot was freed until its panel polled at ``fast`` s."""
     holder = await busy_slot(url)
+    freed = False
     try:
         await queued(waiter)
         assert await waiter.wait_for(lambda x: x.has_text("in line") and not x.script_running, 60), waiter.texts()[-8:]
@@ -54,10 +55,12 @@ async def wait_then_free(url: str, waiter: Session, queued, fast: float) -> tupl
         waiting = set(waiter.paces().values())
         n = len(waiter.events)
         await holder.click("ft_stop")
+        freed = True
         sped_up = await waiter.wait_for(lambda x: ("pace", fast) in since(x, n), 90)
         return waiting, since(waiter, n), sped_up
     finally:
-        await press(holder, "ft_stop")
+        if not freed:  # (a stopped run's page has no Stop button: pressing it again would wait 15 s for nothing)
+            await press(holder, "ft_stop")
         await holder.close()
 
 

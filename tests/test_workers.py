@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -212,3 +213,42 @@ def test_a_shut_down_pool_refuses_work_in_one_line():
     ex.shutdown()
     with pytest.raises(ServiceError, match="shutting down"):
         ex.run_call("explorer.workshop.worker_side:selftest", dict(n=1))
+
+
+KILLED = r"""
+import time
+from explorer.workshop.workers import ProcessExecutor
+ex = ProcessExecutor(workers=1, threads=1)
+ex.run_call("explorer.workshop.worker_side:selftest", dict(n=1))  # the worker is up and waits for work
+print(*[w.proc.pid for w in ex._workers], flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_whose_server_is_killed_outright_ends():
+    """A server killed with SIGKILL cannot end its daemon workers; an idle worker found waiting on its inbox half
+    an hour after its server was gone now sees that its parent changed and ends within a few seconds."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    from explorer.workshop.worker_side import PARENT_CHECK_S
+
+    root = Path(__file__).resolve().parents[1]
+    while not (root / "explorer").is_dir():
+        root = root.parent
+    p = subprocess.Popen([sys.executable, "-c", KILLED], cwd=root, stdout=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(root)))
+    try:
+        pid = int(p.stdout.readline().split()[0])
+        worker = psutil.Process(pid)
+        assert worker.is_running()
+        p.kill()
+        p.wait(timeout=30)
+        worker.wait(timeout=PARENT_CHECK_S * 5)  # psutil.TimeoutExpired if it is still there
+    finally:
+        p.kill()
+        with contextlib.suppress(psutil.Error, NameError):
+            worker.kill()

@@ -108,8 +108,30 @@ def worker_environment(threads: int) -> dict[str, str]:
     return {**{k: n for k in THREAD_ENV}, "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None:
+PARENT_CHECK_S = 2.0  # an idle worker looks this often whether its server is still there
+
+
+def _next_job(inbox, parent: int):
+    """The next job from the server, or None to end: the server said so, or it is gone (killed outright, it
+    cannot end its daemon workers; they would wait on the inbox for ever)."""
+    import queue
+
+    while True:
+        try:
+            return inbox.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
+        except (EOFError, OSError):  # the server's end of the pipe is gone
+            return None
+
+
+def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int, parent: int | None = None) -> None:
+    """``parent``: the server's pid (given by the server: a server killed while this process starts would leave
+    ``os.getppid()`` reading the pid that adopted us)."""
     import signal
+
+    parent = parent or os.getppid()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server stops the server, which ends us
     try:
@@ -129,7 +151,7 @@ def _worker_main(inbox, outbox, stop_event, threads: int, niceness: int) -> None
 
     outbox.put(("ready", None, os.getpid()))
     while True:
-        item = inbox.get()
+        item = _next_job(inbox, parent)
         if item is None:
             return
         job_id, kind, payload = item

@@ -172,7 +172,7 @@ class ProcessExecutor:
         if self.closed or getattr(mp_util, "_exiting", False):
             raise ServiceError("the server is shutting down: no new run starts")
         inbox, outbox, stop = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event()
-        proc = self._ctx.Process(target=_worker_main, args=(inbox, outbox, stop, self.threads, self.niceness),
+        proc = self._ctx.Process(target=_worker_main, args=(inbox, outbox, stop, self.threads, self.niceness, os.getpid()),
                                  name="peft-explorer-worker", daemon=True)
         _start_without_main(proc)
         w = _Worker(proc, inbox, outbox, stop)

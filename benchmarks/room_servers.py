@@ -6,7 +6,7 @@ For each entry of ``--servers`` (one pass each, in that order, in one run; ``1,2
 after two, to see how much the shared machine drifted) the benchmark starts that many dashboard servers behind
 nginx (``tools.serve_room.room``: the servers share one class board, each has its own session folder, and the
 room trains at most ``--runs`` fine-tunes at once in all: ``runs // servers`` per server) and sends the load
-test's participants through the proxy (``tests/test_load.py``'s ``p_one_session``: the playground on tiny-bert
+test's participants through the proxy (``tests/load/test_load.py``'s ``p_one_session``: the playground on tiny-bert
 with their own method and rank, Fine-tune in a second tab, Start a 40-step run, then three moves of the rank
 slider while the room's runs queue and train).  Each participant first asks the proxy for the page, as a browser
 does, and both tabs carry the cookie it set (so the room spreads over the servers as it arrives: the proxy sends a
@@ -38,7 +38,7 @@ OUT = ROOT / "benchmarks" / "results"
 
 
 def _load_test(participants: int):
-    """tests/test_load.py as a module (its participant, expectations and percentiles), sized for this room."""
+    """tests/load/test_load.py as a module (its participant, expectations and percentiles), sized for this room."""
     os.environ["PEFT_LOAD_SESSIONS"] = str(participants)  # the module reads it for its waits
     for p in (ROOT / "tests", ROOT):
         if str(p) not in sys.path:
@@ -82,7 +82,7 @@ def cpu(servers) -> dict:
 
 async def warm_up(tl, url: str, names: list[str], exp_pg, exp_run) -> list[str]:
     """Each server: Home (its default model loads), then one participant (tiny-bert, one run: workers start)."""
-    from st_protocol import Session
+    from tools.st_protocol import Session
     from tools.serve_room import COOKIE
 
     problems = []

@@ -1,6 +1,6 @@
-"""A room of headless participants following a lesson on the real server (``tests/st_protocol.py`` clients).
+"""A room of headless participants following a lesson on the real server (``tools/st_protocol.py`` clients).
 
-Used by the load test (``tests/test_load_lesson.py``) and the benchmark (``benchmarks/lesson_follow.py``)::
+Used by the load test (``tests/load/test_load_lesson.py``) and the benchmark (``benchmarks/lesson_follow.py``)::
 
     out = asyncio.run(follow_room(url, room_file, participants=30, steps=5, runs=2))
 
@@ -25,7 +25,7 @@ import os
 import time
 from urllib.parse import parse_qsl
 
-from st_protocol import Session
+from tools.st_protocol import Session
 
 from explorer.views.pages import page_for_path
 from explorer.workshop.follow import back_to_lesson, shows_step

@@ -1,7 +1,7 @@
 """Mutation testing as a benchmark of the suite: how many small bugs planted in the core do the tests catch?
 
     make mutation                       # installs requirements-mutation.txt, then runs this module
-    python -m benchmarks.mutation [--scope all|methods|sparse|engine.warmup|memory] [--resume] [--max-children 1]
+    python -m tools.mutation [--scope all|methods|sparse|engine.warmup|memory] [--resume] [--max-children 1]
 
 mutmut (requirements-mutation.txt) plants one small change at a time (``+`` -> ``-``, ``<`` -> ``<=``, a
 constant changed, an argument dropped, ...) in
@@ -16,10 +16,10 @@ constant changed, an argument dropped, ...) in
 
 and runs, for each mutant, only the tests that call the mutated function (mutmut records which ones in a
 first clean run), out of the selection in ``setup.cfg`` ([mutmut] pytest_add_cli_args_test_selection:
-tests/test_methods.py, tests/test_memory.py, tests/test_mutation_kills.py).  A mutant is *killed* when a
+tests/core/test_methods.py, tests/core/test_memory.py, tests/core/test_sparse.py).  A mutant is *killed* when a
 test fails, *survived* when all pass.
 
-Writes ``benchmarks/results/mutation.json`` (totals, score, per-module figures, every survivor with its
+Writes ``benchmarks/results/mutation/mutation.json`` (totals, score, per-module figures, every survivor with its
 diff and, where one is known, the reason it is equivalent: ``EQUIVALENT`` below) and ``mutation.md``.
 Each run also writes its own ``mutation.<scope>.json`` / ``.md`` (a scope's commas become ``+``), and
 ``mutation.json`` / ``mutation.md`` are then rebuilt from every ``mutation.<scope>.json`` kept there: each mutant
@@ -42,8 +42,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT_JSON = ROOT / "benchmarks" / "results" / "mutation.json"
-OUT_MD = ROOT / "benchmarks" / "results" / "mutation.md"
+OUT_JSON = ROOT / "benchmarks" / "results" / "mutation" / "mutation.json"
+OUT_MD = ROOT / "benchmarks" / "results" / "mutation" / "mutation.md"
 
 
 def scope_json(scope: str) -> Path:
@@ -124,22 +124,34 @@ def _tests_in(path: str, leave_out: tuple[str, ...] = (), fast: bool = False, av
 
 
 def _own_tests(stem: str) -> list[str]:
-    """The tests of a method's own test file (``tests/test_<module>.py``), less those that read the git checkout
-    or open a page (mutmut runs them in its mutants/ copy, which is neither)."""
-    path = f"tests/test_{stem}.py"
+    """The tests of a method's own test file (``tests/core/test_<module>.py``), less those that read the git
+    checkout or open a page (mutmut runs them in its mutants/ copy, which is neither)."""
+    path = f"{CORE_TESTS}/test_{stem}.py"
     return _tests_in(path, avoid=frozenset({"repo_files", "open_page"})) if (ROOT / path).exists() else []
 
 
+def _memory_tests(stem: str) -> list[str]:
+    """The tests of an analytic memory module's own test file (``tests/core/test_memory_<module>.py``), less the
+    ``memory`` command's subprocess test (a mutant's trampoline cannot see a subprocess)."""
+    path = f"{CORE_TESTS}/test_memory_{stem}.py"
+    if not (ROOT / path).exists():
+        return []
+    some = _tests_in(path, ("test_memory_cli_json",))
+    return some if len(some) < len(_tests_in(path)) else [path]  # the whole file when nothing is left out
+
+
+# the core's tests (tests/core/): a module's own tests are tests/core/test_<module>.py
+CORE_TESTS = "tests/core"
 _OWN = [t for m in METHOD_MODULES for t in _own_tests(m)]
-SCOPE_TESTS = {"methods": ["tests/test_methods.py", "tests/test_mutation_kills.py", "tests/test_memory.py",
-                           *_OWN, "tests/test_sparta_budget.py", "tests/test_mutation_kills_methods.py"],
-               "sparse": ["tests/test_mutation_kills.py"],
-               "engine": ["tests/test_methods.py", "tests/test_mutation_kills_methods.py"],  # the warm-up's tests
+_MEMORY_OWN = [t for m in ANALYTIC if m.startswith("explorer.memory.") for t in _memory_tests(m.rsplit(".", 1)[1])]
+SCOPE_TESTS = {"methods": [f"{CORE_TESTS}/test_methods.py", f"{CORE_TESTS}/test_sparse.py",
+                           f"{CORE_TESTS}/test_memory.py", *_OWN, f"{CORE_TESTS}/test_sparta_budget.py",
+                           f"{CORE_TESTS}/test_methods_each.py"],
+               "sparse": [f"{CORE_TESTS}/test_sparse.py"],
+               "engine": [f"{CORE_TESTS}/test_methods.py", f"{CORE_TESTS}/test_methods_each.py"],  # the warm-up's
                # the memory model: its fast tests (the byte-account agreement tests, which train tiny models, cost
-               # seconds per mutant; they run in make test)
-               "memory": [*_tests_in("tests/test_memory.py", fast=True),
-                          *_tests_in("tests/test_memory_options.py", ("test_memory_cli_json",)),
-                          *sorted(f"tests/{f.name}" for f in (ROOT / "tests").glob("test_mutation_kills_memory*.py"))]}
+               # seconds per mutant; they run in make test) and each module's own tests/core/test_memory_<module>.py
+               "memory": [*_tests_in(f"{CORE_TESTS}/test_memory.py", fast=True), *_MEMORY_OWN]}
 
 
 def _scope_parts(scope: str) -> list[str]:
@@ -518,7 +530,7 @@ def merge() -> dict:
                                                                                   "no tests"):
             survivors.append(dict(s, status=status.get(k, s["status"]), equivalent=EQUIVALENT.get(k)))
     doc = dict(
-        command="python -m benchmarks.mutation --merge-only (the runs listed under 'runs', merged)",
+        command="python -m tools.mutation --merge-only (the runs listed under 'runs', merged)",
         scope="+".join(d["scope"] for _, _, d in runs), tests=sorted({t for _, _, d in runs for t in d["tests"]}),
         date=max((r[0] for r in runs), default=None),
         run_seconds=round(sum(d.get("run_seconds") or 0 for _, _, d in runs), 1),
@@ -536,7 +548,7 @@ def markdown(doc: dict) -> str:
     mins = "n/a" if doc["run_seconds"] is None else f"{doc['run_seconds'] / 60:.1f} min"
     if doc.get("runs") is not None:  # the combined report
         lines = ["# Mutation testing (mutmut), every scope run", "",
-                 f"Merged by `python -m benchmarks.mutation --merge-only` from the runs below (each mutant counted "
+                 f"Merged by `python -m tools.mutation --merge-only` from the runs below (each mutant counted "
                  f"once, from the newest run that checked it); run time {mins} in all (one worker, 2-core machine "
                  "shared with other jobs). Each run ran, against each mutant, the tests of its selection that call "
                  "the mutated function.", "",
@@ -572,7 +584,7 @@ def markdown(doc: dict) -> str:
                      f"{v.get('not checked', 0)} | {pct(k / reached if reached else None)} |")
     lines += ["", "A time-out (mutmut's CPU limit: (the mutant's tests' time in the clean run + 1 s) x 30) counts as "
               "killed, as mutmut counts it; the four re-run by hand on 2026-12-01 (dora and full memory_plan, two of "
-              "tied_lora's structure) each failed a test of test_mutation_kills_methods.py within 10 s. \"Not checked\": "
+              "tied_lora's structure) each failed a test of tests/core/test_methods_each.py within 10 s. \"Not checked\": "
               "the run was stopped before reaching them (mutmut runs the cheapest first).",
               "", "## Surviving mutants", ""]
     if not doc["survivors"]:
@@ -617,7 +629,7 @@ def main(argv=None) -> int:
               f"{OUT_JSON.relative_to(ROOT)}, {OUT_MD.relative_to(ROOT)}")
         return 0
     patterns = scope_patterns(a.scope)
-    command = "make mutation" if a.scope == "all" else f"python -m benchmarks.mutation --scope {a.scope}"
+    command = "make mutation" if a.scope == "all" else f"python -m tools.mutation --scope {a.scope}"
     seconds, selection = None, (a.tests.split(",") if a.tests else None)
     if not a.report_only:
         if a.survivors:

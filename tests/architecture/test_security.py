@@ -14,7 +14,7 @@ from explorer.workshop import security, sessions
 from explorer.errors import UserError
 from explorer.workshop.security import UnsafePathError, UploadError, safe_join
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def source_files() -> list[Path]:
@@ -115,7 +115,7 @@ def test_scanner_catches_what_it_should(tmp_path):
 
 
 def test_url_trust_remote_code_is_ignored_by_every_schema():
-    from tests.test_fuzz import all_schemas
+    from tests.support.schemas import all_schemas
 
     for name, schema in all_schemas():
         assert "trust_remote_code" not in schema, name
@@ -146,7 +146,7 @@ def test_url_with_trust_remote_code_loads_with_it_off(tiny_folder, monkeypatch):
             calls.append((_cls, dict(k)))
             return _orig(*a, **k)
         monkeypatch.setattr(cls, "from_pretrained", wrapped)
-    from apptest_helpers import page_app
+    from tests.support.apptest import page_app
 
     at = page_app(str(ROOT / "pages" / "1_Methods_playground.py"), 120)
     at.query_params.update({"model": str(tiny_folder), "trust_remote_code": "1", "m1": "lora"})

@@ -1,4 +1,4 @@
-"""Names vulture cannot see used (tests/test_dead_code.py reads this file as code that uses them).
+"""Names vulture cannot see used (tests/architecture/test_dead_code.py reads this file as code that uses them).
 
 Each is read by a library, called by its name in a string, or read as a dataclass field through ``fields()`` /
 ``asdict()``.  Keep it short: a name that is really unused is removed, not listed here.
@@ -19,3 +19,5 @@ _.warmup_in_worker; _.selftest
 _.__new__
 # transformers reads a config's attention implementation (engine/speed.py sets it on a standalone layer's config)
 _._attn_implementation
+# a protobuf field the headless participant sets on Streamlit's rerun message (tools/st_protocol.py)
+_.is_auto_rerun

@@ -8,27 +8,15 @@ move must change the first metric shown, or None).  Screenshots go to
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-# screenshots go to tests/artifacts/ (ignored by git); UPDATE_SCREENSHOTS=1 refreshes the README's copies
-SHOTS = ROOT / "assets" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else ROOT / "tests" / "artifacts" / "screenshots"
+from tests.support.browser import BROWSER_MARKS, axe_serious, page_errors, screenshot, wait_idle
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                 reason=f"{CHROMIUM} is absent (install it with `make browser`: Debian's chromium)")]
+pytestmark = BROWSER_MARKS
 
 
 @dataclass
@@ -59,116 +47,8 @@ PAGES = [
     PageCase("lesson", "Lesson", height=1200),  # no lesson running: the room's page as a participant sees it
 ]
 
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--disable-quic", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def streamlit_server(env_extra: dict | None = None, args_extra: tuple = (), log_name: str = "browser_server.log"):
-    """The real server on a free port of 127.0.0.1 (as ``make run`` starts it); yields its URL."""
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2", **(env_extra or {}))
-    log = open(ROOT / ".pytest_cache" / log_name, "w") if (ROOT / ".pytest_cache").exists() else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", *args_extra],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("the streamlit server did not become healthy within 60 s")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with streamlit_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def wait_idle(page, timeout: float = 60.0) -> None:
-    """Until the script has finished (no 'running' indicator for 0.6 s)."""
-    deadline = time.time() + timeout
-    quiet_since = None
-    while time.time() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0 and \
-            page.locator('[data-testid="stStatusWidget"]').first.is_visible()
-        stale = page.locator('[data-stale="true"]').count() > 0
-        if running or stale:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.time()
-        elif time.time() - quiet_since > 0.6:
-            return
-        time.sleep(0.15)
-    raise AssertionError("the page kept running for more than %.0f s" % timeout)
-
-
-def page_errors(page) -> list[str]:
-    out = [e.inner_text()[:300] for e in page.locator('[data-testid="stException"]').all()]
-    for alert in page.locator('[data-testid="stAlert"]').all():
-        if alert.locator('[data-testid="stAlertContentError"]').count():
-            out.append(alert.inner_text()[:300])
-    return out
-
-
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]  # WCAG 2.0 and 2.1, levels A and AA
-
-
-def axe_serious(page) -> list[str]:
-    """axe-core's serious and critical WCAG 2.1 A/AA violations on the page as it is now (one line each)."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    res = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS},
-                                   "resultTypes": ["violations"]}).response
-    return [f"{v['id']} ({v['impact']}, {len(v['nodes'])}×): {v['nodes'][0]['failureSummary'][:200]} "
-            f"at {v['nodes'][0]['html'][:120]}" for v in res["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def first_metric(page) -> str:
     return page.locator('[data-testid="stMetricValue"]').first.inner_text()
-
-
-def screenshot(page, name: str) -> None:
-    page.evaluate("""() => { for (const el of document.querySelectorAll('*')) { if (el.scrollTop > 0) el.scrollTop = 0; } }""")
-    time.sleep(0.3)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 @pytest.mark.parametrize("case", PAGES, ids=[c.name for c in PAGES])

@@ -6,39 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import CHROMIUM, browser, page_errors, server, wait_idle  # noqa: F401 - fixtures and helpers
-
-FOCUSED = """() => { const e = document.activeElement;
-  return [e.tagName, e.getAttribute('aria-label') || e.innerText || e.getAttribute('aria-valuetext') || ''] }"""
-
-
-def tab_to(page, pattern: str, limit: int) -> int:
-    """Press Tab until the focused element's text contains ``pattern``; the number of presses."""
-    for n in range(1, limit + 1):
-        page.keyboard.press("Tab")
-        if pattern in page.evaluate(FOCUSED)[1]:
-            return n
-    raise AssertionError(f"{pattern!r} is not among the first {limit} Tab stops")
-
-
-def skip_to(page, target: str) -> int:
-    """From the top of the page: Tab to the skip link, Enter, Tab once: the key presses used (a rerun that redraws
-    the page under the focus, which a loaded machine makes likelier, starts it again)."""
-    for _ in range(3):
-        wait_idle(page)
-        page.evaluate("() => document.activeElement && document.activeElement.blur()")  # the focus starts at the top
-        n = tab_to(page, f"Skip to {target}", limit=4)
-        page.keyboard.press("Enter")
-        if page.evaluate("() => document.activeElement.id") != "main-control":
-            continue
-        page.keyboard.press("Tab")
-        n += 2
-        if page.evaluate(FOCUSED)[1].startswith("Help for"):  # a control's "?" comes just before the control
-            page.keyboard.press("Tab")
-            n += 1
-        return n
-    raise AssertionError(f"the skip link to {target} did not move the focus to the page's main control")
-
+from tests.support.browser import FOCUSED, page_errors, skip_to, wait_idle
 
 def open_page(browser, url: str):  # noqa: F811 - the fixture's object
     ctx = browser.new_context(viewport={"width": 1440, "height": 1400})

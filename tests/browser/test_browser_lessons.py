@@ -15,7 +15,7 @@ import pytest
 
 from explorer.methods import METHODS
 from explorer.workshop.presets import for_page
-from tests.test_browser import CHROMIUM, browser, page_errors, screenshot, streamlit_server, wait_idle  # noqa: F401
+from tests.support.browser import CHROMIUM, page_errors, screenshot, streamlit_server, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(),
                                                       reason="Debian's chromium is absent (make browser)")]

@@ -14,8 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from test_browser import CHROMIUM, ROOT, axe_serious, page_errors, wait_idle  # noqa: F401 - the same server, helpers
-from test_browser import browser, screenshot, server  # noqa: F401 - pytest fixtures
+from tests.support.browser import CHROMIUM, axe_serious, page_errors, screenshot, wait_idle
 
 from explorer.views.pages import PAGES
 

@@ -23,8 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from test_browser import CHROMIUM, ROOT, SHOTS, axe_serious, browser, page_errors, wait_idle  # noqa: F401
-from test_browser_keyboard import FOCUSED, skip_to
+from tests.support.browser import CHROMIUM, FOCUSED, ROOT, SHOTS, axe_serious, page_errors, skip_to, wait_idle
 
 from explorer.views.pages import page_for_path
 from explorer.workshop.follow import Go, shows_step

@@ -1,6 +1,6 @@
 """Browser test: the first upload of a fresh session, with a Windows-1252 file, on the real server in chromium.
 
-The server starts as in ``tests/test_browser.py`` (with its own sessions folder, and Streamlit's
+The server starts as in ``tests/browser/test_browser.py`` (with its own sessions folder, and Streamlit's
 ``server.maxUploadSize`` from the project's one upload limit, as ``make run`` passes it).  A new page
 goes to Fine-tune, picks "upload a file", sends a Windows-1252 CSV through the real file input; the page
 must show the task summary with the detected encoding, Start must run it (tiny-bert, 4 steps), and the
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, browser, page_errors, streamlit_server, wait_idle  # noqa: F401
+from tests.support.browser import CHROMIUM, page_errors, streamlit_server, wait_idle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "tests" / "artifacts" / "screenshots"
 NAME = "avis café.csv"
 # Windows-1252 bytes written by hand: 0xe9 é, 0xef ï, 0x93/0x94 “ ”

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, browser, page_errors, streamlit_server, wait_idle  # noqa: F401
+from tests.support.browser import CHROMIUM, page_errors, streamlit_server, wait_idle
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (make browser)")]

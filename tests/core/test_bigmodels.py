@@ -19,7 +19,7 @@ from explorer.memory.specs import spec_for
 from explorer.methods import METHODS, KnobError, apply_method
 from explorer.models import ModelLoadError, build_meta, config_models, fresh_copy, load_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "mistral-7b", "qwen2.5-0.5b", "qwen2.5-7b",
          "gemma-2b", "gpt2", "bert-base", "bert-large"]
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -140,7 +140,7 @@ def test_training_refused_with_the_memory_reason(tmp_path):
 
 
 def test_playground_page_on_a_config_only_model():
-    from apptest_helpers import no_problem, open_page
+    from tests.support.apptest import no_problem, open_page
 
     page = str(ROOT / "pages" / "1_Methods_playground.py")
     expected = {"lora": 16_384_000, "sparta": 689_766_482, "smt": 689_766_400}

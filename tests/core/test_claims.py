@@ -18,7 +18,7 @@ from explorer.claims import results as R
 from explorer.claims import specs
 from explorer.claims import stats as S
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- Student t

@@ -9,7 +9,7 @@ from explorer.cli.core import inspect
 from explorer.methods import METHODS
 from explorer.engine.config import TrainConfig
 from explorer.engine.train import train
-from tests.apptest_helpers import ROOT, no_problem, open_page
+from tests.support.apptest import ROOT, no_problem, open_page
 
 MODELS = ("tiny-bert", "tiny-llama", "minilm", "smollm2-135m")
 

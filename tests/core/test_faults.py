@@ -264,7 +264,7 @@ FT_PAGE = "pages/2_Fine_tune.py"
 def page_env(tmp_path, monkeypatch):
     from pathlib import Path
 
-    if not (Path(__file__).resolve().parents[1] / FT_PAGE).exists():
+    if not (Path(__file__).resolve().parents[2] / FT_PAGE).exists():
         pytest.skip("the Fine-tune page is not there")
     monkeypatch.setenv("PEFT_EXPLORER_SESSIONS", str(tmp_path / "sessions"))
     torch_threads = torch.get_num_threads()
@@ -281,7 +281,7 @@ def app(page: str = FT_PAGE, **params):
 
     from streamlit.testing.v1 import AppTest
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     at = AppTest.from_file(str(root / "app.py"), default_timeout=90)
     at.switch_page(page) if page != "app.py" else None
     for k, v in params.items():

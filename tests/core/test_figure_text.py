@@ -9,7 +9,7 @@ import io
 import numpy as np
 import plotly.graph_objects as go
 
-from apptest_helpers import no_problem, open_page
+from tests.support.apptest import no_problem, open_page
 from explorer.views import figure_text as T
 from explorer.views import figures as F
 

@@ -239,7 +239,7 @@ def test_server_config_turns_off_streamlits_gc_after_every_rerun():
 
     from streamlit import config as st_config
 
-    cfg = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    cfg = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
     assert cfg["runner"]["postScriptGC"] is False
     # the option still exists in this Streamlit (a renamed option would be silently ignored), and the app's
     # config file really sets it: loaded the way `streamlit run` loads it, the value is False
@@ -251,7 +251,7 @@ def test_server_config_turns_off_streamlits_gc_after_every_rerun():
     saved = copy.deepcopy(st_config._config_options)
     try:
         st_config._update_config_with_toml(
-            (Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text(), "test")
+            (Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text(), "test")
         assert st_config.get_option("runner.postScriptGC") is False
     finally:
         st_config._config_options = saved

@@ -15,6 +15,7 @@ from explorer.memory.specs import PUBLISHED, ModelSpec, spec_for, spec_from_mode
 from explorer.memory.units import fmt_bytes
 from explorer.methods import METHODS, KnobError, apply_method
 from explorer.models import fresh_copy
+from tests.support.batches import make_batch
 
 ALL = list(METHODS)
 # tiny models are embedding-heavy: SpaRTA's paper sparsity (of all parameters) asks for more entries than the
@@ -24,14 +25,6 @@ TINY_KNOBS = {"sparta": dict(density=0.1),
 # the analytic SMT term assumes the blocks spread over the matrices (an upper bound of the saved input columns);
 # these block sizes (the largest that divide the targets) keep that bound within this file's tolerance
 SMT_BLOCK = {"bert": 64, "llama": 32}
-
-
-def make_batch(loaded, b=4, s=24, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, 5000, (b, s), generator=g)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    batch["labels"] = torch.randint(0, 2, (b,), generator=g) if loaded.info.kind == "seq-cls" else ids.clone()
-    return batch
 
 
 def run_two_steps(loaded, method, b=4, s=24, **knobs):

@@ -9,7 +9,7 @@ the code under test: 2 layers, hidden 8, 2 heads of 4, 1 kv head (GQA), MLP 16, 
     embeddings 10 x 8 = 80;  norms 2 layers x 2 x 8 + final 8 = 40;  head 8 x 2 = 16
     N = 1,152 + 80 + 40 + 16 = 1,288;  buffers: rotary inverse frequencies, 2 x 4 B x (4 / 2) = 16 B
 
-Fast (no model is loaded): the memory scope of ``benchmarks/mutation.py`` runs these against every mutant.
+Fast (no model is loaded): the memory scope of ``tools/mutation.py`` runs these against every mutant.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from explorer.memory.specs import PUBLISHED
 from explorer.methods import METHODS, Knob, Method
 from explorer.views import memory_views as V
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MEMORY_FILES = sorted((ROOT / "explorer" / "memory").glob("*.py")) + [
     ROOT / "explorer" / "views" / "memory_views.py", ROOT / "explorer" / "views" / "memory_tables.py",
     ROOT / "explorer" / "views" / "memory_figures.py", ROOT / "pages" / "4_Memory_calculator.py",

@@ -16,7 +16,7 @@ from explorer.memory.specs import PUBLISHED, ModelSpec
 from explorer.memory.units import GB
 from explorer.methods import KnobError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALL_LIN = ["q", "k", "v", "o", "gate", "up", "down"]
 
 

@@ -27,7 +27,7 @@ import pytest
 from explorer.methods import METHODS
 from explorer.methods.contract import Method
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = set(METHODS)
 TABLES_ALLOWED = {"explorer/workshop/presets.py", "explorer/claims/specs.py"}
 

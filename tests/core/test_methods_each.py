@@ -1,5 +1,5 @@
 """Small, fast tests written against the mutants of ``explorer/methods/`` that ``make mutation``
-(benchmarks/mutation.py) found alive or never reached.
+(tools/mutation.py) found alive or never reached.
 
 Every model here is built by hand (a few nn.Linear layers named like a LLaMA block, so that ``find_targets``
 finds them), and every expected value is a hand count or a paper's formula, never taken from the code under test.

@@ -128,7 +128,7 @@ def test_no_list_of_model_names_outside_the_registry():
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     names = set(models.REGISTRY) | set(models.config_models())
     found = []
     for p in sorted([*root.glob("explorer/**/*.py"), *root.glob("ui_*.py")]):

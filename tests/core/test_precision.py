@@ -15,7 +15,7 @@ from explorer.methods import METHODS, KnobError, apply_method
 from explorer.models import fresh_copy
 
 ALL = list(METHODS)
-# tiny models: explicit SpaRTA and SMT budgets (see tests/test_memory.py)
+# tiny models: explicit SpaRTA and SMT budgets (see tests/core/test_memory.py)
 KNOBS = {"sparta": dict(density=0.1), "smt": dict(blocks=4, warmup_steps=2, warmup_mode="gradient-only")}
 
 
@@ -29,7 +29,7 @@ def _batch(loaded, b=4, s=16, seed=0):
 def _adapter(loaded, method, checkpointing=False):
     torch.manual_seed(0)
     knobs = dict(KNOBS.get(method, {}))
-    if method == "smt":  # the block sizes of tests/test_memory.py (the analytic index bytes assume them)
+    if method == "smt":  # the block sizes of tests/core/test_memory.py (the analytic index bytes assume them)
         knobs["block_size"] = {"bert": 64, "llama": 32}[loaded.info.family]
     a = apply_method(fresh_copy(loaded.model), method, n_base=loaded.info.n_params, **knobs)
     if a.needs_warmup:

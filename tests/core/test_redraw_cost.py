@@ -204,7 +204,7 @@ def test_two_board_files_have_different_cache_names(tmp_path):
 # ----------------------------------------------------------------------------- the benchmark's py-spy sorting
 
 def test_participant_cost_sorts_pyspy_samples_by_page_streamlit_and_relay(tmp_path):
-    from benchmarks.participant_cost import attribute, parse_raw
+    from tools.pyspy_shares import attribute, parse_raw
 
     root = tmp_path / "co"
     sp = "/venv/lib/python3.11/site-packages"

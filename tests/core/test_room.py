@@ -13,7 +13,7 @@ from explorer.workshop.lessons import parse_lesson
 from explorer.workshop.room import HEARTBEAT_S, PRESENT_S, Room, RoomError
 from explorer.workshop.truths import TruthContext
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "room-token-123"
 
 

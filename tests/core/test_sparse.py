@@ -1,4 +1,4 @@
-"""Small, fast tests written against the mutants that ``make mutation`` (benchmarks/mutation.py) found alive.
+"""Small, fast tests written against the mutants that ``make mutation`` (tools/mutation.py) found alive.
 
 Every expected value here is written by hand (or from a paper's formula), never taken from the code under test.
 """

@@ -15,7 +15,7 @@ from explorer.memory.measured import MemoryAccountant
 from explorer.methods import apply_method
 from explorer.models import fresh_copy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _batch(seed=0, b=4, s=12):

@@ -20,7 +20,7 @@ from explorer.data import builtin
 from explorer.workshop import history, security, sessions
 from explorer.errors import DataError, user_message
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 # A real-looking Windows-1252 export, written byte by byte (not with Python's cp1252 codec), and the

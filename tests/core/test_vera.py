@@ -13,9 +13,9 @@ import torch
 from explorer.methods import METHODS, KnobError, apply_method, load_adapter
 from explorer.methods import vera as vera_module
 from explorer.models import checksum, fresh_copy, load_model
-from tests.test_memory import make_batch
+from tests.support.batches import make_batch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def adapt(loaded, **knobs):
@@ -203,7 +203,7 @@ def test_bad_knobs_are_one_clear_line(tiny_bert):
 TIED_LORA_NAMES = re.compile(r"VeRA-like", re.I)
 ALLOWED = {"explorer/claims/specs.py": re.compile(r"""["'](over-)?vera["']""", re.I),
            # mutmut's names of the surviving mutants judged equivalent (module.function__mutmut_N): data, no branch
-           "benchmarks/mutation.py": re.compile(r"\{_M\}vera\.x[ǁ_]")}
+           "tools/mutation.py": re.compile(r"\{_M\}vera\.x[ǁ_]")}
 NOT_CODE = ("README.md", "assets/", "benchmarks/results/")  # prose written by the lead, and shipped measurements
 
 
@@ -243,7 +243,7 @@ def test_the_check_finds_a_mention():
 def test_pages_offer_it_without_naming_it():
     """The registry line is enough: the playground and the fine-tune page offer it, the memory calculator has
     its row, and the Home table lists what it trains (every text from the module)."""
-    from apptest_helpers import no_problem, open_page
+    from tests.support.apptest import no_problem, open_page
 
     info = METHODS["vera"]
     at = open_page(str(ROOT / "app.py"))

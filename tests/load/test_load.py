@@ -5,7 +5,7 @@ server status: checksums of the cached base models, live worker threads, active 
 gc + malloc_trim).  ``SESSIONS`` participants at the same time, each one page session:
 
 * ``PEFT_LOAD_CLIENT=protocol`` (the default, in ``make test``): headless participants that speak Streamlit's
-  WebSocket protocol as the browser's frontend does (``tests/st_protocol.py``) but draw nothing, because in a
+  WebSocket protocol as the browser's frontend does (``tools/st_protocol.py``) but draw nothing, because in a
   room every participant's browser draws on its own laptop.  On this 2-core machine ten Chromium renderers
   would take most of the CPU from the server they are meant to load (measured: 113 of 146 CPU-seconds of a
   pass), and the redraw times would measure them;
@@ -46,7 +46,7 @@ import pytest
 
 from explorer.views import fmt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 # figures go to tests/artifacts/load.json (ignored by git); UPDATE_RESULTS=1 (make loadtest) refreshes the
 # README's copy in benchmarks/results/
@@ -366,7 +366,7 @@ def p_errors(ss) -> list[str]:
 
 
 async def p_server_status(url: str) -> dict:
-    from st_protocol import Session
+    from tools.st_protocol import Session
 
     ss = Session(url)
     try:
@@ -404,7 +404,7 @@ async def p_one_session(url: str, i: int, exp_pg: dict, exp_run: dict, out: dict
     """A participant with two tabs: the playground, and Fine-tune.  They start a run, then move the rank slider
     on the playground while the room's runs are queued and training (the redraws the room waits for).  ``headers``
     go with both tabs' WebSockets (benchmarks/room_servers.py: the proxy's cookie, as one browser sends it)."""
-    from st_protocol import Session
+    from tools.st_protocol import Session
 
     method, rank = session_plan(i)
     rec = dict(session=i, method=method, rank=rank, redraws=[], errors=[], saw_queue=False)

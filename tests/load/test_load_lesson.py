@@ -1,5 +1,5 @@
-"""Load test of a live lesson: headless participants (``tests/st_protocol.py``) follow the teacher through five
-steps of "What LoRA trains" on the real server while two runs train (``tests/lesson_room.py``).
+"""Load test of a live lesson: headless participants (``tools/st_protocol.py``) follow the teacher through five
+steps of "What LoRA trains" on the real server while two runs train (``tools/lesson_room.py``).
 
 Checks: every participant reaches every step (the banner says it and the page's address is the step's view),
 no page shows an error, the probe's slider redraws all complete, and both runs were training or finished at each
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from lesson_room import follow_room
+from tools.lesson_room import follow_room
 
 from explorer.workshop.lessons import bundled_lessons
 from explorer.workshop.room import Room
 from tools.streamlit_server import serve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARTICIPANTS = int(os.environ.get("PEFT_LOAD_LESSON_PARTICIPANTS", "10"))
 TOKEN = "load-test-instructor-token"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import no_problem, page_app, qp
+from tests.support.apptest import no_problem, page_app, qp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOARD = str(ROOT / "pages" / "7_Class_board.py")
 FT = str(ROOT / "pages" / "2_Fine_tune.py")
 CMP = str(ROOT / "pages" / "3_Compare.py")

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from apptest_helpers import no_problem, open_page
+from tests.support.apptest import no_problem, open_page
 from explorer.claims import results as R
 from explorer.claims import specs
 from explorer.claims import stats as S
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "6_Claims_lab.py")
 
 

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FT = str(ROOT / "pages" / "2_Fine_tune.py")
 CMP = str(ROOT / "pages" / "3_Compare.py")
 TIMEOUT = 90
 
-from apptest_helpers import no_problem, one_thread, open_page, page_app, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
+from tests.support.apptest import no_problem, open_page, page_app, qp, stop_all_runs
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: 1 torch thread
 
 
 def ft(**params):

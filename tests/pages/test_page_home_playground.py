@@ -12,11 +12,11 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.views import fmt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLAYGROUND = str(ROOT / "pages" / "1_Methods_playground.py")
 TIMEOUT = 120
 
-from apptest_helpers import no_problem, open_page, qp
+from tests.support.apptest import no_problem, open_page, qp
 
 
 def run_pg(**params):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from apptest_helpers import no_problem, page_app, qp
+from tests.support.apptest import no_problem, page_app, qp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LESSON_PAGE = "pages/8_Lesson.py"
 HOME = "pages/0_Home.py"
 TOKEN = "the lesson page's token"

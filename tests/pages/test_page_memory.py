@@ -15,11 +15,11 @@ from explorer.memory.analytic import estimate
 from explorer.memory.specs import PUBLISHED
 from explorer.methods import METHODS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "4_Memory_calculator.py")
 TIMEOUT = 120
 
-from apptest_helpers import open_page, no_problem, qp, metric
+from tests.support.apptest import open_page, no_problem, qp, metric
 
 
 def run(**params):

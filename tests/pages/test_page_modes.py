@@ -1,11 +1,11 @@
 """AppTest: instructor and projector modes hold across pages and live in the URL; the Fine-tune run picker
-follows the newest run until the user picks one.  (The real browser version: tests/test_browser_modes.py.)"""
+follows the newest run until the user picks one.  (The real browser version: tests/browser/test_browser_modes.py.)"""
 
 from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import ROOT, no_problem, page_app
+from tests.support.apptest import ROOT, no_problem, page_app
 
 HOME = str(ROOT / "app.py")
 FT = str(ROOT / "pages" / "2_Fine_tune.py")

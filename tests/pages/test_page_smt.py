@@ -15,9 +15,11 @@ from streamlit.testing.v1 import AppTest
 from explorer import smt_inspector as A
 from explorer.views import smt_views as V
 from explorer.targets import Target
-from apptest_helpers import no_problem, one_thread, page_app, qp, stop_all_runs  # noqa: F401  (one_thread: a fixture)
+from tests.support.apptest import no_problem, page_app, qp, stop_all_runs
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: 1 torch thread
+
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "5_SMT_block_inspector.py")
 FT = str(ROOT / "pages" / "2_Fine_tune.py")
 HANDOFF = "smt_inspector_selection"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from apptest_helpers import ROOT
+from tests.support.apptest import ROOT
 
 SCRIPT = """
 import importlib, sys, threading

@@ -1,11 +1,11 @@
 """Waiting pages poll at the pace of what they watch, and change pace without a full-page run (``ui.polling``).
 
 The real server (``tools.streamlit_server.serve``, runs in its threads, one run at a time) and headless tabs
-(``tests/st_protocol.py``, which keep the fragments' timers as the browser does): one tab keeps the server's only
+(``tools/st_protocol.py``, which keep the fragments' timers as the browser does): one tab keeps the server's only
 run slot busy with a long fine-tune, another waits in line behind it on Fine-tune, Compare's budget sweep or the
 SMT inspector's warm-up.  While it waits its panel polls every 2 s; when the slot frees, the panel speeds up by
 itself (Fine-tune 0.7 s, the sweep 1 s, the warm-up 0.5 s) with no full run of the page in between.  The Claims
-lab's live re-run (minilm, minutes) is checked in the core: ``tests/test_redraw_cost.py``.
+lab's live re-run (minilm, minutes) is checked in the core: ``tests/core/test_redraw_cost.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 
 import pytest
 
-from st_protocol import Session
+from tools.st_protocol import Session
 from tools.streamlit_server import serve
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 The servers are started with ``tools.streamlit_server.serve`` and nginx on a free port with its configuration in a
 temporary folder (``tools.serve_room.room``); all of them are stopped after the module.  The participants are
-headless (``tests/st_protocol.py``) and carry the proxy's cookie as a browser does, with the page's ``Origin``.
+headless (``tools/st_protocol.py``) and carry the proxy's cookie as a browser does, with the page's ``Origin``.
 nginx is not installed by the test: ``make test`` installs Debian's package (``make nginx``); without it the
 module is skipped with that reason.
 """
@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from st_protocol import Session
+from tools.st_protocol import Session
 from tools.serve_room import COOKIE, HEADER, nginx_binary, nginx_config, room
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from explorer.views.pages import PAGES
-from st_protocol import Session
+from tools.st_protocol import Session
 from tools.streamlit_server import serve
 
 

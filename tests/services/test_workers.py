@@ -197,7 +197,7 @@ def test_a_process_that_exits_leaves_no_worker_and_prints_no_traceback():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     p = subprocess.run([sys.executable, "-c", EXITING], cwd=root, capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, PYTHONPATH=str(root)))
     assert p.returncode == 0

@@ -1,14 +1,14 @@
-"""Shared helpers for the page tests (streamlit.testing.v1.AppTest)."""
+"""Shared helpers for the page tests (streamlit.testing.v1.AppTest); the ``one_thread`` fixture is in
+``tests/conftest.py``."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def page_app(path: str, timeout: float = 120) -> AppTest:
@@ -45,18 +45,6 @@ def qp(at: AppTest, key: str) -> str:
 def metric(at: AppTest, label: str) -> str:
     """The value of the metric with this label."""
     return next(m.value for m in at.metric if m.label == label)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Runs in worker threads share 2 busy cores: 1 intra-op thread each (as the server's queue sets it).
-    A test module uses it with ``from apptest_helpers import one_thread  # noqa: F401``."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def stop_all_runs(timeout: float = 30.0) -> None:

@@ -1,4 +1,4 @@
-"""The mutation benchmark's own bookkeeping (benchmarks/mutation.py), without mutmut: scopes, and how the runs'
+"""The mutation benchmark's own bookkeeping (tools/mutation.py), without mutmut: scopes, and how the runs'
 reports merge (each mutant from the newest run that checked it; a run stopped early hides no older check)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from benchmarks import mutation as mt
+from tools import mutation as mt
 
 A = "explorer.memory.units.x_fmt_bytes__mutmut_"
 B = "explorer.memory.options.x_options__mutmut_"
@@ -79,10 +79,10 @@ def test_a_survivors_rerun_keeps_the_scopes_earlier_checks(results_dir, monkeypa
 def test_scopes_one_file_at_a_time():
     files, tests = mt.scope_files_and_tests("memory.specs")
     assert files == ["explorer/memory/specs.py"]
-    own = sorted(f"tests/{f.name}" for f in (mt.ROOT / "tests").glob("test_mutation_kills_memory*.py"))
+    own = [f"tests/core/test_memory_{m}.py" for m in ("analytic", "activations", "specs")]
     assert set(own) <= set(tests)  # the memory model's own fast tests
-    mem = [t for t in tests if t.startswith("tests/test_memory.py::")]
-    assert "tests/test_memory.py::test_korthikanti_formula_and_precisions" in mem
+    mem = [t for t in tests if t.startswith("tests/core/test_memory.py::")]
+    assert "tests/core/test_memory.py::test_korthikanti_formula_and_precisions" in mem
     # tests that train a model cost seconds per mutant: left to make test
     assert not any(t.endswith(("_on_minilm", "::test_analytic_agrees_with_measured")) for t in mem)
     assert not any(t.endswith("test_memory_cli_json") for t in tests)  # a subprocess: no mutant is seen there

@@ -3,6 +3,9 @@
     python -m benchmarks.gpu_check                      # on a machine with CUDA (an H200 in practice)
     python -m benchmarks.gpu_check --device cpu --quick # dry run on the CPU (tiny-llama, a few steps)
 
+(``benchmarks/gpu_check.py`` is the entry point the README and the device instructions name; the code is here,
+in ``tools/``, so that its test imports no benchmark.)
+
 Parts (each timed; a part that cannot run is listed under ``skipped`` with the reason):
 
 a. ``finetune``: a 100-step LoRA fine-tune of smollm2-135m on CUDA through ``explorer.engine.train.train``
@@ -37,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 MIB = 2 ** 20
 
 

@@ -1,15 +1,18 @@
-"""benchmarks/gpu_check.py: its CPU dry run (same code paths, no CUDA figures), its one-line exit without CUDA,
-and (marked ``cuda``, skipped without a GPU) a short run on CUDA."""
+"""tools/gpu_check.py (run as ``benchmarks/gpu_check.py``): its CPU dry run (same code paths, no CUDA figures), its
+one-line exit without CUDA, and (marked ``cuda``, skipped without a GPU) a short run on CUDA."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks import gpu_check
 from explorer.memory.analytic import estimate
 from explorer.memory.specs import spec_from_model
 from explorer.methods import METHODS
+from tools import gpu_check
 
 @pytest.fixture(autouse=True)
 def _keep_threads():
@@ -132,3 +135,11 @@ def test_render_and_checks_with_cuda_figures(dry):
     full = next(r for r in data["methods"] if r["method"] == "full")
     assert f"| {full['analytic_bytes'] / full['account_peak_bytes']:.3f} | {full['analytic_vs_cuda']:.3f} |" in md
     assert "world size 2" in md and "ranks' adapters identical: True" in md and "FAIL free_bytes" in md
+
+
+def test_the_benchmarks_entry_point_runs_the_check():
+    """``python benchmarks/gpu_check.py`` (the name the README and the device instructions give) runs this check."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "tpu"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "--device must be cuda, cuda:N or cpu" in out.stdout, (out.stdout, out.stderr)

@@ -34,17 +34,16 @@ import asyncio
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from explorer.views import fmt
+from tools.load_participant import (MOVES, P_STEPS, RANKS, SESSIONS, STEPS, expectations, p_one_session,
+                                    p_server_status, pct, session_plan)
+from tools.streamlit_server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -55,14 +54,7 @@ RESULTS = (ROOT / "benchmarks" / "results" if os.environ.get("UPDATE_RESULTS") =
            else ROOT / "tests" / "artifacts") / ("load_browsers.json" if CLIENT == "browser" else "load.json")
 if os.environ.get("PEFT_LOAD_RESULTS"):  # benchmarks.load_curve: one file per room size
     RESULTS = Path(os.environ["PEFT_LOAD_RESULTS"])
-SESSIONS = int(os.environ.get("PEFT_LOAD_SESSIONS", "10"))
-# a participant waits for their run behind the room's queue (2 at a time): longer in a larger room
-RUN_WAIT_S = 150 + 4 * SESSIONS
-STEPS = 2  # browser clients: the page's minimum; it evaluates 200 held-out examples at steps 0, 1 and 2
-P_STEPS = 40  # headless participants: runs long enough that the redraws happen while runs train
 RSS_TOLERANCE = 0.10
-METHODS = ["lora", "dora", "lora-sp", "tied-lora"]
-RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]  # the playground's rank options (explorer.methods.facts.RANK_STEPS)
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage"]
 
@@ -71,46 +63,7 @@ pytestmark = [pytest.mark.slow] + ([pytest.mark.browser, pytest.mark.skipif(
     if CLIENT == "browser" else [])
 
 
-MOVES = 3  # rank slider moves per participant
-
-
-def session_plan(i: int) -> tuple[str, int]:
-    """Method and starting rank of session i (distinct pairs; MOVES slider steps stay inside RANKS)."""
-    return METHODS[i % len(METHODS)], RANKS[(i // len(METHODS) + i) % (len(RANKS) - MOVES)]
-
-
-# ----------------------------------------------------------------------------- expected counts (the core)
-
-def expected_playground(method: str, rank: int) -> int:
-    from explorer.views import playground as pg
-    from explorer.models import load_model
-
-    loaded = load_model("tiny-bert")
-    vals = pg.side_schema(method, "a").defaults()
-    vals["a_rank"] = rank
-    return pg.summarize(loaded, method, pg.side_knobs(vals, method, "a")).trainable
-
-
-def expected_run(method: str, rank: int) -> int:  # the count does not depend on the number of steps
-    from explorer.methods import METHODS as M, apply_method
-    from explorer.engine.config import TrainConfig
-    from explorer.engine.prepare import load_for, prepare_base
-
-    knobs = {kn.name: kn.default for kn in M[method].knobs}
-    knobs["rank"] = rank
-    cfg = TrainConfig(model="tiny-bert", method=method, knobs=knobs, steps=STEPS)
-    loaded, task = load_for(cfg)
-    ad = apply_method(prepare_base(loaded, task, cfg.seed), method, n_base=loaded.info.n_params, **knobs)
-    return int(ad.num_trainable())
-
-
 # ----------------------------------------------------------------------------- the server
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 EXECUTORS = ["thread", "process"]  # side by side in one run: runs in the server's threads, then in worker processes
 
@@ -122,38 +75,14 @@ APP_ROOT = Path(os.environ.get("PEFT_LOAD_CHECKOUT") or ROOT).resolve()
 
 @pytest.fixture(scope="module", params=EXECUTORS)
 def server(request, tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH=str(APP_ROOT), OMP_NUM_THREADS="2", PEFT_EXPLORER_DEBUG="1",
-               PEFT_EXPLORER_EXECUTOR=request.param, PEFT_EXPLORER_GC_FREEZE="1",  # as a real server
-               PEFT_EXPLORER_SESSIONS=str(tmp_path_factory.mktemp("sessions")))
+    """The real server (``tools.streamlit_server.serve``) of ``APP_ROOT``, its runs in threads or in worker
+    processes (``EXECUTORS``); its output goes to ``.pytest_cache/load_server_<executor>.log``."""
     logdir = ROOT / ".pytest_cache"
-    log = open(logdir / f"load_server_{request.param}.log", "w") if logdir.exists() else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"],
-                            cwd=APP_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("the streamlit server did not become healthy within 60 s")
-            time.sleep(0.3)
-        yield url, proc, request.param
-    finally:  # always kill the server
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    env = dict(PEFT_EXPLORER_DEBUG="1", PEFT_EXPLORER_EXECUTOR=request.param, PEFT_EXPLORER_GC_FREEZE="1",  # as a real server
+               PEFT_EXPLORER_SESSIONS=str(tmp_path_factory.mktemp("sessions")), OMP_NUM_THREADS="2")
+    with serve(env=env, root=APP_ROOT, timeout=60,
+               log=logdir / f"load_server_{request.param}.log" if logdir.exists() else None) as srv:
+        yield srv.url, srv.proc, request.param
 
 
 def server_cpu(pid: int) -> dict:
@@ -349,121 +278,6 @@ async def one_session(browser, url: str, i: int, exp_pg: dict, exp_run: dict, ou
         await ctx.close()
 
 
-# ----------------------------------------------------------------------------- headless participants (protocol)
-
-async def p_settle(ss, rec: dict, where: str) -> None:
-    """The protocol twin of settle(): wait for the script run; a hung run gets one plain rerun, counted."""
-    try:
-        await ss.wait_idle()
-    except AssertionError:
-        rec.setdefault("rerun_key_needed", []).append(where)
-        await ss.rerun()
-        await ss.wait_idle()
-
-
-def p_errors(ss) -> list[str]:
-    return list(ss.errors) + [e.text for e in ss.all("alert") if e.proto.format == e.proto.ERROR]
-
-
-async def p_server_status(url: str) -> dict:
-    from tools.st_protocol import Session
-
-    ss = Session(url)
-    try:
-        await ss.open("", "")
-        ok = await ss.wait_for(lambda s: any('"base_models"' in e.text for e in s.all("code")), 90)
-        assert ok, f"Home showed no server status: {ss.texts()[:20]}"
-        return json.loads(next(e.text for e in ss.all("code") if '"base_models"' in e.text))
-    finally:
-        await ss.close()
-
-
-async def p_watch_run(ft, rec: dict) -> None:
-    """Timestamps of this participant's run as its Fine-tune tab shows it: training, then finished."""
-    def training_or_done(s):
-        seen = s.has_text(r"step \d+ of \d+") or s.has_text(r"Finished \d+ steps")
-        if seen and rec.get("t_train_start") is None:
-            rec["t_train_start"] = time.perf_counter()
-        rec["saw_queue"] = rec.get("saw_queue") or s.has_text(r"in line")
-        return s.has_text(r"Finished \d+ steps") or bool(p_errors(s))
-
-    if not await ft.wait_for(training_or_done, RUN_WAIT_S):  # the live panel did not redraw by itself: one rerun
-        rec.setdefault("rerun_key_needed", []).append("run status")
-        await ft.rerun()
-        await ft.wait_for(lambda s: s.has_text(r"Finished \d+ steps"), 60)
-    rec["t_finished"] = time.perf_counter()
-    # the tab polls a queued run every 2 s, so it notices the start late; the finish line says how long it ran
-    m = next((re.search(r"Finished \d+ steps in ([\d.]+) s", t) for t in ft.texts()
-              if re.search(r"Finished \d+ steps in ([\d.]+) s", t)), None)
-    if m:
-        start = rec["t_finished"] - float(m.group(1))
-        rec["t_train_start"] = min(rec.get("t_train_start") or start, start)
-
-
-async def p_one_session(url: str, i: int, exp_pg: dict, exp_run: dict, out: dict, headers: dict | None = None) -> None:
-    """A participant with two tabs: the playground, and Fine-tune.  They start a run, then move the rank slider
-    on the playground while the room's runs are queued and training (the redraws the room waits for).  ``headers``
-    go with both tabs' WebSockets (benchmarks/room_servers.py: the proxy's cookie, as one browser sends it)."""
-    from tools.st_protocol import Session
-
-    method, rank = session_plan(i)
-    rec = dict(session=i, method=method, rank=rank, redraws=[], errors=[], saw_queue=False)
-    t_begin = time.perf_counter()
-    out[i] = rec
-    pg, ft = Session(url, headers=dict(headers or {})), Session(url, headers=dict(headers or {}))
-    try:
-        # 1. the playground with this participant's own settings
-        await pg.open("Methods_playground", f"model=tiny-bert&m1={method}&m2=none&a_rank={rank}&wt=v&layer=0")
-        await p_settle(pg, rec, "playground")
-        rec["playground_count"] = pg.metric("trainable parameters")
-        rec["playground_expected"] = fmt.count(exp_pg[(method, rank)])  # the metric's compact form
-        # 2. Fine-tune in a second tab with the same method and rank: Start
-        await ft.open("Fine_tune", f"model=tiny-bert&method={method}&k_rank={rank}&steps={P_STEPS}&bs=8&seed={i}")
-        await p_settle(ft, rec, "fine-tune")
-        t0 = time.perf_counter()
-        await ft.click("ft_start")
-        watch = asyncio.create_task(p_watch_run(ft, rec))
-        # 3. back on the playground once the room's runs go (the queue line on the tab says "N running now")
-        await ft.wait_for(lambda s: s.has_text(r"[1-9]\d* running now|step \d+ of \d+|Finished"), 30)
-        cur = rank
-        for _ in range(MOVES):
-            await asyncio.sleep(0.7)  # a participant's pause between moves
-            nxt = RANKS[RANKS.index(cur) + 1]
-            want = fmt.count(exp_pg[(method, nxt)])
-            t_sent = time.perf_counter()
-            await pg.set_slider("pg:a_rank", nxt)
-            await pg.wait_for(lambda s: s.metric("trainable parameters") == want, 60)
-            shown_s = time.perf_counter() - t_sent
-            got = pg.metric("trainable parameters")
-            await p_settle(pg, rec, "redraw")
-            rec["redraws"].append(dict(rank=nxt, seconds=shown_s, script_done_s=time.perf_counter() - t_sent,
-                                       t_sent=t_sent, shown=got, expected=want))
-            cur = nxt
-        rec["errors"] += p_errors(pg)
-        rec["t_playground_done"] = time.perf_counter() - t_begin
-        # 4. the run's end, and the history it leaves
-        await watch
-        rec["run_seconds"] = rec["t_finished"] - t0
-        rec["finished"] = ft.has_text(r"Finished \d+ steps")
-        await p_settle(ft, rec, "run done")
-        cap = r"trainable [\d,]+ · final accuracy"
-        if rec["finished"]:  # the history section appears with the page's rerun after the run
-            rec["history_shown_by_itself"] = await ft.wait_for(lambda s: s.has_text(cap), 20)
-            if not rec["history_shown_by_itself"]:  # any widget move reruns the page
-                await ft.set_slider("ft:steps", P_STEPS + 1)
-                await ft.wait_for(lambda s: s.has_text(cap), 60)
-            m = next((re.search(r"trainable ([\d,]+)", t) for t in ft.texts() if re.search(cap, t)), None)
-            rec["run_count"] = m.group(1) if m else None
-        rec["run_expected"] = f"{exp_run[(method, rank)]:,}"
-        rec["t_done"] = time.perf_counter() - t_begin
-        rec["errors"] += p_errors(ft)
-    except Exception as e:  # noqa: BLE001 - reported by the test with the session's record
-        rec["errors"].append(f"{type(e).__name__}: {str(e)[:300]}")
-    finally:
-        await pg.close()
-        await ft.close()
-
-
 async def p_drive(url: str, proc) -> dict:
     """drive() with headless participants."""
     t_all = time.perf_counter()
@@ -475,15 +289,6 @@ async def p_drive(url: str, proc) -> dict:
     await asyncio.sleep(2.0)
     return await measure(url, proc, lambda: p_server_status(url),
                          lambda i, out: p_one_session(url, i, exp_pg, exp_run, out), warm[0], t_all)
-
-
-def expectations() -> tuple[dict, dict]:
-    plans = [session_plan(i) for i in range(SESSIONS)] + [session_plan(0)]
-    exp_pg = {}
-    for m, r in plans:
-        for rr in RANKS[RANKS.index(r):RANKS.index(r) + MOVES + 1]:
-            exp_pg.setdefault((m, rr), expected_playground(m, rr))
-    return exp_pg, {(m, r): expected_run(m, r) for m, r in plans}
 
 
 async def measure(url: str, proc, status, session, warm: dict, t_all: float) -> dict:
@@ -543,15 +348,6 @@ async def drive(url: str, proc) -> dict:
             await browser.close()
 
 
-def _pct(xs, q):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
 RATIO_KEYS = ("redraw_p50_s", "redraw_p95_s", "redraw_max_s", "run_wall_p50_s", "sessions_wall_s", "peak_rss_bytes",
               "server_cpu_s")
 
@@ -591,11 +387,11 @@ def test_many_sessions_no_crosstalk_memory_back_threads_gone(server):
         runs_that_waited_in_the_queue=sum(1 for s in sessions if s.get("saw_queue")),
         history_redrawn_by_itself=sum(1 for s in sessions if s.get("history_shown_by_itself")),
         sessions_that_needed_the_rerun_key=sum(1 for s in sessions if s.get("rerun_key_needed")),
-        redraw_samples=len(redraws), redraw_p50_s=_pct(redraws, 0.5), redraw_p95_s=_pct(redraws, 0.95),
+        redraw_samples=len(redraws), redraw_p50_s=pct(redraws, 0.5), redraw_p95_s=pct(redraws, 0.95),
         redraw_max_s=max(redraws) if redraws else None,
         redraws_sent_while_a_run_trained=len(during) if CLIENT != "browser" else None,
-        redraw_while_training_p95_s=_pct(during, 0.95) if CLIENT != "browser" else None,
-        run_wall_p50_s=_pct([s["run_seconds"] for s in sessions if s.get("finished")], 0.5),
+        redraw_while_training_p95_s=pct(during, 0.95) if CLIENT != "browser" else None,
+        run_wall_p50_s=pct([s["run_seconds"] for s in sessions if s.get("finished")], 0.5),
         executor=executor, client=CLIENT, peak_rss_bytes=r["peak_rss"], peak_workers_rss_bytes=r["peak_workers_rss"],
         idle_rss_bytes=idle_rss, after_rss_bytes=after_rss,
         after_over_idle=after_rss / idle_rss if idle_rss else None,

@@ -20,7 +20,8 @@ tests/core/test_methods.py, tests/core/test_memory.py, tests/core/test_sparse.py
 test fails, *survived* when all pass.
 
 Writes ``benchmarks/results/mutation/mutation.json`` (totals, score, per-module figures, every survivor with its
-diff and, where one is known, the reason it is equivalent: ``EQUIVALENT`` below) and ``mutation.md``.
+diff and, where one is known, the reason it is equivalent: ``tools/mutation_equivalent.toml``) and
+``mutation.md``.
 Each run also writes its own ``mutation.<scope>.json`` / ``.md`` (a scope's commas become ``+``), and
 ``mutation.json`` / ``mutation.md`` are then rebuilt from every ``mutation.<scope>.json`` kept there: each mutant
 counted once, from the newest run that checked it (``--merge-only`` rebuilds them without running).
@@ -196,161 +197,33 @@ def scope_patterns(scope: str) -> list[str]:
         out += [p for p in SCOPES[part.strip()] if p not in out]
     return out
 
-# Surviving mutants that cannot be killed because they do not change behaviour, each with its reason.
-# Keys are mutant names as mutmut prints them.  A survivor not listed here is a gap in the tests.
-_S = "explorer.sparse."
-_M = "explorer.methods."
-_WHY = {
-    "device": "a device argument dropped or set to None: every tensor in the tests is on the CPU (no GPU on "
-              "this machine), where the default device is the same; only a CUDA run can tell them apart",
-    "mask_index": "the coordinates are always integer arrays (the int32 buffers' .numpy()); numpy indexes the "
-                  "same with or without the int64 cast",
-    "copy_cast": "Tensor.copy_ casts to the destination's dtype anyway",
-    "float_div": "true division then int32 truncation equals floor division for non-negative values below 2^24 "
-                 "(float32 is exact there); not equivalent above 16.7 M entries per matrix, which no bundled "
-                 "model reaches (largest: 1536 x 576) and a unit test cannot draw cheaply",
-    "argsort_div": "the sort key in float is exact below 2^24 blocks, so the order is the same",
-    "noop_to": "Tensor.to(None) is a no-op and the tensor already has that dtype (unique() of int32 is int32; "
-               "the gradient is computed in fp32 and delta is always fp32; gy has the weight's dtype outside "
-               "autocast)",
-    "persistent_none": "register_buffer(persistent=None) is falsy: the buffer stays out of the state dict, as "
-                       "with False (tested)",
-    "w_eff_dtype": "w_eff is cast to gy's dtype on the next line, so summing in fp32 instead of the weight's "
-                   "dtype changes nothing for fp32 weights and only the last bf16 rounding otherwise",
-    "default_dtype": "torch.empty without dtype gives torch's default float32, the dtype asked for",
-    "loop_step": "the number of blocks handled per batch in the backward: any step gives the same gradients",
-    "path_choice": "only chooses between the gathered and the chunked gradient, which give the same values "
-                   "(both tested); it changes cost, not results",
-    "chunk_size": "the row-chunk size of the chunked gradient: any size >= 1 gives the same values",
-}
-EQUIVALENT: dict[str, str] = {
-    **{f"{_S}x_dense_from_blocks__mutmut_{i}": _WHY["device"] for i in (8, 11)},
-    **{f"{_S}x_dense_from_entries__mutmut_{i}": _WHY["device"] for i in (4, 7)},
-    **{f"{_S}x_linear_from__mutmut_{i}": _WHY["device"] for i in (5, 10)},
-    **{f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_{i}": _WHY["device"] for i in (68, 71, 103, 106)},
-    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["device"] for i in (38, 41)},
-    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["device"] for i in (46, 49, 74, 78)},
-    **{f"{_S}x_block_mask__mutmut_{i}": _WHY["mask_index"] for i in (11, 13, 15, 17)},
-    **{f"{_S}x_entry_mask__mutmut_{i}": _WHY["mask_index"] for i in (8, 10, 12, 14)},
-    f"{_S}x_linear_from__mutmut_14": _WHY["copy_cast"],
-    f"{_S}x_random_entries__mutmut_21": _WHY["float_div"],
-    f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_22": _WHY["argsort_div"],
-    f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_26": _WHY["noop_to"],
-    **{f"{_S}xǁSparseDeltaLinearǁ__init____mutmut_{i}": _WHY["persistent_none"] for i in (48, 57)},
-    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["w_eff_dtype"] for i in (13, 19)},
-    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["w_eff_dtype"] for i in (11, 16)},
-    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["noop_to"] for i in (21, 80)},
-    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["noop_to"] for i in (18, 102)},
-    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (37, 40)},
-    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["default_dtype"] for i in (45, 48)},
-    **{f"{_S}xǁ_BlockDeltaLinearǁbackward__mutmut_{i}": _WHY["loop_step"] for i in (43, 49)},
-    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["path_choice"] for i in (35, 36, 37, 38)},
-    **{f"{_S}xǁ_EntryDeltaLinearǁbackward__mutmut_{i}": _WHY["chunk_size"] for i in (56, 58, 59, 60, 65)},
-    # explorer/methods/
-    f"{_M}full.xǁFullAdapterǁload_state_tensors__mutmut_3":
-        "load_state_dict(strict=None): torch tests `if strict:`, so None acts as False (a partial state loads; "
-        "tested)",
-    f"{_M}peft_adapter.xǁPeftAdapterǁload__mutmut_17":
-        "getattr(res, 'unexpected_keys') without a default: set_peft_model_state_dict returns torch's "
-        "_IncompatibleKeys, which always has unexpected_keys, so the default is never used",
-    f"{_M}smt.x__blocks_widget__mutmut_29":
-        "with no block size (b = 0) the total only feeds max(1, total) and a help text that is empty without b: "
-        "0 and 1 give the same widget",
-    **{f"{_M}tied_lora.x_formula_lines__mutmut_{i}":
-       "unreachable: TiedLoRAAdapter refuses a combination with nothing trained, so every group has a trained part "
-       "and the 'nothing trained' text is never shown" for i in (60, 61)},
-    **{f"{_M}sparta.x_formula_lines__mutmut_{i}":
-       "the default of knobs.get('density', 0): an adapter's knobs are validated, so density is always there and "
-       "the default is never used" for i in (15, 17, 20)},
-    **{f"{_M}tied_lora.x__held_by_preset__mutmut_{i}":
-       "the default of values.get('preset', 'custom') only has to be a name that is not a preset: None, "
-       "'XXcustomXX' and 'CUSTOM' free the switch just as 'custom' does" for i in (3, 5, 8, 9)},
-    **{f"{_M}smt_blocks.x_auto_block_size__mutmut_{i}":
-       "only sizes that divide every target reach this line, so d / b and d // b are the same whole number"
-       for i in (15, 16)},
-    f"{_M}smt.x_matrix_pictures__mutmut_17":
-        "the fallback divisor is used only when every score is 0, and 0 / 1 and 0 / 2 are the same zeros",
-    f"{_M}tied_lora.xǁTiedLoRAAdapterǁlayouts__mutmut_27":
-        "A's share is the first term added to n = 0, so n = ... and n += ... give the same count",
-    **{f"{_M}smt_blocks.x_select_blocks__mutmut_{i}": _WHY["float_div"].replace("16.7 M entries per matrix",
-                                                                               "16.7 M blocks per matrix")
-       for i in (52, 98)},
-    # explorer/memory/specs.py
-    **{f"explorer.memory.specs.x_spec_from_config__mutmut_{i}":
-       "a getattr default changed to None where the value then meets `or <the same default>` or bool(): None and "
-       "the default give the same field (None or 2 == 2 or 2; bool(None) == bool(False))"
-       for i in (139, 163, 177, 189, 201, 215, 239, 251, 270, 284, 298)},
-    **{f"explorer.memory.specs.xǁModelSpecǁhead_params__mutmut_{i}":
-       "the default of param_groups().get('head', 0): param_groups always has a 'head' key, so the default "
-       "(None, 1 or none) is never used" for i in (4, 6, 9)},
-    # explorer/methods/ (second pass)
-    f"{_M}tied_lora.xǁTiedGroupǁ__init____mutmut_83": _WHY["device"],
-    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_58": _WHY["device"],
-    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_93": _WHY["device"],
-    f"{_M}tied_lora.xǁTiedLoRAAdapterǁ__init____mutmut_2":
-        "Adapter.__init__ stores the knobs, and TiedLoRAAdapter replaces them with {**knobs, **switches} a few "
-        "lines later; nothing reads self.knobs in between",
-    f"{_M}tied_lora.x_memory_plan__mutmut_23":
-        "expected_count reads each target's layer, type and shapes, never its name",
-    **{f"{_M}lora_sp.xǁLoRASPLinearǁ__init____mutmut_{i}": _WHY["device"] for i in (99, 108, 111, 118, 126, 133, 139)},
-    **{f"{_M}lora_sp.xǁLoRASPAdapterǁ__init____mutmut_{i}":
-       "the seed mixing of a target's generator (seed x 1,000,003 + crc32(name)): another constant or sign still "
-       "gives each (seed, target) its own seeded stream, which is all that is promised (same seed, same masks; "
-       "another seed or target, other masks: tested); saved adapters keep their indices" for i in (19, 23)},
-    **{f"{_M}lora_sp.xǁLoRASPAdapterǁ__init____mutmut_{i}":
-       "the offset of the per-step redraw generator's seed (seed + 7919): any constant gives a seeded stream of "
-       "its own (redraws reproducible from the seed: tested)" for i in (53, 56)},
-    **{f"{_M}sparta.x__generator__mutmut_{i}":
-       "the seed mixing of a target's generator (seed x 1,000,003 + crc32(name)): another constant or sign still "
-       "gives each (seed, target) its own seeded stream, which is all that is promised (same seed, same entries; "
-       "another seed, others: tested); the meta draw uses the same function and saved adapters keep their indices"
-       for i in (2, 4)},
-    f"{_M}sparta.xǁSpartaAdapterǁ__init____mutmut_44":
-        "self.meta = None instead of False: both are falsy and self.meta is only ever tested for truth",
-    **{f"{_M}sparta.xǁSpartaAdapterǁ__init____mutmut_{i}":
-       "the dtype of the meta placeholder indices: SparseDeltaLinear casts rows and cols to int32 "
-       "(torch.as_tensor(..., dtype=torch.int32)) before keeping them" for i in (59, 62)},
-    **{f"{_M}{m}__mutmut_{i}":
-       "density > 0 or >= 0 after `knobs.get('density') and`: a density of 0 is already falsy, so the two agree "
-       "for every value that reaches the comparison"
-       for m, i in (("smt_blocks.x_block_budget", 7), ("sparta.x_budget", 10))},
-    f"{_M}sparta.x_budget__mutmut_36":
-        "`< 1e-12` or `<= 1e-12` from the default 0.99: they differ only for a sparsity exactly 1e-12 away (the "
-        "tolerance only absorbs float noise; the slider steps by 0.001)",
-    **{f"{_M}base.xǁAdapterǁtrainable_parameters__mutmut_{i}":
-       "named_parameters(remove_duplicate=None or True) instead of False: unique_params keeps each tensor once, "
-       "under its first name, which is the one remove_duplicate=True keeps (None is falsy: as False)"
-       for i in (2, 3)},
-    **{f"{_M}base.x_validate_knobs__mutmut_{i}":
-       "values.get(name, None) instead of (name, default): the next line turns a None into the knob's default "
-       "anyway" for i in (16, 18)},
-    **{f"{_M}base.x_validate_knobs__mutmut_{i}":
-       "float('INF') and float('-INF') are the same infinities as float('inf') and float('-inf') (Python parses the "
-       "name case-insensitively)" for i in (42, 45)},
-    **{f"{_M}smt_adapter.xǁSMTAdapterǁbegin_warmup__mutmut_{i}":
-       "torch.zeros without dtype gives torch's default float32, the dtype asked for" for i in (4, 8)},
-    **{f"{_M}smt_adapter.xǁSMTAdapterǁbegin_warmup__mutmut_{i}": _WHY["device"] for i in (5, 9)},
-    f"{_M}smt_adapter.xǁSMTAdapterǁfinish_warmup__mutmut_27":
-        "requires_grad_(True) instead of False: install(), called next, sets requires_grad of every parameter again "
-        "(the deltas and the head on, the rest off; tested)",
-    **{f"{_M}smt_adapter.xǁSMTAdapterǁinstall__mutmut_{i}":
-       "the int32 cast of the selected rows / columns: SparseDeltaLinear casts brow and bcol to int32 itself "
-       "(torch.as_tensor(..., dtype=torch.int32))" for i in (8, 10, 13, 15)},
-    **{f"{_M}smt_adapter.xǁSMTAdapterǁinstall__mutmut_{i}":
-       "d / b instead of d // b in the bounds check: the adapter refuses a block size that does not divide every "
-       "target, so both are the same whole number" for i in (20, 23)},
-    # explorer/memory/activations.py
-    **{f"explorer.memory.activations.x_checkpointed__mutmut_{i}":
-       "key.split('.', n)[0] is the text before the first dot for any n (1, 2 or no limit): the same layer number"
-       for i in (8, 11)},
-    "explorer.memory.activations.x__embeddings__mutmut_28":
-        "the LayerNorm's trainable flag only matters when its input needs no gradient, but rg = w.full or "
-        "input_grads two lines up, so whenever w.full is true rg is too: None and w.full save the same",
-    **{f"explorer.memory.activations.x__bert_layer__mutmut_{i}":
-       "the LayerNorm's trainable flag (w.full) only matters when its input needs no gradient; in a full "
-       "fine-tuning walk every input needs one (the embeddings train and every layer's linear layers keep theirs), "
-       "so None and w.full save the same" for i in (94, 148)},
-}
+# Surviving mutants that cannot be killed because they do not change behaviour, each with its reason: a data file
+# (tools/mutation_equivalent.toml).  A survivor not listed there is a gap in the tests.
+EQUIVALENT_FILE = Path(__file__).resolve().with_name("mutation_equivalent.toml")
+
+
+def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
+    """mutant name -> why it is equivalent, from the data file: ``[reasons]`` names reasons used by several groups;
+    each ``[[equivalent]]`` group lists its ``mutants`` with a ``reason`` (a name) or a ``why`` (the words).  A
+    mutant listed twice, an unknown reason name or a group with neither is refused (one line)."""
+    import tomllib
+
+    doc = tomllib.loads(path.read_text("utf-8"))
+    reasons, out = doc.get("reasons", {}), {}
+    for i, group in enumerate(doc.get("equivalent", []), 1):
+        if "reason" in group and group["reason"] not in reasons:
+            raise ValueError(f"{path.name}: group {i} names an unknown reason '{group['reason']}'")
+        why = reasons[group["reason"]] if "reason" in group else group.get("why")
+        if not why:
+            raise ValueError(f"{path.name}: group {i} gives no reason (reason = a name of [reasons], or why = words)")
+        for m in group.get("mutants", []):
+            if m in out:
+                raise ValueError(f"{path.name}: {m} is listed twice")
+            out[m] = why
+    return out
+
+
+EQUIVALENT: dict[str, str] = load_equivalent()
 
 
 def _mutmut_cmd() -> list[str]:

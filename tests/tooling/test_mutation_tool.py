@@ -106,3 +106,42 @@ def test_mutant_names_read_back():
     assert mt._function_of(A + "7") == "fmt_bytes" and mt._module_of(A + "7") == "explorer.memory.units"
     assert [mt._status(c) for c in (1, 0, 33, None, -24, 7)] == [
         "killed", "survived", "no tests", "not checked", "timeout", "suspicious"]
+
+
+def test_the_equivalent_list_is_a_data_file_of_mutants_in_scope():
+    """tools/mutation_equivalent.toml loads, and every mutant it names is one a scope of ``make mutation`` plants."""
+    eq = mt.load_equivalent()
+    assert eq == mt.EQUIVALENT and len(eq) > 100
+    pats = mt.scope_patterns("all")
+    assert [m for m in eq if not mt._in_scope(m, pats)] == []
+    assert all(len(why) > 20 for why in eq.values())  # a reason in words, never a bare name
+
+
+@pytest.mark.parametrize("text, refusal", [
+    ('[[equivalent]]\nwhy = "w"\nmutants = ["a", "a"]\n', "a is listed twice"),
+    ('[[equivalent]]\nreason = "nope"\nmutants = ["a"]\n', "unknown reason 'nope'"),
+    ('[[equivalent]]\nmutants = ["a"]\n', "gives no reason"),
+])
+def test_the_equivalent_file_refuses_what_it_cannot_read(tmp_path, text, refusal):
+    f = tmp_path / "eq.toml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=refusal):
+        mt.load_equivalent(f)
+    f.write_text('[reasons]\nr = "a reason"\n[[equivalent]]\nreason = "r"\nmutants = ["a", "b"]\n')
+    assert mt.load_equivalent(f) == {"a": "a reason", "b": "a reason"}
+
+
+def test_every_selected_test_exists():
+    """The dry listing of each scope's tests: every file is there and every named test is a test of that file (a
+    moved or renamed test file fails here, not in an hour-long mutation run)."""
+    import ast
+
+    for scope in ("all", "methods", "sparse", "engine.warmup", "memory"):
+        tests = mt.scope_files_and_tests(scope)[1]
+        assert tests, scope
+        for t in tests:
+            path, _, name = t.partition("::")
+            assert path.startswith("tests/core/") and (mt.ROOT / path).is_file(), t
+            if name:
+                tree = ast.parse((mt.ROOT / path).read_text("utf-8"))
+                assert name in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, t

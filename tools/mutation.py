@@ -145,11 +145,14 @@ def _memory_tests(stem: str) -> list[str]:
 CORE_TESTS = "tests/core"
 _OWN = [t for m in METHOD_MODULES for t in _own_tests(m)]
 _MEMORY_OWN = [t for m in ANALYTIC if m.startswith("explorer.memory.") for t in _memory_tests(m.rsplit(".", 1)[1])]
+# the fast, hand-counted tests of each method module (tests/core/test_methods_<module>.py: one per method,
+# base, facts, the memory facts, the playground's pictures, SMT's blocks and adapter)
+_METHOD_FILES = sorted(f"{CORE_TESTS}/{p.name}" for p in (ROOT / CORE_TESTS).glob("test_methods_*.py"))
 SCOPE_TESTS = {"methods": [f"{CORE_TESTS}/test_methods.py", f"{CORE_TESTS}/test_sparse.py",
                            f"{CORE_TESTS}/test_memory.py", *_OWN, f"{CORE_TESTS}/test_sparta_budget.py",
-                           f"{CORE_TESTS}/test_methods_each.py"],
+                           *_METHOD_FILES],
                "sparse": [f"{CORE_TESTS}/test_sparse.py"],
-               "engine": [f"{CORE_TESTS}/test_methods.py", f"{CORE_TESTS}/test_methods_each.py"],  # the warm-up's
+               "engine": [f"{CORE_TESTS}/test_methods.py", *_METHOD_FILES],  # the warm-up's
                # the memory model: its fast tests (the byte-account agreement tests, which train tiny models, cost
                # seconds per mutant; they run in make test) and each module's own tests/core/test_memory_<module>.py
                "memory": [*_tests_in(f"{CORE_TESTS}/test_memory.py", fast=True), *_MEMORY_OWN]}
@@ -457,7 +460,7 @@ def markdown(doc: dict) -> str:
                      f"{v.get('not checked', 0)} | {pct(k / reached if reached else None)} |")
     lines += ["", "A time-out (mutmut's CPU limit: (the mutant's tests' time in the clean run + 1 s) x 30) counts as "
               "killed, as mutmut counts it; the four re-run by hand on 2026-12-01 (dora and full memory_plan, two of "
-              "tied_lora's structure) each failed a test of tests/core/test_methods_each.py within 10 s. \"Not checked\": "
+              "tied_lora's structure) each failed a test of tests/core/test_methods_<module>.py within 10 s. \"Not checked\": "
               "the run was stopped before reaching them (mutmut runs the cheapest first).",
               "", "## Surviving mutants", ""]
     if not doc["survivors"]:

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: install run serve-room test loadtest loadtest-browsers bench bench-lessons browser nginx clean mutation
+.PHONY: install run serve-room test test-fast loadtest loadtest-browsers bench bench-lessons browser nginx clean mutation
 
 # the last pip line installs this checkout (editable) for the peft-explorer command: no downloads, no build
 # isolation (the venv's own setuptools builds it), so it works offline
@@ -54,6 +54,11 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 # (tests/services/test_room_servers.py) included
 test: install browser nginx $(VENV)/.ray-installed
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+
+# the core and page layers (tests/core, tests/pages) less the tests marked slow (a subprocess, a real model trained or
+# loaded: each layer's conftest.py names them; make test runs them): a quick check while you work, under 2 minutes
+test-fast: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests/core tests/pages
 
 # the load test alone, with its figures printed and written to benchmarks/results/load.json (headless participants;
 # threads and worker processes side by side).  ROOM=30 runs a room of 30 (benchmarks/results/load_30.json); make test

@@ -1,6 +1,8 @@
-"""Fixtures of the browser layer: one real server (``make run``'s settings) and one headless chromium for the
-whole session, shared by every browser module that asks for them (a module that needs other settings starts its
-own server with ``tests.support.browser.streamlit_server``)."""
+"""Fixtures of the browser layer: one real server (``make run``'s settings) for the whole session, shared by every
+browser module that asks for it (a module that needs other settings starts its own server with
+``tests.support.browser.streamlit_server``), and a headless chromium per module: playwright's sync API keeps its
+event loop running while it is open, so a chromium kept for the session would make every later ``asyncio.run``
+(the load and service layers' headless participants) fail."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ def server():
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 

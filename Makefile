@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: install run serve-room test loadtest loadtest-browsers bench bench-lessons browser nginx clean mutation
+.PHONY: install run serve-room test test-fast loadtest loadtest-browsers bench bench-lessons browser nginx clean mutation
 
 # the last pip line installs this checkout (editable) for the peft-explorer command: no downloads, no build
 # isolation (the venv's own setuptools builds it), so it works offline
@@ -27,7 +27,7 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-# Debian's nginx: the proxy of make serve-room and of tests/test_room_servers.py (the test skips without it)
+# Debian's nginx: the proxy of make serve-room and of tests/services/test_room_servers.py (the test skips without it)
 nginx:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx >/dev/null; \
@@ -50,10 +50,15 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 	$(PY) -m pip install -q -r requirements-ray.txt
 	touch $@
 
-# the whole suite, the 10-session load test (tests/test_load.py, ~2 min), the Ray tests and two servers behind nginx
-# (tests/test_room_servers.py) included
+# the whole suite, the 10-session load test (tests/load/test_load.py, ~2 min), the Ray tests and two servers behind nginx
+# (tests/services/test_room_servers.py) included
 test: install browser nginx $(VENV)/.ray-installed
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+
+# the core and page layers (tests/core, tests/pages) less the tests marked slow (a subprocess, a real model trained or
+# loaded: each layer's conftest.py names them; make test runs them): a quick check while you work, under 2 minutes
+test-fast: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests/core tests/pages
 
 # the load test alone, with its figures printed and written to benchmarks/results/load.json (headless participants;
 # threads and worker processes side by side).  ROOM=30 runs a room of 30 (benchmarks/results/load_30.json); make test
@@ -61,11 +66,11 @@ test: install browser nginx $(VENV)/.ray-installed
 ROOM ?= 10
 loadtest: install
 	PEFT_LOAD_SESSIONS=$(ROOM) PEFT_LOAD_RESULTS=benchmarks/results/load$(if $(filter-out 10,$(ROOM)),_$(ROOM)).json \
-	  UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
+	  UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/load/test_load.py
 
 # the same with ten chromium pages drawing on this machine's cores (benchmarks/results/load_browsers.json)
 loadtest-browsers: install browser
-	PEFT_LOAD_CLIENT=browser UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/test_load.py
+	PEFT_LOAD_CLIENT=browser UPDATE_RESULTS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -s tests/load/test_load.py
 
 bench: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.memory_honesty
@@ -77,7 +82,7 @@ bench-lessons: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.lesson_steps
 
 # mutation testing of methods/, sparse.py and the analytic memory model (slow: not part of make test);
-# each run writes benchmarks/results/mutation.<scope>.{json,md}; mutation.{json,md} merge every run kept there.
+# each run writes benchmarks/results/mutation/mutation.<scope>.{json,md}; mutation.{json,md} merge every run kept there.
 # SCOPE=sparse,methods.lora (etc.) runs a part.
 SCOPE ?= all
 $(VENV)/.mutation-installed: $(VENV)/.installed requirements-mutation.txt
@@ -85,7 +90,7 @@ $(VENV)/.mutation-installed: $(VENV)/.installed requirements-mutation.txt
 	touch $@
 
 mutation: $(VENV)/.mutation-installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.mutation --scope $(SCOPE)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m tools.mutation --scope $(SCOPE)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache mutants

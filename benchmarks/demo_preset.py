@@ -23,10 +23,10 @@ import torch
 from explorer.engine.config import TrainConfig
 from explorer.engine.prepare import load_for
 from explorer.engine.train import train
-from explorer.workshop.presets import DEMO, PRESETS
+from explorer.workshop.presets import DEMO, DEMO_TARGET_ACC, DEMO_TARGET_S, PRESETS
 
 OUT = Path(__file__).resolve().parent / "results" / "demo_preset.json"
-TARGET_ACC, TARGET_S = 0.75, 30.0
+TARGET_ACC, TARGET_S = DEMO_TARGET_ACC, DEMO_TARGET_S
 
 
 def config_of(values: dict, seed: int = 0) -> TrainConfig:

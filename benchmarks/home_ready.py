@@ -14,28 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "home_ready.json"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-quic", "--no-first-run"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def once(browser, via_make: bool = True) -> dict:
-    port = _port()
+    port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     cmd = (["make", "run", f"PORT={port}", "ADDRESS=127.0.0.1"] if via_make else
            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
@@ -45,13 +34,7 @@ def once(browser, via_make: bool = True) -> dict:
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                time.sleep(0.05)
+        wait_healthy(url, None, timeout=600, every=0.05)  # `make run` may install first: no deadline of its own
         answered = time.perf_counter() - t0
         page = browser.new_page(viewport={"width": 1440, "height": 1700})
         page.goto(url, wait_until="domcontentloaded")
@@ -76,7 +59,7 @@ def main(argv=None) -> int:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         runs = [once(b, via_make=not args.no_make) for _ in range(max(1, args.repeat))]
         b.close()
     out = dict(started_with="python -m streamlit run app.py" if args.no_make else "make run (an installed clone)",

@@ -2,7 +2,7 @@
 side by side with a slider redraw, for rooms of 10 and 30 headless participants while two runs train.
 
 For each room size a fresh server (``tools.streamlit_server.serve``, the instructor token set, the room's and the
-board's files in a temporary folder) and the room of ``tests/lesson_room.py``: the participants open the join
+board's files in a temporary folder) and the room of ``tools/lesson_room.py``: the participants open the join
 address, two more sessions start a long minilm fine-tune each, a probe session moves the playground's rank
 slider on tiny-bert over and over; the teacher starts "What LoRA trains" and moves through its five steps (Home,
 three playground views on minilm, the Memory calculator).  Per room: p50/p95 of ``banner_s`` (the move's commit
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 OUT = ROOT / "benchmarks" / "results" / "lesson_follow"
 TOKEN = "benchmark-instructor-token"
 LESSON = "What LoRA trains"
@@ -56,7 +56,7 @@ def summary(xs) -> dict:
 
 
 def one_room(n: int, steps: int, runs: int) -> dict:
-    from lesson_room import follow_room
+    from tools.lesson_room import follow_room
 
     from explorer.workshop.lessons import bundled_lessons
     from explorer.workshop.room import Room
@@ -99,7 +99,7 @@ st.fragment(run_every=1.0)(lambda: None)()
 
 def empty_fragment(n: int) -> dict:
     """The floor: the same number of sessions on a one-page app whose only work is an empty 1-second fragment."""
-    from st_protocol import Session
+    from tools.st_protocol import Session
 
     from tools.streamlit_server import serve
 
@@ -135,7 +135,7 @@ def fmt(s: dict) -> str:
 def report(rooms: dict) -> str:
     lines = ["# Following the teacher under load", "",
              f"`python -m benchmarks.lesson_follow` ({time.strftime('%Y-%m-%d %H:%M')}), lesson \"{LESSON}\", "
-             "headless participants (`tests/st_protocol.py`), two minilm fine-tunes training (their progress at each "
+             "headless participants (`tools/st_protocol.py`), two minilm fine-tunes training (their progress at each "
              "move is in the JSON), a probe "
              "moving the playground's rank slider. Seconds, p50 / p95. The machine is shared: the 1-minute load "
              "average before each move is listed; compare rows of one run, not runs of different days.", "",

@@ -1,5 +1,5 @@
 """How long each step of the 90-minute workshop takes to draw: every step's link of the bundled lessons opened in a
-fresh session (a headless participant, ``tests/st_protocol.py``), in workshop order, on one fresh server.
+fresh session (a headless participant, ``tools/st_protocol.py``), in workshop order, on one fresh server.
 
 Per step: ``first_s`` (the link opened until the page's first full run finished: what the first participant to
 reach the step waits; models and caches load here when the step is the first to need them) and ``again_s`` (a
@@ -22,12 +22,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 OUT = ROOT / "benchmarks" / "results" / "lesson_steps"
 
 
 async def open_once(url: str, path: str, query: str, timeout: float) -> dict:
-    from st_protocol import Session
+    from tools.st_protocol import Session
 
     s = Session(url)
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     python -m benchmarks.load_curve [--sizes 10,20,30,60] [--checkout LABEL=PATH ...] [--out load_curve]
 
 For each checkout (this one by default; ``--checkout before=/tmp/base`` runs the same headless participants,
-this checkout's ``tests/test_load.py``, against another checkout's app through ``PEFT_LOAD_CHECKOUT``) and each
+this checkout's ``tests/load/test_load.py``, against another checkout's app through ``PEFT_LOAD_CHECKOUT``) and each
 room size it runs the load test (``PEFT_LOAD_SESSIONS=N``: the real server, N participants at once, runs in
 the server's threads and then in worker processes, a fresh server each) and collects its figures: slider redraw
 p50 / p95 (sent while the room's runs queue and train), run wall time p50 (queue wait included), the server's CPU
@@ -41,7 +41,7 @@ def run_size(label: str, checkout: Path, n: int, timeout: float) -> dict:
     env = dict(os.environ, PEFT_LOAD_SESSIONS=str(n), PEFT_LOAD_RESULTS=str(raw), PEFT_LOAD_CHECKOUT=str(checkout),
                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/test_load.py"],
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/load/test_load.py"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     tail = (p.stdout + p.stderr)[-1500:]
     try:

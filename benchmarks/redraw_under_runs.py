@@ -43,7 +43,8 @@ def one(executor: str, steps: int, moves: int) -> dict:
     from explorer.models import load_model
     from explorer.views import fmt
     from explorer.views import playground as pg
-    from tests.test_browser import CHROMIUM, LAUNCH_ARGS, streamlit_server, wait_idle
+    from tools.browser_page import wait_idle
+    from tools.streamlit_server import CHROMIUM, CHROMIUM_ARGS, serve
 
     loaded = load_model("tiny-bert")
 
@@ -52,12 +53,11 @@ def one(executor: str, steps: int, moves: int) -> dict:
         vals["a_rank"] = rank
         return fmt.count(pg.summarize(loaded, "lora", pg.side_knobs(vals, "lora", "a")).trainable)
 
-    gen = streamlit_server(env_extra=dict(PEFT_EXPLORER_EXECUTOR=executor, PEFT_EXPLORER_MAX_RUNS="2"),
-                           log_name=f"redraw_{executor}.log")
-    url = gen.__enter__()
+    gen = serve(env=dict(PEFT_EXPLORER_EXECUTOR=executor, PEFT_EXPLORER_MAX_RUNS="2"))
+    url = gen.__enter__().url
     try:
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             runners = []
             for i in range(2):
                 page = b.new_context(viewport={"width": 1300, "height": 1800}).new_page()

@@ -6,7 +6,7 @@ For each entry of ``--servers`` (one pass each, in that order, in one run; ``1,2
 after two, to see how much the shared machine drifted) the benchmark starts that many dashboard servers behind
 nginx (``tools.serve_room.room``: the servers share one class board, each has its own session folder, and the
 room trains at most ``--runs`` fine-tunes at once in all: ``runs // servers`` per server) and sends the load
-test's participants through the proxy (``tests/test_load.py``'s ``p_one_session``: the playground on tiny-bert
+test's participants through the proxy (``tools/load_participant.py``'s ``p_one_session``: the playground on tiny-bert
 with their own method and rank, Fine-tune in a second tab, Start a 40-step run, then three moves of the rank
 slider while the room's runs queue and train).  Each participant first asks the proxy for the page, as a browser
 does, and both tabs carry the cookie it set (so the room spreads over the servers as it arrives: the proxy sends a
@@ -38,15 +38,13 @@ OUT = ROOT / "benchmarks" / "results"
 
 
 def _load_test(participants: int):
-    """tests/test_load.py as a module (its participant, expectations and percentiles), sized for this room."""
+    """The load test's participants (``tools/load_participant.py``: the participant, expectations and percentiles),
+    sized for this room."""
     os.environ["PEFT_LOAD_SESSIONS"] = str(participants)  # the module reads it for its waits
-    for p in (ROOT / "tests", ROOT):
-        if str(p) not in sys.path:
-            sys.path.insert(0, str(p))
-    import test_load
+    from tools import load_participant
 
-    test_load.SESSIONS = participants
-    return test_load
+    load_participant.SESSIONS = participants
+    return load_participant
 
 
 def cookie_for(url: str) -> str:
@@ -82,7 +80,7 @@ def cpu(servers) -> dict:
 
 async def warm_up(tl, url: str, names: list[str], exp_pg, exp_run) -> list[str]:
     """Each server: Home (its default model loads), then one participant (tiny-bert, one run: workers start)."""
-    from st_protocol import Session
+    from tools.st_protocol import Session
     from tools.serve_room import COOKIE
 
     problems = []
@@ -126,9 +124,9 @@ async def one_pass(tl, r, n_servers: int, participants: int, exp_pg, exp_run) ->
     return dict(servers=n_servers, participants=participants, spread=spread,
                 runs_completed=sum(1 for s in sessions if s.get("finished")),
                 rerun_key_sessions=sum(1 for s in sessions if s.get("rerun_key_needed")),
-                redraw_samples=len(redraws), redraw_p50_s=tl._pct(redraws, 0.5), redraw_p95_s=tl._pct(redraws, 0.95),
+                redraw_samples=len(redraws), redraw_p50_s=tl.pct(redraws, 0.5), redraw_p95_s=tl.pct(redraws, 0.95),
                 redraw_max_s=max(redraws) if redraws else None,
-                run_wall_p50_s=tl._pct([s["run_seconds"] for s in sessions if s.get("finished")], 0.5),
+                run_wall_p50_s=tl.pct([s["run_seconds"] for s in sessions if s.get("finished")], 0.5),
                 sessions_wall_s=wall, server_cpu_s=c1["server"] - c0["server"],
                 workers_cpu_s=c1["workers"] - c0["workers"],
                 server_cpu_s_per_participant=(c1["server"] - c0["server"]) / participants,

@@ -29,24 +29,14 @@ import gc
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 CHROMIUM = "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gc_cost(repeat: int = 5) -> float:
@@ -68,32 +58,21 @@ def gc_cost(repeat: int = 5) -> float:
 
 
 def start_server(post_gc: bool, sessions_dir: str):
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONPATH=str(ROOT), PEFT_EXPLORER_SESSIONS=sessions_dir, PEFT_EXPLORER_MAX_RUNS="2")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false",
-                             "--runner.postScriptGC", "true" if post_gc else "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("the streamlit server did not become healthy within 90 s")
+    """The real server (``tools.streamlit_server.serve``) with Streamlit's post-script collection on or off: the
+    context manager (to stop it), its process and its URL."""
+    from tools.streamlit_server import serve
+
+    cm = serve(env=dict(PEFT_EXPLORER_SESSIONS=sessions_dir, PEFT_EXPLORER_MAX_RUNS="2"),
+               args=("--runner.postScriptGC", "true" if post_gc else "false"))
+    srv = cm.__enter__()
+    return cm, srv.proc, srv.url
 
 
 def one_round(browser, post_gc: bool, pages: int, steps: int, limit: float) -> dict:
     import psutil
 
     with tempfile.TemporaryDirectory() as sessions_dir:
-        proc, url = start_server(post_gc, sessions_dir)
+        cm, proc, url = start_server(post_gc, sessions_dir)
         ps = psutil.Process(proc.pid)
         ctxs = []
         try:
@@ -128,11 +107,7 @@ def one_round(browser, post_gc: bool, pages: int, steps: int, limit: float) -> d
                     c.close()
                 except Exception:  # noqa: BLE001
                     pass
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            cm.__exit__(None, None, None)
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ def _router_only(self, *args, **kwargs):
     """AppTest runs ``app.py`` as the server does once the router has run: Streamlit's legacy ``pages/``-folder mode
     (which runs a page file without the router) is what ``st.navigation`` switches off, but AppTest switches it on
     again before every run.  The server's own first request is handled by ``ui.frame`` (tested with a real server
-    in tests/test_router.py)."""
+    in tests/services/test_router.py)."""
     _pages_manager_init(self, *args, **kwargs)
     PagesManager.uses_pages_directory = False
 
@@ -55,3 +55,13 @@ def tiny_llama():
     from explorer.models import load_model
 
     return load_model("tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Runs in worker threads share 2 busy cores: 1 intra-op thread each (as the server's queue sets it).  A test
+    module uses it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

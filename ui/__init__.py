@@ -13,6 +13,6 @@
 # Every script run imports this package first.  pandas and plotly are imported here, once, in this order: two
 # sessions' first runs importing them lazily through different entry points (a chart builder in one thread,
 # pandas in another) deadlock on Python's import locks, and one of them gets a partially initialised module
-# ("module 'pandas' has no attribute 'Series'", seen in a room; tests/test_import_race.py).
+# ("module 'pandas' has no attribute 'Series'", seen in a room; tests/services/test_import_race.py).
 import pandas  # noqa: E402, F401
 import plotly.graph_objects  # noqa: E402, F401

@@ -8,7 +8,7 @@
 **To add a method: write its module ``explorer/methods/<name>.py``, which declares ``METHOD = Method(...)``
 (:class:`explorer.methods.contract.Method`: every fact, typed and documented there), and add one line to
 ``_REGISTRY`` below.**  Code outside this package asks ``METHODS[name]`` and never branches on a method's name
-(``tests/test_method_facts.py`` checks both).  Behaviour that needs a model lives on the method's ``Adapter``
+(``tests/core/test_method_facts.py`` checks both).  Behaviour that needs a model lives on the method's ``Adapter``
 subclass (``needs_warmup``, ``delta_granule``, ``analytic_bytes()``, ``save()`` / ``load()``, ...).
 """
 

@@ -3,7 +3,7 @@
 Every fact a page, the command line, the memory calculator or a benchmark may ask of a method is a field here,
 typed and documented once (its ``help``); the registry (``explorer.methods``) reads ``METHOD`` from each module
 and names it.  Code outside ``explorer/methods/`` asks these fields and never branches on a method's name
-(``tests/test_method_facts.py`` checks both).  Behaviour that needs a model lives on the method's ``Adapter``
+(``tests/core/test_method_facts.py`` checks both).  Behaviour that needs a model lives on the method's ``Adapter``
 subclass (``explorer.methods.base``) instead.
 """
 

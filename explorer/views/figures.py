@@ -86,7 +86,7 @@ def for_projector(fig: go.Figure, scale: float = PROJ_SCALE, copy: bool = True) 
         line_px = 1.3 * (PROJ_FONT + 6)  # plotly's line height of the title's font
         top = int(PROJ_TITLE_PAD + lines * line_px + (PROJ_FONT + 44 if subtitles else 20))
         # with yanchor "top" plotly hangs a one-line title's glyphs about 0.2 of the font size above y, but a
-        # wrapped title's first line about 0.9 of it above (measured in chromium; tests/test_browser_modes.py
+        # wrapped title's first line about 0.9 of it above (measured in chromium; tests/browser/test_browser_modes.py
         # checks the title's box against the plot and the legend): y sits that far below the pad
         h = int((h0 or 450) * scale)
         y = 1.0 - (PROJ_TITLE_PAD + (0.9 if lines > 1 else 0.2) * (PROJ_FONT + 6)) / h

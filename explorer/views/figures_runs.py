@@ -52,7 +52,7 @@ def _eval_recs(records):
 # them through plotly's validating API costs ~50-120 ms each on a busy 2-core server; their layout does not depend
 # on the data, so it is built that way once per shape (template, height, title, which traces) and kept
 # (``_SKELETONS``); later figures put the records' numbers into a copy of it and skip plotly's validation
-# (``_validate=False``), ~5 ms.  ``tests/test_figures.py`` checks that both ways give the same figure JSON.
+# (``_validate=False``), ~5 ms.  ``tests/core/test_figures.py`` checks that both ways give the same figure JSON.
 
 _SKELETONS: dict[tuple, dict] = {}
 

@@ -10,7 +10,7 @@ Rules for a server shared by a room of people:
   under a server-generated name inside the session's own folder
   (:func:`store_upload`); the user's file name is only ever shown, never used as a path.
 - Only safetensors and JSON (plus CSV/JSON text data) are read: nothing is
-  unpickled (``tests/test_security.py`` scans the source for pickle use).
+  unpickled (``tests/architecture/test_security.py`` scans the source for pickle use).
 
 Limits (environment):
 

@@ -12,7 +12,7 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from torch import nn
 from explorer.errors import KnobError
 from explorer.sparse import linear_from
 from explorer.targets import Target, find_targets, head_module_names
+
+if TYPE_CHECKING:  # the widget context and widget a knob's options read and make
+    from explorer.methods.facts import KnobContext, Widget
 
 
 @dataclass

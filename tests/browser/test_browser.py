@@ -8,6 +8,7 @@ move must change the first metric shown, or None).  Screenshots go to
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass

@@ -23,15 +23,19 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("polling")
+    # a cache folder of its own: a warm-up another test left in the shared cache would be ready at once, and the
+    # SMT tab would never wait for it
     with serve(env={"PEFT_EXPLORER_EXECUTOR": "thread", "PEFT_EXPLORER_MAX_RUNS": "1",
-                    "PEFT_EXPLORER_SESSIONS": tmp / "sessions", "PEFT_EXPLORER_BOARD": tmp / "board.sqlite"}) as srv:
+                    "PEFT_EXPLORER_SESSIONS": tmp / "sessions", "PEFT_EXPLORER_BOARD": tmp / "board.sqlite",
+                    "PEFT_EXPLORER_CACHE": tmp / "cache"}) as srv:
         yield srv.url
 
 
 async def busy_slot(url: str) -> Session:
-    """A tab whose long fine-tune holds the server's only run slot (Stop frees it)."""
+    """A tab whose long fine-tune holds the server's only run slot until Stop frees it (minilm: 500 of its steps
+    outlast every wait here on a fast machine; tiny-bert's were over within seconds on a quiet one)."""
     s = Session(url)
-    await s.open("Fine_tune", "model=tiny-bert&method=lora&steps=500&bs=8&seed=1")
+    await s.open("Fine_tune", "model=minilm&method=lora&steps=500&bs=16&seed=1")
     await s.wait_idle(120)
     await s.click("ft_start")
     assert await s.wait_for(lambda x: x.has_text(r"step [1-9]\d* of 500"), 120), s.texts()[-6:]
@@ -54,6 +58,8 @@ async def wait_then_free(url: str, waiter: Session, queued, fast: float) -> tupl
         await asyncio.sleep(2.5)  # a poll or two in line
         waiting = set(waiter.paces().values())
         n = len(waiter.events)
+        assert await holder.wait_for(lambda x: has_widget(x, "ft_stop") and not x.script_running, 15), \
+            "the run holding the slot ended before the waiter was measured"
         await holder.click("ft_stop")
         freed = True
         sped_up = await waiter.wait_for(lambda x: ("pace", fast) in since(x, n), 90)

@@ -100,7 +100,9 @@ async def share_on_one_see_on_the_other(r) -> tuple[Session, Session]:
     assert await ft.wait_for(lambda s: s.has_text("is on the class board|Shared") and not s.script_running, 60), \
         ft.texts()[-8:]
     # the other server's board page redraws by itself (it polls the board file's version)
-    await board.wait_for(lambda s: s.metric("shared runs") == "1", 60)
+    # (until the whole row of metrics has arrived: the first one comes before the last, whose help names the sharer)
+    await board.wait_for(lambda s: s.metric("shared runs") == "1" and s.metric("best accuracy") is not None
+                         and not s.script_running, 60)
     return ft, board
 
 

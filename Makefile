@@ -28,10 +28,12 @@ browser:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
 # Debian's nginx: the proxy of make serve-room and of tests/services/test_room_servers.py (the test skips without it)
+# (not fatal: without nginx that test skips with its reason, and everything else runs)
 nginx:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq nginx >/dev/null; fi; }
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq nginx >/dev/null; fi; } || \
+	  echo "nginx could not be installed: tests/services/test_room_servers.py will skip (make serve-room needs it)"
 
 # Streamlit's own upload limit follows PEFT_EXPLORER_MAX_UPLOAD_MB (whole MiB, rounded up; the core checks bytes)
 # LESSON=FILE offers a lesson file of your own to the teacher (explorer/workshop/lessons.py; --lesson FILE)

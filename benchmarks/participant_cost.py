@@ -66,6 +66,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.load_participant import pct, server_cpu
 from tools.pyspy_shares import attribute, parse_raw  # py-spy samples -> shares
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,25 +95,19 @@ RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 # ----------------------------------------------------------------------------- counters of the server
 
 def cpu_snapshot(pid: int) -> dict:
-    """The server's CPU seconds (user + system) and each live child's, keyed by (pid, start time)."""
+    """The server's CPU seconds (user + system) and each live child's (``tools.load_participant.server_cpu``), with
+    the resident memory of the server and its children."""
     import psutil
 
     p = psutil.Process(pid)
-    t = p.cpu_times()
-    kids = {}
-    for c in p.children(recursive=True):
-        try:
-            ct = c.cpu_times()
-            kids[(c.pid, c.create_time())] = ct.user + ct.system
-        except psutil.Error:
-            pass
     rss_kids = 0
     for c in p.children(recursive=True):
         try:
             rss_kids += c.memory_info().rss
         except psutil.Error:
             pass
-    return dict(server=t.user + t.system, reaped_children=t.children_user + t.children_system, children=kids,
+    cpu = server_cpu(pid)
+    return dict(server=cpu["server"], reaped_children=cpu["reaped"], children=cpu["children"],
                 rss=p.memory_info().rss, rss_children=rss_kids, threads=p.num_threads(), t=time.perf_counter())
 
 
@@ -408,7 +403,7 @@ async def protocol(srv: Server, a) -> dict:
                     return time.perf_counter() - t
 
                 waits = await asyncio.gather(*(one(i) for i in range(n)))
-                stats["arrival_p50_s"] = _pct(waits, 0.5)
+                stats["arrival_p50_s"] = pct(waits, 0.5)
                 stats["arrival_max_s"] = max(waits) if waits else None
 
             res["states"]["arrive"] = await measure("arrive", srv, [], n, win, a.profile, a.rate, arrivals)
@@ -441,8 +436,8 @@ async def protocol(srv: Server, a) -> dict:
 
                 await asyncio.gather(*(one(i, t) for i, t in enumerate(pgs)))
                 stats["moves"] = len(redraws)
-                stats["redraw_p50_s"] = _pct(redraws, 0.5)
-                stats["redraw_p95_s"] = _pct(redraws, 0.95)
+                stats["redraw_p50_s"] = pct(redraws, 0.5)
+                stats["redraw_p95_s"] = pct(redraws, 0.95)
 
             res["states"]["sliders"] = await measure("sliders", srv, pgs + fts, n, win, a.profile, a.rate, move)
         res["errors"] += errors_of(pgs + fts)
@@ -553,15 +548,6 @@ def _has(s, key: str) -> bool:
         return True
     except KeyError:
         return False
-
-
-def _pct(xs, q):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def per_participant(states: dict) -> dict:

@@ -189,3 +189,20 @@ def pct(xs, q):
     k = (len(xs) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def server_cpu(pid: int) -> dict:
+    """CPU seconds (user + system) of the server process, of its reaped children and of each live child (worker
+    processes), keyed by (pid, start time)."""
+    import psutil
+
+    p = psutil.Process(pid)
+    t = p.cpu_times()
+    kids = {}
+    for c in p.children(recursive=True):
+        try:
+            ct = c.cpu_times()
+            kids[(c.pid, c.create_time())] = ct.user + ct.system
+        except psutil.Error:
+            pass
+    return dict(server=t.user + t.system, reaped=t.children_user + t.children_system, children=kids)

@@ -42,7 +42,7 @@ import pytest
 
 from explorer.views import fmt
 from tools.load_participant import (MOVES, P_STEPS, RANKS, SESSIONS, STEPS, expectations, p_one_session,
-                                    p_server_status, pct, session_plan)
+                                    p_server_status, pct, server_cpu, session_plan)
 from tools.streamlit_server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,22 +83,6 @@ def server(request, tmp_path_factory):
     with serve(env=env, root=APP_ROOT, timeout=60,
                log=logdir / f"load_server_{request.param}.log" if logdir.exists() else None) as srv:
         yield srv.url, srv.proc, request.param
-
-
-def server_cpu(pid: int) -> dict:
-    """CPU seconds (user + system) of the server process, and of each of its live children (worker processes)."""
-    import psutil
-
-    p = psutil.Process(pid)
-    t = p.cpu_times()
-    kids = {}
-    for c in p.children(recursive=True):
-        try:
-            ct = c.cpu_times()
-            kids[(c.pid, c.create_time())] = ct.user + ct.system
-        except psutil.Error:
-            pass
-    return dict(server=t.user + t.system, reaped=t.children_user + t.children_system, children=kids)
 
 
 class RssSampler(threading.Thread):

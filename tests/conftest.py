@@ -12,11 +12,16 @@ os.environ.setdefault("PEFT_EXPLORER_EXECUTOR", "thread")
 # the server freezes its long-lived objects out of the garbage collector's walks (explorer.workshop.status.
 # freeze_long_lived); the test process runs pages in AppTest and checks that dropped objects are collected: not here
 os.environ.setdefault("PEFT_EXPLORER_GC_FREEZE", "0")
-# the class board of the tests lives in a temporary file, never in the user's cache folder
-if "PEFT_EXPLORER_BOARD" not in os.environ:
+# the class board (and the lesson room beside it) and the session folders of the tests live in a temporary folder of
+# their own, never in the user's cache folder; under pytest-xdist (make test runs two workers) each worker makes its
+# own, so one worker's shares, lessons and janitor never meet another's.  Set by the user, they are kept.
+if os.environ.get("_PEFTX_TEST_FOLDERS_OF") not in (None, str(os.getpid())) or "PEFT_EXPLORER_BOARD" not in os.environ:
     import tempfile
 
-    os.environ["PEFT_EXPLORER_BOARD"] = os.path.join(tempfile.mkdtemp(prefix="peftx-board-"), "board.sqlite")
+    _own = tempfile.mkdtemp(prefix="peftx-test-")
+    os.environ["PEFT_EXPLORER_BOARD"] = os.path.join(_own, "board.sqlite")
+    os.environ["PEFT_EXPLORER_SESSIONS"] = os.path.join(_own, "sessions")
+    os.environ["_PEFTX_TEST_FOLDERS_OF"] = str(os.getpid())
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -40,7 +45,20 @@ def _router_only(self, *args, **kwargs):
 
 PagesManager.__init__ = _router_only
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# 2 intra-op threads, or this process's share of the cores when pytest-xdist runs several workers side by side
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+# what must not share the machine with itself: under pytest-xdist's --dist loadgroup, each group runs in one worker
+# (the browser layer shares its one server; the load layer's rooms never train beside each other)
+_GROUPS = {"browser": "browser", "load": "load"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        layer = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0] if str(item.fspath).startswith(
+            str(ROOT / "tests")) else None
+        if layer in _GROUPS:
+            item.add_marker(pytest.mark.xdist_group(_GROUPS[layer]))
 
 
 @pytest.fixture(scope="session")

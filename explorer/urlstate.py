@@ -128,7 +128,7 @@ class Field:
         # str
         s = _CTRL.sub("", str(value)).strip()
         if len(s) > self.max_len:
-            return s[: self.max_len], f"{self.name}: cut to {self.max_len} characters"
+            return s[: self.max_len].rstrip(), f"{self.name}: cut to {self.max_len} characters"  # stable when read again
         return s, None
 
     def _clamp_number(self, value):

@@ -105,3 +105,11 @@ def test_presets_parse_without_warnings():
         assert warns == [], (p.name, warns)
         # every value of the preset is a whitelisted field (nothing silently dropped)
         assert set(p.values) <= set(sch.fields), (p.name, set(p.values) - set(sch.fields))
+
+
+def test_a_cut_value_reads_back_the_same():
+    """A value cut at the limit just after a space keeps no trailing space: the address it writes reads back to
+    the same value (hypothesis found ``"0" * 19 + " 0"``)."""
+    vals, warns = SCHEMA.parse({"s": "0" * 19 + " 0"})
+    assert vals["s"] == "0" * 19 and len(warns) == 1
+    assert SCHEMA.parse(SCHEMA.encode(vals)) == (vals, [])

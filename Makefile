@@ -54,13 +54,15 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 
 # the whole suite, the 10-session load test (tests/load/test_load.py, ~2 min), the Ray tests and two servers behind nginx
 # (tests/services/test_room_servers.py) included
+# JOBS: pytest-xdist worker processes (much of the suite waits on servers and browsers; 2 keep a 2-core machine busy)
+JOBS ?= 2
 test: install browser nginx $(VENV)/.ray-installed
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
 
 # the core and page layers (tests/core, tests/pages) less the tests marked slow (a subprocess, a real model trained or
 # loaded: each layer's conftest.py names them; make test runs them): a quick check while you work, under 2 minutes
 test-fast: install
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests/core tests/pages
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow" tests/core tests/pages
 
 # the load test alone, with its figures printed and written to benchmarks/results/load.json (headless participants;
 # threads and worker processes side by side).  ROOM=30 runs a room of 30 (benchmarks/results/load_30.json); make test

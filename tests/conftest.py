@@ -48,17 +48,20 @@ PagesManager.__init__ = _router_only
 # 2 intra-op threads, or this process's share of the cores when pytest-xdist runs several workers side by side
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
-# what must not share the machine with itself: under pytest-xdist's --dist loadgroup, each group runs in one worker
-# (the browser layer shares its one server; the load layer's rooms never train beside each other)
-_GROUPS = {"browser": "browser", "load": "load"}
+# pytest-xdist (make test runs 2 workers, --dist loadgroup): each test file runs whole in one worker, so a module's
+# server, browser or model is made once; the tests whose waits are bound to a room's follow times (the room walk
+# and the load layer) form one group, so two rooms never train beside each other on a small machine
+_TIMING_BOUND = {"tests/browser/test_browser_room.py", "tests/load/test_load.py", "tests/load/test_load_lesson.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        layer = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0] if str(item.fspath).startswith(
-            str(ROOT / "tests")) else None
-        if layer in _GROUPS:
-            item.add_marker(pytest.mark.xdist_group(_GROUPS[layer]))
+        rel = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix() if Path(
+            str(item.fspath)).resolve().is_relative_to(ROOT) else str(item.fspath)
+        # a group's name ends the node id (``...::test@name``): no "/", which pytest reads as a folder of the id
+        item.add_marker(pytest.mark.xdist_group("timing-bound" if rel in _TIMING_BOUND else
+                                                 rel.removesuffix(".py").replace("/", ".")))
 
 
 @pytest.fixture(scope="session")

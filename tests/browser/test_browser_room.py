@@ -176,7 +176,8 @@ def test_a_room_follows_the_teacher_answers_and_takes_the_workshop_home(room_ser
         move(1, list(enumerate(parts)))
         for i, p in enumerate(parts):
             wait_idle(p, timeout=120)
-            assert ranks(p) == ["1", "64"], ranks(p)  # the preset's ranks
+            # the preset's ranks (the sliders are drawn once the step's page has run: under load, after the address)
+            wait_until(lambda: ranks(p) == ["1", "64"], f"participant {i}: the preset's ranks (shows {ranks(p)})", 60)
             assert not page_errors(p), page_errors(p)
         for p, a in zip(parts, ("150k", "147456", "1e6")):
             answer(p, a)

@@ -42,3 +42,12 @@ def test_the_mark_reaches_every_parameter_of_a_named_test_and_nothing_else(tmp_p
     assert unknown(tmp_path, {"test_a.py::test_x"}) == ["test_a.py::test_x"]  # no such file there
     f.write_text("def test_x():\n    pass\n")
     assert unknown(tmp_path, {"test_a.py::test_x", "test_a.py::test_gone"}) == ["test_a.py::test_gone"]
+
+
+def test_the_timing_bound_group_names_test_files_that_exist():
+    """tests/conftest.py keeps the room walk and the load layer in one pytest-xdist group (never side by side): a
+    renamed file would silently leave it."""
+    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text("utf-8"))
+    names = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", None) == "_TIMING_BOUND" for t in n.targets))
+    assert names and all((ROOT / n).is_file() for n in names), sorted(n for n in names if not (ROOT / n).is_file())

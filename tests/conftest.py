@@ -7,7 +7,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # runs execute in the test's own process (fast, inspectable); the worker-process executor, the dashboard's
-# default, is tested by test_workers.py, test_browser_workers.py, test_browser_lessons.py and the load test
+# default, is tested by test_workers.py, test_browser_workers.py, test_browser_lessons.py, test_browser_presets.py and the load test
 os.environ.setdefault("PEFT_EXPLORER_EXECUTOR", "thread")
 # the server freezes its long-lived objects out of the garbage collector's walks (explorer.workshop.status.
 # freeze_long_lived); the test process runs pages in AppTest and checks that dropped objects are collected: not here

@@ -18,6 +18,14 @@ def server():
 
 
 @pytest.fixture(scope="module")
+def process_server():
+    """The dashboard as `make run` starts it, runs in worker processes (the default executor): one per module that
+    asks for it (the lessons and the presets)."""
+    with streamlit_server(env_extra=dict(PEFT_EXPLORER_EXECUTOR="process"), log_name="process_server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 

@@ -54,7 +54,7 @@ def method_pairs() -> list[tuple[str, str]]:
 def test_playground_draws_every_method_at_defaults(model):
     """Each bundled model with every method at its defaults, two methods per page (each side at its own
     defaults): both sides show their trainable count, no error box.  (The browser draws one such page per model
-    and per method: ``tests/test_browser_lessons.py``.)"""
+    and per method: ``tests/browser/test_browser_lessons.py``.)"""
     for m1, m2 in method_pairs():
         at = open_page(str(ROOT / "pages" / "1_Methods_playground.py"), model=model, m1=m1, m2=m2)
         no_problem(at)

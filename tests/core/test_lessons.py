@@ -283,7 +283,7 @@ def test_every_bundled_step_link_parses_back_to_its_settings():
 
 def test_bundled_playground_steps_build_on_minilm():
     """Each playground step's sides apply to minilm with the knobs its link carries (the page's own knob mapping;
-    SMT's selection from a warm-up is the presets' browser test's, tests/browser/test_browser_lessons.py)."""
+    SMT's selection from a warm-up is the presets' browser test's, tests/browser/test_browser_presets.py)."""
     from explorer.methods import apply_method
     from explorer.models import load_model
     from explorer.views import playground as pg

@@ -95,3 +95,9 @@ def skip_to(page, target: str) -> int:
             n += 1
         return n
     raise AssertionError(f"the skip link to {target} did not move the focus to the page's main control")
+
+
+def fresh_page(browser, height: int = 1800):
+    """A new browser context (a fresh session: no cookies, no history) and its page, 1440 px wide."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": height})
+    return ctx, ctx.new_page()

@@ -347,12 +347,9 @@ def default_queue() -> RunQueue:
 
 def set_run_threads(max_running: int) -> int:
     """Set torch's intra-op threads so that ``max_running`` runs share the cores; returns the number set."""
-    try:
-        n = int(os.environ.get("PEFT_EXPLORER_TORCH_THREADS", "0"))
-    except ValueError:
-        n = 0
-    if n < 1:
-        n = max(1, (os.cpu_count() or 1) // max(1, int(max_running)))
+    from explorer.workshop.worker_side import run_threads
+
+    n = run_threads(max_running)
     try:
         import torch
 

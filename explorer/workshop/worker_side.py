@@ -100,6 +100,20 @@ def resolve(target: str):
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
 
 
+THREADS_OVERRIDE_ENV = "PEFT_EXPLORER_TORCH_THREADS"
+
+
+def run_threads(max_running: int) -> int:
+    """Torch threads per run, so that ``max_running`` runs at once share this machine's cores
+    (``PEFT_EXPLORER_TORCH_THREADS`` overrides: several servers on one machine, ``tools/serve_room.py``, each run one
+    or two runs and must split the cores between all of them, not each take them all)."""
+    try:
+        n = int(os.environ.get(THREADS_OVERRIDE_ENV, "0"))
+    except ValueError:
+        n = 0
+    return n if n >= 1 else max(1, (os.cpu_count() or 1) // max(1, int(max_running)))
+
+
 def worker_environment(threads: int) -> dict[str, str]:
     """The environment a worker sets before importing torch: every compute thread pool sized to ``threads`` and
     the tokenizers' own thread pool off, so that a run's worker uses the cores it was given and no more (the

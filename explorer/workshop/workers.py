@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.errors import ServiceError, WorkerDied, died_message
-from explorer.workshop.worker_side import _worker_main, resolve
+from explorer.workshop.worker_side import _worker_main, resolve, run_threads
 
 __all__ = ["ThreadExecutor", "ProcessExecutor", "default_executor", "executor_kind", "EXECUTOR_ENV",
            "WorkerDied", "died_message"]
@@ -150,8 +150,8 @@ class ProcessExecutor:
         _POOLS.add(self)
         _hook_exit()
         self.size = max(1, int(workers))
-        cores = os.cpu_count() or 1
-        self.threads = max(1, int(threads)) if threads else max(1, cores // self.size)
+        # each worker's share of the cores (PEFT_EXPLORER_TORCH_THREADS overrides: several servers on one machine)
+        self.threads = max(1, int(threads)) if threads else run_threads(self.size)
         if niceness is None:
             try:
                 niceness = int(os.environ.get(NICE_ENV, str(DEFAULT_NICE)))

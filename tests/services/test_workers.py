@@ -252,3 +252,26 @@ def test_a_worker_whose_server_is_killed_outright_ends():
         p.kill()
         with contextlib.suppress(psutil.Error, NameError):
             worker.kill()
+
+
+def test_several_servers_on_one_machine_split_the_cores_between_their_workers(monkeypatch):
+    """tools/serve_room.py gives each of N servers one run slot and PEFT_EXPLORER_TORCH_THREADS (the cores over the
+    room's runs): a one-worker pool must take that, not every core.  Before, each server's worker took all the
+    cores, and two servers on 2 cores trained 30 runs in 6x the wall time at 10x the CPU (benchmarks/room_servers.py;
+    oversubscribed OpenMP threads spin)."""
+    from explorer.workshop.workers import ProcessExecutor
+
+    monkeypatch.setenv("PEFT_EXPLORER_TORCH_THREADS", "1")
+    pool = ProcessExecutor(workers=1)
+    try:
+        assert pool.threads == 1
+        out = pool.run_call("explorer.workshop.worker_side:selftest", dict(n=1))
+        assert out["torch_threads"] == 1
+    finally:
+        pool.shutdown()
+    monkeypatch.delenv("PEFT_EXPLORER_TORCH_THREADS")
+    unset = ProcessExecutor(workers=1)
+    try:
+        assert unset.threads == max(1, os.cpu_count() or 1)  # no override: the machine's cores
+    finally:
+        unset.shutdown()

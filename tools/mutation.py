@@ -148,7 +148,8 @@ _MEMORY_OWN = [t for m in ANALYTIC if m.startswith("explorer.memory.") for t in 
 # the fast, hand-counted tests of each method module (tests/core/test_methods_<module>.py: one per method,
 # base, facts, the memory facts, the playground's pictures, SMT's blocks and adapter)
 _METHOD_FILES = sorted(f"{CORE_TESTS}/{p.name}" for p in (ROOT / CORE_TESTS).glob("test_methods_*.py"))
-SCOPE_TESTS = {"methods": [f"{CORE_TESTS}/test_methods.py", f"{CORE_TESTS}/test_sparse.py",
+SCOPE_TESTS = {"methods": [f"{CORE_TESTS}/test_methods.py", f"{CORE_TESTS}/test_method_facts.py",  # the contract's
+                           f"{CORE_TESTS}/test_sparse.py",
                            f"{CORE_TESTS}/test_memory.py", *_OWN, f"{CORE_TESTS}/test_sparta_budget.py",
                            *_METHOD_FILES],
                "sparse": [f"{CORE_TESTS}/test_sparse.py"],

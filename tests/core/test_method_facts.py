@@ -243,3 +243,20 @@ def test_knob_widget_hints_from_the_method():
     assert lora.knob("rank").options(KnobContext(values={"rank": 12}, shapes=lambda t: [])).options == \
         [1, 2, 4, 8, 12, 16, 32, 64, 128, 256]
     assert lora.knob("targets").model_types and lora.knob("rank").widget_kind == "select_slider"
+
+
+def test_a_methods_dict_is_what_the_command_line_prints():
+    """``Method.to_dict`` (``python -m explorer methods --json``): every page-facing fact of the declaration, its
+    knobs' own dicts, in JSON; the lists are copies (a caller cannot change the declaration)."""
+    import json
+
+    from explorer.methods import METHODS
+
+    for name, m in METHODS.items():
+        d = m.to_dict()
+        assert json.loads(json.dumps(d)) == d
+        assert d == dict(name=name, label=m.label, short=m.short, description=m.description,
+                         what_trains=m.what_trains, paper=m.paper, formula=m.formula, default_lr=m.default_lr,
+                         deviations=list(m.deviations), knobs=[k.to_dict() for k in m.knobs])
+        assert d["name"] == m.name and d["deviations"] is not m.deviations
+    assert {k["name"] for k in METHODS["lora-sp"].to_dict()["knobs"]} >= {"rank", "alpha", "targets", "freeze"}

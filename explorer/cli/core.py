@@ -69,6 +69,8 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
     if adapter.needs_warmup and loaded.info.meta:
         adapter.notes.append(adapter.meta_note())  # SMT: its budget and block grid, not a selection
     elif adapter.needs_warmup:
+        import torch
+
         from explorer.engine.warmup import run_warmup, task_batches
 
         if loaded.info.kind == "seq-cls":  # the warm-up's new head comes from the method's seed, as a run's does
@@ -78,7 +80,9 @@ def inspect(model: str, method: str, knobs: dict, task=None) -> dict:
                       int(adapter.knobs.get("seed", 0)))
         steps = adapter.knobs["warmup_steps"]
         batches = task_batches(loaded, task, n=min(steps, 8))
-        run_warmup(adapter, batches, max_steps=min(steps, len(batches)))
+        with torch.random.fork_rng(devices=[]):  # the warm-up's dropout from the seed too, as a run's and the
+            torch.manual_seed(int(adapter.knobs.get("seed", 0)))  # inspector's are, whatever the process drew before
+            run_warmup(adapter, batches, max_steps=min(steps, len(batches)))
         adapter.notes.append(f"inspect ran a short warm-up of {min(steps, len(batches))} batches to select blocks.")
     s = adapter.summary()
     s["model"] = dict(name=loaded.info.name, label=loaded.info.label, kind=loaded.info.kind,

@@ -7,7 +7,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # runs execute in the test's own process (fast, inspectable); the worker-process executor, the dashboard's
-# default, is tested by test_workers.py, test_browser_workers.py, test_browser_lessons.py, test_browser_presets.py and the load test
+# default, is tested by test_workers.py, test_browser_workers.py, test_browser_lessons.py, test_browser_presets.py
+# and the load test
 os.environ.setdefault("PEFT_EXPLORER_EXECUTOR", "thread")
 # the server freezes its long-lived objects out of the garbage collector's walks (explorer.workshop.status.
 # freeze_long_lived); the test process runs pages in AppTest and checks that dropped objects are collected: not here
@@ -57,8 +58,8 @@ _TIMING_BOUND = {"tests/browser/test_browser_room.py", "tests/load/test_load.py"
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        rel = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix() if Path(
-            str(item.fspath)).resolve().is_relative_to(ROOT) else str(item.fspath)
+        path = Path(str(item.fspath)).resolve()
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.as_posix()
         # a group's name ends the node id (``...::test@name``): no "/", which pytest reads as a folder of the id
         item.add_marker(pytest.mark.xdist_group("timing-bound" if rel in _TIMING_BOUND else
                                                  rel.removesuffix(".py").replace("/", ".")))

@@ -46,6 +46,7 @@ from typing import Any, Callable
 from explorer.methods import METHODS, SWEEP_METHODS
 from explorer.errors import KnobError
 from explorer.engine.state import Heartbeat
+from explorer.workshop.worker_side import run_threads
 
 __all__ = ["RunQueue", "Job", "MemoryRefused", "default_queue", "estimate_run_bytes", "estimate_run_label",
            "MEMORY_PRECISION", "free_bytes",
@@ -347,8 +348,6 @@ def default_queue() -> RunQueue:
 
 def set_run_threads(max_running: int) -> int:
     """Set torch's intra-op threads so that ``max_running`` runs share the cores; returns the number set."""
-    from explorer.workshop.worker_side import run_threads
-
     n = run_threads(max_running)
     try:
         import torch
